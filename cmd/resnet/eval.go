@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/cifar10"
+	"github.com/resnetgen/resnetgen/resnet/pytorch"
+)
+
+type evalResult struct {
+	Arch string `json:"arch"`
+	cifar10.Result
+}
+
+func runEval(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("eval", stderr)
+	arch := fs.String("arch", "", "a CIFAR-10 network: cifar-resnet20, 32, 44, 56, 110 or 1202")
+	weights := fs.String("weights", "", "PyTorch checkpoint (.th/.pth, zip or legacy format)")
+	data := fs.String("data", "", "folder with the CIFAR-10 binary test batches ("+cifar10.BatchPattern+")")
+	limit := fs.Int("limit", 0, "evaluate only the first N images (0: all)")
+	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "images evaluated in parallel")
+	asJSON := fs.Bool("json", false, "print a JSON object {arch, images, correct, top1}")
+	quiet := fs.Bool("q", false, "no progress on standard error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, val string }{{"-arch", *arch}, {"-weights", *weights}, {"-data", *data}} {
+		if f.val == "" {
+			return fmt.Errorf("%w: %s is required", errUsage, f.name)
+		}
+	}
+	if *limit < 0 || *workers < 1 {
+		return fmt.Errorf("%w: -limit must be ≥ 0 and -workers ≥ 1", errUsage)
+	}
+	a, err := resnet.Lookup(*arch)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if a.Classes != cifar10.Classes || a.InputSize != cifar10.Side {
+		var cifar []string
+		for _, n := range resnet.Names() {
+			if strings.HasPrefix(n, "cifar-") {
+				cifar = append(cifar, n)
+			}
+		}
+		return fmt.Errorf("%w: %s is not a CIFAR-10 network (%d classes, %d px input); use one of %s",
+			errUsage, *arch, a.Classes, a.InputSize, strings.Join(cifar, ", "))
+	}
+	net, err := resnet.Build(a)
+	if err != nil {
+		return err
+	}
+	w, err := pytorch.Load(*weights)
+	if err != nil {
+		return err
+	}
+	ref, err := resnet.NewReference(net, w)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *weights, err)
+	}
+	images, err := cifar10.ReadDir(*data)
+	if err != nil {
+		return err
+	}
+	if *limit > 0 && *limit < len(images) {
+		images = images[:*limit]
+	}
+	var progress io.Writer
+	if !*quiet {
+		progress = stderr
+		fmt.Fprintf(stderr, "evaluating %s on %d images with the float64 reference, %d workers\n", *arch, len(images), *workers)
+	}
+	start := time.Now()
+	res, err := cifar10.Evaluate(images, ref.Forward, *workers, progress)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(evalResult{*arch, res})
+	}
+	fmt.Fprintf(stdout, "%s: top-1 %.2f%% (error %.2f%%), %d of %d images correct, %s\n",
+		*arch, res.Top1, 100-res.Top1, res.Correct, res.Images, time.Since(start).Round(time.Millisecond))
+	return nil
+}

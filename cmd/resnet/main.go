@@ -1,0 +1,87 @@
+// Command resnet runs the networks of "Deep Residual Learning for Image
+// Recognition" (He et al., CVPR 2016) from Go.
+//
+//	resnet flops [-json]                                   Table 1: multiply-adds and parameters
+//	resnet eval -arch cifar-resnet20 -weights W.th -data DIR [-json]
+//	                                                       CIFAR-10 top-1 accuracy
+//
+// Errors go to standard error and make the exit status non-zero: 2 for bad
+// usage, 1 for everything else.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+type command struct {
+	name, summary string
+	run           func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"flops", "print Table 1: multiply-adds (the paper's FLOPs) and parameters per depth", runFlops},
+	{"eval", "measure top-1 accuracy of a CIFAR-10 ResNet on the CIFAR-10 test set", runEval},
+}
+
+// errUsage marks errors caused by how the command was called.
+var errUsage = errors.New("usage")
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	usage := func() {
+		fmt.Fprintln(stderr, "usage: resnet <command> [flags]\n\ncommands:")
+		for _, c := range commands {
+			fmt.Fprintf(stderr, "  %-6s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintln(stderr, "\nrun 'resnet <command> -h' for a command's flags")
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
+		usage()
+		return 2
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			err := c.run(args[1:], stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 2
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(stderr, "resnet %s: %v\n", c.name, err)
+				return 2
+			}
+			fmt.Fprintf(stderr, "resnet %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "resnet: unknown command %q\n", args[0])
+	usage()
+	return 2
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("resnet "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses flags and refuses stray arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,545 @@
+// Package pytorch reads PyTorch checkpoints (torch.save of a state_dict) into
+// resnet.Weights: the zip format of torch ≥ 1.6, which torchvision ships, and
+// the legacy format of older releases.
+//
+// The pickle virtual machine is github.com/nlpodyssey/gopickle's; the
+// container formats are read here rather than with gopickle's pytorch
+// package because that one takes only a file name (nothing to fuzz from
+// memory), panics on some inputs (tar archives, storage views), and allocates
+// storages from sizes in the file before checking that the file holds them.
+// Here every length is checked against the bytes present first, and any
+// panic from the unpickler is returned as an error.
+package pytorch
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/nlpodyssey/gopickle/pickle"
+	"github.com/nlpodyssey/gopickle/types"
+
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// MaxFileSize bounds what Read accepts (16 GiB), far above ResNet-152's 240 MB.
+const MaxFileSize = 16 << 30
+
+// Load reads the checkpoint file at path.
+func Load(path string) (*resnet.Weights, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	w, err := Read(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return w, nil
+}
+
+// Read reads a checkpoint of size bytes. The checkpoint may be a bare
+// state_dict or a dict wrapping one under "state_dict" (as the CIFAR
+// checkpoints do) or "model". A "module." prefix (nn.DataParallel) is
+// removed and "num_batches_tracked" counters are skipped. Tensors of any
+// floating dtype are converted to float32.
+func Read(r io.ReaderAt, size int64) (*resnet.Weights, error) {
+	obj, err := readObject(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return stateDict(obj)
+}
+
+// readObject returns the unpickled object of a checkpoint, its tensors'
+// storages filled in.
+func readObject(r io.ReaderAt, size int64) (obj any, err error) {
+	if size < 0 || size > MaxFileSize {
+		return nil, fmt.Errorf("checkpoint of %d bytes: size outside [0, %d]", size, int64(MaxFileSize))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			obj, err = nil, fmt.Errorf("corrupt checkpoint: %v", p)
+		}
+	}()
+	var magic [4]byte
+	if _, err := r.ReadAt(magic[:], 0); err != nil {
+		return nil, fmt.Errorf("not a PyTorch checkpoint: %d bytes, too short", size)
+	}
+	if string(magic[:]) == "PK\x03\x04" {
+		return readZip(r, size)
+	}
+	return readLegacy(r, size)
+}
+
+// dtype is a storage element type and its conversion to float32.
+type dtype struct {
+	name    string
+	size    int
+	convert func(b []byte, out []float32)
+}
+
+var dtypes = map[string]dtype{
+	"FloatStorage": {"float32", 4, func(b []byte, out []float32) {
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	}},
+	"DoubleStorage": {"float64", 8, func(b []byte, out []float32) {
+		for i := range out {
+			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
+		}
+	}},
+	"HalfStorage": {"float16", 2, func(b []byte, out []float32) {
+		for i := range out {
+			out[i] = halfToFloat(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	}},
+	"BFloat16Storage": {"bfloat16", 2, func(b []byte, out []float32) {
+		for i := range out {
+			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
+		}
+	}},
+	// Integer storages appear for num_batches_tracked; they are read (to
+	// keep the legacy stream in step) but never converted.
+	"LongStorage": {"int64", 8, nil},
+	"IntStorage":  {"int32", 4, nil},
+	"ShortStorage": {"int16", 2, nil},
+	"CharStorage":  {"int8", 1, nil},
+	"ByteStorage":  {"uint8", 1, nil},
+	"BoolStorage":  {"bool", 1, nil},
+}
+
+// halfToFloat converts an IEEE 754 binary16 to float32.
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0x1f: // Inf, NaN
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: value = mant · 2^−24
+		f := float32(mant) / (1 << 24)
+		if sign != 0 {
+			f = -f
+		}
+		return f
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+}
+
+// storageClass is what the unpickler returns for torch.FloatStorage & co.
+type storageClass struct{ dt dtype }
+
+// storage is one persistent storage; its bytes are filled after unpickling.
+type storage struct {
+	dt    dtype
+	key   string
+	numel int
+	raw   []byte
+	f32   []float32 // raw converted, once, on first use
+}
+
+// tensorRef is a tensor as the pickle describes it: a strided view of a storage.
+type tensorRef struct {
+	st           *storage
+	offset       int
+	size, stride []int
+}
+
+type callable func(args ...any) (any, error)
+
+func (c callable) Call(args ...any) (any, error) { return c(args...) }
+
+func ints(v any, what string) ([]int, error) {
+	t, ok := v.(*types.Tuple)
+	if !ok {
+		return nil, fmt.Errorf("tensor %s: want a tuple, got %T", what, v)
+	}
+	out := make([]int, t.Len())
+	for i := range out {
+		n, ok := t.Get(i).(int)
+		if !ok {
+			return nil, fmt.Errorf("tensor %s: element %d is %T, not int", what, i, t.Get(i))
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// rebuildTensor implements torch._utils._rebuild_tensor(_v2):
+// (storage, storage_offset, size, stride, …).
+func rebuildTensor(args ...any) (any, error) {
+	if len(args) < 4 {
+		return nil, fmt.Errorf("_rebuild_tensor: %d arguments, want at least 4", len(args))
+	}
+	st, ok := args[0].(*storage)
+	if !ok {
+		return nil, fmt.Errorf("_rebuild_tensor: storage is %T", args[0])
+	}
+	off, ok := args[1].(int)
+	if !ok {
+		return nil, fmt.Errorf("_rebuild_tensor: offset is %T", args[1])
+	}
+	size, err := ints(args[2], "size")
+	if err != nil {
+		return nil, err
+	}
+	stride, err := ints(args[3], "stride")
+	if err != nil {
+		return nil, err
+	}
+	if len(size) != len(stride) {
+		return nil, fmt.Errorf("_rebuild_tensor: size %v and stride %v differ in rank", size, stride)
+	}
+	return &tensorRef{st, off, size, stride}, nil
+}
+
+func newUnpickler(data []byte, storages map[string]*storage) pickle.Unpickler {
+	u := pickle.NewUnpickler(bytes.NewReader(data))
+	u.FindClass = func(module, name string) (any, error) {
+		switch module + "." + name {
+		case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
+			return callable(rebuildTensor), nil
+		case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state":
+			return callable(func(args ...any) (any, error) {
+				if len(args) == 0 {
+					return nil, fmt.Errorf("_rebuild_parameter: no arguments")
+				}
+				return args[0], nil
+			}), nil
+		}
+		if module == "torch" {
+			if dt, ok := dtypes[name]; ok {
+				return &storageClass{dt}, nil
+			}
+		}
+		// Anything else (argparse.Namespace, optimizer state, …) becomes an
+		// opaque object; it is an error only if it sits where a tensor should.
+		return types.NewGenericClass(module, name), nil
+	}
+	u.PersistentLoad = func(id any) (any, error) {
+		t, ok := id.(*types.Tuple)
+		if !ok || t.Len() < 5 {
+			return nil, fmt.Errorf("persistent id %v: want ('storage', type, key, location, numel)", id)
+		}
+		kind, _ := t.Get(0).(string)
+		cls, okc := t.Get(1).(*storageClass)
+		key, okk := t.Get(2).(string)
+		numel, okn := t.Get(4).(int)
+		if kind != "storage" || !okc || !okk || !okn || numel < 0 {
+			return nil, fmt.Errorf("persistent id %v: want ('storage', torch.<Type>Storage, key, location, numel ≥ 0)", id)
+		}
+		if t.Len() > 5 && t.Get(5) != nil {
+			return nil, fmt.Errorf("storage %s: storage views are not supported", key)
+		}
+		if st, ok := storages[key]; ok {
+			if st.dt.name != cls.dt.name || st.numel != numel {
+				return nil, fmt.Errorf("storage %s: referenced as %d×%s and %d×%s", key, st.numel, st.dt.name, numel, cls.dt.name)
+			}
+			return st, nil
+		}
+		st := &storage{dt: cls.dt, key: key, numel: numel}
+		storages[key] = st
+		return st, nil
+	}
+	return u
+}
+
+// unpickle runs one pickle stream at the start of data and returns the
+// object and the stream's length.
+func unpickle(data []byte, storages map[string]*storage) (any, int, error) {
+	n, err := scanPickle(data)
+	if err != nil {
+		return nil, 0, err
+	}
+	u := newUnpickler(data[:n], storages)
+	obj, err := u.Load()
+	return obj, n, err
+}
+
+func readZip(r io.ReaderAt, size int64) (any, error) {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("zip checkpoint: %w", err)
+	}
+	files := map[string]*zip.File{}
+	var pkl string
+	for _, f := range zr.File {
+		files[f.Name] = f
+		switch {
+		case strings.HasSuffix(f.Name, "/constants.pkl"):
+			return nil, errors.New("zip checkpoint is a TorchScript archive (torch.jit.save); save the model's state_dict with torch.save instead")
+		case strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1:
+			pkl = f.Name
+		}
+	}
+	if pkl == "" {
+		return nil, errors.New("zip checkpoint: no <archive>/data.pkl record")
+	}
+	prefix := strings.TrimSuffix(pkl, "data.pkl")
+	if f, ok := files[prefix+"byteorder"]; ok {
+		b, err := readEntry(f, 16)
+		if err != nil {
+			return nil, err
+		}
+		if s := strings.TrimSpace(string(b)); s != "little" {
+			return nil, fmt.Errorf("zip checkpoint: byte order %q, only little-endian is supported", s)
+		}
+	}
+	data, err := readEntry(files[pkl], size)
+	if err != nil {
+		return nil, err
+	}
+	storages := map[string]*storage{}
+	obj, _, err := unpickle(data, storages)
+	if err != nil {
+		return nil, fmt.Errorf("zip checkpoint %s: %w", pkl, err)
+	}
+	for _, key := range sortedKeys(storages) {
+		st := storages[key]
+		f, ok := files[prefix+"data/"+key]
+		if !ok {
+			return nil, fmt.Errorf("zip checkpoint: storage %s has no record %sdata/%s", key, prefix, key)
+		}
+		want := int64(st.numel) * int64(st.dt.size)
+		if st.raw, err = readEntry(f, want); err != nil {
+			return nil, err
+		}
+		if int64(len(st.raw)) < want {
+			return nil, fmt.Errorf("zip checkpoint: storage %s holds %d bytes, want %d (%d×%s)", key, len(st.raw), want, st.numel, st.dt.name)
+		}
+	}
+	return obj, nil
+}
+
+// readEntry reads at most limit bytes of a zip record. The buffer grows with
+// what is actually read, not with the size the header claims.
+func readEntry(f *zip.File, limit int64) ([]byte, error) {
+	rc, err := f.Open()
+	if err != nil {
+		return nil, fmt.Errorf("zip record %s: %w", f.Name, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit))
+	if err != nil {
+		return nil, fmt.Errorf("zip record %s: %w", f.Name, err)
+	}
+	return b, nil
+}
+
+func sortedKeys(m map[string]*storage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// readLegacy reads the pre-1.6 format: pickles of the magic number, the
+// protocol version, sys_info, the object and the storage keys, followed by
+// each storage as an int64 element count and its raw elements.
+func readLegacy(r io.ReaderAt, size int64) (any, error) {
+	data := make([]byte, size)
+	if _, err := r.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	storages := map[string]*storage{}
+	p := 0
+	next := func(what string) (any, error) {
+		obj, n, err := unpickle(data[p:], storages)
+		if err != nil {
+			return nil, fmt.Errorf("legacy checkpoint: %s at byte %d: %w", what, p, err)
+		}
+		p += n
+		return obj, nil
+	}
+	magic, err := next("magic number")
+	if err != nil {
+		return nil, fmt.Errorf("not a PyTorch checkpoint (neither a zip archive nor the legacy format): %w", err)
+	}
+	if m, ok := magic.(interface{ Text(int) string }); !ok || m.Text(16) != "1950a86a20f9469cfc6c" {
+		return nil, fmt.Errorf("not a PyTorch checkpoint: magic number %v", magic)
+	}
+	if v, err := next("protocol version"); err != nil {
+		return nil, err
+	} else if v != 1001 {
+		return nil, fmt.Errorf("legacy checkpoint: protocol version %v, want 1001", v)
+	}
+	if _, err := next("sys_info"); err != nil {
+		return nil, err
+	}
+	obj, err := next("object")
+	if err != nil {
+		return nil, err
+	}
+	rawKeys, err := next("storage keys")
+	if err != nil {
+		return nil, err
+	}
+	list, ok := rawKeys.(*types.List)
+	if !ok {
+		return nil, fmt.Errorf("legacy checkpoint: storage keys are %T, want a list", rawKeys)
+	}
+	for i, k := range *list {
+		key, ok := k.(string)
+		st := storages[key]
+		if !ok || st == nil {
+			return nil, fmt.Errorf("legacy checkpoint: storage key %d (%v) names no storage", i, k)
+		}
+		if len(data)-p < 8 {
+			return nil, fmt.Errorf("legacy checkpoint truncated: storage %s starts at byte %d of %d", key, p, len(data))
+		}
+		n := binary.LittleEndian.Uint64(data[p:])
+		p += 8
+		if n != uint64(st.numel) {
+			return nil, fmt.Errorf("legacy checkpoint: storage %s has %d elements, the pickle says %d", key, n, st.numel)
+		}
+		want := uint64(st.numel) * uint64(st.dt.size)
+		if want > uint64(len(data)-p) {
+			return nil, fmt.Errorf("legacy checkpoint truncated: storage %s needs %d bytes at byte %d, %d remain", key, want, p, len(data)-p)
+		}
+		st.raw = data[p : p+int(want)]
+		p += int(want)
+	}
+	return obj, nil
+}
+
+// stateDict unwraps the checkpoint object and converts its tensors.
+func stateDict(obj any) (*resnet.Weights, error) {
+	entries, err := dictEntries(obj)
+	if err != nil {
+		return nil, err
+	}
+	for _, wrapper := range []string{"state_dict", "model"} {
+		for _, e := range entries {
+			if e.key == wrapper {
+				if inner, err := dictEntries(e.value); err == nil {
+					entries = inner
+				}
+			}
+		}
+	}
+	w := resnet.NewWeights()
+	for _, e := range entries {
+		name := strings.TrimPrefix(e.key, "module.")
+		if strings.HasSuffix(name, "num_batches_tracked") {
+			continue
+		}
+		t, ok := e.value.(*tensorRef)
+		if !ok {
+			return nil, fmt.Errorf("checkpoint entry %q is %T, not a tensor", e.key, e.value)
+		}
+		data, err := t.materialize()
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", name, err)
+		}
+		if _, dup := w.Tensors[name]; dup {
+			return nil, fmt.Errorf("tensor %s appears twice (with and without a module. prefix)", name)
+		}
+		w.Set(name, t.size, data)
+	}
+	if len(w.Tensors) == 0 {
+		return nil, errors.New("checkpoint holds no tensors")
+	}
+	return w, nil
+}
+
+type entry struct {
+	key   string
+	value any
+}
+
+func dictEntries(obj any) ([]entry, error) {
+	var out []entry
+	add := func(k, v any) error {
+		s, ok := k.(string)
+		if !ok {
+			return fmt.Errorf("checkpoint dict has a %T key, want string", k)
+		}
+		out = append(out, entry{s, v})
+		return nil
+	}
+	switch d := obj.(type) {
+	case *types.OrderedDict:
+		for el := d.List.Front(); el != nil; el = el.Next() {
+			e := el.Value.(*types.OrderedDictEntry)
+			if err := add(e.Key, e.Value); err != nil {
+				return nil, err
+			}
+		}
+	case *types.Dict:
+		for _, e := range *d {
+			if err := add(e.Key, e.Value); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("checkpoint holds a %T, want a dict of tensors (a state_dict)", obj)
+	}
+	return out, nil
+}
+
+// materialize gathers the strided view into a dense float32 array, checking
+// every index against the storage first.
+func (t *tensorRef) materialize() ([]float32, error) {
+	st := t.st
+	if st.dt.convert == nil {
+		return nil, fmt.Errorf("dtype %s: only floating-point tensors are supported", st.dt.name)
+	}
+	if st.raw == nil && st.numel > 0 {
+		return nil, fmt.Errorf("storage %s was never read", st.key)
+	}
+	n, last := 1, t.offset
+	for i, d := range t.size {
+		if d < 0 || t.stride[i] < 0 {
+			return nil, fmt.Errorf("size %v stride %v: negative", t.size, t.stride)
+		}
+		if d > 0 && n > math.MaxInt32/d {
+			return nil, fmt.Errorf("size %v: too many elements", t.size)
+		}
+		n *= d
+		if d > 0 {
+			last += (d - 1) * t.stride[i]
+		}
+	}
+	if t.offset < 0 || (n > 0 && last >= st.numel) {
+		return nil, fmt.Errorf("view offset %d size %v stride %v reaches element %d of a %d-element storage", t.offset, t.size, t.stride, last, st.numel)
+	}
+	if st.f32 == nil {
+		st.f32 = make([]float32, st.numel)
+		st.dt.convert(st.raw, st.f32)
+	}
+	all := st.f32
+	out := make([]float32, n)
+	idx := make([]int, len(t.size))
+	for i := range out {
+		src := t.offset
+		for d := range idx {
+			src += idx[d] * t.stride[d]
+		}
+		out[i] = all[src]
+		for d := len(idx) - 1; d >= 0; d-- {
+			if idx[d]++; idx[d] < t.size[d] {
+				break
+			}
+			idx[d] = 0
+		}
+	}
+	return out, nil
+}

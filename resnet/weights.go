@@ -1,0 +1,161 @@
+package resnet
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Tensor is a dense float32 array in row-major (PyTorch) order.
+type Tensor struct {
+	Shape []int
+	Data  []float32
+}
+
+// Weights maps checkpoint tensor names (torchvision naming, e.g.
+// "layer3.4.conv2.weight") to tensors.
+type Weights struct {
+	Tensors map[string]*Tensor
+}
+
+// NewWeights returns an empty set of weights.
+func NewWeights() *Weights { return &Weights{Tensors: map[string]*Tensor{}} }
+
+// Set stores a tensor under name. It panics if len(data) does not match the
+// shape, a programming error rather than bad input.
+func (w *Weights) Set(name string, shape []int, data []float32) {
+	if numel(shape) != len(data) {
+		panic(fmt.Sprintf("resnet: tensor %s: shape %v holds %d values, got %d", name, shape, numel(shape), len(data)))
+	}
+	w.Tensors[name] = &Tensor{Shape: append([]int(nil), shape...), Data: data}
+}
+
+// Names returns the tensor names, sorted.
+func (w *Weights) Names() []string {
+	names := make([]string, 0, len(w.Tensors))
+	for n := range w.Tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ValidationError lists every way a set of weights fails to fit a network.
+type ValidationError struct {
+	Arch       string
+	Missing    []TensorSpec // expected, absent
+	Unexpected []string     // present, not expected
+	WrongShape []ShapeMismatch
+	NonFinite  []string // tensors holding NaN or ±Inf
+}
+
+// ShapeMismatch is a tensor present under the expected name with another shape.
+type ShapeMismatch struct {
+	Name      string
+	Want, Got []int
+}
+
+func (e *ValidationError) Error() string {
+	var parts []string
+	const show = 3
+	list := func(what string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		s := fmt.Sprintf("%d %s: %s", len(items), what, strings.Join(items[:min(show, len(items))], ", "))
+		if len(items) > show {
+			s += ", …"
+		}
+		parts = append(parts, s)
+	}
+	var shapes, missing []string
+	for _, m := range e.WrongShape {
+		shapes = append(shapes, fmt.Sprintf("%s is %v, want %v", m.Name, m.Got, m.Want))
+	}
+	for _, m := range e.Missing {
+		missing = append(missing, fmt.Sprintf("%s %v", m.Name, m.Shape))
+	}
+	list("tensors with the wrong shape", shapes)
+	list("missing tensors", missing)
+	list("unexpected tensors", e.Unexpected)
+	list("tensors with NaN or Inf", e.NonFinite)
+	return fmt.Sprintf("weights do not fit %s: %s", e.Arch, strings.Join(parts, "; "))
+}
+
+// Validate checks that w holds exactly the tensors net reads, each with the
+// expected shape and finite values. The error, a *ValidationError, names
+// every offending tensor with both shapes.
+func (w *Weights) Validate(net *Network) error {
+	e := &ValidationError{Arch: net.Arch.Name}
+	expected := map[string]bool{}
+	for _, s := range net.Tensors() {
+		expected[s.Name] = true
+		t, ok := w.Tensors[s.Name]
+		switch {
+		case !ok:
+			e.Missing = append(e.Missing, s)
+		case !equalShape(t.Shape, s.Shape):
+			e.WrongShape = append(e.WrongShape, ShapeMismatch{s.Name, s.Shape, t.Shape})
+		case len(t.Data) != numel(t.Shape):
+			e.WrongShape = append(e.WrongShape, ShapeMismatch{s.Name, s.Shape, []int{len(t.Data)}})
+		case !finite(t.Data):
+			e.NonFinite = append(e.NonFinite, s.Name)
+		}
+	}
+	for _, name := range w.Names() {
+		if !expected[name] {
+			e.Unexpected = append(e.Unexpected, name)
+		}
+	}
+	if len(e.Missing)+len(e.Unexpected)+len(e.WrongShape)+len(e.NonFinite) == 0 {
+		return nil
+	}
+	return e
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func finite(xs []float32) bool {
+	for _, x := range xs {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// BNEpsilon is BatchNorm's eps in every network of the family (PyTorch's default).
+const BNEpsilon = 1e-5
+
+// FoldBN folds an eval-mode BatchNorm into the convolution before it.
+// With s[o] = gamma[o] / sqrt(variance[o] + eps), BN(conv(x, W)) equals
+// conv(x, W') + b where W'[o,…] = W[o,…]·s[o] and b[o] = beta[o] − mean[o]·s[o].
+// weight is OIHW with len(gamma) output channels; the arithmetic is float64.
+func FoldBN(weight, gamma, beta, mean, variance []float32, eps float64) (folded, bias []float32) {
+	oc := len(gamma)
+	if oc == 0 || len(weight)%oc != 0 || len(beta) != oc || len(mean) != oc || len(variance) != oc {
+		panic(fmt.Sprintf("resnet: FoldBN: %d weights, %d/%d/%d/%d BN values", len(weight), len(gamma), len(beta), len(mean), len(variance)))
+	}
+	per := len(weight) / oc
+	folded = make([]float32, len(weight))
+	bias = make([]float32, oc)
+	for o := 0; o < oc; o++ {
+		s := float64(gamma[o]) / math.Sqrt(float64(variance[o])+eps)
+		for i := o * per; i < (o+1)*per; i++ {
+			folded[i] = float32(float64(weight[i]) * s)
+		}
+		bias[o] = float32(float64(beta[o]) - float64(mean[o])*s)
+	}
+	return folded, bias
+}
