@@ -114,8 +114,8 @@ var dtypes = map[string]dtype{
 	}},
 	// Integer storages appear for num_batches_tracked; they are read (to
 	// keep the legacy stream in step) but never converted.
-	"LongStorage": {"int64", 8, nil},
-	"IntStorage":  {"int32", 4, nil},
+	"LongStorage":  {"int64", 8, nil},
+	"IntStorage":   {"int32", 4, nil},
 	"ShortStorage": {"int16", 2, nil},
 	"CharStorage":  {"int8", 1, nil},
 	"ByteStorage":  {"uint8", 1, nil},
@@ -244,6 +244,9 @@ func newUnpickler(data []byte, storages map[string]*storage) pickle.Unpickler {
 		if kind != "storage" || !okc || !okk || !okn || numel < 0 {
 			return nil, fmt.Errorf("persistent id %v: want ('storage', torch.<Type>Storage, key, location, numel ≥ 0)", id)
 		}
+		if numel > MaxFileSize/cls.dt.size {
+			return nil, fmt.Errorf("storage %s: %d elements of %s exceed the %d-byte file limit", key, numel, cls.dt.name, int64(MaxFileSize))
+		}
 		if t.Len() > 5 && t.Get(5) != nil {
 			return nil, fmt.Errorf("storage %s: storage views are not supported", key)
 		}
@@ -320,7 +323,7 @@ func readZip(r io.ReaderAt, size int64) (any, error) {
 		if st.raw, err = readEntry(f, want); err != nil {
 			return nil, err
 		}
-		if int64(len(st.raw)) < want {
+		if int64(len(st.raw)) != want {
 			return nil, fmt.Errorf("zip checkpoint: storage %s holds %d bytes, want %d (%d×%s)", key, len(st.raw), want, st.numel, st.dt.name)
 		}
 	}
@@ -520,6 +523,12 @@ func (t *tensorRef) materialize() ([]float32, error) {
 	}
 	if t.offset < 0 || (n > 0 && last >= st.numel) {
 		return nil, fmt.Errorf("view offset %d size %v stride %v reaches element %d of a %d-element storage", t.offset, t.size, t.stride, last, st.numel)
+	}
+	if n > st.numel {
+		// Only a view that overlaps itself (stride 0, as expand() makes)
+		// has more elements than its storage; no state_dict holds one, and
+		// a corrupt size could otherwise ask for gigabytes.
+		return nil, fmt.Errorf("view size %v stride %v: %d elements from a %d-element storage", t.size, t.stride, n, st.numel)
 	}
 	if st.f32 == nil {
 		st.f32 = make([]float32, st.numel)

@@ -72,8 +72,13 @@ func scanPickle(data []byte) (int, error) {
 		case 'J', 'r', 'j', 0x84: // BININT LONG_BINPUT LONG_BINGET EXT4
 			err = need(4, "argument")
 			p += 4
-		case 'G', 0x95: // BINFLOAT FRAME (a frame's content is more opcodes)
+		case 'G': // BINFLOAT
 			err = need(8, "argument")
+			p += 8
+		case 0x95: // FRAME: a length, then that many bytes of more opcodes
+			if err = need(8, "argument"); err == nil {
+				err = need(binary.LittleEndian.Uint64(data[p:])+8, "frame")
+			}
 			p += 8
 		case 0x8a, 'U', 0x8c, 'C': // LONG1 SHORT_BINSTRING SHORT_BINUNICODE SHORT_BINBYTES
 			err = counted(1, op)

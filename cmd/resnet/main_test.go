@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const sharedData = "../../../shared/data"
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestFlopsTable(t *testing.T) {
+	code, out, _ := runCmd("flops")
+	require.Equal(t, 0, code)
+	for _, row := range []string{
+		"resnet18    1.814      1.814      1.8  11.690M",
+		"resnet34    3.664      3.664      3.6  21.798M",
+		"resnet50    3.858      4.089      3.8  25.557M",
+		"resnet101    7.570      7.801      7.6  44.549M",
+		"resnet152   11.282     11.514     11.3  60.193M",
+	} {
+		assert.Contains(t, out, row)
+	}
+}
+
+func TestFlopsJSON(t *testing.T) {
+	code, out, _ := runCmd("flops", "-json")
+	require.Equal(t, 0, code)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &rows))
+	require.Len(t, rows, 10)
+	assert.Equal(t, map[string]any{
+		"arch": "resnet50", "variant": "v1.5", "macs": 4089184256.0, "params": 25557032.0, "paper_flops": 3.8e9,
+	}, rows[5])
+	assert.Equal(t, "v1", rows[4]["variant"])
+	assert.Equal(t, 3857973248.0, rows[4]["macs"])
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: resnet <command>"},
+		{[]string{"train"}, 2, `unknown command "train"`},
+		{[]string{"flops", "-bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"flops", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"eval", "-weights", "x", "-data", "y"}, 2, "-arch is required"},
+		{[]string{"eval", "-arch", "resnet9", "-weights", "x", "-data", "y"}, 2, `unknown architecture "resnet9"`},
+		{[]string{"eval", "-arch", "resnet18", "-weights", "x", "-data", "y"}, 2, "resnet18 is not a CIFAR-10 network"},
+		{[]string{"eval", "-arch", "cifar-resnet20", "-weights", "nope.th", "-data", "y"}, 1, "nope.th: no such file"},
+	} {
+		code, _, stderr := runCmd(c.args...)
+		assert.Equal(t, c.code, code, "%v", c.args)
+		assert.Contains(t, stderr, c.want, "%v", c.args)
+	}
+}
+
+func checkpoint(t *testing.T, depth string) string {
+	m, _ := filepath.Glob(filepath.Join(sharedData, "cifar10-resnet", "resnet"+depth+"-*.th"))
+	require.Len(t, m, 1, "published checkpoint resnet%s in %s", depth, filepath.Join(sharedData, "cifar10-resnet"))
+	return m[0]
+}
+
+func TestEvalOnRealData(t *testing.T) {
+	data := filepath.Join(sharedData, "cifar10-test")
+	code, out, stderr := runCmd("eval", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"),
+		"-data", data, "-limit", "200", "-json")
+	require.Equal(t, 0, code, stderr)
+	var res map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	assert.Equal(t, "cifar-resnet20", res["arch"])
+	assert.Equal(t, 200.0, res["images"])
+	assert.Greater(t, res["top1"], 85.0, "a working ResNet-20 gets ~92%% on any 200 images; chance is 10%%")
+	assert.Equal(t, res["top1"], 100*res["correct"].(float64)/200)
+	assert.Contains(t, stderr, "200/200 images", "progress goes to stderr")
+
+	// A checkpoint for another depth names the first tensors that do not fit.
+	code, _, stderr = runCmd("eval", "-arch", "cifar-resnet32", "-weights", checkpoint(t, "20"), "-data", data, "-limit", "1")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "weights do not fit cifar-resnet32: 60 missing tensors: layer1.3.conv1.weight [16 16 3 3]")
+
+	// A truncated checkpoint and a data folder with a short file.
+	dir := t.TempDir()
+	full, err := os.ReadFile(checkpoint(t, "20"))
+	require.NoError(t, err)
+	short := filepath.Join(dir, "short.th")
+	require.NoError(t, os.WriteFile(short, full[:len(full)/2], 0o644))
+	code, _, stderr = runCmd("eval", "-arch", "cifar-resnet20", "-weights", short, "-data", data)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "short.th: legacy checkpoint truncated")
+
+	batch, err := os.ReadFile(filepath.Join(data, "test_batch_00.bin"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test_batch_00.bin"), batch[:5000], 0o644))
+	code, _, stderr = runCmd("eval", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-data", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "test_batch_00.bin: truncated: record 1 has 1927 of 3073 bytes")
+}

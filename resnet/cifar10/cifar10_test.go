@@ -1,0 +1,141 @@
+package cifar10_test
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/cifar10"
+	"github.com/resnetgen/resnetgen/resnet/pytorch"
+)
+
+var cifarAll = flag.Bool("cifar-all", false, "also evaluate ResNet-32, 44 and 56 on all 10,000 images (about 20 minutes on 2 cores)")
+
+const sharedData = "../../../shared/data"
+
+func dataDir(t testing.TB, sub string) string {
+	t.Helper()
+	dir := filepath.Join(sharedData, sub)
+	abs, _ := filepath.Abs(dir)
+	_, err := os.Stat(dir)
+	require.NoError(t, err, "the shared test data must be at %s (absolute: %s); it is not optional", dir, abs)
+	return dir
+}
+
+func record(label byte, fill byte) []byte {
+	r := bytes.Repeat([]byte{fill}, cifar10.RecordSize)
+	r[0] = label
+	return r
+}
+
+func TestReadRecords(t *testing.T) {
+	data := append(record(3, 7), record(9, 200)...)
+	imgs, err := cifar10.Read(bytes.NewReader(data))
+	require.NoError(t, err)
+	require.Len(t, imgs, 2)
+	assert.Equal(t, 3, imgs[0].Label)
+	assert.Equal(t, byte(7), imgs[0].Pixels[0])
+	assert.Equal(t, 9, imgs[1].Label)
+	assert.Equal(t, byte(200), imgs[1].Pixels[3071])
+}
+
+func TestBadDataIsRefused(t *testing.T) {
+	_, err := cifar10.Read(bytes.NewReader(nil))
+	assert.ErrorContains(t, err, "no records (empty file)")
+	_, err = cifar10.Read(bytes.NewReader(append(record(1, 0), record(2, 0)[:100]...)))
+	assert.ErrorContains(t, err, "truncated: record 1 has 100 of 3073 bytes (after 1 whole records)")
+	_, err = cifar10.Read(bytes.NewReader(record(10, 0)))
+	assert.ErrorContains(t, err, "record 0: label 10, want 0–9")
+
+	dir := t.TempDir()
+	_, err = cifar10.ReadDir(dir)
+	assert.ErrorContains(t, err, "no test_batch*.bin files in "+dir)
+	_, err = cifar10.ReadDir(filepath.Join(dir, "missing"))
+	assert.ErrorContains(t, err, "missing: no such file or directory")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test_batch_00.bin"), record(0, 1), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test_batch_01.bin"), record(0, 1)[:3000], 0o644))
+	_, err = cifar10.ReadDir(dir)
+	assert.ErrorContains(t, err, "test_batch_01.bin: truncated: record 0 has 3000 of 3073 bytes")
+}
+
+// Upstream's transform: ToTensor (x/255) then Normalize(mean, std), per
+// channel in RGB order; values worked out by hand.
+func TestNormalize(t *testing.T) {
+	var img cifar10.Image
+	img.Pixels[0] = 255        // R, top-left
+	img.Pixels[1024+5] = 0     // G
+	img.Pixels[2048+1023] = 51 // B, bottom-right: 51/255 = 0.2
+	out := make([]float32, 3072)
+	img.Normalize(out)
+	assert.InDelta(t, (1-0.485)/0.229, out[0], 1e-6)
+	assert.InDelta(t, (0-0.456)/0.224, out[1024+5], 1e-6)
+	assert.InDelta(t, (0.2-0.406)/0.225, out[2048+1023], 1e-6)
+}
+
+func TestEvaluateCountsAndReportsErrors(t *testing.T) {
+	imgs := make([]cifar10.Image, 25)
+	for i := range imgs {
+		imgs[i].Label = i % 10
+		imgs[i].Pixels[0] = byte(i % 10) // the fake classifier reads the label from here
+	}
+	guess := func(in []float32) ([]float64, error) {
+		label := int(in[0]*0.229*255 + 0.485*255 + 0.5)
+		logits := make([]float64, 10)
+		logits[(label+label/7)%10] = 1 // right for labels 0–6, wrong for 7–9
+		return logits, nil
+	}
+	var progress bytes.Buffer
+	res, err := cifar10.Evaluate(imgs, guess, 3, &progress)
+	require.NoError(t, err)
+	// Labels run 0–9, 0–9, 0–4; labels 0–6 are right: 7 + 7 + 5 = 19 of 25.
+	assert.Equal(t, cifar10.Result{Images: 25, Correct: 19, Top1: 76}, res)
+	assert.Contains(t, progress.String(), "25/25 images")
+
+	failing := func(in []float32) ([]float64, error) { return nil, errors.New("boom") }
+	_, err = cifar10.Evaluate(imgs, failing, 2, nil)
+	assert.ErrorContains(t, err, "boom")
+	assert.Equal(t, 0, cifar10.Argmax([]float64{3, 1, 3}), "ties go to the first")
+}
+
+// The published CIFAR-10 ResNets must reproduce their published top-1
+// errors (upstream README) within 0.05 points on all 10,000 test images,
+// through our checkpoint reader, preprocessing and float64 reference.
+func TestPublishedAccuracy(t *testing.T) {
+	published := map[int]float64{20: 8.27, 32: 7.37, 44: 6.90, 56: 6.61}
+	depths := []int{20}
+	if *cifarAll {
+		depths = []int{20, 32, 44, 56}
+	} else {
+		t.Log("evaluating ResNet-20 only; -cifar-all adds 32, 44 and 56")
+	}
+	images, err := cifar10.ReadDir(dataDir(t, "cifar10-test"))
+	require.NoError(t, err)
+	require.Len(t, images, 10000)
+	for _, depth := range depths {
+		m, _ := filepath.Glob(filepath.Join(dataDir(t, "cifar10-resnet"), fmt.Sprintf("resnet%d-*.th", depth)))
+		require.Len(t, m, 1, "checkpoint for resnet%d", depth)
+		w, err := pytorch.Load(m[0])
+		require.NoError(t, err)
+		ref, err := resnet.NewReference(resnet.MustBuild(fmt.Sprintf("cifar-resnet%d", depth)), w)
+		require.NoError(t, err)
+		start := time.Now()
+		var progress strings.Builder
+		res, err := cifar10.Evaluate(images, ref.Forward, runtime.GOMAXPROCS(0), &progress)
+		require.NoError(t, err)
+		t.Logf("resnet%d: %d/%d correct, top-1 error %.2f%% (published %.2f%%), %s",
+			depth, res.Correct, res.Images, 100-res.Top1, published[depth], time.Since(start).Round(time.Second))
+		assert.InDelta(t, published[depth], 100-res.Top1, 0.05, "resnet%d top-1 error", depth)
+	}
+}

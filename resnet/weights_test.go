@@ -1,0 +1,57 @@
+package resnet
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestValidateNamesEveryProblem(t *testing.T) {
+	net := MustBuild("cifar-resnet20")
+	w := RandomWeights(net, 1)
+	require.NoError(t, w.Validate(net))
+
+	delete(w.Tensors, "layer2.1.conv2.weight")
+	w.Set("layer2.1.bn1.bias", []int{16}, make([]float32, 16))
+	w.Set("fc.weight", []int{10, 64}, make([]float32, 640))
+	w.Tensors["linear.bias"].Data[3] = float32(math.NaN())
+	w.Tensors["layer1.0.bn1.running_var"].Data[0] = float32(math.Inf(1))
+
+	err := w.Validate(net)
+	var v *ValidationError
+	require.ErrorAs(t, err, &v)
+	assert.Equal(t, []TensorSpec{{"layer2.1.conv2.weight", []int{32, 32, 3, 3}, true}}, v.Missing)
+	assert.Equal(t, []string{"fc.weight"}, v.Unexpected)
+	assert.Equal(t, []ShapeMismatch{{"layer2.1.bn1.bias", []int{32}, []int{16}}}, v.WrongShape)
+	assert.Equal(t, []string{"layer1.0.bn1.running_var", "linear.bias"}, v.NonFinite)
+	msg := err.Error()
+	for _, want := range []string{
+		"weights do not fit cifar-resnet20",
+		"1 tensors with the wrong shape: layer2.1.bn1.bias is [16], want [32]",
+		"1 missing tensors: layer2.1.conv2.weight [32 32 3 3]",
+		"1 unexpected tensors: fc.weight",
+		"2 tensors with NaN or Inf: layer1.0.bn1.running_var, linear.bias",
+	} {
+		assert.Contains(t, msg, want)
+	}
+}
+
+func TestWeightsSetChecksLength(t *testing.T) {
+	w := NewWeights()
+	assert.Panics(t, func() { w.Set("x", []int{2, 3}, make([]float32, 5)) })
+	w.Set("b", []int{2}, []float32{1, 2})
+	w.Set("a", []int{}, []float32{3}) // a scalar
+	assert.Equal(t, []string{"a", "b"}, w.Names())
+}
+
+func TestRandomWeightsAreDeterministicAndFit(t *testing.T) {
+	for _, name := range []string{"resnet50", "plain18", "cifar-resnet56"} {
+		net := MustBuild(name)
+		a, b := RandomWeights(net, 42), RandomWeights(net, 42)
+		require.NoError(t, a.Validate(net), name)
+		assert.Equal(t, a, b, name)
+		assert.NotEqual(t, a.Tensors["conv1.weight"].Data, RandomWeights(net, 43).Tensors["conv1.weight"].Data)
+	}
+}
