@@ -1,6 +1,6 @@
 module github.com/resnetgen/resnetgen
 
-go 1.26.8
+go 1.26
 
 require github.com/nlpodyssey/gopickle v0.2.0
 
