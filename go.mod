@@ -1,8 +1,18 @@
 module github.com/resnetgen/resnetgen
 
-go 1.26
+go 1.26.0
 
-require github.com/nlpodyssey/gopickle v0.2.0
+require (
+	github.com/mmcloughlin/avo v0.6.0
+	github.com/nlpodyssey/gopickle v0.2.0
+	golang.org/x/sys v0.50.0
+)
+
+require (
+	golang.org/x/mod v0.42.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/tools v0.52.0 // indirect
+)
 
 require (
 	github.com/stretchr/testify v1.12.1

@@ -1,0 +1,7 @@
+//go:build !amd64 || purego
+
+package asm
+
+var available = []Tier{Purego}
+
+func specialised(Tier) []ConvKernel { return nil }
