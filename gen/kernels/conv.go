@@ -40,7 +40,7 @@ func (e emitter) vec() reg.VecVirtual {
 // emitConv writes one micro-kernel computing a th×TW tile of V vectors.
 func (e emitter) emitConv(name string, s convShape, b blocking, th int) {
 	t := e.t
-	vb := t.Lanes * 4  // bytes per vector
+	vb := t.Lanes * 4   // bytes per vector
 	bc := b.V * t.Lanes // output channels per block
 	u := unroll(s.InC)
 	e.Function(name)

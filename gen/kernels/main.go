@@ -4,8 +4,9 @@
 //
 // Run it through go generate (see asm/generate.go); it writes:
 //
-//	asm/conv_<tier>_amd64.s, asm/conv_<tier>_stub_amd64.go   the micro-kernels
-//	asm/zconv_amd64.go                                        the table that dispatch reads
+//	asm/conv_<tier>_amd64.s, asm/conv_<tier>_stub_amd64.go   the convolution micro-kernels
+//	asm/pool_<tier>_amd64.s, asm/pool_<tier>_stub_amd64.go   max pool, average pool, classifier
+//	asm/zkernels_amd64.go                                     the tables that dispatch reads
 //	bench/peak_amd64.s, bench/peak_stub_amd64.go              the peak-FMA probe
 package main
 
@@ -21,6 +22,8 @@ import (
 	"github.com/mmcloughlin/avo/build"
 	"github.com/mmcloughlin/avo/pass"
 	"github.com/mmcloughlin/avo/printer"
+
+	"github.com/resnetgen/resnetgen/resnet"
 )
 
 func main() {
@@ -53,12 +56,35 @@ func main() {
 		}
 		table.WriteString("}\n\n")
 		write(ctx, filepath.Join(*root, "asm"), "asm", "conv_"+t.Name)
+
+		ctx = build.NewContext()
+		ctx.ConstraintExpr("amd64,!purego")
+		e = emitter{ctx, t}
+		var maxp, avgp, fc bytes.Buffer
+		for _, s := range poolShapes() {
+			name := poolName(s, t)
+			switch s.Op {
+			case resnet.OpMaxPool:
+				e.emitMaxPool(name, s)
+				fmt.Fprintf(&maxp, "\t{Name: %q, Tier: %s, C: %d, InH: %d, OutH: %d, f: %s},\n", name, tierIdent(t), s.C, s.InH, s.OutH, name)
+			case resnet.OpGlobalAvgPool:
+				e.emitAvgPool(name, s)
+				fmt.Fprintf(&avgp, "\t{Name: %q, Tier: %s, C: %d, InH: %d, f: %s},\n", name, tierIdent(t), s.C, s.InH, name)
+			case resnet.OpFC:
+				e.emitFC(name, s)
+				fmt.Fprintf(&fc, "\t{Name: %q, Tier: %s, In: %d, Out: %d, Block: %d, f: %s},\n", name, tierIdent(t), s.C, s.Out, fcBlock(t), name)
+			}
+		}
+		fmt.Fprintf(&table, "var maxPool%s = []MaxPoolKernel{\n%s}\n\n", tierIdent(t), maxp.String())
+		fmt.Fprintf(&table, "var avgPool%s = []AvgPoolKernel{\n%s}\n\n", tierIdent(t), avgp.String())
+		fmt.Fprintf(&table, "var fc%s = []FCKernel{\n%s}\n\n", tierIdent(t), fc.String())
+		write(ctx, filepath.Join(*root, "asm"), "asm", "pool_"+t.Name)
 	}
 	src, err := format.Source(table.Bytes())
 	if err != nil {
 		log.Fatalf("formatting the kernel table: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(*root, "asm", "zconv_amd64.go"), src, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(*root, "asm", "zkernels_amd64.go"), src, 0o644); err != nil {
 		log.Fatal(err)
 	}
 

@@ -83,6 +83,22 @@ var convAVX512 = []ConvKernel{
 		TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, main: conv3x3s1_c512k512_h7_avx512, rem: conv3x3s1_c512k512_h7_avx512_rem},
 }
 
+var maxPoolAVX512 = []MaxPoolKernel{
+	{Name: "maxpool3x3s2_c64_h112_avx512", Tier: AVX512, C: 64, InH: 112, OutH: 56, f: maxpool3x3s2_c64_h112_avx512},
+}
+
+var avgPoolAVX512 = []AvgPoolKernel{
+	{Name: "avgpool_c64_h8_avx512", Tier: AVX512, C: 64, InH: 8, f: avgpool_c64_h8_avx512},
+	{Name: "avgpool_c512_h7_avx512", Tier: AVX512, C: 512, InH: 7, f: avgpool_c512_h7_avx512},
+	{Name: "avgpool_c2048_h7_avx512", Tier: AVX512, C: 2048, InH: 7, f: avgpool_c2048_h7_avx512},
+}
+
+var fcAVX512 = []FCKernel{
+	{Name: "fc_c64k10_avx512", Tier: AVX512, In: 64, Out: 10, Block: 64, f: fc_c64k10_avx512},
+	{Name: "fc_c512k1000_avx512", Tier: AVX512, In: 512, Out: 1000, Block: 64, f: fc_c512k1000_avx512},
+	{Name: "fc_c2048k1000_avx512", Tier: AVX512, In: 2048, Out: 1000, Block: 64, f: fc_c2048k1000_avx512},
+}
+
 var convAVX2 = []ConvKernel{
 	{Name: "conv7x7s2_c3k64_h224_avx2", Tier: AVX2, Shape: ConvShape{K: 7, Stride: 2, Pad: 3, InC: 3, OutC: 64, InH: 224, OutH: 112},
 		TH: 1, TW: 14, V: 1, Lanes: 8, RemTH: 0, main: conv7x7s2_c3k64_h224_avx2, rem: nil},
@@ -160,4 +176,20 @@ var convAVX2 = []ConvKernel{
 		TH: 2, TW: 7, V: 1, Lanes: 8, RemTH: 1, main: conv1x1s1_c2048k512_h7_avx2, rem: conv1x1s1_c2048k512_h7_avx2_rem},
 	{Name: "conv3x3s1_c512k512_h7_avx2", Tier: AVX2, Shape: ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, OutH: 7},
 		TH: 2, TW: 7, V: 1, Lanes: 8, RemTH: 1, main: conv3x3s1_c512k512_h7_avx2, rem: conv3x3s1_c512k512_h7_avx2_rem},
+}
+
+var maxPoolAVX2 = []MaxPoolKernel{
+	{Name: "maxpool3x3s2_c64_h112_avx2", Tier: AVX2, C: 64, InH: 112, OutH: 56, f: maxpool3x3s2_c64_h112_avx2},
+}
+
+var avgPoolAVX2 = []AvgPoolKernel{
+	{Name: "avgpool_c64_h8_avx2", Tier: AVX2, C: 64, InH: 8, f: avgpool_c64_h8_avx2},
+	{Name: "avgpool_c512_h7_avx2", Tier: AVX2, C: 512, InH: 7, f: avgpool_c512_h7_avx2},
+	{Name: "avgpool_c2048_h7_avx2", Tier: AVX2, C: 2048, InH: 7, f: avgpool_c2048_h7_avx2},
+}
+
+var fcAVX2 = []FCKernel{
+	{Name: "fc_c64k10_avx2", Tier: AVX2, In: 64, Out: 10, Block: 32, f: fc_c64k10_avx2},
+	{Name: "fc_c512k1000_avx2", Tier: AVX2, In: 512, Out: 1000, Block: 32, f: fc_c512k1000_avx2},
+	{Name: "fc_c2048k1000_avx2", Tier: AVX2, In: 2048, Out: 1000, Block: 32, f: fc_c2048k1000_avx2},
 }

@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/resnetgen/resnetgen/asm"
+)
+
+// KernelResult is one kernel's single-thread speed; the JSON keys are a contract.
+type KernelResult struct {
+	Name       string  `json:"name"`
+	Tier       string  `json:"tier"`
+	Op         string  `json:"op"`
+	Kernel     int     `json:"kernel"`
+	Stride     int     `json:"stride"`
+	InH        int     `json:"in_h"`
+	InC        int     `json:"in_c"`
+	OutC       int     `json:"out_c"`
+	MACs       int64   `json:"macs"`
+	GFLOPs     float64 `json:"gflops"`
+	PeakGFLOPs float64 `json:"peak_gflops"`
+	Efficiency float64 `json:"efficiency"`
+}
+
+// Options set how long each measurement runs.
+type Options struct {
+	Rounds   int           // interleaved peak/kernel rounds; medians are reported
+	MinTime  time.Duration // per kernel measurement
+	PeakTime time.Duration // per peak measurement
+	Progress io.Writer     // one line per kernel, or nil
+}
+
+func (o *Options) defaults() {
+	if o.Rounds < 1 {
+		o.Rounds = 5
+	}
+	if o.MinTime <= 0 {
+		o.MinTime = 40 * time.Millisecond
+	}
+	if o.PeakTime <= 0 {
+		o.PeakTime = 15 * time.Millisecond
+	}
+}
+
+// ConvSetup holds random data for one run of a convolution kernel.
+type ConvSetup struct {
+	K            *asm.ConvKernel
+	In, Out, Res asm.Buffer
+	Packed, Bias []float32
+}
+
+// NewConvSetup prepares buffers for k: an input with the halo the layer
+// needs, a residual and a haloed output, packed random weights.
+func NewConvSetup(k *asm.ConvKernel) *ConvSetup {
+	s := k.Shape
+	rng := rand.New(rand.NewPCG(1, 2))
+	c := &ConvSetup{K: k,
+		In:  asm.NewBuffer(s.InH, s.InH, s.InC, s.Pad),
+		Out: asm.NewBuffer(s.OutH, s.OutH, s.OutC, 1),
+		Res: asm.NewBuffer(s.OutH, s.OutH, s.OutC, 1),
+	}
+	for _, d := range [][]float32{c.In.Data, c.Res.Data} {
+		for i := range d {
+			d[i] = float32(rng.NormFloat64())
+		}
+	}
+	w := make([]float32, s.OutC*s.InC*s.K*s.K)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() * 0.05)
+	}
+	var err error
+	if c.Packed, err = k.PackWeights(w); err != nil {
+		panic(err)
+	}
+	c.Bias = make([]float32, s.OutC)
+	return c
+}
+
+// Run executes the layer once, with residual and ReLU (the most work).
+func (c *ConvSetup) Run() {
+	if err := c.K.Run(c.In, c.Out, &c.Res, c.Packed, c.Bias, true); err != nil {
+		panic(err)
+	}
+}
+
+// timeRuns runs f until at least d has passed and returns seconds per run.
+func timeRuns(f func(), d time.Duration) float64 {
+	f() // warm caches and pages
+	n := 0
+	start := time.Now()
+	for {
+		f()
+		n++
+		if el := time.Since(start); el >= d {
+			return el.Seconds() / float64(n)
+		}
+	}
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Conv measures one convolution kernel on one thread against its tier's
+// peak, in interleaved rounds (the machines are noisy: interleaving puts
+// both under the same conditions).
+func Conv(k *asm.ConvKernel, o Options) KernelResult {
+	o.defaults()
+	c := NewConvSetup(k)
+	s := k.Shape
+	var gf, peak []float64
+	for r := 0; r < o.Rounds; r++ {
+		peak = append(peak, PeakGFLOPs(k.Tier, o.PeakTime))
+		sec := timeRuns(c.Run, o.MinTime)
+		gf = append(gf, 2*float64(s.MACs())/sec/1e9)
+	}
+	res := KernelResult{Name: k.Name, Tier: k.Tier.String(), Op: "conv", Kernel: s.K, Stride: s.Stride,
+		InH: s.InH, InC: s.InC, OutC: s.OutC, MACs: s.MACs(), GFLOPs: median(gf), PeakGFLOPs: median(peak)}
+	res.Efficiency = res.GFLOPs / res.PeakGFLOPs
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "%-36s %-7s %7.1f GFLOP/s  %.2f of peak\n", res.Name, res.Tier, res.GFLOPs, res.Efficiency)
+	}
+	return res
+}

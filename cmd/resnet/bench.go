@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/bench"
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	kernels := fs.Bool("kernels", false, "benchmark every kernel on one thread against the peak-FMA probe")
+	tiers := fs.String("tier", "", "comma-separated tiers to run (purego, avx2, avx512); default: every SIMD tier this machine has")
+	filter := fs.String("filter", "", "only kernels whose name contains this")
+	rounds := fs.Int("rounds", 5, "interleaved peak/kernel rounds per kernel; medians are reported")
+	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !*kernels {
+		return fmt.Errorf("%w: whole-network benchmarks are not built yet; use -kernels", errUsage)
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("%w: -rounds must be ≥ 1", errUsage)
+	}
+	var run []asm.Tier
+	if *tiers == "" {
+		for _, t := range asm.Tiers() {
+			if t != asm.Purego {
+				run = append(run, t)
+			}
+		}
+		if len(run) == 0 {
+			run = []asm.Tier{asm.Purego}
+		}
+	} else {
+		for _, name := range strings.Split(*tiers, ",") {
+			t, err := asm.ParseTier(strings.TrimSpace(name))
+			if err != nil {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
+			if !asm.Has(t) {
+				return fmt.Errorf("tier %v is not available on this machine (have %v)", t, asm.Tiers())
+			}
+			run = append(run, t)
+		}
+	}
+	opts := bench.Options{Rounds: *rounds, Progress: stderr}
+	var results []bench.KernelResult
+	for _, t := range run {
+		for _, s := range resnet.FamilyConvShapes() {
+			k, err := asm.Conv(asm.ConvShape(s), t)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(k.Name, *filter) {
+				continue
+			}
+			results = append(results, bench.Conv(k, opts))
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "name\ttier\tMMACs\tGFLOP/s\tpeak GFLOP/s\tefficiency\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%.3f\t\n", r.Name, r.Tier, float64(r.MACs)/1e6, r.GFLOPs, r.PeakGFLOPs, r.Efficiency)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mmcloughlin/avo/attr"
+	. "github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
+
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// poolShape is a pooling or classifier layer as its kernel sees it.
+type poolShape struct {
+	Op        resnet.Op
+	C, InH    int // channels (fc: inputs) and input side
+	Out, OutH int // fc outputs; pooled side
+}
+
+// poolShapes collects the distinct max-pool, average-pool and fc layers of
+// the family, in a fixed order.
+func poolShapes() []poolShape {
+	seen := map[poolShape]bool{}
+	var out []poolShape
+	for _, name := range resnet.Names() {
+		for _, l := range resnet.MustBuild(name).Layers {
+			var s poolShape
+			switch l.Op {
+			case resnet.OpMaxPool:
+				s = poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: l.OutShape.H}
+			case resnet.OpGlobalAvgPool:
+				s = poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: 1}
+			case resnet.OpFC:
+				s = poolShape{Op: l.Op, C: l.InShape.C, Out: l.OutShape.C}
+			default:
+				continue
+			}
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// emitMaxPool writes a kernel for one output row of a 3x3 stride-2 max pool:
+// func(in, out *float32, inRow uintptr), in at the window origin of the
+// row's first pixel (inside the halo), out at the row's first pixel. The
+// halo is zero, which equals PyTorch's −inf padding because the input
+// follows a ReLU (every value ≥ 0) and every window holds a real pixel.
+func (e emitter) emitMaxPool(name string, s poolShape) {
+	vb := e.t.Lanes * 4
+	nv := s.C / e.t.Lanes
+	e.Function(name)
+	e.Attributes(attr.NOSPLIT)
+	e.SignatureExpr("func(in, out *float32, inRow uintptr)")
+	e.Doc(fmt.Sprintf("%s max-pools one output row (%d pixels) of %d channels, 3x3 windows, stride 2.", name, s.OutH, s.C))
+	in := e.Load(e.Param("in"), e.GP64())
+	out := e.Load(e.Param("out"), e.GP64())
+	row := e.Load(e.Param("inRow"), e.GP64())
+	r1, r2 := e.GP64(), e.GP64()
+	e.LEAQ(Mem{Base: in, Index: row, Scale: 1}, r1)
+	e.LEAQ(Mem{Base: in, Index: row, Scale: 2}, r2)
+	n := e.GP64()
+	e.MOVQ(U64(s.OutH), n)
+	e.Label(name + "_px")
+	for v0 := 0; v0 < nv; v0 += 4 {
+		m := make([]reg.VecVirtual, 0, 4)
+		for v := v0; v < min(nv, v0+4); v++ {
+			x := e.vec()
+			e.VMOVUPS(Mem{Base: in, Disp: v * vb}, x)
+			for _, base := range []reg.Register{in, r1, r2} {
+				for kx := 0; kx < 3; kx++ {
+					if base == in && kx == 0 {
+						continue
+					}
+					e.VMAXPS(Mem{Base: base, Disp: kx*s.C*4 + v*vb}, x, x)
+				}
+			}
+			m = append(m, x)
+		}
+		for i, x := range m {
+			e.VMOVUPS(x, Mem{Base: out, Disp: (v0 + i) * vb})
+		}
+	}
+	for _, p := range []reg.Register{in, r1, r2} {
+		e.ADDQ(U32(2*s.C*4), p)
+	}
+	e.ADDQ(U32(s.C*4), out)
+	e.DECQ(n)
+	e.JNZ(LabelRef(name + "_px"))
+	e.VZEROUPPER()
+	e.RET()
+}
+
+// emitAvgPool writes func(in, out *float32, inRow uintptr): the mean of
+// every channel over an InH×InH interior starting at in, rows inRow bytes
+// apart, into out[0:C].
+func (e emitter) emitAvgPool(name string, s poolShape) {
+	vb := e.t.Lanes * 4
+	nv := s.C / e.t.Lanes
+	chunk := 8 // accumulators per pass over the image
+	e.Function(name)
+	e.Attributes(attr.NOSPLIT)
+	e.SignatureExpr("func(in, out *float32, inRow uintptr)")
+	e.Doc(fmt.Sprintf("%s averages each of %d channels over a %dx%d map.", name, s.C, s.InH, s.InH))
+	in := e.Load(e.Param("in"), e.GP64())
+	out := e.Load(e.Param("out"), e.GP64())
+	row := e.Load(e.Param("inRow"), e.GP64())
+	scale := e.vec()
+	k := e.GP32()
+	e.MOVL(U32(f32bits(1/float32(s.InH*s.InH))), k)
+	e.MOVD(k, scale.AsX())
+	e.VBROADCASTSS(scale.AsX(), scale)
+	for v0 := 0; v0 < nv; v0 += chunk {
+		acc := make([]reg.VecVirtual, 0, chunk)
+		for v := v0; v < min(nv, v0+chunk); v++ {
+			a := e.vec()
+			e.VXORPS(a, a, a)
+			acc = append(acc, a)
+		}
+		p := e.GP64()
+		e.MOVQ(in, p)
+		for y := 0; y < s.InH; y++ {
+			for x := 0; x < s.InH; x++ {
+				for i, a := range acc {
+					e.VADDPS(Mem{Base: p, Disp: x*s.C*4 + (v0+i)*vb}, a, a)
+				}
+			}
+			e.ADDQ(row, p)
+		}
+		for i, a := range acc {
+			e.VMULPS(scale, a, a)
+			e.VMOVUPS(a, Mem{Base: out, Disp: (v0 + i) * vb})
+		}
+	}
+	e.VZEROUPPER()
+	e.RET()
+}
+
+// emitFC writes func(in, w, bias, out *float32): out = W·in + bias over the
+// padded outputs, W packed per block of fcBlock(t) outputs as [i][block].
+func (e emitter) emitFC(name string, s poolShape) {
+	vb := e.t.Lanes * 4
+	v := 4
+	bc := v * e.t.Lanes
+	padded := (s.Out + bc - 1) / bc * bc
+	e.Function(name)
+	e.Attributes(attr.NOSPLIT)
+	e.SignatureExpr("func(in, w, bias, out *float32)")
+	e.Doc(fmt.Sprintf("%s is the %d→%d classifier (outputs padded to %d).", name, s.C, s.Out, padded))
+	in := e.Load(e.Param("in"), e.GP64())
+	w := e.Load(e.Param("w"), e.GP64())
+	bias := e.Load(e.Param("bias"), e.GP64())
+	out := e.Load(e.Param("out"), e.GP64())
+	blocks := e.GP64()
+	e.MOVQ(U64(padded/bc), blocks)
+	e.Label(name + "_block")
+	acc := make([]reg.VecVirtual, v)
+	for i := range acc {
+		acc[i] = e.vec()
+		e.VMOVUPS(Mem{Base: bias, Disp: i * vb}, acc[i])
+	}
+	p, n := e.GP64(), e.GP64()
+	e.MOVQ(in, p)
+	e.MOVQ(U64(s.C), n)
+	e.Label(name + "_in")
+	x := e.vec()
+	e.VBROADCASTSS(Mem{Base: p}, x)
+	for i := range acc {
+		e.VFMADD231PS(Mem{Base: w, Disp: i * vb}, x, acc[i])
+	}
+	e.ADDQ(U32(4), p)
+	e.ADDQ(U32(bc*4), w)
+	e.DECQ(n)
+	e.JNZ(LabelRef(name + "_in"))
+	for i := range acc {
+		e.VMOVUPS(acc[i], Mem{Base: out, Disp: i * vb})
+	}
+	e.ADDQ(U32(bc*4), bias)
+	e.ADDQ(U32(bc*4), out)
+	e.DECQ(blocks)
+	e.JNZ(LabelRef(name + "_block"))
+	e.VZEROUPPER()
+	e.RET()
+}
+
+func f32bits(f float32) uint32 { return math.Float32bits(f) }
+
+func poolName(s poolShape, t tier) string {
+	switch s.Op {
+	case resnet.OpMaxPool:
+		return fmt.Sprintf("maxpool3x3s2_c%d_h%d_%s", s.C, s.InH, t.Name)
+	case resnet.OpGlobalAvgPool:
+		return fmt.Sprintf("avgpool_c%d_h%d_%s", s.C, s.InH, t.Name)
+	}
+	return fmt.Sprintf("fc_c%dk%d_%s", s.C, s.Out, t.Name)
+}
+
+// fcBlock is the number of outputs one block of the classifier covers.
+func fcBlock(t tier) int { return 4 * t.Lanes }
