@@ -170,9 +170,6 @@ func (k *ConvKernel) run(in, out Buffer, res *Buffer, packed, bias []float32, re
 		convGeneric(k, in, out, res, packed, bias, relu, y0, y1, b0, b1)
 		return
 	}
-	s := k.Shape
-	bc := k.BlockC()
-	panel := s.K * s.K * s.InC * bc
 	var flags uintptr
 	if relu {
 		flags |= flagReLU
@@ -183,6 +180,31 @@ func (k *ConvKernel) run(in, out Buffer, res *Buffer, packed, bias []float32, re
 		resRow = uintptr(res.RowStride() * 4)
 	}
 	inRow, outRow := uintptr(in.RowStride()*4), uintptr(out.RowStride()*4)
+	band := k.bandRows()
+	for by := y0; by < y1; by += band {
+		k.runBand(in, out, res, packed, bias, flags, inRow, outRow, resRow, by, min(by+band, y1), b0, b1)
+	}
+}
+
+// bandBytes is how much input and output one band of rows may touch: half
+// of a 1 MiB L2, so a band stays cached while every channel block reads it.
+const bandBytes = 512 << 10
+
+// bandRows is the number of output rows (a multiple of TH) computed for all
+// channel blocks before moving down. A band keeps its input and output in
+// L2 while the blocks' weights stream past; big maps get thin bands, and
+// small ones a single band, so large weights are read once.
+func (k *ConvKernel) bandRows() int {
+	s := k.Shape
+	perRow := 4 * (s.OutH*s.OutC + s.Stride*s.InH*s.InC)
+	rows := max(1, bandBytes/perRow) / k.TH * k.TH
+	return max(rows, k.TH)
+}
+
+func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32, flags, inRow, outRow, resRow uintptr, y0, y1, b0, b1 int) {
+	s := k.Shape
+	bc := k.BlockC()
+	panel := s.K * s.K * s.InC * bc
 	for b := b0; b < b1; b++ {
 		w, bp := &packed[b*panel], &bias[b*bc]
 		for ty := y0; ty < y1; ty += k.TH {

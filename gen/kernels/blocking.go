@@ -8,11 +8,18 @@ type tier struct {
 	Name  string // "avx512", "avx2": the kernel name suffix and the asm.Tier
 	Lanes int    // float32 per vector
 	Regs  int    // vector registers
+	// MaxPixels caps a tile's pixels (0: no cap). Each pixel is an input
+	// stream, and on wide layers the streams lie multiples of 4 KiB apart,
+	// in one L1 set. Measured here on the 7x7-output layers: AVX2 with
+	// 2x7-pixel tiles reached 0.54–0.70 of peak, capped at 12 pixels
+	// 0.67–0.73; AVX-512 (half the broadcasts per FMA) fell from 0.88 to
+	// 0.62 when capped, so it is not.
+	MaxPixels int
 }
 
 var (
-	avx512 = tier{"avx512", 16, 32}
-	avx2   = tier{"avx2", 8, 16}
+	avx512 = tier{"avx512", 16, 32, 0}
+	avx2   = tier{"avx2", 8, 16, 12}
 )
 
 // blocking is a register tile: TH×TW output pixels by V vectors of output
@@ -20,6 +27,22 @@ var (
 type blocking struct {
 	TH, TW, V int
 	RemTH     int // rows of the last tile row when TH does not divide the output height; 0 if it does
+}
+
+// Throughput model of a core, the same for both amd64 tiers here: two FMA
+// pipes with a 4-cycle latency and two vector loads a cycle.
+const (
+	fmaPorts   = 2.0
+	fmaLatency = 4.0
+	loadPorts  = 2.0
+)
+
+// cyclesPerFMA estimates the inner loop's cost for R pixels × V vectors: the
+// FMA pipes, the loads (V weight vectors + one broadcast per pixel) or the
+// latency of R·V accumulator chains, whichever binds.
+func cyclesPerFMA(r, v int) float64 {
+	fmas := float64(r * v)
+	return max(1/fmaPorts, float64(r+v)/fmas/loadPorts, fmaLatency/fmas)
 }
 
 // chooseBlocking is the register-blocking rule:
@@ -31,12 +54,13 @@ type blocking struct {
 //  3. TW divides the output width (a column remainder costs a whole
 //     narrow tile per row); TH ≤ 4 need not divide the height: the last
 //     tile row then uses a second kernel with the remaining rows.
-//  4. Most accumulators first (they hide FMA latency and amortise the
-//     weight loads); then fewest loads per FMA, (R+V)/(R·V); then TH = 1
-//     (no remainder kernel); then wider V.
+//  4. Lowest modelled cycles per FMA (cyclesPerFMA, averaged over the main
+//     and remainder tile rows); then most accumulators (they amortise the
+//     per-tile epilogue and call); then fewest loads per FMA; then TH = 1.
 func chooseBlocking(s convShape, t tier) blocking {
 	var best blocking
-	bestAcc, bestLoads := 0, 0.0
+	bestCost, bestAcc, bestLoads := 0.0, 0, 0.0
+	const eps = 1e-9
 	for v := 4; v >= 1; v-- {
 		if s.OutC%(v*t.Lanes) != 0 {
 			continue
@@ -45,17 +69,24 @@ func chooseBlocking(s convShape, t tier) blocking {
 		for th := 1; th <= 4 && th <= s.OutH; th++ {
 			for tw := 1; tw <= s.OutH; tw++ {
 				r := th * tw
-				if s.OutH%tw != 0 || r > maxR {
+				if s.OutH%tw != 0 || r > maxR || t.MaxPixels > 0 && r > t.MaxPixels {
 					continue
 				}
+				rem := s.OutH % th
+				cost := cyclesPerFMA(r, v) * float64(s.OutH-rem)
+				if rem > 0 {
+					cost += cyclesPerFMA(rem*tw, v) * float64(rem)
+				}
+				cost /= float64(s.OutH)
 				acc := r * v
 				loads := float64(r+v) / float64(r*v)
-				better := acc > bestAcc ||
-					acc == bestAcc && loads < bestLoads-1e-9 ||
-					acc == bestAcc && loads < bestLoads+1e-9 && best.TH != 1 && th == 1
+				better := bestAcc == 0 || cost < bestCost-eps ||
+					cost < bestCost+eps && (acc > bestAcc ||
+						acc == bestAcc && (loads < bestLoads-eps ||
+							loads < bestLoads+eps && best.TH != 1 && th == 1))
 				if better {
-					best = blocking{TH: th, TW: tw, V: v, RemTH: s.OutH % th}
-					bestAcc, bestLoads = acc, loads
+					best = blocking{TH: th, TW: tw, V: v, RemTH: rem}
+					bestCost, bestAcc, bestLoads = cost, acc, loads
 				}
 			}
 		}
