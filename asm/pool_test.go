@@ -12,21 +12,8 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-// poolLayers returns one representative layer of each distinct pooling and
-// classifier shape in the family, from the architecture table.
 func poolLayers() []resnet.Layer {
-	seen := map[[4]int]bool{}
-	var out []resnet.Layer
-	for _, name := range resnet.Names() {
-		for _, l := range resnet.MustBuild(name).Layers {
-			key := [4]int{int(l.Op), l.InShape.C, l.InShape.H, l.OutShape.C}
-			if (l.Op == resnet.OpMaxPool || l.Op == resnet.OpGlobalAvgPool || l.Op == resnet.OpFC) && !seen[key] {
-				seen[key] = true
-				out = append(out, l)
-			}
-		}
-	}
-	return out
+	return resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC)
 }
 
 func toPlanes(b asm.Buffer) resnet.Planes {

@@ -114,20 +114,83 @@ func median(xs []float64) float64 {
 // peak, in interleaved rounds (the machines are noisy: interleaving puts
 // both under the same conditions).
 func Conv(k *asm.ConvKernel, o Options) KernelResult {
-	o.defaults()
 	c := NewConvSetup(k)
 	s := k.Shape
+	r := KernelResult{Name: k.Name, Op: "conv", Kernel: s.K, Stride: s.Stride, InH: s.InH, InC: s.InC, OutC: s.OutC}
+	return measure(r, k.Tier, s.MACs(), c.Run, o)
+}
+
+// measure runs f in interleaved rounds against the tier's peak and fills
+// in the speed fields of r; work is the multiply-adds (or equivalent
+// single operations) of one run.
+func measure(r KernelResult, t asm.Tier, work int64, f func(), o Options) KernelResult {
+	o.defaults()
 	var gf, peak []float64
-	for r := 0; r < o.Rounds; r++ {
-		peak = append(peak, PeakGFLOPs(k.Tier, o.PeakTime))
-		sec := timeRuns(c.Run, o.MinTime)
-		gf = append(gf, 2*float64(s.MACs())/sec/1e9)
+	for range o.Rounds {
+		peak = append(peak, PeakGFLOPs(t, o.PeakTime))
+		gf = append(gf, 2*float64(work)/timeRuns(f, o.MinTime)/1e9)
 	}
-	res := KernelResult{Name: k.Name, Tier: k.Tier.String(), Op: "conv", Kernel: s.K, Stride: s.Stride,
-		InH: s.InH, InC: s.InC, OutC: s.OutC, MACs: s.MACs(), GFLOPs: median(gf), PeakGFLOPs: median(peak)}
-	res.Efficiency = res.GFLOPs / res.PeakGFLOPs
+	r.Tier, r.MACs = t.String(), work
+	r.GFLOPs, r.PeakGFLOPs = median(gf), median(peak)
+	r.Efficiency = r.GFLOPs / r.PeakGFLOPs
 	if o.Progress != nil {
-		fmt.Fprintf(o.Progress, "%-36s %-7s %7.1f GFLOP/s  %.2f of peak\n", res.Name, res.Tier, res.GFLOPs, res.Efficiency)
+		fmt.Fprintf(o.Progress, "%-36s %-7s %7.1f GFLOP/s  %.2f of peak\n", r.Name, r.Tier, r.GFLOPs, r.Efficiency)
 	}
-	return res
+	return r
+}
+
+func randomFill(xs []float32, seed uint64, nonNegative bool) {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	for i := range xs {
+		v := rng.NormFloat64()
+		if nonNegative && v < 0 {
+			v = -v
+		}
+		xs[i] = float32(v)
+	}
+}
+
+// MaxPool measures a max-pool kernel. Its "MACs" are the 9 comparisons per
+// output value; it is bound by memory, not by the FMA pipes.
+func MaxPool(k *asm.MaxPoolKernel, o Options) KernelResult {
+	in := asm.NewBuffer(k.InH, k.InH, k.C, 1)
+	out := asm.NewBuffer(k.OutH, k.OutH, k.C, 1)
+	randomFill(in.Data, 1, true)
+	r := KernelResult{Name: k.Name, Op: "maxpool", Kernel: 3, Stride: 2, InH: k.InH, InC: k.C, OutC: k.C}
+	return measure(r, k.Tier, int64(9*k.OutH*k.OutH*k.C), func() {
+		if err := k.Run(in, out); err != nil {
+			panic(err)
+		}
+	}, o)
+}
+
+// AvgPool measures a global average pool; its "MACs" are the additions.
+func AvgPool(k *asm.AvgPoolKernel, o Options) KernelResult {
+	in := asm.NewBuffer(k.InH, k.InH, k.C, 0)
+	out := make([]float32, k.C)
+	randomFill(in.Data, 2, false)
+	r := KernelResult{Name: k.Name, Op: "avgpool", Kernel: k.InH, Stride: 1, InH: k.InH, InC: k.C, OutC: k.C}
+	return measure(r, k.Tier, int64(k.InH*k.InH*k.C), func() {
+		if err := k.Run(in, out); err != nil {
+			panic(err)
+		}
+	}, o)
+}
+
+// FC measures the classifier (In·Out multiply-adds, weights streamed once).
+func FC(k *asm.FCKernel, o Options) KernelResult {
+	w, b, in := make([]float32, k.In*k.Out), make([]float32, k.Out), make([]float32, k.In)
+	randomFill(w, 3, false)
+	randomFill(in, 4, false)
+	pw, pb, err := k.Pack(w, b)
+	if err != nil {
+		panic(err)
+	}
+	out := make([]float32, k.Padded())
+	r := KernelResult{Name: k.Name, Op: "fc", Kernel: 1, Stride: 1, InH: 1, InC: k.In, OutC: k.Out}
+	return measure(r, k.Tier, int64(k.In*k.Out), func() {
+		if err := k.Run(in, pw, pb, out); err != nil {
+			panic(err)
+		}
+	}, o)
 }

@@ -24,16 +24,11 @@ func (l *Layer) ConvShape() ConvShape {
 // CIFAR nets), largest maps first, in a fixed order.
 func FamilyConvShapes() []ConvShape {
 	seen := map[ConvShape]bool{}
-	for _, name := range Names() {
-		for _, l := range MustBuild(name).Layers {
-			if l.Op != OpConv {
-				continue
-			}
-			if l.InShape.H != l.InShape.W {
-				panic(fmt.Sprintf("%s %s: non-square input %v", name, l.Name, l.InShape))
-			}
-			seen[l.ConvShape()] = true
+	for _, l := range DistinctLayers(OpConv) {
+		if l.InShape.H != l.InShape.W {
+			panic(fmt.Sprintf("%s: non-square input %v", l.Name, l.InShape))
 		}
+		seen[l.ConvShape()] = true
 	}
 	out := make([]ConvShape, 0, len(seen))
 	for s := range seen {
@@ -48,5 +43,33 @@ func FamilyConvShapes() []ConvShape {
 		}
 		return false
 	})
+	return out
+}
+
+// DistinctLayers returns, for the given ops, one layer of each distinct
+// shape (op, kernel, stride, padding, input and output shape) among every
+// catalogued network, in catalogue order. Kernel generators and tests use
+// it to cover the family once per shape.
+func DistinctLayers(ops ...Op) []Layer {
+	type key struct {
+		op             Op
+		k, stride, pad int
+		in, out        Shape
+	}
+	want := map[Op]bool{}
+	for _, op := range ops {
+		want[op] = true
+	}
+	seen := map[key]bool{}
+	var out []Layer
+	for _, name := range Names() {
+		for _, l := range MustBuild(name).Layers {
+			k := key{l.Op, l.Kernel, l.Stride, l.Pad, l.InShape, l.OutShape}
+			if want[l.Op] && !seen[k] {
+				seen[k] = true
+				out = append(out, l)
+			}
+		}
+	}
 	return out
 }

@@ -63,6 +63,39 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			}
 			results = append(results, bench.Conv(k, opts))
 		}
+		for _, l := range resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
+			var r bench.KernelResult
+			var name string
+			switch l.Op {
+			case resnet.OpMaxPool:
+				k, err := asm.MaxPool(l.InShape.C, l.InShape.H, t)
+				if err != nil {
+					return err
+				}
+				if name = k.Name; strings.Contains(name, *filter) {
+					r = bench.MaxPool(k, opts)
+				}
+			case resnet.OpGlobalAvgPool:
+				k, err := asm.AvgPool(l.InShape.C, l.InShape.H, t)
+				if err != nil {
+					return err
+				}
+				if name = k.Name; strings.Contains(name, *filter) {
+					r = bench.AvgPool(k, opts)
+				}
+			case resnet.OpFC:
+				k, err := asm.FC(l.InShape.C, l.OutShape.C, t)
+				if err != nil {
+					return err
+				}
+				if name = k.Name; strings.Contains(name, *filter) {
+					r = bench.FC(k, opts)
+				}
+			}
+			if r.Name != "" {
+				results = append(results, r)
+			}
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

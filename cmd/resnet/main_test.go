@@ -108,3 +108,35 @@ func TestEvalOnRealData(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "test_batch_00.bin: truncated: record 1 has 1927 of 3073 bytes")
 }
+
+func TestBenchKernelsJSON(t *testing.T) {
+	code, out, stderr := runCmd("bench", "-kernels", "-rounds", "1", "-filter", "c64k64_h8_", "-json")
+	require.Equal(t, 0, code, stderr)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &rows))
+	require.NotEmpty(t, rows, "one row per SIMD tier this machine has (or purego)")
+	for _, r := range rows {
+		keys := make([]string, 0, len(r))
+		for k := range r {
+			keys = append(keys, k)
+		}
+		assert.ElementsMatch(t, []string{"name", "tier", "op", "kernel", "stride", "in_h", "in_c", "out_c", "macs",
+			"gflops", "peak_gflops", "efficiency"}, keys)
+		assert.Contains(t, r["name"], "conv3x3s1_c64k64_h8_")
+		assert.Equal(t, "conv", r["op"])
+		assert.Equal(t, 3.0, r["kernel"])
+		assert.Equal(t, float64(8*8*64*64*9), r["macs"])
+		assert.Greater(t, r["gflops"], 0.0)
+		assert.InDelta(t, r["gflops"].(float64)/r["peak_gflops"].(float64), r["efficiency"], 1e-9)
+	}
+	code, out, _ = runCmd("bench", "-kernels", "-rounds", "1", "-tier", "purego", "-filter", "fc_c64k10")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "fc_c64k10_purego")
+
+	code, _, stderr = runCmd("bench", "-kernels", "-tier", "sse9")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `unknown tier "sse9"`)
+	code, _, stderr = runCmd("bench")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "use -kernels")
+}

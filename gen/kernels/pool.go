@@ -21,25 +21,15 @@ type poolShape struct {
 // poolShapes collects the distinct max-pool, average-pool and fc layers of
 // the family, in a fixed order.
 func poolShapes() []poolShape {
-	seen := map[poolShape]bool{}
 	var out []poolShape
-	for _, name := range resnet.Names() {
-		for _, l := range resnet.MustBuild(name).Layers {
-			var s poolShape
-			switch l.Op {
-			case resnet.OpMaxPool:
-				s = poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: l.OutShape.H}
-			case resnet.OpGlobalAvgPool:
-				s = poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: 1}
-			case resnet.OpFC:
-				s = poolShape{Op: l.Op, C: l.InShape.C, Out: l.OutShape.C}
-			default:
-				continue
-			}
-			if !seen[s] {
-				seen[s] = true
-				out = append(out, s)
-			}
+	for _, l := range resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
+		switch l.Op {
+		case resnet.OpMaxPool:
+			out = append(out, poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: l.OutShape.H})
+		case resnet.OpGlobalAvgPool:
+			out = append(out, poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: 1})
+		case resnet.OpFC:
+			out = append(out, poolShape{Op: l.Op, C: l.InShape.C, Out: l.OutShape.C})
 		}
 	}
 	return out
