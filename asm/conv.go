@@ -59,7 +59,7 @@ func (s ConvShape) name() string {
 
 // microKernel is the signature of every generated convolution kernel; see
 // gen/kernels/conv.go for the meaning of each argument.
-type microKernel func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags uintptr)
+type microKernel func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 const (
 	flagReLU     = 1
@@ -212,15 +212,13 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 			if ty+k.TH > s.OutH {
 				f = k.rem
 			}
-			for tx := 0; tx < s.OutH; tx += k.TW {
-				ip := &in.Data[in.Index(ty*s.Stride-s.Pad, tx*s.Stride-s.Pad, 0)]
-				op := &out.Data[out.Index(ty, tx, b*bc)]
-				var rp *float32
-				if res != nil {
-					rp = &res.Data[res.Index(ty, tx, b*bc)]
-				}
-				f(ip, w, bp, rp, op, inRow, outRow, resRow, flags)
+			ip := &in.Data[in.Index(ty*s.Stride-s.Pad, -s.Pad, 0)]
+			op := &out.Data[out.Index(ty, 0, b*bc)]
+			var rp *float32
+			if res != nil {
+				rp = &res.Data[res.Index(ty, 0, b*bc)]
 			}
+			f(ip, w, bp, rp, op, inRow, outRow, resRow, flags, uintptr(s.OutH/k.TW))
 		}
 	}
 }

@@ -4,258 +4,258 @@
 
 package asm
 
-// conv7x7s2_c3k64_h224_avx2 computes a 1x2-pixel by 32-channel tile of a 7x7 stride-2 convolution,
+// conv7x7s2_c3k64_h224_avx2 computes n 1x2-pixel by 32-channel tiles of a 7x7 stride-2 convolution,
 // 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
-func conv7x7s2_c3k64_h224_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv7x7s2_c3k64_h224_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c64k64_h56_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c64k64_h56_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c64k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c64k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c64k64_h56_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c64k64_h56_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c64k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c64k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c64k256_h56_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c64k256_h56_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 64→256 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c64k256_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c64k256_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c64k256_h56_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c64k256_h56_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 64→256 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c64k256_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c64k256_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k64_h56_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c256k64_h56_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c256k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k64_h56_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c256k64_h56_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c256k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k128_h56_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c256k128_h56_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k128_h56_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c256k128_h56_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k128_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c256k128_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c64k128_h56_avx2 computes a 1x2-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c64k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 64→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k128_h56_avx2 computes a 1x2-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k512_h56_avx2 computes a 1x2-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k512_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 256→512 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c256k512_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c256k512_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c64k64_h56_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c64k64_h56_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c64k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c64k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c64k64_h56_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c64k64_h56_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c64k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c64k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c64k128_h56_avx2 computes a 1x2-pixel by 32-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c64k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 64→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c128k128_h56_avx2 computes a 1x2-pixel by 32-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c128k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 128→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c128k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c128k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c3k16_h32_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c3k16_h32_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c3k16_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c3k16_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c3k16_h32_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c3k16_h32_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c3k16_h32_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c3k16_h32_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c16k16_h32_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c16k16_h32_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 16→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c16k16_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c16k16_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c16k16_h32_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c16k16_h32_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 16→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c16k16_h32_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c16k16_h32_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c16k32_h32_avx2 computes a 1x2-pixel by 32-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c16k32_h32_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 16→32 channels on a 32x32 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c16k32_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c16k32_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c128k512_h28_avx2 computes a 1x2-pixel by 32-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c128k512_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 128→512 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c128k512_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c128k512_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k128_h28_avx2 computes a 1x2-pixel by 32-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k128_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 512→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c512k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c512k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k256_h28_avx2 computes a 1x2-pixel by 32-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k256_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c512k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c512k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c128k256_h28_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c128k256_h28_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 128→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c128k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c128k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c128k256_h28_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c128k256_h28_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 128→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c128k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c128k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c512k256_h28_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k256_h28_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c512k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c512k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c512k256_h28_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k256_h28_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c512k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c512k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c512k1024_h28_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k1024_h28_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c512k1024_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c512k1024_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c512k1024_h28_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k1024_h28_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c512k1024_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c512k1024_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c128k128_h28_avx2 computes a 1x2-pixel by 32-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c128k128_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c128k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c128k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c128k256_h28_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c128k256_h28_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 128→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c128k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c128k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c128k256_h28_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c128k256_h28_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 128→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c128k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c128k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c256k256_h28_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k256_h28_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 256→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c256k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c256k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c256k256_h28_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k256_h28_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 256→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c256k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c256k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c32k32_h16_avx2 computes a 1x2-pixel by 32-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c32k32_h16_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 32→32 channels on a 16x16 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c32k32_h16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c32k32_h16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c32k64_h16_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c32k64_h16_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 32→64 channels on a 16x16 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c32k64_h16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c32k64_h16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c32k64_h16_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c32k64_h16_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 32→64 channels on a 16x16 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c32k64_h16_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c32k64_h16_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k1024_h14_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c256k1024_h14_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k1024_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c256k1024_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k1024_h14_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c256k1024_h14_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k1024_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c256k1024_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c1024k256_h14_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k256_h14_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c1024k256_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c1024k256_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c1024k256_h14_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k256_h14_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c1024k256_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c1024k256_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c1024k512_h14_avx2 computes a 3x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k512_h14_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c1024k512_h14_avx2_rem computes a 2x2-pixel by 16-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k512_h14_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k512_h14_avx2 computes a 2x1-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k512_h14_avx2_rem computes a 1x1-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k512_h14_avx2 computes a 2x1-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c1024k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k512_h14_avx2_rem computes a 1x1-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c1024k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k2048_h14_avx2 computes a 2x1-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c1024k2048_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c1024k2048_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c1024k2048_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k2048_h14_avx2_rem computes a 1x1-pixel by 32-channel tile of a 1x1 stride-2 convolution,
+// conv1x1s2_c1024k2048_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv1x1s2_c1024k2048_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s2_c1024k2048_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c256k256_h14_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c256k256_h14_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c256k256_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c256k256_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c256k256_h14_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c256k256_h14_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c256k256_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c256k256_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c256k512_h14_avx2 computes a 2x1-pixel by 32-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c256k512_h14_avx2_rem computes a 1x1-pixel by 32-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c512k512_h14_avx2 computes a 2x1-pixel by 32-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c512k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c512k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c512k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c512k512_h14_avx2_rem computes a 1x1-pixel by 32-channel tile of a 3x3 stride-2 convolution,
+// conv3x3s2_c512k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c512k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s2_c512k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c64k64_h8_avx2 computes a 3x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c64k64_h8_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 8x8 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c64k64_h8_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c64k64_h8_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c64k64_h8_avx2_rem computes a 2x2-pixel by 16-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c64k64_h8_avx2_rem computes n 2x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 8x8 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c64k64_h8_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c64k64_h8_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k2048_h7_avx2 computes a 2x1-pixel by 32-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k2048_h7_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c512k2048_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c512k2048_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k2048_h7_avx2_rem computes a 1x1-pixel by 32-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k2048_h7_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c512k2048_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c512k2048_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c2048k512_h7_avx2 computes a 2x1-pixel by 32-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c2048k512_h7_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c2048k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c2048k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c2048k512_h7_avx2_rem computes a 1x1-pixel by 32-channel tile of a 1x1 stride-1 convolution,
+// conv1x1s1_c2048k512_h7_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c2048k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv1x1s1_c2048k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c512k512_h7_avx2 computes a 2x1-pixel by 32-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c512k512_h7_avx2 computes n 2x1-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c512k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c512k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c512k512_h7_avx2_rem computes a 1x1-pixel by 32-channel tile of a 3x3 stride-1 convolution,
+// conv3x3s1_c512k512_h7_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c512k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr)
+func conv3x3s1_c512k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)

@@ -59,3 +59,12 @@ func TestMeasurementsAreWellFormed(t *testing.T) {
 	assert.InDelta(t, r.GFLOPs/r.PeakGFLOPs, r.Efficiency, 1e-12)
 	assert.Equal(t, []float64{2}, []float64{median([]float64{3, 1, 2})})
 }
+
+func TestCombineTakesMedians(t *testing.T) {
+	pass := func(gf, peak float64) []KernelResult {
+		return []KernelResult{{Name: "k", GFLOPs: gf, PeakGFLOPs: peak, Efficiency: gf / peak}}
+	}
+	got := Combine([][]KernelResult{pass(100, 200), pass(180, 200), pass(150, 100)})
+	assert.Equal(t, []KernelResult{{Name: "k", GFLOPs: 150, PeakGFLOPs: 200, Efficiency: 0.9}}, got)
+	assert.Nil(t, Combine(nil))
+}

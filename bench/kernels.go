@@ -194,3 +194,23 @@ func FC(k *asm.FCKernel, o Options) KernelResult {
 		}
 	}, o)
 }
+
+// Combine merges passes over the same kernel list: each field is the median
+// over the passes (the efficiency the median of the per-pass ratios).
+func Combine(passes [][]KernelResult) []KernelResult {
+	if len(passes) == 0 {
+		return nil
+	}
+	out := make([]KernelResult, len(passes[0]))
+	for i := range out {
+		var gf, peak, eff []float64
+		for _, p := range passes {
+			gf = append(gf, p[i].GFLOPs)
+			peak = append(peak, p[i].PeakGFLOPs)
+			eff = append(eff, p[i].Efficiency)
+		}
+		out[i] = passes[0][i]
+		out[i].GFLOPs, out[i].PeakGFLOPs, out[i].Efficiency = median(gf), median(peak), median(eff)
+	}
+	return out
+}

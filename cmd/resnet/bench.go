@@ -17,7 +17,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	kernels := fs.Bool("kernels", false, "benchmark every kernel on one thread against the peak-FMA probe")
 	tiers := fs.String("tier", "", "comma-separated tiers to run (purego, avx2, avx512); default: every SIMD tier this machine has")
 	filter := fs.String("filter", "", "only kernels whose name contains this")
-	rounds := fs.Int("rounds", 5, "interleaved peak/kernel rounds per kernel; medians are reported")
+	rounds := fs.Int("rounds", 3, "interleaved peak/kernel rounds per kernel and pass")
+	passes := fs.Int("passes", 3, "passes over the whole kernel list; each figure is the median over all rounds of all passes")
 	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -25,8 +26,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if !*kernels {
 		return fmt.Errorf("%w: whole-network benchmarks are not built yet; use -kernels", errUsage)
 	}
-	if *rounds < 1 {
-		return fmt.Errorf("%w: -rounds must be ≥ 1", errUsage)
+	if *rounds < 1 || *passes < 1 {
+		return fmt.Errorf("%w: -rounds and -passes must be ≥ 1", errUsage)
 	}
 	var run []asm.Tier
 	if *tiers == "" {
@@ -51,52 +52,61 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	opts := bench.Options{Rounds: *rounds, Progress: stderr}
-	var results []bench.KernelResult
-	for _, t := range run {
-		for _, s := range resnet.FamilyConvShapes() {
-			k, err := asm.Conv(asm.ConvShape(s), t)
-			if err != nil {
-				return err
+	// The machines are noisy for seconds at a time: several passes over the
+	// whole list spread each kernel's samples over the run.
+	var samples [][]bench.KernelResult
+	for pass := 0; pass < *passes; pass++ {
+		fmt.Fprintf(stderr, "pass %d of %d\n", pass+1, *passes)
+		var results []bench.KernelResult
+		for _, t := range run {
+			for _, s := range resnet.FamilyConvShapes() {
+				k, err := asm.Conv(asm.ConvShape(s), t)
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(k.Name, *filter) {
+					continue
+				}
+				results = append(results, bench.Conv(k, opts))
 			}
-			if !strings.Contains(k.Name, *filter) {
-				continue
+			for _, l := range resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
+				var r bench.KernelResult
+				var name string
+				switch l.Op {
+				case resnet.OpMaxPool:
+					k, err := asm.MaxPool(l.InShape.C, l.InShape.H, t)
+					if err != nil {
+						return err
+					}
+					if name = k.Name; strings.Contains(name, *filter) {
+						r = bench.MaxPool(k, opts)
+					}
+				case resnet.OpGlobalAvgPool:
+					k, err := asm.AvgPool(l.InShape.C, l.InShape.H, t)
+					if err != nil {
+						return err
+					}
+					if name = k.Name; strings.Contains(name, *filter) {
+						r = bench.AvgPool(k, opts)
+					}
+				case resnet.OpFC:
+					k, err := asm.FC(l.InShape.C, l.OutShape.C, t)
+					if err != nil {
+						return err
+					}
+					if name = k.Name; strings.Contains(name, *filter) {
+						r = bench.FC(k, opts)
+					}
+				}
+				if r.Name != "" {
+					results = append(results, r)
+				}
 			}
-			results = append(results, bench.Conv(k, opts))
 		}
-		for _, l := range resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
-			var r bench.KernelResult
-			var name string
-			switch l.Op {
-			case resnet.OpMaxPool:
-				k, err := asm.MaxPool(l.InShape.C, l.InShape.H, t)
-				if err != nil {
-					return err
-				}
-				if name = k.Name; strings.Contains(name, *filter) {
-					r = bench.MaxPool(k, opts)
-				}
-			case resnet.OpGlobalAvgPool:
-				k, err := asm.AvgPool(l.InShape.C, l.InShape.H, t)
-				if err != nil {
-					return err
-				}
-				if name = k.Name; strings.Contains(name, *filter) {
-					r = bench.AvgPool(k, opts)
-				}
-			case resnet.OpFC:
-				k, err := asm.FC(l.InShape.C, l.OutShape.C, t)
-				if err != nil {
-					return err
-				}
-				if name = k.Name; strings.Contains(name, *filter) {
-					r = bench.FC(k, opts)
-				}
-			}
-			if r.Name != "" {
-				results = append(results, r)
-			}
-		}
+
+		samples = append(samples, results)
 	}
+	results := bench.Combine(samples)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
