@@ -32,12 +32,14 @@ func (b Buffer) Index(y, x, c int) int {
 	return (y+b.Halo)*b.RowStride() + (x+b.Halo)*b.C + c
 }
 
-func (b Buffer) check(what string, h, w, c, minHalo int) error {
+// check validates b as the role ("input", …) of kernel name. It is on
+// Forward's path, so it builds no string unless it fails.
+func (b Buffer) check(name, role string, h, w, c, minHalo int) error {
 	if b.H != h || b.W != w || b.C != c || b.Halo < minHalo || b.Halo < 0 {
-		return fmt.Errorf("%s is %dx%dx%d with halo %d, want %dx%dx%d with halo ≥ %d", what, b.H, b.W, b.C, b.Halo, h, w, c, minHalo)
+		return fmt.Errorf("%s %s is %dx%dx%d with halo %d, want %dx%dx%d with halo ≥ %d", name, role, b.H, b.W, b.C, b.Halo, h, w, c, minHalo)
 	}
 	if len(b.Data) != b.Len() {
-		return fmt.Errorf("%s holds %d floats, its shape needs %d", what, len(b.Data), b.Len())
+		return fmt.Errorf("%s %s holds %d floats, its shape needs %d", name, role, len(b.Data), b.Len())
 	}
 	return nil
 }
@@ -144,23 +146,54 @@ func (k *ConvKernel) PackWeights(oihw []float32) ([]float32, error) {
 // packed comes from PackWeights; res may be nil. in must have a halo of at
 // least Pad; the halos of out and res may be anything.
 func (k *ConvKernel) Run(in, out Buffer, res *Buffer, packed, bias []float32, relu bool) error {
-	s := k.Shape
-	if err := in.check(k.Name+" input", s.InH, s.InH, s.InC, s.Pad); err != nil {
+	if err := k.Check(in, out, res, packed, bias); err != nil {
 		return err
 	}
-	if err := out.check(k.Name+" output", s.OutH, s.OutH, s.OutC, 0); err != nil {
+	k.run(in, out, res, packed, bias, relu, 0, k.Shape.OutH, 0, k.Shape.OutC/k.BlockC())
+	return nil
+}
+
+// Check reports whether Run and RunPart accept these arguments.
+func (k *ConvKernel) Check(in, out Buffer, res *Buffer, packed, bias []float32) error {
+	s := k.Shape
+	if err := in.check(k.Name, "input", s.InH, s.InH, s.InC, s.Pad); err != nil {
+		return err
+	}
+	if err := out.check(k.Name, "output", s.OutH, s.OutH, s.OutC, 0); err != nil {
 		return err
 	}
 	if res != nil {
-		if err := res.check(k.Name+" residual", s.OutH, s.OutH, s.OutC, 0); err != nil {
+		if err := res.check(k.Name, "residual", s.OutH, s.OutH, s.OutC, 0); err != nil {
 			return err
 		}
 	}
 	if len(packed) != s.OutC*s.InC*s.K*s.K || len(bias) != s.OutC {
 		return fmt.Errorf("%s: %d packed weights and %d biases, want %d and %d", k.Name, len(packed), len(bias), s.OutC*s.InC*s.K*s.K, s.OutC)
 	}
-	k.run(in, out, res, packed, bias, relu, 0, s.OutH, 0, s.OutC/k.BlockC())
 	return nil
+}
+
+// RunPart computes part part of parts (0 ≤ part < parts) of Run, so that
+// parts goroutines together compute the whole layer. The arguments must
+// have passed Check. Work splits by output-channel block where the blocks
+// divide evenly (each worker then streams only its share of the weights),
+// otherwise by tile rows.
+func (k *ConvKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []float32, relu bool, part, parts int) {
+	nb := k.Shape.OutC / k.BlockC()
+	if nb%parts == 0 {
+		k.run(in, out, res, packed, bias, relu, 0, k.Shape.OutH, part*nb/parts, (part+1)*nb/parts)
+		return
+	}
+	y0, y1 := splitRows(k.Shape.OutH, k.TH, part, parts)
+	k.run(in, out, res, packed, bias, relu, y0, y1, 0, nb)
+}
+
+// splitRows gives part its share of n rows in whole tiles of th rows.
+func splitRows(n, th, part, parts int) (y0, y1 int) {
+	tiles := (n + th - 1) / th
+	y0 = part * tiles / parts * th
+	y1 = min(n, (part+1)*tiles/parts*th)
+	return y0, max(y0, y1)
 }
 
 // run computes output rows [y0, y1) of channel blocks [b0, b1); y0 and y1

@@ -189,3 +189,29 @@ func TestConvRejectsBadArguments(t *testing.T) {
 		assert.ErrorContains(t, err, "not available")
 	}
 }
+
+// RunPart over any number of parts computes exactly what Run computes.
+func TestConvRunPartCoversTheLayer(t *testing.T) {
+	for i, s := range familyShapes() {
+		if i%5 != 0 {
+			continue // a spread of shapes keeps this quick
+		}
+		c := newConvCase(s, uint64(i))
+		for _, tier := range asm.Tiers() {
+			k, err := asm.Conv(s, tier)
+			require.NoError(t, err)
+			packed, err := k.PackWeights(c.oihw)
+			require.NoError(t, err)
+			whole := asm.NewBuffer(s.OutH, s.OutH, s.OutC, 1)
+			require.NoError(t, k.Run(c.in, whole, c.resArg(), packed, c.bias, c.relu))
+			for _, parts := range []int{2, 3, 5} {
+				split := asm.NewBuffer(s.OutH, s.OutH, s.OutC, 1)
+				require.NoError(t, k.Check(c.in, split, c.resArg(), packed, c.bias))
+				for p := 0; p < parts; p++ {
+					k.RunPart(c.in, split, c.resArg(), packed, c.bias, c.relu, p, parts)
+				}
+				require.Equal(t, whole.Data, split.Data, "%s in %d parts", k.Name, parts)
+			}
+		}
+	}
+}

@@ -36,13 +36,26 @@ func MaxPool(c, inH int, t Tier) (*MaxPoolKernel, error) {
 
 // Run pools in (halo ≥ 1) into the interior of out.
 func (k *MaxPoolKernel) Run(in, out Buffer) error {
-	if err := in.check(k.Name+" input", k.InH, k.InH, k.C, 1); err != nil {
+	if err := k.Check(in, out); err != nil {
 		return err
 	}
-	if err := out.check(k.Name+" output", k.OutH, k.OutH, k.C, 0); err != nil {
+	k.RunPart(in, out, 0, 1)
+	return nil
+}
+
+// Check reports whether Run and RunPart accept these buffers.
+func (k *MaxPoolKernel) Check(in, out Buffer) error {
+	if err := in.check(k.Name, "input", k.InH, k.InH, k.C, 1); err != nil {
 		return err
 	}
-	for oy := 0; oy < k.OutH; oy++ {
+	return out.check(k.Name, "output", k.OutH, k.OutH, k.C, 0)
+}
+
+// RunPart pools part of parts of the output rows; the buffers must have
+// passed Check.
+func (k *MaxPoolKernel) RunPart(in, out Buffer, part, parts int) {
+	y0, y1 := splitRows(k.OutH, 1, part, parts)
+	for oy := y0; oy < y1; oy++ {
 		if k.f != nil {
 			k.f(&in.Data[in.Index(2*oy-1, -1, 0)], &out.Data[out.Index(oy, 0, 0)], uintptr(in.RowStride()*4))
 			continue
@@ -57,6 +70,29 @@ func (k *MaxPoolKernel) Run(in, out Buffer) error {
 					}
 				}
 			}
+		}
+	}
+}
+
+// SubsamplePad is the option-A shortcut: out = in[::s, ::s] with its
+// channels placed at (out.C − in.C)/2, the other channels zero. It writes
+// out's interior only.
+func SubsamplePad(in, out Buffer, stride int) error {
+	if stride < 1 || out.H != (in.H-1)/stride+1 || out.W != (in.W-1)/stride+1 || out.C < in.C || (out.C-in.C)%2 != 0 {
+		return fmt.Errorf("option-A shortcut from %dx%dx%d to %dx%dx%d with stride %d", in.H, in.W, in.C, out.H, out.W, out.C, stride)
+	}
+	if err := in.check("shortcut", "input", in.H, in.W, in.C, 0); err != nil {
+		return err
+	}
+	if err := out.check("shortcut", "output", out.H, out.W, out.C, 0); err != nil {
+		return err
+	}
+	before := (out.C - in.C) / 2
+	for y := 0; y < out.H; y++ {
+		for x := 0; x < out.W; x++ {
+			o := out.Data[out.Index(y, x, 0):][:out.C]
+			clear(o)
+			copy(o[before:], in.Data[in.Index(y*stride, x*stride, 0):][:in.C])
 		}
 	}
 	return nil
@@ -91,7 +127,7 @@ func AvgPool(c, inH int, t Tier) (*AvgPoolKernel, error) {
 
 // Run writes the per-channel means of in's interior to out[0:C].
 func (k *AvgPoolKernel) Run(in Buffer, out []float32) error {
-	if err := in.check(k.Name+" input", k.InH, k.InH, k.C, 0); err != nil {
+	if err := in.check(k.Name, "input", k.InH, k.InH, k.C, 0); err != nil {
 		return err
 	}
 	if len(out) != k.C {
