@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/cifar10"
 	"github.com/resnetgen/resnetgen/resnet/pytorch"
@@ -27,6 +30,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "images evaluated in parallel")
 	asJSON := fs.Bool("json", false, "print a JSON object {arch, images, correct, top1}")
 	quiet := fs.Bool("q", false, "no progress on standard error")
+	useRef := fs.Bool("ref", false, "run the float64 reference instead of the generated network")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -60,10 +64,14 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ref, err := resnet.NewReference(net, w)
-	if err != nil {
+	if err := w.Validate(net); err != nil {
 		return fmt.Errorf("%s: %w", *weights, err)
 	}
+	classify, engineName, closeAll, err := classifier(*arch, net, w, *useRef, *workers)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
 	images, err := cifar10.ReadDir(*data)
 	if err != nil {
 		return err
@@ -74,10 +82,10 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	var progress io.Writer
 	if !*quiet {
 		progress = stderr
-		fmt.Fprintf(stderr, "evaluating %s on %d images with the float64 reference, %d workers\n", *arch, len(images), *workers)
+		fmt.Fprintf(stderr, "evaluating %s on %d images with %s, %d workers\n", *arch, len(images), engineName, *workers)
 	}
 	start := time.Now()
-	res, err := cifar10.Evaluate(images, ref.Forward, *workers, progress)
+	res, err := cifar10.Evaluate(images, classify, *workers, progress)
 	if err != nil {
 		return err
 	}
@@ -87,4 +95,51 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: top-1 %.2f%% (error %.2f%%), %d of %d images correct, %s\n",
 		*arch, res.Top1, 100-res.Top1, res.Correct, res.Images, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// classifier returns a function that Evaluate may call from workers
+// goroutines at once: the float64 reference, or the generated network with
+// one single-worker Model per goroutine (a Model runs one Forward at a time).
+func classifier(arch string, net *resnet.Network, w *resnet.Weights, useRef bool, workers int) (cifar10.Classifier, string, func(), error) {
+	if useRef {
+		ref, err := resnet.NewReference(net, w)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		return ref.Forward, "the float64 reference", func() {}, nil
+	}
+	info, err := all.Lookup(arch)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	free := make(chan all.Net, workers)
+	var nets []all.Net
+	closeAll := func() {
+		for _, n := range nets {
+			n.Close()
+		}
+	}
+	for range workers {
+		n, err := info.New(w, engine.WithWorkers(1))
+		if err != nil {
+			closeAll()
+			return nil, "", nil, err
+		}
+		nets = append(nets, n)
+		free <- n
+	}
+	classify := func(in []float32) ([]float64, error) {
+		n := <-free
+		defer func() { free <- n }()
+		out := make([]float32, info.Classes)
+		if err := n.ForwardBatch(in, out); err != nil {
+			return nil, err
+		}
+		logits := make([]float64, len(out))
+		for i, v := range out {
+			logits[i] = float64(v)
+		}
+		return logits, nil
+	}
+	return classify, fmt.Sprintf("the generated %s (%v)", info.Arch, asm.Best()), closeAll, nil
 }

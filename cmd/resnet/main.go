@@ -4,6 +4,8 @@
 //	resnet flops [-json]                                   Table 1: multiply-adds and parameters
 //	resnet eval -arch cifar-resnet20 -weights W.th -data DIR [-json]
 //	                                                       CIFAR-10 top-1 accuracy
+//	resnet bench [-arch resnet50] [-threads N] [-batch N] [-json]
+//	                                                       whole-network speed vs the FMA peak
 //	resnet bench -kernels [-tier avx512,avx2] [-json]      kernel speed vs the FMA peak
 //
 // Errors go to standard error and make the exit status non-zero: 2 for bad
@@ -26,7 +28,7 @@ type command struct {
 var commands = []command{
 	{"flops", "print Table 1: multiply-adds (the paper's FLOPs) and parameters per depth", runFlops},
 	{"eval", "measure top-1 accuracy of a CIFAR-10 ResNet on the CIFAR-10 test set", runEval},
-	{"bench", "measure kernel speed against the machine's FMA peak (-kernels)", runBench},
+	{"bench", "measure network (or, with -kernels, kernel) speed against the machine's FMA peak", runBench},
 }
 
 // errUsage marks errors caused by how the command was called.

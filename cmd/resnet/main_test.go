@@ -136,7 +136,45 @@ func TestBenchKernelsJSON(t *testing.T) {
 	code, _, stderr = runCmd("bench", "-kernels", "-tier", "sse9")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `unknown tier "sse9"`)
-	code, _, stderr = runCmd("bench")
+}
+
+func TestBenchNetworkJSON(t *testing.T) {
+	code, out, stderr := runCmd("bench", "-arch", "cifar-resnet20", "-runs", "3", "-threads", "2", "-json")
+	require.Equal(t, 0, code, stderr)
+	var r map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	assert.ElementsMatch(t, []string{"arch", "threads", "batch", "latency_ms_median", "latency_ms_min", "images_per_s",
+		"gflops", "peak_gflops", "efficiency"}, keys)
+	assert.Equal(t, "cifar-resnet20", r["arch"])
+	assert.Equal(t, 2.0, r["threads"])
+	assert.LessOrEqual(t, r["latency_ms_min"], r["latency_ms_median"])
+	assert.InDelta(t, 2*40551040/(r["latency_ms_median"].(float64)/1e3)/1e9, r["gflops"], 1e-6*r["gflops"].(float64))
+
+	code, _, stderr = runCmd("bench", "-arch", "resnet9")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, stderr, "use -kernels")
+	assert.Contains(t, stderr, `no generated network for "resnet9"`)
+}
+
+// The generated CIFAR-10 networks, fed the published checkpoints, must
+// reproduce the published top-1 errors (8.27 / 7.37 / 6.90 / 6.61 %,
+// upstream README) within 0.05 points on all 10,000 test images.
+func TestGeneratedNetworksReproducePublishedAccuracy(t *testing.T) {
+	data := filepath.Join(sharedData, "cifar10-test")
+	for depth, published := range map[string]float64{"20": 8.27, "32": 7.37, "44": 6.90, "56": 6.61} {
+		code, out, stderr := runCmd("eval", "-q", "-json", "-arch", "cifar-resnet"+depth, "-weights", checkpoint(t, depth), "-data", data)
+		require.Equal(t, 0, code, stderr)
+		var res map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &res))
+		require.Equal(t, 10000.0, res["images"])
+		t.Logf("resnet%s: top-1 error %.2f%% (published %.2f%%)", depth, 100-res["top1"].(float64), published)
+		assert.InDelta(t, published, 100-res["top1"].(float64), 0.05, "resnet%s", depth)
+	}
+	// The reference path of eval too, on a few images: the same answers.
+	_, refOut, _ := runCmd("eval", "-q", "-json", "-ref", "-limit", "50", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-data", data)
+	_, genOut, _ := runCmd("eval", "-q", "-json", "-limit", "50", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-data", data)
+	assert.JSONEq(t, refOut, genOut)
 }
