@@ -160,7 +160,7 @@ type FCKernel struct {
 	Tier    Tier
 	In, Out int
 	Block   int
-	f       func(in, w, bias, out *float32)
+	f       func(in, w, bias, out *float32, blocks uintptr)
 }
 
 // FC returns the classifier kernel for in inputs and out outputs.
@@ -206,23 +206,41 @@ func (k *FCKernel) Pack(w, bias []float32) (packedW, packedBias []float32, err e
 
 // Run computes out[0:Padded()]; out[Out:] hold zeros (padding rows).
 func (k *FCKernel) Run(in, packedW, packedBias, out []float32) error {
+	if err := k.Check(in, packedW, packedBias, out); err != nil {
+		return err
+	}
+	k.RunPart(in, packedW, packedBias, out, 0, 1)
+	return nil
+}
+
+// Check reports whether Run and RunPart accept these slices.
+func (k *FCKernel) Check(in, packedW, packedBias, out []float32) error {
 	p := k.Padded()
 	if len(in) != k.In || len(packedW) != p*k.In || len(packedBias) != p || len(out) != p {
 		return fmt.Errorf("%s: input %d, weights %d, bias %d, output %d; want %d, %d, %d, %d",
 			k.Name, len(in), len(packedW), len(packedBias), len(out), k.In, p*k.In, p, p)
 	}
+	return nil
+}
+
+// RunPart computes part of parts of the output blocks (each part streams
+// its share of the weights); the slices must have passed Check.
+func (k *FCKernel) RunPart(in, packedW, packedBias, out []float32, part, parts int) {
+	nb := k.Padded() / k.Block
+	b0, b1 := part*nb/parts, (part+1)*nb/parts
 	if k.f != nil {
-		k.f(&in[0], &packedW[0], &packedBias[0], &out[0])
-		return nil
+		for b := b0; b < b1; b++ {
+			k.f(&in[0], &packedW[b*k.In*k.Block], &packedBias[b*k.Block], &out[b*k.Block], 1)
+		}
+		return
 	}
-	copy(out, packedBias)
-	for b := 0; b < p/k.Block; b++ {
+	for b := b0; b < b1; b++ {
 		o := out[b*k.Block : (b+1)*k.Block]
+		copy(o, packedBias[b*k.Block:])
 		for i, x := range in {
 			for j, wv := range packedW[(b*k.In+i)*k.Block:][:k.Block] {
 				o[j] += x * wv
 			}
 		}
 	}
-	return nil
 }

@@ -560,14 +560,14 @@ TEXT ·avgpool_c64_h8_avx2(SB), NOSPLIT, $0-24
 	VZEROUPPER
 	RET
 
-// func fc_c64k10_avx2(in *float32, w *float32, bias *float32, out *float32)
+// func fc_c64k10_avx2(in *float32, w *float32, bias *float32, out *float32, blocks uintptr)
 // Requires: AVX, FMA3
-TEXT ·fc_c64k10_avx2(SB), NOSPLIT, $0-32
+TEXT ·fc_c64k10_avx2(SB), NOSPLIT, $0-40
 	MOVQ in+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ bias+16(FP), DX
 	MOVQ out+24(FP), BX
-	MOVQ $0x0000000000000001, SI
+	MOVQ blocks+32(FP), SI
 
 fc_c64k10_avx2_block:
 	VMOVUPS (DX), Y0
@@ -4101,14 +4101,14 @@ TEXT ·avgpool_c512_h7_avx2(SB), NOSPLIT, $0-24
 	VZEROUPPER
 	RET
 
-// func fc_c512k1000_avx2(in *float32, w *float32, bias *float32, out *float32)
+// func fc_c512k1000_avx2(in *float32, w *float32, bias *float32, out *float32, blocks uintptr)
 // Requires: AVX, FMA3
-TEXT ·fc_c512k1000_avx2(SB), NOSPLIT, $0-32
+TEXT ·fc_c512k1000_avx2(SB), NOSPLIT, $0-40
 	MOVQ in+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ bias+16(FP), DX
 	MOVQ out+24(FP), BX
-	MOVQ $0x0000000000000020, SI
+	MOVQ blocks+32(FP), SI
 
 fc_c512k1000_avx2_block:
 	VMOVUPS (DX), Y0
@@ -17718,14 +17718,14 @@ TEXT ·avgpool_c2048_h7_avx2(SB), NOSPLIT, $0-24
 	VZEROUPPER
 	RET
 
-// func fc_c2048k1000_avx2(in *float32, w *float32, bias *float32, out *float32)
+// func fc_c2048k1000_avx2(in *float32, w *float32, bias *float32, out *float32, blocks uintptr)
 // Requires: AVX, FMA3
-TEXT ·fc_c2048k1000_avx2(SB), NOSPLIT, $0-32
+TEXT ·fc_c2048k1000_avx2(SB), NOSPLIT, $0-40
 	MOVQ in+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ bias+16(FP), DX
 	MOVQ out+24(FP), BX
-	MOVQ $0x0000000000000020, SI
+	MOVQ blocks+32(FP), SI
 
 fc_c2048k1000_avx2_block:
 	VMOVUPS (DX), Y0

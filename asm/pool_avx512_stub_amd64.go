@@ -7,8 +7,8 @@ package asm
 // avgpool_c64_h8_avx512 averages each of 64 channels over a 8x8 map.
 func avgpool_c64_h8_avx512(in *float32, out *float32, inRow uintptr)
 
-// fc_c64k10_avx512 is the 64→10 classifier (outputs padded to 64).
-func fc_c64k10_avx512(in *float32, w *float32, bias *float32, out *float32)
+// fc_c64k10_avx512 computes blocks blocks of 64 outputs of the 64→10 classifier (outputs padded to 64).
+func fc_c64k10_avx512(in *float32, w *float32, bias *float32, out *float32, blocks uintptr)
 
 // maxpool3x3s2_c64_h112_avx512 max-pools one output row (56 pixels) of 64 channels, 3x3 windows, stride 2.
 func maxpool3x3s2_c64_h112_avx512(in *float32, out *float32, inRow uintptr)
@@ -16,11 +16,11 @@ func maxpool3x3s2_c64_h112_avx512(in *float32, out *float32, inRow uintptr)
 // avgpool_c512_h7_avx512 averages each of 512 channels over a 7x7 map.
 func avgpool_c512_h7_avx512(in *float32, out *float32, inRow uintptr)
 
-// fc_c512k1000_avx512 is the 512→1000 classifier (outputs padded to 1024).
-func fc_c512k1000_avx512(in *float32, w *float32, bias *float32, out *float32)
+// fc_c512k1000_avx512 computes blocks blocks of 64 outputs of the 512→1000 classifier (outputs padded to 1024).
+func fc_c512k1000_avx512(in *float32, w *float32, bias *float32, out *float32, blocks uintptr)
 
 // avgpool_c2048_h7_avx512 averages each of 2048 channels over a 7x7 map.
 func avgpool_c2048_h7_avx512(in *float32, out *float32, inRow uintptr)
 
-// fc_c2048k1000_avx512 is the 2048→1000 classifier (outputs padded to 1024).
-func fc_c2048k1000_avx512(in *float32, w *float32, bias *float32, out *float32)
+// fc_c2048k1000_avx512 computes blocks blocks of 64 outputs of the 2048→1000 classifier (outputs padded to 1024).
+func fc_c2048k1000_avx512(in *float32, w *float32, bias *float32, out *float32, blocks uintptr)

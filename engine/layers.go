@@ -91,22 +91,32 @@ func NewHead(w *resnet.Weights, fc string, c, h, classes int, t asm.Tier) (Head,
 	return Head{pool, k, pw, pb, make([]float32, c), make([]float32, k.Padded())}, nil
 }
 
-// Run pools in and writes the logits to out (len classes).
-func (h *Head) Run(in asm.Buffer, out []float32) {
+// PoolStep averages in into Pooled; as a pool step only part 0 works (the
+// map is small).
+func (h *Head) PoolStep(in asm.Buffer, part int) {
+	if part == 0 {
+		if err := h.Pool.Run(in, h.Pooled); err != nil {
+			panic(err) // shapes are constants checked at New
+		}
+	}
+}
+
+// FCStep computes part of the logits from Pooled into Out.
+func (h *Head) FCStep(part, parts int) { h.FC.RunPart(h.Pooled, h.W, h.B, h.Out, part, parts) }
+
+// Check reports whether the head accepts in.
+func (h *Head) Check(in asm.Buffer) error {
 	if err := h.Pool.Run(in, h.Pooled); err != nil {
-		panic(err) // shapes are constants checked at New
+		return err
 	}
-	if err := h.FC.Run(h.Pooled, h.W, h.B, h.Out); err != nil {
-		panic(err)
-	}
-	copy(out, h.Out)
+	return h.FC.Check(h.Pooled, h.W, h.B, h.Out)
 }
 
 // LoadCHW copies a CHW image (PyTorch's layout) into the interior of an
-// NHWC buffer, leaving its halo zero.
-func LoadCHW(dst asm.Buffer, src []float32) {
+// NHWC buffer, leaving its halo zero: rows [part, parts) of it.
+func LoadCHW(dst asm.Buffer, src []float32, part, parts int) {
 	plane := dst.H * dst.W
-	for y := 0; y < dst.H; y++ {
+	for y := part * dst.H / parts; y < (part+1)*dst.H/parts; y++ {
 		for x := 0; x < dst.W; x++ {
 			d := dst.Data[dst.Index(y, x, 0):][:dst.C]
 			for c := range d {

@@ -210,6 +210,8 @@ Activation memory: %d buffers, %d bytes.`, g.pkg, g.title, g.arch, in.C, in.H, i
 		Id("conv").Index(Lit(len(convs))).Qual(enginePath, "Conv"),
 		Id("head").Qual(enginePath, "Head"),
 		Id("steps").Index(Lit(len(p.body))).Func().Params(Int(), Int()),
+		List(Id("load"), Id("avgpool"), Id("fc")).Func().Params(Int(), Int()),
+		Id("in").Op("*").Index(Id("InputLen")).Float32().Comment("the image Forward is loading"),
 		Id("batch").Int(),
 	}
 	if hasMaxPool {
@@ -277,7 +279,9 @@ Activation memory: %d buffers, %d bytes.`, g.pkg, g.title, g.arch, in.C, in.H, i
 		steps = append(steps, Id("m").Dot(fmt.Sprintf("step%d", i)))
 	}
 	body = append(body,
+		If(Err().Op(":=").Id("m").Dot("head").Dot("Check").Call(g.buffer(p.head.In)), Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
 		Id("m").Dot("steps").Op("=").Index(Lit(len(p.body))).Func().Params(Int(), Int()).Values(steps...),
+		List(Id("m").Dot("load"), Id("m").Dot("avgpool"), Id("m").Dot("fc")).Op("=").List(Id("m").Dot("stepLoad"), Id("m").Dot("stepAvgPool"), Id("m").Dot("head").Dot("FCStep")),
 		Id("m").Dot("pool").Op("=").Qual(enginePath, "NewPool").Call(Id("cfg").Dot("Workers")),
 		Return(Id("m"), Nil()),
 	)
@@ -312,11 +316,25 @@ Activation memory: %d buffers, %d bytes.`, g.pkg, g.title, g.arch, in.C, in.H, i
 	}
 
 	// Forward.
-	fw := []Code{Qual(enginePath, "LoadCHW").Call(g.buffer(0), Id("in").Index(Op(":")))}
+	f.Comment("stepLoad copies part of the CHW input into the first buffer (NHWC, haloed).")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("stepLoad").Params(Id("part"), Id("parts").Int()).Block(
+		Qual(enginePath, "LoadCHW").Call(g.buffer(0), Id("m").Dot("in").Index(Op(":")), Id("part"), Id("parts")))
+	f.Comment("stepAvgPool is the global average pool.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("stepAvgPool").Params(Id("part"), Id("_").Int()).Block(
+		Id("m").Dot("head").Dot("PoolStep").Call(g.buffer(p.head.In), Id("part")))
+	fw := []Code{
+		Id("m").Dot("in").Op("=").Id("in"),
+		Id("m").Dot("pool").Dot("Run").Call(Id("m").Dot("load")),
+	}
 	for i, l := range p.body {
 		fw = append(fw, Id("m").Dot("pool").Dot("Run").Call(Id("m").Dot("steps").Index(Lit(i))).Comment(describe(l)))
 	}
-	fw = append(fw, Id("m").Dot("head").Dot("Run").Call(g.buffer(p.head.In), Id("out").Index(Op(":"))).Comment("global average pool, "+net.Arch.FCName))
+	fw = append(fw,
+		Id("m").Dot("pool").Dot("Run").Call(Id("m").Dot("avgpool")),
+		Id("m").Dot("pool").Dot("Run").Call(Id("m").Dot("fc")).Comment(net.Arch.FCName),
+		Copy(Id("out").Index(Op(":")), Id("m").Dot("head").Dot("Out")),
+		Id("m").Dot("in").Op("=").Nil(),
+	)
 	f.Comment("Forward computes the logits of one CHW image. It allocates nothing. A Model runs one")
 	f.Comment("Forward at a time.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Forward").Params(Id("in").Op("*").Index(Id("InputLen")).Float32(), Id("out").Op("*").Index(Id("Classes")).Float32()).Block(fw...)

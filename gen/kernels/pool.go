@@ -130,8 +130,9 @@ func (e emitter) emitAvgPool(name string, s poolShape) {
 	e.RET()
 }
 
-// emitFC writes func(in, w, bias, out *float32): out = W·in + bias over the
-// padded outputs, W packed per block of fcBlock(t) outputs as [i][block].
+// emitFC writes func(in, w, bias, out *float32, blocks uintptr): out = W·in
+// + bias for blocks blocks of fcBlock(t) outputs, W packed per block as
+// [i][block], so a caller can split the blocks across workers.
 func (e emitter) emitFC(name string, s poolShape) {
 	vb := e.t.Lanes * 4
 	v := 4
@@ -139,14 +140,13 @@ func (e emitter) emitFC(name string, s poolShape) {
 	padded := (s.Out + bc - 1) / bc * bc
 	e.Function(name)
 	e.Attributes(attr.NOSPLIT)
-	e.SignatureExpr("func(in, w, bias, out *float32)")
-	e.Doc(fmt.Sprintf("%s is the %d→%d classifier (outputs padded to %d).", name, s.C, s.Out, padded))
+	e.SignatureExpr("func(in, w, bias, out *float32, blocks uintptr)")
+	e.Doc(fmt.Sprintf("%s computes blocks blocks of %d outputs of the %d→%d classifier (outputs padded to %d).", name, bc, s.C, s.Out, padded))
 	in := e.Load(e.Param("in"), e.GP64())
 	w := e.Load(e.Param("w"), e.GP64())
 	bias := e.Load(e.Param("bias"), e.GP64())
 	out := e.Load(e.Param("out"), e.GP64())
-	blocks := e.GP64()
-	e.MOVQ(U64(padded/bc), blocks)
+	blocks := e.Load(e.Param("blocks"), e.GP64())
 	e.Label(name + "_block")
 	acc := make([]reg.VecVirtual, v)
 	for i := range acc {

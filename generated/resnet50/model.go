@@ -40,13 +40,15 @@ const (
 
 // Model is ResNet-50 v1.5 (torchvision: stride on the bottleneck's 3x3) with its weights packed for one tier, its buffers and its workers.
 type Model struct {
-	pool    *engine.Pool
-	buf     [21][]float32
-	conv    [53]engine.Conv
-	head    engine.Head
-	steps   [54]func(int, int)
-	batch   int
-	maxpool *asm.MaxPoolKernel
+	pool              *engine.Pool
+	buf               [21][]float32
+	conv              [53]engine.Conv
+	head              engine.Head
+	steps             [54]func(int, int)
+	load, avgpool, fc func(int, int)
+	in                *[InputLen]float32 // the image Forward is loading
+	batch             int
+	maxpool           *asm.MaxPoolKernel
 }
 
 // New validates w against the network (every tensor's name and shape), folds BatchNorm into the
@@ -1581,7 +1583,17 @@ func New(w *resnet.Weights, opts ...engine.Option) (*Model, error) {
 	}, m.conv[52].Packed, m.conv[52].Bias); err != nil {
 		return nil, err
 	}
+	if err := m.head.Check(asm.Buffer{
+		C:    2048,
+		Data: m.buf[19],
+		H:    7,
+		Halo: 0,
+		W:    7,
+	}); err != nil {
+		return nil, err
+	}
 	m.steps = [54]func(int, int){m.step0, m.step1, m.step2, m.step3, m.step4, m.step5, m.step6, m.step7, m.step8, m.step9, m.step10, m.step11, m.step12, m.step13, m.step14, m.step15, m.step16, m.step17, m.step18, m.step19, m.step20, m.step21, m.step22, m.step23, m.step24, m.step25, m.step26, m.step27, m.step28, m.step29, m.step30, m.step31, m.step32, m.step33, m.step34, m.step35, m.step36, m.step37, m.step38, m.step39, m.step40, m.step41, m.step42, m.step43, m.step44, m.step45, m.step46, m.step47, m.step48, m.step49, m.step50, m.step51, m.step52, m.step53}
+	m.load, m.avgpool, m.fc = m.stepLoad, m.stepAvgPool, m.head.FCStep
 	m.pool = engine.NewPool(cfg.Workers)
 	return m, nil
 }
@@ -2600,16 +2612,33 @@ func (m *Model) step53(part, parts int) {
 	}, m.conv[52].Packed, m.conv[52].Bias, true, part, parts)
 }
 
-// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
-// Forward at a time.
-func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+// stepLoad copies part of the CHW input into the first buffer (NHWC, haloed).
+func (m *Model) stepLoad(part, parts int) {
 	engine.LoadCHW(asm.Buffer{
 		C:    3,
 		Data: m.buf[0],
 		H:    224,
 		Halo: 3,
 		W:    224,
-	}, in[:])
+	}, m.in[:], part, parts)
+}
+
+// stepAvgPool is the global average pool.
+func (m *Model) stepAvgPool(part, _ int) {
+	m.head.PoolStep(asm.Buffer{
+		C:    2048,
+		Data: m.buf[19],
+		H:    7,
+		Halo: 0,
+		W:    7,
+	}, part)
+}
+
+// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
+// Forward at a time.
+func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+	m.in = in
+	m.pool.Run(m.load)
 	m.pool.Run(m.steps[0])  // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
 	m.pool.Run(m.steps[1])  // maxpool: max pool 3x3/2, 112x112→56x56
 	m.pool.Run(m.steps[2])  // layer1.0.downsample.0: conv 1x1/1 64→256, 56x56→56x56
@@ -2664,13 +2693,10 @@ func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
 	m.pool.Run(m.steps[51]) // layer4.2.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
 	m.pool.Run(m.steps[52]) // layer4.2.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
 	m.pool.Run(m.steps[53]) // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	m.head.Run(asm.Buffer{
-		C:    2048,
-		Data: m.buf[19],
-		H:    7,
-		Halo: 0,
-		W:    7,
-	}, out[:]) // global average pool, fc
+	m.pool.Run(m.avgpool)
+	m.pool.Run(m.fc) // fc
+	copy(out[:], m.head.Out)
+	m.in = nil
 }
 
 // ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;

@@ -40,12 +40,14 @@ const (
 
 // Model is the CIFAR-10 ResNet-44 (option-A shortcuts) with its weights packed for one tier, its buffers and its workers.
 type Model struct {
-	pool  *engine.Pool
-	buf   [12][]float32
-	conv  [43]engine.Conv
-	head  engine.Head
-	steps [45]func(int, int)
-	batch int
+	pool              *engine.Pool
+	buf               [12][]float32
+	conv              [43]engine.Conv
+	head              engine.Head
+	steps             [45]func(int, int)
+	load, avgpool, fc func(int, int)
+	in                *[InputLen]float32 // the image Forward is loading
+	batch             int
 }
 
 // New validates w against the network (every tensor's name and shape), folds BatchNorm into the
@@ -1323,7 +1325,17 @@ func New(w *resnet.Weights, opts ...engine.Option) (*Model, error) {
 	}, m.conv[42].Packed, m.conv[42].Bias); err != nil {
 		return nil, err
 	}
+	if err := m.head.Check(asm.Buffer{
+		C:    64,
+		Data: m.buf[8],
+		H:    8,
+		Halo: 0,
+		W:    8,
+	}); err != nil {
+		return nil, err
+	}
 	m.steps = [45]func(int, int){m.step0, m.step1, m.step2, m.step3, m.step4, m.step5, m.step6, m.step7, m.step8, m.step9, m.step10, m.step11, m.step12, m.step13, m.step14, m.step15, m.step16, m.step17, m.step18, m.step19, m.step20, m.step21, m.step22, m.step23, m.step24, m.step25, m.step26, m.step27, m.step28, m.step29, m.step30, m.step31, m.step32, m.step33, m.step34, m.step35, m.step36, m.step37, m.step38, m.step39, m.step40, m.step41, m.step42, m.step43, m.step44}
+	m.load, m.avgpool, m.fc = m.stepLoad, m.stepAvgPool, m.head.FCStep
 	m.pool = engine.NewPool(cfg.Workers)
 	return m, nil
 }
@@ -2223,16 +2235,33 @@ func (m *Model) step44(part, parts int) {
 	}, m.conv[42].Packed, m.conv[42].Bias, true, part, parts)
 }
 
-// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
-// Forward at a time.
-func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+// stepLoad copies part of the CHW input into the first buffer (NHWC, haloed).
+func (m *Model) stepLoad(part, parts int) {
 	engine.LoadCHW(asm.Buffer{
 		C:    3,
 		Data: m.buf[0],
 		H:    32,
 		Halo: 1,
 		W:    32,
-	}, in[:])
+	}, m.in[:], part, parts)
+}
+
+// stepAvgPool is the global average pool.
+func (m *Model) stepAvgPool(part, _ int) {
+	m.head.PoolStep(asm.Buffer{
+		C:    64,
+		Data: m.buf[8],
+		H:    8,
+		Halo: 0,
+		W:    8,
+	}, part)
+}
+
+// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
+// Forward at a time.
+func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+	m.in = in
+	m.pool.Run(m.load)
 	m.pool.Run(m.steps[0])  // conv1: conv 3x3/1 3→16, 32x32→32x32, ReLU
 	m.pool.Run(m.steps[1])  // layer1.0.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
 	m.pool.Run(m.steps[2])  // layer1.0.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
@@ -2278,13 +2307,10 @@ func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
 	m.pool.Run(m.steps[42]) // layer3.5.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
 	m.pool.Run(m.steps[43]) // layer3.6.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
 	m.pool.Run(m.steps[44]) // layer3.6.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	m.head.Run(asm.Buffer{
-		C:    64,
-		Data: m.buf[8],
-		H:    8,
-		Halo: 0,
-		W:    8,
-	}, out[:]) // global average pool, linear
+	m.pool.Run(m.avgpool)
+	m.pool.Run(m.fc) // linear
+	copy(out[:], m.head.Out)
+	m.in = nil
 }
 
 // ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;
