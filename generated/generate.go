@@ -1,3 +1,5 @@
 package generated
 
-//go:generate go run ../gen/graph -root ..
+// One line regenerates everything generated: the kernels in asm/ and bench/
+// and the networks here.
+//go:generate go run ../gen -root ..

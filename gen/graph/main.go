@@ -1,12 +1,11 @@
-// Command graph generates one Go package per network of the resnet family
+// Package graph generates one Go package per network of the resnet family
 // under generated/: constants, a Model whose Forward is one statement per
 // layer with every shape and buffer a constant, New, ForwardBatch, Close,
-// a test against the float64 reference and an example. Run it through go
-// generate (see generated/generate.go).
-package main
+// a test against the float64 reference and an example. The gen command runs
+// it through go generate.
+package graph
 
 import (
-	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -45,16 +44,13 @@ var packages = []struct{ dir, arch, title string }{
 	{"cifar/resnet110", "cifar-resnet110", "the CIFAR-10 ResNet-110 (option-A shortcuts)"},
 }
 
-func main() {
-	root := flag.String("root", ".", "repository root")
-	flag.Parse()
-	log.SetFlags(0)
-	log.SetPrefix("gen/graph: ")
+// Generate writes generated/ in the repository at root.
+func Generate(root string) {
 	var summary []string
 	for _, pkg := range packages {
 		net := resnet.MustBuild(pkg.arch)
 		p := planBuffers(net)
-		dir := filepath.Join(*root, "generated", pkg.dir)
+		dir := filepath.Join(root, "generated", pkg.dir)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			log.Fatal(err)
 		}
@@ -65,7 +61,7 @@ func main() {
 		save(g.test(importPath), filepath.Join(dir, "model_test.go"))
 		summary = append(summary, fmt.Sprintf("%s: %d layers, %d buffers, %.1f MiB of activations", pkg.dir, len(net.Layers), len(p.slots), float64(4*p.floats())/(1<<20)))
 	}
-	save(registry(), filepath.Join(*root, "generated", "all", "all.go"))
+	save(registry(), filepath.Join(root, "generated", "all", "all.go"))
 	log.Printf("wrote %d packages:\n%s", len(packages), strings.Join(summary, "\n"))
 }
 

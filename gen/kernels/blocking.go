@@ -1,4 +1,4 @@
-package main
+package kernels
 
 // tier describes one SIMD instruction set the generator targets. A tier
 // only needs its vector width and register count for blocking; the

@@ -1,18 +1,17 @@
-// Command kernels generates the amd64 kernels of package asm and the
+// Package kernels generates the amd64 kernels of package asm and the
 // peak-FMA probe of package bench with Avo, one specialised convolution
 // micro-kernel per distinct layer shape of the resnet family and tier.
 //
-// Run it through go generate (see asm/generate.go); it writes:
+// Generate (run by the gen command through go generate) writes:
 //
 //	asm/conv_<tier>_amd64.s, asm/conv_<tier>_stub_amd64.go   the convolution micro-kernels
 //	asm/pool_<tier>_amd64.s, asm/pool_<tier>_stub_amd64.go   max pool, average pool, classifier
 //	asm/zkernels_amd64.go                                     the tables that dispatch reads
 //	bench/peak_amd64.s, bench/peak_stub_amd64.go              the peak-FMA probe
-package main
+package kernels
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"go/format"
 	"log"
@@ -26,11 +25,8 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-func main() {
-	root := flag.String("root", ".", "repository root")
-	flag.Parse()
-	log.SetFlags(0)
-	log.SetPrefix("gen/kernels: ")
+// Generate writes the kernels into the repository at root.
+func Generate(root string) {
 
 	ss := shapes()
 	var table bytes.Buffer
@@ -55,7 +51,7 @@ func main() {
 				b.TH, b.TW, b.V, t.Lanes, b.RemTH, name, rem)
 		}
 		table.WriteString("}\n\n")
-		write(ctx, filepath.Join(*root, "asm"), "asm", "conv_"+t.Name)
+		write(ctx, filepath.Join(root, "asm"), "asm", "conv_"+t.Name)
 
 		ctx = build.NewContext()
 		ctx.ConstraintExpr("amd64,!purego")
@@ -78,13 +74,13 @@ func main() {
 		fmt.Fprintf(&table, "var maxPool%s = []MaxPoolKernel{\n%s}\n\n", tierIdent(t), maxp.String())
 		fmt.Fprintf(&table, "var avgPool%s = []AvgPoolKernel{\n%s}\n\n", tierIdent(t), avgp.String())
 		fmt.Fprintf(&table, "var fc%s = []FCKernel{\n%s}\n\n", tierIdent(t), fc.String())
-		write(ctx, filepath.Join(*root, "asm"), "asm", "pool_"+t.Name)
+		write(ctx, filepath.Join(root, "asm"), "asm", "pool_"+t.Name)
 	}
 	src, err := format.Source(table.Bytes())
 	if err != nil {
 		log.Fatalf("formatting the kernel table: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(*root, "asm", "zkernels_amd64.go"), src, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "asm", "zkernels_amd64.go"), src, 0o644); err != nil {
 		log.Fatal(err)
 	}
 
@@ -92,7 +88,7 @@ func main() {
 	ctx.ConstraintExpr("amd64,!purego")
 	emitPeak(emitter{ctx, avx512}, 24)
 	emitPeak(emitter{ctx, avx2}, 12)
-	write(ctx, filepath.Join(*root, "bench"), "bench", "peak")
+	write(ctx, filepath.Join(root, "bench"), "bench", "peak")
 }
 
 func tierIdent(t tier) string {
@@ -101,7 +97,7 @@ func tierIdent(t tier) string {
 
 // write prints a context as dir/base_amd64.s and its Go stubs.
 func write(ctx *build.Context, dir, pkg, base string) {
-	cfg := printer.Config{Argv: []string{"go", "run", "./gen/kernels"}, Name: "gen/kernels", Pkg: pkg}
+	cfg := printer.Config{Argv: []string{"go", "run", "./gen"}, Name: "gen/kernels", Pkg: pkg}
 	asm, err := os.Create(filepath.Join(dir, base+"_amd64.s"))
 	if err != nil {
 		log.Fatal(err)
