@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func conv7x7s2_c3k64_h224_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv7x7s2_c3k64_h224_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -13,23 +13,34 @@ TEXT ·conv7x7s2_c3k64_h224_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv7x7s2_c3k64_h224_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000007, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv7x7s2_c3k64_h224_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+
+conv7x7s2_c3k64_h224_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000007, R9
 
 conv7x7s2_c3k64_h224_avx2_ky:
 	XORQ R10, R10
@@ -425,7 +436,7 @@ conv7x7s2_c3k64_h224_avx2_norelu:
 	RET
 
 // func conv1x1s1_c64k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c64k64_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -433,30 +444,45 @@ TEXT ·conv1x1s1_c64k64_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c64k64_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv1x1s1_c64k64_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s1_c64k64_h56_avx2_ky:
 	XORQ R12, R12
@@ -614,7 +640,7 @@ conv1x1s1_c64k64_h56_avx2_norelu:
 	RET
 
 // func conv1x1s1_c64k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c64k64_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -622,23 +648,35 @@ TEXT ·conv1x1s1_c64k64_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c64k64_h56_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h56_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv1x1s1_c64k64_h56_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c64k64_h56_avx2_rem_ky:
 	XORQ R11, R11
@@ -757,7 +795,7 @@ conv1x1s1_c64k64_h56_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c64k256_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c64k256_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -765,30 +803,45 @@ TEXT ·conv1x1s1_c64k256_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c64k256_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k256_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s1_c64k256_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s1_c64k256_h56_avx2_ky:
 	XORQ R12, R12
@@ -946,7 +999,7 @@ conv1x1s1_c64k256_h56_avx2_norelu:
 	RET
 
 // func conv1x1s1_c64k256_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c64k256_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -954,23 +1007,35 @@ TEXT ·conv1x1s1_c64k256_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c64k256_h56_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k256_h56_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s1_c64k256_h56_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c64k256_h56_avx2_rem_ky:
 	XORQ R11, R11
@@ -1089,7 +1154,7 @@ conv1x1s1_c64k256_h56_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c256k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c256k64_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -1097,30 +1162,45 @@ TEXT ·conv1x1s1_c256k64_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c256k64_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k64_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv1x1s1_c256k64_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s1_c256k64_h56_avx2_ky:
 	XORQ R12, R12
@@ -1278,7 +1358,7 @@ conv1x1s1_c256k64_h56_avx2_norelu:
 	RET
 
 // func conv1x1s1_c256k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c256k64_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -1286,23 +1366,35 @@ TEXT ·conv1x1s1_c256k64_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c256k64_h56_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k64_h56_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv1x1s1_c256k64_h56_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c256k64_h56_avx2_rem_ky:
 	XORQ R11, R11
@@ -1421,7 +1513,7 @@ conv1x1s1_c256k64_h56_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c256k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -1429,30 +1521,45 @@ TEXT ·conv1x1s1_c256k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c256k128_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k128_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 512(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 512(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 512(DI)
+
+conv1x1s1_c256k128_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s1_c256k128_h56_avx2_ky:
 	XORQ R12, R12
@@ -1610,7 +1717,7 @@ conv1x1s1_c256k128_h56_avx2_norelu:
 	RET
 
 // func conv1x1s1_c256k128_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c256k128_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -1618,23 +1725,35 @@ TEXT ·conv1x1s1_c256k128_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c256k128_h56_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k128_h56_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 512(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 512(DI)
+
+conv1x1s1_c256k128_h56_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c256k128_h56_avx2_rem_ky:
 	XORQ R11, R11
@@ -1753,7 +1872,7 @@ conv1x1s1_c256k128_h56_avx2_rem_norelu:
 	RET
 
 // func conv1x1s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c64k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -1761,23 +1880,34 @@ TEXT ·conv1x1s2_c64k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c64k128_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c64k128_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+
+conv1x1s2_c64k128_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s2_c64k128_h56_avx2_ky:
 	XORQ R10, R10
@@ -1893,7 +2023,7 @@ conv1x1s2_c64k128_h56_avx2_norelu:
 	RET
 
 // func conv1x1s2_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c256k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -1901,23 +2031,34 @@ TEXT ·conv1x1s2_c256k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c256k128_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c256k128_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+
+conv1x1s2_c256k128_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s2_c256k128_h56_avx2_ky:
 	XORQ R10, R10
@@ -2033,7 +2174,7 @@ conv1x1s2_c256k128_h56_avx2_norelu:
 	RET
 
 // func conv1x1s2_c256k512_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c256k512_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -2041,23 +2182,34 @@ TEXT ·conv1x1s2_c256k512_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c256k512_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c256k512_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+
+conv1x1s2_c256k512_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s2_c256k512_h56_avx2_ky:
 	XORQ R10, R10
@@ -2173,7 +2325,7 @@ conv1x1s2_c256k512_h56_avx2_norelu:
 	RET
 
 // func conv3x3s1_c64k64_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c64k64_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -2181,30 +2333,45 @@ TEXT ·conv3x3s1_c64k64_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c64k64_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c64k64_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv3x3s1_c64k64_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s1_c64k64_h56_avx2_ky:
 	XORQ R12, R12
@@ -2536,7 +2703,7 @@ conv3x3s1_c64k64_h56_avx2_norelu:
 	RET
 
 // func conv3x3s1_c64k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c64k64_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -2544,23 +2711,35 @@ TEXT ·conv3x3s1_c64k64_h56_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c64k64_h56_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c64k64_h56_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv3x3s1_c64k64_h56_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s1_c64k64_h56_avx2_rem_ky:
 	XORQ R11, R11
@@ -2805,7 +2984,7 @@ conv3x3s1_c64k64_h56_avx2_rem_norelu:
 	RET
 
 // func conv3x3s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c64k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -2813,23 +2992,34 @@ TEXT ·conv3x3s2_c64k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c64k128_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c64k128_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+
+conv3x3s2_c64k128_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s2_c64k128_h56_avx2_ky:
 	XORQ R10, R10
@@ -3071,7 +3261,7 @@ conv3x3s2_c64k128_h56_avx2_norelu:
 	RET
 
 // func conv3x3s2_c128k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c128k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -3079,23 +3269,34 @@ TEXT ·conv3x3s2_c128k128_h56_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c128k128_h56_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c128k128_h56_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+
+conv3x3s2_c128k128_h56_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s2_c128k128_h56_avx2_ky:
 	XORQ R10, R10
@@ -3337,7 +3538,7 @@ conv3x3s2_c128k128_h56_avx2_norelu:
 	RET
 
 // func conv3x3s1_c3k16_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c3k16_h32_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -3345,30 +3546,45 @@ TEXT ·conv3x3s1_c3k16_h32_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c3k16_h32_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c3k16_h32_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv3x3s1_c3k16_h32_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s1_c3k16_h32_avx2_ky:
 	XORQ R12, R12
@@ -3640,7 +3856,7 @@ conv3x3s1_c3k16_h32_avx2_norelu:
 	RET
 
 // func conv3x3s1_c3k16_h32_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c3k16_h32_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -3648,23 +3864,35 @@ TEXT ·conv3x3s1_c3k16_h32_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c3k16_h32_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c3k16_h32_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv3x3s1_c3k16_h32_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s1_c3k16_h32_avx2_rem_ky:
 	XORQ R11, R11
@@ -3867,7 +4095,7 @@ conv3x3s1_c3k16_h32_avx2_rem_norelu:
 	RET
 
 // func conv3x3s1_c16k16_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c16k16_h32_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -3875,30 +4103,45 @@ TEXT ·conv3x3s1_c16k16_h32_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c16k16_h32_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c16k16_h32_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv3x3s1_c16k16_h32_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s1_c16k16_h32_avx2_ky:
 	XORQ R12, R12
@@ -4230,7 +4473,7 @@ conv3x3s1_c16k16_h32_avx2_norelu:
 	RET
 
 // func conv3x3s1_c16k16_h32_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c16k16_h32_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -4238,23 +4481,35 @@ TEXT ·conv3x3s1_c16k16_h32_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c16k16_h32_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c16k16_h32_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv3x3s1_c16k16_h32_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s1_c16k16_h32_avx2_rem_ky:
 	XORQ R11, R11
@@ -4499,7 +4754,7 @@ conv3x3s1_c16k16_h32_avx2_rem_norelu:
 	RET
 
 // func conv3x3s2_c16k32_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c16k32_h32_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -4507,23 +4762,34 @@ TEXT ·conv3x3s2_c16k32_h32_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c16k32_h32_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c16k32_h32_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+
+conv3x3s2_c16k32_h32_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s2_c16k32_h32_avx2_ky:
 	XORQ R10, R10
@@ -4765,7 +5031,7 @@ conv3x3s2_c16k32_h32_avx2_norelu:
 	RET
 
 // func conv1x1s1_c128k512_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c128k512_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -4773,23 +5039,34 @@ TEXT ·conv1x1s1_c128k512_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c128k512_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c128k512_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+
+conv1x1s1_c128k512_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s1_c128k512_h28_avx2_ky:
 	XORQ R10, R10
@@ -4905,7 +5182,7 @@ conv1x1s1_c128k512_h28_avx2_norelu:
 	RET
 
 // func conv1x1s1_c512k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c512k128_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -4913,23 +5190,34 @@ TEXT ·conv1x1s1_c512k128_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c512k128_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k128_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+
+conv1x1s1_c512k128_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s1_c512k128_h28_avx2_ky:
 	XORQ R10, R10
@@ -5045,7 +5333,7 @@ conv1x1s1_c512k128_h28_avx2_norelu:
 	RET
 
 // func conv1x1s1_c512k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c512k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -5053,23 +5341,34 @@ TEXT ·conv1x1s1_c512k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c512k256_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k256_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+
+conv1x1s1_c512k256_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s1_c512k256_h28_avx2_ky:
 	XORQ R10, R10
@@ -5185,7 +5484,7 @@ conv1x1s1_c512k256_h28_avx2_norelu:
 	RET
 
 // func conv1x1s2_c128k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c128k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -5193,33 +5492,48 @@ TEXT ·conv1x1s2_c128k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c128k256_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c128k256_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s2_c128k256_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s2_c128k256_h28_avx2_ky:
 	XORQ R12, R12
@@ -5377,7 +5691,7 @@ conv1x1s2_c128k256_h28_avx2_norelu:
 	RET
 
 // func conv1x1s2_c128k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c128k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -5385,24 +5699,36 @@ TEXT ·conv1x1s2_c128k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c128k256_h28_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c128k256_h28_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s2_c128k256_h28_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s2_c128k256_h28_avx2_rem_ky:
 	XORQ R11, R11
@@ -5521,7 +5847,7 @@ conv1x1s2_c128k256_h28_avx2_rem_norelu:
 	RET
 
 // func conv1x1s2_c512k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c512k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -5529,33 +5855,48 @@ TEXT ·conv1x1s2_c512k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c512k256_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k256_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s2_c512k256_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s2_c512k256_h28_avx2_ky:
 	XORQ R12, R12
@@ -5713,7 +6054,7 @@ conv1x1s2_c512k256_h28_avx2_norelu:
 	RET
 
 // func conv1x1s2_c512k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c512k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -5721,24 +6062,36 @@ TEXT ·conv1x1s2_c512k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c512k256_h28_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k256_h28_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s2_c512k256_h28_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s2_c512k256_h28_avx2_rem_ky:
 	XORQ R11, R11
@@ -5857,7 +6210,7 @@ conv1x1s2_c512k256_h28_avx2_rem_norelu:
 	RET
 
 // func conv1x1s2_c512k1024_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c512k1024_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -5865,33 +6218,48 @@ TEXT ·conv1x1s2_c512k1024_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c512k1024_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k1024_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+
+conv1x1s2_c512k1024_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s2_c512k1024_h28_avx2_ky:
 	XORQ R12, R12
@@ -6049,7 +6417,7 @@ conv1x1s2_c512k1024_h28_avx2_norelu:
 	RET
 
 // func conv1x1s2_c512k1024_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c512k1024_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -6057,24 +6425,36 @@ TEXT ·conv1x1s2_c512k1024_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c512k1024_h28_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k1024_h28_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+
+conv1x1s2_c512k1024_h28_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s2_c512k1024_h28_avx2_rem_ky:
 	XORQ R11, R11
@@ -6193,7 +6573,7 @@ conv1x1s2_c512k1024_h28_avx2_rem_norelu:
 	RET
 
 // func conv3x3s1_c128k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c128k128_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -6201,23 +6581,34 @@ TEXT ·conv3x3s1_c128k128_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c128k128_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c128k128_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+
+conv3x3s1_c128k128_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s1_c128k128_h28_avx2_ky:
 	XORQ R10, R10
@@ -6459,7 +6850,7 @@ conv3x3s1_c128k128_h28_avx2_norelu:
 	RET
 
 // func conv3x3s2_c128k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c128k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -6467,33 +6858,48 @@ TEXT ·conv3x3s2_c128k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c128k256_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c128k256_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv3x3s2_c128k256_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s2_c128k256_h28_avx2_ky:
 	XORQ R12, R12
@@ -6825,7 +7231,7 @@ conv3x3s2_c128k256_h28_avx2_norelu:
 	RET
 
 // func conv3x3s2_c128k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c128k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -6833,24 +7239,36 @@ TEXT ·conv3x3s2_c128k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c128k256_h28_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c128k256_h28_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv3x3s2_c128k256_h28_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s2_c128k256_h28_avx2_rem_ky:
 	XORQ R11, R11
@@ -7095,7 +7513,7 @@ conv3x3s2_c128k256_h28_avx2_rem_norelu:
 	RET
 
 // func conv3x3s2_c256k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c256k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -7103,33 +7521,48 @@ TEXT ·conv3x3s2_c256k256_h28_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c256k256_h28_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c256k256_h28_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv3x3s2_c256k256_h28_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s2_c256k256_h28_avx2_ky:
 	XORQ R12, R12
@@ -7461,7 +7894,7 @@ conv3x3s2_c256k256_h28_avx2_norelu:
 	RET
 
 // func conv3x3s2_c256k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c256k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -7469,24 +7902,36 @@ TEXT ·conv3x3s2_c256k256_h28_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c256k256_h28_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c256k256_h28_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv3x3s2_c256k256_h28_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s2_c256k256_h28_avx2_rem_ky:
 	XORQ R11, R11
@@ -7731,7 +8176,7 @@ conv3x3s2_c256k256_h28_avx2_rem_norelu:
 	RET
 
 // func conv3x3s1_c32k32_h16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c32k32_h16_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -7739,23 +8184,34 @@ TEXT ·conv3x3s1_c32k32_h16_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c32k32_h16_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c32k32_h16_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+
+conv3x3s1_c32k32_h16_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s1_c32k32_h16_avx2_ky:
 	XORQ R10, R10
@@ -7997,7 +8453,7 @@ conv3x3s1_c32k32_h16_avx2_norelu:
 	RET
 
 // func conv3x3s2_c32k64_h16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c32k64_h16_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -8005,33 +8461,48 @@ TEXT ·conv3x3s2_c32k64_h16_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c32k64_h16_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c32k64_h16_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv3x3s2_c32k64_h16_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s2_c32k64_h16_avx2_ky:
 	XORQ R12, R12
@@ -8363,7 +8834,7 @@ conv3x3s2_c32k64_h16_avx2_norelu:
 	RET
 
 // func conv3x3s2_c32k64_h16_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c32k64_h16_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -8371,24 +8842,36 @@ TEXT ·conv3x3s2_c32k64_h16_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c32k64_h16_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c32k64_h16_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv3x3s2_c32k64_h16_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s2_c32k64_h16_avx2_rem_ky:
 	XORQ R11, R11
@@ -8633,7 +9116,7 @@ conv3x3s2_c32k64_h16_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c256k1024_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c256k1024_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -8641,30 +9124,45 @@ TEXT ·conv1x1s1_c256k1024_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c256k1024_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k1024_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+
+conv1x1s1_c256k1024_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s1_c256k1024_h14_avx2_ky:
 	XORQ R12, R12
@@ -8822,7 +9320,7 @@ conv1x1s1_c256k1024_h14_avx2_norelu:
 	RET
 
 // func conv1x1s1_c256k1024_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c256k1024_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -8830,23 +9328,35 @@ TEXT ·conv1x1s1_c256k1024_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c256k1024_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k1024_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 4096(DI)
+
+conv1x1s1_c256k1024_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c256k1024_h14_avx2_rem_ky:
 	XORQ R11, R11
@@ -8965,7 +9475,7 @@ conv1x1s1_c256k1024_h14_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c1024k256_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c1024k256_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -8973,30 +9483,45 @@ TEXT ·conv1x1s1_c1024k256_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c1024k256_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c1024k256_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s1_c1024k256_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s1_c1024k256_h14_avx2_ky:
 	XORQ R12, R12
@@ -9154,7 +9679,7 @@ conv1x1s1_c1024k256_h14_avx2_norelu:
 	RET
 
 // func conv1x1s1_c1024k256_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c1024k256_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -9162,23 +9687,35 @@ TEXT ·conv1x1s1_c1024k256_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c1024k256_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c1024k256_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv1x1s1_c1024k256_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c1024k256_h14_avx2_rem_ky:
 	XORQ R11, R11
@@ -9297,7 +9834,7 @@ conv1x1s1_c1024k256_h14_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c1024k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -9305,30 +9842,45 @@ TEXT ·conv1x1s1_c1024k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c1024k512_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000001, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c1024k512_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 2048(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 2048(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 2048(DI)
+
+conv1x1s1_c1024k512_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
 
 conv1x1s1_c1024k512_h14_avx2_ky:
 	XORQ R12, R12
@@ -9486,7 +10038,7 @@ conv1x1s1_c1024k512_h14_avx2_norelu:
 	RET
 
 // func conv1x1s1_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c1024k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -9494,23 +10046,35 @@ TEXT ·conv1x1s1_c1024k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c1024k512_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c1024k512_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 2048(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 2048(DI)
+
+conv1x1s1_c1024k512_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c1024k512_h14_avx2_rem_ky:
 	XORQ R11, R11
@@ -9629,7 +10193,7 @@ conv1x1s1_c1024k512_h14_avx2_rem_norelu:
 	RET
 
 // func conv1x1s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c256k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -9637,26 +10201,38 @@ TEXT ·conv1x1s2_c256k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c256k512_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c256k512_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv1x1s2_c256k512_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s2_c256k512_h14_avx2_ky:
 	XORQ R11, R11
@@ -9775,7 +10351,7 @@ conv1x1s2_c256k512_h14_avx2_norelu:
 	RET
 
 // func conv1x1s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c256k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -9783,19 +10359,28 @@ TEXT ·conv1x1s2_c256k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c256k512_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c256k512_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv1x1s2_c256k512_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s2_c256k512_h14_avx2_rem_ky:
 	XORQ R10, R10
@@ -9879,7 +10464,7 @@ conv1x1s2_c256k512_h14_avx2_rem_norelu:
 	RET
 
 // func conv1x1s2_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c1024k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -9887,26 +10472,38 @@ TEXT ·conv1x1s2_c1024k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c1024k512_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k512_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv1x1s2_c1024k512_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s2_c1024k512_h14_avx2_ky:
 	XORQ R11, R11
@@ -10025,7 +10622,7 @@ conv1x1s2_c1024k512_h14_avx2_norelu:
 	RET
 
 // func conv1x1s2_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c1024k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -10033,19 +10630,28 @@ TEXT ·conv1x1s2_c1024k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c1024k512_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k512_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv1x1s2_c1024k512_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s2_c1024k512_h14_avx2_rem_ky:
 	XORQ R10, R10
@@ -10129,7 +10735,7 @@ conv1x1s2_c1024k512_h14_avx2_rem_norelu:
 	RET
 
 // func conv1x1s2_c1024k2048_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c1024k2048_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -10137,26 +10743,38 @@ TEXT ·conv1x1s2_c1024k2048_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c1024k2048_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k2048_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv1x1s2_c1024k2048_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s2_c1024k2048_h14_avx2_ky:
 	XORQ R11, R11
@@ -10275,7 +10893,7 @@ conv1x1s2_c1024k2048_h14_avx2_norelu:
 	RET
 
 // func conv1x1s2_c1024k2048_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s2_c1024k2048_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -10283,19 +10901,28 @@ TEXT ·conv1x1s2_c1024k2048_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s2_c1024k2048_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k2048_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv1x1s2_c1024k2048_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s2_c1024k2048_h14_avx2_rem_ky:
 	XORQ R10, R10
@@ -10379,7 +11006,7 @@ conv1x1s2_c1024k2048_h14_avx2_rem_norelu:
 	RET
 
 // func conv3x3s1_c256k256_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c256k256_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -10387,30 +11014,45 @@ TEXT ·conv3x3s1_c256k256_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c256k256_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c256k256_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv3x3s1_c256k256_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s1_c256k256_h14_avx2_ky:
 	XORQ R12, R12
@@ -10742,7 +11384,7 @@ conv3x3s1_c256k256_h14_avx2_norelu:
 	RET
 
 // func conv3x3s1_c256k256_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c256k256_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -10750,23 +11392,35 @@ TEXT ·conv3x3s1_c256k256_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c256k256_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c256k256_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 1024(DI)
+
+conv3x3s1_c256k256_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s1_c256k256_h14_avx2_rem_ky:
 	XORQ R11, R11
@@ -11011,7 +11665,7 @@ conv3x3s1_c256k256_h14_avx2_rem_norelu:
 	RET
 
 // func conv3x3s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c256k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -11019,26 +11673,38 @@ TEXT ·conv3x3s2_c256k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c256k512_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c256k512_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv3x3s2_c256k512_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s2_c256k512_h14_avx2_ky:
 	XORQ R11, R11
@@ -11283,7 +11949,7 @@ conv3x3s2_c256k512_h14_avx2_norelu:
 	RET
 
 // func conv3x3s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c256k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -11291,19 +11957,28 @@ TEXT ·conv3x3s2_c256k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c256k512_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c256k512_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv3x3s2_c256k512_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s2_c256k512_h14_avx2_rem_ky:
 	XORQ R10, R10
@@ -11473,7 +12148,7 @@ conv3x3s2_c256k512_h14_avx2_rem_norelu:
 	RET
 
 // func conv3x3s2_c512k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c512k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -11481,26 +12156,38 @@ TEXT ·conv3x3s2_c512k512_h14_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c512k512_h14_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c512k512_h14_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv3x3s2_c512k512_h14_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s2_c512k512_h14_avx2_ky:
 	XORQ R11, R11
@@ -11745,7 +12432,7 @@ conv3x3s2_c512k512_h14_avx2_norelu:
 	RET
 
 // func conv3x3s2_c512k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s2_c512k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -11753,19 +12440,28 @@ TEXT ·conv3x3s2_c512k512_h14_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s2_c512k512_h14_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s2_c512k512_h14_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv3x3s2_c512k512_h14_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s2_c512k512_h14_avx2_rem_ky:
 	XORQ R10, R10
@@ -11935,7 +12631,7 @@ conv3x3s2_c512k512_h14_avx2_rem_norelu:
 	RET
 
 // func conv3x3s1_c64k64_h8_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c64k64_h8_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -11943,30 +12639,45 @@ TEXT ·conv3x3s1_c64k64_h8_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c64k64_h8_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y4
-	VMOVAPS Y0, Y5
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y8
-	VMOVAPS Y6, Y9
-	VMOVAPS Y6, Y10
-	VMOVAPS Y6, Y11
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    AX, R9
-	ADDQ    SI, R9
-	ADDQ    SI, R9
-	MOVQ    w+8(FP), R10
-	MOVQ    $0x0000000000000003, R11
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c64k64_h8_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv3x3s1_c64k64_h8_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
 
 conv3x3s1_c64k64_h8_avx2_ky:
 	XORQ R12, R12
@@ -12298,7 +13009,7 @@ conv3x3s1_c64k64_h8_avx2_norelu:
 	RET
 
 // func conv3x3s1_c64k64_h8_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c64k64_h8_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -12306,23 +13017,35 @@ TEXT ·conv3x3s1_c64k64_h8_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c64k64_h8_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y2
-	VMOVAPS Y0, Y3
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y6
-	VMOVAPS Y4, Y7
-	VMOVAPS Y4, Y4
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c64k64_h8_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 256(DI)
+
+conv3x3s1_c64k64_h8_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s1_c64k64_h8_avx2_rem_ky:
 	XORQ R11, R11
@@ -12567,7 +13290,7 @@ conv3x3s1_c64k64_h8_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c512k2048_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c512k2048_h7_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -12575,25 +13298,37 @@ TEXT ·conv1x1s1_c512k2048_h7_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c512k2048_h7_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k2048_h7_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv1x1s1_c512k2048_h7_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c512k2048_h7_avx2_ky:
 	XORQ R11, R11
@@ -12712,7 +13447,7 @@ conv1x1s1_c512k2048_h7_avx2_norelu:
 	RET
 
 // func conv1x1s1_c512k2048_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c512k2048_h7_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -12720,19 +13455,28 @@ TEXT ·conv1x1s1_c512k2048_h7_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c512k2048_h7_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k2048_h7_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv1x1s1_c512k2048_h7_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s1_c512k2048_h7_avx2_rem_ky:
 	XORQ R10, R10
@@ -12816,7 +13560,7 @@ conv1x1s1_c512k2048_h7_avx2_rem_norelu:
 	RET
 
 // func conv1x1s1_c2048k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c2048k512_h7_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -12824,25 +13568,37 @@ TEXT ·conv1x1s1_c2048k512_h7_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c2048k512_h7_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000001, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c2048k512_h7_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv1x1s1_c2048k512_h7_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
 
 conv1x1s1_c2048k512_h7_avx2_ky:
 	XORQ R11, R11
@@ -12961,7 +13717,7 @@ conv1x1s1_c2048k512_h7_avx2_norelu:
 	RET
 
 // func conv1x1s1_c2048k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1s1_c2048k512_h7_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -12969,19 +13725,28 @@ TEXT ·conv1x1s1_c2048k512_h7_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv1x1s1_c2048k512_h7_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000001, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c2048k512_h7_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv1x1s1_c2048k512_h7_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
 
 conv1x1s1_c2048k512_h7_avx2_rem_ky:
 	XORQ R10, R10
@@ -13065,7 +13830,7 @@ conv1x1s1_c2048k512_h7_avx2_rem_norelu:
 	RET
 
 // func conv3x3s1_c512k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c512k512_h7_avx2(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -13073,25 +13838,37 @@ TEXT ·conv3x3s1_c512k512_h7_avx2(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c512k512_h7_avx2_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y1
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y2
-	VMOVAPS Y2, Y3
-	VMOVAPS Y2, Y2
-	VMOVUPS 64(SI), Y4
-	VMOVAPS Y4, Y5
-	VMOVAPS Y4, Y4
-	VMOVUPS 96(SI), Y6
-	VMOVAPS Y6, Y7
-	VMOVAPS Y6, Y6
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    AX, R8
-	ADDQ    SI, R8
-	MOVQ    w+8(FP), R9
-	MOVQ    $0x0000000000000003, R10
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y2
+	VMOVAPS    Y2, Y3
+	VMOVAPS    Y2, Y2
+	VMOVUPS    64(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y4
+	VMOVUPS    96(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c512k512_h7_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+
+conv3x3s1_c512k512_h7_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
 
 conv3x3s1_c512k512_h7_avx2_ky:
 	XORQ R11, R11
@@ -13336,7 +14113,7 @@ conv3x3s1_c512k512_h7_avx2_norelu:
 	RET
 
 // func conv3x3s1_c512k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·conv3x3s1_c512k512_h7_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
@@ -13344,19 +14121,28 @@ TEXT ·conv3x3s1_c512k512_h7_avx2_rem(SB), NOSPLIT, $0-80
 	MOVQ n+72(FP), BX
 
 conv3x3s1_c512k512_h7_avx2_rem_tile:
-	MOVQ    bias+16(FP), SI
-	VMOVUPS (SI), Y0
-	VMOVAPS Y0, Y0
-	VMOVUPS 32(SI), Y1
-	VMOVAPS Y1, Y1
-	VMOVUPS 64(SI), Y2
-	VMOVAPS Y2, Y2
-	VMOVUPS 96(SI), Y3
-	VMOVAPS Y3, Y3
-	MOVQ    inRow+40(FP), SI
-	MOVQ    AX, DI
-	MOVQ    w+8(FP), R8
-	MOVQ    $0x0000000000000003, R9
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y1
+	VMOVAPS    Y1, Y1
+	VMOVUPS    64(SI), Y2
+	VMOVAPS    Y2, Y2
+	VMOVUPS    96(SI), Y3
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c512k512_h7_avx2_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+
+conv3x3s1_c512k512_h7_avx2_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
 
 conv3x3s1_c512k512_h7_avx2_rem_ky:
 	XORQ R10, R10

@@ -76,6 +76,28 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th int) {
 			e.VMOVAPS(bv, acc[r][v])
 		}
 	}
+	// Ask for the residual now: it was written layers ago and is far from
+	// L1, and the loop below hides the latency (measured on the 1x1 layers
+	// with few input channels, where the epilogue weighs most).
+	flags := e.Load(e.Param("flags"), e.GP64())
+	e.TESTQ(U32(2), flags)
+	e.JZ(LabelRef(name + "_nopf"))
+	{
+		resRow := e.Load(e.Param("resRow"), e.GP64())
+		p := e.GP64()
+		e.MOVQ(res, p)
+		for ty := 0; ty < th; ty++ {
+			if ty > 0 {
+				e.ADDQ(resRow, p)
+			}
+			for tx := 0; tx < b.TW; tx++ {
+				for off := 0; off < bc*4; off += 64 {
+					e.PREFETCHT0(Mem{Base: p, Disp: tx*s.OutC*4 + off})
+				}
+			}
+		}
+	}
+	e.Label(name + "_nopf")
 	// One base pointer per tile row: row ty starts ty·S input rows down.
 	inRow := e.Load(e.Param("inRow"), e.GP64())
 	rows := make([]reg.GPVirtual, th)
@@ -123,7 +145,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th int) {
 	e.JNZ(LabelRef(name + "_ky"))
 
 	// Epilogue: + residual, ReLU, store; then step to the next tile.
-	flags := e.Load(e.Param("flags"), e.GP64())
+	flags = e.Load(e.Param("flags"), e.GP64())
 	e.TESTQ(U32(2), flags)
 	e.JZ(LabelRef(name + "_nores"))
 	resRow := e.Load(e.Param("resRow"), e.GP64())
