@@ -55,3 +55,15 @@ func TestRandomWeightsAreDeterministicAndFit(t *testing.T) {
 		assert.NotEqual(t, a.Tensors["conv1.weight"].Data, RandomWeights(net, 43).Tensors["conv1.weight"].Data)
 	}
 }
+
+func TestHalfAndBFloat16(t *testing.T) {
+	for h, want := range map[uint16]float32{
+		0x3c00: 1, 0xc000: -2, 0x3555: 0.33325195, 0x7bff: 65504, 0x0001: 5.9604645e-8, 0x8000: float32(math.Copysign(0, -1)),
+	} {
+		assert.Equal(t, want, HalfToFloat32(h), "%#04x", h)
+	}
+	assert.True(t, math.IsInf(float64(HalfToFloat32(0x7c00)), 1))
+	assert.True(t, math.IsNaN(float64(HalfToFloat32(0x7e00))))
+	assert.Equal(t, float32(1), BFloat16ToFloat32(0x3f80))
+	assert.Equal(t, float32(-1.5), BFloat16ToFloat32(0xbfc0))
+}

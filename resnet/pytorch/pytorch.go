@@ -104,12 +104,12 @@ var dtypes = map[string]dtype{
 	}},
 	"HalfStorage": {"float16", 2, func(b []byte, out []float32) {
 		for i := range out {
-			out[i] = halfToFloat(binary.LittleEndian.Uint16(b[2*i:]))
+			out[i] = resnet.HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	}},
 	"BFloat16Storage": {"bfloat16", 2, func(b []byte, out []float32) {
 		for i := range out {
-			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
+			out[i] = resnet.BFloat16ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	}},
 	// Integer storages appear for num_batches_tracked; they are read (to
@@ -120,26 +120,6 @@ var dtypes = map[string]dtype{
 	"CharStorage":  {"int8", 1, nil},
 	"ByteStorage":  {"uint8", 1, nil},
 	"BoolStorage":  {"bool", 1, nil},
-}
-
-// halfToFloat converts an IEEE 754 binary16 to float32.
-func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // Inf, NaN
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp == 0 && mant == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: value = mant · 2^−24
-		f := float32(mant) / (1 << 24)
-		if sign != 0 {
-			f = -f
-		}
-		return f
-	}
-	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
 }
 
 // storageClass is what the unpickler returns for torch.FloatStorage & co.

@@ -1,0 +1,139 @@
+// Package safetensors reads weights in Hugging Face's safetensors format
+// (torchvision and timm ResNets use torchvision's tensor names) into
+// resnet.Weights.
+//
+// The format: an 8-byte little-endian header length N, N bytes of JSON
+// mapping each tensor name to {"dtype", "shape", "data_offsets": [begin,
+// end]} (offsets into the data that follows the header), and an optional
+// "__metadata__" entry of strings.
+package safetensors
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// MaxHeader bounds the JSON header (100 MB, the limit of the reference
+// implementation).
+const MaxHeader = 100 << 20
+
+type entry struct {
+	DType   string  `json:"dtype"`
+	Shape   []int   `json:"shape"`
+	Offsets []int64 `json:"data_offsets"`
+}
+
+var sizes = map[string]int{"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+// Load reads the file at path.
+func Load(path string) (*resnet.Weights, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	w, err := Read(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return w, nil
+}
+
+// Read decodes size bytes. Floating tensors (F32, F16, BF16, F64) become
+// float32; integer tensors named *num_batches_tracked are skipped; any other
+// integer tensor is an error naming it.
+func Read(r io.ReaderAt, size int64) (*resnet.Weights, error) {
+	var pre [8]byte
+	if size < 8 {
+		return nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than its 8-byte header length", size)
+	}
+	if _, err := r.ReadAt(pre[:], 0); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint64(pre[:])
+	if n > MaxHeader || int64(n) > size-8 {
+		return nil, fmt.Errorf("not a safetensors file (or truncated): header length %d, file has %d bytes after it", n, size-8)
+	}
+	header := make([]byte, n)
+	if _, err := r.ReadAt(header, 8); err != nil {
+		return nil, err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(header, &raw); err != nil {
+		return nil, fmt.Errorf("safetensors header is not a JSON object: %v", err)
+	}
+	dataStart := 8 + int64(n)
+	dataLen := size - dataStart
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		if name != "__metadata__" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	w := resnet.NewWeights()
+	for _, name := range names {
+		var e entry
+		if err := json.Unmarshal(raw[name], &e); err != nil {
+			return nil, fmt.Errorf("tensor %s: bad header entry: %v", name, err)
+		}
+		es, ok := sizes[e.DType]
+		if !ok {
+			return nil, fmt.Errorf("tensor %s: unknown dtype %q", name, e.DType)
+		}
+		numel := 1
+		for _, d := range e.Shape {
+			if d < 0 || (d > 0 && numel > math.MaxInt32/d) {
+				return nil, fmt.Errorf("tensor %s: shape %v", name, e.Shape)
+			}
+			numel *= d
+		}
+		if len(e.Offsets) != 2 || e.Offsets[0] < 0 || e.Offsets[1] < e.Offsets[0] || e.Offsets[1] > dataLen {
+			return nil, fmt.Errorf("tensor %s: data_offsets %v outside the %d data bytes (truncated file?)", name, e.Offsets, dataLen)
+		}
+		if e.Offsets[1]-e.Offsets[0] != int64(numel*es) {
+			return nil, fmt.Errorf("tensor %s: %d data bytes for shape %v of %s (want %d)", name, e.Offsets[1]-e.Offsets[0], e.Shape, e.DType, numel*es)
+		}
+		if strings.HasSuffix(name, "num_batches_tracked") {
+			continue
+		}
+		if !strings.HasPrefix(e.DType, "F") && e.DType != "BF16" {
+			return nil, fmt.Errorf("tensor %s: dtype %s, want a floating type", name, e.DType)
+		}
+		b := make([]byte, numel*es)
+		if _, err := r.ReadAt(b, dataStart+e.Offsets[0]); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		data := make([]float32, numel)
+		for i := range data {
+			switch e.DType {
+			case "F32":
+				data[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+			case "F64":
+				data[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
+			case "BF16":
+				data[i] = resnet.BFloat16ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
+			case "F16":
+				data[i] = resnet.HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
+			}
+		}
+		w.Set(name, e.Shape, data)
+	}
+	if len(w.Tensors) == 0 {
+		return nil, errors.New("safetensors file holds no floating-point tensors")
+	}
+	return w, nil
+}
