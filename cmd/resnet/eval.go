@@ -13,7 +13,6 @@ import (
 	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/cifar10"
-	"github.com/resnetgen/resnetgen/resnet/pytorch"
 )
 
 type evalResult struct {
@@ -24,7 +23,7 @@ type evalResult struct {
 func runEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
 	arch := fs.String("arch", "", "a CIFAR-10 network: cifar-resnet20, 32, 44, 56, 110 or 1202")
-	weights := fs.String("weights", "", "PyTorch checkpoint (.th/.pth, zip or legacy format)")
+	weights := fs.String("weights", "", "weights: PyTorch checkpoint (zip or legacy) or safetensors")
 	data := fs.String("data", "", "folder with the CIFAR-10 binary test batches ("+cifar10.BatchPattern+")")
 	limit := fs.Int("limit", 0, "evaluate only the first N images (0: all)")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "images evaluated in parallel")
@@ -60,7 +59,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := pytorch.Load(*weights)
+	w, err := loadWeights(*weights)
 	if err != nil {
 		return err
 	}

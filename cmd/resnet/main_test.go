@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/cifar10"
+	"github.com/resnetgen/resnetgen/resnet/npy"
+	"github.com/resnetgen/resnetgen/resnet/pytorch"
 )
 
 const sharedData = "../../../shared/data"
@@ -177,4 +183,62 @@ func TestGeneratedNetworksReproducePublishedAccuracy(t *testing.T) {
 	_, refOut, _ := runCmd("eval", "-q", "-json", "-ref", "-limit", "50", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-data", data)
 	_, genOut, _ := runCmd("eval", "-q", "-json", "-limit", "50", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-data", data)
 	assert.JSONEq(t, refOut, genOut)
+}
+
+func TestRunNpy(t *testing.T) {
+	dir := t.TempDir()
+	images, err := cifar10.ReadFile(filepath.Join(sharedData, "cifar10-test", "test_batch_00.bin"))
+	require.NoError(t, err)
+	const n = 5
+	x := &npy.Array{Shape: []int{n, 3, 32, 32}, Data: make([]float32, n*3072)}
+	for i := 0; i < n; i++ {
+		images[i].Normalize(x.Data[i*3072 : (i+1)*3072])
+	}
+	in, out := filepath.Join(dir, "x.npy"), filepath.Join(dir, "y.npy")
+	require.NoError(t, npy.WriteFile(in, x))
+	code, _, stderr := runCmd("run", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-in", in, "-out", out)
+	require.Equal(t, 0, code, stderr)
+	y, err := npy.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, []int{n, 10}, y.Shape)
+
+	w, err := pytorch.Load(checkpoint(t, "20"))
+	require.NoError(t, err)
+	ref, err := resnet.NewReference(resnet.MustBuild("cifar-resnet20"), w)
+	require.NoError(t, err)
+	for i := 0; i < n; i++ {
+		want, err := ref.Forward(x.Data[i*3072 : (i+1)*3072])
+		require.NoError(t, err)
+		for j := range want {
+			assert.InDelta(t, want[j], y.Data[i*10+j], 1e-4*10, "image %d logit %d", i, j) // logits are O(10)
+		}
+	}
+
+	// One CHW image without the batch axis.
+	one := &npy.Array{Shape: []int{3, 32, 32}, Data: x.Data[:3072]}
+	require.NoError(t, npy.WriteFile(in, one))
+	code, _, stderr = runCmd("run", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-in", in, "-out", out)
+	require.Equal(t, 0, code, stderr)
+
+	bad := func(a *npy.Array, arch, want string) {
+		t.Helper()
+		require.NoError(t, npy.WriteFile(in, a))
+		code, _, stderr := runCmd("run", "-arch", arch, "-weights", checkpoint(t, "20"), "-in", in, "-out", out)
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, want)
+	}
+	bad(&npy.Array{Shape: []int{1, 3, 224, 224}, Data: make([]float32, 3*224*224)}, "cifar-resnet20", "want (N, 3, 32, 32)")
+	nan := &npy.Array{Shape: []int{1, 3, 32, 32}, Data: make([]float32, 3072)}
+	nan.Data[7] = float32(math.NaN())
+	bad(nan, "cifar-resnet20", "element 7 is NaN")
+	bad(&npy.Array{Shape: []int{1, 3, 32, 32}, Data: make([]float32, 3072)}, "cifar-resnet32", "weights do not fit cifar-resnet32")
+	code, _, stderr = runCmd("run", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-in", "../../resnet/npy/testdata/f64_2x2.npy", "-out", out)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, `dtype "<f8": only float32`)
+	code, _, stderr = runCmd("run", "-arch", "cifar-resnet20", "-weights", in, "-in", in, "-out", out)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "not a weight file resnet reads")
+	code, _, stderr = runCmd("run", "-arch", "cifar-resnet20")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "-weights is required")
 }

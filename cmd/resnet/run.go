@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/generated/all"
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/npy"
+)
+
+func runRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	arch := fs.String("arch", "", "network, e.g. resnet50 or cifar-resnet20")
+	weights := fs.String("weights", "", "weights: PyTorch checkpoint or safetensors")
+	in := fs.String("in", "", "input .npy: float32, NCHW (N,3,H,W) or one CHW image (3,H,W), normalised")
+	out := fs.String("out", "", "output .npy: float32 logits (N, classes)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, val string }{{"-arch", *arch}, {"-weights", *weights}, {"-in", *in}, {"-out", *out}} {
+		if f.val == "" {
+			return fmt.Errorf("%w: %s is required", errUsage, f.name)
+		}
+	}
+	info, err := all.Lookup(*arch)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	net := resnet.MustBuild(*arch)
+	x, err := npy.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	want := net.Input()
+	shape := x.Shape
+	if len(shape) == 3 {
+		shape = append([]int{1}, shape...)
+	}
+	if len(shape) != 4 || shape[1] != want.C || shape[2] != want.H || shape[3] != want.W || shape[0] < 1 {
+		return fmt.Errorf("%s: shape %v, want (N, %d, %d, %d) or (%d, %d, %d) float32 for %s", *in, x.Shape, want.C, want.H, want.W, want.C, want.H, want.W, *arch)
+	}
+	if err := checkFinite(*in, x.Data); err != nil {
+		return err
+	}
+	w, err := loadWeights(*weights)
+	if err != nil {
+		return err
+	}
+	if err := w.Validate(net); err != nil {
+		return fmt.Errorf("%s: %w", *weights, err)
+	}
+	n := shape[0]
+	m, err := info.New(w, engine.WithBatch(n))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	logits := make([]float32, n*info.Classes)
+	if err := m.ForwardBatch(x.Data, logits); err != nil {
+		return err
+	}
+	if err := npy.WriteFile(*out, &npy.Array{Shape: []int{n, info.Classes}, Data: logits}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "%s: %d image(s) → %s (%d×%d logits)\n", *arch, n, *out, n, info.Classes)
+	return nil
+}

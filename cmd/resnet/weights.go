@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"os"
+
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/pytorch"
+	"github.com/resnetgen/resnetgen/resnet/safetensors"
+)
+
+// loadWeights reads a weight file, recognising the format from its first
+// bytes (not its name): a zip archive or a pickle is a PyTorch checkpoint;
+// an 8-byte length followed by '{' is safetensors.
+func loadWeights(path string) (*resnet.Weights, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	var head [9]byte
+	n, _ := io.ReadFull(f, head[:])
+	f.Close()
+	switch {
+	case n >= 4 && bytes.Equal(head[:4], []byte("PK\x03\x04")), n >= 1 && head[0] == 0x80:
+		return pytorch.Load(path)
+	case n == 9 && head[8] == '{':
+		return safetensors.Load(path)
+	}
+	return nil, fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors)", path)
+}
+
+// checkFinite refuses NaN and ±Inf inputs: the kernels would carry them to
+// every logit, and an error that names the element is more useful.
+func checkFinite(what string, xs []float32) error {
+	for i, x := range xs {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("%s: element %d is %v; inputs must be finite", what, i, x)
+		}
+	}
+	return nil
+}
