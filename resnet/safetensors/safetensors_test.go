@@ -61,8 +61,8 @@ func read(b []byte) (*resnet.Weights, error) { return Read(bytes.NewReader(b), i
 func sample(t testing.TB) []byte {
 	return encode(t, []tensor{
 		{"conv.weight", "F32", []int{2, 2}, f32(1, -2, 3.5, 4)},
-		{"bn.bias", "F16", []int{2}, []byte{0x00, 0x3c, 0x00, 0xc0}},          // 1, −2
-		{"bn.weight", "BF16", []int{2}, []byte{0x80, 0x3f, 0xc0, 0xbf}},       // 1, −1.5
+		{"bn.bias", "F16", []int{2}, []byte{0x00, 0x3c, 0x00, 0xc0}},    // 1, −2
+		{"bn.weight", "BF16", []int{2}, []byte{0x80, 0x3f, 0xc0, 0xbf}}, // 1, −1.5
 		{"fc.bias", "F64", []int{1}, binary.LittleEndian.AppendUint64(nil, math.Float64bits(0.25))},
 		{"bn.num_batches_tracked", "I64", []int{}, make([]byte, 8)},
 	}, map[string]string{"format": "pt"})
@@ -103,10 +103,10 @@ func TestBadFilesAreRefused(t *testing.T) {
 		assert.Nil(t, w)
 	}
 	cases := map[string][]byte{
-		"header length 9999": func() []byte { b := bytes.Clone(good); binary.LittleEndian.PutUint64(b, 9999); return b }(),
-		"not a JSON object":  encodeRawHeader(`[1,2]`),
-		"unknown dtype":      encode(t, []tensor{{"x", "F8_E4M3", []int{1}, []byte{0}}}, nil),
-		"want a floating":    encode(t, []tensor{{"x.weight", "I32", []int{1}, make([]byte, 4)}}, nil),
+		"header length 9999":                         func() []byte { b := bytes.Clone(good); binary.LittleEndian.PutUint64(b, 9999); return b }(),
+		"not a JSON object":                          encodeRawHeader(`[1,2]`),
+		"unknown dtype":                              encode(t, []tensor{{"x", "F8_E4M3", []int{1}, []byte{0}}}, nil),
+		"want a floating":                            encode(t, []tensor{{"x.weight", "I32", []int{1}, make([]byte, 4)}}, nil),
 		"4 data bytes for shape [2] of F32 (want 8)": encode(t, []tensor{{"x", "F32", []int{2}, make([]byte, 4)}}, nil),
 		"no floating-point tensors":                  encode(t, nil, map[string]string{"a": "b"}),
 	}
