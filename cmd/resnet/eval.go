@@ -23,7 +23,7 @@ type evalResult struct {
 func runEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
 	arch := fs.String("arch", "", "a CIFAR-10 network: cifar-resnet20, 32, 44, 56, 110 or 1202")
-	weights := fs.String("weights", "", "weights: PyTorch checkpoint (zip or legacy) or safetensors")
+	weights := fs.String("weights", "", "weights: PyTorch checkpoint (zip or legacy), safetensors or ONNX")
 	data := fs.String("data", "", "folder with the CIFAR-10 binary test batches ("+cifar10.BatchPattern+")")
 	limit := fs.Int("limit", 0, "evaluate only the first N images (0: all)")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "images evaluated in parallel")
@@ -59,7 +59,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := loadWeights(*weights)
+	w, err := loadWeights(*weights, net)
 	if err != nil {
 		return err
 	}

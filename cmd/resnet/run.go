@@ -13,7 +13,7 @@ import (
 func runRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	arch := fs.String("arch", "", "network, e.g. resnet50 or cifar-resnet20")
-	weights := fs.String("weights", "", "weights: PyTorch checkpoint or safetensors")
+	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX")
 	in := fs.String("in", "", "input .npy: float32, NCHW (N,3,H,W) or one CHW image (3,H,W), normalised")
 	out := fs.String("out", "", "output .npy: float32 logits (N, classes)")
 	if err := parse(fs, args); err != nil {
@@ -44,7 +44,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err := checkFinite(*in, x.Data); err != nil {
 		return err
 	}
-	w, err := loadWeights(*weights)
+	w, err := loadWeights(*weights, net)
 	if err != nil {
 		return err
 	}

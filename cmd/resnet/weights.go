@@ -8,14 +8,16 @@ import (
 	"os"
 
 	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/onnx"
 	"github.com/resnetgen/resnetgen/resnet/pytorch"
 	"github.com/resnetgen/resnetgen/resnet/safetensors"
 )
 
-// loadWeights reads a weight file, recognising the format from its first
-// bytes (not its name): a zip archive or a pickle is a PyTorch checkpoint;
-// an 8-byte length followed by '{' is safetensors.
-func loadWeights(path string) (*resnet.Weights, error) {
+// loadWeights reads a weight file for net, recognising the format from its
+// first bytes (not its name): a zip archive or a pickle is a PyTorch
+// checkpoint; an 8-byte length followed by '{' is safetensors; a protobuf
+// starting with ir_version (field 1) is an ONNX model.
+func loadWeights(path string, net *resnet.Network) (*resnet.Weights, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -28,8 +30,10 @@ func loadWeights(path string) (*resnet.Weights, error) {
 		return pytorch.Load(path)
 	case n == 9 && head[8] == '{':
 		return safetensors.Load(path)
+	case n >= 1 && head[0] == 0x08:
+		return onnx.Load(path, net)
 	}
-	return nil, fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors)", path)
+	return nil, fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors; ONNX)", path)
 }
 
 // checkFinite refuses NaN and ±Inf inputs: the kernels would carry them to

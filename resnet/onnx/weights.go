@@ -1,0 +1,162 @@
+package onnx
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// Load reads the ONNX model at path and returns its weights for net.
+func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ReadModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	w, err := Weights(m, net)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return w, nil
+}
+
+// Weights takes the weights of a ResNet exported with torch.onnx.export.
+// Two export styles are handled:
+//
+//   - BatchNorm kept as nodes: the initializers carry the state_dict names
+//     (conv1.weight, bn1.running_var, …) and are taken by name.
+//   - BatchNorm folded into the convolutions (the exporter's constant
+//     folding): each Conv has a weight and a bias under generated names
+//     (onnx::Conv_497). The Conv nodes, in graph order, are matched to the
+//     network's convolutions in module order (within a block conv1, conv2,
+//     conv3, then downsample, as the exporter traces forward()), and each
+//     weight's shape is checked against its layer. The folded bias becomes a
+//     BatchNorm with γ = 1, β = bias, mean 0 and var 1 − ε, which FoldBN
+//     turns back into the same bias.
+func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
+	init := map[string]*Tensor{}
+	for i := range m.Initializers {
+		init[m.Initializers[i].Name] = &m.Initializers[i]
+	}
+	w := resnet.NewWeights()
+	first := net.Layers[0]
+	if _, named := init[first.Weight]; named {
+		for _, t := range m.Initializers {
+			if !strings.HasSuffix(t.Name, "num_batches_tracked") {
+				w.Set(t.Name, t.Dims, t.Float)
+			}
+		}
+		return w, nil
+	}
+	var convs, gemms []Node
+	for _, n := range m.Nodes {
+		switch n.OpType {
+		case "Conv":
+			convs = append(convs, n)
+		case "Gemm", "MatMul":
+			gemms = append(gemms, n)
+		case "BatchNormalization":
+			return nil, fmt.Errorf("the graph keeps BatchNormalization nodes but its initializers are not named like a state_dict (no %s); export with the model's parameter names", first.Weight)
+		}
+	}
+	layers := moduleOrder(net)
+	if len(convs) != len(layers) {
+		return nil, fmt.Errorf("the graph has %d Conv nodes, %s has %d convolutions: weights for another network?", len(convs), net.Arch.Name, len(layers))
+	}
+	tensor := func(n Node, i int, what string) (*Tensor, error) {
+		if i >= len(n.Inputs) || init[n.Inputs[i]] == nil {
+			return nil, fmt.Errorf("%s node %q: its %s is not an initializer", n.OpType, n.Name, what)
+		}
+		return init[n.Inputs[i]], nil
+	}
+	for i, l := range layers {
+		n := convs[i]
+		wt, err := tensor(n, 1, "weight")
+		if err != nil {
+			return nil, err
+		}
+		want := []int{l.OutShape.C, l.InShape.C, l.Kernel, l.Kernel}
+		if fmt.Sprint(wt.Dims) != fmt.Sprint(want) {
+			return nil, fmt.Errorf("Conv node %d (%q) has a %v weight, layer %s of %s wants %v", i, n.Name, wt.Dims, l.Name, net.Arch.Name, want)
+		}
+		c := l.OutShape.C
+		bias := make([]float32, c)
+		if len(n.Inputs) > 2 {
+			bt, err := tensor(n, 2, "bias")
+			if err != nil {
+				return nil, err
+			}
+			if len(bt.Float) != c {
+				return nil, fmt.Errorf("Conv node %d (%q) has %d biases, layer %s wants %d", i, n.Name, len(bt.Float), l.Name, c)
+			}
+			bias = bt.Float
+		}
+		ones, zeros, vars := make([]float32, c), make([]float32, c), make([]float32, c)
+		for j := range ones {
+			ones[j], vars[j] = 1, float32(1-resnet.BNEpsilon)
+		}
+		w.Set(l.Weight, want, wt.Float)
+		w.Set(l.BN+".weight", []int{c}, ones)
+		w.Set(l.BN+".bias", []int{c}, bias)
+		w.Set(l.BN+".running_mean", []int{c}, zeros)
+		w.Set(l.BN+".running_var", []int{c}, vars)
+	}
+	fc := net.Layers[len(net.Layers)-1]
+	if len(gemms) != 1 {
+		return nil, fmt.Errorf("the graph has %d Gemm nodes, want 1 (the classifier)", len(gemms))
+	}
+	g := gemms[0]
+	if g.OpType != "Gemm" || g.Attrs["transB"].Int != 1 || len(g.Inputs) < 3 {
+		return nil, fmt.Errorf("classifier node %q: want Gemm(x, W, b) with transB=1 as torch exports nn.Linear", g.Name)
+	}
+	wt, err := tensor(g, 1, "weight")
+	if err != nil {
+		return nil, err
+	}
+	bt, err := tensor(g, 2, "bias")
+	if err != nil {
+		return nil, err
+	}
+	w.Set(fc.Weight, wt.Dims, wt.Float)
+	w.Set(fc.Bias, bt.Dims, bt.Float)
+	return w, nil
+}
+
+// moduleOrder lists the conv layers in the order torch.onnx traces them:
+// the layer list's order, except that a block's projection shortcut comes
+// after the block's other convolutions (torchvision computes it last).
+func moduleOrder(net *resnet.Network) []resnet.Layer {
+	var out []resnet.Layer
+	var held *resnet.Layer
+	block := func(name string) string {
+		parts := strings.SplitN(name, ".", 3)
+		if len(parts) < 3 {
+			return name
+		}
+		return parts[0] + "." + parts[1]
+	}
+	for i := range net.Layers {
+		l := net.Layers[i]
+		if held != nil && block(l.Name) != block(held.Name) {
+			out = append(out, *held)
+			held = nil
+		}
+		if l.Op != resnet.OpConv {
+			continue
+		}
+		if strings.Contains(l.Name, ".downsample.") {
+			held = &net.Layers[i]
+			continue
+		}
+		out = append(out, l)
+	}
+	if held != nil {
+		out = append(out, *held)
+	}
+	return out
+}
