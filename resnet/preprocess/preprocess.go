@@ -1,0 +1,216 @@
+// Package preprocess turns images into network inputs the way torchvision's
+// ImageNet evaluation transform does:
+//
+//	Resize(256)        shorter side to 256, bilinear with antialiasing (PIL)
+//	CenterCrop(224)
+//	ToTensor()         RGB, scaled to [0, 1], CHW
+//	Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+//
+// Resize follows Pillow's resampling of 8-bit images: a separable triangle
+// filter widened by the downscaling factor, horizontal pass then vertical,
+// fixed-point weights with 22 fractional bits, and rounding to 8 bits
+// between the passes.
+package preprocess
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	_ "image/jpeg" // JPEG and PNG, the formats DecodeFile accepts
+	_ "image/png"
+	"io"
+	"math"
+	"os"
+)
+
+// MaxPixels is the largest image DecodeFile decodes (64 megapixels); the
+// size is read from the header and checked before any pixel is decoded.
+const MaxPixels = 64 << 20
+
+// Mean and Std are the ImageNet normalisation, per RGB channel.
+var (
+	Mean = [3]float64{0.485, 0.456, 0.406}
+	Std  = [3]float64{0.229, 0.224, 0.225}
+)
+
+// DecodeFile decodes a JPEG or PNG file, refusing anything else and any
+// image above MaxPixels before decoding its pixels.
+func DecodeFile(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cfg, format, err := image.DecodeConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a JPEG or PNG image: %v", path, err)
+	}
+	if cfg.Width < 1 || cfg.Height < 1 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
+		return nil, fmt.Errorf("%s: %s image of %dx%d pixels; the limit is %d pixels", path, format, cfg.Width, cfg.Height, MaxPixels)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: corrupt %s image: %v", path, format, err)
+	}
+	return img, nil
+}
+
+// RGB is an 8-bit image with interleaved R, G, B.
+type RGB struct {
+	W, H int
+	Pix  []uint8 // (y·W + x)·3 + c
+}
+
+// ToRGB converts any image to 8-bit RGB (alpha ignored, as PIL's
+// convert("RGB") does for torchvision's loader).
+func ToRGB(img image.Image) *RGB {
+	b := img.Bounds()
+	r := &RGB{W: b.Dx(), H: b.Dy(), Pix: make([]uint8, 3*b.Dx()*b.Dy())}
+	for y := 0; y < r.H; y++ {
+		for x := 0; x < r.W; x++ {
+			c := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+			i := (y*r.W + x) * 3
+			r.Pix[i], r.Pix[i+1], r.Pix[i+2] = c.R, c.G, c.B
+		}
+	}
+	return r
+}
+
+const precisionBits = 32 - 8 - 2
+
+// coefficients returns, for each output position, the first input index
+// and the fixed-point weights of Pillow's bilinear resampling from in to
+// out samples.
+func coefficients(in, out int) (start []int, weights [][]int32) {
+	scale := float64(in) / float64(out)
+	filterScale := math.Max(scale, 1)
+	support := 1 * filterScale // the bilinear filter's support is 1
+	for i := 0; i < out; i++ {
+		center := (float64(i) + 0.5) * scale
+		lo := max(int(center-support+0.5), 0)
+		hi := min(int(center+support+0.5), in)
+		var ks []float64
+		total := 0.0
+		for x := lo; x < hi; x++ {
+			k := math.Max(0, 1-math.Abs((float64(x)-center+0.5)/filterScale))
+			ks = append(ks, k)
+			total += k
+		}
+		fixed := make([]int32, len(ks))
+		for j, k := range ks {
+			if total != 0 {
+				k /= total
+			}
+			// Pillow rounds half away from zero when converting to fixed point.
+			if k < 0 {
+				fixed[j] = int32(k*(1<<precisionBits) - 0.5)
+			} else {
+				fixed[j] = int32(k*(1<<precisionBits) + 0.5)
+			}
+		}
+		start = append(start, lo)
+		weights = append(weights, fixed)
+	}
+	return start, weights
+}
+
+func clip8(v int64) uint8 {
+	v >>= precisionBits
+	if v < 0 {
+		return 0
+	}
+	if v > 255 {
+		return 255
+	}
+	return uint8(v)
+}
+
+// Resize resamples src to w×h with Pillow's antialiased bilinear filter.
+func Resize(src *RGB, w, h int) *RGB {
+	cur := src
+	if w != cur.W {
+		start, ks := coefficients(cur.W, w)
+		dst := &RGB{W: w, H: cur.H, Pix: make([]uint8, 3*w*cur.H)}
+		for y := 0; y < cur.H; y++ {
+			for x := 0; x < w; x++ {
+				for c := 0; c < 3; c++ {
+					sum := int64(1) << (precisionBits - 1)
+					for j, k := range ks[x] {
+						sum += int64(cur.Pix[(y*cur.W+start[x]+j)*3+c]) * int64(k)
+					}
+					dst.Pix[(y*w+x)*3+c] = clip8(sum)
+				}
+			}
+		}
+		cur = dst
+	}
+	if h != cur.H {
+		start, ks := coefficients(cur.H, h)
+		dst := &RGB{W: cur.W, H: h, Pix: make([]uint8, 3*cur.W*h)}
+		for y := 0; y < h; y++ {
+			for x := 0; x < cur.W; x++ {
+				for c := 0; c < 3; c++ {
+					sum := int64(1) << (precisionBits - 1)
+					for j, k := range ks[y] {
+						sum += int64(cur.Pix[((start[y]+j)*cur.W+x)*3+c]) * int64(k)
+					}
+					dst.Pix[(y*cur.W+x)*3+c] = clip8(sum)
+				}
+			}
+		}
+		cur = dst
+	}
+	if cur == src {
+		cur = &RGB{W: src.W, H: src.H, Pix: append([]uint8(nil), src.Pix...)}
+	}
+	return cur
+}
+
+// ResizeShorter scales the shorter side to size, the longer one to
+// int(size · long / short), as torchvision's Resize(size) does.
+func ResizeShorter(src *RGB, size int) *RGB {
+	if src.W <= src.H {
+		return Resize(src, size, int(float64(size)*float64(src.H)/float64(src.W)))
+	}
+	return Resize(src, int(float64(size)*float64(src.W)/float64(src.H)), size)
+}
+
+// CenterCrop takes the central size×size square, offsets rounded as
+// Python's round() does (half to even).
+func CenterCrop(src *RGB, size int) (*RGB, error) {
+	if src.W < size || src.H < size {
+		return nil, fmt.Errorf("center crop of %d from a %dx%d image", size, src.W, src.H)
+	}
+	top := int(math.RoundToEven(float64(src.H-size) / 2))
+	left := int(math.RoundToEven(float64(src.W-size) / 2))
+	dst := &RGB{W: size, H: size, Pix: make([]uint8, 3*size*size)}
+	for y := 0; y < size; y++ {
+		copy(dst.Pix[y*size*3:(y+1)*size*3], src.Pix[((top+y)*src.W+left)*3:])
+	}
+	return dst, nil
+}
+
+// Tensor returns the normalised CHW float32 input: (v/255 − mean) / std.
+func Tensor(src *RGB) []float32 {
+	plane := src.W * src.H
+	out := make([]float32, 3*plane)
+	for i := 0; i < plane; i++ {
+		for c := 0; c < 3; c++ {
+			out[c*plane+i] = float32((float64(src.Pix[i*3+c])/255 - Mean[c]) / Std[c])
+		}
+	}
+	return out
+}
+
+// ImageNet applies the whole evaluation transform: 256, center 224.
+func ImageNet(img image.Image) ([]float32, error) {
+	r := ResizeShorter(ToRGB(img), 256)
+	c, err := CenterCrop(r, 224)
+	if err != nil {
+		return nil, err
+	}
+	return Tensor(c), nil
+}

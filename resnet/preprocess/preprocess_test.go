@@ -1,0 +1,130 @@
+package preprocess
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func gray(w, h int, vals ...uint8) *RGB {
+	r := &RGB{W: w, H: h, Pix: make([]uint8, 3*w*h)}
+	for i, v := range vals {
+		r.Pix[3*i], r.Pix[3*i+1], r.Pix[3*i+2] = v, v, v
+	}
+	return r
+}
+
+func row(r *RGB) []uint8 {
+	out := make([]uint8, r.W*r.H)
+	for i := range out {
+		out[i] = r.Pix[3*i]
+	}
+	return out
+}
+
+// Worked out by hand from Pillow's algorithm (triangle filter of support
+// max(scale, 1), windows from int(center ± support + 0.5), weights
+// normalised, rounded to 8 bits):
+//
+//	4 → 2, row 10 20 30 40: out0 = (0.75·10 + 0.75·20 + 0.25·30) / 1.75 = 17.14 → 17
+//	                        out1 = (0.25·20 + 0.75·30 + 0.75·40) / 1.75 = 32.86 → 33
+//	2 → 4, row 10 20:       10, 0.75·10 + 0.25·20 = 12.5 → 13, 17.5 → 18, 20
+//
+// This pins our resize to Pillow's arithmetic, which is what torchvision's
+// Resize runs on PIL images; outputs within 1 of those (8-bit rounding
+// between the two passes included) are what to expect against torchvision.
+func TestResizeByHand(t *testing.T) {
+	assert.Equal(t, []uint8{17, 33}, row(Resize(gray(4, 1, 10, 20, 30, 40), 2, 1)))
+	assert.Equal(t, []uint8{10, 13, 18, 20}, row(Resize(gray(2, 1, 10, 20), 4, 1)))
+	// Vertically the same arithmetic.
+	assert.Equal(t, []uint8{17, 33}, row(Resize(gray(1, 4, 10, 20, 30, 40), 1, 2)))
+	// A constant image stays constant at any size.
+	c := gray(7, 5, bytes.Repeat([]byte{200}, 35)...)
+	for _, v := range row(Resize(c, 3, 11)) {
+		require.Equal(t, uint8(200), v)
+	}
+	same := Resize(c, 7, 5)
+	assert.Equal(t, c, same)
+	same.Pix[0] = 1
+	assert.Equal(t, uint8(200), c.Pix[0], "a same-size resize copies")
+}
+
+func TestResizeShorterAndCrop(t *testing.T) {
+	r := ResizeShorter(gray(640, 480), 256)
+	assert.Equal(t, [2]int{341, 256}, [2]int{r.W, r.H}, "int(256·640/480) = 341")
+	r = ResizeShorter(gray(300, 500), 256)
+	assert.Equal(t, [2]int{256, 426}, [2]int{r.W, r.H})
+
+	// (5−2)/2 = 1.5 rounds to 2 and (7−2)/2 = 2.5 to 2, as Python's round().
+	src := &RGB{W: 7, H: 5, Pix: make([]uint8, 3*35)}
+	for i := 0; i < 35; i++ {
+		src.Pix[3*i] = uint8(i)
+	}
+	c, err := CenterCrop(src, 2)
+	require.NoError(t, err)
+	assert.Equal(t, []uint8{2*7 + 2, 2*7 + 3, 3*7 + 2, 3*7 + 3}, row(c))
+	_, err = CenterCrop(src, 6)
+	assert.ErrorContains(t, err, "center crop of 6 from a 7x5 image")
+}
+
+func TestTensorByHand(t *testing.T) {
+	r := &RGB{W: 1, H: 1, Pix: []uint8{255, 0, 51}}
+	x := Tensor(r)
+	assert.InDelta(t, (1-0.485)/0.229, x[0], 1e-6)
+	assert.InDelta(t, (0-0.456)/0.224, x[1], 1e-6)
+	assert.InDelta(t, (0.2-0.406)/0.225, x[2], 1e-6)
+}
+
+func writePNG(t *testing.T, dir string, w, h int) string {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	img.Set(0, 0, color.NRGBA{255, 0, 0, 255})
+	var b bytes.Buffer
+	require.NoError(t, png.Encode(&b, img))
+	p := filepath.Join(dir, "x.png")
+	require.NoError(t, os.WriteFile(p, b.Bytes(), 0o644))
+	return p
+}
+
+func TestDecodeAndImageNet(t *testing.T) {
+	dir := t.TempDir()
+	img, err := DecodeFile(writePNG(t, dir, 300, 260))
+	require.NoError(t, err)
+	x, err := ImageNet(img)
+	require.NoError(t, err)
+	assert.Len(t, x, 3*224*224)
+
+	// A header claiming 100000×100000 pixels is refused before decoding.
+	b, err := os.ReadFile(filepath.Join(dir, "x.png"))
+	require.NoError(t, err)
+	binary.BigEndian.PutUint32(b[16:], 100000)
+	binary.BigEndian.PutUint32(b[20:], 100000)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29])) // IHDR's CRC
+	huge := filepath.Join(dir, "huge.png")
+	require.NoError(t, os.WriteFile(huge, b, 0o644))
+	_, err = DecodeFile(huge)
+	assert.ErrorContains(t, err, "png image of 100000x100000 pixels; the limit is")
+
+	text := filepath.Join(dir, "notes.txt")
+	require.NoError(t, os.WriteFile(text, []byte("hello"), 0o644))
+	_, err = DecodeFile(text)
+	assert.ErrorContains(t, err, "not a JPEG or PNG image")
+
+	good, err := os.ReadFile(filepath.Join(dir, "x.png"))
+	require.NoError(t, err)
+	cut := filepath.Join(dir, "cut.png")
+	require.NoError(t, os.WriteFile(cut, good[:len(good)/2], 0o644))
+	_, err = DecodeFile(cut)
+	assert.ErrorContains(t, err, "corrupt png image")
+}
