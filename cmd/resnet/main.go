@@ -4,6 +4,7 @@
 //	resnet flops [-json]                                   Table 1: multiply-adds and parameters
 //	resnet eval -arch cifar-resnet20 -weights W.th -data DIR [-json]
 //	                                                       CIFAR-10 top-1 accuracy
+//	resnet classify -arch resnet50 -weights W img.jpg…     top-5 classes of images
 //	resnet run -arch A -weights W -in x.npy -out y.npy     logits of NCHW tensors, .npy in and out
 //	resnet bench [-arch resnet50] [-threads N] [-batch N] [-json]
 //	                                                       whole-network speed vs the FMA peak
@@ -29,6 +30,7 @@ type command struct {
 var commands = []command{
 	{"flops", "print Table 1: multiply-adds (the paper's FLOPs) and parameters per depth", runFlops},
 	{"eval", "measure top-1 accuracy of a CIFAR-10 ResNet on the CIFAR-10 test set", runEval},
+	{"classify", "top-5 ImageNet classes of JPEG/PNG images (torchvision's eval preprocessing)", runClassify},
 	{"run", "run a network on float32 NCHW tensors from a .npy file, write the logits as .npy", runRun},
 	{"bench", "measure network (or, with -kernels, kernel) speed against the machine's FMA peak", runBench},
 }

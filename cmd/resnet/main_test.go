@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,7 +18,9 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/cifar10"
 	"github.com/resnetgen/resnetgen/resnet/npy"
+	"github.com/resnetgen/resnetgen/resnet/preprocess"
 	"github.com/resnetgen/resnetgen/resnet/pytorch"
+	"github.com/resnetgen/resnetgen/resnet/safetensors"
 )
 
 const sharedData = "../../../shared/data"
@@ -241,4 +247,77 @@ func TestRunNpy(t *testing.T) {
 	code, _, stderr = runCmd("run", "-arch", "cifar-resnet20")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "-weights is required")
+}
+
+func TestClassify(t *testing.T) {
+	dir := t.TempDir()
+	net := resnet.MustBuild("resnet18")
+	w := resnet.RandomWeights(net, 21)
+	weights := filepath.Join(dir, "r18.safetensors")
+	f, err := os.Create(weights)
+	require.NoError(t, err)
+	require.NoError(t, safetensors.Write(f, w))
+	require.NoError(t, f.Close())
+
+	img := image.NewNRGBA(image.Rect(0, 0, 320, 240))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i*31 + i/977)
+	}
+	var b bytes.Buffer
+	require.NoError(t, png.Encode(&b, img))
+	pic := filepath.Join(dir, "pic.png")
+	require.NoError(t, os.WriteFile(pic, b.Bytes(), 0o644))
+	var names []string
+	for i := 0; i < 1000; i++ {
+		names = append(names, fmt.Sprintf("label %d", i))
+	}
+	labels := filepath.Join(dir, "labels.txt")
+	require.NoError(t, os.WriteFile(labels, []byte(strings.Join(names, "\n")+"\n"), 0o644))
+
+	code, out, stderr := runCmd("classify", "-arch", "resnet18", "-weights", weights, "-labels", labels, "-json", pic)
+	require.Equal(t, 0, code, stderr)
+	var res []classified
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Len(t, res, 1)
+	require.Len(t, res[0].Top, 5)
+	sum := 0.0
+	for i, p := range res[0].Top {
+		assert.Equal(t, fmt.Sprintf("label %d", p.Class), p.Label)
+		if i > 0 {
+			assert.LessOrEqual(t, p.Probability, res[0].Top[i-1].Probability)
+		}
+		sum += p.Probability
+	}
+	assert.LessOrEqual(t, sum, 1+1e-9)
+
+	// The same answer as preprocessing and the reference forward by hand.
+	decoded, err := preprocess.DecodeFile(pic)
+	require.NoError(t, err)
+	x, err := preprocess.ImageNet(decoded)
+	require.NoError(t, err)
+	ref, err := resnet.NewReference(net, w)
+	require.NoError(t, err)
+	logits, err := ref.Forward(x)
+	require.NoError(t, err)
+	assert.Equal(t, cifar10.Argmax(logits), res[0].Top[0].Class)
+
+	code, out, _ = runCmd("classify", "-arch", "resnet18", "-weights", weights, pic)
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "class ")
+
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-arch", "resnet18", "-weights", weights, labels}, 1, "not a JPEG or PNG image"},
+		{[]string{"-arch", "cifar-resnet20", "-weights", weights, pic}, 2, "classify runs ImageNet networks"},
+		{[]string{"-arch", "resnet18", "-weights", weights, "-labels", weights, pic}, 1, "labels, want 1000"},
+		{[]string{"-arch", "resnet34", "-weights", weights, pic}, 1, "weights do not fit resnet34"},
+		{[]string{"-arch", "resnet18", pic}, 2, "usage: resnet classify"},
+	} {
+		code, _, stderr := runCmd(append([]string{"classify"}, c.args...)...)
+		assert.Equal(t, c.code, code, "%v", c.args)
+		assert.Contains(t, stderr, c.want, "%v", c.args)
+	}
 }

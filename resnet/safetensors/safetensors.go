@@ -137,3 +137,39 @@ func Read(r io.ReaderAt, size int64) (*resnet.Weights, error) {
 	}
 	return w, nil
 }
+
+// Write encodes w as safetensors with F32 tensors in name order (what a
+// converted checkpoint or a test fixture needs).
+func Write(out io.Writer, w *resnet.Weights) error {
+	header := map[string]any{}
+	var offset int64
+	names := w.Names()
+	for _, name := range names {
+		t := w.Tensors[name]
+		header[name] = entry{DType: "F32", Shape: t.Shape, Offsets: []int64{offset, offset + 4*int64(len(t.Data))}}
+		offset += 4 * int64(len(t.Data))
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		return err
+	}
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	buf := make([]byte, 8, 8+len(h))
+	binary.LittleEndian.PutUint64(buf, uint64(len(h)))
+	if _, err := out.Write(append(buf, h...)); err != nil {
+		return err
+	}
+	for _, name := range names {
+		data := w.Tensors[name].Data
+		b := make([]byte, 4*len(data))
+		for i, v := range data {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		if _, err := out.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}

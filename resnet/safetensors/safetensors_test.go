@@ -144,3 +144,13 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestWriteReadsBack(t *testing.T) {
+	net := resnet.MustBuild("resnet18")
+	w := resnet.RandomWeights(net, 8)
+	var b bytes.Buffer
+	require.NoError(t, Write(&b, w))
+	got, err := read(b.Bytes())
+	require.NoError(t, err)
+	assert.Equal(t, w, got)
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/generated/all"
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/preprocess"
+)
+
+// prediction is one of an image's top classes; the JSON keys are a contract.
+type prediction struct {
+	Class       int     `json:"class"`
+	Label       string  `json:"label,omitempty"`
+	Probability float64 `json:"probability"`
+}
+
+type classified struct {
+	Image string       `json:"image"`
+	Top   []prediction `json:"top"`
+}
+
+func runClassify(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("classify", stderr)
+	arch := fs.String("arch", "resnet50", "an ImageNet network: resnet18 … resnet152, resnet50v1 … resnet152v1")
+	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX")
+	labels := fs.String("labels", "", "file with the class names, one per line in class order (default: class numbers)")
+	top := fs.Int("top", 5, "classes to print per image")
+	asJSON := fs.Bool("json", false, "print a JSON array of {image, top: [{class, label, probability}]}")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	images := fs.Args()
+	if *weights == "" || len(images) == 0 {
+		return fmt.Errorf("%w: usage: resnet classify -arch A -weights W image.jpg [more…]", errUsage)
+	}
+	info, err := all.Lookup(*arch)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	net := resnet.MustBuild(*arch)
+	if in := net.Input(); in.H != 224 || in.W != 224 {
+		return fmt.Errorf("%w: %s takes %dx%d images; classify runs ImageNet networks (224x224)", errUsage, *arch, in.H, in.W)
+	}
+	if *top < 1 || *top > info.Classes {
+		return fmt.Errorf("%w: -top must be in 1..%d", errUsage, info.Classes)
+	}
+	var names []string
+	if *labels != "" {
+		if names, err = readLabels(*labels, info.Classes); err != nil {
+			return err
+		}
+	}
+	w, err := loadWeights(*weights, net)
+	if err != nil {
+		return err
+	}
+	if err := w.Validate(net); err != nil {
+		return fmt.Errorf("%s: %w", *weights, err)
+	}
+	m, err := info.New(w, engine.WithBatch(1))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var results []classified
+	logits := make([]float32, info.Classes)
+	for _, path := range images {
+		img, err := preprocess.DecodeFile(path)
+		if err != nil {
+			return err
+		}
+		x, err := preprocess.ImageNet(img)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := m.ForwardBatch(x, logits); err != nil {
+			return err
+		}
+		results = append(results, classified{path, topK(logits, *top, names)})
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	for _, r := range results {
+		fmt.Fprintln(stdout, r.Image)
+		for _, p := range r.Top {
+			label := p.Label
+			if label == "" {
+				label = fmt.Sprintf("class %d", p.Class)
+			}
+			fmt.Fprintf(stdout, "  %6.2f%%  %s\n", 100*p.Probability, label)
+		}
+	}
+	return nil
+}
+
+// topK returns the k most probable classes under softmax(logits).
+func topK(logits []float32, k int, names []string) []prediction {
+	maxL := math.Inf(-1)
+	for _, v := range logits {
+		maxL = math.Max(maxL, float64(v))
+	}
+	sum := 0.0
+	for _, v := range logits {
+		sum += math.Exp(float64(v) - maxL)
+	}
+	idx := make([]int, len(logits))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+	out := make([]prediction, k)
+	for i := range out {
+		c := idx[i]
+		out[i] = prediction{Class: c, Probability: math.Exp(float64(logits[c])-maxL) / sum}
+		if names != nil {
+			out[i].Label = names[c]
+		}
+	}
+	return out
+}
+
+func readLabels(path string, n int) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var names []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if line := strings.TrimSpace(s.Text()); line != "" {
+			names = append(names, line)
+		}
+	}
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	if len(names) != n {
+		return nil, fmt.Errorf("%s: %d labels, want %d", path, len(names), n)
+	}
+	return names, nil
+}
