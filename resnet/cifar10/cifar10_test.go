@@ -139,3 +139,22 @@ func TestPublishedAccuracy(t *testing.T) {
 		assert.InDelta(t, published[depth], 100-res.Top1, 0.05, "resnet%d top-1 error", depth)
 	}
 }
+
+func FuzzRead(f *testing.F) {
+	f.Add(append(record(3, 7), record(9, 200)...))
+	f.Add(record(1, 0)[:100])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		imgs, err := cifar10.Read(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if len(imgs)*cifar10.RecordSize != len(b) {
+			t.Fatalf("%d images from %d bytes", len(imgs), len(b))
+		}
+		for _, img := range imgs {
+			if img.Label < 0 || img.Label >= cifar10.Classes {
+				t.Fatalf("label %d", img.Label)
+			}
+		}
+	})
+}
