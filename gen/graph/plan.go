@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"sort"
+
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
@@ -88,17 +90,9 @@ func planBuffers(net *resnet.Network) plan {
 				free = append(free, p.slot[v])
 			}
 		}
-		sortInts(free)
+		sort.Ints(free)
 	}
 	return p
-}
-
-func sortInts(xs []int) {
-	for i := 1; i < len(xs); i++ {
-		for j := i; j > 0 && xs[j] < xs[j-1]; j-- {
-			xs[j], xs[j-1] = xs[j-1], xs[j]
-		}
-	}
 }
 
 // floats is the activation memory of the plan.

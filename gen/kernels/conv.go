@@ -39,6 +39,23 @@ func (e emitter) vec() reg.VecVirtual {
 	return e.YMM()
 }
 
+// forPixels visits the tile's output pixels of a buffer that starts at base
+// with rows strideParam bytes apart: f gets a register pointing at the
+// pixel's tile row and the pixel's byte offset within that row.
+func (e emitter) forPixels(base reg.Register, strideParam string, th, tw, outC int, f func(row reg.Register, disp int)) {
+	stride := e.Load(e.Param(strideParam), e.GP64())
+	p := e.GP64()
+	e.MOVQ(base, p)
+	for ty := 0; ty < th; ty++ {
+		if ty > 0 {
+			e.ADDQ(stride, p)
+		}
+		for tx := 0; tx < tw; tx++ {
+			f(p, tx*outC*4)
+		}
+	}
+}
+
 // emitConv writes one micro-kernel computing a row of th×TW-pixel tiles of
 // V vectors. Per tile: accumulators start from the bias; the loop over ky
 // (a counter), kx (unrolled) and ic (a counter, unrolled by u) loads V
@@ -82,21 +99,11 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th int) {
 	flags := e.Load(e.Param("flags"), e.GP64())
 	e.TESTQ(U32(2), flags)
 	e.JZ(LabelRef(name + "_nopf"))
-	{
-		resRow := e.Load(e.Param("resRow"), e.GP64())
-		p := e.GP64()
-		e.MOVQ(res, p)
-		for ty := 0; ty < th; ty++ {
-			if ty > 0 {
-				e.ADDQ(resRow, p)
-			}
-			for tx := 0; tx < b.TW; tx++ {
-				for off := 0; off < bc*4; off += 64 {
-					e.PREFETCHT0(Mem{Base: p, Disp: tx*s.OutC*4 + off})
-				}
-			}
+	e.forPixels(res, "resRow", th, b.TW, s.OutC, func(row reg.Register, disp int) {
+		for off := 0; off < bc*4; off += 64 {
+			e.PREFETCHT0(Mem{Base: row, Disp: disp + off})
 		}
-	}
+	})
 	e.Label(name + "_nopf")
 	// One base pointer per tile row: row ty starts ty·S input rows down.
 	inRow := e.Load(e.Param("inRow"), e.GP64())
@@ -148,19 +155,13 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th int) {
 	flags = e.Load(e.Param("flags"), e.GP64())
 	e.TESTQ(U32(2), flags)
 	e.JZ(LabelRef(name + "_nores"))
-	resRow := e.Load(e.Param("resRow"), e.GP64())
-	p := e.GP64()
-	e.MOVQ(res, p)
-	for ty := 0; ty < th; ty++ {
-		if ty > 0 {
-			e.ADDQ(resRow, p)
+	r := 0
+	e.forPixels(res, "resRow", th, b.TW, s.OutC, func(row reg.Register, disp int) {
+		for v := 0; v < b.V; v++ {
+			e.VADDPS(Mem{Base: row, Disp: disp + v*vb}, acc[r][v], acc[r][v])
 		}
-		for tx := 0; tx < b.TW; tx++ {
-			for v := 0; v < b.V; v++ {
-				e.VADDPS(Mem{Base: p, Disp: tx*s.OutC*4 + v*vb}, acc[ty*b.TW+tx][v], acc[ty*b.TW+tx][v])
-			}
-		}
-	}
+		r++
+	})
 	e.Label(name + "_nores")
 	e.TESTQ(U32(1), flags)
 	e.JZ(LabelRef(name + "_norelu"))
@@ -172,19 +173,13 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th int) {
 		}
 	}
 	e.Label(name + "_norelu")
-	outRow := e.Load(e.Param("outRow"), e.GP64())
-	q := e.GP64()
-	e.MOVQ(out, q)
-	for ty := 0; ty < th; ty++ {
-		if ty > 0 {
-			e.ADDQ(outRow, q)
+	r = 0
+	e.forPixels(out, "outRow", th, b.TW, s.OutC, func(row reg.Register, disp int) {
+		for v := 0; v < b.V; v++ {
+			e.VMOVUPS(acc[r][v], Mem{Base: row, Disp: disp + v*vb})
 		}
-		for tx := 0; tx < b.TW; tx++ {
-			for v := 0; v < b.V; v++ {
-				e.VMOVUPS(acc[ty*b.TW+tx][v], Mem{Base: q, Disp: tx*s.OutC*4 + v*vb})
-			}
-		}
-	}
+		r++
+	})
 	e.ADDQ(U32(b.TW*px), in)
 	e.ADDQ(U32(b.TW*s.OutC*4), out)
 	e.ADDQ(U32(b.TW*s.OutC*4), res)
