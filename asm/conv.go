@@ -77,8 +77,11 @@ type ConvKernel struct {
 	Tier  Tier
 	Shape ConvShape
 
-	TH, TW, V, Lanes, RemTH int
-	main, rem               microKernel // nil for Purego
+	TH, TW, V, Lanes int
+	// RemTH, RemTW: rows of the last tile row and columns of the last tile
+	// of each row where TH or TW does not divide the output (0 if it does).
+	RemTH, RemTW                 int
+	main, rem, remCol, remCorner microKernel // nil for Purego
 }
 
 // BlockC is the number of output channels one block (one packed weight
@@ -241,17 +244,27 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 	for b := b0; b < b1; b++ {
 		w, bp := &packed[b*panel], &bias[b*bc]
 		for ty := y0; ty < y1; ty += k.TH {
-			f := k.main
+			f, g := k.main, k.remCol
 			if ty+k.TH > s.OutH {
-				f = k.rem
+				f, g = k.rem, k.remCorner
 			}
+			full := s.OutH / k.TW
 			ip := &in.Data[in.Index(ty*s.Stride-s.Pad, -s.Pad, 0)]
 			op := &out.Data[out.Index(ty, 0, b*bc)]
 			var rp *float32
 			if res != nil {
 				rp = &res.Data[res.Index(ty, 0, b*bc)]
 			}
-			f(ip, w, bp, rp, op, inRow, outRow, resRow, flags, uintptr(s.OutH/k.TW))
+			f(ip, w, bp, rp, op, inRow, outRow, resRow, flags, uintptr(full))
+			if k.RemTW > 0 {
+				tx := full * k.TW
+				ip = &in.Data[in.Index(ty*s.Stride-s.Pad, tx*s.Stride-s.Pad, 0)]
+				op = &out.Data[out.Index(ty, tx, b*bc)]
+				if res != nil {
+					rp = &res.Data[res.Index(ty, tx, b*bc)]
+				}
+				g(ip, w, bp, rp, op, inRow, outRow, resRow, flags, 1)
+			}
 		}
 	}
 }

@@ -4,9 +4,13 @@
 
 package asm
 
-// conv7x7s2_c3k64_h224_avx2 computes n 1x2-pixel by 32-channel tiles of a 7x7 stride-2 convolution,
+// conv7x7s2_c3k64_h224_avx2 computes n 1x6-pixel by 16-channel tiles of a 7x7 stride-2 convolution,
 // 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
 func conv7x7s2_c3k64_h224_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv7x7s2_c3k64_h224_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 7x7 stride-2 convolution,
+// 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
+func conv7x7s2_c3k64_h224_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c64k64_h56_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
@@ -40,17 +44,29 @@ func conv1x1s1_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *fl
 // 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c256k128_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c64k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c64k128_h56_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 64→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c64k128_h56_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 64→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c64k128_h56_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c256k128_h56_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c256k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k512_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k128_h56_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c256k128_h56_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c256k512_h56_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 256→512 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c256k512_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c256k512_h56_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 256→512 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c256k512_h56_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c64k64_h56_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
@@ -60,13 +76,21 @@ func conv3x3s1_c64k64_h56_avx2(in *float32, w *float32, bias *float32, res *floa
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c64k64_h56_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c64k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c64k128_h56_avx2 computes n 1x6-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 64→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c64k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c128k128_h56_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c64k128_h56_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 64→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c64k128_h56_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c128k128_h56_avx2 computes n 1x6-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 128→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c128k128_h56_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c128k128_h56_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 128→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c128k128_h56_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c3k16_h32_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
@@ -84,21 +108,37 @@ func conv3x3s1_c16k16_h32_avx2(in *float32, w *float32, bias *float32, res *floa
 // 16→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c16k16_h32_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c16k32_h32_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c16k32_h32_avx2 computes n 1x6-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 16→32 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c16k32_h32_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c128k512_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv3x3s2_c16k32_h32_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 16→32 channels on a 32x32 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c16k32_h32_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c128k512_h28_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 128→512 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c128k512_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k128_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c128k512_h28_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→512 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k512_h28_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k128_h28_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 512→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k256_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k128_h28_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k128_h28_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k256_h28_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k256_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k256_h28_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k256_h28_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s2_c128k256_h28_avx2 computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 128→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
@@ -124,9 +164,13 @@ func conv1x1s2_c512k1024_h28_avx2(in *float32, w *float32, bias *float32, res *f
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c512k1024_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c128k128_h28_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
+// conv3x3s1_c128k128_h28_avx2 computes n 1x6-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c128k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c128k128_h28_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c128k128_h28_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s2_c128k256_h28_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 128→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
@@ -144,9 +188,13 @@ func conv3x3s2_c256k256_h28_avx2(in *float32, w *float32, bias *float32, res *fl
 // 256→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c256k256_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c32k32_h16_avx2 computes n 1x2-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
+// conv3x3s1_c32k32_h16_avx2 computes n 1x6-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 32→32 channels on a 16x16 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c32k32_h16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c32k32_h16_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 32→32 channels on a 16x16 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c32k32_h16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s2_c32k64_h16_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 32→64 channels on a 16x16 input, with bias, optional residual and optional ReLU.

@@ -15,11 +15,14 @@ type tier struct {
 	// 0.67–0.73; AVX-512 (half the broadcasts per FMA) fell from 0.88 to
 	// 0.62 when capped, so it is not.
 	MaxPixels int
+	// ColumnRemainders lets TW leave a narrower last tile in each row (a
+	// second kernel); otherwise TW must divide the width.
+	ColumnRemainders bool
 }
 
 var (
-	avx512 = tier{"avx512", 16, 32, 0}
-	avx2   = tier{"avx2", 8, 16, 12}
+	avx512 = tier{"avx512", 16, 32, 0, false}
+	avx2   = tier{"avx2", 8, 16, 12, true}
 )
 
 // blocking is a register tile: TH×TW output pixels by V vectors of output
@@ -27,6 +30,7 @@ var (
 type blocking struct {
 	TH, TW, V int
 	RemTH     int // rows of the last tile row when TH does not divide the output height; 0 if it does
+	RemTW     int // columns of the last tile of a row when TW does not divide the width; 0 if it does
 }
 
 // Throughput model of a core, the same for both amd64 tiers here: two FMA
@@ -69,23 +73,36 @@ func chooseBlocking(s convShape, t tier) blocking {
 		for th := 1; th <= 4 && th <= s.OutH; th++ {
 			for tw := 1; tw <= s.OutH; tw++ {
 				r := th * tw
-				if s.OutH%tw != 0 || r > maxR || t.MaxPixels > 0 && r > t.MaxPixels {
+				if r > maxR || t.MaxPixels > 0 && r > t.MaxPixels {
 					continue
 				}
-				rem := s.OutH % th
-				cost := cyclesPerFMA(r, v) * float64(s.OutH-rem)
-				if rem > 0 {
-					cost += cyclesPerFMA(rem*tw, v) * float64(rem)
+				remH, remW := s.OutH%th, s.OutH%tw
+				if remW > 0 && !t.ColumnRemainders {
+					continue
 				}
-				cost /= float64(s.OutH)
+				// Average the modelled cost over the tiles: full, last row,
+				// last column, corner, weighted by the pixels they cover.
+				fullH, fullW := s.OutH-remH, s.OutH-remW
+				cost := cyclesPerFMA(r, v) * float64(fullH*fullW)
+				if remH > 0 {
+					cost += cyclesPerFMA(remH*tw, v) * float64(remH*fullW)
+				}
+				if remW > 0 {
+					cost += cyclesPerFMA(th*remW, v) * float64(fullH*remW)
+				}
+				if remH > 0 && remW > 0 {
+					cost += cyclesPerFMA(remH*remW, v) * float64(remH*remW)
+				}
+				cost /= float64(s.OutH * s.OutH)
 				acc := r * v
 				loads := float64(r+v) / float64(r*v)
+				cand := blocking{TH: th, TW: tw, V: v, RemTH: remH, RemTW: remW}
 				better := bestAcc == 0 || cost < bestCost-eps ||
 					cost < bestCost+eps && (acc > bestAcc ||
 						acc == bestAcc && (loads < bestLoads-eps ||
-							loads < bestLoads+eps && best.TH != 1 && th == 1))
+							loads < bestLoads+eps && simpler(cand, best)))
 				if better {
-					best = blocking{TH: th, TW: tw, V: v, RemTH: rem}
+					best = cand
 					bestCost, bestAcc, bestLoads = cost, acc, loads
 				}
 			}
@@ -95,6 +112,14 @@ func chooseBlocking(s convShape, t tier) blocking {
 		panic("no blocking")
 	}
 	return best
+}
+
+// simpler prefers fewer remainder kernels: no column remainder, then TH = 1.
+func simpler(a, b blocking) bool {
+	if (a.RemTW == 0) != (b.RemTW == 0) {
+		return a.RemTW == 0
+	}
+	return b.TH != 1 && a.TH == 1
 }
 
 // unroll picks how many input channels one trip of the channel loop covers.

@@ -61,7 +61,8 @@ func (e emitter) forPixels(base reg.Register, strideParam string, th, tw, outC i
 // (a counter), kx (unrolled) and ic (a counter, unrolled by u) loads V
 // weight vectors, then for each pixel broadcasts one input scalar and does V
 // FMAs; the epilogue adds the residual, applies ReLU and stores.
-func (e emitter) emitConv(name string, s convShape, b blocking, th int) {
+func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
+	b.TW = tw // this kernel's tile width (the remainder kernels are narrower)
 	t := e.t
 	vb := t.Lanes * 4   // bytes per vector
 	bc := b.V * t.Lanes // output channels per block

@@ -39,16 +39,24 @@ func Generate(root string) {
 		for _, s := range ss {
 			b := chooseBlocking(s, t)
 			name := kernelName(s, t)
-			e.emitConv(name, s, b, b.TH)
-			rem := "nil"
+			e.emitConv(name, s, b, b.TH, b.TW)
+			rem, remCol, remCorner := "nil", "nil", "nil"
 			if b.RemTH > 0 {
-				e.emitConv(name+"_rem", s, b, b.RemTH)
+				e.emitConv(name+"_rem", s, b, b.RemTH, b.TW)
 				rem = name + "_rem"
 			}
+			if b.RemTW > 0 {
+				e.emitConv(name+"_remcol", s, b, b.TH, b.RemTW)
+				remCol = name + "_remcol"
+				if b.RemTH > 0 {
+					e.emitConv(name+"_remcorner", s, b, b.RemTH, b.RemTW)
+					remCorner = name + "_remcorner"
+				}
+			}
 			fmt.Fprintf(&table, "\t{Name: %q, Tier: %s, Shape: ConvShape{K: %d, Stride: %d, Pad: %d, InC: %d, OutC: %d, InH: %d, OutH: %d},\n"+
-				"\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, main: %s, rem: %s},\n",
+				"\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, RemTW: %d, main: %s, rem: %s, remCol: %s, remCorner: %s},\n",
 				name, tierIdent(t), s.K, s.Stride, s.Pad, s.InC, s.OutC, s.InH, s.OutH,
-				b.TH, b.TW, b.V, t.Lanes, b.RemTH, name, rem)
+				b.TH, b.TW, b.V, t.Lanes, b.RemTH, b.RemTW, name, rem, remCol, remCorner)
 		}
 		table.WriteString("}\n\n")
 		write(ctx, filepath.Join(root, "asm"), "asm", "conv_"+t.Name)
