@@ -228,29 +228,53 @@ func conv1x1s1_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *f
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k512_h14_avx2 computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c256k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k512_h14_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c256k512_h14_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c256k512_h14_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c256k512_h14_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c256k512_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k512_h14_avx2 computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c1024k512_h14_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k2048_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c1024k512_h14_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k512_h14_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx2 computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s2_c1024k2048_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c1024k2048_h14_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c256k256_h14_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
@@ -260,21 +284,37 @@ func conv3x3s1_c256k256_h14_avx2(in *float32, w *float32, bias *float32, res *fl
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c256k256_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c256k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k512_h14_avx2 computes n 2x3-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c256k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c256k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k512_h14_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c256k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c512k512_h14_avx2 computes n 2x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k512_h14_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c256k512_h14_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c256k512_h14_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c256k512_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c512k512_h14_avx2 computes n 2x3-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c512k512_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c512k512_h14_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c512k512_h14_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
 // 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c512k512_h14_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c512k512_h14_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c512k512_h14_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c512k512_h14_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c512k512_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c64k64_h8_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 8x8 input, with bias, optional residual and optional ReLU.
@@ -284,26 +324,50 @@ func conv3x3s1_c64k64_h8_avx2(in *float32, w *float32, bias *float32, res *float
 // 64→64 channels on a 8x8 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c64k64_h8_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k2048_h7_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k2048_h7_avx2 computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k2048_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k2048_h7_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k2048_h7_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k2048_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c2048k512_h7_avx2 computes n 2x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c512k2048_h7_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx2 computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c2048k512_h7_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c2048k512_h7_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c512k512_h7_avx2 computes n 2x1-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
+// conv1x1s1_c2048k512_h7_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx2 computes n 2x3-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c512k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c512k512_h7_avx2_rem computes n 1x1-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
+// conv3x3s1_c512k512_h7_avx2_rem computes n 1x3-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c512k512_h7_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx2_remcol computes n 2x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)

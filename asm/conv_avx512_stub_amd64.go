@@ -64,13 +64,9 @@ func conv3x3s1_c16k16_h32_avx512(in *float32, w *float32, bias *float32, res *fl
 // 16→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c16k16_h32_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c16k32_h32_avx512 computes n 3x4-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c16k32_h32_avx512 computes n 1x8-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 16→32 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c16k32_h32_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-
-// conv3x3s2_c16k32_h32_avx512_rem computes n 1x4-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
-// 16→32 channels on a 32x32 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c16k32_h32_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c128k512_h28_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 128→512 channels on a 28x28 input, with bias, optional residual and optional ReLU.
@@ -108,13 +104,9 @@ func conv3x3s2_c128k256_h28_avx512(in *float32, w *float32, bias *float32, res *
 // 256→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c256k256_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s1_c32k32_h16_avx512 computes n 3x4-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
+// conv3x3s1_c32k32_h16_avx512 computes n 1x8-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 32→32 channels on a 16x16 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c32k32_h16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-
-// conv3x3s1_c32k32_h16_avx512_rem computes n 1x4-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
-// 32→32 channels on a 16x16 input, with bias, optional residual and optional ReLU.
-func conv3x3s1_c32k32_h16_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s2_c32k64_h16_avx512 computes n 3x2-pixel by 64-channel tiles of a 3x3 stride-2 convolution,
 // 32→64 channels on a 16x16 input, with bias, optional residual and optional ReLU.
