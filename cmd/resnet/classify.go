@@ -63,9 +63,6 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := w.Validate(net); err != nil {
-		return fmt.Errorf("%s: %w", *weights, err)
-	}
 	m, err := info.New(w, engine.WithBatch(1))
 	if err != nil {
 		return err

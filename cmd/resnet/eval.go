@@ -63,9 +63,6 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := w.Validate(net); err != nil {
-		return fmt.Errorf("%s: %w", *weights, err)
-	}
 	classify, engineName, closeAll, err := classifier(*arch, net, w, *useRef, *workers)
 	if err != nil {
 		return err

@@ -48,9 +48,6 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := w.Validate(net); err != nil {
-		return fmt.Errorf("%s: %w", *weights, err)
-	}
 	n := shape[0]
 	m, err := info.New(w, engine.WithBatch(n))
 	if err != nil {

@@ -16,8 +16,20 @@ import (
 // loadWeights reads a weight file for net, recognising the format from its
 // first bytes (not its name): a zip archive or a pickle is a PyTorch
 // checkpoint; an 8-byte length followed by '{' is safetensors; a protobuf
-// starting with ir_version (field 1) is an ONNX model.
+// starting with ir_version (field 1) is an ONNX model. The weights are
+// validated against net: a wrong or missing tensor is an error naming it.
 func loadWeights(path string, net *resnet.Network) (*resnet.Weights, error) {
+	w, err := readWeights(path, net)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Validate(net); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return w, nil
+}
+
+func readWeights(path string, net *resnet.Network) (*resnet.Weights, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
