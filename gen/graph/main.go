@@ -134,6 +134,14 @@ func (g *gen) buffer(v int) *Statement {
 	})
 }
 
+// residual is the &asm.Buffer literal of a conv's shortcut, or nil.
+func (g *gen) residual(l resnet.Layer) Code {
+	if l.Residual == resnet.NoValue {
+		return Nil()
+	}
+	return Op("&").Add(g.buffer(l.Residual))
+}
+
 func describe(l resnet.Layer) string {
 	switch l.Op {
 	case resnet.OpConv:
@@ -258,10 +266,7 @@ Activation memory: %d buffers, %d bytes.`, g.pkg, g.title, g.arch, in.C, in.H, i
 	for i, l := range p.body {
 		switch l.Op {
 		case resnet.OpConv:
-			res := Nil()
-			if l.Residual != resnet.NoValue {
-				res = Op("&").Add(g.buffer(l.Residual))
-			}
+			res := g.residual(l)
 			c := Id("m").Dot("conv").Index(Lit(convIndex[i]))
 			body = append(body, If(Err().Op(":=").Add(c.Clone().Dot("K").Dot("Check").Call(g.buffer(l.In), g.buffer(l.Out), res, c.Clone().Dot("Packed"), c.Clone().Dot("Bias"))),
 				Err().Op("!=").Nil()).Block(Return(Nil(), Err())))
@@ -291,10 +296,7 @@ Activation memory: %d buffers, %d bytes.`, g.pkg, g.title, g.arch, in.C, in.H, i
 		var call Code
 		switch l.Op {
 		case resnet.OpConv:
-			res := Nil()
-			if l.Residual != resnet.NoValue {
-				res = Op("&").Add(g.buffer(l.Residual))
-			}
+			res := g.residual(l)
 			c := Id("m").Dot("conv").Index(Lit(convIndex[i]))
 			call = c.Clone().Dot("K").Dot("RunPart").Call(g.buffer(l.In), g.buffer(l.Out), res,
 				c.Clone().Dot("Packed"), c.Clone().Dot("Bias"), Lit(l.ReLU), Id("part"), Id("parts"))
