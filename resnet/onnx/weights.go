@@ -3,6 +3,8 @@ package onnx
 import (
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/resnetgen/resnetgen/resnet"
@@ -38,18 +40,27 @@ func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
 //     weight's shape is checked against its layer. The folded bias becomes a
 //     BatchNorm with γ = 1, β = bias, mean 0 and var 1 − ε, which FoldBN
 //     turns back into the same bias.
+//
+// In both styles the exporter stores identical tensors once (torch ≥ 1.13
+// deduplicates initializers: an untrained network's BatchNorm ones and
+// zeros, for instance) and hands the other names out through Identity
+// nodes; those are followed back to their initializer.
 func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
-	init := map[string]*Tensor{}
-	for i := range m.Initializers {
-		init[m.Initializers[i].Name] = &m.Initializers[i]
-	}
+	init := constants(m)
 	w := resnet.NewWeights()
 	first := net.Layers[0]
 	if _, named := init[first.Weight]; named {
-		for _, t := range m.Initializers {
-			if !strings.HasSuffix(t.Name, "num_batches_tracked") {
-				w.Set(t.Name, t.Dims, t.Float)
+		for _, name := range sortedKeys(init) {
+			// The exporter's own names ("onnx::Conv_497", "/fc/Constant")
+			// are not the model's parameters.
+			if strings.Contains(name, "::") || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "num_batches_tracked") {
+				continue
 			}
+			t, data := init[name], init[name].Float
+			if name != t.Name {
+				data = slices.Clone(data) // an Identity's copy must not alias its source
+			}
+			w.Set(name, t.Dims, data)
 		}
 		return w, nil
 	}
@@ -125,6 +136,40 @@ func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
 	w.Set(fc.Weight, wt.Dims, wt.Float)
 	w.Set(fc.Bias, bt.Dims, bt.Float)
 	return w, nil
+}
+
+// constants maps every value that holds a constant tensor to it: the
+// initializers, and the outputs of Identity nodes whose input is one.
+func constants(m *Model) map[string]*Tensor {
+	init := map[string]*Tensor{}
+	for i := range m.Initializers {
+		init[m.Initializers[i].Name] = &m.Initializers[i]
+	}
+	// Identity chains are followed to any depth, whatever the node order.
+	for changed := true; changed; {
+		changed = false
+		for _, n := range m.Nodes {
+			if n.OpType != "Identity" || len(n.Inputs) != 1 || len(n.Output) != 1 {
+				continue
+			}
+			if t, ok := init[n.Inputs[0]]; ok {
+				if _, done := init[n.Output[0]]; !done {
+					init[n.Output[0]] = t
+					changed = true
+				}
+			}
+		}
+	}
+	return init
+}
+
+func sortedKeys(m map[string]*Tensor) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // moduleOrder lists the conv layers in the order torch.onnx traces them:

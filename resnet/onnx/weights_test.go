@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,10 +17,38 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-// No torch here to export a real ResNet, so these tests write ModelProtos
-// the way torch.onnx.export lays them out (field numbers of onnx.proto,
-// raw_data initializers, one node per op in forward order). Reading real
-// ONNX bytes is covered by the node tests from libonnx-testdata.
+// These tests write ModelProtos the way torch.onnx.export (torch 1.13) lays
+// them out — field numbers of onnx.proto, raw_data initializers, one node
+// per op in forward order, equal initializers stored once and reached
+// through Identity nodes — so they run without torch. Real exports of
+// torchvision's ResNets are read in cmd/resnet's TestTorchvisionInterop.
+
+// exportedInits collects initializers as the exporter stores them: a tensor
+// equal to one already stored is not stored again; an Identity node at the
+// start of the graph gives it its name.
+type exportedInits struct {
+	inits, identities [][]byte
+	stored            map[string]string // bytes of dims and data → stored name
+}
+
+func (e *exportedInits) add(name string, dims []int, data []float32) {
+	key := fmt.Sprint(dims) + string(tensorProto("", nil, data))
+	if e.stored == nil {
+		e.stored = map[string]string{}
+	}
+	if first, ok := e.stored[key]; ok {
+		e.identities = append(e.identities, nodeProto("Identity", "Identity_"+name, []string{first}, []string{name}, nil))
+		return
+	}
+	e.stored[key] = name
+	e.inits = append(e.inits, tensorProto(name, dims, data))
+}
+
+// model returns the ModelProto of nodes, Identity nodes first as torch
+// writes them.
+func (e *exportedInits) model(nodes [][]byte) []byte {
+	return modelProto(append(e.identities, nodes...), e.inits)
+}
 
 func tensorProto(name string, dims []int, data []float32) []byte {
 	var b []byte
@@ -105,25 +135,40 @@ func forwardOrder(a resnet.Arch, w *resnet.Weights) [][2]string {
 // foldedExport writes an ONNX model with BatchNorm folded into the convs
 // under generated initializer names, as the exporter's constant folding does.
 func foldedExport(net *resnet.Network, w *resnet.Weights) []byte {
-	var nodes, inits [][]byte
+	var nodes [][]byte
+	var inits exportedInits
 	x := "input"
 	for i, c := range forwardOrder(net.Arch, w) {
 		conv, bn := w.Tensors[c[0]+".weight"], c[1]
 		folded, bias := resnet.FoldBN(conv.Data, w.Tensors[bn+".weight"].Data, w.Tensors[bn+".bias"].Data,
 			w.Tensors[bn+".running_mean"].Data, w.Tensors[bn+".running_var"].Data, resnet.BNEpsilon)
 		wn, bn2 := fmt.Sprintf("onnx::Conv_%d", 500+2*i), fmt.Sprintf("onnx::Conv_%d", 501+2*i)
-		inits = append(inits, tensorProto(wn, conv.Shape, folded), tensorProto(bn2, []int{len(bias)}, bias))
+		inits.add(wn, conv.Shape, folded)
+		inits.add(bn2, []int{len(bias)}, bias)
 		out := fmt.Sprintf("/%s/Conv_output_0", c[0])
 		nodes = append(nodes, nodeProto("Conv", "/"+c[0]+"/Conv", []string{x, wn, bn2}, []string{out}, nil),
 			nodeProto("Relu", "/"+c[0]+"/Relu", []string{out}, []string{out + "_relu"}, nil))
 		x = out + "_relu"
 	}
 	fc := net.Arch.FCName
-	inits = append(inits, tensorProto(fc+".weight", w.Tensors[fc+".weight"].Shape, w.Tensors[fc+".weight"].Data),
-		tensorProto(fc+".bias", w.Tensors[fc+".bias"].Shape, w.Tensors[fc+".bias"].Data))
+	inits.add(fc+".weight", w.Tensors[fc+".weight"].Shape, w.Tensors[fc+".weight"].Data)
+	inits.add(fc+".bias", w.Tensors[fc+".bias"].Shape, w.Tensors[fc+".bias"].Data)
 	nodes = append(nodes, nodeProto("Gemm", "/fc/Gemm", []string{x, fc + ".weight", fc + ".bias"}, []string{"logits"},
 		map[string]int64{"transB": 1}))
-	return modelProto(nodes, inits)
+	return inits.model(nodes)
+}
+
+// sameBN gives every BatchNorm of the stage-1 blocks as wide as the first
+// one the first one's parameters, so an export stores them once (as for untrained networks).
+func sameBN(w *resnet.Weights) {
+	for _, name := range w.Names() {
+		if strings.HasPrefix(name, "layer1.") && strings.Contains(name, ".bn") {
+			src := w.Tensors["layer1.0.bn1"+name[strings.LastIndex(name, "."):]]
+			if len(src.Data) == len(w.Tensors[name].Data) {
+				w.Tensors[name].Data = slices.Clone(src.Data)
+			}
+		}
+	}
 }
 
 func logits(t *testing.T, net *resnet.Network, w *resnet.Weights) []float64 {
@@ -142,6 +187,7 @@ func TestFoldedExportGivesTheSameNetwork(t *testing.T) {
 		net, err := resnet.Build(a)
 		require.NoError(t, err)
 		orig := resnet.RandomWeights(net, 5)
+		sameBN(orig)
 		m, err := ReadModel(foldedExport(net, orig))
 		require.NoError(t, err)
 		got, err := Weights(m, net)
@@ -165,14 +211,17 @@ func TestFoldedExportGivesTheSameNetwork(t *testing.T) {
 func TestNamedExportAndFiles(t *testing.T) {
 	net := resnet.MustBuild("cifar-resnet20")
 	w := resnet.RandomWeights(net, 6)
-	var inits [][]byte
+	sameBN(w)
+	var inits exportedInits
 	for _, name := range w.Names() {
-		inits = append(inits, tensorProto(name, w.Tensors[name].Shape, w.Tensors[name].Data))
+		inits.add(name, w.Tensors[name].Shape, w.Tensors[name].Data)
 	}
-	inits = append(inits, tensorProto("bn1.num_batches_tracked", nil, []float32{0}))
+	require.NotEmpty(t, inits.identities, "the fixture should exercise deduplicated initializers")
+	inits.add("bn1.num_batches_tracked", nil, []float32{0})
+	inits.add("onnx::Constant_7", []int{1}, []float32{42}) // the exporter's own constants are not parameters
 	path := filepath.Join(t.TempDir(), "resnet20.onnx")
-	require.NoError(t, os.WriteFile(path, modelProto(
-		[][]byte{nodeProto("Conv", "c", []string{"input", "conv1.weight"}, []string{"y"}, nil)}, inits), 0o644))
+	require.NoError(t, os.WriteFile(path, inits.model(
+		[][]byte{nodeProto("Conv", "c", []string{"input", "conv1.weight"}, []string{"y"}, nil)}), 0o644))
 	got, err := Load(path, net)
 	require.NoError(t, err)
 	assert.Equal(t, w, got)
