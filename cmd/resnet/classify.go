@@ -13,6 +13,7 @@ import (
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/imagenet"
 	"github.com/resnetgen/resnetgen/resnet/preprocess"
 )
 
@@ -30,9 +31,9 @@ type classified struct {
 
 func runClassify(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("classify", stderr)
-	arch := fs.String("arch", "resnet50", "an ImageNet network: resnet18 … resnet152, resnet50v1 … resnet152v1")
+	arch := fs.String("arch", "", "an ImageNet network: resnet18 … resnet152, resnet50v1 … resnet152v1 (default: the one the weights fit)")
 	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX")
-	labels := fs.String("labels", "", "file with the class names, one per line in class order (default: class numbers)")
+	labels := fs.String("labels", "", "file with the class names, one per line in class order (default: the ImageNet names, for 1000 classes)")
 	top := fs.Int("top", 5, "classes to print per image")
 	asJSON := fs.Bool("json", false, "print a JSON array of {image, top: [{class, label, probability}]}")
 	if err := fs.Parse(args); err != nil {
@@ -40,28 +41,41 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	}
 	images := fs.Args()
 	if *weights == "" || len(images) == 0 {
-		return fmt.Errorf("%w: usage: resnet classify -arch A -weights W image.jpg [more…]", errUsage)
+		return fmt.Errorf("%w: usage: resnet classify [-arch A] -weights W image.jpg [more…]", errUsage)
 	}
-	info, err := all.Lookup(*arch)
+	if err := checkArch(*arch); err != nil {
+		return err
+	}
+	if *arch != "" {
+		if a, _ := resnet.Lookup(*arch); a.InputSize != 224 {
+			return fmt.Errorf("%w: %s takes %dx%d images; classify runs ImageNet networks (224x224)", errUsage, *arch, a.InputSize, a.InputSize)
+		}
+	}
+	if *top < 1 {
+		return fmt.Errorf("%w: -top must be at least 1", errUsage)
+	}
+	name, net, w, err := openWeights(*weights, *arch, stderr)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return err
 	}
-	net := resnet.MustBuild(*arch)
 	if in := net.Input(); in.H != 224 || in.W != 224 {
-		return fmt.Errorf("%w: %s takes %dx%d images; classify runs ImageNet networks (224x224)", errUsage, *arch, in.H, in.W)
+		return fmt.Errorf("%s: weights of %s, which takes %dx%d images; classify runs ImageNet networks (224x224)", *weights, name, in.H, in.W)
 	}
-	if *top < 1 || *top > info.Classes {
+	info, err := all.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if *top > info.Classes {
 		return fmt.Errorf("%w: -top must be in 1..%d", errUsage, info.Classes)
 	}
 	var names []string
-	if *labels != "" {
+	switch {
+	case *labels != "":
 		if names, err = readLabels(*labels, info.Classes); err != nil {
 			return err
 		}
-	}
-	w, err := loadWeights(*weights, net)
-	if err != nil {
-		return err
+	case info.Classes == len(imagenet.Classes):
+		names = imagenet.Classes
 	}
 	m, err := info.New(w, engine.WithBatch(1))
 	if err != nil {

@@ -22,7 +22,7 @@ type evalResult struct {
 
 func runEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
-	arch := fs.String("arch", "", "a CIFAR-10 network: cifar-resnet20, 32, 44, 56, 110 or 1202")
+	arch := fs.String("arch", "", "a CIFAR-10 network: cifar-resnet20, 32, 44, 56 or 110 (default: the one the weights fit)")
 	weights := fs.String("weights", "", "weights: PyTorch checkpoint (zip or legacy), safetensors or ONNX")
 	data := fs.String("data", "", "folder with the CIFAR-10 binary test batches ("+cifar10.BatchPattern+")")
 	limit := fs.Int("limit", 0, "evaluate only the first N images (0: all)")
@@ -33,7 +33,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	for _, f := range []struct{ name, val string }{{"-arch", *arch}, {"-weights", *weights}, {"-data", *data}} {
+	for _, f := range []struct{ name, val string }{{"-weights", *weights}, {"-data", *data}} {
 		if f.val == "" {
 			return fmt.Errorf("%w: %s is required", errUsage, f.name)
 		}
@@ -41,28 +41,22 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if *limit < 0 || *workers < 1 {
 		return fmt.Errorf("%w: -limit must be ≥ 0 and -workers ≥ 1", errUsage)
 	}
-	a, err := resnet.Lookup(*arch)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := checkArch(*arch); err != nil {
+		return err
 	}
-	if a.Classes != cifar10.Classes || a.InputSize != cifar10.Side {
-		var cifar []string
-		for _, n := range resnet.Names() {
-			if strings.HasPrefix(n, "cifar-") {
-				cifar = append(cifar, n)
-			}
+	if *arch != "" {
+		if err := isCIFAR(*arch); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		return fmt.Errorf("%w: %s is not a CIFAR-10 network (%d classes, %d px input); use one of %s",
-			errUsage, *arch, a.Classes, a.InputSize, strings.Join(cifar, ", "))
 	}
-	net, err := resnet.Build(a)
+	name, net, w, err := openWeights(*weights, *arch, stderr)
 	if err != nil {
 		return err
 	}
-	w, err := loadWeights(*weights, net)
-	if err != nil {
-		return err
+	if err := isCIFAR(name); err != nil {
+		return fmt.Errorf("%s: %w", *weights, err)
 	}
+	*arch = name
 	classify, engineName, closeAll, err := classifier(*arch, net, w, *useRef, *workers)
 	if err != nil {
 		return err
@@ -91,6 +85,25 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: top-1 %.2f%% (error %.2f%%), %d of %d images correct, %s\n",
 		*arch, res.Top1, 100-res.Top1, res.Correct, res.Images, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// isCIFAR refuses a network that does not take CIFAR-10 images.
+func isCIFAR(arch string) error {
+	a, err := resnet.Lookup(arch)
+	if err != nil {
+		return err
+	}
+	if a.Classes == cifar10.Classes && a.InputSize == cifar10.Side {
+		return nil
+	}
+	var cifar []string
+	for _, n := range resnet.Names() {
+		if strings.HasPrefix(n, "cifar-") {
+			cifar = append(cifar, n)
+		}
+	}
+	return fmt.Errorf("%s is not a CIFAR-10 network (%d classes, %d px input); use one of %s",
+		arch, a.Classes, a.InputSize, strings.Join(cifar, ", "))
 }
 
 // classifier returns a function that Evaluate may call from workers

@@ -17,6 +17,7 @@ import (
 
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/cifar10"
+	"github.com/resnetgen/resnetgen/resnet/imagenet"
 	"github.com/resnetgen/resnetgen/resnet/npy"
 	"github.com/resnetgen/resnetgen/resnet/preprocess"
 	"github.com/resnetgen/resnetgen/resnet/pytorch"
@@ -68,7 +69,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"train"}, 2, `unknown command "train"`},
 		{[]string{"flops", "-bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"flops", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"eval", "-weights", "x", "-data", "y"}, 2, "-arch is required"},
+		{[]string{"eval", "-data", "y"}, 2, "-weights is required"},
 		{[]string{"eval", "-arch", "resnet9", "-weights", "x", "-data", "y"}, 2, `unknown architecture "resnet9"`},
 		{[]string{"eval", "-arch", "resnet18", "-weights", "x", "-data", "y"}, 2, "resnet18 is not a CIFAR-10 network"},
 		{[]string{"eval", "-arch", "cifar-resnet20", "-weights", "nope.th", "-data", "y"}, 1, "nope.th: no such file"},
@@ -220,11 +221,16 @@ func TestRunNpy(t *testing.T) {
 		}
 	}
 
-	// One CHW image without the batch axis.
+	// One CHW image without the batch axis, and no -arch: the network is
+	// the one the checkpoint fits.
 	one := &npy.Array{Shape: []int{3, 32, 32}, Data: x.Data[:3072]}
 	require.NoError(t, npy.WriteFile(in, one))
-	code, _, stderr = runCmd("run", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"), "-in", in, "-out", out)
+	code, _, stderr = runCmd("run", "-weights", checkpoint(t, "20"), "-in", in, "-out", out)
 	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "cifar-resnet20 weights (pytorch)")
+	y1, err := npy.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, y.Data[:10], y1.Data)
 
 	bad := func(a *npy.Array, arch, want string) {
 		t.Helper()
@@ -301,9 +307,12 @@ func TestClassify(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, cifar10.Argmax(logits), res[0].Top[0].Class)
 
-	code, out, _ = runCmd("classify", "-arch", "resnet18", "-weights", weights, pic)
-	require.Equal(t, 0, code)
-	assert.Contains(t, out, "class ")
+	// Without -arch the network is the one the weights fit, and without
+	// -labels the classes are named by the embedded ImageNet list.
+	code, out, stderr = runCmd("classify", "-weights", weights, pic)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "resnet18 weights (safetensors)")
+	assert.Contains(t, out, imagenet.Classes[res[0].Top[0].Class])
 
 	for _, c := range []struct {
 		args []string
@@ -315,6 +324,7 @@ func TestClassify(t *testing.T) {
 		{[]string{"-arch", "resnet18", "-weights", weights, "-labels", weights, pic}, 1, "labels, want 1000"},
 		{[]string{"-arch", "resnet34", "-weights", weights, pic}, 1, "weights do not fit resnet34"},
 		{[]string{"-arch", "resnet18", pic}, 2, "usage: resnet classify"},
+		{[]string{"-weights", checkpoint(t, "20"), pic}, 1, "weights of cifar-resnet20, which takes 32x32 images"},
 	} {
 		code, _, stderr := runCmd(append([]string{"classify"}, c.args...)...)
 		assert.Equal(t, c.code, code, "%v", c.args)

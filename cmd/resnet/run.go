@@ -6,30 +6,38 @@ import (
 
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
-	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/npy"
 )
 
 func runRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
-	arch := fs.String("arch", "", "network, e.g. resnet50 or cifar-resnet20")
+	arch := fs.String("arch", "", "network, e.g. resnet50 or cifar-resnet20 (default: the one the weights fit)")
 	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX")
 	in := fs.String("in", "", "input .npy: float32, NCHW (N,3,H,W) or one CHW image (3,H,W), normalised")
 	out := fs.String("out", "", "output .npy: float32 logits (N, classes)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	for _, f := range []struct{ name, val string }{{"-arch", *arch}, {"-weights", *weights}, {"-in", *in}, {"-out", *out}} {
+	for _, f := range []struct{ name, val string }{{"-weights", *weights}, {"-in", *in}, {"-out", *out}} {
 		if f.val == "" {
 			return fmt.Errorf("%w: %s is required", errUsage, f.name)
 		}
 	}
-	info, err := all.Lookup(*arch)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := checkArch(*arch); err != nil {
+		return err
 	}
-	net := resnet.MustBuild(*arch)
 	x, err := npy.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	if err := checkFinite(*in, x.Data); err != nil {
+		return err
+	}
+	name, net, w, err := openWeights(*weights, *arch, stderr)
+	if err != nil {
+		return err
+	}
+	info, err := all.Lookup(name)
 	if err != nil {
 		return err
 	}
@@ -39,14 +47,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		shape = append([]int{1}, shape...)
 	}
 	if len(shape) != 4 || shape[1] != want.C || shape[2] != want.H || shape[3] != want.W || shape[0] < 1 {
-		return fmt.Errorf("%s: shape %v, want (N, %d, %d, %d) or (%d, %d, %d) float32 for %s", *in, x.Shape, want.C, want.H, want.W, want.C, want.H, want.W, *arch)
-	}
-	if err := checkFinite(*in, x.Data); err != nil {
-		return err
-	}
-	w, err := loadWeights(*weights, net)
-	if err != nil {
-		return err
+		return fmt.Errorf("%s: shape %v, want (N, %d, %d, %d) or (%d, %d, %d) float32 for %s", *in, x.Shape, want.C, want.H, want.W, want.C, want.H, want.W, name)
 	}
 	n := shape[0]
 	m, err := info.New(w, engine.WithBatch(n))
@@ -61,6 +62,6 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err := npy.WriteFile(*out, &npy.Array{Shape: []int{n, info.Classes}, Data: logits}); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "%s: %d image(s) → %s (%d×%d logits)\n", *arch, n, *out, n, info.Classes)
+	fmt.Fprintf(stderr, "%s: %d image(s) → %s (%d×%d logits)\n", name, n, *out, n, info.Classes)
 	return nil
 }

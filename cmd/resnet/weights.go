@@ -1,51 +1,46 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"math"
-	"os"
 
 	"github.com/resnetgen/resnetgen/resnet"
-	"github.com/resnetgen/resnetgen/resnet/onnx"
-	"github.com/resnetgen/resnetgen/resnet/pytorch"
-	"github.com/resnetgen/resnetgen/resnet/safetensors"
+	"github.com/resnetgen/resnetgen/resnet/weightfile"
 )
 
-// loadWeights reads a weight file for net, recognising the format from its
-// first bytes (not its name): a zip archive or a pickle is a PyTorch
-// checkpoint; an 8-byte length followed by '{' is safetensors; a protobuf
-// starting with ir_version (field 1) is an ONNX model. The weights are
-// validated against net: a wrong or missing tensor is an error naming it.
-func loadWeights(path string, net *resnet.Network) (*resnet.Weights, error) {
-	w, err := readWeights(path, net)
+// openWeights reads the weight file at path and the network it is for:
+// arch when given, otherwise the catalogued network the file's tensors fit
+// (weightfile.Detect), which is reported on stderr. The weights are
+// validated: a wrong or missing tensor is an error naming it with both shapes.
+func openWeights(path, arch string, stderr io.Writer) (string, *resnet.Network, *resnet.Weights, error) {
+	f, err := weightfile.Open(path)
 	if err != nil {
-		return nil, err
+		return "", nil, nil, err
 	}
-	if err := w.Validate(net); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if arch == "" {
+		if arch, err = f.Detect(); err != nil {
+			return "", nil, nil, fmt.Errorf("%w (or name the network with -arch)", err)
+		}
+		fmt.Fprintf(stderr, "%s: %s weights (%s)\n", path, arch, f.Format)
 	}
-	return w, nil
+	net := resnet.MustBuild(arch)
+	w, err := f.Weights(net)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return arch, net, w, nil
 }
 
-func readWeights(path string, net *resnet.Network) (*resnet.Weights, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// checkArch refuses an unknown -arch before any file is read.
+func checkArch(arch string) error {
+	if arch == "" {
+		return nil
 	}
-	var head [9]byte
-	n, _ := io.ReadFull(f, head[:])
-	f.Close()
-	switch {
-	case n >= 4 && bytes.Equal(head[:4], []byte("PK\x03\x04")), n >= 1 && head[0] == 0x80:
-		return pytorch.Load(path)
-	case n == 9 && head[8] == '{':
-		return safetensors.Load(path)
-	case n >= 1 && head[0] == 0x08:
-		return onnx.Load(path, net)
+	if _, err := resnet.Lookup(arch); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return nil, fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors; ONNX)", path)
+	return nil
 }
 
 // checkFinite refuses NaN and ±Inf inputs: the kernels would carry them to

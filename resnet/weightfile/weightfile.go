@@ -1,0 +1,173 @@
+// Package weightfile reads a network's weights from any file format the
+// resnet packages read, recognising the format by content (not by name), and
+// can tell which catalogued network a file holds.
+//
+//	f, err := weightfile.Open("resnet50-11ad3fa6.pth")
+//	arch, err := f.Detect()            // "resnet50"
+//	w, err := f.Weights(resnet.MustBuild(arch))
+package weightfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/onnx"
+	"github.com/resnetgen/resnetgen/resnet/pytorch"
+	"github.com/resnetgen/resnetgen/resnet/safetensors"
+)
+
+// Format names a weight file format.
+type Format string
+
+// The formats Open recognises.
+const (
+	PyTorch     Format = "pytorch"     // torch.save: zip (torch ≥ 1.6) or legacy pickle
+	Safetensors Format = "safetensors" // torchvision or timm tensor names
+	ONNX        Format = "onnx"        // torch.onnx.export, BatchNorm as nodes or folded
+)
+
+// File is an opened weight file.
+type File struct {
+	Path   string
+	Format Format
+	named  *resnet.Weights // PyTorch and safetensors: tensors by state_dict name
+	model  *onnx.Model     // ONNX: which tensor is which depends on the network
+}
+
+// Open reads the weight file at path. A zip archive or a pickle is a PyTorch
+// checkpoint; an 8-byte little-endian length followed by '{' is safetensors;
+// a protobuf starting with ir_version (field 1, varint) is an ONNX model.
+func Open(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	var head [9]byte
+	n, _ := io.ReadFull(f, head[:])
+	f.Close()
+	out := &File{Path: path}
+	switch {
+	case n >= 4 && bytes.Equal(head[:4], []byte("PK\x03\x04")), n >= 1 && head[0] == 0x80:
+		out.Format = PyTorch
+		out.named, err = pytorch.Load(path)
+	case n == 9 && head[8] == '{':
+		out.Format = Safetensors
+		out.named, err = safetensors.Load(path)
+	case n >= 1 && head[0] == 0x08:
+		out.Format = ONNX
+		var b []byte
+		if b, err = os.ReadFile(path); err == nil {
+			if out.model, err = onnx.ReadModel(b); err != nil {
+				err = fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors; ONNX)", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Load opens path and returns its weights for net (see File.Weights).
+func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return f.Weights(net)
+}
+
+// Weights returns the file's weights for net, validated: every tensor net
+// reads is present with its shape and finite values, and no other tensor is.
+// The error names the offending tensors with both shapes
+// (a *resnet.ValidationError inside).
+func (f *File) Weights(net *resnet.Network) (*resnet.Weights, error) {
+	w, err := f.weights(net)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return w, nil
+}
+
+func (f *File) weights(net *resnet.Network) (*resnet.Weights, error) {
+	w := f.named
+	if f.model != nil {
+		var err error
+		if w, err = onnx.Weights(f.model, net); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Validate(net); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Detect names the catalogued network (resnet.Names) whose tensors the file
+// holds exactly. The tensors of a v1 bottleneck network are those of its
+// v1.5 twin (only a stride moves), so when both fit the v1.5 name is
+// returned: torchvision and timm publish v1.5 weights under these names;
+// pass the v1 name explicitly to run weights trained as v1. Any other tie,
+// or no fit, is an error; with no fit it quotes the closest network's
+// mismatches.
+func (f *File) Detect() (string, error) {
+	type miss struct {
+		arch     string
+		problems int
+		err      error
+	}
+	var fits []string
+	var misses []miss
+	for _, name := range resnet.Names() {
+		net := resnet.MustBuild(name)
+		_, err := f.weights(net)
+		if err == nil {
+			fits = append(fits, name)
+			continue
+		}
+		misses = append(misses, miss{name, problems(err), err})
+	}
+	fits = dropV1Twins(fits)
+	switch {
+	case len(fits) == 1:
+		return fits[0], nil
+	case len(fits) > 1:
+		return "", fmt.Errorf("%s: the tensors fit %s alike; choose one with -arch", f.Path, strings.Join(fits, ", "))
+	}
+	sort.SliceStable(misses, func(i, j int) bool { return misses[i].problems < misses[j].problems })
+	return "", fmt.Errorf("%s: the tensors fit no catalogued network; the closest: %w", f.Path, misses[0].err)
+}
+
+// dropV1Twins removes "resnetNv1" when "resnetN" is in names too.
+func dropV1Twins(names []string) []string {
+	in := map[string]bool{}
+	for _, n := range names {
+		in[n] = true
+	}
+	var out []string
+	for _, n := range names {
+		if base, ok := strings.CutSuffix(n, "v1"); ok && in[base] {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// problems counts how badly weights missed a network: the validation
+// problems, or a large number when the file could not even be mapped to it.
+func problems(err error) int {
+	var v *resnet.ValidationError
+	if errors.As(err, &v) {
+		return len(v.Missing) + len(v.Unexpected) + len(v.WrongShape) + len(v.NonFinite)
+	}
+	return 1 << 30
+}
