@@ -65,8 +65,14 @@ type RGB struct {
 }
 
 // ToRGB converts any image to 8-bit RGB (alpha ignored, as PIL's
-// convert("RGB") does for torchvision's loader).
+// convert("RGB") does for torchvision's loader). A decoded JPEG's chroma is
+// upsampled and converted as libjpeg, which Pillow uses, does (ycbcr.go).
 func ToRGB(img image.Image) *RGB {
+	if m, ok := img.(*image.YCbCr); ok {
+		if r, ok := ycbcrToRGB(m); ok {
+			return r
+		}
+	}
 	b := img.Bounds()
 	r := &RGB{W: b.Dx(), H: b.Dy(), Pix: make([]uint8, 3*b.Dx()*b.Dy())}
 	for y := 0; y < r.H; y++ {
@@ -193,13 +199,22 @@ func CenterCrop(src *RGB, size int) (*RGB, error) {
 	return dst, nil
 }
 
-// Tensor returns the normalised CHW float32 input: (v/255 − mean) / std.
+// Tensor returns the normalised CHW float32 input, (v/255 − mean) / std,
+// rounded as torchvision computes it: ToTensor divides by 255 in float32,
+// Normalize subtracts the float32 mean and divides by the float32 std, each
+// step rounded to float32 — so the result is bit for bit torchvision's.
 func Tensor(src *RGB) []float32 {
 	plane := src.W * src.H
 	out := make([]float32, 3*plane)
+	var mean, std [3]float32
+	for c := range mean {
+		mean[c], std[c] = float32(Mean[c]), float32(Std[c])
+	}
 	for i := 0; i < plane; i++ {
 		for c := 0; c < 3; c++ {
-			out[c*plane+i] = float32((float64(src.Pix[i*3+c])/255 - Mean[c]) / Std[c])
+			v := float32(src.Pix[i*3+c]) / 255
+			v -= mean[c]
+			out[c*plane+i] = v / std[c]
 		}
 	}
 	return out

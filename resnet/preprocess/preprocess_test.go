@@ -128,3 +128,41 @@ func TestDecodeAndImageNet(t *testing.T) {
 	_, err = DecodeFile(cut)
 	assert.ErrorContains(t, err, "corrupt png image")
 }
+
+// libjpeg's fancy upsampling, worked out by hand from jdsample.c's
+// formulas: 4:2:2 weights 3/4 and 1/4 rounded (+1, +2) >> 2, edges copied;
+// 4:2:0 the same in both directions, (+8, +7) >> 4, the edge rows mixed
+// with themselves. (Against Pillow itself: cmd/resnet's TestTorchvisionInterop.)
+func TestFancyUpsamplingByHand(t *testing.T) {
+	// (3·0+100+2)>>2 = 25, (3·100+0+1)>>2 = 75, (300+200+2)>>2 = 125, (600+100+1)>>2 = 175.
+	assert.Equal(t, []uint8{0, 25, 75, 125, 175, 200}, upsampleH2V1([]uint8{0, 100, 200}, 3, 1, 6))
+	assert.Equal(t, []uint8{0, 25, 75, 125, 175}, upsampleH2V1([]uint8{0, 100, 200}, 3, 1, 5), "odd width: cropped")
+	assert.Equal(t, []uint8{7, 7, 9, 9}, upsampleH2V1([]uint8{7, 9}, 2, 1, 4), "2 samples: box, as libjpeg")
+
+	// One chroma row of 3: it mixes with itself (column sums 4v), so each
+	// output row is in 16ths: (16·0+8)>>4 = 0, (12·0+400+7)>>4 = 25,
+	// (1200+0+8)>>4 = 75, (1200+800+7)>>4 = 125, (2400+400+8)>>4 = 175,
+	// (3200+7)>>4 = 200 — here the same as 4:2:2.
+	row := []uint8{0, 25, 75, 125, 175, 200}
+	assert.Equal(t, append(append([]uint8{}, row...), row...), upsampleH2V2([]uint8{0, 100, 200}, 3, 1, 6, 2))
+	// Two chroma rows, a column of 3 constant per row (0 above, 160 below):
+	// output rows 0..3 are (4·0)/4, (3·0+160)/4 = 40, (3·160+0)/4 = 120, 160.
+	got := upsampleH2V2([]uint8{0, 0, 0, 160, 160, 160}, 3, 2, 6, 4)
+	for y, want := range []uint8{0, 40, 120, 160} {
+		for x := 0; x < 6; x++ {
+			assert.Equal(t, want, got[y*6+x], "row %d col %d", y, x)
+		}
+	}
+}
+
+// libjpeg's YCbCr → RGB tables on the primaries: Y=76, Cb=85, Cr=255 is
+// JFIF red.
+func TestJPEGColourTables(t *testing.T) {
+	m := image.NewYCbCr(image.Rect(0, 0, 1, 1), image.YCbCrSubsampleRatio444)
+	m.Y[0], m.Cb[0], m.Cr[0] = 76, 85, 255
+	r, ok := ycbcrToRGB(m)
+	require.True(t, ok)
+	// R = 76 + round(1.402·127) = 76 + 178 = 254; G = 76 + ⌊(−0.34414·−43 − 0.71414·127)·65536 + 32768⌋>>16
+	// = 76 − 76 = 0 (−75.9 rounds to −76); B = 76 + round(1.772·−43) = 76 − 76 = 0.
+	assert.Equal(t, []uint8{254, 0, 0}, r.Pix)
+}

@@ -1,0 +1,179 @@
+"""Writes what TestTorchvisionInterop compares resnet against, with real torch.
+
+Run with Debian's python3-torchvision (torch 1.13, torchvision 0.14, Pillow 9.4):
+
+    /usr/bin/python3 torchvision_interop.py OUTDIR
+
+OUTDIR receives, for torchvision's resnet18 and resnet50 with seeded random
+parameters and BatchNorm affine parameters, and BatchNorm statistics measured
+on the test inputs (no network access for the published weights; BatchNorm
+must be non-trivial for the test to check its arithmetic):
+
+    ARCH.pth             torch.save(state_dict), zip format
+    ARCH_legacy.pth      torch.save(..., _use_new_zipfile_serialization=False)
+    ARCH_bn.onnx         torch.onnx.export, BatchNorm kept as nodes
+    ARCH_folded.onnx     torch.onnx.export, BatchNorm folded into the convs
+    ARCH_bf16.safetensors  the state_dict in bfloat16, safetensors layout
+    ARCH_logits.npy      model(x) in float32, x = x.npy
+    ARCH_bf16_logits.npy model(x) with the bfloat16-rounded parameters
+
+and the preprocessing cases: images written by Pillow (PNG, JPEG, grey,
+small, large), for each torchvision's eval transform as NAME_tensor.npy,
+the pixels Pillow decoded as NAME_pixels.npy (so decoder and resampling
+differences can be told apart), and resnet50's logits on the tensors as
+images_logits.npy. manifest.json lists all of it with the versions used.
+"""
+
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image, ImageDraw
+from torchvision import transforms
+from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+torch.manual_seed(2016)
+rng = np.random.default_rng(2016)
+
+
+def path(name):
+    return os.path.join(out, name)
+
+
+def randomize_bn(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+
+
+def calibrate_bn(model, batch):
+    """Sets the BatchNorm statistics to those of batch (one training-mode
+    pass with a cumulative average), so that activations stay O(1) through
+    the depth and the logits depend on the image, as a trained network's
+    do; random statistics alone leave ResNet-50's ranking almost the same
+    for every input."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(batch)
+
+
+def write_safetensors(filename, state, dtype):
+    """The safetensors layout: u64 header length, JSON header, raw bytes."""
+    names = sorted(k for k in state if not k.endswith("num_batches_tracked"))
+    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for k in names:
+        t = state[k].to(dtype).contiguous()
+        raw = t.view(torch.int16).numpy().tobytes() if dtype == torch.bfloat16 else t.numpy().tobytes()
+        header[k] = {"dtype": {torch.bfloat16: "BF16", torch.float32: "F32"}[dtype],
+                     "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(filename, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def scene(w, h):
+    """A picture with edges, gradients and texture: smooth regions test the
+    interpolation, edges the antialiasing, noise the rounding."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([255 * xx / (w - 1), 255 * yy / (h - 1), 128 + 100 * np.sin(xx / 7.0 + yy / 11.0)], -1)
+    img += rng.normal(0, 12, img.shape)
+    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    d = ImageDraw.Draw(im)
+    d.ellipse([w // 5, h // 4, w // 2, 3 * h // 4], fill=(250, 30, 20))
+    d.rectangle([3 * w // 5, h // 6, 4 * w // 5, h // 2], fill=(10, 200, 40))
+    for i in range(0, w, 9):
+        d.line([i, 0, w - i, h - 1], fill=(i % 256, 255 - i % 256, 90), width=1)
+    return im
+
+
+images = []
+cases = [
+    ("landscape.png", scene(500, 375), {}),           # shorter side 375 -> 256: downscale
+    ("portrait.png", scene(240, 320), {}),            # 240 -> 256: upscale, odd crop offsets
+    ("small.png", scene(97, 61), {}),                 # large upscale
+    ("large.png", scene(1601, 1203), {}),             # strong downscale (wide filter support)
+    ("grey.png", scene(300, 260).convert("L"), {}),   # single channel, converted to RGB
+    ("photo.jpg", scene(500, 375), {"quality": 90}),  # 4:2:0 JPEG
+    ("photo444.jpg", scene(333, 250), {"quality": 95, "subsampling": 0}),  # 4:4:4 JPEG
+    ("photo422.jpg", scene(401, 299), {"quality": 85, "subsampling": 1}),  # 4:2:2 JPEG, odd sizes
+    ("odd420.jpg", scene(257, 193), {"quality": 75}),  # 4:2:0 with odd width and height
+]
+transform = transforms.Compose([
+    transforms.Resize(256),
+    transforms.CenterCrop(224),
+    transforms.ToTensor(),
+    transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+])
+tensors = []
+for name, im, opts in cases:
+    im.save(path(name), **opts)
+    with Image.open(path(name)) as f:
+        rgb = f.convert("RGB")  # what torchvision's ImageFolder loader does
+    stem = os.path.splitext(name)[0]
+    np.save(path(stem + "_pixels.npy"), np.asarray(rgb).astype(np.float32))  # H, W, 3
+    t = transform(rgb)
+    np.save(path(stem + "_tensor.npy"), t.numpy())
+    tensors.append(t)
+    images.append({"file": name, "pixels": stem + "_pixels.npy", "tensor": stem + "_tensor.npy"})
+x = torch.randn(3, 3, 224, 224)
+np.save(path("x.npy"), x.numpy())
+manifest = {
+    "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                 "pillow": Image.__version__, "numpy": np.__version__},
+    "imagenet_classes": list(_IMAGENET_CATEGORIES),
+    "archs": {},
+}
+
+models = {}
+for arch in ["resnet18", "resnet50"]:
+    model = getattr(torchvision.models, arch)()
+    randomize_bn(model)
+    calibrate_bn(model, torch.cat([x, torch.stack(tensors)]))
+    model.eval()
+    models[arch] = model
+    files = {"pytorch_zip": arch + ".pth", "pytorch_legacy": arch + "_legacy.pth",
+             "onnx_bn": arch + "_bn.onnx", "onnx_folded": arch + "_folded.onnx"}
+    state = model.state_dict()
+    torch.save(state, path(files["pytorch_zip"]))
+    torch.save(state, path(files["pytorch_legacy"]), _use_new_zipfile_serialization=False)
+    torch.onnx.export(model, x[:1], path(files["onnx_folded"]))  # eval mode: BN folded
+    torch.onnx.export(model, x[:1], path(files["onnx_bn"]), training=torch.onnx.TrainingMode.PRESERVE,
+                      do_constant_folding=False)
+    with torch.no_grad():
+        np.save(path(arch + "_logits.npy"), model(x).numpy())
+    write_safetensors(path(arch + "_bf16.safetensors"), state, torch.bfloat16)
+    rounded = getattr(torchvision.models, arch)()
+    rounded.load_state_dict({k: v.to(torch.bfloat16).to(v.dtype) if v.is_floating_point() else v
+                             for k, v in state.items()})
+    rounded.eval()
+    with torch.no_grad():
+        np.save(path(arch + "_bf16_logits.npy"), rounded(x).numpy())
+    manifest["archs"][arch] = {"files": files, "bf16": arch + "_bf16.safetensors"}
+
+
+with torch.no_grad():
+    np.save(path("images_logits.npy"), models["resnet50"](torch.stack(tensors)).numpy())
+manifest["images"] = images
+
+with open(path("manifest.json"), "w") as f:
+    json.dump(manifest, f, indent=1)

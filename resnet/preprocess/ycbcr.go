@@ -1,0 +1,172 @@
+package preprocess
+
+import "image"
+
+// JPEG colour, as libjpeg(-turbo) reconstructs it — Pillow, and so
+// torchvision, decode JPEGs with it. Go's image/jpeg hands back the
+// subsampled chroma planes and, through At, repeats each chroma sample over
+// its 2×2 (or 2×1) block; libjpeg's default "fancy" upsampling interpolates
+// instead (a triangle filter, 3/4 of the nearer sample and 1/4 of the
+// farther in each direction). On a 4:2:0 photo the two differ by up to ~50
+// levels at colour edges, so the conversion below does what libjpeg does:
+// the same upsampling arithmetic (jdsample.c: h2v2 and h2v1 fancy, box
+// when the chroma plane is at most 2 samples wide) and the same 16-bit
+// fixed-point YCbCr → RGB tables (jdcolor.c). What remains is the IDCT:
+// Go's and libjpeg's "islow" differ by a level or two in places.
+
+const (
+	scaleBits = 16
+	oneHalf   = 1 << (scaleBits - 1)
+)
+
+// fix is libjpeg's FIX(x): x in 16-bit fixed point, rounded.
+func fix(x float64) int32 { return int32(x*(1<<scaleBits) + 0.5) }
+
+var crR, cbB, crG, cbG [256]int32
+
+func init() {
+	for i := range 256 {
+		x := int32(i - 128)
+		crR[i] = (fix(1.40200)*x + oneHalf) >> scaleBits
+		cbB[i] = (fix(1.77200)*x + oneHalf) >> scaleBits
+		crG[i] = -fix(0.71414) * x
+		cbG[i] = -fix(0.34414)*x + oneHalf
+	}
+}
+
+func clamp8(v int32) uint8 {
+	switch {
+	case v < 0:
+		return 0
+	case v > 255:
+		return 255
+	}
+	return uint8(v)
+}
+
+// ycbcrToRGB converts a decoded JPEG as libjpeg does. It reports false for
+// subsampling ratios libjpeg has no fancy upsampler for (4:4:0, 4:1:1,
+// 4:1:0), which the caller converts the generic way.
+func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
+	b := m.Rect
+	w, h := b.Dx(), b.Dy()
+	var cb, cr []uint8 // full-resolution chroma, w×h
+	switch m.SubsampleRatio {
+	case image.YCbCrSubsampleRatio444:
+		cb, cr = plane(m.Cb, m.CStride, m.COffset(b.Min.X, b.Min.Y), w, h), plane(m.Cr, m.CStride, m.COffset(b.Min.X, b.Min.Y), w, h)
+	case image.YCbCrSubsampleRatio420, image.YCbCrSubsampleRatio422:
+		cw, ch := (w+1)/2, h
+		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+			ch = (h + 1) / 2
+		}
+		if b.Min.X%2 != 0 || b.Min.Y%2 != 0 {
+			return nil, false // a sub-image not aligned to the chroma grid; never from Decode
+		}
+		off := m.COffset(b.Min.X, b.Min.Y)
+		cb, cr = plane(m.Cb, m.CStride, off, cw, ch), plane(m.Cr, m.CStride, off, cw, ch)
+		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+			cb, cr = upsampleH2V2(cb, cw, ch, w, h), upsampleH2V2(cr, cw, ch, w, h)
+		} else {
+			cb, cr = upsampleH2V1(cb, cw, ch, w), upsampleH2V1(cr, cw, ch, w)
+		}
+	default:
+		return nil, false
+	}
+	out := &RGB{W: w, H: h, Pix: make([]uint8, 3*w*h)}
+	for y := range h {
+		yrow := m.Y[m.YOffset(b.Min.X, b.Min.Y+y):]
+		for x := range w {
+			i := y*w + x
+			yy, u, v := int32(yrow[x]), cb[i], cr[i]
+			o := out.Pix[3*i : 3*i+3]
+			o[0] = clamp8(yy + crR[v])
+			o[1] = clamp8(yy + (cbG[u]+crG[v])>>scaleBits)
+			o[2] = clamp8(yy + cbB[u])
+		}
+	}
+	return out, true
+}
+
+// plane copies a w×h window of a strided plane starting at off.
+func plane(p []uint8, stride, off, w, h int) []uint8 {
+	out := make([]uint8, w*h)
+	for y := range h {
+		copy(out[y*w:(y+1)*w], p[off+y*stride:])
+	}
+	return out
+}
+
+// upsampleH2V1 doubles the width (4:2:2) as libjpeg's h2v1_fancy_upsample,
+// cropping to w columns.
+func upsampleH2V1(in []uint8, cw, ch, w int) []uint8 {
+	full := make([]uint8, 2*cw*ch)
+	for y := range ch {
+		src, dst := in[y*cw:(y+1)*cw], full[y*2*cw:(y+1)*2*cw]
+		if cw <= 2 { // libjpeg's fancy upsamplers need 3 samples; box otherwise
+			for x := range dst {
+				dst[x] = src[x/2]
+			}
+			continue
+		}
+		dst[0] = src[0]
+		dst[1] = uint8((int(src[0])*3 + int(src[1]) + 2) >> 2)
+		for x := 1; x < cw-1; x++ {
+			v := int(src[x]) * 3
+			dst[2*x] = uint8((v + int(src[x-1]) + 1) >> 2)
+			dst[2*x+1] = uint8((v + int(src[x+1]) + 2) >> 2)
+		}
+		last := int(src[cw-1])
+		dst[2*cw-2] = uint8((last*3 + int(src[cw-2]) + 1) >> 2)
+		dst[2*cw-1] = uint8(last)
+	}
+	return crop(full, 2*cw, w, ch)
+}
+
+// upsampleH2V2 doubles both dimensions (4:2:0) as libjpeg's
+// h2v2_fancy_upsample: each output row mixes its nearest chroma row (×3)
+// with the next nearest (×1, the row itself at the image's top and bottom
+// edges, as libjpeg's context rows replicate it), then each column likewise
+// with weights 3 and 1, rounding with +8 / +7 alternately. Cropped to w×h.
+func upsampleH2V2(in []uint8, cw, ch, w, h int) []uint8 {
+	full := make([]uint8, 2*cw*2*ch)
+	sums := make([]int, cw)
+	for y := range 2 * ch {
+		near := y / 2
+		far := near - 1
+		if y%2 == 1 {
+			far = near + 1
+		}
+		far = min(max(far, 0), ch-1)
+		dst := full[y*2*cw : (y+1)*2*cw]
+		for x := range cw {
+			sums[x] = int(in[near*cw+x])*3 + int(in[far*cw+x])
+		}
+		if cw <= 2 {
+			for x := range dst {
+				dst[x] = in[near*cw+x/2]
+			}
+			continue
+		}
+		dst[0] = uint8((sums[0]*4 + 8) >> 4)
+		dst[1] = uint8((sums[0]*3 + sums[1] + 7) >> 4)
+		for x := 1; x < cw-1; x++ {
+			dst[2*x] = uint8((sums[x]*3 + sums[x-1] + 8) >> 4)
+			dst[2*x+1] = uint8((sums[x]*3 + sums[x+1] + 7) >> 4)
+		}
+		dst[2*cw-2] = uint8((sums[cw-1]*3 + sums[cw-2] + 8) >> 4)
+		dst[2*cw-1] = uint8((sums[cw-1]*4 + 7) >> 4)
+	}
+	return crop(full, 2*cw, w, h)
+}
+
+// crop keeps the first w columns and h rows of a stride-wide plane.
+func crop(p []uint8, stride, w, h int) []uint8 {
+	if stride == w && len(p) == w*h {
+		return p
+	}
+	out := make([]uint8, w*h)
+	for y := range h {
+		copy(out[y*w:(y+1)*w], p[y*stride:y*stride+w])
+	}
+	return out
+}
