@@ -20,3 +20,5 @@ require (
 	github.com/stretchr/testify v1.12.1
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 )
+
+tool google.golang.org/protobuf/cmd/protoc-gen-go

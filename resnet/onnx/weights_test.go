@@ -57,7 +57,7 @@ func tensorProto(name string, dims []int, data []float32) []byte {
 		b = protowire.AppendVarint(b, uint64(d))
 	}
 	b = protowire.AppendTag(b, 2, protowire.VarintType)
-	b = protowire.AppendVarint(b, typeFloat)
+	b = protowire.AppendVarint(b, uint64(typeFloat))
 	b = protowire.AppendTag(b, 8, protowire.BytesType)
 	b = protowire.AppendString(b, name)
 	raw := make([]byte, 4*len(data))
