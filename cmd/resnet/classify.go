@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -37,6 +39,9 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	top := fs.Int("top", 5, "classes to print per image")
 	asJSON := fs.Bool("json", false, "print a JSON array of {image, top: [{class, label, probability}]}")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	images := fs.Args()

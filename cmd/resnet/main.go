@@ -2,10 +2,13 @@
 // Recognition" (He et al., CVPR 2016) from Go.
 //
 //	resnet flops [-json]                                   Table 1: multiply-adds and parameters
-//	resnet eval -arch cifar-resnet20 -weights W.th -data DIR [-json]
+//	resnet eval [-arch cifar-resnet20] -weights W.th -data DIR [-json]
 //	                                                       CIFAR-10 top-1 accuracy
-//	resnet classify -arch resnet50 -weights W img.jpg…     top-5 classes of images
-//	resnet run -arch A -weights W -in x.npy -out y.npy     logits of NCHW tensors, .npy in and out
+//	resnet classify [-arch resnet50] -weights W img.jpg…   top-5 ImageNet classes of images
+//	resnet run [-arch A] -weights W -in x.npy -out y.npy   logits of NCHW tensors, .npy in and out
+//
+// Weights may be PyTorch checkpoints, safetensors or ONNX models; without
+// -arch the network is the one the file's tensors fit.
 //	resnet bench [-arch resnet50] [-threads N] [-batch N] [-json]
 //	                                                       whole-network speed vs the FMA peak
 //	resnet bench -kernels [-tier avx512,avx2] [-json]      kernel speed vs the FMA peak
