@@ -9,6 +9,7 @@
 //
 // Weights may be PyTorch checkpoints, safetensors or ONNX models; without
 // -arch the network is the one the file's tensors fit.
+//
 //	resnet bench [-arch resnet50] [-threads N] [-batch N] [-json]
 //	                                                       whole-network speed vs the FMA peak
 //	resnet bench -kernels [-tier avx512,avx2] [-json]      kernel speed vs the FMA peak
