@@ -6,13 +6,12 @@
 //	                                                       CIFAR-10 top-1 accuracy
 //	resnet classify [-arch resnet50] -weights W img.jpg…   top-5 ImageNet classes of images
 //	resnet run [-arch A] -weights W -in x.npy -out y.npy   logits of NCHW tensors, .npy in and out
-//
-// Weights may be PyTorch checkpoints, safetensors or ONNX models; without
-// -arch the network is the one the file's tensors fit.
-//
 //	resnet bench [-arch resnet50] [-threads N] [-batch N] [-json]
 //	                                                       whole-network speed vs the FMA peak
 //	resnet bench -kernels [-tier avx512,avx2] [-json]      kernel speed vs the FMA peak
+//
+// Weights may be PyTorch checkpoints, safetensors or ONNX models; without
+// -arch the network is the one the file's tensors fit.
 //
 // Errors go to standard error and make the exit status non-zero: 2 for bad
 // usage, 1 for everything else.
