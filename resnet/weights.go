@@ -2,7 +2,9 @@ package resnet
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"sort"
 	"strings"
 )
@@ -39,6 +41,25 @@ func (w *Weights) Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// ReadFile opens the file at path and decodes it with read (a format's
+// Read: the file and its size), prefixing a decoding error with the path.
+func ReadFile(path string, read func(r io.ReaderAt, size int64) (*Weights, error)) (*Weights, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	w, err := read(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return w, nil
 }
 
 // ValidationError lists every way a set of weights fails to fit a network.

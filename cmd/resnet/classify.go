@@ -52,19 +52,19 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *arch != "" {
-		if a, _ := resnet.Lookup(*arch); a.InputSize != 224 {
-			return fmt.Errorf("%w: %s takes %dx%d images; classify runs ImageNet networks (224x224)", errUsage, *arch, a.InputSize, a.InputSize)
+		if err := isImageNet(*arch); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
 	if *top < 1 {
 		return fmt.Errorf("%w: -top must be at least 1", errUsage)
 	}
-	name, net, w, err := openWeights(*weights, *arch, stderr)
+	name, _, w, err := openWeights(*weights, *arch, stderr)
 	if err != nil {
 		return err
 	}
-	if in := net.Input(); in.H != 224 || in.W != 224 {
-		return fmt.Errorf("%s: weights of %s, which takes %dx%d images; classify runs ImageNet networks (224x224)", *weights, name, in.H, in.W)
+	if err := isImageNet(name); err != nil {
+		return fmt.Errorf("%s: %w", *weights, err)
 	}
 	info, err := all.Lookup(name)
 	if err != nil {
@@ -117,6 +117,19 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintf(stdout, "  %6.2f%%  %s\n", 100*p.Probability, label)
 		}
+	}
+	return nil
+}
+
+// isImageNet refuses a network that does not take 224x224 images.
+func isImageNet(arch string) error {
+	a, err := resnet.Lookup(arch)
+	if err != nil {
+		return err
+	}
+	if a.InputSize != preprocess.CropSize {
+		return fmt.Errorf("%s takes %dx%d images; classify runs ImageNet networks (%dx%d)",
+			arch, a.InputSize, a.InputSize, preprocess.CropSize, preprocess.CropSize)
 	}
 	return nil
 }

@@ -56,8 +56,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err := isCIFAR(name); err != nil {
 		return fmt.Errorf("%s: %w", *weights, err)
 	}
-	*arch = name
-	classify, engineName, closeAll, err := classifier(*arch, net, w, *useRef, *workers)
+	classify, engineName, closeAll, err := classifier(name, net, w, *useRef, *workers)
 	if err != nil {
 		return err
 	}
@@ -72,7 +71,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	var progress io.Writer
 	if !*quiet {
 		progress = stderr
-		fmt.Fprintf(stderr, "evaluating %s on %d images with %s, %d workers\n", *arch, len(images), engineName, *workers)
+		fmt.Fprintf(stderr, "evaluating %s on %d images with %s, %d workers\n", name, len(images), engineName, *workers)
 	}
 	start := time.Now()
 	res, err := cifar10.Evaluate(images, classify, *workers, progress)
@@ -80,10 +79,10 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(evalResult{*arch, res})
+		return json.NewEncoder(stdout).Encode(evalResult{name, res})
 	}
 	fmt.Fprintf(stdout, "%s: top-1 %.2f%% (error %.2f%%), %d of %d images correct, %s\n",
-		*arch, res.Top1, 100-res.Top1, res.Correct, res.Images, time.Since(start).Round(time.Millisecond))
+		name, res.Top1, 100-res.Top1, res.Correct, res.Images, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

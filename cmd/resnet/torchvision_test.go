@@ -29,13 +29,10 @@ var torchPython = func() string {
 }()
 
 type interopManifest struct {
-	Versions        map[string]string `json:"versions"`
-	ImageNetClasses []string          `json:"imagenet_classes"`
-	Archs           map[string]struct {
-		Files map[string]string `json:"files"`
-		BF16  string            `json:"bf16"`
-	} `json:"archs"`
-	Images []struct{ File, Pixels, Tensor string } `json:"images"`
+	Versions        map[string]string                             `json:"versions"`
+	ImageNetClasses []string                                      `json:"imagenet_classes"`
+	Weights         []struct{ Arch, Format, File, Logits string } `json:"weights"`
+	Images          []struct{ File, Pixels, Tensor string }       `json:"images"`
 }
 
 // torchvisionFiles runs testdata/torchvision_interop.py once per test
@@ -116,39 +113,27 @@ func TestTorchvisionInterop(t *testing.T) {
 	assert.Equal(t, m.ImageNetClasses, imagenet.Classes, "resnet/imagenet/classes.txt differs from torchvision's list")
 
 	x := in("x.npy")
-	for _, arch := range []string{"resnet18", "resnet50"} {
-		a := m.Archs[arch]
-		want := readNpy(t, in(arch+"_logits.npy"))
-		files := map[string]string{}
-		for k, f := range a.Files {
-			files[k] = f
+	for _, f := range m.Weights {
+		want := readNpy(t, in(f.Logits))
+		out := in(f.File + ".logits.npy")
+		code, _, stderr := runCmd("run", "-weights", in(f.File), "-in", x, "-out", out)
+		require.Equal(t, 0, code, "%s %s: %s", f.Arch, f.Format, stderr)
+		assert.Contains(t, stderr, fmt.Sprintf("%s weights", f.Arch), "detected from the tensors")
+		got := readNpy(t, out)
+		require.Equal(t, want.Shape, got.Shape)
+		scale := maxAbs(want.Data)
+		worst := 0.0
+		for i := range want.Data {
+			worst = math.Max(worst, math.Abs(float64(got.Data[i]-want.Data[i])))
 		}
-		files["safetensors_bf16"] = a.BF16
-		for format, file := range files {
-			if format == "safetensors_bf16" {
-				want = readNpy(t, in(arch+"_bf16_logits.npy")) // torch's logits with the rounded parameters
-			} else {
-				want = readNpy(t, in(arch+"_logits.npy"))
-			}
-			out := in(file + ".logits.npy")
-			code, _, stderr := runCmd("run", "-weights", in(file), "-in", x, "-out", out)
-			require.Equal(t, 0, code, "%s %s: %s", arch, format, stderr)
-			assert.Contains(t, stderr, fmt.Sprintf("%s weights", arch), "detected from the tensors")
-			got := readNpy(t, out)
-			require.Equal(t, want.Shape, got.Shape)
-			scale := maxAbs(want.Data)
-			worst := 0.0
-			for i := range want.Data {
-				worst = math.Max(worst, math.Abs(float64(got.Data[i]-want.Data[i])))
-			}
-			t.Logf("%s %-17s max |logit − torch| / max|logit| = %.2e", arch, format, worst/scale)
-			assert.LessOrEqual(t, worst, 1e-4*scale, "%s %s", arch, format)
-			for i := 0; i < want.Shape[0]; i++ {
-				row := want.Shape[1]
-				sameTop5(t, fmt.Sprintf("%s %s image %d", arch, format, i), want.Data[i*row:(i+1)*row], ranking(got.Data[i*row : (i+1)*row])[:5], 1e-4*scale)
-			}
+		t.Logf("%s %-17s max |logit − torch| / max|logit| = %.2e", f.Arch, f.Format, worst/scale)
+		assert.LessOrEqual(t, worst, 1e-4*scale, "%s %s", f.Arch, f.Format)
+		row := want.Shape[1]
+		for i := 0; i < want.Shape[0]; i++ {
+			sameTop5(t, fmt.Sprintf("%s %s image %d", f.Arch, f.Format, i), want.Data[i*row:(i+1)*row], ranking(got.Data[i*row : (i+1)*row])[:5], 1e-4*scale)
 		}
 	}
+	require.Len(t, m.Weights, 10, "5 formats × 2 networks")
 
 	// Preprocessing: resnet/preprocess on Pillow's decoded pixels, then on
 	// the files through Go's decoders, against torchvision's tensor.

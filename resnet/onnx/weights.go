@@ -2,16 +2,16 @@ package onnx
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-// Load reads the ONNX model at path and returns its weights for net.
-func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
+// ReadFile reads the ONNX model at path.
+func ReadFile(path string) (*Model, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -19,6 +19,15 @@ func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
 	m, err := ReadModel(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Load reads the ONNX model at path and returns its weights for net.
+func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
+	m, err := ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	w, err := Weights(m, net)
 	if err != nil {
@@ -50,7 +59,7 @@ func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
 	w := resnet.NewWeights()
 	first := net.Layers[0]
 	if _, named := init[first.Weight]; named {
-		for _, name := range sortedKeys(init) {
+		for _, name := range slices.Sorted(maps.Keys(init)) {
 			// The exporter's own names ("onnx::Conv_497", "/fc/Constant")
 			// are not the model's parameters.
 			if strings.Contains(name, "::") || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "num_batches_tracked") {
@@ -161,15 +170,6 @@ func constants(m *Model) map[string]*Tensor {
 		}
 	}
 	return init
-}
-
-func sortedKeys(m map[string]*Tensor) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // moduleOrder lists the conv layers in the order torch.onnx traces them:

@@ -27,6 +27,13 @@ import (
 // size is read from the header and checked before any pixel is decoded.
 const MaxPixels = 64 << 20
 
+// ResizeSize and CropSize are the eval transform's sizes: the shorter side
+// is resized to ResizeSize, then the centre CropSize square is kept.
+const (
+	ResizeSize = 256
+	CropSize   = 224
+)
+
 // Mean and Std are the ImageNet normalisation, per RGB channel.
 var (
 	Mean = [3]float64{0.485, 0.456, 0.406}
@@ -123,15 +130,12 @@ func coefficients(in, out int) (start []int, weights [][]int32) {
 	return start, weights
 }
 
-func clip8(v int64) uint8 {
-	v >>= precisionBits
-	if v < 0 {
-		return 0
-	}
-	if v > 255 {
-		return 255
-	}
-	return uint8(v)
+// clip8 takes a fixed-point resampling sum to an 8-bit level.
+func clip8(v int64) uint8 { return clamp8(v >> precisionBits) }
+
+// clamp8 saturates v to 0…255.
+func clamp8[T int32 | int64](v T) uint8 {
+	return uint8(min(max(v, 0), 255))
 }
 
 // Resize resamples src to w×h with Pillow's antialiased bilinear filter.
@@ -222,8 +226,8 @@ func Tensor(src *RGB) []float32 {
 
 // ImageNet applies the whole evaluation transform: 256, center 224.
 func ImageNet(img image.Image) ([]float32, error) {
-	r := ResizeShorter(ToRGB(img), 256)
-	c, err := CenterCrop(r, 224)
+	r := ResizeShorter(ToRGB(img), ResizeSize)
+	c, err := CenterCrop(r, CropSize)
 	if err != nil {
 		return nil, err
 	}

@@ -34,16 +34,6 @@ func init() {
 	}
 }
 
-func clamp8(v int32) uint8 {
-	switch {
-	case v < 0:
-		return 0
-	case v > 255:
-		return 255
-	}
-	return uint8(v)
-}
-
 // ycbcrToRGB converts a decoded JPEG as libjpeg does. It reports false for
 // subsampling ratios libjpeg has no fancy upsampler for (4:4:0, 4:1:1,
 // 4:1:0), which the caller converts the generic way.
@@ -138,14 +128,14 @@ func upsampleH2V2(in []uint8, cw, ch, w, h int) []uint8 {
 		}
 		far = min(max(far, 0), ch-1)
 		dst := full[y*2*cw : (y+1)*2*cw]
-		for x := range cw {
-			sums[x] = int(in[near*cw+x])*3 + int(in[far*cw+x])
-		}
 		if cw <= 2 {
 			for x := range dst {
 				dst[x] = in[near*cw+x/2]
 			}
 			continue
+		}
+		for x := range cw {
+			sums[x] = int(in[near*cw+x])*3 + int(in[far*cw+x])
 		}
 		dst[0] = uint8((sums[0]*4 + 8) >> 4)
 		dst[1] = uint8((sums[0]*3 + sums[1] + 7) >> 4)

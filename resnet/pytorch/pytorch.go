@@ -18,9 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
-	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/nlpodyssey/gopickle/pickle"
@@ -33,22 +33,7 @@ import (
 const MaxFileSize = 16 << 30
 
 // Load reads the checkpoint file at path.
-func Load(path string) (*resnet.Weights, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	w, err := Read(f, st.Size())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return w, nil
-}
+func Load(path string) (*resnet.Weights, error) { return resnet.ReadFile(path, Read) }
 
 // Read reads a checkpoint of size bytes. The checkpoint may be a bare
 // state_dict or a dict wrapping one under "state_dict" (as the CIFAR
@@ -293,7 +278,7 @@ func readZip(r io.ReaderAt, size int64) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zip checkpoint %s: %w", pkl, err)
 	}
-	for _, key := range sortedKeys(storages) {
+	for _, key := range slices.Sorted(maps.Keys(storages)) {
 		st := storages[key]
 		f, ok := files[prefix+"data/"+key]
 		if !ok {
@@ -323,15 +308,6 @@ func readEntry(f *zip.File, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("zip record %s: %w", f.Name, err)
 	}
 	return b, nil
-}
-
-func sortedKeys(m map[string]*storage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // readLegacy reads the pre-1.6 format: pickles of the magic number, the

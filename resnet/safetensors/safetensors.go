@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 
@@ -35,22 +34,7 @@ type entry struct {
 var sizes = map[string]int{"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 // Load reads the file at path.
-func Load(path string) (*resnet.Weights, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	w, err := Read(f, st.Size())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return w, nil
-}
+func Load(path string) (*resnet.Weights, error) { return resnet.ReadFile(path, Read) }
 
 // Read decodes size bytes. Floating tensors (F32, F16, BF16, F64) become
 // float32; integer tensors named *num_batches_tracked are skipped; any other

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -61,12 +62,7 @@ func Open(path string) (*File, error) {
 		out.named, err = safetensors.Load(path)
 	case n >= 1 && head[0] == 0x08:
 		out.Format = ONNX
-		var b []byte
-		if b, err = os.ReadFile(path); err == nil {
-			if out.model, err = onnx.ReadModel(b); err != nil {
-				err = fmt.Errorf("%s: %w", path, err)
-			}
-		}
+		out.model, err = onnx.ReadFile(path)
 	default:
 		return nil, fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors; ONNX)", path)
 	}
@@ -112,54 +108,60 @@ func (f *File) weights(net *resnet.Network) (*resnet.Weights, error) {
 }
 
 // Detect names the catalogued network (resnet.Names) whose tensors the file
-// holds exactly. The tensors of a v1 bottleneck network are those of its
-// v1.5 twin (only a stride moves), so when both fit the v1.5 name is
-// returned: torchvision and timm publish v1.5 weights under these names;
-// pass the v1 name explicitly to run weights trained as v1. Any other tie,
-// or no fit, is an error; with no fit it quotes the closest network's
-// mismatches.
+// holds exactly. A v1 bottleneck network has the tensors of its v1.5 twin
+// (only a stride moves), so when both fit the v1.5 one is returned:
+// torchvision and timm publish v1.5 weights; pass the v1 name explicitly to
+// run weights trained as v1. Any other tie, or no fit, is an error; with no
+// fit it quotes the closest network's mismatches.
 func (f *File) Detect() (string, error) {
 	type miss struct {
-		arch     string
 		problems int
 		err      error
 	}
-	var fits []string
+	var fits []resnet.Arch
 	var misses []miss
 	for _, name := range resnet.Names() {
 		net := resnet.MustBuild(name)
-		_, err := f.weights(net)
-		if err == nil {
-			fits = append(fits, name)
+		if _, err := f.weights(net); err != nil {
+			misses = append(misses, miss{problems(err), err})
 			continue
 		}
-		misses = append(misses, miss{name, problems(err), err})
+		fits = append(fits, net.Arch)
 	}
-	fits = dropV1Twins(fits)
+	var names []string
+	for _, a := range fits {
+		if !hasV15Twin(a, fits) {
+			names = append(names, a.Name)
+		}
+	}
 	switch {
-	case len(fits) == 1:
-		return fits[0], nil
-	case len(fits) > 1:
-		return "", fmt.Errorf("%s: the tensors fit %s alike; choose one with -arch", f.Path, strings.Join(fits, ", "))
+	case len(names) == 1:
+		return names[0], nil
+	case len(names) > 1:
+		return "", fmt.Errorf("%s: the tensors fit %s alike; choose one with -arch", f.Path, strings.Join(names, ", "))
 	}
 	sort.SliceStable(misses, func(i, j int) bool { return misses[i].problems < misses[j].problems })
 	return "", fmt.Errorf("%s: the tensors fit no catalogued network; the closest: %w", f.Path, misses[0].err)
 }
 
-// dropV1Twins removes "resnetNv1" when "resnetN" is in names too.
-func dropV1Twins(names []string) []string {
-	in := map[string]bool{}
-	for _, n := range names {
-		in[n] = true
+// hasV15Twin reports whether a is a V1 network and archs holds the same
+// network with the v1.5 stride placement.
+func hasV15Twin(a resnet.Arch, archs []resnet.Arch) bool {
+	if a.Variant != resnet.V1 {
+		return false
 	}
-	var out []string
-	for _, n := range names {
-		if base, ok := strings.CutSuffix(n, "v1"); ok && in[base] {
-			continue
+	for _, b := range archs {
+		if b.Variant == resnet.V1_5 && sameBut(a, b) {
+			return true
 		}
-		out = append(out, n)
 	}
-	return out
+	return false
+}
+
+// sameBut reports whether a and b differ only in name and variant.
+func sameBut(a, b resnet.Arch) bool {
+	a.Name, a.Variant = b.Name, b.Variant
+	return reflect.DeepEqual(a, b)
 }
 
 // problems counts how badly weights missed a network: the validation

@@ -57,9 +57,17 @@ func TestDetect(t *testing.T) {
 	assert.ErrorAs(t, err, &v)
 }
 
-func TestDropV1Twins(t *testing.T) {
-	assert.Equal(t, []string{"resnet101", "resnet50"}, dropV1Twins([]string{"resnet101", "resnet50", "resnet50v1"}))
-	assert.Equal(t, []string{"resnet50v1"}, dropV1Twins([]string{"resnet50v1"}))
+func TestV15Twin(t *testing.T) {
+	lookup := func(name string) resnet.Arch {
+		a, err := resnet.Lookup(name)
+		require.NoError(t, err)
+		return a
+	}
+	r50, r50v1, r101v1 := lookup("resnet50"), lookup("resnet50v1"), lookup("resnet101v1")
+	assert.True(t, hasV15Twin(r50v1, []resnet.Arch{r50, r50v1}))
+	assert.False(t, hasV15Twin(r50, []resnet.Arch{r50, r50v1}), "v1.5 is kept")
+	assert.False(t, hasV15Twin(r50v1, []resnet.Arch{r50v1}), "a lone v1 is kept")
+	assert.False(t, hasV15Twin(r101v1, []resnet.Arch{r50, r101v1}), "another depth is no twin")
 }
 
 func TestNotAWeightFile(t *testing.T) {

@@ -141,7 +141,7 @@ manifest = {
     "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                  "pillow": Image.__version__, "numpy": np.__version__},
     "imagenet_classes": list(_IMAGENET_CATEGORIES),
-    "archs": {},
+    "weights": [],
 }
 
 models = {}
@@ -168,7 +168,11 @@ for arch in ["resnet18", "resnet50"]:
     rounded.eval()
     with torch.no_grad():
         np.save(path(arch + "_bf16_logits.npy"), rounded(x).numpy())
-    manifest["archs"][arch] = {"files": files, "bf16": arch + "_bf16.safetensors"}
+    # Each weight file with the logits torch computes from what it holds.
+    manifest["weights"] += [{"arch": arch, "format": fmt, "file": f, "logits": arch + "_logits.npy"}
+                            for fmt, f in files.items()]
+    manifest["weights"].append({"arch": arch, "format": "safetensors_bf16", "file": arch + "_bf16.safetensors",
+                                "logits": arch + "_bf16_logits.npy"})
 
 
 with torch.no_grad():
