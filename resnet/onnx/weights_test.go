@@ -3,6 +3,7 @@ package onnx
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,13 +13,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/onnx/onnxpb"
 )
 
 // These tests write ModelProtos the way torch.onnx.export (torch 1.13) lays
-// them out — field numbers of onnx.proto, raw_data initializers, one node
+// them out — raw_data initializers, one node
 // per op in forward order, equal initializers stored once and reached
 // through Identity nodes — so they run without torch. Real exports of
 // torchvision's ResNets are read in cmd/resnet's TestTorchvisionInterop.
@@ -27,12 +29,14 @@ import (
 // equal to one already stored is not stored again; an Identity node at the
 // start of the graph gives it its name.
 type exportedInits struct {
-	inits, identities [][]byte
-	stored            map[string]string // bytes of dims and data → stored name
+	inits      []*onnxpb.TensorProto
+	identities []*onnxpb.NodeProto
+	stored     map[string]string // dims and raw data → stored name
 }
 
 func (e *exportedInits) add(name string, dims []int, data []float32) {
-	key := fmt.Sprint(dims) + string(tensorProto("", nil, data))
+	t := tensorProto(name, dims, data)
+	key := fmt.Sprint(dims) + string(t.RawData)
 	if e.stored == nil {
 		e.stored = map[string]string{}
 	}
@@ -41,74 +45,46 @@ func (e *exportedInits) add(name string, dims []int, data []float32) {
 		return
 	}
 	e.stored[key] = name
-	e.inits = append(e.inits, tensorProto(name, dims, data))
+	e.inits = append(e.inits, t)
 }
 
 // model returns the ModelProto of nodes, Identity nodes first as torch
 // writes them.
-func (e *exportedInits) model(nodes [][]byte) []byte {
+func (e *exportedInits) model(nodes []*onnxpb.NodeProto) []byte {
 	return modelProto(append(e.identities, nodes...), e.inits)
 }
 
-func tensorProto(name string, dims []int, data []float32) []byte {
-	var b []byte
-	for _, d := range dims {
-		b = protowire.AppendTag(b, 1, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(d))
-	}
-	b = protowire.AppendTag(b, 2, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(typeFloat))
-	b = protowire.AppendTag(b, 8, protowire.BytesType)
-	b = protowire.AppendString(b, name)
+// tensorProto is a float initializer in raw_data, as torch writes them.
+func tensorProto(name string, dims []int, data []float32) *onnxpb.TensorProto {
 	raw := make([]byte, 4*len(data))
 	for i, x := range data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
 	}
-	b = protowire.AppendTag(b, 9, protowire.BytesType)
-	return protowire.AppendBytes(b, raw)
+	t := &onnxpb.TensorProto{Name: proto.String(name), DataType: proto.Int32(typeFloat), RawData: raw}
+	for _, d := range dims {
+		t.Dims = append(t.Dims, int64(d))
+	}
+	return t
 }
 
-func nodeProto(op, name string, inputs, outputs []string, intAttrs map[string]int64) []byte {
-	var b []byte
-	for _, s := range inputs {
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, s)
+func nodeProto(op, name string, inputs, outputs []string, intAttrs map[string]int64) *onnxpb.NodeProto {
+	n := &onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(name), Input: inputs, Output: outputs}
+	for _, k := range slices.Sorted(maps.Keys(intAttrs)) {
+		n.Attribute = append(n.Attribute, &onnxpb.AttributeProto{
+			Name: proto.String(k), I: proto.Int64(intAttrs[k]), Type: onnxpb.AttributeProto_INT.Enum()})
 	}
-	for _, s := range outputs {
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendString(b, s)
-	}
-	b = protowire.AppendTag(b, 3, protowire.BytesType)
-	b = protowire.AppendString(b, name)
-	b = protowire.AppendTag(b, 4, protowire.BytesType)
-	b = protowire.AppendString(b, op)
-	for k, v := range intAttrs {
-		var a []byte
-		a = protowire.AppendTag(a, 1, protowire.BytesType)
-		a = protowire.AppendString(a, k)
-		a = protowire.AppendTag(a, 3, protowire.VarintType)
-		a = protowire.AppendVarint(a, uint64(v))
-		b = protowire.AppendTag(b, 5, protowire.BytesType)
-		b = protowire.AppendBytes(b, a)
+	return n
+}
+
+func modelProto(nodes []*onnxpb.NodeProto, inits []*onnxpb.TensorProto) []byte {
+	b, err := proto.Marshal(&onnxpb.ModelProto{
+		IrVersion: proto.Int64(8),
+		Graph:     &onnxpb.GraphProto{Node: nodes, Initializer: inits},
+	})
+	if err != nil {
+		panic(err) // only for messages these helpers build
 	}
 	return b
-}
-
-func modelProto(nodes, inits [][]byte) []byte {
-	var g []byte
-	for _, n := range nodes {
-		g = protowire.AppendTag(g, 1, protowire.BytesType)
-		g = protowire.AppendBytes(g, n)
-	}
-	for _, t := range inits {
-		g = protowire.AppendTag(g, 5, protowire.BytesType)
-		g = protowire.AppendBytes(g, t)
-	}
-	var m []byte
-	m = protowire.AppendTag(m, 1, protowire.VarintType)
-	m = protowire.AppendVarint(m, 8)
-	m = protowire.AppendTag(m, 7, protowire.BytesType)
-	return protowire.AppendBytes(m, g)
 }
 
 // forwardOrder lists a torchvision ResNet's convolutions as its forward()
@@ -135,7 +111,7 @@ func forwardOrder(a resnet.Arch, w *resnet.Weights) [][2]string {
 // foldedExport writes an ONNX model with BatchNorm folded into the convs
 // under generated initializer names, as the exporter's constant folding does.
 func foldedExport(net *resnet.Network, w *resnet.Weights) []byte {
-	var nodes [][]byte
+	var nodes []*onnxpb.NodeProto
 	var inits exportedInits
 	x := "input"
 	for i, c := range forwardOrder(net.Arch, w) {
@@ -221,7 +197,7 @@ func TestNamedExportAndFiles(t *testing.T) {
 	inits.add("onnx::Constant_7", []int{1}, []float32{42}) // the exporter's own constants are not parameters
 	path := filepath.Join(t.TempDir(), "resnet20.onnx")
 	require.NoError(t, os.WriteFile(path, inits.model(
-		[][]byte{nodeProto("Conv", "c", []string{"input", "conv1.weight"}, []string{"y"}, nil)}), 0o644))
+		[]*onnxpb.NodeProto{nodeProto("Conv", "c", []string{"input", "conv1.weight"}, []string{"y"}, nil)}), 0o644))
 	got, err := Load(path, net)
 	require.NoError(t, err)
 	assert.Equal(t, w, got)
