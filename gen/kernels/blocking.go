@@ -56,10 +56,12 @@ func cyclesPerFMA(r, v int) float64 {
 //  1. V vectors per tile, with OutC a multiple of V·Lanes.
 //  2. The inner step loads V weight vectors and broadcasts one input
 //     scalar per pixel into one register, so a tile of R = TH·TW pixels
-//     needs R·V accumulators + V + 1 registers ≤ Regs.
-//  3. TW divides the output width (a column remainder costs a whole
-//     narrow tile per row); TH ≤ 4 need not divide the height: the last
-//     tile row then uses a second kernel with the remaining rows.
+//     needs R·V accumulators + V + 1 registers ≤ Regs, and R ≤ the tier's
+//     MaxPixels where it has one.
+//  3. TH ≤ 4 need not divide the output height: the last tile row then
+//     uses a second kernel with the remaining rows. TW must divide the
+//     width unless the tier allows ColumnRemainders (AVX2): then the last
+//     tile of each row, and the corner, use narrower kernels.
 //  4. Lowest modelled cycles per FMA (cyclesPerFMA, averaged over the main
 //     and remainder tile rows); then most accumulators (they amortise the
 //     per-tile epilogue and call); then fewest loads per FMA; then TH = 1.
