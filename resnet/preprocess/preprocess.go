@@ -13,14 +13,18 @@
 package preprocess
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
-	_ "image/jpeg" // JPEG and PNG, the formats DecodeFile accepts
+	stdjpeg "image/jpeg" // JPEG and PNG, the formats DecodeFile accepts
 	_ "image/png"
 	"io"
 	"math"
 	"os"
+
+	"github.com/resnetgen/resnetgen/resnet/jpeg"
 )
 
 // MaxPixels is the largest image DecodeFile decodes (64 megapixels); the
@@ -58,11 +62,32 @@ func DecodeFile(path string) (image.Image, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	img, _, err := image.Decode(f)
+	var img image.Image
+	if format == "jpeg" {
+		img, err = decodeJPEG(f)
+	} else {
+		img, _, err = image.Decode(f)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: corrupt %s image: %v", path, format, err)
 	}
 	return img, nil
+}
+
+// decodeJPEG decodes with resnet/jpeg, which gives libjpeg's samples (so
+// Pillow's), and falls back to image/jpeg for the JPEG kinds it does not
+// handle (CMYK, arithmetic coding, 12-bit, …: see its package doc), whose
+// samples may then be a few levels from Pillow's.
+func decodeJPEG(r io.Reader) (image.Image, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	img, err := jpeg.Decode(data, MaxPixels)
+	if errors.Is(err, jpeg.ErrUnsupported) {
+		return stdjpeg.Decode(bytes.NewReader(data))
+	}
+	return img, err
 }
 
 // RGB is an 8-bit image with interleaved R, G, B.

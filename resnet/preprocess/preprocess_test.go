@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/resnet/internal/libjpeg"
 )
 
 func gray(w, h int, vals ...uint8) *RGB {
@@ -165,4 +167,41 @@ func TestJPEGColourTables(t *testing.T) {
 	// R = 76 + round(1.402·127) = 76 + 178 = 254; G = 76 + ⌊(−0.34414·−43 − 0.71414·127)·65536 + 32768⌋>>16
 	// = 76 − 76 = 0 (−75.9 rounds to −76); B = 76 + round(1.772·−43) = 76 − 76 = 0.
 	assert.Equal(t, []uint8{254, 0, 0}, r.Pix)
+}
+
+// TestJPEGMatchesLibjpeg: DecodeFile + ToRGB give djpeg's RGB pixels
+// exactly — libjpeg-turbo with its defaults, as Pillow decodes — over every
+// chroma layout, progressive and restart-interval files and odd sizes
+// (libjpeg.Cases). The decoder (resnet/jpeg) and the upsampling and colour
+// conversion here are held to libjpeg together.
+func TestJPEGMatchesLibjpeg(t *testing.T) {
+	for _, c := range libjpeg.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			data := c.Encode(t)
+			dir := t.TempDir()
+			w, h, ch, want, err := libjpeg.Decode(dir, data)
+			require.NoError(t, err)
+			path := filepath.Join(dir, "x.jpg")
+			require.NoError(t, os.WriteFile(path, data, 0o644))
+			img, err := DecodeFile(path)
+			require.NoError(t, err)
+			got := ToRGB(img)
+			require.Equal(t, [2]int{w, h}, [2]int{got.W, got.H})
+			if ch == 1 { // djpeg writes grey as PGM; PIL's convert("RGB") replicates it
+				grey := want
+				want = make([]uint8, 3*len(grey))
+				for i, v := range grey {
+					want[3*i], want[3*i+1], want[3*i+2] = v, v, v
+				}
+			}
+			diff, worst := 0, 0
+			for i := range want {
+				if d := int(got.Pix[i]) - int(want[i]); d != 0 {
+					diff++
+					worst = max(worst, d, -d)
+				}
+			}
+			assert.Zero(t, diff, "samples differing from djpeg's (of %d; worst by %d levels)", len(want), worst)
+		})
+	}
 }
