@@ -117,6 +117,8 @@ cases = [
     ("photo444.jpg", scene(333, 250), {"quality": 95, "subsampling": 0}),  # 4:4:4 JPEG
     ("photo422.jpg", scene(401, 299), {"quality": 85, "subsampling": 1}),  # 4:2:2 JPEG, odd sizes
     ("odd420.jpg", scene(257, 193), {"quality": 75}),  # 4:2:0 with odd width and height
+    ("progressive.jpg", scene(451, 338), {"quality": 88, "progressive": True}),  # progressive 4:2:0
+    ("grey90.jpg", scene(300, 260).convert("L"), {"quality": 90}),  # one-component JPEG (a stem of its own: files are named by stem)
 ]
 transform = transforms.Compose([
     transforms.Resize(256),
