@@ -11,8 +11,8 @@ import "image"
 // levels at colour edges, so the conversion below does what libjpeg does:
 // the same upsampling arithmetic (jdsample.c: h2v2 and h2v1 fancy, box
 // when the chroma plane is at most 2 samples wide) and the same 16-bit
-// fixed-point YCbCr → RGB tables (jdcolor.c). What remains is the IDCT:
-// Go's and libjpeg's "islow" differ by a level or two in places.
+// fixed-point YCbCr → RGB tables (jdcolor.c). With resnet/jpeg's planes
+// (libjpeg's IDCT) the result is libjpeg's RGB exactly (TestJPEGMatchesLibjpeg).
 
 const (
 	scaleBits = 16
