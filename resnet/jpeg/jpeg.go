@@ -42,6 +42,14 @@ type FormatError string
 
 func (e FormatError) Error() string { return "jpeg: " + string(e) }
 
+// frameKinds names the SOFn frame types by n/4 and n%4 (T.81 table B.1).
+var frameKinds = [4][4]string{
+	{"baseline", "extended sequential", "progressive", "lossless"},
+	{"", "hierarchical sequential", "hierarchical progressive", "hierarchical lossless"},
+	{"", "arithmetic coding, sequential", "arithmetic coding, progressive", "arithmetic coding, lossless"},
+	{"", "hierarchical arithmetic coding, sequential", "hierarchical arithmetic coding, progressive", "hierarchical arithmetic coding, lossless"},
+}
+
 // zigzag[k] is the natural-order index of the k-th coefficient in zigzag
 // order, followed by 16 entries of 63 as in libjpeg's jpeg_natural_order:
 // a corrupt run can step k past 63 by up to 15, and libjpeg then writes
@@ -169,7 +177,7 @@ func (d *decoder) parse(frameOnly bool) error {
 				return d.checkLayout()
 			}
 		case m == 0xC3 || 0xC5 <= m && m <= 0xC7 || 0xC9 <= m && m <= 0xCB || 0xCD <= m && m <= 0xCF:
-			return unsupported("SOF%d frames (lossless, hierarchical or arithmetic-coded)", m-0xC0)
+			return unsupported("%s (SOF%d)", frameKinds[(m-0xC0)/4][m%4], m-0xC0)
 		case m == 0xCC:
 			return unsupported("arithmetic coding")
 		case m == 0xC4:

@@ -52,42 +52,91 @@ func DecodeFile(path string) (image.Image, error) {
 		return nil, err
 	}
 	defer f.Close()
-	cfg, format, err := image.DecodeConfig(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not a JPEG or PNG image: %v", path, err)
-	}
-	if cfg.Width < 1 || cfg.Height < 1 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
-		return nil, fmt.Errorf("%s: %s image of %dx%d pixels; the limit is %d pixels", path, format, cfg.Width, cfg.Height, MaxPixels)
+	var magic [2]byte
+	if _, err := io.ReadFull(f, magic[:]); err == nil && magic == [2]byte{0xFF, 0xD8} {
+		// JPEG: resnet/jpeg reads the header itself (it knows kinds
+		// image/jpeg's DecodeConfig refuses, e.g. arithmetic coding).
+		data, err := readAtMost(f, magic[:], maxJPEGBytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		img, err := decodeJPEG(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		return img, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	var img image.Image
-	if format == "jpeg" {
-		img, err = decodeJPEG(f)
-	} else {
-		img, _, err = image.Decode(f)
+	cfg, format, err := image.DecodeConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a JPEG or PNG image: %v", path, err)
 	}
+	if err := checkSize(format, cfg); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	img, _, err := image.Decode(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: corrupt %s image: %v", path, format, err)
 	}
 	return img, nil
 }
 
-// decodeJPEG decodes with resnet/jpeg, which gives libjpeg's samples (so
-// Pillow's), and falls back to image/jpeg for the JPEG kinds it does not
-// handle (CMYK, arithmetic coding, 12-bit, …: see its package doc), whose
-// samples may then be a few levels from Pillow's.
-func decodeJPEG(r io.Reader) (image.Image, error) {
-	data, err := io.ReadAll(r)
+// maxJPEGBytes bounds the JPEG file read into memory: far above what a
+// MaxPixels image takes at any quality.
+const maxJPEGBytes = 1 << 30
+
+func readAtMost(r io.Reader, head []byte, limit int64) ([]byte, error) {
+	rest, err := io.ReadAll(io.LimitReader(r, limit))
 	if err != nil {
 		return nil, err
 	}
-	img, err := jpeg.Decode(data, MaxPixels)
-	if errors.Is(err, jpeg.ErrUnsupported) {
-		return stdjpeg.Decode(bytes.NewReader(data))
+	if int64(len(rest)) >= limit {
+		return nil, fmt.Errorf("JPEG file of over %d bytes", limit)
 	}
-	return img, err
+	return append(head, rest...), nil
+}
+
+func checkSize(format string, cfg image.Config) error {
+	if cfg.Width < 1 || cfg.Height < 1 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
+		return fmt.Errorf("%s image of %dx%d pixels; the limit is %d pixels", format, cfg.Width, cfg.Height, MaxPixels)
+	}
+	return nil
+}
+
+// decodeJPEG decodes with resnet/jpeg, which gives libjpeg's samples (so
+// Pillow's), and falls back to image/jpeg for the JPEG kinds it does not
+// handle (CMYK, 4:4:0, …: see its package doc), whose samples may then be
+// a few levels from Pillow's.
+func decodeJPEG(data []byte) (image.Image, error) {
+	cfg, err := jpeg.DecodeConfig(data)
+	if err == nil {
+		if err := checkSize("jpeg", cfg); err != nil {
+			return nil, err
+		}
+		var img image.Image
+		if img, err = jpeg.Decode(data, MaxPixels); err == nil {
+			return img, nil
+		}
+	}
+	if !errors.Is(err, jpeg.ErrUnsupported) {
+		return nil, fmt.Errorf("corrupt jpeg image: %v", err)
+	}
+	stdCfg, stdErr := stdjpeg.DecodeConfig(bytes.NewReader(data))
+	if stdErr == nil {
+		if err := checkSize("jpeg", stdCfg); err != nil {
+			return nil, err
+		}
+		var img image.Image
+		if img, stdErr = stdjpeg.Decode(bytes.NewReader(data)); stdErr == nil {
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("unsupported JPEG: %v; image/jpeg: %v", err, stdErr)
 }
 
 // RGB is an 8-bit image with interleaved R, G, B.

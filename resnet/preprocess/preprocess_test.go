@@ -205,3 +205,35 @@ func TestJPEGMatchesLibjpeg(t *testing.T) {
 		})
 	}
 }
+
+// JPEGs resnet/jpeg does not decode go to image/jpeg; what neither
+// decodes is refused, and says why; a corrupt one is called corrupt.
+func TestJPEGFallback(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+		return p
+	}
+	// 4:4:0 chroma: not ours, but image/jpeg's.
+	img, err := DecodeFile(write("440.jpg", libjpeg.Case{W: 40, H: 30, Args: []string{"-sample", "1x2"}}.Encode(t)))
+	require.NoError(t, err)
+	assert.Equal(t, image.Rect(0, 0, 40, 30), img.Bounds())
+
+	// Arithmetic coding: neither decoder's.
+	_, err = DecodeFile(write("arith.jpg", libjpeg.Case{W: 40, H: 30, Args: []string{"-arithmetic"}}.Encode(t)))
+	assert.ErrorContains(t, err, "unsupported JPEG: jpeg: unsupported: arithmetic coding, sequential (SOF9); image/jpeg:")
+
+	good := libjpeg.Case{W: 40, H: 30}.Encode(t)
+	_, err = DecodeFile(write("cut.jpg", good[:len(good)/2]))
+	assert.ErrorContains(t, err, "corrupt jpeg image: jpeg: ")
+
+	// A frame header claiming 60000×60000 pixels is refused before decoding.
+	huge := bytes.Clone(good)
+	sof := bytes.Index(huge, []byte{0xFF, 0xC0})
+	require.Positive(t, sof)
+	binary.BigEndian.PutUint16(huge[sof+5:], 60000) // height
+	binary.BigEndian.PutUint16(huge[sof+7:], 60000) // width
+	_, err = DecodeFile(write("huge.jpg", huge))
+	assert.ErrorContains(t, err, "jpeg image of 60000x60000 pixels; the limit is")
+}
