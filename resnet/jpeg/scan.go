@@ -219,18 +219,9 @@ func addDC(c *component, diff int32) error {
 }
 
 func (d *decoder) sequentialBlock(c *component, b *[64]int16) error {
-	s, err := d.bits.decode(d.dcTab[c.dc])
-	if err != nil {
+	if err := d.dcFirst(c, b, 0); err != nil { // a sequential DC is a first DC scan's at full precision
 		return err
 	}
-	diff, err := d.bits.receiveExtend(int(s))
-	if err != nil {
-		return err
-	}
-	if err := addDC(c, diff); err != nil {
-		return err
-	}
-	b[0] = int16(c.lastDC) // libjpeg's (JCOEF) cast: wraps
 	ac := d.acTab[c.ac]
 	for k := 1; k < 64; k++ {
 		rs, err := d.bits.decode(ac)
@@ -267,7 +258,7 @@ func (d *decoder) dcFirst(c *component, b *[64]int16, al int) error {
 	if err := addDC(c, diff); err != nil {
 		return err
 	}
-	b[0] = int16(c.lastDC << al)
+	b[0] = int16(c.lastDC << al) // libjpeg's (JCOEF) cast: wraps
 	return nil
 }
 
