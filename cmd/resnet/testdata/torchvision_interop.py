@@ -106,6 +106,15 @@ def scene(w, h):
     return im
 
 
+def with_alpha(im):
+    """im with an alpha channel that varies over the picture, 0 to 255."""
+    w, h = im.size
+    yy, xx = np.mgrid[0:h, 0:w]
+    im = im.copy()
+    im.putalpha(Image.fromarray(((xx * 7 + yy * 3) % 256).astype(np.uint8), "L"))
+    return im
+
+
 images = []
 cases = [
     ("landscape.png", scene(500, 375), {}),           # shorter side 375 -> 256: downscale
@@ -113,6 +122,9 @@ cases = [
     ("small.png", scene(97, 61), {}),                 # large upscale
     ("large.png", scene(1601, 1203), {}),             # strong downscale (wide filter support)
     ("grey.png", scene(300, 260).convert("L"), {}),   # single channel, converted to RGB
+    ("rgba.png", with_alpha(scene(260, 300)), {}),    # alpha: convert("RGB") drops it
+    ("greyalpha.png", with_alpha(scene(300, 260).convert("L")), {}),  # LA
+    ("palette.png", scene(280, 270).quantize(200), {"transparency": 3}),  # P with a transparent entry
     ("photo.jpg", scene(500, 375), {"quality": 90}),  # 4:2:0 JPEG
     ("photo444.jpg", scene(333, 250), {"quality": 95, "subsampling": 0}),  # 4:4:4 JPEG
     ("photo422.jpg", scene(401, 299), {"quality": 85, "subsampling": 1}),  # 4:2:2 JPEG, odd sizes
