@@ -100,7 +100,6 @@ func TestUnsupported(t *testing.T) {
 	}{
 		{[]string{"-arithmetic"}, "arithmetic"},
 		{[]string{"-rgb"}, "RGB-coded"},
-		{[]string{"-sample", "1x2"}, "chroma sampling Y 1x2, Cb 1x1, Cr 1x1"},
 		{[]string{"-sample", "4x1"}, "chroma sampling Y 4x1"},
 		{[]string{"-scans", dcOnly}, "libjpeg smooths them"},
 	} {

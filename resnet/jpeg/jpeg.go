@@ -12,7 +12,7 @@
 //
 // Supported: baseline, extended-sequential (Huffman) and progressive
 // JPEGs with 8-bit samples, one component (grey) or three (YCbCr) with
-// 4:4:4, 4:2:2 or 4:2:0 chroma, any restart interval. Anything else —
+// 4:4:4, 4:2:2, 4:2:0 or 4:4:0 chroma, any restart interval. Anything else —
 // arithmetic coding, lossless, hierarchical, 12-bit, CMYK/YCCK, RGB-coded
 // JPEGs, other chroma layouts, tables left to their defaults (Motion JPEG),
 // and progressive files whose scans never complete the low-frequency
@@ -332,8 +332,8 @@ func (d *decoder) checkLayout() error {
 
 // subsampling maps the sampling factors to image.YCbCr's ratios: luma
 // must carry the largest factors, both chroma components the same ones,
-// and the ratio be 1×1, 2×1 or 2×2 — the layouts libjpeg upsamples with
-// the filters resnet/preprocess reproduces.
+// and the ratio be 1×1, 2×1, 2×2 or 1×2 — the layouts libjpeg upsamples
+// with the filters resnet/preprocess reproduces.
 func (d *decoder) subsampling() (image.YCbCrSubsampleRatio, bool) {
 	y, cb, cr := d.comps[0], d.comps[1], d.comps[2]
 	if y.h != d.hmax || y.v != d.vmax || cb.h != cr.h || cb.v != cr.v || y.h%cb.h != 0 || y.v%cb.v != 0 {
@@ -346,6 +346,8 @@ func (d *decoder) subsampling() (image.YCbCrSubsampleRatio, bool) {
 		return image.YCbCrSubsampleRatio422, true
 	case [2]int{2, 2}:
 		return image.YCbCrSubsampleRatio420, true
+	case [2]int{1, 2}:
+		return image.YCbCrSubsampleRatio440, true
 	}
 	return 0, false
 }

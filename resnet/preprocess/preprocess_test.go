@@ -140,6 +140,11 @@ func TestFancyUpsamplingByHand(t *testing.T) {
 	assert.Equal(t, []uint8{0, 25, 75, 125, 175, 200}, upsampleH2V1([]uint8{0, 100, 200}, 3, 1, 6))
 	assert.Equal(t, []uint8{0, 25, 75, 125, 175}, upsampleH2V1([]uint8{0, 100, 200}, 3, 1, 5), "odd width: cropped")
 	assert.Equal(t, []uint8{7, 7, 9, 9}, upsampleH2V1([]uint8{7, 9}, 2, 1, 4), "2 samples: box, as libjpeg")
+	// 4:4:0, a column of chroma rows 0 and 100: above a row's centre
+	// (3·near + far + 1) >> 2, below it + 2, the edge rows mixed with
+	// themselves: 0, (0+100+2)>>2 = 25, (300+0+1)>>2 = 75, (400+2)>>2 = 100.
+	assert.Equal(t, []uint8{0, 25, 75, 100}, upsampleH1V2([]uint8{0, 100}, 1, 2, 4))
+	assert.Equal(t, []uint8{0, 25, 75}, upsampleH1V2([]uint8{0, 100}, 1, 2, 3), "odd height: cropped")
 
 	// One chroma row of 3: it mixes with itself (column sums 4v), so each
 	// output row is in 16ths: (16·0+8)>>4 = 0, (12·0+400+7)>>4 = 25,
@@ -215,8 +220,8 @@ func TestJPEGFallback(t *testing.T) {
 		require.NoError(t, os.WriteFile(p, data, 0o644))
 		return p
 	}
-	// 4:4:0 chroma: not ours, but image/jpeg's.
-	img, err := DecodeFile(write("440.jpg", libjpeg.Case{W: 40, H: 30, Args: []string{"-sample", "1x2"}}.Encode(t)))
+	// 4:1:1 chroma: not ours, but image/jpeg's.
+	img, err := DecodeFile(write("411.jpg", libjpeg.Case{W: 40, H: 30, Args: []string{"-sample", "4x1"}}.Encode(t)))
 	require.NoError(t, err)
 	assert.Equal(t, image.Rect(0, 0, 40, 30), img.Bounds())
 

@@ -3,14 +3,14 @@ package preprocess
 import "image"
 
 // JPEG colour, as libjpeg(-turbo) reconstructs it — Pillow, and so
-// torchvision, decode JPEGs with it. Go's image/jpeg hands back the
-// subsampled chroma planes and, through At, repeats each chroma sample over
-// its 2×2 (or 2×1) block; libjpeg's default "fancy" upsampling interpolates
+// torchvision, decode JPEGs with it. A decoded *image.YCbCr holds the
+// subsampled chroma planes, and its At repeats each chroma sample over its
+// 2×2 (2×1, 1×2) block; libjpeg's default "fancy" upsampling interpolates
 // instead (a triangle filter, 3/4 of the nearer sample and 1/4 of the
 // farther in each direction). On a 4:2:0 photo the two differ by up to ~50
 // levels at colour edges, so the conversion below does what libjpeg does:
-// the same upsampling arithmetic (jdsample.c: h2v2 and h2v1 fancy, box
-// when the chroma plane is at most 2 samples wide) and the same 16-bit
+// the same upsampling arithmetic (jdsample.c: h2v2, h2v1 and h1v2 fancy,
+// box when a 2× horizontal upsampling has at most 2 samples) and the same 16-bit
 // fixed-point YCbCr → RGB tables (jdcolor.c). With resnet/jpeg's planes
 // (libjpeg's IDCT) the result is libjpeg's RGB exactly (TestJPEGMatchesLibjpeg).
 
@@ -35,8 +35,8 @@ func init() {
 }
 
 // ycbcrToRGB converts a decoded JPEG as libjpeg does. It reports false for
-// subsampling ratios libjpeg has no fancy upsampler for (4:4:0, 4:1:1,
-// 4:1:0), which the caller converts the generic way.
+// subsampling ratios libjpeg has no fancy upsampler for (4:1:1, 4:1:0),
+// which the caller converts the generic way.
 func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
 	b := m.Rect
 	w, h := b.Dx(), b.Dy()
@@ -44,6 +44,13 @@ func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
 	switch m.SubsampleRatio {
 	case image.YCbCrSubsampleRatio444:
 		cb, cr = plane(m.Cb, m.CStride, m.COffset(b.Min.X, b.Min.Y), w, h), plane(m.Cr, m.CStride, m.COffset(b.Min.X, b.Min.Y), w, h)
+	case image.YCbCrSubsampleRatio440:
+		ch := (h + 1) / 2
+		if b.Min.Y%2 != 0 {
+			return nil, false
+		}
+		off := m.COffset(b.Min.X, b.Min.Y)
+		cb, cr = upsampleH1V2(plane(m.Cb, m.CStride, off, w, ch), w, ch, h), upsampleH1V2(plane(m.Cr, m.CStride, off, w, ch), w, ch, h)
 	case image.YCbCrSubsampleRatio420, image.YCbCrSubsampleRatio422:
 		cw, ch := (w+1)/2, h
 		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
@@ -110,6 +117,27 @@ func upsampleH2V1(in []uint8, cw, ch, w int) []uint8 {
 		dst[2*cw-1] = uint8(last)
 	}
 	return crop(full, 2*cw, w, ch)
+}
+
+// upsampleH1V2 doubles the height (4:4:0) as libjpeg-turbo's
+// h1v2_fancy_upsample: each output row is 3/4 of its nearest chroma row
+// and 1/4 of the next nearest (the row itself at the top and bottom
+// edges), rounded with +1 above a chroma row's centre and +2 below.
+// Cropped to h rows.
+func upsampleH1V2(in []uint8, cw, ch, h int) []uint8 {
+	full := make([]uint8, cw*2*ch)
+	for y := range 2 * ch {
+		near, far, bias := y/2, y/2-1, 1
+		if y%2 == 1 {
+			far, bias = near+1, 2
+		}
+		far = min(max(far, 0), ch-1)
+		dst := full[y*cw : (y+1)*cw]
+		for x := range dst {
+			dst[x] = uint8((int(in[near*cw+x])*3 + int(in[far*cw+x]) + bias) >> 2)
+		}
+	}
+	return full[:cw*h]
 }
 
 // upsampleH2V2 doubles both dimensions (4:2:0) as libjpeg's

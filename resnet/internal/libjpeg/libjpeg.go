@@ -161,6 +161,8 @@ var Cases = []Case{
 	{"1 pixel", 1, 1, nil},
 	{"420, 2-sample-wide chroma", 3, 40, nil},
 	{"422, 1-sample-wide chroma", 2, 9, []string{"-sample", "2x1"}},
+	{"440 odd", 171, 125, []string{"-sample", "1x2"}},
+	{"440 progressive, 1-row chroma", 50, 2, []string{"-sample", "1x2", "-progressive"}},
 }
 
 // Encode writes the case's JPEG, failing the test if the tools are missing.
