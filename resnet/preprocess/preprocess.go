@@ -148,6 +148,9 @@ type RGB struct {
 // ToRGB converts any image to 8-bit RGB (alpha ignored, as PIL's
 // convert("RGB") does for torchvision's loader). A decoded JPEG's chroma is
 // upsampled and converted as libjpeg, which Pillow uses, does (ycbcr.go).
+// 16-bit samples become their high byte, as Pillow's convert does for 16-bit
+// RGB PNGs; for 16-bit grey PNGs Pillow instead clips the values at 255
+// (its mode "I"), which we do not follow.
 func ToRGB(img image.Image) *RGB {
 	if m, ok := img.(*image.YCbCr); ok {
 		if r, ok := ycbcrToRGB(m); ok {
