@@ -99,8 +99,9 @@ func TestUnsupported(t *testing.T) {
 		why  string
 	}{
 		{[]string{"-arithmetic"}, "arithmetic"},
-		{[]string{"-rgb"}, "RGB-coded"},
-		{[]string{"-sample", "4x1"}, "chroma sampling Y 4x1"},
+		{[]string{"-sample", "3x1"}, "chroma sampling Y 3x1"},
+		{[]string{"-sample", "2x2,1x1,2x1"}, "chroma sampling Y 2x2, Cb 1x1, Cr 2x1"},
+		{[]string{"-rgb", "-sample", "2x1"}, "subsampled RGB-coded JPEG"},
 		{[]string{"-scans", dcOnly}, "libjpeg smooths them"},
 	} {
 		data := libjpeg.Case{Name: c.why, W: 40, H: 30, Args: c.args}.Encode(t)
@@ -109,7 +110,7 @@ func TestUnsupported(t *testing.T) {
 		assert.ErrorContains(t, err, c.why)
 	}
 	// DecodeConfig knows the layout but not yet the scans.
-	data := libjpeg.Case{W: 40, H: 30, Args: []string{"-rgb"}}.Encode(t)
+	data := libjpeg.Case{W: 40, H: 30, Args: []string{"-sample", "3x1"}}.Encode(t)
 	_, err := DecodeConfig(data)
 	assert.ErrorIs(t, err, ErrUnsupported)
 }

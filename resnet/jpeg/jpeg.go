@@ -11,10 +11,11 @@
 // upsampling are the caller's: resnet/preprocess does them as libjpeg does.
 //
 // Supported: baseline, extended-sequential (Huffman) and progressive
-// JPEGs with 8-bit samples, one component (grey) or three (YCbCr) with
-// 4:4:4, 4:2:2, 4:2:0 or 4:4:0 chroma, any restart interval. Anything else —
-// arithmetic coding, lossless, hierarchical, 12-bit, CMYK/YCCK, RGB-coded
-// JPEGs, other chroma layouts, tables left to their defaults (Motion JPEG),
+// JPEGs with 8-bit samples, one component (grey) or three: YCbCr with
+// 4:4:4, 4:2:2, 4:2:0, 4:4:0, 4:1:1 or 4:1:0 chroma, or RGB (Adobe
+// transform 0, or ids 'R', 'G', 'B'); any restart interval. Anything
+// else — arithmetic coding, lossless, hierarchical, 12-bit, CMYK/YCCK,
+// other chroma layouts, tables left to their defaults (Motion JPEG),
 // and progressive files whose scans never complete the low-frequency
 // coefficients (libjpeg smooths those) — is reported as ErrUnsupported, so
 // that the caller can fall back to image/jpeg. Corrupt data is an error
@@ -93,6 +94,7 @@ type decoder struct {
 	jfif      bool
 	adobe     bool
 	transform byte
+	rgb       bool // three components coded as R, G, B (no colour transform)
 
 	frame       bool
 	progressive bool
@@ -116,14 +118,17 @@ func DecodeConfig(data []byte) (image.Config, error) {
 		return image.Config{}, err
 	}
 	model := image.Config{Width: d.width, Height: d.height, ColorModel: color.YCbCrModel}
-	if len(d.comps) == 1 {
+	switch {
+	case len(d.comps) == 1:
 		model.ColorModel = color.GrayModel
+	case d.rgb:
+		model.ColorModel = color.RGBAModel
 	}
 	return model, nil
 }
 
-// Decode decodes a JPEG held in memory into an *image.Gray or an
-// *image.YCbCr. It refuses a frame of more than maxPixels pixels before
+// Decode decodes a JPEG held in memory into an *image.Gray, an
+// *image.YCbCr or (for an RGB-coded JPEG) an *image.RGBA. It refuses a frame of more than maxPixels pixels before
 // allocating anything for it.
 func Decode(data []byte, maxPixels int) (image.Image, error) {
 	if maxPixels < 1 {
@@ -321,8 +326,12 @@ func (d *decoder) checkLayout() error {
 		return nil
 	}
 	c := d.comps
-	if !d.jfif && (d.adobe && d.transform == 0 || !d.adobe && c[0].id == 'R' && c[1].id == 'G' && c[2].id == 'B') {
-		return unsupported("RGB-coded JPEG")
+	d.rgb = !d.jfif && (d.adobe && d.transform == 0 || !d.adobe && c[0].id == 'R' && c[1].id == 'G' && c[2].id == 'B')
+	if d.rgb {
+		if c[0].h != c[1].h || c[0].h != c[2].h || c[0].v != c[1].v || c[0].v != c[2].v {
+			return unsupported("subsampled RGB-coded JPEG")
+		}
+		return nil
 	}
 	if _, ok := d.subsampling(); !ok {
 		return unsupported("chroma sampling Y %dx%d, Cb %dx%d, Cr %dx%d", c[0].h, c[0].v, c[1].h, c[1].v, c[2].h, c[2].v)
@@ -332,8 +341,7 @@ func (d *decoder) checkLayout() error {
 
 // subsampling maps the sampling factors to image.YCbCr's ratios: luma
 // must carry the largest factors, both chroma components the same ones,
-// and the ratio be 1×1, 2×1, 2×2 or 1×2 — the layouts libjpeg upsamples
-// with the filters resnet/preprocess reproduces.
+// and the ratio one image.YCbCr has: 1×1, 2×1, 2×2, 1×2, 4×1 or 4×2.
 func (d *decoder) subsampling() (image.YCbCrSubsampleRatio, bool) {
 	y, cb, cr := d.comps[0], d.comps[1], d.comps[2]
 	if y.h != d.hmax || y.v != d.vmax || cb.h != cr.h || cb.v != cr.v || y.h%cb.h != 0 || y.v%cb.v != 0 {
@@ -348,6 +356,10 @@ func (d *decoder) subsampling() (image.YCbCrSubsampleRatio, bool) {
 		return image.YCbCrSubsampleRatio420, true
 	case [2]int{1, 2}:
 		return image.YCbCrSubsampleRatio440, true
+	case [2]int{4, 1}:
+		return image.YCbCrSubsampleRatio411, true
+	case [2]int{4, 2}:
+		return image.YCbCrSubsampleRatio410, true
 	}
 	return 0, false
 }
@@ -453,6 +465,19 @@ func (d *decoder) image() (image.Image, error) {
 	r := image.Rect(0, 0, d.width, d.height)
 	if len(d.comps) == 1 {
 		return &image.Gray{Pix: planes[0], Stride: d.comps[0].bw * 8, Rect: r}, nil
+	}
+	if d.rgb { // libjpeg's RGB → RGB "conversion" is a copy
+		m := image.NewRGBA(r)
+		for y := range d.height {
+			row := m.Pix[y*m.Stride:]
+			for x := range d.width {
+				for i, p := range planes {
+					row[4*x+i] = p[y*d.comps[i].bw*8+x]
+				}
+				row[4*x+3] = 255
+			}
+		}
+		return m, nil
 	}
 	ratio, _ := d.subsampling()
 	return &image.YCbCr{

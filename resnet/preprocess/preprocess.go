@@ -110,7 +110,7 @@ func checkSize(format string, cfg image.Config) error {
 
 // decodeJPEG decodes with resnet/jpeg, which gives libjpeg's samples (so
 // Pillow's), and falls back to image/jpeg for the JPEG kinds it does not
-// handle (CMYK, 4:1:1, …: see its package doc), whose samples may then be
+// handle (CMYK, arithmetic coding, …: see its package doc), whose samples may then be
 // a few levels from Pillow's.
 func decodeJPEG(data []byte) (image.Image, error) {
 	cfg, err := jpeg.DecodeConfig(data)

@@ -8,13 +8,16 @@ import (
 	"image/color"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/resnet/internal/libjpeg"
+	"github.com/resnetgen/resnetgen/resnet/jpeg"
 )
 
 func gray(w, h int, vals ...uint8) *RGB {
@@ -220,10 +223,10 @@ func TestJPEGFallback(t *testing.T) {
 		require.NoError(t, os.WriteFile(p, data, 0o644))
 		return p
 	}
-	// 4:1:1 chroma: not ours, but image/jpeg's.
-	img, err := DecodeFile(write("411.jpg", libjpeg.Case{W: 40, H: 30, Args: []string{"-sample", "4x1"}}.Encode(t)))
-	require.NoError(t, err)
-	assert.Equal(t, image.Rect(0, 0, 40, 30), img.Bounds())
+	// 3×1 luma sampling: neither resnet/jpeg's nor image/jpeg's (CMYK, which
+	// is image/jpeg's only, is in TestGoTestdataJPEGs).
+	_, err := DecodeFile(write("311.jpg", libjpeg.Case{W: 40, H: 30, Args: []string{"-sample", "3x1"}}.Encode(t)))
+	assert.ErrorContains(t, err, "unsupported JPEG: jpeg: unsupported: chroma sampling Y 3x1, Cb 1x1, Cr 1x1; image/jpeg:")
 
 	// Arithmetic coding: neither decoder's.
 	_, err = DecodeFile(write("arith.jpg", libjpeg.Case{W: 40, H: 30, Args: []string{"-arithmetic"}}.Encode(t)))
@@ -241,4 +244,47 @@ func TestJPEGFallback(t *testing.T) {
 	binary.BigEndian.PutUint16(huge[sof+7:], 60000) // width
 	_, err = DecodeFile(write("huge.jpg", huge))
 	assert.ErrorContains(t, err, "jpeg image of 60000x60000 pixels; the limit is")
+}
+
+// TestGoTestdataJPEGs: the JPEGs in Go's own source tree (image/testdata,
+// written by several encoders: odd sampling factors, separate DC scans,
+// restarts, RGB, CMYK, a truncated progressive file) decode to djpeg's
+// pixels exactly, except the kinds resnet/jpeg leaves to image/jpeg (CMYK;
+// progressive scans libjpeg would smooth; RGB with subsampled G and B),
+// which must still decode.
+func TestGoTestdataJPEGs(t *testing.T) {
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	require.NoError(t, err)
+	files, err := filepath.Glob(filepath.Join(strings.TrimSpace(string(goroot)), "src", "image", "testdata", "*.jpeg"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 25, "Go's image/testdata JPEGs")
+	fallback := map[string]bool{
+		"video-001.cmyk.jpeg":                  true,
+		"video-001.progressive.truncated.jpeg": true,
+		"video-001.rgb.jpeg":                   true,
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		img, err := DecodeFile(f)
+		require.NoError(t, err, name)
+		_, ourErr := jpeg.Decode(data, MaxPixels)
+		if fallback[name] {
+			assert.ErrorIs(t, ourErr, jpeg.ErrUnsupported, name)
+			continue
+		}
+		require.NoError(t, ourErr, name)
+		w, h, ch, want, err := libjpeg.Decode(t.TempDir(), data)
+		require.NoError(t, err, name)
+		got := ToRGB(img)
+		require.Equal(t, [2]int{w, h}, [2]int{got.W, got.H}, name)
+		diff := 0
+		for i := range got.Pix {
+			if got.Pix[i] != want[i/3*ch+i%3%ch] {
+				diff++
+			}
+		}
+		assert.Zero(t, diff, "%s: samples differing from djpeg's", name)
+	}
 }

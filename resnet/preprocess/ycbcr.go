@@ -9,8 +9,9 @@ import "image"
 // instead (a triangle filter, 3/4 of the nearer sample and 1/4 of the
 // farther in each direction). On a 4:2:0 photo the two differ by up to ~50
 // levels at colour edges, so the conversion below does what libjpeg does:
-// the same upsampling arithmetic (jdsample.c: h2v2, h2v1 and h1v2 fancy,
-// box when a 2× horizontal upsampling has at most 2 samples) and the same 16-bit
+// the same upsampling arithmetic (jdsample.c: h2v2, h2v1 and h1v2 fancy;
+// box for 4× and when a 2× horizontal upsampling has at most 2 samples)
+// and the same 16-bit
 // fixed-point YCbCr → RGB tables (jdcolor.c). With resnet/jpeg's planes
 // (libjpeg's IDCT) the result is libjpeg's RGB exactly (TestJPEGMatchesLibjpeg).
 
@@ -34,9 +35,9 @@ func init() {
 	}
 }
 
-// ycbcrToRGB converts a decoded JPEG as libjpeg does. It reports false for
-// subsampling ratios libjpeg has no fancy upsampler for (4:1:1, 4:1:0),
-// which the caller converts the generic way.
+// ycbcrToRGB converts a decoded JPEG as libjpeg does. It reports false
+// only for a sub-image cut off the chroma grid, which the caller converts
+// the generic way.
 func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
 	b := m.Rect
 	w, h := b.Dx(), b.Dy()
@@ -66,6 +67,19 @@ func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
 		} else {
 			cb, cr = upsampleH2V1(cb, cw, ch, w), upsampleH2V1(cr, cw, ch, w)
 		}
+	case image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410:
+		// libjpeg has no fancy filter for 4× (jdsample.c's int_upsample):
+		// each chroma sample covers its 4×1 or 4×2 block.
+		fy := 1
+		if m.SubsampleRatio == image.YCbCrSubsampleRatio410 {
+			fy = 2
+		}
+		if b.Min.X%4 != 0 || b.Min.Y%fy != 0 {
+			return nil, false
+		}
+		cw, ch := (w+3)/4, (h+fy-1)/fy
+		off := m.COffset(b.Min.X, b.Min.Y)
+		cb, cr = upsampleBox(plane(m.Cb, m.CStride, off, cw, ch), cw, 4, fy, w, h), upsampleBox(plane(m.Cr, m.CStride, off, cw, ch), cw, 4, fy, w, h)
 	default:
 		return nil, false
 	}
@@ -117,6 +131,19 @@ func upsampleH2V1(in []uint8, cw, ch, w int) []uint8 {
 		dst[2*cw-1] = uint8(last)
 	}
 	return crop(full, 2*cw, w, ch)
+}
+
+// upsampleBox repeats each sample of a cw-wide plane over an fx×fy block,
+// giving w×h samples.
+func upsampleBox(in []uint8, cw, fx, fy, w, h int) []uint8 {
+	out := make([]uint8, w*h)
+	for y := range h {
+		src := in[(y/fy)*cw:]
+		for x := range w {
+			out[y*w+x] = src[x/fx]
+		}
+	}
+	return out
 }
 
 // upsampleH1V2 doubles the height (4:4:0) as libjpeg-turbo's

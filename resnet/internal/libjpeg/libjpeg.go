@@ -136,7 +136,7 @@ type Case struct {
 	Args []string // cjpeg's options
 }
 
-// Cases covers what resnet/jpeg decodes: every chroma layout with sizes
+// Cases covers what resnet/jpeg decodes: every chroma layout and RGB with sizes
 // that are and are not multiples of the MCU, baseline and optimised
 // Huffman tables, progressive scan scripts, restart intervals (in MCUs and
 // in rows), grey, chroma planes of 1 and 2 samples, and the quality range.
@@ -163,6 +163,10 @@ var Cases = []Case{
 	{"422, 1-sample-wide chroma", 2, 9, []string{"-sample", "2x1"}},
 	{"440 odd", 171, 125, []string{"-sample", "1x2"}},
 	{"440 progressive, 1-row chroma", 50, 2, []string{"-sample", "1x2", "-progressive"}},
+	{"411 odd", 203, 77, []string{"-sample", "4x1"}},
+	{"410 progressive", 130, 97, []string{"-sample", "4x2", "-progressive"}},
+	{"RGB", 90, 61, []string{"-rgb"}},
+	{"RGB progressive restart", 77, 50, []string{"-rgb", "-progressive", "-restart", "1"}},
 }
 
 // Encode writes the case's JPEG, failing the test if the tools are missing.
