@@ -200,9 +200,10 @@ func (d *decoder) parse(frameOnly bool) error {
 			}
 			err = d.readScan(seg)
 		case m == 0xE0:
-			d.jfif = d.jfif || len(seg) >= 5 && string(seg[:5]) == "JFIF\x00"
+			// libjpeg's examine_app0: a JFIF APP0 has at least 14 bytes.
+			d.jfif = d.jfif || len(seg) >= 14 && string(seg[:5]) == "JFIF\x00"
 		case m == 0xEE:
-			if len(seg) >= 12 && string(seg[:5]) == "Adobe" {
+			if len(seg) >= 12 && string(seg[:5]) == "Adobe" { // examine_app14
 				d.adobe, d.transform = true, seg[11]
 			}
 		case 0xE1 <= m && m <= 0xEF || m == 0xFE: // other APPn, COM
