@@ -140,24 +140,24 @@ func TestDecodeAndImageNet(t *testing.T) {
 // with themselves. (Against Pillow itself: cmd/resnet's TestTorchvisionInterop.)
 func TestFancyUpsamplingByHand(t *testing.T) {
 	// (3·0+100+2)>>2 = 25, (3·100+0+1)>>2 = 75, (300+200+2)>>2 = 125, (600+100+1)>>2 = 175.
-	assert.Equal(t, []uint8{0, 25, 75, 125, 175, 200}, upsampleH2V1([]uint8{0, 100, 200}, 3, 1, 6))
-	assert.Equal(t, []uint8{0, 25, 75, 125, 175}, upsampleH2V1([]uint8{0, 100, 200}, 3, 1, 5), "odd width: cropped")
-	assert.Equal(t, []uint8{7, 7, 9, 9}, upsampleH2V1([]uint8{7, 9}, 2, 1, 4), "2 samples: box, as libjpeg")
+	assert.Equal(t, []uint8{0, 25, 75, 125, 175, 200}, upsample([]uint8{0, 100, 200}, 2, 1, 6, 1))
+	assert.Equal(t, []uint8{0, 25, 75, 125, 175}, upsample([]uint8{0, 100, 200}, 2, 1, 5, 1), "odd width: cropped")
+	assert.Equal(t, []uint8{7, 7, 9, 9}, upsample([]uint8{7, 9}, 2, 1, 4, 1), "2 samples: box, as libjpeg")
 	// 4:4:0, a column of chroma rows 0 and 100: above a row's centre
 	// (3·near + far + 1) >> 2, below it + 2, the edge rows mixed with
 	// themselves: 0, (0+100+2)>>2 = 25, (300+0+1)>>2 = 75, (400+2)>>2 = 100.
-	assert.Equal(t, []uint8{0, 25, 75, 100}, upsampleH1V2([]uint8{0, 100}, 1, 2, 4))
-	assert.Equal(t, []uint8{0, 25, 75}, upsampleH1V2([]uint8{0, 100}, 1, 2, 3), "odd height: cropped")
+	assert.Equal(t, []uint8{0, 25, 75, 100}, upsample([]uint8{0, 100}, 1, 2, 1, 4))
+	assert.Equal(t, []uint8{0, 25, 75}, upsample([]uint8{0, 100}, 1, 2, 1, 3), "odd height: cropped")
 
 	// One chroma row of 3: it mixes with itself (column sums 4v), so each
 	// output row is in 16ths: (16·0+8)>>4 = 0, (12·0+400+7)>>4 = 25,
 	// (1200+0+8)>>4 = 75, (1200+800+7)>>4 = 125, (2400+400+8)>>4 = 175,
 	// (3200+7)>>4 = 200 — here the same as 4:2:2.
 	row := []uint8{0, 25, 75, 125, 175, 200}
-	assert.Equal(t, append(append([]uint8{}, row...), row...), upsampleH2V2([]uint8{0, 100, 200}, 3, 1, 6, 2))
+	assert.Equal(t, append(append([]uint8{}, row...), row...), upsample([]uint8{0, 100, 200}, 2, 2, 6, 2))
 	// Two chroma rows, a column of 3 constant per row (0 above, 160 below):
 	// output rows 0..3 are (4·0)/4, (3·0+160)/4 = 40, (3·160+0)/4 = 120, 160.
-	got := upsampleH2V2([]uint8{0, 0, 0, 160, 160, 160}, 3, 2, 6, 4)
+	got := upsample([]uint8{0, 0, 0, 160, 160, 160}, 2, 2, 6, 4)
 	for y, want := range []uint8{0, 40, 120, 160} {
 		for x := 0; x < 6; x++ {
 			assert.Equal(t, want, got[y*6+x], "row %d col %d", y, x)
@@ -287,4 +287,15 @@ func TestGoTestdataJPEGs(t *testing.T) {
 		}
 		assert.Zero(t, diff, "%s: samples differing from djpeg's", name)
 	}
+}
+
+// upsample runs the row upsampler over a whole plane (stride (w+fx-1)/fx)
+// to a w×h result.
+func upsample(in []uint8, fx, fy, w, h int) []uint8 {
+	c := newChroma(in, 0, (w+fx-1)/fx, w, h, fx, fy)
+	out := make([]uint8, w*h)
+	for y := range h {
+		c.upsampleRow(y, out[y*w:(y+1)*w])
+	}
+	return out
 }

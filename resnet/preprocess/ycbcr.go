@@ -37,181 +37,142 @@ func init() {
 
 // ycbcrToRGB converts a decoded JPEG as libjpeg does. It reports false
 // only for a sub-image cut off the chroma grid, which the caller converts
-// the generic way.
+// the generic way. It works a row at a time: two rows of upsampled chroma
+// are all it allocates besides the result.
 func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
+	fx, fy := factors(m.SubsampleRatio)
 	b := m.Rect
-	w, h := b.Dx(), b.Dy()
-	var cb, cr []uint8 // full-resolution chroma, w×h
-	switch m.SubsampleRatio {
-	case image.YCbCrSubsampleRatio444:
-		cb, cr = plane(m.Cb, m.CStride, m.COffset(b.Min.X, b.Min.Y), w, h), plane(m.Cr, m.CStride, m.COffset(b.Min.X, b.Min.Y), w, h)
-	case image.YCbCrSubsampleRatio440:
-		ch := (h + 1) / 2
-		if b.Min.Y%2 != 0 {
-			return nil, false
-		}
-		off := m.COffset(b.Min.X, b.Min.Y)
-		cb, cr = upsampleH1V2(plane(m.Cb, m.CStride, off, w, ch), w, ch, h), upsampleH1V2(plane(m.Cr, m.CStride, off, w, ch), w, ch, h)
-	case image.YCbCrSubsampleRatio420, image.YCbCrSubsampleRatio422:
-		cw, ch := (w+1)/2, h
-		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
-			ch = (h + 1) / 2
-		}
-		if b.Min.X%2 != 0 || b.Min.Y%2 != 0 {
-			return nil, false // a sub-image not aligned to the chroma grid; never from Decode
-		}
-		off := m.COffset(b.Min.X, b.Min.Y)
-		cb, cr = plane(m.Cb, m.CStride, off, cw, ch), plane(m.Cr, m.CStride, off, cw, ch)
-		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
-			cb, cr = upsampleH2V2(cb, cw, ch, w, h), upsampleH2V2(cr, cw, ch, w, h)
-		} else {
-			cb, cr = upsampleH2V1(cb, cw, ch, w), upsampleH2V1(cr, cw, ch, w)
-		}
-	case image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410:
-		// libjpeg has no fancy filter for 4× (jdsample.c's int_upsample):
-		// each chroma sample covers its 4×1 or 4×2 block.
-		fy := 1
-		if m.SubsampleRatio == image.YCbCrSubsampleRatio410 {
-			fy = 2
-		}
-		if b.Min.X%4 != 0 || b.Min.Y%fy != 0 {
-			return nil, false
-		}
-		cw, ch := (w+3)/4, (h+fy-1)/fy
-		off := m.COffset(b.Min.X, b.Min.Y)
-		cb, cr = upsampleBox(plane(m.Cb, m.CStride, off, cw, ch), cw, 4, fy, w, h), upsampleBox(plane(m.Cr, m.CStride, off, cw, ch), cw, 4, fy, w, h)
-	default:
+	if fx == 0 || b.Min.X%fx != 0 || b.Min.Y%fy != 0 {
 		return nil, false
 	}
+	w, h := b.Dx(), b.Dy()
+	off := m.COffset(b.Min.X, b.Min.Y)
+	cb := newChroma(m.Cb, off, m.CStride, w, h, fx, fy)
+	cr := newChroma(m.Cr, off, m.CStride, w, h, fx, fy)
 	out := &RGB{W: w, H: h, Pix: make([]uint8, 3*w*h)}
+	cbRow, crRow := make([]uint8, w), make([]uint8, w)
 	for y := range h {
-		yrow := m.Y[m.YOffset(b.Min.X, b.Min.Y+y):]
-		for x := range w {
-			i := y*w + x
-			yy, u, v := int32(yrow[x]), cb[i], cr[i]
-			o := out.Pix[3*i : 3*i+3]
-			o[0] = clamp8(yy + crR[v])
-			o[1] = clamp8(yy + (cbG[u]+crG[v])>>scaleBits)
-			o[2] = clamp8(yy + cbB[u])
+		cb.upsampleRow(y, cbRow)
+		cr.upsampleRow(y, crRow)
+		yrow := m.Y[m.YOffset(b.Min.X, b.Min.Y+y):][:w]
+		o := out.Pix[3*y*w : 3*(y+1)*w]
+		for x, yy := range yrow {
+			u, v := cbRow[x], crRow[x]
+			o[3*x] = clamp8(int32(yy) + crR[v])
+			o[3*x+1] = clamp8(int32(yy) + (cbG[u]+crG[v])>>scaleBits)
+			o[3*x+2] = clamp8(int32(yy) + cbB[u])
 		}
 	}
 	return out, true
 }
 
-// plane copies a w×h window of a strided plane starting at off.
-func plane(p []uint8, stride, off, w, h int) []uint8 {
-	out := make([]uint8, w*h)
-	for y := range h {
-		copy(out[y*w:(y+1)*w], p[off+y*stride:])
+// factors returns the horizontal and vertical chroma subsampling factors
+// of a ratio, or 0, 0 for one it does not know.
+func factors(r image.YCbCrSubsampleRatio) (fx, fy int) {
+	switch r {
+	case image.YCbCrSubsampleRatio444:
+		return 1, 1
+	case image.YCbCrSubsampleRatio422:
+		return 2, 1
+	case image.YCbCrSubsampleRatio420:
+		return 2, 2
+	case image.YCbCrSubsampleRatio440:
+		return 1, 2
+	case image.YCbCrSubsampleRatio411:
+		return 4, 1
+	case image.YCbCrSubsampleRatio410:
+		return 4, 2
 	}
-	return out
+	return 0, 0
 }
 
-// upsampleH2V1 doubles the width (4:2:2) as libjpeg's h2v1_fancy_upsample,
-// cropping to w columns.
-func upsampleH2V1(in []uint8, cw, ch, w int) []uint8 {
-	full := make([]uint8, 2*cw*ch)
-	for y := range ch {
-		src, dst := in[y*cw:(y+1)*cw], full[y*2*cw:(y+1)*2*cw]
-		if cw <= 2 { // libjpeg's fancy upsamplers need 3 samples; box otherwise
-			for x := range dst {
-				dst[x] = src[x/2]
-			}
-			continue
-		}
-		dst[0] = src[0]
-		dst[1] = uint8((int(src[0])*3 + int(src[1]) + 2) >> 2)
-		for x := 1; x < cw-1; x++ {
+// chroma upsamples one subsampled chroma plane to full resolution a row at
+// a time, choosing libjpeg's method (jdsample.c's jinit_upsampler): fancy
+// h2v1, h2v2 (when the plane is more than 2 samples wide) and h1v2, box
+// (int_upsample) otherwise.
+type chroma struct {
+	p           []uint8 // chroma row r is p[off+r·stride:][:cw]
+	off, stride int
+	cw, ch      int
+	fx, fy      int
+	sums        []int   // h2v2: the vertically mixed row
+	wide        []uint8 // 2× horizontal: a whole output row before cropping
+}
+
+func newChroma(p []uint8, off, stride, w, h, fx, fy int) *chroma {
+	cw, ch := (w+fx-1)/fx, (h+fy-1)/fy
+	return &chroma{p: p, off: off, stride: stride, cw: cw, ch: ch, fx: fx, fy: fy,
+		sums: make([]int, cw), wide: make([]uint8, 2*cw)}
+}
+
+func (c *chroma) row(r int) []uint8 { return c.p[c.off+r*c.stride:][:c.cw] }
+
+// near returns the chroma row nearest to output row y and the next
+// nearest for a 2× vertical filter: the row above for the upper output
+// row of a pair, the one below for the lower — the row itself at the top
+// and bottom edges, as libjpeg's context rows replicate it.
+func (c *chroma) near(y int) (near, far []uint8, lower bool) {
+	n := y / 2
+	f, lower := n-1, y%2 == 1
+	if lower {
+		f = n + 1
+	}
+	return c.row(n), c.row(min(max(f, 0), c.ch-1)), lower
+}
+
+// upsampleRow writes the chroma of output row y into dst (the image width).
+func (c *chroma) upsampleRow(y int, dst []uint8) {
+	switch {
+	case c.fx == 1 && c.fy == 1:
+		copy(dst, c.row(y))
+	case c.fx == 2 && c.fy == 1 && c.cw > 2:
+		// h2v1_fancy_upsample: 3/4 nearer + 1/4 farther, rounded +1 to
+		// the left of a sample's centre and +2 to the right; edges copied.
+		src, o := c.row(y), c.wide
+		o[0] = src[0]
+		o[1] = uint8((int(src[0])*3 + int(src[1]) + 2) >> 2)
+		for x := 1; x < c.cw-1; x++ {
 			v := int(src[x]) * 3
-			dst[2*x] = uint8((v + int(src[x-1]) + 1) >> 2)
-			dst[2*x+1] = uint8((v + int(src[x+1]) + 2) >> 2)
+			o[2*x] = uint8((v + int(src[x-1]) + 1) >> 2)
+			o[2*x+1] = uint8((v + int(src[x+1]) + 2) >> 2)
 		}
-		last := int(src[cw-1])
-		dst[2*cw-2] = uint8((last*3 + int(src[cw-2]) + 1) >> 2)
-		dst[2*cw-1] = uint8(last)
-	}
-	return crop(full, 2*cw, w, ch)
-}
-
-// upsampleBox repeats each sample of a cw-wide plane over an fx×fy block,
-// giving w×h samples.
-func upsampleBox(in []uint8, cw, fx, fy, w, h int) []uint8 {
-	out := make([]uint8, w*h)
-	for y := range h {
-		src := in[(y/fy)*cw:]
-		for x := range w {
-			out[y*w+x] = src[x/fx]
+		last := int(src[c.cw-1])
+		o[2*c.cw-2] = uint8((last*3 + int(src[c.cw-2]) + 1) >> 2)
+		o[2*c.cw-1] = uint8(last)
+		copy(dst, o)
+	case c.fx == 2 && c.fy == 2 && c.cw > 2:
+		// h2v2_fancy_upsample: the same filter in both directions on
+		// column sums 3·near + far, rounded +8 and +7 alternately.
+		near, far, _ := c.near(y)
+		s, o := c.sums, c.wide
+		for x := range s {
+			s[x] = int(near[x])*3 + int(far[x])
 		}
-	}
-	return out
-}
-
-// upsampleH1V2 doubles the height (4:4:0) as libjpeg-turbo's
-// h1v2_fancy_upsample: each output row is 3/4 of its nearest chroma row
-// and 1/4 of the next nearest (the row itself at the top and bottom
-// edges), rounded with +1 above a chroma row's centre and +2 below.
-// Cropped to h rows.
-func upsampleH1V2(in []uint8, cw, ch, h int) []uint8 {
-	full := make([]uint8, cw*2*ch)
-	for y := range 2 * ch {
-		near, far, bias := y/2, y/2-1, 1
-		if y%2 == 1 {
-			far, bias = near+1, 2
+		o[0] = uint8((s[0]*4 + 8) >> 4)
+		o[1] = uint8((s[0]*3 + s[1] + 7) >> 4)
+		for x := 1; x < c.cw-1; x++ {
+			o[2*x] = uint8((s[x]*3 + s[x-1] + 8) >> 4)
+			o[2*x+1] = uint8((s[x]*3 + s[x+1] + 7) >> 4)
 		}
-		far = min(max(far, 0), ch-1)
-		dst := full[y*cw : (y+1)*cw]
+		last := c.cw - 1
+		o[2*last] = uint8((s[last]*3 + s[last-1] + 8) >> 4)
+		o[2*last+1] = uint8((s[last]*4 + 7) >> 4)
+		copy(dst, o)
+	case c.fx == 1 && c.fy == 2:
+		// h1v2_fancy_upsample (libjpeg-turbo): 3/4 nearer row + 1/4
+		// farther, rounded +1 above a chroma row's centre, +2 below.
+		near, far, lower := c.near(y)
+		bias := 1
+		if lower {
+			bias = 2
+		}
 		for x := range dst {
-			dst[x] = uint8((int(in[near*cw+x])*3 + int(in[far*cw+x]) + bias) >> 2)
+			dst[x] = uint8((int(near[x])*3 + int(far[x]) + bias) >> 2)
+		}
+	default: // int_upsample, and 2× of planes at most 2 samples wide: box
+		src := c.row(y / c.fy)
+		for x := range dst {
+			dst[x] = src[x/c.fx]
 		}
 	}
-	return full[:cw*h]
-}
-
-// upsampleH2V2 doubles both dimensions (4:2:0) as libjpeg's
-// h2v2_fancy_upsample: each output row mixes its nearest chroma row (×3)
-// with the next nearest (×1, the row itself at the image's top and bottom
-// edges, as libjpeg's context rows replicate it), then each column likewise
-// with weights 3 and 1, rounding with +8 / +7 alternately. Cropped to w×h.
-func upsampleH2V2(in []uint8, cw, ch, w, h int) []uint8 {
-	full := make([]uint8, 2*cw*2*ch)
-	sums := make([]int, cw)
-	for y := range 2 * ch {
-		near := y / 2
-		far := near - 1
-		if y%2 == 1 {
-			far = near + 1
-		}
-		far = min(max(far, 0), ch-1)
-		dst := full[y*2*cw : (y+1)*2*cw]
-		if cw <= 2 {
-			for x := range dst {
-				dst[x] = in[near*cw+x/2]
-			}
-			continue
-		}
-		for x := range cw {
-			sums[x] = int(in[near*cw+x])*3 + int(in[far*cw+x])
-		}
-		dst[0] = uint8((sums[0]*4 + 8) >> 4)
-		dst[1] = uint8((sums[0]*3 + sums[1] + 7) >> 4)
-		for x := 1; x < cw-1; x++ {
-			dst[2*x] = uint8((sums[x]*3 + sums[x-1] + 8) >> 4)
-			dst[2*x+1] = uint8((sums[x]*3 + sums[x+1] + 7) >> 4)
-		}
-		dst[2*cw-2] = uint8((sums[cw-1]*3 + sums[cw-2] + 8) >> 4)
-		dst[2*cw-1] = uint8((sums[cw-1]*4 + 7) >> 4)
-	}
-	return crop(full, 2*cw, w, h)
-}
-
-// crop keeps the first w columns and h rows of a stride-wide plane.
-func crop(p []uint8, stride, w, h int) []uint8 {
-	if stride == w && len(p) == w*h {
-		return p
-	}
-	out := make([]uint8, w*h)
-	for y := range h {
-		copy(out[y*w:(y+1)*w], p[y*stride:y*stride+w])
-	}
-	return out
 }
