@@ -65,16 +65,23 @@ var zigzag = [64 + 16]int{
 
 type component struct {
 	id       byte
-	h, v     int // sampling factors
-	tq       int // quantisation table selector
-	w, hgt   int // samples: ceil(width·h/hmax) × ceil(height·v/vmax)
-	bw, bh   int // blocks per row and column, padded to whole MCUs
-	coef     []int16
+	h, v     int         // sampling factors
+	tq       int         // quantisation table selector
+	w, hgt   int         // samples: ceil(width·h/hmax) × ceil(height·v/vmax)
+	bw, bh   int         // blocks per row and column, padded to whole MCUs
+	coef     []int16     // progressive: every block's coefficients until the last scan
+	plane    []uint8     // samples, (bw·8)×(bh·8); sequential files fill it block by block
 	quant    *[64]uint16 // latched when the component's first scan starts, as libjpeg does
 	coefBits [64]int8    // progressive: per zigzag position, the lowest bit received, -1: none
 	dc, ac   int         // the current scan's Huffman table selectors
 	lastDC   int32
 	scanned  bool // sequential: its scan has been decoded
+}
+
+// idct writes block (bx, by)'s samples into the plane.
+func (c *component) idct(b *[64]int16, bx, by int) {
+	stride := c.bw * 8
+	idct(b, c.quant, c.plane[by*8*stride+bx*8:], stride)
 }
 
 func (c *component) block(bx, by int) *[64]int16 {
@@ -108,6 +115,7 @@ type decoder struct {
 
 	eobrun int32
 	bits   bitReader
+	blk    [64]int16 // a sequential block's coefficients
 }
 
 // DecodeConfig reads the size and colour model of a JPEG without decoding
@@ -434,7 +442,8 @@ func (d *decoder) sequentialDone() bool {
 	return true
 }
 
-// image runs the IDCT over every block and returns the planes.
+// image runs the IDCT over a progressive image's blocks and returns the
+// planes.
 func (d *decoder) image() (image.Image, error) {
 	if !d.frame {
 		return nil, FormatError("no frame header")
@@ -454,14 +463,14 @@ func (d *decoder) image() (image.Image, error) {
 	planes := make([][]uint8, len(d.comps))
 	for i := range d.comps {
 		c := &d.comps[i]
-		stride := c.bw * 8
-		p := make([]uint8, stride*c.bh*8)
-		for by := range c.bh {
-			for bx := range c.bw {
-				idct(c.block(bx, by), c.quant, p[by*8*stride+bx*8:], stride)
+		if d.progressive { // sequential blocks went through the IDCT as they were decoded
+			for by := range c.bh {
+				for bx := range c.bw {
+					c.idct(c.block(bx, by), bx, by)
+				}
 			}
 		}
-		planes[i] = p
+		planes[i] = c.plane
 	}
 	r := image.Rect(0, 0, d.width, d.height)
 	if len(d.comps) == 1 {

@@ -102,8 +102,11 @@ func (d *decoder) readScan(seg []byte) error {
 			c.quant = new([64]uint16)
 			*c.quant = *q
 		}
-		if c.coef == nil {
-			c.coef = make([]int16, c.bw*c.bh*64)
+		if c.plane == nil {
+			c.plane = make([]uint8, c.bw*8*c.bh*8)
+			if d.progressive {
+				c.coef = make([]int16, c.bw*c.bh*64)
+			}
 		}
 		if d.progressive {
 			for k := sc.ss; k <= sc.se; k++ {
@@ -147,7 +150,7 @@ func (d *decoder) decodeScan(sc *scan) error {
 		}
 		mx, my := m%perRow, m/perRow
 		if len(sc.comps) == 1 {
-			if err := d.decodeBlock(sc, sc.comps[0], sc.comps[0].block(mx, my)); err != nil {
+			if err := d.decodeBlock(sc, sc.comps[0], mx, my); err != nil {
 				return err
 			}
 			continue
@@ -155,7 +158,7 @@ func (d *decoder) decodeScan(sc *scan) error {
 		for _, c := range sc.comps {
 			for v := range c.v {
 				for h := range c.h {
-					if err := d.decodeBlock(sc, c, c.block(mx*c.h+h, my*c.v+v)); err != nil {
+					if err := d.decodeBlock(sc, c, mx*c.h+h, my*c.v+v); err != nil {
 						return err
 					}
 				}
@@ -188,10 +191,21 @@ func (d *decoder) readRestart(n int) error {
 	return nil
 }
 
-func (d *decoder) decodeBlock(sc *scan, c *component, b *[64]int16) error {
+// decodeBlock decodes block (bx, by) of c. A sequential block is complete
+// after its one scan and goes through the IDCT at once (while it is in
+// cache, and without keeping every coefficient of the image); progressive
+// blocks accumulate their coefficients over the scans.
+func (d *decoder) decodeBlock(sc *scan, c *component, bx, by int) error {
+	if !d.progressive {
+		d.blk = [64]int16{}
+		if err := d.sequentialBlock(c, &d.blk); err != nil {
+			return err
+		}
+		c.idct(&d.blk, bx, by)
+		return nil
+	}
+	b := c.block(bx, by)
 	switch {
-	case !d.progressive:
-		return d.sequentialBlock(c, b)
 	case sc.ss == 0 && sc.ah == 0:
 		return d.dcFirst(c, b, sc.al)
 	case sc.ss == 0:
