@@ -26,9 +26,12 @@ type prediction struct {
 	Probability float64 `json:"probability"`
 }
 
+// classified is one image's result: its top classes, or why it could not
+// be classified.
 type classified struct {
 	Image string       `json:"image"`
-	Top   []prediction `json:"top"`
+	Top   []prediction `json:"top,omitempty"`
+	Error string       `json:"error,omitempty"`
 }
 
 func runClassify(args []string, stdout, stderr io.Writer) error {
@@ -87,38 +90,63 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
+	// Each image is reported as soon as it is classified (text) and an
+	// image that cannot be read is reported and skipped: one bad file
+	// among many does not lose the others. The exit status says whether
+	// any failed.
 	var results []classified
+	failed := 0
 	logits := make([]float32, info.Classes)
 	for _, path := range images {
-		img, err := preprocess.DecodeFile(path)
-		if err != nil {
-			return err
+		r := classified{Image: path}
+		if err := classifyOne(m, path, logits); err != nil {
+			failed++
+			r.Error = err.Error()
+			fmt.Fprintf(stderr, "resnet classify: %v\n", err)
+		} else {
+			r.Top = topK(logits, *top, names)
 		}
-		x, err := preprocess.ImageNet(img)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+		if *asJSON {
+			results = append(results, r)
+		} else if r.Error == "" {
+			printClassified(stdout, r)
 		}
-		if err := m.ForwardBatch(x, logits); err != nil {
-			return err
-		}
-		results = append(results, classified{path, topK(logits, *top, names)})
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(results)
-	}
-	for _, r := range results {
-		fmt.Fprintln(stdout, r.Image)
-		for _, p := range r.Top {
-			label := p.Label
-			if label == "" {
-				label = fmt.Sprintf("class %d", p.Class)
-			}
-			fmt.Fprintf(stdout, "  %6.2f%%  %s\n", 100*p.Probability, label)
+		if err := enc.Encode(results); err != nil {
+			return err
 		}
 	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d images could not be classified", failed, len(images))
+	}
 	return nil
+}
+
+// classifyOne decodes and preprocesses one image and runs the network.
+func classifyOne(m all.Net, path string, logits []float32) error {
+	img, err := preprocess.DecodeFile(path)
+	if err != nil {
+		return err
+	}
+	x, err := preprocess.ImageNet(img)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return m.ForwardBatch(x, logits)
+}
+
+func printClassified(w io.Writer, r classified) {
+	fmt.Fprintln(w, r.Image)
+	for _, p := range r.Top {
+		label := p.Label
+		if label == "" {
+			label = fmt.Sprintf("class %d", p.Class)
+		}
+		fmt.Fprintf(w, "  %6.2f%%  %s\n", 100*p.Probability, label)
+	}
 }
 
 // isImageNet refuses a network that does not take 224x224 images.

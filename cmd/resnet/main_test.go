@@ -314,6 +314,24 @@ func TestClassify(t *testing.T) {
 	assert.Contains(t, stderr, "resnet18 weights (safetensors)")
 	assert.Contains(t, out, imagenet.Classes[res[0].Top[0].Class])
 
+	// A file that is not an image among good ones: reported on stderr and
+	// skipped, the others classified, exit status 1.
+	code, out, stderr = runCmd("classify", "-weights", weights, pic, labels, pic)
+	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, strings.Count(out, pic+"\n"), "both good images printed: %s", out)
+	assert.NotContains(t, out, labels)
+	assert.Contains(t, stderr, labels+": not a JPEG or PNG image")
+	assert.Contains(t, stderr, "1 of 3 images could not be classified")
+	code, out, _ = runCmd("classify", "-weights", weights, "-json", labels, pic)
+	assert.Equal(t, 1, code)
+	res = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Len(t, res, 2)
+	assert.Contains(t, res[0].Error, "not a JPEG or PNG image")
+	assert.Empty(t, res[0].Top)
+	assert.Empty(t, res[1].Error)
+	assert.Len(t, res[1].Top, 5)
+
 	for _, c := range []struct {
 		args []string
 		code int
