@@ -23,6 +23,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
+	"sync"
 
 	"github.com/resnetgen/resnetgen/resnet/jpeg"
 )
@@ -220,40 +222,57 @@ func Resize(src *RGB, w, h int) *RGB {
 	cur := src
 	if w != cur.W {
 		start, ks := coefficients(cur.W, w)
-		dst := &RGB{W: w, H: cur.H, Pix: make([]uint8, 3*w*cur.H)}
-		for y := 0; y < cur.H; y++ {
-			for x := 0; x < w; x++ {
-				for c := 0; c < 3; c++ {
-					sum := int64(1) << (precisionBits - 1)
-					for j, k := range ks[x] {
-						sum += int64(cur.Pix[(y*cur.W+start[x]+j)*3+c]) * int64(k)
+		in, dst := cur, &RGB{W: w, H: cur.H, Pix: make([]uint8, 3*w*cur.H)}
+		parallelRows(in.H, func(y0, y1 int) {
+			for y := y0; y < y1; y++ {
+				for x := 0; x < w; x++ {
+					for c := 0; c < 3; c++ {
+						sum := int64(1) << (precisionBits - 1)
+						for j, k := range ks[x] {
+							sum += int64(in.Pix[(y*in.W+start[x]+j)*3+c]) * int64(k)
+						}
+						dst.Pix[(y*w+x)*3+c] = clip8(sum)
 					}
-					dst.Pix[(y*w+x)*3+c] = clip8(sum)
 				}
 			}
-		}
+		})
 		cur = dst
 	}
 	if h != cur.H {
 		start, ks := coefficients(cur.H, h)
-		dst := &RGB{W: cur.W, H: h, Pix: make([]uint8, 3*cur.W*h)}
-		for y := 0; y < h; y++ {
-			for x := 0; x < cur.W; x++ {
-				for c := 0; c < 3; c++ {
-					sum := int64(1) << (precisionBits - 1)
-					for j, k := range ks[y] {
-						sum += int64(cur.Pix[((start[y]+j)*cur.W+x)*3+c]) * int64(k)
+		in, dst := cur, &RGB{W: cur.W, H: h, Pix: make([]uint8, 3*cur.W*h)}
+		parallelRows(h, func(y0, y1 int) {
+			for y := y0; y < y1; y++ {
+				for x := 0; x < in.W; x++ {
+					for c := 0; c < 3; c++ {
+						sum := int64(1) << (precisionBits - 1)
+						for j, k := range ks[y] {
+							sum += int64(in.Pix[((start[y]+j)*in.W+x)*3+c]) * int64(k)
+						}
+						dst.Pix[(y*in.W+x)*3+c] = clip8(sum)
 					}
-					dst.Pix[(y*cur.W+x)*3+c] = clip8(sum)
 				}
 			}
-		}
+		})
 		cur = dst
 	}
 	if cur == src {
 		cur = &RGB{W: src.W, H: src.H, Pix: append([]uint8(nil), src.Pix...)}
 	}
 	return cur
+}
+
+// parallelRows splits rows [0, n) into one band per CPU and runs f on the
+// bands concurrently. Each output row depends only on the input, so the
+// result is the same however the rows are split.
+func parallelRows(n int, f func(y0, y1 int)) {
+	parts := min(runtime.GOMAXPROCS(0), max(n/64, 1)) // small images: one band
+	var wg sync.WaitGroup
+	for i := range parts {
+		y0, y1 := n*i/parts, n*(i+1)/parts
+		wg.Go(func() { f(y0, y1) })
+	}
+	wg.Wait()
 }
 
 // ResizeShorter scales the shorter side to size, the longer one to

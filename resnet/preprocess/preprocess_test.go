@@ -299,3 +299,31 @@ func upsample(in []uint8, fx, fy, w, h int) []uint8 {
 	}
 	return out
 }
+
+// BenchmarkPhoto: the stages of classify's preprocessing on a 12-megapixel
+// 4:2:0 JPEG (q90), as a phone camera writes them.
+func BenchmarkPhoto(b *testing.B) {
+	data := libjpeg.Case{W: 4000, H: 3000, Args: []string{"-quality", "90"}}.Encode(b)
+	path := filepath.Join(b.TempDir(), "photo.jpg")
+	require.NoError(b, os.WriteFile(path, data, 0o644))
+	img, err := DecodeFile(path)
+	require.NoError(b, err)
+	rgb := ToRGB(img)
+	b.Run("decode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := DecodeFile(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("torgb", func(b *testing.B) {
+		for b.Loop() {
+			ToRGB(img)
+		}
+	})
+	b.Run("resize", func(b *testing.B) {
+		for b.Loop() {
+			ResizeShorter(rgb, ResizeSize)
+		}
+	})
+}

@@ -37,8 +37,8 @@ func init() {
 
 // ycbcrToRGB converts a decoded JPEG as libjpeg does. It reports false
 // only for a sub-image cut off the chroma grid, which the caller converts
-// the generic way. It works a row at a time: two rows of upsampled chroma
-// are all it allocates besides the result.
+// the generic way. It works a row at a time (two rows of upsampled chroma
+// are all it allocates besides the result), in one band of rows per CPU.
 func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
 	fx, fy := factors(m.SubsampleRatio)
 	b := m.Rect
@@ -47,22 +47,24 @@ func ycbcrToRGB(m *image.YCbCr) (*RGB, bool) {
 	}
 	w, h := b.Dx(), b.Dy()
 	off := m.COffset(b.Min.X, b.Min.Y)
-	cb := newChroma(m.Cb, off, m.CStride, w, h, fx, fy)
-	cr := newChroma(m.Cr, off, m.CStride, w, h, fx, fy)
 	out := &RGB{W: w, H: h, Pix: make([]uint8, 3*w*h)}
-	cbRow, crRow := make([]uint8, w), make([]uint8, w)
-	for y := range h {
-		cb.upsampleRow(y, cbRow)
-		cr.upsampleRow(y, crRow)
-		yrow := m.Y[m.YOffset(b.Min.X, b.Min.Y+y):][:w]
-		o := out.Pix[3*y*w : 3*(y+1)*w]
-		for x, yy := range yrow {
-			u, v := cbRow[x], crRow[x]
-			o[3*x] = clamp8(int32(yy) + crR[v])
-			o[3*x+1] = clamp8(int32(yy) + (cbG[u]+crG[v])>>scaleBits)
-			o[3*x+2] = clamp8(int32(yy) + cbB[u])
+	parallelRows(h, func(y0, y1 int) {
+		cb := newChroma(m.Cb, off, m.CStride, w, h, fx, fy)
+		cr := newChroma(m.Cr, off, m.CStride, w, h, fx, fy)
+		cbRow, crRow := make([]uint8, w), make([]uint8, w)
+		for y := y0; y < y1; y++ {
+			cb.upsampleRow(y, cbRow)
+			cr.upsampleRow(y, crRow)
+			yrow := m.Y[m.YOffset(b.Min.X, b.Min.Y+y):][:w]
+			o := out.Pix[3*y*w : 3*(y+1)*w]
+			for x, yy := range yrow {
+				u, v := cbRow[x], crRow[x]
+				o[3*x] = clamp8(int32(yy) + crR[v])
+				o[3*x+1] = clamp8(int32(yy) + (cbG[u]+crG[v])>>scaleBits)
+				o[3*x+2] = clamp8(int32(yy) + cbB[u])
+			}
 		}
-	}
+	})
 	return out, true
 }
 
