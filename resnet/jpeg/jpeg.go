@@ -119,7 +119,9 @@ type decoder struct {
 }
 
 // DecodeConfig reads the size and colour model of a JPEG without decoding
-// its pixels. It reports ErrUnsupported for what Decode does not decode.
+// its pixels. It reports ErrUnsupported for what the frame header shows
+// Decode does not decode (a progressive file libjpeg would smooth shows
+// only in its scans).
 func DecodeConfig(data []byte) (image.Config, error) {
 	d := &decoder{data: data}
 	if err := d.parse(true); err != nil {
@@ -136,8 +138,8 @@ func DecodeConfig(data []byte) (image.Config, error) {
 }
 
 // Decode decodes a JPEG held in memory into an *image.Gray, an
-// *image.YCbCr or (for an RGB-coded JPEG) an *image.RGBA. It refuses a frame of more than maxPixels pixels before
-// allocating anything for it.
+// *image.YCbCr or (for an RGB-coded JPEG) an *image.RGBA. It refuses a
+// frame of more than maxPixels pixels before allocating anything for it.
 func Decode(data []byte, maxPixels int) (image.Image, error) {
 	if maxPixels < 1 {
 		return nil, fmt.Errorf("jpeg: maxPixels %d", maxPixels)
