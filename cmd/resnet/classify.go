@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -93,13 +94,20 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	// Each image is reported as soon as it is classified (text) and an
 	// image that cannot be read is reported and skipped: one bad file
 	// among many does not lose the others. The exit status says whether
-	// any failed.
+	// any failed. Images are decoded and preprocessed ahead of the network
+	// on other goroutines (JPEG decoding is single-threaded), in order.
+	ahead := prepareAhead(images, runtime.GOMAXPROCS(0))
+	defer ahead.stop()
 	var results []classified
 	failed := 0
 	logits := make([]float32, info.Classes)
-	for _, path := range images {
+	for i, path := range images {
 		r := classified{Image: path}
-		if err := classifyOne(m, path, logits); err != nil {
+		x, err := ahead.next(i)
+		if err == nil {
+			err = m.ForwardBatch(x, logits)
+		}
+		if err != nil {
 			failed++
 			r.Error = err.Error()
 			fmt.Fprintf(stderr, "resnet classify: %v\n", err)
@@ -125,18 +133,62 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// classifyOne decodes and preprocesses one image and runs the network.
-func classifyOne(m all.Net, path string, logits []float32) error {
+// prepare decodes and preprocesses one image into the network's input.
+func prepare(path string) ([]float32, error) {
 	img, err := preprocess.DecodeFile(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	x, err := preprocess.ImageNet(img)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return m.ForwardBatch(x, logits)
+	return x, nil
 }
+
+// ahead prepares images on goroutines, at most n of them taken but not
+// yet consumed at a time (each holds a decoded image, up to 64 Mpx).
+type ahead struct {
+	results []chan prepared
+	slots   chan struct{}
+	done    chan struct{}
+}
+
+type prepared struct {
+	x   []float32
+	err error
+}
+
+func prepareAhead(paths []string, n int) *ahead {
+	a := &ahead{results: make([]chan prepared, len(paths)), slots: make(chan struct{}, n), done: make(chan struct{})}
+	for i := range a.results {
+		a.results[i] = make(chan prepared, 1)
+	}
+	go func() {
+		for i, path := range paths {
+			select {
+			case a.slots <- struct{}{}:
+			case <-a.done:
+				return
+			}
+			go func() {
+				x, err := prepare(path)
+				a.results[i] <- prepared{x, err}
+			}()
+		}
+	}()
+	return a
+}
+
+// next waits for image i (taken in order) and frees its slot.
+func (a *ahead) next(i int) ([]float32, error) {
+	p := <-a.results[i]
+	<-a.slots
+	return p.x, p.err
+}
+
+// stop lets the producer end early; images in flight finish unread.
+func (a *ahead) stop() { close(a.done) }
 
 func printClassified(w io.Writer, r classified) {
 	fmt.Fprintln(w, r.Image)

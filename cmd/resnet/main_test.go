@@ -314,6 +314,32 @@ func TestClassify(t *testing.T) {
 	assert.Contains(t, stderr, "resnet18 weights (safetensors)")
 	assert.Contains(t, out, imagenet.Classes[res[0].Top[0].Class])
 
+	// Many images are prepared ahead on goroutines but reported in order,
+	// each as when classified alone.
+	var pics []string
+	var alone []classified
+	for i := range 5 {
+		p := filepath.Join(dir, fmt.Sprintf("pic%d.png", i))
+		for j := range img.Pix {
+			img.Pix[j] = uint8(j*(31+i) + j/(977-i))
+		}
+		b.Reset()
+		require.NoError(t, png.Encode(&b, img))
+		require.NoError(t, os.WriteFile(p, b.Bytes(), 0o644))
+		pics = append(pics, p)
+		code, out, stderr := runCmd("classify", "-weights", weights, "-json", p)
+		require.Equal(t, 0, code, stderr)
+		var one []classified
+		require.NoError(t, json.Unmarshal([]byte(out), &one))
+		alone = append(alone, one...)
+	}
+	code, out, stderr = runCmd(append([]string{"classify", "-weights", weights, "-json"}, pics...)...)
+	require.Equal(t, 0, code, stderr)
+	res = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	assert.Equal(t, alone, res)
+	assert.NotEqual(t, alone[0].Top, alone[1].Top, "the images differ, so the order is tested")
+
 	// A file that is not an image among good ones: reported on stderr and
 	// skipped, the others classified, exit status 1.
 	code, out, stderr = runCmd("classify", "-weights", weights, pic, labels, pic)
