@@ -107,7 +107,14 @@ func (e *ValidationError) Error() string {
 // Validate checks that w holds exactly the tensors net reads, each with the
 // expected shape and finite values. The error, a *ValidationError, names
 // every offending tensor with both shapes.
-func (w *Weights) Validate(net *Network) error {
+func (w *Weights) Validate(net *Network) error { return w.validate(net, true) }
+
+// ValidateShapes is Validate without the scan for NaN and Inf: the cheap
+// test of which network a file's tensors are for (the scan reads every
+// weight; ResNet-50 has 25 M).
+func (w *Weights) ValidateShapes(net *Network) error { return w.validate(net, false) }
+
+func (w *Weights) validate(net *Network, values bool) error {
 	e := &ValidationError{Arch: net.Arch.Name}
 	expected := map[string]bool{}
 	for _, s := range net.Tensors() {
@@ -120,7 +127,7 @@ func (w *Weights) Validate(net *Network) error {
 			e.WrongShape = append(e.WrongShape, ShapeMismatch{s.Name, s.Shape, t.Shape})
 		case len(t.Data) != numel(t.Shape):
 			e.WrongShape = append(e.WrongShape, ShapeMismatch{s.Name, s.Shape, []int{len(t.Data)}})
-		case !finite(t.Data):
+		case values && !finite(t.Data):
 			e.NonFinite = append(e.NonFinite, s.Name)
 		}
 	}
@@ -147,9 +154,14 @@ func equalShape(a, b []int) bool {
 	return true
 }
 
+// finite reports whether no element is NaN or ±Inf: those, alone among
+// float32 values, have every exponent bit set. (A bit test: a 25 M-weight
+// ResNet-50 is checked several times while it loads, and math.IsNaN/IsInf
+// through float64 took ~0.1 s each time.)
 func finite(xs []float32) bool {
+	const exponent = 0x7f800000
 	for _, x := range xs {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+		if math.Float32bits(x)&exponent == exponent {
 			return false
 		}
 	}

@@ -67,3 +67,25 @@ func TestHalfAndBFloat16(t *testing.T) {
 	assert.Equal(t, float32(1), BFloat16ToFloat32(0x3f80))
 	assert.Equal(t, float32(-1.5), BFloat16ToFloat32(0xbfc0))
 }
+
+// ValidateShapes checks names and shapes only: NaN passes it, not Validate.
+func TestValidateShapes(t *testing.T) {
+	net := MustBuild("cifar-resnet20")
+	w := RandomWeights(net, 1)
+	w.Tensors["linear.bias"].Data[3] = float32(math.NaN())
+	assert.NoError(t, w.ValidateShapes(net))
+	assert.ErrorContains(t, w.Validate(net), "1 tensors with NaN or Inf: linear.bias")
+	delete(w.Tensors, "linear.bias")
+	assert.ErrorContains(t, w.ValidateShapes(net), "1 missing tensors: linear.bias [10]")
+}
+
+// finite is a bit test: every float32 with all exponent bits set is NaN
+// or ±Inf, and nothing else is.
+func TestFinite(t *testing.T) {
+	for _, x := range []float32{0, -0, 1, -1, math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32} {
+		assert.True(t, finite([]float32{1, x, 2}), "%g", x)
+	}
+	for _, x := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(0x7fc00001), math.Float32frombits(0xff800001)} {
+		assert.False(t, finite([]float32{1, x, 2}), "%g", x)
+	}
+}

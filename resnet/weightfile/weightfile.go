@@ -86,14 +86,16 @@ func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
 // The error names the offending tensors with both shapes
 // (a *resnet.ValidationError inside).
 func (f *File) Weights(net *resnet.Network) (*resnet.Weights, error) {
-	w, err := f.weights(net)
+	w, err := f.weights(net, true)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	return w, nil
 }
 
-func (f *File) weights(net *resnet.Network) (*resnet.Weights, error) {
+// weights maps the file's tensors to net and validates them: their values
+// too, or (for Detect, which tries every network) only names and shapes.
+func (f *File) weights(net *resnet.Network, values bool) (*resnet.Weights, error) {
 	w := f.named
 	if f.model != nil {
 		var err error
@@ -101,7 +103,11 @@ func (f *File) weights(net *resnet.Network) (*resnet.Weights, error) {
 			return nil, err
 		}
 	}
-	if err := w.Validate(net); err != nil {
+	validate := w.ValidateShapes
+	if values {
+		validate = w.Validate
+	}
+	if err := validate(net); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -112,7 +118,8 @@ func (f *File) weights(net *resnet.Network) (*resnet.Weights, error) {
 // (only a stride moves), so when both fit the v1.5 one is returned:
 // torchvision and timm publish v1.5 weights; pass the v1 name explicitly to
 // run weights trained as v1. Any other tie, or no fit, is an error; with no
-// fit it quotes the closest network's mismatches.
+// fit it quotes the closest network's mismatches. It compares names and
+// shapes only; Weights then checks the values (NaN, Inf) of the one chosen.
 func (f *File) Detect() (string, error) {
 	type miss struct {
 		problems int
@@ -122,7 +129,7 @@ func (f *File) Detect() (string, error) {
 	var misses []miss
 	for _, name := range resnet.Names() {
 		net := resnet.MustBuild(name)
-		if _, err := f.weights(net); err != nil {
+		if _, err := f.weights(net, false); err != nil {
 			misses = append(misses, miss{problems(err), err})
 			continue
 		}
