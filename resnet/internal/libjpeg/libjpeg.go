@@ -165,6 +165,8 @@ var Cases = []Case{
 	{"440 progressive, 1-row chroma", 50, 2, []string{"-sample", "1x2", "-progressive"}},
 	{"411 odd", 203, 77, []string{"-sample", "4x1"}},
 	{"410 progressive", 130, 97, []string{"-sample", "4x2", "-progressive"}},
+	{"444 as 2x1 everywhere", 75, 41, []string{"-sample", "2x1,2x1,2x1"}},
+	{"422 as 4x1 and 2x1", 83, 37, []string{"-sample", "4x1,2x1,2x1", "-progressive"}},
 	{"RGB", 90, 61, []string{"-rgb"}},
 	{"RGB progressive restart", 77, 50, []string{"-rgb", "-progressive", "-restart", "1"}},
 }
