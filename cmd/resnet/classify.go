@@ -95,8 +95,10 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	// image that cannot be read is reported and skipped: one bad file
 	// among many does not lose the others. The exit status says whether
 	// any failed. Images are decoded and preprocessed ahead of the network
-	// on other goroutines (JPEG decoding is single-threaded), in order.
-	ahead := prepareAhead(images, runtime.GOMAXPROCS(0))
+	// on other goroutines (JPEG decoding is single-threaded), in order. At
+	// most 4 at a time: a 64-megapixel image takes ~0.6 GB while it is
+	// prepared, and the later stages already use every CPU.
+	ahead := prepareAhead(images, min(runtime.GOMAXPROCS(0), 4))
 	defer ahead.stop()
 	var results []classified
 	failed := 0
