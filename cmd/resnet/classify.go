@@ -96,7 +96,7 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	// among many does not lose the others. The exit status says whether
 	// any failed. Images are decoded and preprocessed ahead of the network
 	// on other goroutines (JPEG decoding is single-threaded), in order. At
-	// most 4 at a time: a 64-megapixel image takes ~0.6 GB while it is
+	// most 4 at a time: a 64-megapixel image takes 0.3–0.8 GB while it is
 	// prepared, and the later stages already use every CPU.
 	ahead := prepareAhead(images, min(runtime.GOMAXPROCS(0), 4))
 	defer ahead.stop()
