@@ -70,7 +70,7 @@ type component struct {
 	w, hgt   int         // samples: ceil(width·h/hmax) × ceil(height·v/vmax)
 	bw, bh   int         // blocks per row and column, padded to whole MCUs
 	coef     []int16     // progressive: every block's coefficients until the last scan
-	plane    []uint8     // samples, (bw·8)×(bh·8); sequential files fill it block by block
+	plane    []uint8     // samples, (bw·8)×(bh·8); sequential scans fill it row by row
 	quant    *[64]uint16 // latched when the component's first scan starts, as libjpeg does
 	coefBits [64]int8    // progressive: per zigzag position, the lowest bit received, -1: none
 	dc, ac   int         // the current scan's Huffman table selectors
@@ -115,7 +115,6 @@ type decoder struct {
 
 	eobrun int32
 	bits   bitReader
-	blk    [64]int16 // a sequential block's coefficients
 }
 
 // DecodeConfig reads the size and colour model of a JPEG without decoding

@@ -129,7 +129,8 @@ func (d *decoder) decodeScan(sc *scan) error {
 	d.bits = bitReader{data: d.data, pos: d.pos}
 	d.resetPredictors(sc)
 	var mcus, perRow int
-	if len(sc.comps) == 1 {
+	single := len(sc.comps) == 1
+	if single {
 		// A non-interleaved scan covers the component's own blocks, not
 		// the MCU-padded grid.
 		c := sc.comps[0]
@@ -138,6 +139,19 @@ func (d *decoder) decodeScan(sc *scan) error {
 	} else {
 		perRow = d.mcusX
 		mcus = d.mcusX * d.mcusY
+	}
+	var pipe *idctPipe
+	if !d.progressive { // a sequential block is final: its IDCT can start
+		pipe = newIDCTPipe(sc, perRow)
+		defer pipe.close()
+	}
+	// block returns where block (bx, by) of the scan's component ci goes:
+	// into the pipeline's row buffer, or the progressive coefficients.
+	block := func(ci, bx, by, vv int) *[64]int16 {
+		if pipe != nil {
+			return pipe.block(ci, bx, vv)
+		}
+		return sc.comps[ci].block(bx, by)
 	}
 	nextRST := 0
 	for m := range mcus {
@@ -149,24 +163,109 @@ func (d *decoder) decodeScan(sc *scan) error {
 			d.resetPredictors(sc)
 		}
 		mx, my := m%perRow, m/perRow
-		if len(sc.comps) == 1 {
-			if err := d.decodeBlock(sc, sc.comps[0], mx, my); err != nil {
+		if single {
+			if err := d.decodeBlock(sc, sc.comps[0], block(0, mx, my, 0)); err != nil {
 				return err
 			}
-			continue
-		}
-		for _, c := range sc.comps {
-			for v := range c.v {
-				for h := range c.h {
-					if err := d.decodeBlock(sc, c, mx*c.h+h, my*c.v+v); err != nil {
-						return err
+		} else {
+			for ci, c := range sc.comps {
+				for v := range c.v {
+					for h := range c.h {
+						if err := d.decodeBlock(sc, c, block(ci, mx*c.h+h, my*c.v+v, v)); err != nil {
+							return err
+						}
 					}
 				}
 			}
 		}
+		if pipe != nil && mx == perRow-1 {
+			pipe.endRow(my)
+		}
 	}
 	d.pos = d.bits.pos
 	return nil
+}
+
+// idctPipe runs the IDCT of a sequential scan on another goroutine, one
+// row of MCUs behind the entropy decoding (which is serial by nature):
+// the scan's blocks go into a row buffer, a full row is handed over, and
+// the worker writes its samples into the planes and returns the buffer
+// zeroed. Three buffers: one being filled, one queued, one in the IDCT.
+type idctPipe struct {
+	sc      *scan
+	perRow  int   // MCUs per row
+	offsets []int // per scan component, where its blocks start in a buffer
+	cur     []int16
+	jobs    chan idctRow
+	free    chan []int16
+	done    chan struct{}
+}
+
+type idctRow struct {
+	my   int
+	coef []int16
+}
+
+func newIDCTPipe(sc *scan, perRow int) *idctPipe {
+	p := &idctPipe{sc: sc, perRow: perRow, jobs: make(chan idctRow, 1), free: make(chan []int16, 3), done: make(chan struct{})}
+	size := 0
+	for ci := range sc.comps {
+		p.offsets = append(p.offsets, size)
+		w, v := p.grid(ci)
+		size += w * v * 64
+	}
+	for range 3 {
+		p.free <- make([]int16, size)
+	}
+	p.cur = <-p.free
+	go p.work()
+	return p
+}
+
+// grid is a row's blocks of the scan's component ci: across and down.
+func (p *idctPipe) grid(ci int) (w, v int) {
+	if len(p.sc.comps) == 1 {
+		return p.perRow, 1
+	}
+	c := p.sc.comps[ci]
+	return p.perRow * c.h, c.v
+}
+
+// block is block bx of the vv-th block row of component ci in the row
+// being filled.
+func (p *idctPipe) block(ci, bx, vv int) *[64]int16 {
+	w, _ := p.grid(ci)
+	i := p.offsets[ci] + (vv*w+bx)*64
+	return (*[64]int16)(p.cur[i : i+64])
+}
+
+// endRow hands MCU row my to the worker and takes an empty buffer.
+func (p *idctPipe) endRow(my int) {
+	p.jobs <- idctRow{my, p.cur}
+	p.cur = <-p.free
+}
+
+// close waits until every handed-over row is in the planes.
+func (p *idctPipe) close() {
+	close(p.jobs)
+	<-p.done
+}
+
+func (p *idctPipe) work() {
+	defer close(p.done)
+	for r := range p.jobs {
+		for ci, c := range p.sc.comps {
+			w, v := p.grid(ci)
+			for vv := range v {
+				for bx := range w {
+					i := p.offsets[ci] + (vv*w+bx)*64
+					c.idct((*[64]int16)(r.coef[i:i+64]), bx, r.my*v+vv)
+				}
+			}
+		}
+		clear(r.coef)
+		p.free <- r.coef
+	}
 }
 
 func (d *decoder) resetPredictors(sc *scan) {
@@ -191,20 +290,12 @@ func (d *decoder) readRestart(n int) error {
 	return nil
 }
 
-// decodeBlock decodes block (bx, by) of c. A sequential block is complete
-// after its one scan and goes through the IDCT at once (while it is in
-// cache, and without keeping every coefficient of the image); progressive
-// blocks accumulate their coefficients over the scans.
-func (d *decoder) decodeBlock(sc *scan, c *component, bx, by int) error {
+// decodeBlock decodes one block of c into b: a sequential block whole (b
+// starts zeroed), a progressive one by the scan's band and bit.
+func (d *decoder) decodeBlock(sc *scan, c *component, b *[64]int16) error {
 	if !d.progressive {
-		d.blk = [64]int16{}
-		if err := d.sequentialBlock(c, &d.blk); err != nil {
-			return err
-		}
-		c.idct(&d.blk, bx, by)
-		return nil
+		return d.sequentialBlock(c, b)
 	}
-	b := c.block(bx, by)
 	switch {
 	case sc.ss == 0 && sc.ah == 0:
 		return d.dcFirst(c, b, sc.al)
