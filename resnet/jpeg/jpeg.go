@@ -449,10 +449,7 @@ func (d *decoder) image() (image.Image, error) {
 	if !d.frame {
 		return nil, FormatError("no frame header")
 	}
-	if d.scans == 0 {
-		return nil, FormatError("no scan")
-	}
-	for i := range d.comps {
+	for i := range d.comps { // also catches a file with no scan at all
 		c := &d.comps[i]
 		if !d.progressive && !c.scanned || d.progressive && c.coefBits[0] < 0 {
 			return nil, FormatError(fmt.Sprintf("component %d has no scan", i))

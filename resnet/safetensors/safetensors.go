@@ -145,9 +145,9 @@ func Write(out io.Writer, w *resnet.Weights) error {
 	return nil
 }
 
-// toFloat32 converts n little-endian values of a floating dtype (one loop
-// per dtype: a 100 MB file converts several times faster than with the
-// dtype switched on for every value).
+// toFloat32 converts n little-endian values of a floating dtype, one loop
+// per dtype rather than a dtype switch per value (Load of a 100 MB
+// ResNet-50 measured ~10 % faster, within noisy runs).
 func toFloat32(dtype string, b []byte, n int) []float32 {
 	data := make([]float32, n)
 	switch dtype {
