@@ -32,6 +32,10 @@ func (b Buffer) Index(y, x, c int) int {
 	return (y+b.Halo)*b.RowStride() + (x+b.Halo)*b.C + c
 }
 
+func (b Buffer) String() string {
+	return fmt.Sprintf("%dx%dx%d with halo %d", b.H, b.W, b.C, b.Halo)
+}
+
 // check validates b as the role ("input", …) of kernel name. It is on
 // Forward's path, so it builds no string unless it fails.
 func (b Buffer) check(name, role string, h, w, c, minHalo int) error {
@@ -45,77 +49,98 @@ func (b Buffer) check(name, role string, h, w, c, minHalo int) error {
 }
 
 // ConvShape is what a convolution kernel is specialised on: a K×K kernel,
-// stride and padding, channels, and the (square) input and output sides.
+// stride and padding, channels, and the input and output sizes.
 type ConvShape struct {
 	K, Stride, Pad int
 	InC, OutC      int
-	InH, OutH      int
+	InH, InW       int
+	OutH, OutW     int
 }
 
 // MACs is the number of multiply-adds of one image.
-func (s ConvShape) MACs() int64 { return int64(s.OutH*s.OutH*s.OutC) * int64(s.InC*s.K*s.K) }
+func (s ConvShape) MACs() int64 { return int64(s.OutH*s.OutW*s.OutC) * int64(s.InC*s.K*s.K) }
 
-func (s ConvShape) name() string {
-	return fmt.Sprintf("conv%dx%ds%d_c%dk%d_h%d", s.K, s.K, s.Stride, s.InC, s.OutC, s.InH)
+// Name is the kernel name of the shape without its tier:
+// conv3x3s1_c64k64_h56 for a square 56×56 input, conv3x3s1_c64k64_h48w40
+// for a 48-high, 40-wide one.
+func (s ConvShape) Name() string {
+	size := fmt.Sprintf("h%d", s.InH)
+	if s.InW != s.InH {
+		size += fmt.Sprintf("w%d", s.InW)
+	}
+	return fmt.Sprintf("conv%dx%ds%d_c%dk%d_%s", s.K, s.K, s.Stride, s.InC, s.OutC, size)
 }
 
-// microKernel is the signature of every generated convolution kernel; see
-// gen/kernels/conv.go for the meaning of each argument.
-type microKernel func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+func (s ConvShape) valid() bool {
+	out := func(in int) int { return (in+2*s.Pad-s.K)/s.Stride + 1 }
+	return s.K >= 1 && s.Stride >= 1 && s.Pad >= 0 && s.InC >= 1 && s.OutC >= 1 && s.InH >= 1 && s.InW >= 1 &&
+		s.InH+2*s.Pad >= s.K && s.InW+2*s.Pad >= s.K && s.OutH == out(s.InH) && s.OutW == out(s.InW)
+}
 
+// MicroKernel is the signature of every generated convolution kernel: it
+// computes n tiles side by side along one tile row (see gen/kernels for the
+// meaning of each argument).
+type MicroKernel func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// Flags of a MicroKernel call.
 const (
-	flagReLU     = 1
-	flagResidual = 2
+	FlagReLU     = 1
+	FlagResidual = 2
 )
 
 // ConvKernel is a convolution specialised for one shape and tier. Output
-// channels come in blocks of BlockC(); each call of the micro-kernel fills
-// a TH×TW-pixel tile of one block, and the last tile row has RemTH rows when
-// TH does not divide OutH.
+// channels come in blocks of BlockC(); each call of a micro-kernel fills a
+// row of TH×TW-pixel tiles of one block. The last tile row has RemTH rows
+// when TH does not divide OutH, and the last tile of each row RemTW columns
+// when TW does not divide OutW; Rem, RemCol and RemCorner compute those.
+//
+// The generated packages build their tables of ConvKernels; for the
+// portable tier, PortableConv makes one for any shape.
 type ConvKernel struct {
 	Name  string
 	Tier  Tier
 	Shape ConvShape
 
 	TH, TW, V, Lanes int
-	// RemTH, RemTW: rows of the last tile row and columns of the last tile
-	// of each row where TH or TW does not divide the output (0 if it does).
-	RemTH, RemTW                 int
-	main, rem, remCol, remCorner microKernel // nil for Purego
+	RemTH, RemTW     int
+	// Main computes full tiles; nil for the portable kernel.
+	Main, Rem, RemCol, RemCorner MicroKernel
 }
 
 // BlockC is the number of output channels one block (one packed weight
 // panel) covers.
 func (k *ConvKernel) BlockC() int { return k.V * k.Lanes }
 
-// ConvKernels lists the specialised kernels of a tier (none for Purego,
-// whose kernel takes any shape).
-func ConvKernels(t Tier) []ConvKernel { return specialised(t) }
-
-// Conv returns the kernel for shape s on tier t: the generated one for the
-// SIMD tiers, the portable one for Purego.
-func Conv(s ConvShape, t Tier) (*ConvKernel, error) {
-	if !Has(t) {
-		return nil, fmt.Errorf("tier %v is not available on this machine/build (have %v)", t, available)
+// validate checks that a table entry describes a kernel the driver can run.
+func (k *ConvKernel) validate() error {
+	s := k.Shape
+	bad := func(why string) error { return fmt.Errorf("kernel %s: %s", k.Name, why) }
+	switch {
+	case !s.valid():
+		return bad(fmt.Sprintf("invalid shape %+v", s))
+	case k.TH < 1 || k.TW < 1 || k.V < 1 || k.Lanes < 1 || s.OutC%k.BlockC() != 0:
+		return bad(fmt.Sprintf("tile %dx%d of %d×%d channels does not fit %d output channels", k.TH, k.TW, k.V, k.Lanes, s.OutC))
+	case k.RemTH != s.OutH%k.TH || k.RemTW != s.OutW%k.TW:
+		return bad(fmt.Sprintf("remainders %d, %d; the %dx%d tile leaves %d, %d", k.RemTH, k.RemTW, k.TH, k.TW, s.OutH%k.TH, s.OutW%k.TW))
+	case k.Main == nil && k.Tier != Purego:
+		return bad("no micro-kernel")
+	case k.Main != nil && (k.RemTH > 0 && k.Rem == nil || k.RemTW > 0 && k.RemCol == nil || k.RemTH > 0 && k.RemTW > 0 && k.RemCorner == nil):
+		return bad("a remainder kernel is missing")
 	}
-	if s.K < 1 || s.Stride < 1 || s.Pad < 0 || s.InC < 1 || s.OutC < 1 || s.InH < 1 ||
-		s.OutH != (s.InH+2*s.Pad-s.K)/s.Stride+1 {
+	return nil
+}
+
+// PortableConv returns the portable Go kernel for shape s: it runs on every
+// machine and is what the Purego tier uses.
+func PortableConv(s ConvShape) (*ConvKernel, error) {
+	if !s.valid() {
 		return nil, fmt.Errorf("invalid convolution shape %+v", s)
 	}
-	if t == Purego {
-		lanes := 16
-		for s.OutC%lanes != 0 {
-			lanes /= 2
-		}
-		return &ConvKernel{Name: s.name() + "_purego", Tier: Purego, Shape: s, TH: 1, TW: 1, V: 1, Lanes: lanes}, nil
+	lanes := 16
+	for s.OutC%lanes != 0 {
+		lanes /= 2
 	}
-	ks := specialised(t)
-	for i := range ks {
-		if ks[i].Shape == s {
-			return &ks[i], nil
-		}
-	}
-	return nil, fmt.Errorf("no %v kernel for %s: the generator emits one per shape of the resnet family", t, s.name())
+	return &ConvKernel{Name: s.Name() + "_purego", Tier: Purego, Shape: s, TH: 1, TW: 1, V: 1, Lanes: lanes}, nil
 }
 
 // PackWeights reorders OIHW weights (PyTorch's layout, BN already folded)
@@ -159,14 +184,14 @@ func (k *ConvKernel) Run(in, out Buffer, res *Buffer, packed, bias []float32, re
 // Check reports whether Run and RunPart accept these arguments.
 func (k *ConvKernel) Check(in, out Buffer, res *Buffer, packed, bias []float32) error {
 	s := k.Shape
-	if err := in.check(k.Name, "input", s.InH, s.InH, s.InC, s.Pad); err != nil {
+	if err := in.check(k.Name, "input", s.InH, s.InW, s.InC, s.Pad); err != nil {
 		return err
 	}
-	if err := out.check(k.Name, "output", s.OutH, s.OutH, s.OutC, 0); err != nil {
+	if err := out.check(k.Name, "output", s.OutH, s.OutW, s.OutC, 0); err != nil {
 		return err
 	}
 	if res != nil {
-		if err := res.check(k.Name, "residual", s.OutH, s.OutH, s.OutC, 0); err != nil {
+		if err := res.check(k.Name, "residual", s.OutH, s.OutW, s.OutC, 0); err != nil {
 			return err
 		}
 	}
@@ -187,12 +212,12 @@ func (k *ConvKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []float32
 		k.run(in, out, res, packed, bias, relu, 0, k.Shape.OutH, part*nb/parts, (part+1)*nb/parts)
 		return
 	}
-	y0, y1 := splitRows(k.Shape.OutH, k.TH, part, parts)
+	y0, y1 := SplitRows(k.Shape.OutH, k.TH, part, parts)
 	k.run(in, out, res, packed, bias, relu, y0, y1, 0, nb)
 }
 
-// splitRows gives part its share of n rows in whole tiles of th rows.
-func splitRows(n, th, part, parts int) (y0, y1 int) {
+// SplitRows gives part its share of n rows in whole tiles of th rows.
+func SplitRows(n, th, part, parts int) (y0, y1 int) {
 	tiles := (n + th - 1) / th
 	y0 = part * tiles / parts * th
 	y1 = min(n, (part+1)*tiles/parts*th)
@@ -202,17 +227,17 @@ func splitRows(n, th, part, parts int) (y0, y1 int) {
 // run computes output rows [y0, y1) of channel blocks [b0, b1); y0 and y1
 // are multiples of TH (or y1 = OutH). The arguments are already checked.
 func (k *ConvKernel) run(in, out Buffer, res *Buffer, packed, bias []float32, relu bool, y0, y1, b0, b1 int) {
-	if k.main == nil {
+	if k.Main == nil {
 		convGeneric(k, in, out, res, packed, bias, relu, y0, y1, b0, b1)
 		return
 	}
 	var flags uintptr
 	if relu {
-		flags |= flagReLU
+		flags |= FlagReLU
 	}
 	var resRow uintptr
 	if res != nil {
-		flags |= flagResidual
+		flags |= FlagResidual
 		resRow = uintptr(res.RowStride() * 4)
 	}
 	inRow, outRow := uintptr(in.RowStride()*4), uintptr(out.RowStride()*4)
@@ -232,7 +257,7 @@ const bandBytes = 512 << 10
 // small ones a single band, so large weights are read once.
 func (k *ConvKernel) bandRows() int {
 	s := k.Shape
-	perRow := 4 * (s.OutH*s.OutC + s.Stride*s.InH*s.InC)
+	perRow := 4 * (s.OutW*s.OutC + s.Stride*s.InW*s.InC)
 	rows := max(1, bandBytes/perRow) / k.TH * k.TH
 	return max(rows, k.TH)
 }
@@ -241,21 +266,23 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 	s := k.Shape
 	bc := k.BlockC()
 	panel := s.K * s.K * s.InC * bc
+	full := s.OutW / k.TW
 	for b := b0; b < b1; b++ {
 		w, bp := &packed[b*panel], &bias[b*bc]
 		for ty := y0; ty < y1; ty += k.TH {
-			f, g := k.main, k.remCol
+			f, g := k.Main, k.RemCol
 			if ty+k.TH > s.OutH {
-				f, g = k.rem, k.remCorner
+				f, g = k.Rem, k.RemCorner
 			}
-			full := s.OutH / k.TW
 			ip := &in.Data[in.Index(ty*s.Stride-s.Pad, -s.Pad, 0)]
 			op := &out.Data[out.Index(ty, 0, b*bc)]
 			var rp *float32
 			if res != nil {
 				rp = &res.Data[res.Index(ty, 0, b*bc)]
 			}
-			f(ip, w, bp, rp, op, inRow, outRow, resRow, flags, uintptr(full))
+			if full > 0 {
+				f(ip, w, bp, rp, op, inRow, outRow, resRow, flags, uintptr(full))
+			}
 			if k.RemTW > 0 {
 				tx := full * k.TW
 				ip = &in.Data[in.Index(ty*s.Stride-s.Pad, tx*s.Stride-s.Pad, 0)]
@@ -279,7 +306,7 @@ func convGeneric(k *ConvKernel, in, out Buffer, res *Buffer, packed, bias []floa
 	a := acc[:bc]
 	for b := b0; b < b1; b++ {
 		for oy := y0; oy < y1; oy++ {
-			for ox := 0; ox < s.OutH; ox++ {
+			for ox := 0; ox < s.OutW; ox++ {
 				clear(a)
 				w := packed[b*panel : (b+1)*panel]
 				for ky := 0; ky < s.K; ky++ {

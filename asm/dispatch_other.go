@@ -2,10 +2,5 @@
 
 package asm
 
-var available = []Tier{Purego}
-
-func specialised(Tier) []ConvKernel { return nil }
-
-func maxPools(Tier) []MaxPoolKernel { return nil }
-func avgPools(Tier) []AvgPoolKernel { return nil }
-func fcs(Tier) []FCKernel           { return nil }
+// tiers: the portable kernels only (NEON is added by dispatch_arm64.go).
+var tiers = []Tier{Purego}

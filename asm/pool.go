@@ -2,37 +2,32 @@ package asm
 
 import "fmt"
 
-// MaxPoolKernel is the 3x3 stride-2 max pool after the ImageNet stem.
+// MaxPoolKernel is the 3x3 stride-2 max pool (padding 1) after the
+// ImageNet stem, for C channels on a map of any size.
 //
 // Precondition: the input follows a ReLU (every value ≥ 0) and its halo of
 // at least 1 is zero. Then the zero halo gives the same result as PyTorch's
 // −inf padding, since every window holds at least one real pixel ≥ 0.
 type MaxPoolKernel struct {
-	Name   string
-	Tier   Tier
-	C, InH int
-	OutH   int
-	f      func(in, out *float32, inRow uintptr)
+	Name string
+	Tier Tier
+	C    int
+	// F pools n output pixels of one row: in at the window origin of the
+	// first (inside the halo), rows inRow bytes apart; out at the first
+	// output pixel. Nil for the portable kernel.
+	F func(in, out *float32, inRow, n uintptr)
 }
 
-// MaxPool returns the 3x3/2 max-pool kernel for c channels on an inH map.
-func MaxPool(c, inH int, t Tier) (*MaxPoolKernel, error) {
-	if !Has(t) {
-		return nil, fmt.Errorf("tier %v is not available on this machine/build", t)
+// PortableMaxPool returns the portable max-pool kernel for c channels.
+func PortableMaxPool(c int) (*MaxPoolKernel, error) {
+	if c < 1 {
+		return nil, fmt.Errorf("max pool of %d channels", c)
 	}
-	if c < 1 || inH < 1 {
-		return nil, fmt.Errorf("max pool of %d channels on %dx%d", c, inH, inH)
-	}
-	if t == Purego {
-		return &MaxPoolKernel{Name: fmt.Sprintf("maxpool3x3s2_c%d_h%d_purego", c, inH), Tier: t, C: c, InH: inH, OutH: (inH-1)/2 + 1}, nil
-	}
-	for _, k := range maxPools(t) {
-		if k.C == c && k.InH == inH {
-			return &k, nil
-		}
-	}
-	return nil, fmt.Errorf("no %v max-pool kernel for %d channels on %dx%d", t, c, inH, inH)
+	return &MaxPoolKernel{Name: fmt.Sprintf("maxpool3x3s2_c%d_purego", c), Tier: Purego, C: c}, nil
 }
+
+// PooledSide is the output side of the 3x3/2 max pool with padding 1.
+func PooledSide(in int) int { return (in-1)/2 + 1 }
 
 // Run pools in (halo ≥ 1) into the interior of out.
 func (k *MaxPoolKernel) Run(in, out Buffer) error {
@@ -45,22 +40,22 @@ func (k *MaxPoolKernel) Run(in, out Buffer) error {
 
 // Check reports whether Run and RunPart accept these buffers.
 func (k *MaxPoolKernel) Check(in, out Buffer) error {
-	if err := in.check(k.Name, "input", k.InH, k.InH, k.C, 1); err != nil {
+	if err := in.check(k.Name, "input", in.H, in.W, k.C, 1); err != nil {
 		return err
 	}
-	return out.check(k.Name, "output", k.OutH, k.OutH, k.C, 0)
+	return out.check(k.Name, "output", PooledSide(in.H), PooledSide(in.W), k.C, 0)
 }
 
 // RunPart pools part of parts of the output rows; the buffers must have
 // passed Check.
 func (k *MaxPoolKernel) RunPart(in, out Buffer, part, parts int) {
-	y0, y1 := splitRows(k.OutH, 1, part, parts)
+	y0, y1 := SplitRows(out.H, 1, part, parts)
 	for oy := y0; oy < y1; oy++ {
-		if k.f != nil {
-			k.f(&in.Data[in.Index(2*oy-1, -1, 0)], &out.Data[out.Index(oy, 0, 0)], uintptr(in.RowStride()*4))
+		if k.F != nil {
+			k.F(&in.Data[in.Index(2*oy-1, -1, 0)], &out.Data[out.Index(oy, 0, 0)], uintptr(in.RowStride()*4), uintptr(out.W))
 			continue
 		}
-		for ox := 0; ox < k.OutH; ox++ {
+		for ox := 0; ox < out.W; ox++ {
 			o := out.Data[out.Index(oy, ox, 0):][:k.C]
 			copy(o, in.Data[in.Index(2*oy-1, 2*ox-1, 0):][:k.C])
 			for ky := 0; ky < 3; ky++ {
@@ -75,81 +70,99 @@ func (k *MaxPoolKernel) RunPart(in, out Buffer, part, parts int) {
 }
 
 // SubsamplePad is the option-A shortcut: out = in[::s, ::s] with its
-// channels placed at (out.C − in.C)/2, the other channels zero. It writes
-// out's interior only.
-func SubsamplePad(in, out Buffer, stride int) error {
-	if stride < 1 || out.H != (in.H-1)/stride+1 || out.W != (in.W-1)/stride+1 || out.C < in.C || (out.C-in.C)%2 != 0 {
-		return fmt.Errorf("option-A shortcut from %dx%dx%d to %dx%dx%d with stride %d", in.H, in.W, in.C, out.H, out.W, out.C, stride)
+// channels placed at (out.C − in.C)/2, the other channels zero.
+type SubsamplePad struct {
+	In, Out Buffer
+	Stride  int
+}
+
+// Check reports whether the buffers and stride describe an option-A shortcut.
+func (s *SubsamplePad) Check() error {
+	in, out := s.In, s.Out
+	if s.Stride < 1 || out.H != (in.H-1)/s.Stride+1 || out.W != (in.W-1)/s.Stride+1 || out.C < in.C || (out.C-in.C)%2 != 0 {
+		return fmt.Errorf("option-A shortcut from %dx%dx%d to %dx%dx%d with stride %d", in.H, in.W, in.C, out.H, out.W, out.C, s.Stride)
 	}
 	if err := in.check("shortcut", "input", in.H, in.W, in.C, 0); err != nil {
 		return err
 	}
-	if err := out.check("shortcut", "output", out.H, out.W, out.C, 0); err != nil {
-		return err
-	}
+	return out.check("shortcut", "output", out.H, out.W, out.C, 0)
+}
+
+// RunPart writes part of parts of out's interior rows; Check must have
+// passed.
+func (s *SubsamplePad) RunPart(part, parts int) {
+	in, out := s.In, s.Out
 	before := (out.C - in.C) / 2
-	for y := 0; y < out.H; y++ {
+	y0, y1 := SplitRows(out.H, 1, part, parts)
+	for y := y0; y < y1; y++ {
 		for x := 0; x < out.W; x++ {
 			o := out.Data[out.Index(y, x, 0):][:out.C]
 			clear(o)
-			copy(o[before:], in.Data[in.Index(y*stride, x*stride, 0):][:in.C])
+			copy(o[before:], in.Data[in.Index(y*s.Stride, x*s.Stride, 0):][:in.C])
 		}
 	}
-	return nil
 }
 
-// AvgPoolKernel is the global average pool before the classifier.
+// AvgPoolKernel is the global average pool before the classifier, for C
+// channels on a map of any size.
 type AvgPoolKernel struct {
-	Name   string
-	Tier   Tier
-	C, InH int
-	f      func(in, out *float32, inRow uintptr)
+	Name string
+	Tier Tier
+	C    int
+	// F writes the means of every channel over an h×w interior starting at
+	// in, rows inRow bytes apart, scaled by scale = 1/(h·w), to out[0:C].
+	// Nil for the portable kernel.
+	F func(in, out *float32, inRow, h, w uintptr, scale float32)
 }
 
-// AvgPool returns the global average pool of c channels over an inH map.
-func AvgPool(c, inH int, t Tier) (*AvgPoolKernel, error) {
-	if !Has(t) {
-		return nil, fmt.Errorf("tier %v is not available on this machine/build", t)
+// PortableAvgPool returns the portable global average pool of c channels.
+func PortableAvgPool(c int) (*AvgPoolKernel, error) {
+	if c < 1 {
+		return nil, fmt.Errorf("average pool of %d channels", c)
 	}
-	if c < 1 || inH < 1 {
-		return nil, fmt.Errorf("average pool of %d channels on %dx%d", c, inH, inH)
-	}
-	if t == Purego {
-		return &AvgPoolKernel{Name: fmt.Sprintf("avgpool_c%d_h%d_purego", c, inH), Tier: t, C: c, InH: inH}, nil
-	}
-	for _, k := range avgPools(t) {
-		if k.C == c && k.InH == inH {
-			return &k, nil
-		}
-	}
-	return nil, fmt.Errorf("no %v average-pool kernel for %d channels on %dx%d", t, c, inH, inH)
+	return &AvgPoolKernel{Name: fmt.Sprintf("avgpool_c%d_purego", c), Tier: Purego, C: c}, nil
 }
 
-// Run writes the per-channel means of in's interior to out[0:C].
-func (k *AvgPoolKernel) Run(in Buffer, out []float32) error {
-	if err := in.check(k.Name, "input", k.InH, k.InH, k.C, 0); err != nil {
+// Check reports whether Run accepts these arguments.
+func (k *AvgPoolKernel) Check(in Buffer, out []float32) error {
+	if err := in.check(k.Name, "input", in.H, in.W, k.C, 0); err != nil {
 		return err
+	}
+	if in.H < 1 || in.W < 1 {
+		return fmt.Errorf("%s: empty %dx%d input", k.Name, in.H, in.W)
 	}
 	if len(out) != k.C {
 		return fmt.Errorf("%s: output has %d values, want %d", k.Name, len(out), k.C)
 	}
-	if k.f != nil {
-		k.f(&in.Data[in.Index(0, 0, 0)], &out[0], uintptr(in.RowStride()*4))
-		return nil
+	return nil
+}
+
+// Run writes the per-channel means of in's interior to out[0:C].
+func (k *AvgPoolKernel) Run(in Buffer, out []float32) error {
+	if err := k.Check(in, out); err != nil {
+		return err
+	}
+	k.run(in, out)
+	return nil
+}
+
+func (k *AvgPoolKernel) run(in Buffer, out []float32) {
+	scale := 1 / float32(in.H*in.W)
+	if k.F != nil {
+		k.F(&in.Data[in.Index(0, 0, 0)], &out[0], uintptr(in.RowStride()*4), uintptr(in.H), uintptr(in.W), scale)
+		return
 	}
 	clear(out)
-	for y := 0; y < k.InH; y++ {
-		for x := 0; x < k.InH; x++ {
+	for y := 0; y < in.H; y++ {
+		for x := 0; x < in.W; x++ {
 			for c, v := range in.Data[in.Index(y, x, 0):][:k.C] {
 				out[c] += v
 			}
 		}
 	}
-	scale := 1 / float32(k.InH*k.InH)
 	for c := range out {
 		out[c] *= scale
 	}
-	return nil
 }
 
 // FCKernel is the classifier, out = W·in + b. Outputs are computed in
@@ -160,26 +173,17 @@ type FCKernel struct {
 	Tier    Tier
 	In, Out int
 	Block   int
-	f       func(in, w, bias, out *float32, blocks uintptr)
+	// F computes blocks blocks of Block outputs. Nil for the portable kernel.
+	F func(in, w, bias, out *float32, blocks uintptr)
 }
 
-// FC returns the classifier kernel for in inputs and out outputs.
-func FC(in, out int, t Tier) (*FCKernel, error) {
-	if !Has(t) {
-		return nil, fmt.Errorf("tier %v is not available on this machine/build", t)
-	}
+// PortableFC returns the portable classifier kernel for in inputs and out
+// outputs.
+func PortableFC(in, out int) (*FCKernel, error) {
 	if in < 1 || out < 1 {
 		return nil, fmt.Errorf("fully-connected layer %d→%d", in, out)
 	}
-	if t == Purego {
-		return &FCKernel{Name: fmt.Sprintf("fc_c%dk%d_purego", in, out), Tier: t, In: in, Out: out, Block: 1}, nil
-	}
-	for _, k := range fcs(t) {
-		if k.In == in && k.Out == out {
-			return &k, nil
-		}
-	}
-	return nil, fmt.Errorf("no %v classifier kernel for %d→%d", t, in, out)
+	return &FCKernel{Name: fmt.Sprintf("fc_c%dk%d_purego", in, out), Tier: Purego, In: in, Out: out, Block: 1}, nil
 }
 
 // Padded is Out rounded up to a whole block.
@@ -228,9 +232,9 @@ func (k *FCKernel) Check(in, packedW, packedBias, out []float32) error {
 func (k *FCKernel) RunPart(in, packedW, packedBias, out []float32, part, parts int) {
 	nb := k.Padded() / k.Block
 	b0, b1 := part*nb/parts, (part+1)*nb/parts
-	if k.f != nil {
-		for b := b0; b < b1; b++ {
-			k.f(&in[0], &packedW[b*k.In*k.Block], &packedBias[b*k.Block], &out[b*k.Block], 1)
+	if k.F != nil {
+		if b1 > b0 {
+			k.F(&in[0], &packedW[b0*k.In*k.Block], &packedBias[b0*k.Block], &out[b0*k.Block], uintptr(b1-b0))
 		}
 		return
 	}

@@ -1,116 +1,76 @@
 package asm_test
 
 import (
-	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/engine/enginetest"
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-func poolLayers() []resnet.Layer {
-	return resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC)
+func TestPortablePoolsAndFCMatchReference(t *testing.T) {
+	for _, hw := range [][2]int{{112, 112}, {96, 80}, {7, 5}, {1, 1}, {2, 3}} {
+		mp, err := asm.PortableMaxPool(64)
+		require.NoError(t, err)
+		enginetest.MaxPoolKernel(t, mp, hw[0], hw[1])
+		ap, err := asm.PortableAvgPool(48)
+		require.NoError(t, err)
+		enginetest.AvgPoolKernel(t, ap, hw[0], hw[1])
+	}
+	for _, io := range [][2]int{{2048, 1000}, {512, 37}, {64, 10}, {3, 1}} {
+		fc, err := asm.PortableFC(io[0], io[1])
+		require.NoError(t, err)
+		enginetest.FCKernel(t, fc)
+	}
+	_, err := asm.PortableMaxPool(0)
+	assert.ErrorContains(t, err, "max pool of 0 channels")
+	_, err = asm.PortableFC(0, 10)
+	assert.ErrorContains(t, err, "fully-connected layer 0→10")
+	mp, _ := asm.PortableMaxPool(16)
+	assert.ErrorContains(t, mp.Run(asm.NewBuffer(8, 8, 16, 0), asm.NewBuffer(4, 4, 16, 0)), "halo ≥ 1")
+	assert.ErrorContains(t, mp.Run(asm.NewBuffer(8, 6, 16, 1), asm.NewBuffer(4, 4, 16, 0)), "want 4x3x16")
 }
 
-func toPlanes(b asm.Buffer) resnet.Planes {
-	p := resnet.NewPlanes(resnet.Shape{C: b.C, H: b.H, W: b.W})
-	for c := 0; c < b.C; c++ {
-		for y := 0; y < b.H; y++ {
-			for x := 0; x < b.W; x++ {
-				p.Data[(c*b.H+y)*b.W+x] = float64(b.Data[b.Index(y, x, c)])
+// The option-A shortcut equals the reference's SubsamplePad, rectangular
+// maps and every split included.
+func TestSubsamplePad(t *testing.T) {
+	in := asm.NewBuffer(9, 6, 16, 1)
+	for i := range in.Data {
+		in.Data[i] = float32(i%97) - 40
+	}
+	for y := -1; y <= in.H; y++ { // a zero halo, as the planner keeps it
+		for x := -1; x <= in.W; x++ {
+			if y < 0 || x < 0 || y == in.H || x == in.W {
+				clear(in.Data[in.Index(y, x, 0):][:16])
 			}
 		}
 	}
-	return p
-}
-
-// Pooling is exact in float32 except for the average's summation, and the
-// classifier is a dot product of up to 2048 terms: 1e-5 of the largest
-// magnitude, as for the convolutions.
-func TestPoolAndFCKernelsMatchReference(t *testing.T) {
-	layers := poolLayers()
-	require.Len(t, layers, 7, "1 max pool, 3 average pools, 3 classifiers")
-	rng := rand.New(rand.NewPCG(11, 12))
-	for _, l := range layers {
-		for _, tier := range asm.Tiers() {
-			switch l.Op {
-			case resnet.OpMaxPool:
-				k, err := asm.MaxPool(l.InShape.C, l.InShape.H, tier)
-				require.NoError(t, err)
-				in := asm.NewBuffer(l.InShape.H, l.InShape.W, l.InShape.C, 1)
-				for y := 0; y < in.H; y++ {
-					for x := 0; x < in.W; x++ {
-						for c := 0; c < in.C; c++ {
-							in.Data[in.Index(y, x, c)] = float32(math.Max(0, rng.NormFloat64())) // after a ReLU
-						}
-					}
-				}
-				out := asm.NewBuffer(l.OutShape.H, l.OutShape.W, l.OutShape.C, 1)
-				for i := range out.Data {
-					out.Data[i] = sentinel
-				}
-				require.NoError(t, k.Run(in, out))
-				want := resnet.MaxPool(toPlanes(in), 3, 2, 1)
-				for c := 0; c < out.C; c++ {
-					for y := -1; y <= out.H; y++ {
-						for x := -1; x <= out.W; x++ {
-							got := out.Data[out.Index(y, x, c)]
-							if y < 0 || x < 0 || y == out.H || x == out.W {
-								require.Equal(t, sentinel, got, "%s wrote the halo", k.Name)
-							} else {
-								require.Equal(t, float32(want.At(c, y, x)), got, "%s at %d,%d,%d", k.Name, c, y, x)
-							}
-						}
-					}
-				}
-			case resnet.OpGlobalAvgPool:
-				k, err := asm.AvgPool(l.InShape.C, l.InShape.H, tier)
-				require.NoError(t, err)
-				in := asm.NewBuffer(l.InShape.H, l.InShape.W, l.InShape.C, 1)
-				for i := range in.Data {
-					in.Data[i] = float32(rng.NormFloat64())
-				}
-				out := make([]float32, l.InShape.C)
-				require.NoError(t, k.Run(in, out))
-				want := resnet.GlobalAvgPool(toPlanes(in))
-				for c := range out {
-					require.InDelta(t, want.Data[c], out[c], 1e-5*4, "%s channel %d", k.Name, c)
-				}
-			case resnet.OpFC:
-				k, err := asm.FC(l.InShape.C, l.OutShape.C, tier)
-				require.NoError(t, err)
-				w, b, in := make([]float32, l.OutShape.C*l.InShape.C), make([]float32, l.OutShape.C), make([]float32, l.InShape.C)
-				w64, b64, in64 := make([]float64, len(w)), make([]float64, len(b)), make([]float64, len(in))
-				for _, p := range []struct {
-					f []float32
-					d []float64
-				}{{w, w64}, {b, b64}, {in, in64}} {
-					for i := range p.f {
-						p.f[i] = float32(rng.NormFloat64())
-						p.d[i] = float64(p.f[i])
-					}
-				}
-				pw, pb, err := k.Pack(w, b)
-				require.NoError(t, err)
-				out := make([]float32, k.Padded())
-				require.NoError(t, k.Run(in, pw, pb, out))
-				want := resnet.Linear(in64, w64, b64)
-				scale := 0.0
-				for _, v := range want {
-					scale = math.Max(scale, math.Abs(v))
-				}
-				for o := range want {
-					require.InDelta(t, want[o], out[o], 1e-5*scale, "%s output %d", k.Name, o)
-				}
-				for _, v := range out[len(want):] {
-					require.Zero(t, v, "%s: padding outputs", k.Name)
-				}
-				assert.ErrorContains(t, k.Run(in[:1], pw, pb, out), "input 1")
+	p := resnet.NewPlanes(resnet.Shape{C: 16, H: 9, W: 6})
+	for c := 0; c < 16; c++ {
+		for y := 0; y < 9; y++ {
+			for x := 0; x < 6; x++ {
+				p.Data[(c*9+y)*6+x] = float64(in.Data[in.Index(y, x, c)])
 			}
 		}
 	}
+	want := resnet.SubsamplePad(p, 32, 2)
+	for _, parts := range []int{1, 2, 3} {
+		sp := asm.SubsamplePad{In: in, Out: asm.NewBuffer(5, 3, 32, 0), Stride: 2}
+		require.NoError(t, sp.Check())
+		for part := 0; part < parts; part++ {
+			sp.RunPart(part, parts)
+		}
+		for c := 0; c < 32; c++ {
+			for y := 0; y < 5; y++ {
+				for x := 0; x < 3; x++ {
+					require.Equal(t, float32(want.At(c, y, x)), sp.Out.Data[sp.Out.Index(y, x, c)], "%d parts, %d,%d,%d", parts, c, y, x)
+				}
+			}
+		}
+	}
+	bad := asm.SubsamplePad{In: in, Out: asm.NewBuffer(5, 3, 31, 0), Stride: 2}
+	assert.ErrorContains(t, bad.Check(), "option-A shortcut from 9x6x16 to 5x3x31 with stride 2")
 }

@@ -8,26 +8,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/bench/peak"
 )
 
-// BenchmarkConv runs every specialised kernel of every tier on one thread
-// and reports GFLOP/s and the fraction of the tier's peak measured by the
-// same benchmark: go test ./bench -bench Conv -run '^$'.
-func BenchmarkConv(b *testing.B) {
+// BenchmarkKernels runs every kernel of the generated family packages on
+// every tier on one thread and reports GFLOP/s and the fraction of the
+// tier's peak measured by the same benchmark:
+// go test ./bench -run '^$' -bench Kernels.
+func BenchmarkKernels(b *testing.B) {
 	for _, t := range asm.Tiers() {
-		for i := range asm.ConvKernels(t) {
-			k := &asm.ConvKernels(t)[i]
-			b.Run(k.Name, func(b *testing.B) {
-				c := NewConvSetup(k)
-				peak := PeakGFLOPs(t, 20*time.Millisecond)
-				c.Run()
-				b.ResetTimer()
-				for range b.N {
-					c.Run()
-				}
-				gf := 2 * float64(k.Shape.MACs()) * float64(b.N) / b.Elapsed().Seconds() / 1e9
-				b.ReportMetric(gf, "GFLOP/s")
-				b.ReportMetric(gf/peak, "of-peak")
+		jobs, err := FamilyKernels(t)
+		require.NoError(b, err)
+		for _, j := range jobs {
+			b.Run(j.Name, func(b *testing.B) {
+				r := j.Run(Options{Rounds: 1, MinTime: time.Duration(b.N) * time.Millisecond})
+				b.ReportMetric(r.GFLOPs, "GFLOP/s")
+				b.ReportMetric(r.Efficiency, "of-peak")
 			})
 		}
 	}
@@ -37,24 +33,36 @@ func BenchmarkPeak(b *testing.B) {
 	for _, t := range asm.Tiers() {
 		b.Run(t.String(), func(b *testing.B) {
 			for range b.N {
-				runProbe(t, 1<<16)
+				peak.Trip(t, 1<<16)
 			}
-			b.ReportMetric(float64(b.N)*(1<<16)*probeFLOPs[t]/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(float64(b.N)*(1<<16)*peak.FLOPsPerTrip(t)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }
 
 // The probe and the measurement plumbing, not their speed: a peak is
-// positive and a kernel result carries its shape.
+// positive, the family's kernels are listed once each, and a kernel result
+// carries its shape.
 func TestMeasurementsAreWellFormed(t *testing.T) {
 	for _, tier := range asm.Tiers() {
-		assert.Greater(t, PeakGFLOPs(tier, time.Millisecond), 0.0, tier.String())
+		assert.Greater(t, peak.GFLOPs(tier, time.Millisecond), 0.0, tier.String())
+		jobs, err := FamilyKernels(tier)
+		require.NoError(t, err)
+		names := map[string]bool{}
+		for _, j := range jobs {
+			assert.False(t, names[j.Name], "%s listed twice", j.Name)
+			names[j.Name] = true
+		}
+		if tier != asm.Purego {
+			assert.GreaterOrEqual(t, len(jobs), 38+7, "every conv shape of the family, pools and classifiers")
+		}
 	}
-	k, err := asm.Conv(asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, OutH: 8}, asm.Best())
+	k, err := asm.PortableConv(asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 6, OutH: 8, OutW: 6})
 	require.NoError(t, err)
 	r := Conv(k, Options{Rounds: 1, MinTime: time.Millisecond, PeakTime: time.Millisecond})
 	assert.Equal(t, "conv", r.Op)
-	assert.Equal(t, int64(8*8*64*64*9), r.MACs)
+	assert.Equal(t, int64(8*6*64*64*9), r.MACs)
+	assert.Equal(t, 6, r.InW)
 	assert.Greater(t, r.GFLOPs, 0.0)
 	assert.InDelta(t, r.GFLOPs/r.PeakGFLOPs, r.Efficiency, 1e-12)
 	assert.Equal(t, []float64{2}, []float64{median([]float64{3, 1, 2})})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/bench/peak"
 )
 
 // KernelResult is one kernel's single-thread speed; the JSON keys are a contract.
@@ -18,6 +19,7 @@ type KernelResult struct {
 	Kernel     int     `json:"kernel"`
 	Stride     int     `json:"stride"`
 	InH        int     `json:"in_h"`
+	InW        int     `json:"in_w"`
 	InC        int     `json:"in_c"`
 	OutC       int     `json:"out_c"`
 	MACs       int64   `json:"macs"`
@@ -59,9 +61,9 @@ func NewConvSetup(k *asm.ConvKernel) *ConvSetup {
 	s := k.Shape
 	rng := rand.New(rand.NewPCG(1, 2))
 	c := &ConvSetup{K: k,
-		In:  asm.NewBuffer(s.InH, s.InH, s.InC, s.Pad),
-		Out: asm.NewBuffer(s.OutH, s.OutH, s.OutC, 1),
-		Res: asm.NewBuffer(s.OutH, s.OutH, s.OutC, 1),
+		In:  asm.NewBuffer(s.InH, s.InW, s.InC, s.Pad),
+		Out: asm.NewBuffer(s.OutH, s.OutW, s.OutC, 1),
+		Res: asm.NewBuffer(s.OutH, s.OutW, s.OutC, 1),
 	}
 	for _, d := range [][]float32{c.In.Data, c.Res.Data} {
 		for i := range d {
@@ -116,7 +118,7 @@ func median(xs []float64) float64 {
 func Conv(k *asm.ConvKernel, o Options) KernelResult {
 	c := NewConvSetup(k)
 	s := k.Shape
-	r := KernelResult{Name: k.Name, Op: "conv", Kernel: s.K, Stride: s.Stride, InH: s.InH, InC: s.InC, OutC: s.OutC}
+	r := KernelResult{Name: k.Name, Op: "conv", Kernel: s.K, Stride: s.Stride, InH: s.InH, InW: s.InW, InC: s.InC, OutC: s.OutC}
 	return measure(r, k.Tier, s.MACs(), c.Run, o)
 }
 
@@ -125,13 +127,13 @@ func Conv(k *asm.ConvKernel, o Options) KernelResult {
 // single operations) of one run.
 func measure(r KernelResult, t asm.Tier, work int64, f func(), o Options) KernelResult {
 	o.defaults()
-	var gf, peak []float64
+	var gf, pk []float64
 	for range o.Rounds {
-		peak = append(peak, PeakGFLOPs(t, o.PeakTime))
+		pk = append(pk, peak.GFLOPs(t, o.PeakTime))
 		gf = append(gf, 2*float64(work)/timeRuns(f, o.MinTime)/1e9)
 	}
 	r.Tier, r.MACs = t.String(), work
-	r.GFLOPs, r.PeakGFLOPs = median(gf), median(peak)
+	r.GFLOPs, r.PeakGFLOPs = median(gf), median(pk)
 	r.Efficiency = r.GFLOPs / r.PeakGFLOPs
 	if o.Progress != nil {
 		fmt.Fprintf(o.Progress, "%-36s %-7s %7.1f GFLOP/s  %.2f of peak\n", r.Name, r.Tier, r.GFLOPs, r.Efficiency)
@@ -150,27 +152,28 @@ func randomFill(xs []float32, seed uint64, nonNegative bool) {
 	}
 }
 
-// MaxPool measures a max-pool kernel. Its "MACs" are the 9 comparisons per
-// output value; it is bound by memory, not by the FMA pipes.
-func MaxPool(k *asm.MaxPoolKernel, o Options) KernelResult {
-	in := asm.NewBuffer(k.InH, k.InH, k.C, 1)
-	out := asm.NewBuffer(k.OutH, k.OutH, k.C, 1)
+// MaxPool measures a max-pool kernel on an h×w input. Its "MACs" are the 9
+// comparisons per output value; it is bound by memory, not by the FMA pipes.
+func MaxPool(k *asm.MaxPoolKernel, h, w int, o Options) KernelResult {
+	in := asm.NewBuffer(h, w, k.C, 1)
+	out := asm.NewBuffer(asm.PooledSide(h), asm.PooledSide(w), k.C, 1)
 	randomFill(in.Data, 1, true)
-	r := KernelResult{Name: k.Name, Op: "maxpool", Kernel: 3, Stride: 2, InH: k.InH, InC: k.C, OutC: k.C}
-	return measure(r, k.Tier, int64(9*k.OutH*k.OutH*k.C), func() {
+	r := KernelResult{Name: k.Name, Op: "maxpool", Kernel: 3, Stride: 2, InH: h, InW: w, InC: k.C, OutC: k.C}
+	return measure(r, k.Tier, int64(9*out.H*out.W*k.C), func() {
 		if err := k.Run(in, out); err != nil {
 			panic(err)
 		}
 	}, o)
 }
 
-// AvgPool measures a global average pool; its "MACs" are the additions.
-func AvgPool(k *asm.AvgPoolKernel, o Options) KernelResult {
-	in := asm.NewBuffer(k.InH, k.InH, k.C, 0)
+// AvgPool measures a global average pool on an h×w input; its "MACs" are
+// the additions.
+func AvgPool(k *asm.AvgPoolKernel, h, w int, o Options) KernelResult {
+	in := asm.NewBuffer(h, w, k.C, 0)
 	out := make([]float32, k.C)
 	randomFill(in.Data, 2, false)
-	r := KernelResult{Name: k.Name, Op: "avgpool", Kernel: k.InH, Stride: 1, InH: k.InH, InC: k.C, OutC: k.C}
-	return measure(r, k.Tier, int64(k.InH*k.InH*k.C), func() {
+	r := KernelResult{Name: k.Name, Op: "avgpool", Kernel: h, Stride: 1, InH: h, InW: w, InC: k.C, OutC: k.C}
+	return measure(r, k.Tier, int64(h*w*k.C), func() {
 		if err := k.Run(in, out); err != nil {
 			panic(err)
 		}
@@ -187,7 +190,7 @@ func FC(k *asm.FCKernel, o Options) KernelResult {
 		panic(err)
 	}
 	out := make([]float32, k.Padded())
-	r := KernelResult{Name: k.Name, Op: "fc", Kernel: 1, Stride: 1, InH: 1, InC: k.In, OutC: k.Out}
+	r := KernelResult{Name: k.Name, Op: "fc", Kernel: 1, Stride: 1, InH: 1, InW: 1, InC: k.In, OutC: k.Out}
 	return measure(r, k.Tier, int64(k.In*k.Out), func() {
 		if err := k.Run(in, pw, pb, out); err != nil {
 			panic(err)

@@ -1,11 +1,10 @@
 package bench
 
 import (
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/bench/peak"
 	"github.com/resnetgen/resnetgen/generated/all"
 )
 
@@ -20,31 +19,6 @@ type NetResult struct {
 	GFLOPs          float64 `json:"gflops"`
 	PeakGFLOPs      float64 `json:"peak_gflops"`
 	Efficiency      float64 `json:"efficiency"`
-}
-
-// PeakGFLOPsThreads runs the probe of tier t on n threads at once and
-// returns their summed GFLOP/s: the ceiling for an n-worker network.
-func PeakGFLOPsThreads(t asm.Tier, n int, d time.Duration) float64 {
-	if n <= 1 {
-		return PeakGFLOPs(t, d)
-	}
-	var wg sync.WaitGroup
-	res := make([]float64, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			res[i] = PeakGFLOPs(t, d)
-		}()
-	}
-	wg.Wait()
-	sum := 0.0
-	for _, r := range res {
-		sum += r
-	}
-	return sum
 }
 
 // Network times ForwardBatch of batch images on net (made with that batch
@@ -62,7 +36,7 @@ func Network(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) N
 	var lat, peaks []float64
 	for r := 0; r < runs; r++ {
 		if r%max(1, runs/3) == 0 {
-			peaks = append(peaks, PeakGFLOPsThreads(t, threads, 20*time.Millisecond))
+			peaks = append(peaks, peak.GFLOPsThreads(t, threads, 20*time.Millisecond))
 		}
 		start := time.Now()
 		if err := net.ForwardBatch(in, out); err != nil {

@@ -4,117 +4,109 @@ import (
 	"fmt"
 
 	"github.com/resnetgen/resnetgen/asm"
-	"github.com/resnetgen/resnetgen/resnet"
 )
 
-// Config is what a network's New takes besides its weights.
-type Config struct {
-	Tier    asm.Tier // default: asm.Best()
-	Workers int      // default: GOMAXPROCS
-	Batch   int      // images ForwardBatch accepts at once; default 1
+// Layer is one step of a network: Check validates its buffers and weights
+// once, when the network is built; RunPart then computes a part of it with
+// no checks and no allocation (see Step).
+type Layer interface {
+	Step
+	Check() error
 }
 
-// Option sets one field of Config.
-type Option func(*Config)
-
-// WithTier forces an instruction-set tier (asm.Purego, asm.AVX2, asm.AVX512).
-func WithTier(t asm.Tier) Option { return func(c *Config) { c.Tier = t } }
-
-// WithWorkers sets how many goroutines split each layer (default GOMAXPROCS).
-func WithWorkers(n int) Option { return func(c *Config) { c.Workers = n } }
-
-// WithBatch sets the capacity of ForwardBatch (default 1).
-func WithBatch(n int) Option { return func(c *Config) { c.Batch = n } }
-
-// NewConfig applies opts to the defaults and checks the result.
-func NewConfig(opts ...Option) (Config, error) {
-	c := Config{Tier: asm.Best(), Batch: 1}
-	for _, o := range opts {
-		o(&c)
-	}
-	if !asm.Has(c.Tier) {
-		return c, fmt.Errorf("tier %v is not available here (have %v)", c.Tier, asm.Tiers())
-	}
-	if c.Workers < 0 || c.Batch < 1 {
-		return c, fmt.Errorf("workers %d and batch %d: want workers ≥ 0 (0: GOMAXPROCS) and batch ≥ 1", c.Workers, c.Batch)
-	}
-	return c, nil
-}
-
-// Conv is one convolution layer ready to run: its kernel, BN-folded packed
-// weights and bias.
+// Conv is a convolution with its BatchNorm folded in, an optional residual
+// added, and an optional ReLU: Out = relu?(conv(In) + Bias + Res?).
 type Conv struct {
+	Name         string
 	K            *asm.ConvKernel
+	In, Out      asm.Buffer
+	Res          *asm.Buffer // nil: no residual
 	Packed, Bias []float32
+	ReLU         bool
 }
 
-// NewConv folds the BatchNorm named bn into the convolution weight named
-// weight and packs it for shape s on tier t. The weights must have passed
-// Validate.
-func NewConv(w *resnet.Weights, weight, bn string, s asm.ConvShape, t asm.Tier) (Conv, error) {
-	k, err := asm.Conv(s, t)
-	if err != nil {
-		return Conv{}, err
-	}
-	folded, bias := resnet.FoldBN(w.Tensors[weight].Data, w.Tensors[bn+".weight"].Data, w.Tensors[bn+".bias"].Data,
-		w.Tensors[bn+".running_mean"].Data, w.Tensors[bn+".running_var"].Data, resnet.BNEpsilon)
-	packed, err := k.PackWeights(folded)
-	if err != nil {
-		return Conv{}, err
-	}
-	return Conv{k, packed, bias}, nil
+// Check reports whether the kernel accepts the buffers and weights.
+func (c *Conv) Check() error { return c.K.Check(c.In, c.Out, c.Res, c.Packed, c.Bias) }
+
+// RunPart computes part of parts of the output (see asm.ConvKernel.RunPart).
+func (c *Conv) RunPart(part, parts int) {
+	c.K.RunPart(c.In, c.Out, c.Res, c.Packed, c.Bias, c.ReLU, part, parts)
 }
 
-// Head is the global average pool and the classifier.
-type Head struct {
-	Pool        *asm.AvgPoolKernel
-	FC          *asm.FCKernel
-	W, B        []float32 // packed
-	Pooled, Out []float32 // scratch: pooled features, padded logits
+// MaxPool is the 3x3/2 max pool after the ImageNet stem.
+type MaxPool struct {
+	K       *asm.MaxPoolKernel
+	In, Out asm.Buffer
 }
 
-// NewHead prepares the average pool over an h×h map of c channels and the
-// classifier named fc (fc.weight, fc.bias) to classes outputs.
-func NewHead(w *resnet.Weights, fc string, c, h, classes int, t asm.Tier) (Head, error) {
-	pool, err := asm.AvgPool(c, h, t)
-	if err != nil {
-		return Head{}, err
-	}
-	k, err := asm.FC(c, classes, t)
-	if err != nil {
-		return Head{}, err
-	}
-	pw, pb, err := k.Pack(w.Tensors[fc+".weight"].Data, w.Tensors[fc+".bias"].Data)
-	if err != nil {
-		return Head{}, err
-	}
-	return Head{pool, k, pw, pb, make([]float32, c), make([]float32, k.Padded())}, nil
+// Check reports whether the kernel accepts the buffers.
+func (m *MaxPool) Check() error { return m.K.Check(m.In, m.Out) }
+
+// RunPart pools part of parts of the output rows.
+func (m *MaxPool) RunPart(part, parts int) { m.K.RunPart(m.In, m.Out, part, parts) }
+
+// Shortcut is the parameter-free option-A shortcut (asm.SubsamplePad).
+type Shortcut struct{ asm.SubsamplePad }
+
+// AvgPool is the global average pool into a vector of channel means.
+type AvgPool struct {
+	K   *asm.AvgPoolKernel
+	In  asm.Buffer
+	Out []float32
 }
 
-// PoolStep averages in into Pooled; as a pool step only part 0 works (the
-// map is small).
-func (h *Head) PoolStep(in asm.Buffer, part int) {
+// Check reports whether the kernel accepts the buffer.
+func (a *AvgPool) Check() error { return a.K.Check(a.In, a.Out) }
+
+// RunPart: part 0 pools the whole (small) map; the other parts idle.
+func (a *AvgPool) RunPart(part, _ int) {
 	if part == 0 {
-		if err := h.Pool.Run(in, h.Pooled); err != nil {
-			panic(err) // shapes are constants checked at New
+		if err := a.K.Run(a.In, a.Out); err != nil {
+			panic(err) // shapes are fixed and checked at build time
 		}
 	}
 }
 
-// FCStep computes part of the logits from Pooled into Out.
-func (h *Head) FCStep(part, parts int) { h.FC.RunPart(h.Pooled, h.W, h.B, h.Out, part, parts) }
-
-// Check reports whether the head accepts in.
-func (h *Head) Check(in asm.Buffer) error {
-	if err := h.Pool.Run(in, h.Pooled); err != nil {
-		return err
-	}
-	return h.FC.Check(h.Pooled, h.W, h.B, h.Out)
+// FC is the classifier; Out holds the padded logits, the first Classes of
+// which are the network's output.
+type FC struct {
+	K           *asm.FCKernel
+	In          []float32
+	W, B        []float32 // packed
+	Out         []float32
+	Classes     int
 }
 
-// LoadCHW copies a CHW image (PyTorch's layout) into the interior of an
-// NHWC buffer, leaving its halo zero: rows [part, parts) of it.
-func LoadCHW(dst asm.Buffer, src []float32, part, parts int) {
+// Check reports whether the kernel accepts the slices.
+func (f *FC) Check() error { return f.K.Check(f.In, f.W, f.B, f.Out) }
+
+// RunPart computes part of parts of the output blocks.
+func (f *FC) RunPart(part, parts int) { f.K.RunPart(f.In, f.W, f.B, f.Out, part, parts) }
+
+// Logits copies the classifier's output, without its padding, to dst.
+func (f *FC) Logits(dst []float32) { copy(dst, f.Out[:f.Classes]) }
+
+// Input copies a CHW image (PyTorch's layout) into the interior of an NHWC
+// buffer, leaving its halo zero. Set the image before running the step.
+type Input struct {
+	Dst   asm.Buffer
+	image []float32
+}
+
+// Check reports whether the buffer can hold an image.
+func (in *Input) Check() error {
+	if in.Dst.Len() != len(in.Dst.Data) || in.Dst.H < 1 || in.Dst.W < 1 || in.Dst.C < 1 {
+		return fmt.Errorf("input buffer %v holds %d floats", in.Dst, len(in.Dst.Data))
+	}
+	return nil
+}
+
+// Set names the image the next run loads; it must hold C·H·W floats.
+func (in *Input) Set(image []float32) { in.image = image }
+
+// RunPart copies part of parts of the rows.
+func (in *Input) RunPart(part, parts int) {
+	dst, src := in.Dst, in.image
 	plane := dst.H * dst.W
 	for y := part * dst.H / parts; y < (part+1)*dst.H/parts; y++ {
 		for x := 0; x < dst.W; x++ {

@@ -1,13 +1,24 @@
-// Package engine is what the generated networks run on: a fixed pool of
-// worker goroutines that split each layer's work, with no allocation and no
-// goroutine creation per call.
+// Package engine is what the generated networks run on: layer objects
+// (convolution, max pool, option-A shortcut, average pool, classifier, input
+// loading) that each split their work into parts, a fixed pool of worker
+// goroutines that runs one layer at a time with no allocation and no
+// goroutine creation per call, BatchNorm folding and the weights format the
+// generated packages embed.
 package engine
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
 )
+
+// Step is one layer's work, split into parts: RunPart(part, parts) computes
+// part part of parts, and the parts together compute the whole layer. Parts
+// must not depend on each other.
+type Step interface {
+	RunPart(part, parts int)
+}
 
 // spinChecks is how many times an idle worker polls for the next step
 // before it parks (a few tens of microseconds here). A network runs one
@@ -20,11 +31,14 @@ const spinChecks = 1 << 14
 // layer of a network at a time, each worker computing its part.
 type Pool struct {
 	parts   int
-	step    func(part, parts int) // written before gen is incremented
-	gen     atomic.Uint64         // step number; workers run each once
-	pending atomic.Int64          // workers still in the current step
+	step    Step          // written before gen is incremented
+	gen     atomic.Uint64 // step number; workers run each once
+	pending atomic.Int64  // workers still in the current step
 	stop    atomic.Bool
+	closed  bool
 	wake    []chan struct{} // one token wakes a parked worker
+	panics  []any           // per worker: what its part of the current step panicked with
+	done    sync.WaitGroup
 	once    sync.Once
 }
 
@@ -34,16 +48,18 @@ func NewPool(workers int) *Pool {
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{parts: workers}
+	p := &Pool{parts: workers, panics: make([]any, workers)}
 	for i := 1; i < workers; i++ {
 		ch := make(chan struct{}, 1)
 		p.wake = append(p.wake, ch)
+		p.done.Add(1)
 		go p.work(i, ch)
 	}
 	return p
 }
 
 func (p *Pool) work(part int, wake chan struct{}) {
+	defer p.done.Done()
 	var seen uint64
 	for {
 		for i := 0; p.gen.Load() == seen; i++ {
@@ -59,21 +75,36 @@ func (p *Pool) work(part int, wake chan struct{}) {
 			}
 		}
 		seen++
-		p.step(part, p.parts)
+		p.runPart(part)
 		p.pending.Add(-1)
 	}
+}
+
+// runPart runs this worker's part of the current step; a panic is kept for
+// Run to re-raise once every worker has finished, so the barrier holds.
+func (p *Pool) runPart(part int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.panics[part] = r
+		}
+	}()
+	p.step.RunPart(part, p.parts)
 }
 
 // Workers is the number of parts each step is split into.
 func (p *Pool) Workers() int { return p.parts }
 
-// Run calls step(part, Workers()) for every part, concurrently, and
-// returns when all have returned. step must be a func value made once (a
-// method value stored at construction), so that Run allocates nothing. Run
-// must not be called concurrently with itself.
-func (p *Pool) Run(step func(part, parts int)) {
+// Run calls step.RunPart(part, Workers()) for every part, concurrently, and
+// returns when all have returned: everything step wrote is then visible to
+// the caller and to the next step. A pointer to a Step allocates nothing.
+// Run must not be called concurrently with itself or after Close. If a part
+// panics, Run panics too, after every other part has finished.
+func (p *Pool) Run(step Step) {
+	if p.closed {
+		panic("engine: Run on a closed Pool")
+	}
 	if p.parts == 1 {
-		step(0, 1)
+		step.RunPart(0, 1)
 		return
 	}
 	p.step = step
@@ -85,17 +116,26 @@ func (p *Pool) Run(step func(part, parts int)) {
 		default: // a token is already waiting
 		}
 	}
-	step(0, p.parts)
+	p.runPart(0)
 	for i := 0; p.pending.Load() != 0; i++ {
 		if i%64 == 63 {
 			runtime.Gosched()
 		}
 	}
+	p.step = nil
+	for i, r := range p.panics {
+		if r != nil {
+			clear(p.panics)
+			panic(fmt.Sprintf("engine: part %d of %d panicked: %v", i, p.parts, r))
+		}
+	}
 }
 
-// Close stops the workers. The pool must not be used afterwards.
+// Close stops the workers and waits until they have exited. It may be
+// called more than once; the pool must not be used afterwards.
 func (p *Pool) Close() {
 	p.once.Do(func() {
+		p.closed = true
 		p.stop.Store(true)
 		for _, ch := range p.wake {
 			select {
@@ -103,5 +143,6 @@ func (p *Pool) Close() {
 			default:
 			}
 		}
+		p.done.Wait()
 	})
 }

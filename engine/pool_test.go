@@ -1,21 +1,28 @@
 package engine
 
 import (
+	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
+
+type stepFunc func(part, parts int)
+
+func (f stepFunc) RunPart(part, parts int) { f(part, parts) }
 
 func TestPoolRunsEveryPartOnce(t *testing.T) {
 	for _, workers := range []int{1, 2, 3, 8} {
 		p := NewPool(workers)
 		var hits [8]atomic.Int32
 		var seenParts atomic.Int32
-		step := func(part, parts int) {
+		step := stepFunc(func(part, parts int) {
 			hits[part].Add(1)
 			seenParts.Store(int32(parts))
-		}
+		})
 		for range 100 {
 			p.Run(step)
 		}
@@ -28,12 +35,74 @@ func TestPoolRunsEveryPartOnce(t *testing.T) {
 	}
 }
 
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) RunPart(part, parts int) { c.n.Add(int64(part + 1)) }
+
 func TestPoolRunAllocatesNothing(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
-	var sum atomic.Int64
-	step := func(part, parts int) { sum.Add(int64(part + 1)) }
-	allocs := testing.AllocsPerRun(100, func() { p.Run(step) })
+	c := &counter{}
+	allocs := testing.AllocsPerRun(100, func() { p.Run(c) })
 	assert.Zero(t, allocs)
-	assert.Positive(t, sum.Load())
+	assert.Positive(t, c.n.Load())
+}
+
+// Step N+1 starts on no worker before step N has finished on every worker:
+// each part of step N+1 sees every part of step N done, even when some
+// parts of step N are slow.
+func TestPoolStepsDoNotOverlap(t *testing.T) {
+	p := NewPool(4)
+	defer p.Close()
+	var done [4]atomic.Int64 // per part: the last step it finished
+	var violations atomic.Int64
+	for step := int64(1); step <= 300; step++ {
+		p.Run(stepFunc(func(part, parts int) {
+			for q := range parts {
+				if done[q].Load() < step-1 { // a part of step-1 still running
+					violations.Add(1)
+				}
+			}
+			if part == int(step)%parts {
+				time.Sleep(20 * time.Microsecond) // one slow part per step
+			}
+			done[part].Store(step)
+		}))
+		for q := range 4 {
+			require.Equal(t, step, done[q].Load(), "after Run(%d) returned, part %d had not finished", step, q)
+		}
+	}
+	assert.Zero(t, violations.Load(), "a step started before the previous one finished on every worker")
+}
+
+// A panicking part does not break the barrier: Run waits for the other
+// parts, then panics naming the part; the pool keeps working.
+func TestPoolPanicKeepsTheBarrier(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	var finished atomic.Int32
+	require.PanicsWithValue(t, "engine: part 1 of 3 panicked: boom", func() {
+		p.Run(stepFunc(func(part, parts int) {
+			if part == 1 {
+				panic("boom")
+			}
+			time.Sleep(time.Millisecond)
+			finished.Add(1)
+		}))
+	})
+	assert.Equal(t, int32(2), finished.Load(), "Run returned before the other parts finished")
+	c := &counter{}
+	p.Run(c)
+	assert.Equal(t, int64(1+2+3), c.n.Load(), "the pool still runs every part after a panic")
+}
+
+// Close waits until every worker goroutine has exited; Run after Close
+// panics instead of spinning forever.
+func TestPoolCloseWaitsAndRunAfterClosePanics(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p := NewPool(4)
+	p.Run(&counter{})
+	p.Close()
+	assert.Equal(t, before, runtime.NumGoroutine(), "workers left running after Close")
+	assert.PanicsWithValue(t, "engine: Run on a closed Pool", func() { p.Run(&counter{}) })
 }

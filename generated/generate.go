@@ -1,5 +1,5 @@
 package generated
 
-// One line regenerates everything generated: the kernels in asm/ and bench/
-// and the networks here.
-//go:generate go run ../gen -root ..
+// One line regenerates every package here, each as resnetgen writes a
+// user's, and the registry in all/.
+//go:generate go run ../gen/family

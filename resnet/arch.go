@@ -76,7 +76,8 @@ type Arch struct {
 	Shortcut Shortcut
 	Variant  Variant // bottleneck stride placement; ignored for basic blocks
 
-	InputSize    int // square input, pixels
+	InputH       int // input height, pixels
+	InputW       int // input width, pixels
 	StemKernel   int // 7 (ImageNet, stride 2, then max pool) or 3 (CIFAR, stride 1)
 	StemChannels int
 	Classes      int
@@ -91,7 +92,7 @@ func imagenet(name string, block Block, blocks []int, paper float64) Arch {
 	return Arch{
 		Name: name, Block: block, Blocks: blocks, Widths: []int{64, 128, 256, 512},
 		Shortcut: ShortcutB, Variant: V1_5,
-		InputSize: 224, StemKernel: 7, StemChannels: 64, Classes: 1000, FCName: "fc",
+		InputH: 224, InputW: 224, StemKernel: 7, StemChannels: 64, Classes: 1000, FCName: "fc",
 		PaperFLOPs: paper,
 	}
 }
@@ -102,7 +103,7 @@ func cifar(depth int) Arch {
 	return Arch{
 		Name: fmt.Sprintf("cifar-resnet%d", depth), Block: Basic, Blocks: []int{n, n, n},
 		Widths: []int{16, 32, 64}, Shortcut: ShortcutA, Variant: V1_5,
-		InputSize: 32, StemKernel: 3, StemChannels: 16, Classes: 10, FCName: "linear",
+		InputH: 32, InputW: 32, StemKernel: 3, StemChannels: 16, Classes: 10, FCName: "linear",
 	}
 }
 
@@ -172,4 +173,42 @@ func MustBuild(name string) *Network {
 		panic(err)
 	}
 	return n
+}
+
+// MaxClasses bounds Arch.Classes: a classifier larger than this is a typo,
+// not a network (ImageNet-21k has 21,841 classes).
+const MaxClasses = 1 << 20
+
+// MaxInputSide bounds InputH and InputW. ResNet-50's activations at 4096×4096
+// take about 7 GB; beyond that a typo is likelier than an image.
+const MaxInputSide = 4096
+
+// Downsampling is how many times the network halves its input: the
+// stride-2 stem convolution and max pool of the ImageNet networks, and the
+// first block of every stage after the first.
+func (a Arch) Downsampling() int {
+	n := len(a.Blocks) - 1
+	if a.StemKernel == 7 {
+		n += 2
+	}
+	return n
+}
+
+// MinInputSide is the smallest input side a network accepts: 2^Downsampling,
+// so that every stride-2 layer halves a map at least 2 pixels wide and the
+// last map is at least 1×1 (32 for the ImageNet networks, 4 for CIFAR's).
+// PyTorch would run smaller inputs, but there a stride-2 layer only skips
+// the padding of a 1-pixel map: a mistake, not a use.
+func (a Arch) MinInputSide() int { return 1 << a.Downsampling() }
+
+func (a Arch) checkInput() error {
+	lo := a.MinInputSide()
+	switch {
+	case a.InputH < lo || a.InputW < lo:
+		return fmt.Errorf("arch %q: input %dx%d is too small: the smallest that works is %dx%d (its %d stride-2 layers need at least %d pixels a side; the last map is then 1x1)",
+			a.Name, a.InputH, a.InputW, lo, lo, a.Downsampling(), lo)
+	case a.InputH > MaxInputSide || a.InputW > MaxInputSide:
+		return fmt.Errorf("arch %q: input %dx%d is too large: at most %d pixels a side", a.Name, a.InputH, a.InputW, MaxInputSide)
+	}
+	return nil
 }

@@ -217,7 +217,7 @@ func Build(a Arch) (*Network, error) {
 		return nil, err
 	}
 	b := &builder{n: &Network{Arch: a}}
-	x := b.value(Shape{3, a.InputSize, a.InputSize})
+	x := b.value(Shape{3, a.InputH, a.InputW})
 	if a.StemKernel == 7 {
 		x = b.conv("conv1", "bn1", x, a.StemChannels, 7, 2, NoValue, true)
 		is := b.n.Values[x]
@@ -277,11 +277,15 @@ func (a Arch) check() error {
 		return fmt.Errorf("arch %q: %d stage block counts for %d widths", a.Name, len(a.Blocks), len(a.Widths))
 	case a.StemKernel != 7 && a.StemKernel != 3:
 		return fmt.Errorf("arch %q: stem kernel %d, want 7 (ImageNet) or 3 (CIFAR)", a.Name, a.StemKernel)
-	case a.InputSize < 1 || a.Classes < 1 || a.StemChannels < 1:
-		return fmt.Errorf("arch %q: input size %d, classes %d, stem channels %d must be positive",
-			a.Name, a.InputSize, a.Classes, a.StemChannels)
+	case a.Classes < 1 || a.StemChannels < 1:
+		return fmt.Errorf("arch %q: classes %d and stem channels %d must be positive", a.Name, a.Classes, a.StemChannels)
+	case a.Classes > MaxClasses:
+		return fmt.Errorf("arch %q: %d classes; at most %d", a.Name, a.Classes, MaxClasses)
 	case a.FCName == "":
 		return fmt.Errorf("arch %q: no classifier name", a.Name)
+	}
+	if err := a.checkInput(); err != nil {
+		return err
 	}
 	prev := a.StemChannels
 	for s, n := range a.Blocks {

@@ -6,37 +6,55 @@ import (
 )
 
 // ConvShape is what a specialised convolution kernel depends on: square
-// kernel, stride, padding, channels and the square input and output sides.
+// kernel, stride, padding, channels and the input and output sizes.
 // (asm.ConvShape has the same fields, so one converts to the other.)
 type ConvShape struct {
 	K, Stride, Pad int
 	InC, OutC      int
-	InH, OutH      int
+	InH, InW       int
+	OutH, OutW     int
+}
+
+func (s ConvShape) String() string {
+	return fmt.Sprintf("conv %dx%d/%d %d→%d on %dx%d", s.K, s.K, s.Stride, s.InC, s.OutC, s.InH, s.InW)
 }
 
 // ConvShape returns a conv layer's shape.
 func (l *Layer) ConvShape() ConvShape {
-	return ConvShape{l.Kernel, l.Stride, l.Pad, l.InShape.C, l.OutShape.C, l.InShape.H, l.OutShape.H}
+	return ConvShape{l.Kernel, l.Stride, l.Pad, l.InShape.C, l.OutShape.C, l.InShape.H, l.InShape.W, l.OutShape.H, l.OutShape.W}
+}
+
+// ConvShapes returns the distinct convolution shapes of the network, largest
+// maps first, in a fixed order: one specialised kernel each.
+func (n *Network) ConvShapes() []ConvShape {
+	seen := map[ConvShape]bool{}
+	for i := range n.Layers {
+		if n.Layers[i].Op == OpConv {
+			seen[n.Layers[i].ConvShape()] = true
+		}
+	}
+	return sortShapes(seen)
 }
 
 // FamilyConvShapes returns the distinct convolution shapes of every
 // catalogued network (both bottleneck variants, the plain nets and the
-// CIFAR nets), largest maps first, in a fixed order.
+// CIFAR nets) at their own input sizes, in the order of ConvShapes.
 func FamilyConvShapes() []ConvShape {
 	seen := map[ConvShape]bool{}
 	for _, l := range DistinctLayers(OpConv) {
-		if l.InShape.H != l.InShape.W {
-			panic(fmt.Sprintf("%s: non-square input %v", l.Name, l.InShape))
-		}
 		seen[l.ConvShape()] = true
 	}
+	return sortShapes(seen)
+}
+
+func sortShapes(seen map[ConvShape]bool) []ConvShape {
 	out := make([]ConvShape, 0, len(seen))
 	for s := range seen {
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		for _, d := range [][2]int{{b.InH, a.InH}, {a.K, b.K}, {a.Stride, b.Stride}, {a.InC, b.InC}, {a.OutC, b.OutC}} {
+		for _, d := range [][2]int{{b.InH * b.InW, a.InH * a.InW}, {b.InW, a.InW}, {a.K, b.K}, {a.Stride, b.Stride}, {a.InC, b.InC}, {a.OutC, b.OutC}} {
 			if d[0] != d[1] {
 				return d[0] < d[1]
 			}
@@ -46,11 +64,22 @@ func FamilyConvShapes() []ConvShape {
 	return out
 }
 
-// DistinctLayers returns, for the given ops, one layer of each distinct
-// shape (op, kernel, stride, padding, input and output shape) among every
-// catalogued network, in catalogue order. Kernel generators and tests use
-// it to cover the family once per shape.
+// Distinct returns, for the given ops, the first layer of each distinct
+// shape (op, kernel, stride, padding, input and output shape) in the
+// network, in layer order.
+func (n *Network) Distinct(ops ...Op) []Layer { return distinct([]*Network{n}, ops) }
+
+// DistinctLayers is Distinct over every catalogued network, in catalogue
+// order. Tests use it to cover the family once per shape.
 func DistinctLayers(ops ...Op) []Layer {
+	var nets []*Network
+	for _, name := range Names() {
+		nets = append(nets, MustBuild(name))
+	}
+	return distinct(nets, ops)
+}
+
+func distinct(nets []*Network, ops []Op) []Layer {
 	type key struct {
 		op             Op
 		k, stride, pad int
@@ -62,8 +91,8 @@ func DistinctLayers(ops ...Op) []Layer {
 	}
 	seen := map[key]bool{}
 	var out []Layer
-	for _, name := range Names() {
-		for _, l := range MustBuild(name).Layers {
+	for _, n := range nets {
+		for _, l := range n.Layers {
 			k := key{l.Op, l.Kernel, l.Stride, l.Pad, l.InShape, l.OutShape}
 			if want[l.Op] && !seen[k] {
 				seen[k] = true

@@ -26,7 +26,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	filter := fs.String("filter", "", "only kernels whose name contains this")
 	rounds := fs.Int("rounds", 3, "interleaved peak/kernel rounds per kernel and pass")
 	passes := fs.Int("passes", 3, "passes over the whole kernel list; each figure is the median over all rounds of all passes")
-	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
+	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_w, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -66,47 +66,13 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "pass %d of %d\n", pass+1, *passes)
 		var results []bench.KernelResult
 		for _, t := range run {
-			for _, s := range resnet.FamilyConvShapes() {
-				k, err := asm.Conv(asm.ConvShape(s), t)
-				if err != nil {
-					return err
-				}
-				if !strings.Contains(k.Name, *filter) {
-					continue
-				}
-				results = append(results, bench.Conv(k, opts))
+			jobs, err := bench.FamilyKernels(t)
+			if err != nil {
+				return err
 			}
-			for _, l := range resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
-				var r bench.KernelResult
-				var name string
-				switch l.Op {
-				case resnet.OpMaxPool:
-					k, err := asm.MaxPool(l.InShape.C, l.InShape.H, t)
-					if err != nil {
-						return err
-					}
-					if name = k.Name; strings.Contains(name, *filter) {
-						r = bench.MaxPool(k, opts)
-					}
-				case resnet.OpGlobalAvgPool:
-					k, err := asm.AvgPool(l.InShape.C, l.InShape.H, t)
-					if err != nil {
-						return err
-					}
-					if name = k.Name; strings.Contains(name, *filter) {
-						r = bench.AvgPool(k, opts)
-					}
-				case resnet.OpFC:
-					k, err := asm.FC(l.InShape.C, l.OutShape.C, t)
-					if err != nil {
-						return err
-					}
-					if name = k.Name; strings.Contains(name, *filter) {
-						r = bench.FC(k, opts)
-					}
-				}
-				if r.Name != "" {
-					results = append(results, r)
+			for _, j := range jobs {
+				if strings.Contains(j.Name, *filter) {
+					results = append(results, j.Run(opts))
 				}
 			}
 		}

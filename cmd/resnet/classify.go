@@ -209,9 +209,9 @@ func isImageNet(arch string) error {
 	if err != nil {
 		return err
 	}
-	if a.InputSize != preprocess.CropSize {
+	if a.InputH != preprocess.CropSize || a.InputW != preprocess.CropSize {
 		return fmt.Errorf("%s takes %dx%d images; classify runs ImageNet networks (%dx%d)",
-			arch, a.InputSize, a.InputSize, preprocess.CropSize, preprocess.CropSize)
+			arch, a.InputH, a.InputW, preprocess.CropSize, preprocess.CropSize)
 	}
 	return nil
 }

@@ -92,7 +92,7 @@ func isCIFAR(arch string) error {
 	if err != nil {
 		return err
 	}
-	if a.Classes == cifar10.Classes && a.InputSize == cifar10.Side {
+	if a.Classes == cifar10.Classes && a.InputH == cifar10.Side && a.InputW == cifar10.Side {
 		return nil
 	}
 	var cifar []string
@@ -101,8 +101,8 @@ func isCIFAR(arch string) error {
 			cifar = append(cifar, n)
 		}
 	}
-	return fmt.Errorf("%s is not a CIFAR-10 network (%d classes, %d px input); use one of %s",
-		arch, a.Classes, a.InputSize, strings.Join(cifar, ", "))
+	return fmt.Errorf("%s is not a CIFAR-10 network (%d classes, %dx%d input); use one of %s",
+		arch, a.Classes, a.InputH, a.InputW, strings.Join(cifar, ", "))
 }
 
 // classifier returns a function that Evaluate may call from workers

@@ -133,7 +133,7 @@ func TestBenchKernelsJSON(t *testing.T) {
 		for k := range r {
 			keys = append(keys, k)
 		}
-		assert.ElementsMatch(t, []string{"name", "tier", "op", "kernel", "stride", "in_h", "in_c", "out_c", "macs",
+		assert.ElementsMatch(t, []string{"name", "tier", "op", "kernel", "stride", "in_h", "in_w", "in_c", "out_c", "macs",
 			"gflops", "peak_gflops", "efficiency"}, keys)
 		assert.Contains(t, r["name"], "conv3x3s1_c64k64_h8_")
 		assert.Equal(t, "conv", r["op"])

@@ -18,11 +18,19 @@ type tier struct {
 	// ColumnRemainders lets TW leave a narrower last tile in each row (a
 	// second kernel); otherwise TW must divide the width.
 	ColumnRemainders bool
+	// RemainderPenalty multiplies the modelled cost of a tiling with column
+	// remainders (≥ 1): a second call per tile row and a narrow tile's
+	// epilogue, which the model leaves out. AVX2's remainders were chosen by
+	// measurement (+9 %), at 1. AVX-512's tiles for the family's maps were
+	// measured without remainders (TW divides 112, 56, 28, 14, 7 and the
+	// CIFAR maps); 1.03 keeps those, while widths with no good divisor (13,
+	// 61, …) still get wide tiles and a remainder rather than narrow tiles.
+	RemainderPenalty float64
 }
 
 var (
-	avx512 = tier{"avx512", 16, 32, 0, false}
-	avx2   = tier{"avx2", 8, 16, 12, true}
+	avx512 = tier{"avx512", 16, 32, 0, true, 1.03}
+	avx2   = tier{"avx2", 8, 16, 12, true, 1}
 )
 
 // blocking is a register tile: TH×TW output pixels by V vectors of output
@@ -30,7 +38,7 @@ var (
 type blocking struct {
 	TH, TW, V int
 	RemTH     int // rows of the last tile row when TH does not divide the output height; 0 if it does
-	RemTW     int // columns of the last tile of a row when TW does not divide the width; 0 if it does
+	RemTW     int // columns of the last tile of a row when TW does not divide the output width; 0 if it does
 }
 
 // Throughput model of a core, the same for both amd64 tiers here: two FMA
@@ -59,9 +67,10 @@ func cyclesPerFMA(r, v int) float64 {
 //     needs R·V accumulators + V + 1 registers ≤ Regs, and R ≤ the tier's
 //     MaxPixels where it has one.
 //  3. TH ≤ 4 need not divide the output height: the last tile row then
-//     uses a second kernel with the remaining rows. TW must divide the
-//     width unless the tier allows ColumnRemainders (AVX2): then the last
-//     tile of each row, and the corner, use narrower kernels.
+//     uses a second kernel with the remaining rows. TW need not divide the
+//     output width where the tier allows ColumnRemainders: the last tile
+//     of each row, and the corner, then use narrower kernels, and the
+//     tiling's cost is multiplied by the tier's RemainderPenalty.
 //  4. Lowest modelled cycles per FMA (cyclesPerFMA, averaged over the main
 //     and remainder tile rows); then most accumulators (they amortise the
 //     per-tile epilogue and call); then fewest loads per FMA; then TH = 1.
@@ -75,18 +84,18 @@ func chooseBlocking(s convShape, t tier) blocking {
 		}
 		maxR := (t.Regs - v - 1) / v
 		for th := 1; th <= 4 && th <= s.OutH; th++ {
-			for tw := 1; tw <= s.OutH; tw++ {
+			for tw := 1; tw <= s.OutW; tw++ {
 				r := th * tw
 				if r > maxR || t.MaxPixels > 0 && r > t.MaxPixels {
 					continue
 				}
-				remH, remW := s.OutH%th, s.OutH%tw
+				remH, remW := s.OutH%th, s.OutW%tw
 				if remW > 0 && !t.ColumnRemainders {
 					continue
 				}
 				// Average the modelled cost over the tiles: full, last row,
 				// last column, corner, weighted by the pixels they cover.
-				fullH, fullW := s.OutH-remH, s.OutH-remW
+				fullH, fullW := s.OutH-remH, s.OutW-remW
 				cost := cyclesPerFMA(r, v) * float64(fullH*fullW)
 				if remH > 0 {
 					cost += cyclesPerFMA(remH*tw, v) * float64(remH*fullW)
@@ -97,7 +106,10 @@ func chooseBlocking(s convShape, t tier) blocking {
 				if remH > 0 && remW > 0 {
 					cost += cyclesPerFMA(remH*remW, v) * float64(remH*remW)
 				}
-				cost /= float64(s.OutH * s.OutH)
+				cost /= float64(s.OutH * s.OutW)
+				if remW > 0 {
+					cost *= t.RemainderPenalty
+				}
 				acc := r * v
 				loads := float64(r+v) / float64(r*v)
 				cand := blocking{TH: th, TW: tw, V: v, RemTH: remH, RemTW: remW}

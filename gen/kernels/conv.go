@@ -7,6 +7,8 @@ import (
 	"github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
+
+	"github.com/resnetgen/resnetgen/resnet"
 )
 
 // convSignature is the Go signature of every convolution micro-kernel. It
@@ -22,8 +24,18 @@ import (
 //	n:     tiles, each TW pixels to the right of the previous
 const convSignature = "func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)"
 
+// convShape is what a specialised convolution kernel is specialised on.
+type convShape = resnet.ConvShape
+
+// kernelName names a kernel by its layer shape and tier, as
+// asm.ConvShape.Name does: conv3x3s1_c64k64_h56_avx512, or
+// conv3x3s1_c64k64_h48w40_avx512 for a rectangular input.
 func kernelName(s convShape, t tier) string {
-	return fmt.Sprintf("conv%dx%ds%d_c%dk%d_h%d_%s", s.K, s.K, s.Stride, s.InC, s.OutC, s.InH, t.Name)
+	size := fmt.Sprintf("h%d", s.InH)
+	if s.InW != s.InH {
+		size += fmt.Sprintf("w%d", s.InW)
+	}
+	return fmt.Sprintf("conv%dx%ds%d_c%dk%d_%s_%s", s.K, s.K, s.Stride, s.InC, s.OutC, size, t.Name)
 }
 
 // emitter wraps an Avo context with the tier's vector register kind.
@@ -73,7 +85,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	e.SignatureExpr(convSignature)
 	e.Doc(fmt.Sprintf("%s computes n %dx%d-pixel by %d-channel tiles of a %dx%d stride-%d convolution,",
 		name, th, b.TW, bc, s.K, s.K, s.Stride),
-		fmt.Sprintf("%d→%d channels on a %dx%d input, with bias, optional residual and optional ReLU.", s.InC, s.OutC, s.InH, s.InH))
+		fmt.Sprintf("%d→%d channels on a %dx%d input, with bias, optional residual and optional ReLU.", s.InC, s.OutC, s.InH, s.InW))
 
 	in := e.Load(e.Param("in"), e.GP64())
 	out := e.Load(e.Param("out"), e.GP64())

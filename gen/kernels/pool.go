@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/mmcloughlin/avo/attr"
 	. "github.com/mmcloughlin/avo/operand"
@@ -11,50 +10,55 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-// poolShape is a pooling or classifier layer as its kernel sees it.
+// poolShape is a pooling or classifier layer as its kernel sees it: the
+// pools are specialised on their channels only (the map size is an
+// argument), the classifier on its inputs and outputs.
 type poolShape struct {
-	Op        resnet.Op
-	C, InH    int // channels (fc: inputs) and input side
-	Out, OutH int // fc outputs; pooled side
+	Op  resnet.Op
+	C   int // channels (fc: inputs)
+	Out int // fc outputs
 }
 
-// poolShapes collects the distinct max-pool, average-pool and fc layers of
-// the family, in a fixed order.
-func poolShapes() []poolShape {
+// poolShapes lists the distinct max-pool, average-pool and fc kernels of
+// net, in layer order.
+func poolShapes(net *resnet.Network) []poolShape {
 	var out []poolShape
-	for _, l := range resnet.DistinctLayers(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
-		switch l.Op {
-		case resnet.OpMaxPool:
-			out = append(out, poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: l.OutShape.H})
-		case resnet.OpGlobalAvgPool:
-			out = append(out, poolShape{Op: l.Op, C: l.InShape.C, InH: l.InShape.H, OutH: 1})
-		case resnet.OpFC:
-			out = append(out, poolShape{Op: l.Op, C: l.InShape.C, Out: l.OutShape.C})
+	seen := map[poolShape]bool{}
+	for _, l := range net.Distinct(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
+		s := poolShape{Op: l.Op, C: l.InShape.C}
+		if l.Op == resnet.OpFC {
+			s.Out = l.OutShape.C
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
 		}
 	}
 	return out
 }
 
 // emitMaxPool writes a kernel for one output row of a 3x3 stride-2 max pool:
-// func(in, out *float32, inRow uintptr), in at the window origin of the
-// row's first pixel (inside the halo), out at the row's first pixel. The
-// halo is zero, which equals PyTorch's −inf padding because the input
-// follows a ReLU (every value ≥ 0) and every window holds a real pixel.
+// func(in, out *float32, inRow, n uintptr), in at the window origin of the
+// row's first pixel (inside the halo), out at the row's first pixel, n
+// output pixels. The halo is zero, which equals PyTorch's −inf padding
+// because the input follows a ReLU (every value ≥ 0) and every window holds
+// a real pixel.
 func (e emitter) emitMaxPool(name string, s poolShape) {
 	vb := e.t.Lanes * 4
 	nv := s.C / e.t.Lanes
 	e.Function(name)
 	e.Attributes(attr.NOSPLIT)
-	e.SignatureExpr("func(in, out *float32, inRow uintptr)")
-	e.Doc(fmt.Sprintf("%s max-pools one output row (%d pixels) of %d channels, 3x3 windows, stride 2.", name, s.OutH, s.C))
+	e.SignatureExpr("func(in, out *float32, inRow, n uintptr)")
+	e.Doc(fmt.Sprintf("%s max-pools n output pixels of one row of %d channels, 3x3 windows, stride 2.", name, s.C))
 	in := e.Load(e.Param("in"), e.GP64())
 	out := e.Load(e.Param("out"), e.GP64())
 	row := e.Load(e.Param("inRow"), e.GP64())
 	r1, r2 := e.GP64(), e.GP64()
 	e.LEAQ(Mem{Base: in, Index: row, Scale: 1}, r1)
 	e.LEAQ(Mem{Base: in, Index: row, Scale: 2}, r2)
-	n := e.GP64()
-	e.MOVQ(U64(s.OutH), n)
+	n := e.Load(e.Param("n"), e.GP64())
+	e.TESTQ(n, n)
+	e.JZ(LabelRef(name + "_done"))
 	e.Label(name + "_px")
 	for v0 := 0; v0 < nv; v0 += 4 {
 		m := make([]reg.VecVirtual, 0, 4)
@@ -81,29 +85,27 @@ func (e emitter) emitMaxPool(name string, s poolShape) {
 	e.ADDQ(U32(s.C*4), out)
 	e.DECQ(n)
 	e.JNZ(LabelRef(name + "_px"))
+	e.Label(name + "_done")
 	e.VZEROUPPER()
 	e.RET()
 }
 
-// emitAvgPool writes func(in, out *float32, inRow uintptr): the mean of
-// every channel over an InH×InH interior starting at in, rows inRow bytes
-// apart, into out[0:C].
+// emitAvgPool writes func(in, out *float32, inRow, h, w uintptr, scale
+// float32): scale times the sum of every channel over an h×w interior
+// starting at in, rows inRow bytes apart, into out[0:C]. Chunks of up to 8
+// vectors of channels are summed in registers, one pass over the map each.
 func (e emitter) emitAvgPool(name string, s poolShape) {
 	vb := e.t.Lanes * 4
 	nv := s.C / e.t.Lanes
 	chunk := 8 // accumulators per pass over the image
 	e.Function(name)
 	e.Attributes(attr.NOSPLIT)
-	e.SignatureExpr("func(in, out *float32, inRow uintptr)")
-	e.Doc(fmt.Sprintf("%s averages each of %d channels over a %dx%d map.", name, s.C, s.InH, s.InH))
-	in := e.Load(e.Param("in"), e.GP64())
+	e.SignatureExpr("func(in, out *float32, inRow, h, w uintptr, scale float32)")
+	e.Doc(fmt.Sprintf("%s averages each of %d channels over an h×w map: out = scale·Σ in.", name, s.C))
 	out := e.Load(e.Param("out"), e.GP64())
 	row := e.Load(e.Param("inRow"), e.GP64())
 	scale := e.vec()
-	k := e.GP32()
-	e.MOVL(U32(f32bits(1/float32(s.InH*s.InH))), k)
-	e.MOVD(k, scale.AsX())
-	e.VBROADCASTSS(scale.AsX(), scale)
+	e.VBROADCASTSS(e.Load(e.Param("scale"), e.XMM()), scale)
 	for v0 := 0; v0 < nv; v0 += chunk {
 		acc := make([]reg.VecVirtual, 0, chunk)
 		for v := v0; v < min(nv, v0+chunk); v++ {
@@ -111,16 +113,23 @@ func (e emitter) emitAvgPool(name string, s poolShape) {
 			e.VXORPS(a, a, a)
 			acc = append(acc, a)
 		}
-		p := e.GP64()
-		e.MOVQ(in, p)
-		for y := 0; y < s.InH; y++ {
-			for x := 0; x < s.InH; x++ {
-				for i, a := range acc {
-					e.VADDPS(Mem{Base: p, Disp: x*s.C*4 + (v0+i)*vb}, a, a)
-				}
-			}
-			e.ADDQ(row, p)
+		label := fmt.Sprintf("%s_c%d", name, v0)
+		p := e.Load(e.Param("in"), e.GP64())
+		y := e.Load(e.Param("h"), e.GP64())
+		e.Label(label + "_row")
+		q := e.GP64()
+		e.MOVQ(p, q)
+		x := e.Load(e.Param("w"), e.GP64())
+		e.Label(label + "_px")
+		for i, a := range acc {
+			e.VADDPS(Mem{Base: q, Disp: (v0 + i) * vb}, a, a)
 		}
+		e.ADDQ(U32(s.C*4), q)
+		e.DECQ(x)
+		e.JNZ(LabelRef(label + "_px"))
+		e.ADDQ(row, p)
+		e.DECQ(y)
+		e.JNZ(LabelRef(label + "_row"))
 		for i, a := range acc {
 			e.VMULPS(scale, a, a)
 			e.VMOVUPS(a, Mem{Base: out, Disp: (v0 + i) * vb})
@@ -177,14 +186,12 @@ func (e emitter) emitFC(name string, s poolShape) {
 	e.RET()
 }
 
-func f32bits(f float32) uint32 { return math.Float32bits(f) }
-
 func poolName(s poolShape, t tier) string {
 	switch s.Op {
 	case resnet.OpMaxPool:
-		return fmt.Sprintf("maxpool3x3s2_c%d_h%d_%s", s.C, s.InH, t.Name)
+		return fmt.Sprintf("maxpool3x3s2_c%d_%s", s.C, t.Name)
 	case resnet.OpGlobalAvgPool:
-		return fmt.Sprintf("avgpool_c%d_h%d_%s", s.C, s.InH, t.Name)
+		return fmt.Sprintf("avgpool_c%d_%s", s.C, t.Name)
 	}
 	return fmt.Sprintf("fc_c%dk%d_%s", s.C, s.Out, t.Name)
 }

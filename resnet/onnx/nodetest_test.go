@@ -106,7 +106,7 @@ func spatial(n Node, x *Tensor) (k, s, p int, err error) {
 	return int(ks[0]), int(st[0]), int(pads[0]), nil
 }
 
-// run computes a node with resnet's reference ops (and, for square
+// run computes a node with resnet's reference ops (and, for single-image
 // convolutions, asm's portable kernel too) and returns its output.
 func run(n Node, in []*Tensor) (ref []float64, kernel []float32, err error) {
 	x := in[0]
@@ -134,7 +134,7 @@ func run(n Node, in []*Tensor) (ref []float64, kernel []float32, err error) {
 				}
 			}
 			ref = append(ref, o.Data...)
-			if x.Dims[2] == x.Dims[3] && x.Dims[0] == 1 {
+			if x.Dims[0] == 1 {
 				kernel, err = convKernel(x, w, in, k, s, p, o.Shape)
 				if err != nil {
 					return nil, nil, err
@@ -236,10 +236,10 @@ func run(n Node, in []*Tensor) (ref []float64, kernel []float32, err error) {
 }
 
 // convKernel runs asm's portable convolution kernel (the one that takes any
-// square shape) on a single-image node test.
+// shape) on a single-image node test.
 func convKernel(x, w *Tensor, in []*Tensor, k, s, p int, out resnet.Shape) ([]float32, error) {
-	shape := asm.ConvShape{K: k, Stride: s, Pad: p, InC: x.Dims[1], OutC: out.C, InH: x.Dims[2], OutH: out.H}
-	kern, err := asm.Conv(shape, asm.Purego)
+	shape := asm.ConvShape{K: k, Stride: s, Pad: p, InC: x.Dims[1], OutC: out.C, InH: x.Dims[2], InW: x.Dims[3], OutH: out.H, OutW: out.W}
+	kern, err := asm.PortableConv(shape)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +285,7 @@ func readPB(t *testing.T, path string) *Tensor {
 }
 
 // TestONNXNodeTests runs every ONNX backend node test of the operators a
-// ResNet uses through resnet's reference ops (and, for the square
+// ResNet uses through resnet's reference ops (and, for the single-image
 // convolutions, asm's portable kernel), and compares with ONNX's expected
 // outputs: |got − want| ≤ 1e-5 · max(1, max|want|). Cases with an
 // attribute our ops do not implement are listed with the reason.

@@ -59,6 +59,9 @@ type Model struct {
 	Initializers []Tensor
 	Inputs       []string
 	Outputs      []string
+	// InputDims holds, per input name, its declared tensor dimensions; a
+	// symbolic or unknown dimension is -1.
+	InputDims map[string][]int
 }
 
 // ReadTensor decodes a TensorProto (a test's input_0.pb, or an initializer).
@@ -162,8 +165,18 @@ func ReadModel(b []byte) (*Model, error) {
 		m.Initializers = append(m.Initializers, *t)
 		tp.RawData = nil // the float32 copy is what is kept
 	}
+	m.InputDims = map[string][]int{}
 	for _, v := range g.GetInput() {
 		m.Inputs = append(m.Inputs, v.GetName())
+		var dims []int
+		for _, d := range v.GetType().GetTensorType().GetShape().GetDim() {
+			n := -1
+			if x, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); ok && x.DimValue > 0 && x.DimValue < 1<<31 {
+				n = int(x.DimValue)
+			}
+			dims = append(dims, n)
+		}
+		m.InputDims[v.GetName()] = dims
 	}
 	for _, v := range g.GetOutput() {
 		m.Outputs = append(m.Outputs, v.GetName())

@@ -205,3 +205,47 @@ func moduleOrder(net *resnet.Network) []resnet.Layer {
 	}
 	return out
 }
+
+// Classes returns the number of outputs of the model's classifier: the
+// initializer fcName.weight of an export with BatchNorm nodes, or the
+// weight of its single Gemm node; 0 if there is neither.
+func Classes(m *Model, fcName string) int {
+	init := constants(m)
+	if t, ok := init[fcName+".weight"]; ok && len(t.Dims) == 2 {
+		return t.Dims[0]
+	}
+	var gemm *Node
+	for i := range m.Nodes {
+		if m.Nodes[i].OpType == "Gemm" {
+			if gemm != nil {
+				return 0
+			}
+			gemm = &m.Nodes[i]
+		}
+	}
+	if gemm == nil || len(gemm.Inputs) < 2 {
+		return 0
+	}
+	if t, ok := init[gemm.Inputs[1]]; ok && len(t.Dims) == 2 {
+		return t.Dims[0]
+	}
+	return 0
+}
+
+// InputSize returns the height and width of the model's image input: its
+// first input that is not an initializer, declared N×3×H×W with H and W
+// fixed. ok is false if there is no such input.
+func InputSize(m *Model) (h, w int, ok bool) {
+	init := constants(m)
+	for _, name := range m.Inputs {
+		if _, isInit := init[name]; isInit {
+			continue
+		}
+		d := m.InputDims[name]
+		if len(d) == 4 && d[1] == 3 && d[2] > 0 && d[3] > 0 {
+			return d[2], d[3], true
+		}
+		return 0, 0, false
+	}
+	return 0, 0, false
+}

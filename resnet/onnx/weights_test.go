@@ -159,7 +159,7 @@ func TestFoldedExportGivesTheSameNetwork(t *testing.T) {
 	for _, name := range []string{"cifar-resnet20", "resnet18", "resnet50"} {
 		a, err := resnet.Lookup(name)
 		require.NoError(t, err)
-		a.InputSize = min(a.InputSize, 64) // the same layers, a faster reference
+		a.InputH, a.InputW = min(a.InputH, 64), min(a.InputW, 64) // the same layers, a faster reference
 		net, err := resnet.Build(a)
 		require.NoError(t, err)
 		orig := resnet.RandomWeights(net, 5)

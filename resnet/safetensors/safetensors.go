@@ -40,21 +40,11 @@ func Load(path string) (*resnet.Weights, error) { return resnet.ReadFile(path, R
 // float32; integer tensors named *num_batches_tracked are skipped; any other
 // integer tensor is an error naming it.
 func Read(r io.ReaderAt, size int64) (*resnet.Weights, error) {
-	var pre [8]byte
-	if size < 8 {
-		return nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than its 8-byte header length", size)
-	}
-	if _, err := r.ReadAt(pre[:], 0); err != nil {
+	header, err := readHeader(r, size)
+	if err != nil {
 		return nil, err
 	}
-	n := binary.LittleEndian.Uint64(pre[:])
-	if n > MaxHeader || int64(n) > size-8 {
-		return nil, fmt.Errorf("not a safetensors file (or truncated): header length %d, file has %d bytes after it", n, size-8)
-	}
-	header := make([]byte, n)
-	if _, err := r.ReadAt(header, 8); err != nil {
-		return nil, err
-	}
+	n := len(header)
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(header, &raw); err != nil {
 		return nil, fmt.Errorf("safetensors header is not a JSON object: %v", err)
@@ -111,8 +101,15 @@ func Read(r io.ReaderAt, size int64) (*resnet.Weights, error) {
 
 // Write encodes w as safetensors with F32 tensors in name order (what a
 // converted checkpoint or a test fixture needs).
-func Write(out io.Writer, w *resnet.Weights) error {
+func Write(out io.Writer, w *resnet.Weights) error { return WriteMetadata(out, w, nil) }
+
+// WriteMetadata is Write with a "__metadata__" entry of strings (none if
+// meta is empty). The output is deterministic: the header's keys are sorted.
+func WriteMetadata(out io.Writer, w *resnet.Weights, meta map[string]string) error {
 	header := map[string]any{}
+	if len(meta) > 0 {
+		header["__metadata__"] = meta
+	}
 	var offset int64
 	names := w.Names()
 	for _, name := range names {
@@ -132,7 +129,13 @@ func Write(out io.Writer, w *resnet.Weights) error {
 	if _, err := out.Write(append(buf, h...)); err != nil {
 		return err
 	}
-	for _, name := range names {
+	return WriteData(out, w)
+}
+
+// WriteData writes the tensor data of Write alone (F32, in name order): a
+// checksum over it can go into the header's metadata.
+func WriteData(out io.Writer, w *resnet.Weights) error {
+	for _, name := range w.Names() {
 		data := w.Tensors[name].Data
 		b := make([]byte, 4*len(data))
 		for i, v := range data {
@@ -143,6 +146,45 @@ func Write(out io.Writer, w *resnet.Weights) error {
 		}
 	}
 	return nil
+}
+
+// Metadata reads the "__metadata__" strings of a safetensors file of size
+// bytes (nil if it has none) and the offset at which the tensor data starts.
+func Metadata(r io.ReaderAt, size int64) (meta map[string]string, dataStart int64, err error) {
+	header, err := readHeader(r, size)
+	if err != nil {
+		return nil, 0, err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(header, &raw); err != nil {
+		return nil, 0, fmt.Errorf("safetensors header is not a JSON object: %v", err)
+	}
+	if m, ok := raw["__metadata__"]; ok {
+		if err := json.Unmarshal(m, &meta); err != nil {
+			return nil, 0, fmt.Errorf("safetensors __metadata__ is not an object of strings: %v", err)
+		}
+	}
+	return meta, 8 + int64(len(header)), nil
+}
+
+// readHeader returns the JSON header of a file of size bytes.
+func readHeader(r io.ReaderAt, size int64) ([]byte, error) {
+	var pre [8]byte
+	if size < 8 {
+		return nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than its 8-byte header length", size)
+	}
+	if _, err := r.ReadAt(pre[:], 0); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint64(pre[:])
+	if n > MaxHeader || int64(n) > size-8 {
+		return nil, fmt.Errorf("not a safetensors file (or truncated): header length %d, file has %d bytes after it", n, size-8)
+	}
+	header := make([]byte, n)
+	if _, err := r.ReadAt(header, 8); err != nil {
+		return nil, err
+	}
+	return header, nil
 }
 
 // toFloat32 converts n little-endian values of a floating dtype, one loop

@@ -114,13 +114,32 @@ func (f *File) weights(net *resnet.Network, values bool) (*resnet.Weights, error
 }
 
 // Detect names the catalogued network (resnet.Names) whose tensors the file
-// holds exactly. A v1 bottleneck network has the tensors of its v1.5 twin
-// (only a stride moves), so when both fit the v1.5 one is returned:
-// torchvision and timm publish v1.5 weights; pass the v1 name explicitly to
-// run weights trained as v1. Any other tie, or no fit, is an error; with no
-// fit it quotes the closest network's mismatches. It compares names and
-// shapes only; Weights then checks the values (NaN, Inf) of the one chosen.
+// holds exactly, with the catalogue's class count. Weights for another
+// class count (a fine-tuned classifier) are an error that says so: only a
+// generated package for them can run them (see DetectArch).
 func (f *File) Detect() (string, error) {
+	a, err := f.DetectArch()
+	if err != nil {
+		return "", err
+	}
+	def, _ := resnet.Lookup(a.Name)
+	if a.Classes != def.Classes {
+		return "", fmt.Errorf("%s: %s weights with %d classes, not the catalogue's %d: generate a package for them with resnetgen -weights %s",
+			f.Path, a.Name, a.Classes, def.Classes, f.Path)
+	}
+	return a.Name, nil
+}
+
+// DetectArch returns the catalogued architecture (resnet.Names) whose
+// tensors the file holds, with Classes set to the file's classifier outputs
+// (any number: transfer learning replaces the classifier). A v1 bottleneck
+// network has the tensors of its v1.5 twin (only a stride moves), so when
+// both fit the v1.5 one is returned: torchvision and timm publish v1.5
+// weights; name the v1 architecture explicitly to run weights trained as
+// v1. Any other tie, or no fit, is an error; with no fit it quotes the
+// closest network's mismatches. It compares names and shapes only; Weights
+// then checks the values (NaN, Inf) of the one chosen.
+func (f *File) DetectArch() (resnet.Arch, error) {
 	type miss struct {
 		problems int
 		err      error
@@ -128,27 +147,61 @@ func (f *File) Detect() (string, error) {
 	var fits []resnet.Arch
 	var misses []miss
 	for _, name := range resnet.Names() {
-		net := resnet.MustBuild(name)
-		if _, err := f.weights(net, false); err != nil {
+		a, _ := resnet.Lookup(name)
+		if c := f.Classes(a); c > 0 {
+			a.Classes = c
+		}
+		net, err := resnet.Build(a)
+		if err == nil {
+			_, err = f.weights(net, false)
+		}
+		if err != nil {
 			misses = append(misses, miss{problems(err), err})
 			continue
 		}
 		fits = append(fits, net.Arch)
 	}
-	var names []string
+	var found []resnet.Arch
 	for _, a := range fits {
 		if !hasV15Twin(a, fits) {
-			names = append(names, a.Name)
+			found = append(found, a)
 		}
 	}
 	switch {
-	case len(names) == 1:
-		return names[0], nil
-	case len(names) > 1:
-		return "", fmt.Errorf("%s: the tensors fit %s alike; choose one with -arch", f.Path, strings.Join(names, ", "))
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		var names []string
+		for _, a := range found {
+			names = append(names, a.Name)
+		}
+		return resnet.Arch{}, fmt.Errorf("%s: the tensors fit %s alike; choose one with -arch", f.Path, strings.Join(names, ", "))
 	}
 	sort.SliceStable(misses, func(i, j int) bool { return misses[i].problems < misses[j].problems })
-	return "", fmt.Errorf("%s: the tensors fit no catalogued network; the closest: %w", f.Path, misses[0].err)
+	return resnet.Arch{}, fmt.Errorf("%s: the tensors fit no catalogued network; the closest: %w", f.Path, misses[0].err)
+}
+
+// Classes returns the number of outputs of the file's classifier for
+// architecture a (the first dimension of its weight), or 0 if the file has
+// no classifier where a expects one.
+func (f *File) Classes(a resnet.Arch) int {
+	if f.named != nil {
+		if t, ok := f.named.Tensors[a.FCName+".weight"]; ok && len(t.Shape) == 2 {
+			return t.Shape[0]
+		}
+		return 0
+	}
+	return onnx.Classes(f.model, a.FCName)
+}
+
+// InputSize returns the image height and width an ONNX model was exported
+// for (its input's declared N×3×H×W shape); ok is false for other formats,
+// or when the model declares no fixed size.
+func (f *File) InputSize() (h, w int, ok bool) {
+	if f.model == nil {
+		return 0, 0, false
+	}
+	return onnx.InputSize(f.model)
 }
 
 // hasV15Twin reports whether a is a V1 network and archs holds the same

@@ -1,0 +1,94 @@
+package asm
+
+import "fmt"
+
+// KernelSet is the specialised kernels a generated package brings for the
+// shapes of its network, on every SIMD tier it was generated for. Lookups
+// on the Purego tier return the portable kernels, which take any shape; a
+// nil or empty set (a build without SIMD kernels) has only those.
+type KernelSet struct {
+	Conv    []ConvKernel
+	MaxPool []MaxPoolKernel
+	AvgPool []AvgPoolKernel
+	FC      []FCKernel
+}
+
+func available(t Tier) error {
+	if !Has(t) {
+		return fmt.Errorf("tier %v is not available on this machine and build (have %v)", t, Tiers())
+	}
+	return nil
+}
+
+// lookup finds the kernel of tier t that match accepts in list, or on the
+// Purego tier makes the portable one; missing describes the kernel for the
+// error when there is none.
+func lookup[K any](t Tier, list []K, tier func(*K) Tier, match func(*K) bool, portable func() (*K, error), missing string) (*K, error) {
+	if err := available(t); err != nil {
+		return nil, err
+	}
+	if t == Purego {
+		return portable()
+	}
+	for i := range list {
+		if k := &list[i]; tier(k) == t && match(k) {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("no %v %s: the package was generated for other shapes (run go generate)", t, missing)
+}
+
+// ConvKernel returns the kernel for shape s on tier t.
+func (ks *KernelSet) ConvKernel(s ConvShape, t Tier) (*ConvKernel, error) {
+	k, err := lookup(t, ks.list().Conv, func(k *ConvKernel) Tier { return k.Tier },
+		func(k *ConvKernel) bool { return k.Shape == s }, func() (*ConvKernel, error) { return PortableConv(s) },
+		"kernel for "+s.Name())
+	if err != nil {
+		return nil, err
+	}
+	return k, k.validate()
+}
+
+// MaxPoolKernel returns the 3x3/2 max pool of c channels on tier t.
+func (ks *KernelSet) MaxPoolKernel(c int, t Tier) (*MaxPoolKernel, error) {
+	return lookup(t, ks.list().MaxPool, func(k *MaxPoolKernel) Tier { return k.Tier },
+		func(k *MaxPoolKernel) bool { return k.C == c && k.F != nil }, func() (*MaxPoolKernel, error) { return PortableMaxPool(c) },
+		fmt.Sprintf("max-pool kernel for %d channels", c))
+}
+
+// AvgPoolKernel returns the global average pool of c channels on tier t.
+func (ks *KernelSet) AvgPoolKernel(c int, t Tier) (*AvgPoolKernel, error) {
+	return lookup(t, ks.list().AvgPool, func(k *AvgPoolKernel) Tier { return k.Tier },
+		func(k *AvgPoolKernel) bool { return k.C == c && k.F != nil }, func() (*AvgPoolKernel, error) { return PortableAvgPool(c) },
+		fmt.Sprintf("average-pool kernel for %d channels", c))
+}
+
+// FCKernel returns the in→out classifier on tier t.
+func (ks *KernelSet) FCKernel(in, out int, t Tier) (*FCKernel, error) {
+	return lookup(t, ks.list().FC, func(k *FCKernel) Tier { return k.Tier },
+		func(k *FCKernel) bool { return k.In == in && k.Out == out && k.F != nil && k.Block > 0 },
+		func() (*FCKernel, error) { return PortableFC(in, out) },
+		fmt.Sprintf("classifier kernel for %d→%d", in, out))
+}
+
+// list is ks, or an empty set for a nil ks.
+func (ks *KernelSet) list() *KernelSet {
+	if ks == nil {
+		return &KernelSet{}
+	}
+	return ks
+}
+
+// Tiers lists the SIMD tiers the set has kernels for, in Tier order.
+func (ks *KernelSet) Tiers() []Tier {
+	var out []Tier
+	for _, t := range []Tier{AVX2, AVX512, NEON} {
+		for _, k := range ks.list().Conv {
+			if k.Tier == t {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	return out
+}

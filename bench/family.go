@@ -1,0 +1,66 @@
+package bench
+
+import (
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/generated/all"
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// Job is one kernel to measure.
+type Job struct {
+	Name string
+	Run  func(Options) KernelResult
+}
+
+// FamilyKernels lists every distinct kernel of the generated family
+// packages on tier t (each generated package carries the kernels of its own
+// shapes; a kernel shared by several packages is listed once), in the
+// order of the packages and their layers.
+func FamilyKernels(t asm.Tier) ([]Job, error) {
+	var jobs []Job
+	seen := map[string]bool{}
+	add := func(name string, run func(Options) KernelResult) {
+		if !seen[name] {
+			seen[name] = true
+			jobs = append(jobs, Job{name, run})
+		}
+	}
+	for _, info := range all.Networks {
+		net, err := info.Network()
+		if err != nil {
+			return nil, err
+		}
+		ks := info.Kernels
+		for _, s := range net.ConvShapes() {
+			k, err := ks.ConvKernel(asm.ConvShape(s), t)
+			if err != nil {
+				return nil, err
+			}
+			add(k.Name, func(o Options) KernelResult { return Conv(k, o) })
+		}
+		for _, l := range net.Distinct(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
+			in := l.InShape
+			switch l.Op {
+			case resnet.OpMaxPool:
+				k, err := ks.MaxPoolKernel(in.C, t)
+				if err != nil {
+					return nil, err
+				}
+				add(k.Name, func(o Options) KernelResult { return MaxPool(k, in.H, in.W, o) })
+			case resnet.OpGlobalAvgPool:
+				k, err := ks.AvgPoolKernel(in.C, t)
+				if err != nil {
+					return nil, err
+				}
+				add(k.Name, func(o Options) KernelResult { return AvgPool(k, in.H, in.W, o) })
+			case resnet.OpFC:
+				k, err := ks.FCKernel(in.C, l.OutShape.C, t)
+				if err != nil {
+					return nil, err
+				}
+				add(k.Name, func(o Options) KernelResult { return FC(k, o) })
+			}
+		}
+	}
+	return jobs, nil
+}

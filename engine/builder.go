@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/resnetgen/resnetgen/asm"
+)
+
+// Builder makes a network's layers from its folded weights and a generated
+// package's kernels, packing the weights for the tier and checking every
+// layer once. The first error is kept and later calls do nothing, so a
+// generated New is one call per layer and a final Err.
+type Builder struct {
+	ks     *asm.KernelSet
+	f      *Folded
+	tier   asm.Tier
+	err    error
+	layers []Named
+}
+
+// Named is a built layer with its name and kind, in network order.
+type Named struct {
+	Name, Kind string
+	Layer      Layer
+	MACs       int64  // multiply-adds per image (convolutions and classifier)
+	Kernel     string // the kernel it runs
+}
+
+// NewBuilder starts building with the kernels ks (a generated package's
+// table) for the tier of cfg.
+func NewBuilder(ks *asm.KernelSet, f *Folded, cfg Config) *Builder {
+	return &Builder{ks: ks, f: f, tier: cfg.Tier}
+}
+
+// Err is the first error any call met, nil if none.
+func (b *Builder) Err() error { return b.err }
+
+// Layers lists the layers built so far, in order.
+func (b *Builder) Layers() []Named { return b.layers }
+
+func (b *Builder) fail(err error) bool {
+	if b.err == nil && err != nil {
+		b.err = err
+	}
+	return b.err != nil
+}
+
+func (b *Builder) add(name, kind, kernel string, macs int64, l Layer) {
+	if b.fail(l.Check()) {
+		return
+	}
+	b.layers = append(b.layers, Named{Name: name, Kind: kind, Layer: l, MACs: macs, Kernel: kernel})
+}
+
+// tensor returns the folded tensor name with the given number of values.
+func (b *Builder) tensor(name string, n int) ([]float32, []int, error) {
+	t, ok := b.f.Tensors[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("folded weights have no tensor %s", name)
+	}
+	if n >= 0 && len(t.Data) != n {
+		return nil, nil, fmt.Errorf("folded tensor %s has %d values, want %d", name, len(t.Data), n)
+	}
+	return t.Data, t.Shape, nil
+}
+
+// Input sets dst to load images into buf.
+func (b *Builder) Input(dst *Input, buf asm.Buffer) {
+	if b.err != nil {
+		return
+	}
+	*dst = Input{Dst: buf}
+	b.add("input", "input", "", 0, dst)
+}
+
+// Conv sets dst to the convolution layer name (its folded weight, OIHW with
+// a square kernel K, and bias), with the given stride and padding K/2, from
+// in to out, adding res if it is not nil, then ReLU if relu.
+func (b *Builder) Conv(dst *Conv, name string, stride int, in, out asm.Buffer, res *asm.Buffer, relu bool) {
+	if b.err != nil {
+		return
+	}
+	w, shape, err := b.tensor(name+".weight", -1)
+	if b.fail(err) {
+		return
+	}
+	if len(shape) != 4 || shape[0] != out.C || shape[1] != in.C || shape[2] != shape[3] {
+		b.fail(fmt.Errorf("%s: weight %v does not fit %d→%d channels", name, shape, in.C, out.C))
+		return
+	}
+	k := shape[2]
+	bias, _, err := b.tensor(name+".bias", out.C)
+	if b.fail(err) {
+		return
+	}
+	s := asm.ConvShape{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
+	kern, err := b.ks.ConvKernel(s, b.tier)
+	if b.fail(err) {
+		return
+	}
+	packed, err := kern.PackWeights(w)
+	if b.fail(err) {
+		return
+	}
+	*dst = Conv{Name: name, K: kern, In: in, Out: out, Res: res, Packed: packed, Bias: bias, ReLU: relu}
+	b.add(name, "conv", kern.Name, s.MACs(), dst)
+}
+
+// MaxPool sets dst to the 3x3/2 max pool from in to out.
+func (b *Builder) MaxPool(dst *MaxPool, name string, in, out asm.Buffer) {
+	if b.err != nil {
+		return
+	}
+	k, err := b.ks.MaxPoolKernel(in.C, b.tier)
+	if b.fail(err) {
+		return
+	}
+	*dst = MaxPool{K: k, In: in, Out: out}
+	b.add(name, "maxpool", k.Name, 0, dst)
+}
+
+// Shortcut sets dst to the option-A shortcut from in to out.
+func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out asm.Buffer) {
+	if b.err != nil {
+		return
+	}
+	*dst = Shortcut{asm.SubsamplePad{In: in, Out: out, Stride: stride}}
+	b.add(name, "shortcut", "subsample-pad", 0, dst)
+}
+
+// Head sets pool and fc to the global average pool of in and the
+// classifier name (name.weight, [classes][in.C], and name.bias).
+func (b *Builder) Head(pool *AvgPool, fc *FC, name string, in asm.Buffer, classes int) {
+	if b.err != nil {
+		return
+	}
+	ak, err := b.ks.AvgPoolKernel(in.C, b.tier)
+	if b.fail(err) {
+		return
+	}
+	fk, err := b.ks.FCKernel(in.C, classes, b.tier)
+	if b.fail(err) {
+		return
+	}
+	w, _, err := b.tensor(name+".weight", classes*in.C)
+	if b.fail(err) {
+		return
+	}
+	bias, _, err := b.tensor(name+".bias", classes)
+	if b.fail(err) {
+		return
+	}
+	pw, pb, err := fk.Pack(w, bias)
+	if b.fail(err) {
+		return
+	}
+	pooled := make([]float32, in.C)
+	*pool = AvgPool{K: ak, In: in, Out: pooled}
+	b.add("avgpool", "avgpool", ak.Name, 0, pool)
+	*fc = FC{K: fk, In: pooled, W: pw, B: pb, Out: make([]float32, fk.Padded()), Classes: classes}
+	b.add(name, "fc", fk.Name, int64(in.C*classes), fc)
+}

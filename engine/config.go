@@ -1,0 +1,63 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// Config is what a network's New takes besides its weights.
+type Config struct {
+	Tier    asm.Tier // default: asm.Best()
+	Workers int      // default: GOMAXPROCS
+	Batch   int      // images ForwardBatch accepts at once; default 1
+}
+
+// Option sets one field of Config.
+type Option func(*Config)
+
+// WithTier forces an instruction-set tier (asm.Purego, asm.AVX2, asm.AVX512, asm.NEON).
+func WithTier(t asm.Tier) Option { return func(c *Config) { c.Tier = t } }
+
+// WithWorkers sets how many goroutines split each layer (default GOMAXPROCS).
+func WithWorkers(n int) Option { return func(c *Config) { c.Workers = n } }
+
+// WithBatch sets the capacity of ForwardBatch (default 1).
+func WithBatch(n int) Option { return func(c *Config) { c.Batch = n } }
+
+// NewConfig applies opts to the defaults and checks the result.
+func NewConfig(opts ...Option) (Config, error) {
+	c := Config{Tier: asm.Best(), Batch: 1}
+	for _, o := range opts {
+		o(&c)
+	}
+	if !asm.Has(c.Tier) {
+		return c, fmt.Errorf("tier %v is not available here (have %v)", c.Tier, asm.Tiers())
+	}
+	if c.Workers < 0 || c.Batch < 1 {
+		return c, fmt.Errorf("workers %d and batch %d: want workers ≥ 0 (0: GOMAXPROCS) and batch ≥ 1", c.Workers, c.Batch)
+	}
+	return c, nil
+}
+
+// Network rebuilds the layer list a package was generated from: the
+// catalogued architecture arch with an h×w input and classes outputs. The
+// package's layer count and MACs must still match, or the resnet package
+// has changed since generation and the package must be generated again.
+func Network(arch string, h, w, classes, layers int, macs int64) (*resnet.Network, error) {
+	a, err := resnet.Lookup(arch)
+	if err != nil {
+		return nil, err
+	}
+	a.InputH, a.InputW, a.Classes = h, w, classes
+	net, err := resnet.Build(a)
+	if err != nil {
+		return nil, err
+	}
+	if len(net.Layers) != layers || net.MACs() != macs {
+		return nil, fmt.Errorf("this package was generated from another layer list of %s (%d layers, %d MACs; resnet now builds %d, %d): run go generate again",
+			arch, layers, macs, len(net.Layers), net.MACs())
+	}
+	return net, nil
+}

@@ -1,0 +1,259 @@
+// Package enginetest holds generated network packages to the float64
+// reference of package resnet: every specialised kernel, the whole network
+// on every tier the machine has, allocations and bad input. The tests that
+// resnetgen writes into each package call it, so a user's package is tested
+// exactly as the repository's own are.
+//
+// RESNET_REQUIRE_TIERS (e.g. "avx512,avx2,purego") names tiers that must
+// run: a test fails if one is not available here instead of passing without
+// it. RESNET_TIER_REPORT names a file to which each test appends the tiers
+// it ran, so CI can show them.
+package enginetest
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// Model is what every generated Model provides besides its typed Forward.
+type Model interface {
+	ForwardBatch(in, out []float32) error
+	Layers() []engine.Named
+	Workers() int
+	Close()
+}
+
+// Package describes a generated package to the tests.
+type Package struct {
+	Network func() (*resnet.Network, error)
+	New     func(w *resnet.Weights, opts ...engine.Option) (Model, error)
+	// Forward runs the package's typed Forward on m.
+	Forward func(m Model, in, out []float32)
+	Kernels *asm.KernelSet
+}
+
+// Tolerance bounds |logit − reference| relative to the largest reference
+// logit: float32 kernels against the float64 reference, through every
+// layer, with BatchNorm folded.
+const Tolerance = 1e-4
+
+// Tiers returns the tiers to test: every tier this machine and build has.
+// It fails t if a tier that RESNET_REQUIRE_TIERS names is missing, and
+// appends the list to RESNET_TIER_REPORT's file if that is set.
+func Tiers(t testing.TB) []asm.Tier {
+	t.Helper()
+	if req := os.Getenv("RESNET_REQUIRE_TIERS"); req != "" {
+		for _, name := range strings.Split(req, ",") {
+			tier, err := asm.ParseTier(strings.TrimSpace(name))
+			require.NoError(t, err, "RESNET_REQUIRE_TIERS")
+			require.True(t, asm.Has(tier), "tier %v is required (RESNET_REQUIRE_TIERS=%s) but this machine and build have only %v", tier, req, asm.Tiers())
+		}
+	}
+	tiers := asm.Tiers()
+	if path := os.Getenv("RESNET_TIER_REPORT"); path != "" {
+		report(t, path, fmt.Sprintf("%s: %v\n", t.Name(), tiers))
+	}
+	return tiers
+}
+
+var reportMu sync.Mutex
+
+func report(t testing.TB, path, line string) {
+	reportMu.Lock()
+	defer reportMu.Unlock()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteString(line)
+	require.NoError(t, err)
+}
+
+func network(t testing.TB, p Package) *resnet.Network {
+	t.Helper()
+	net, err := p.Network()
+	require.NoError(t, err)
+	return net
+}
+
+func maxAbs(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = math.Max(m, math.Abs(x))
+	}
+	return m
+}
+
+// big reports whether the portable tier is slow on net (seconds a pass).
+func big(net *resnet.Network) bool { return net.MACs() > 1e9 }
+
+// Forward holds the network to the reference on every tier: two different
+// inputs through the same buffers (halos must stay zero when buffers are
+// reused), the first again bit for bit, 1 and 2 workers identical,
+// ForwardBatch equal to Forward, and no allocation in Forward or
+// ForwardBatch.
+func Forward(t *testing.T, p Package) {
+	net := network(t, p)
+	w := resnet.RandomWeights(net, 1)
+	ref, err := resnet.NewReference(net, w)
+	require.NoError(t, err)
+	xs := [][]float32{resnet.RandomInput(net, 2), resnet.RandomInput(net, 3)}
+	var want [][]float64
+	for _, x := range xs {
+		y, err := ref.Forward(x)
+		require.NoError(t, err)
+		want = append(want, y)
+	}
+	scale := math.Max(maxAbs(want[0]), maxAbs(want[1]))
+	diff := 0.0
+	for i := range want[0] {
+		diff = math.Max(diff, math.Abs(want[0][i]-want[1][i]))
+	}
+	require.Greater(t, diff, 100*Tolerance*scale, "the two test inputs must give different logits, or a stale buffer could pass")
+	classes := net.Arch.Classes
+	inLen := net.Input().Len()
+	for _, tier := range Tiers(t) {
+		first := make([][]float32, len(xs))
+		for _, workers := range []int{1, 2} {
+			if tier == asm.Purego && workers == 1 && big(net) {
+				continue // the portable tier is slow on the big nets: one run with 2 workers
+			}
+			m, err := p.New(w, engine.WithTier(tier), engine.WithWorkers(workers), engine.WithBatch(2))
+			require.NoError(t, err)
+			got := make([][]float32, len(xs))
+			for i, x := range xs {
+				got[i] = make([]float32, classes)
+				p.Forward(m, x, got[i])
+				for j := range want[i] {
+					require.InDelta(t, want[i][j], got[i][j], Tolerance*scale, "%v, %d workers, input %d, logit %d", tier, workers, i, j)
+				}
+			}
+			again := make([]float32, classes)
+			p.Forward(m, xs[0], again)
+			require.Equal(t, got[0], again, "%v: the first input again, after the second, gives other logits", tier)
+			if first[0] == nil {
+				first = got
+			} else {
+				require.Equal(t, first, got, "%v: 1 and 2 workers differ", tier)
+			}
+			batch := make([]float32, 0, 2*inLen)
+			batch = append(append(batch, xs[0]...), xs[1]...)
+			out := make([]float32, 2*classes)
+			require.NoError(t, m.ForwardBatch(batch, out))
+			require.Equal(t, append(append([]float32(nil), got[0]...), got[1]...), out, "%v: ForwardBatch differs from Forward", tier)
+			if tier != asm.Purego || !big(net) {
+				runs := 20
+				if tier == asm.Purego || big(net) {
+					runs = 5
+				}
+				strict := workers == 1
+				requireNoAllocs(t, fmt.Sprintf("%v, %d workers: Forward", tier, workers), runs, strict, func() { p.Forward(m, xs[0], again) })
+				requireNoAllocs(t, fmt.Sprintf("%v, %d workers: ForwardBatch", tier, workers), runs, strict, func() {
+					if err := m.ForwardBatch(batch, out); err != nil {
+						panic(err)
+					}
+				})
+			}
+			m.Close()
+		}
+	}
+}
+
+// requireNoAllocs fails unless f allocates nothing: testing.AllocsPerRun
+// over runs calls and, if strict, the total count over them too
+// (AllocsPerRun's average rounds an occasional allocation down to zero).
+//
+// The total is only exact with one worker: a worker that parks between
+// layers (a long layer, or the portable tier) receives on a channel, and
+// the runtime then takes a sudog from a per-P cache that each GC empties:
+// 112 bytes once per park after a GC, the runtime's allocation, not ours.
+// The code every worker runs is the code part 0 runs on the caller's
+// goroutine, so the one-worker count covers it.
+func requireNoAllocs(t *testing.T, what string, runs int, strict bool, f func()) {
+	t.Helper()
+	require.Zero(t, testing.AllocsPerRun(runs, f), "%s allocates", what)
+	if !strict {
+		return
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	require.Zero(t, after.Mallocs-before.Mallocs, "%s: %d allocations in %d calls", what, after.Mallocs-before.Mallocs, runs)
+}
+
+// Runs checks a Model made from weights the test does not know (embedded
+// ones): Forward gives finite logits that depend on the input, and
+// allocates nothing.
+func Runs(t *testing.T, p Package, m Model) {
+	net := network(t, p)
+	classes := net.Arch.Classes
+	a, b := make([]float32, classes), make([]float32, classes)
+	p.Forward(m, resnet.RandomInput(net, 2), a)
+	p.Forward(m, resnet.RandomInput(net, 3), b)
+	require.NotEqual(t, a, b, "the logits do not depend on the input")
+	for i := range a {
+		require.False(t, math.IsNaN(float64(a[i])) || math.IsInf(float64(a[i]), 0), "logit %d is %v", i, a[i])
+	}
+	x := resnet.RandomInput(net, 2)
+	requireNoAllocs(t, "Forward", 5, m.Workers() == 1, func() { p.Forward(m, x, a) })
+}
+
+// BadInput checks that wrong weights, options and batches are errors that
+// say what is wrong.
+func BadInput(t *testing.T, p Package) {
+	net := network(t, p)
+	w := resnet.RandomWeights(net, 3)
+	name := net.Layers[0].Weight
+	good := w.Tensors[name]
+
+	delete(w.Tensors, name)
+	_, err := p.New(w)
+	require.ErrorContains(t, err, "missing tensors: "+name)
+
+	w.Tensors[name] = &resnet.Tensor{Shape: []int{1, 2, 3}, Data: make([]float32, 6)}
+	_, err = p.New(w)
+	require.ErrorContains(t, err, fmt.Sprintf("%s is [1 2 3], want %v", name, good.Shape))
+
+	bad := *good
+	bad.Data = append([]float32(nil), good.Data...)
+	bad.Data[7] = float32(math.NaN())
+	w.Tensors[name] = &bad
+	_, err = p.New(w)
+	require.ErrorContains(t, err, "tensors with NaN or Inf: "+name)
+	w.Tensors[name] = good
+
+	fc := net.Layers[len(net.Layers)-1]
+	w.Tensors[fc.Weight+"_extra"] = good
+	_, err = p.New(w)
+	require.ErrorContains(t, err, "unexpected tensors: "+fc.Weight+"_extra")
+	delete(w.Tensors, fc.Weight+"_extra")
+
+	_, err = p.New(w, engine.WithWorkers(-1))
+	require.ErrorContains(t, err, "workers -1")
+	_, err = p.New(w, engine.WithBatch(0))
+	require.ErrorContains(t, err, "batch 0")
+	_, err = p.New(w, engine.WithTier(asm.Tier(99)))
+	require.ErrorContains(t, err, "not available")
+
+	m, err := p.New(w, engine.WithBatch(2))
+	require.NoError(t, err)
+	defer m.Close()
+	inLen, classes := net.Input().Len(), net.Arch.Classes
+	require.ErrorContains(t, m.ForwardBatch(make([]float32, 3*inLen), make([]float32, 3*classes)), "n ≤ 2")
+	require.ErrorContains(t, m.ForwardBatch(make([]float32, 5), make([]float32, classes)), "batch of 5 input")
+	require.ErrorContains(t, m.ForwardBatch(make([]float32, inLen), make([]float32, classes+1)), fmt.Sprintf("%d output", classes+1))
+	require.Len(t, m.Layers(), len(net.Layers)+1, "Layers lists every layer and the input")
+}

@@ -1,0 +1,83 @@
+// Command family writes this repository's generated/ packages: one package
+// per network of the family, each written by gen.Generate exactly as
+// resnetgen writes a user's (the equivalent command is quoted in each
+// package's documentation), and generated/all, which lists them by
+// architecture name. generated/generate.go runs it through go generate.
+package main
+
+import (
+	"flag"
+	"log"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/resnetgen/resnetgen/gen"
+	"github.com/resnetgen/resnetgen/gen/graph"
+)
+
+const module = "github.com/resnetgen/resnetgen"
+
+// packages maps each directory under generated/ to its architecture.
+var packages = []struct{ dir, arch string }{
+	{"resnet18", "resnet18"},
+	{"resnet34", "resnet34"},
+	{"resnet50", "resnet50"},
+	{"resnet101", "resnet101"},
+	{"resnet152", "resnet152"},
+	{"resnet50v1", "resnet50v1"},
+	{"resnet101v1", "resnet101v1"},
+	{"resnet152v1", "resnet152v1"},
+	{"plain18", "plain18"},
+	{"plain34", "plain34"},
+	{"cifar/resnet20", "cifar-resnet20"},
+	{"cifar/resnet32", "cifar-resnet32"},
+	{"cifar/resnet44", "cifar-resnet44"},
+	{"cifar/resnet56", "cifar-resnet56"},
+	{"cifar/resnet110", "cifar-resnet110"},
+}
+
+func main() {
+	dir := flag.String("dir", ".", "the generated/ directory")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("gen/family: ")
+	var wg sync.WaitGroup
+	errs := make([]error, len(packages))
+	sem := make(chan struct{}, 4)
+	for i, p := range packages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out := filepath.Join(*dir, p.dir)
+			res, err := gen.Generate(gen.Options{Arch: p.arch, Dir: out, Command: "resnetgen -arch " + p.arch + " -o " + p.dir})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			log.Printf("%s: %s, %d layers, %d kernels' shapes, %d files, %.1f MB", p.dir, p.arch, len(res.Net.Layers), res.Shapes, len(res.Files), float64(res.Bytes)/1e6)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			log.Fatalf("%s: %v", packages[i].dir, err)
+		}
+	}
+	var entries []graph.Entry
+	for _, p := range packages {
+		entries = append(entries, graph.Entry{Path: module + "/generated/" + p.dir, Arch: p.arch})
+	}
+	src, err := graph.Registry(module+"/generated/all", entries)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(*dir, "all"), 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "all", "all.go"), src, 0o644); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,321 @@
+// Package gen is resnetgen's generator: from a network of the family (named,
+// or read from a checkpoint with its own class count), an input size and a
+// package name it writes a self-contained Go package: the network's own
+// AVX-512 and AVX2 kernels (gen/kernels, Avo), its model.go and tests
+// (gen/graph, Jennifer) and, optionally, its weights with BatchNorm folded,
+// compiled in. cmd/resnetgen is its command line; this repository's
+// generated/ packages are written by the same command.
+//
+// Nothing is written until every input has been checked, and a file the
+// generator did not write is never overwritten.
+package gen
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"go/token"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/gen/graph"
+	"github.com/resnetgen/resnetgen/gen/kernels"
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/weightfile"
+)
+
+// Options is what to generate.
+type Options struct {
+	// Arch is a catalogued architecture (resnet.Names). With Weights it
+	// picks among networks the weights fit alike (a v1 network's weights
+	// fit its v1.5 twin); without, it is the network.
+	Arch string
+	// Weights is a checkpoint in any format resnet/weightfile reads; the
+	// architecture and the class count are read from it.
+	Weights string
+	// Classes is the classifier's outputs; 0 means the checkpoint's, or
+	// the architecture's.
+	Classes int
+	// Height and Width are the input size in pixels; 0 means the size an
+	// ONNX model declares, or the architecture's (224, or 32 for CIFAR).
+	Height, Width int
+	// Pkg is the package name; "" means $GOPACKAGE (set by go generate)
+	// when writing into the current directory, else the directory's name.
+	Pkg string
+	// Dir is the output directory, created if needed; "" means ".".
+	Dir string
+	// Embed compiles the weights (BatchNorm folded, float32, checksummed)
+	// into the package, which then has Load.
+	Embed bool
+	// Command is how the generator was called, quoted in the package doc.
+	Command string
+	// Progress receives a line per stage; nil for silence.
+	Progress io.Writer
+}
+
+// WeightsFile is the name of the embedded weights next to the code.
+const WeightsFile = "weights.safetensors"
+
+// Result says what Generate wrote.
+type Result struct {
+	Net     *resnet.Network
+	Dir     string
+	Files   []string // names written, sorted
+	Removed []string // stale generated files removed
+	Bytes   int64
+	Shapes  int // distinct convolution shapes, one kernel each per tier
+}
+
+// Generate checks the options, generates the package and writes it.
+func Generate(o Options) (*Result, error) {
+	start := time.Now()
+	say := func(format string, args ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "resnetgen: "+format+"\n", args...)
+		}
+	}
+	if o.Dir == "" {
+		o.Dir = "."
+	}
+	if o.Arch == "" && o.Weights == "" {
+		return nil, errors.New("name the network with -arch or give its weights with -weights")
+	}
+	if o.Embed && o.Weights == "" {
+		return nil, errors.New("-embed needs -weights: there are no weights to compile in")
+	}
+	if o.Classes < 0 || o.Height < 0 || o.Width < 0 {
+		return nil, fmt.Errorf("classes %d and size %dx%d must be positive", o.Classes, o.Height, o.Width)
+	}
+	pkg, err := packageName(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Arch != "" {
+		if _, err := resnet.Lookup(o.Arch); err != nil {
+			return nil, err
+		}
+	}
+
+	// The network: named, or read from the weights.
+	var a resnet.Arch
+	var wf *weightfile.File
+	if o.Weights != "" {
+		say("reading %s", o.Weights)
+		if wf, err = weightfile.Open(o.Weights); err != nil {
+			return nil, err
+		}
+		if o.Arch != "" {
+			a, _ = resnet.Lookup(o.Arch)
+			if c := wf.Classes(a); c > 0 {
+				a.Classes = c
+			}
+		} else if a, err = wf.DetectArch(); err != nil {
+			return nil, err
+		}
+		if o.Classes > 0 && o.Classes != a.Classes {
+			return nil, fmt.Errorf("-classes %d, but %s's classifier has %d outputs", o.Classes, o.Weights, a.Classes)
+		}
+		if h, w, ok := wf.InputSize(); ok && o.Height == 0 {
+			o.Height, o.Width = h, w
+			say("input size %dx%d, as the ONNX model declares", h, w)
+		}
+	} else {
+		a, _ = resnet.Lookup(o.Arch)
+		if o.Classes > 0 {
+			a.Classes = o.Classes
+		}
+	}
+	if o.Height > 0 {
+		a.InputH, a.InputW = o.Height, o.Width
+	}
+	net, err := resnet.Build(a)
+	if err != nil {
+		return nil, err
+	}
+	var folded *engine.Folded
+	if wf != nil {
+		w, err := wf.Weights(net)
+		if err != nil {
+			return nil, err
+		}
+		if folded, err = engine.Fold(net, w); err != nil {
+			return nil, err
+		}
+		say("%s: %s, %d classes (%s)", o.Weights, a.Name, a.Classes, wf.Format)
+	}
+
+	// The output directory must hold nothing the generator did not write
+	// under the names it writes, and no Go code of another package.
+	files := map[string][]byte{}
+	shapes := net.ConvShapes()
+	say("%s on %dx%d inputs, %d classes: %d layers, %d convolution shapes", a.Name, a.InputH, a.InputW, a.Classes, len(net.Layers), len(shapes))
+	ks, err := kernels.Emit(pkg, net)
+	if err != nil {
+		return nil, err
+	}
+	say("kernels: %d AVX-512 and AVX2 micro-kernels (%v)", len(shapes)*2, time.Since(start).Round(time.Millisecond))
+	maps(files, ks)
+	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
+	if o.Embed {
+		spec.Weights = WeightsFile
+		var b bytes.Buffer
+		if err := engine.WriteFolded(&b, folded); err != nil {
+			return nil, err
+		}
+		files[WeightsFile] = b.Bytes()
+	}
+	gs, err := graph.Emit(spec)
+	if err != nil {
+		return nil, err
+	}
+	maps(files, gs)
+	stale, err := checkDir(o.Dir, pkg, files)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Net: net, Dir: o.Dir, Shapes: len(shapes)}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, name := range sortedNames(files) {
+		if err := writeFile(filepath.Join(o.Dir, name), files[name]); err != nil {
+			return nil, err
+		}
+		res.Files = append(res.Files, name)
+		res.Bytes += int64(len(files[name]))
+	}
+	for _, name := range stale {
+		if err := os.Remove(filepath.Join(o.Dir, name)); err != nil {
+			return nil, err
+		}
+		res.Removed = append(res.Removed, name)
+	}
+	say("wrote %d files (%.1f MB) to %s in %v", len(res.Files), float64(res.Bytes)/1e6, o.Dir, time.Since(start).Round(time.Millisecond))
+	return res, nil
+}
+
+func maps(dst, src map[string][]byte) {
+	for k, v := range src {
+		dst[k] = v
+	}
+}
+
+func sortedNames(m map[string][]byte) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// packageName is o.Pkg, or $GOPACKAGE when go generate writes into the
+// directory of the file that asked, or the output directory's name; it
+// must be a valid, importable package name.
+func packageName(o Options) (string, error) {
+	name := o.Pkg
+	if name == "" {
+		if gp := os.Getenv("GOPACKAGE"); gp != "" && filepath.Clean(o.Dir) == "." {
+			name = strings.TrimSuffix(gp, "_test")
+		} else {
+			abs, err := filepath.Abs(o.Dir)
+			if err != nil {
+				return "", err
+			}
+			name = filepath.Base(abs)
+			if !token.IsIdentifier(name) {
+				return "", fmt.Errorf("the directory name %q is not a Go package name: name the package with -pkg", name)
+			}
+		}
+	}
+	if !token.IsIdentifier(name) || name == "main" || name == "_" {
+		return "", fmt.Errorf("-pkg %q is not a valid package name for a library (want an identifier such as pets)", name)
+	}
+	return name, nil
+}
+
+var packageClause = regexp.MustCompile(`(?m)^package\s+([A-Za-z_][A-Za-z0-9_]*)`)
+
+// generatedByUs reports whether the file at path was written by resnetgen:
+// Go and assembly files by their first line, the weights by their format.
+func generatedByUs(path string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	if filepath.Base(path) == WeightsFile {
+		_, err := engine.FoldedInfo(b)
+		return err == nil, nil
+	}
+	return bytes.HasPrefix(b, []byte(kernels.Header+"\n")), nil
+}
+
+// checkDir refuses to write into dir if a file the generator would write
+// exists and was not written by it, or if dir holds Go files of another
+// package. It returns the generated files of an earlier run that this run
+// does not write (to be removed).
+func checkDir(dir, pkg string, files map[string][]byte) (stale []string, err error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(dir, name)
+		if e.IsDir() {
+			continue
+		}
+		ours, err := generatedByUs(path)
+		if err != nil {
+			return nil, err
+		}
+		_, writes := files[name]
+		switch {
+		case writes && !ours:
+			return nil, fmt.Errorf("%s exists and was not written by resnetgen: refusing to overwrite it (move it, or choose another -o)", path)
+		case !writes && ours:
+			stale = append(stale, name)
+		}
+		if strings.HasSuffix(name, ".go") && !ours {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			if m := packageClause.FindSubmatch(b); m != nil && string(m[1]) != pkg && string(m[1]) != pkg+"_test" {
+				return nil, fmt.Errorf("%s is in package %s, not %s: generate into another directory, or pass -pkg %s", path, m[1], pkg, m[1])
+			}
+		}
+	}
+	return stale, nil
+}
+
+// writeFile writes data to path through a temporary file in the same
+// directory, so that a failure leaves no half-written file.
+func writeFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".resnetgen-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

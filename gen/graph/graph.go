@@ -1,0 +1,467 @@
+// Package graph generates, with Jennifer, the Go code of one network's
+// package: model.go (constants, Model, New, LoadFile, Load when the weights
+// are embedded, a straight-line Forward with one statement per layer,
+// ForwardBatch, Close) and model_test.go (the kernels and the whole network
+// against the float64 reference, allocations, bad input, a benchmark and an
+// example). The layers are engine's objects; the buffers one table built
+// in New.
+package graph
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	. "github.com/dave/jennifer/jen"
+
+	"github.com/resnetgen/resnetgen/gen/kernels"
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+const (
+	module         = "github.com/resnetgen/resnetgen"
+	asmPath        = module + "/asm"
+	enginePath     = module + "/engine"
+	engineTestPath = module + "/engine/enginetest"
+	resnetPath     = module + "/resnet"
+	weightfilePath = module + "/resnet/weightfile"
+)
+
+// Spec is one package to generate.
+type Spec struct {
+	Pkg string          // package name
+	Net *resnet.Network // the network, at its input size and class count
+	// Weights is the name of the embedded weights file next to the code
+	// (engine.WriteFolded's format), "" if the weights are not embedded.
+	Weights string
+	// Command is how the package was generated, for its documentation.
+	Command string
+}
+
+// Emit returns model.go and model_test.go of the package.
+func Emit(s Spec) (map[string][]byte, error) {
+	n := len(s.Net.Layers)
+	if n < 3 || s.Net.Layers[n-2].Op != resnet.OpGlobalAvgPool || s.Net.Layers[n-1].Op != resnet.OpFC {
+		return nil, fmt.Errorf("%s: the network does not end in an average pool and a classifier", s.Net.Arch.Name)
+	}
+	for _, l := range s.Net.Layers {
+		if l.Op == resnet.OpConv && (l.Pad != l.Kernel/2 || l.InShape.C*l.Kernel*l.Kernel == 0) {
+			return nil, fmt.Errorf("%s: padding %d for a %dx%d kernel; engine pads K/2", l.Name, l.Pad, l.Kernel, l.Kernel)
+		}
+	}
+	g := &gen{Spec: s, p: planBuffers(s.Net)}
+	files := map[string][]byte{}
+	for name, f := range map[string]*File{"model.go": g.model(), "model_test.go": g.test()} {
+		var b bytes.Buffer
+		if err := f.Render(&b); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		files[name] = b.Bytes()
+	}
+	return files, nil
+}
+
+type gen struct {
+	Spec
+	p plan
+}
+
+// Title describes a network in words, as its package documentation does.
+func Title(net *resnet.Network) string {
+	a := net.Arch
+	depth := 2
+	for _, b := range a.Blocks {
+		depth += b * map[resnet.Block]int{resnet.Basic: 2, resnet.Bottleneck: 3}[a.Block]
+	}
+	var t string
+	switch {
+	case a.StemKernel == 3:
+		t = fmt.Sprintf("the CIFAR-10 ResNet-%d (option-%v shortcuts)", depth, a.Shortcut)
+	case a.Shortcut == resnet.NoShortcut:
+		t = fmt.Sprintf("the plain-%d baseline (ResNet-%d without shortcuts)", depth, depth)
+	case a.Block == resnet.Bottleneck && a.Variant == resnet.V1:
+		t = fmt.Sprintf("ResNet-%d v1 (the paper: stride on the bottleneck's first 1x1)", depth)
+	case a.Block == resnet.Bottleneck:
+		t = fmt.Sprintf("ResNet-%d v1.5 (torchvision: stride on the bottleneck's 3x3)", depth)
+	default:
+		t = fmt.Sprintf("ResNet-%d", depth)
+	}
+	def, err := resnet.Lookup(a.Name)
+	if err == nil && (def.Classes != a.Classes || def.InputH != a.InputH || def.InputW != a.InputW) {
+		t += fmt.Sprintf(" with %d classes on %dx%d inputs", a.Classes, a.InputH, a.InputW)
+	}
+	return t
+}
+
+// slot is the buffer-table entry of value v.
+func (g *gen) slot(v int) *Statement { return Id("b").Index(Lit(g.p.slot[v])) }
+
+func describe(l resnet.Layer) string {
+	switch l.Op {
+	case resnet.OpConv:
+		s := fmt.Sprintf("%s: conv %dx%d/%d %d→%d, %dx%d→%dx%d", l.Name, l.Kernel, l.Kernel, l.Stride, l.InShape.C, l.OutShape.C,
+			l.InShape.H, l.InShape.W, l.OutShape.H, l.OutShape.W)
+		if l.Residual != resnet.NoValue {
+			s += ", + shortcut"
+		}
+		if l.ReLU {
+			s += ", ReLU"
+		}
+		return s
+	case resnet.OpMaxPool:
+		return fmt.Sprintf("%s: max pool 3x3/2, %dx%d→%dx%d", l.Name, l.InShape.H, l.InShape.W, l.OutShape.H, l.OutShape.W)
+	case resnet.OpShortcutA:
+		return fmt.Sprintf("%s: option-A shortcut /%d, %d→%d channels", l.Name, l.Stride, l.InShape.C, l.OutShape.C)
+	case resnet.OpGlobalAvgPool:
+		return fmt.Sprintf("%s: global average pool, %dx%dx%d→%d", l.Name, l.InShape.H, l.InShape.W, l.InShape.C, l.OutShape.C)
+	case resnet.OpFC:
+		return fmt.Sprintf("%s: classifier %d→%d", l.Name, l.InShape.C, l.OutShape.C)
+	}
+	return l.Name
+}
+
+// layerField is the Model field of the layer with index i among those of
+// its kind: conv[i], shortcut[i], maxpool[i].
+type layerField struct {
+	field string
+	index int
+}
+
+func (g *gen) model() *File {
+	net, p := g.Net, g.p
+	a := net.Arch
+	f := NewFile(g.Pkg)
+	f.HeaderComment(kernels.Header)
+	in := net.Input()
+	title := Title(net)
+	load := fmt.Sprintf("m, err := %s.LoadFile(\"weights.pth\")       // .pth, .onnx or .safetensors, validated for this network", g.Pkg)
+	if g.Weights != "" {
+		load = fmt.Sprintf("m, err := %s.Load()                          // the weights compiled into this package", g.Pkg)
+	}
+	f.PackageComment(fmt.Sprintf(`Package %s is %s, generated by resnetgen (%s).
+
+Forward runs one %dx%dx%d image (CHW, normalised as the network was trained) through
+%d layers to %d logits, allocating nothing; each layer is split across the workers of a
+pool made by New.
+
+	%s
+	defer m.Close()
+	var logits [%s.Classes]float32
+	m.Forward(&image, &logits)                    // image: [%s.InputLen]float32
+
+Activation memory: %d buffers, %d bytes. Kernels: AVX-512 and AVX2 on amd64, generated
+for this network's shapes; the portable Go kernels everywhere else (and with -tags purego).`,
+		g.Pkg, title, g.Command, in.C, in.H, in.W, len(net.Layers), a.Classes, load, g.Pkg, g.Pkg, len(p.slots), 4*p.floats()))
+
+	f.Const().Defs(
+		Comment("Arch is the resnet architecture this package was generated from."),
+		Id("Arch").Op("=").Lit(a.Name),
+		Comment("InputChannels, InputHeight, InputWidth: one CHW image is InputLen floats."),
+		Id("InputChannels").Op("=").Lit(in.C),
+		Id("InputHeight").Op("=").Lit(in.H),
+		Id("InputWidth").Op("=").Lit(in.W),
+		Id("InputLen").Op("=").Id("InputChannels").Op("*").Id("InputHeight").Op("*").Id("InputWidth"),
+		Comment("Classes is the number of logits."),
+		Id("Classes").Op("=").Lit(a.Classes),
+		Comment("MACs is the multiply-adds of one image (convolutions and classifier)."),
+		Id("MACs").Op("=").Lit(net.MACs()),
+		Comment("ActivationBytes is the memory of the activation buffers, halos included."),
+		Id("ActivationBytes").Op("=").Lit(4*p.floats()),
+		Comment("layers is the length of the layer list this package was generated from."),
+		Id("layers").Op("=").Lit(len(net.Layers)),
+	)
+
+	// Fields: one array per layer kind.
+	count := map[resnet.Op]int{}
+	fieldOf := map[int]layerField{}
+	names := map[resnet.Op]string{resnet.OpConv: "conv", resnet.OpMaxPool: "maxpool", resnet.OpShortcutA: "shortcut"}
+	for i, l := range p.body {
+		fieldOf[i] = layerField{names[l.Op], count[l.Op]}
+		count[l.Op]++
+	}
+	fields := []Code{
+		Id("pool").Op("*").Qual(enginePath, "Pool"),
+		Id("buf").Index(Lit(len(p.slots))).Qual(asmPath, "Buffer").Comment("every activation, one table"),
+		Id("input").Qual(enginePath, "Input"),
+		Id("conv").Index(Lit(count[resnet.OpConv])).Qual(enginePath, "Conv"),
+	}
+	if count[resnet.OpMaxPool] > 0 {
+		fields = append(fields, Id("maxpool").Index(Lit(count[resnet.OpMaxPool])).Qual(enginePath, "MaxPool"))
+	}
+	if count[resnet.OpShortcutA] > 0 {
+		fields = append(fields, Id("shortcut").Index(Lit(count[resnet.OpShortcutA])).Qual(enginePath, "Shortcut"))
+	}
+	fields = append(fields,
+		Id("avgpool").Qual(enginePath, "AvgPool"),
+		Id("fc").Qual(enginePath, "FC"),
+		Id("layers").Index().Qual(enginePath, "Named"),
+		Id("batch").Int(),
+	)
+	f.Comment("Model is " + title + " with its weights packed for one tier, its buffers and its workers.")
+	f.Comment("A Model runs one Forward at a time; use one Model per goroutine.")
+	f.Type().Id("Model").Struct(fields...)
+
+	f.Comment("Network returns the layer list this package was generated from (an error if package resnet")
+	f.Comment("now builds another one: then generate the package again).")
+	f.Func().Id("Network").Params().Params(Op("*").Qual(resnetPath, "Network"), Error()).Block(
+		Return(Qual(enginePath, "Network").Call(Id("Arch"), Id("InputHeight"), Id("InputWidth"), Id("Classes"), Id("layers"), Id("MACs"))),
+	)
+
+	f.Comment("New validates w against the network (every tensor's name, shape and finite values), folds")
+	f.Comment("BatchNorm into the convolutions, packs the weights for the tier, allocates every buffer and")
+	f.Comment("starts the workers.")
+	f.Func().Id("New").Params(Id("w").Op("*").Qual(resnetPath, "Weights"), Id("opts").Op("...").Qual(enginePath, "Option")).
+		Params(Op("*").Id("Model"), Error()).Block(
+		List(Id("net"), Err()).Op(":=").Id("Network").Call(),
+		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		List(Id("f"), Err()).Op(":=").Qual(enginePath, "Fold").Call(Id("net"), Id("w")),
+		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		Return(Id("build").Call(Id("f"), Id("opts"))),
+	)
+
+	f.Comment("LoadFile reads the weights at path (a PyTorch checkpoint, safetensors or an ONNX model,")
+	f.Comment("recognised by content) for this network and returns the Model (see New).")
+	f.Func().Id("LoadFile").Params(Id("path").String(), Id("opts").Op("...").Qual(enginePath, "Option")).
+		Params(Op("*").Id("Model"), Error()).Block(
+		List(Id("net"), Err()).Op(":=").Id("Network").Call(),
+		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		List(Id("w"), Err()).Op(":=").Qual(weightfilePath, "Load").Call(Id("path"), Id("net")),
+		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		Return(Id("New").Call(Id("w"), Id("opts").Op("..."))),
+	)
+
+	if g.Weights != "" {
+		f.Anon("embed")
+		f.Comment("//go:embed " + g.Weights)
+		f.Var().Id("weights").String()
+		f.Comment("Load returns the Model with the weights compiled into this package (BatchNorm already")
+		f.Comment("folded, checksummed): no file is needed at run time.")
+		f.Func().Id("Load").Params(Id("opts").Op("...").Qual(enginePath, "Option")).Params(Op("*").Id("Model"), Error()).Block(
+			List(Id("net"), Err()).Op(":=").Id("Network").Call(),
+			If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+			List(Id("f"), Err()).Op(":=").Qual(enginePath, "ReadFolded").Call(Id("weights"), Id("net")),
+			If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+			Return(Id("build").Call(Id("f"), Id("opts"))),
+		)
+	}
+
+	// build: the buffer table, then one builder call per layer.
+	body := []Code{
+		List(Id("cfg"), Err()).Op(":=").Qual(enginePath, "NewConfig").Call(Id("opts").Op("...")),
+		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		Id("m").Op(":=").Op("&").Id("Model").Values(Dict{Id("batch"): Id("cfg").Dot("Batch")}),
+		Id("b").Op(":=").Op("&").Id("m").Dot("buf"),
+	}
+	for s, ge := range p.slots {
+		body = append(body, Id("b").Index(Lit(s)).Op("=").Qual(asmPath, "NewBuffer").Call(Lit(ge.H), Lit(ge.W), Lit(ge.C), Lit(ge.Halo)))
+	}
+	body = append(body,
+		Id("l").Op(":=").Qual(enginePath, "NewBuilder").Call(Op("&").Id("kernels"), Id("f"), Id("cfg")),
+		Id("l").Dot("Input").Call(Op("&").Id("m").Dot("input"), g.slot(0)),
+	)
+	for i, l := range p.body {
+		lf := fieldOf[i]
+		dst := Op("&").Id("m").Dot(lf.field).Index(Lit(lf.index))
+		switch l.Op {
+		case resnet.OpConv:
+			res := Code(Nil())
+			if l.Residual != resnet.NoValue {
+				res = Op("&").Add(g.slot(l.Residual))
+			}
+			body = append(body, Id("l").Dot("Conv").Call(dst, Lit(l.Name), Lit(l.Stride), g.slot(l.In), g.slot(l.Out), res, Lit(l.ReLU)))
+		case resnet.OpMaxPool:
+			body = append(body, Id("l").Dot("MaxPool").Call(dst, Lit(l.Name), g.slot(l.In), g.slot(l.Out)))
+		case resnet.OpShortcutA:
+			body = append(body, Id("l").Dot("Shortcut").Call(dst, Lit(l.Name), Lit(l.Stride), g.slot(l.In), g.slot(l.Out)))
+		default:
+			panic(fmt.Sprintf("%s: no builder call for %v", l.Name, l.Op))
+		}
+	}
+	body = append(body,
+		Id("l").Dot("Head").Call(Op("&").Id("m").Dot("avgpool"), Op("&").Id("m").Dot("fc"), Lit(p.fc.Name), g.slot(p.head.In), Id("Classes")),
+		If(Err().Op(":=").Id("l").Dot("Err").Call(), Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		Id("m").Dot("layers").Op("=").Id("l").Dot("Layers").Call(),
+		Id("m").Dot("pool").Op("=").Qual(enginePath, "NewPool").Call(Id("cfg").Dot("Workers")),
+		Return(Id("m"), Nil()),
+	)
+	f.Comment("build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as")
+	f.Comment("their readers' padding, shared by values of one geometry whose lives do not overlap), then")
+	f.Comment("every layer in order, each checked once.")
+	f.Func().Id("build").Params(Id("f").Op("*").Qual(enginePath, "Folded"), Id("opts").Index().Qual(enginePath, "Option")).
+		Params(Op("*").Id("Model"), Error()).Block(body...)
+
+	// Forward.
+	fw := []Code{
+		Id("m").Dot("input").Dot("Set").Call(Id("in").Index(Op(":"))),
+		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("input")),
+	}
+	for i, l := range p.body {
+		lf := fieldOf[i]
+		fw = append(fw, Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot(lf.field).Index(Lit(lf.index))).Comment(describe(l)))
+	}
+	fw = append(fw,
+		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("avgpool")).Comment(describe(p.head)),
+		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("fc")).Comment(describe(p.fc)),
+		Id("m").Dot("fc").Dot("Logits").Call(Id("out").Index(Op(":"))),
+		Id("m").Dot("input").Dot("Set").Call(Nil()),
+	)
+	f.Comment("Forward computes the logits of one CHW image. It allocates nothing. A Model runs one")
+	f.Comment("Forward at a time.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Forward").Params(Id("in").Op("*").Index(Id("InputLen")).Float32(), Id("out").Op("*").Index(Id("Classes")).Float32()).Block(fw...)
+
+	f.Comment("ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;")
+	f.Comment("out holds n·Classes logits.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("ForwardBatch").Params(Id("in"), Id("out").Index().Float32()).Error().Block(
+		Id("n").Op(":=").Len(Id("in")).Op("/").Id("InputLen"),
+		If(Len(Id("in")).Op("!=").Id("n").Op("*").Id("InputLen").Op("||").Len(Id("out")).Op("!=").Id("n").Op("*").Id("Classes").Op("||").Id("n").Op(">").Id("m").Dot("batch")).Block(
+			Return(Qual("fmt", "Errorf").Call(Lit(g.Pkg+": batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d"),
+				Len(Id("in")), Len(Id("out")), Id("InputLen"), Id("Classes"), Id("m").Dot("batch"))),
+		),
+		For(Id("i").Op(":=").Lit(0), Id("i").Op("<").Id("n"), Id("i").Op("++")).Block(
+			Id("m").Dot("Forward").Call(
+				Parens(Op("*").Index(Id("InputLen")).Float32()).Call(Id("in").Index(Id("i").Op("*").Id("InputLen").Op(":"))),
+				Parens(Op("*").Index(Id("Classes")).Float32()).Call(Id("out").Index(Id("i").Op("*").Id("Classes").Op(":"))),
+			),
+		),
+		Return(Nil()),
+	)
+	f.Comment("Layers lists the layers in the order Forward runs them, with their kernels and MACs.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Layers").Params().Index().Qual(enginePath, "Named").Block(Return(Id("m").Dot("layers")))
+	f.Comment("Workers is the number of goroutines each layer is split across.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Workers").Params().Int().Block(Return(Id("m").Dot("pool").Dot("Workers").Call()))
+	f.Comment("Close stops the workers; the Model must not be used afterwards.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Close").Params().Block(Id("m").Dot("pool").Dot("Close").Call())
+	f.Comment("Kernels is the table of this package's specialised kernels (empty in builds without SIMD).")
+	f.Func().Id("Kernels").Params().Op("*").Qual(asmPath, "KernelSet").Block(Return(Op("&").Id("kernels")))
+	return f
+}
+
+func (g *gen) test() *File {
+	f := NewFile(g.Pkg)
+	f.HeaderComment(kernels.Header)
+	pkgFn := Func().Id("pkg").Params().Qual(engineTestPath, "Package").Block(
+		Return(Qual(engineTestPath, "Package").Values(Dict{
+			Id("Network"): Id("Network"),
+			Id("New"): Func().Params(Id("w").Op("*").Qual(resnetPath, "Weights"), Id("opts").Op("...").Qual(enginePath, "Option")).
+				Params(Qual(engineTestPath, "Model"), Error()).Block(Return(Id("New").Call(Id("w"), Id("opts").Op("...")))),
+			Id("Forward"): Func().Params(Id("m").Qual(engineTestPath, "Model"), List(Id("in"), Id("out")).Index().Float32()).Block(
+				Id("m").Assert(Op("*").Id("Model")).Dot("Forward").Call(
+					Parens(Op("*").Index(Id("InputLen")).Float32()).Call(Id("in")),
+					Parens(Op("*").Index(Id("Classes")).Float32()).Call(Id("out")))),
+			Id("Kernels"): Op("&").Id("kernels"),
+		})),
+	)
+	f.Comment("pkg describes this package to enginetest, which holds it to the float64 reference.")
+	f.Add(pkgFn)
+	f.Comment("Every kernel of this package, on every tier this machine has, against the float64")
+	f.Comment("reference; buffers ending at unmapped pages; RunPart splits.")
+	f.Func().Id("TestKernels").Params(Id("t").Op("*").Qual("testing", "T")).Block(Qual(engineTestPath, "Kernels").Call(Id("t"), Id("pkg").Call()))
+	f.Comment("The whole network against the float64 reference on every tier, a second input through the")
+	f.Comment("same buffers, 1 and 2 workers, ForwardBatch, and no allocation.")
+	f.Func().Id("TestForward").Params(Id("t").Op("*").Qual("testing", "T")).Block(Qual(engineTestPath, "Forward").Call(Id("t"), Id("pkg").Call()))
+	f.Comment("Wrong weights, options and batches are errors that say what is wrong.")
+	f.Func().Id("TestBadInput").Params(Id("t").Op("*").Qual("testing", "T")).Block(Qual(engineTestPath, "BadInput").Call(Id("t"), Id("pkg").Call()))
+	if g.Weights != "" {
+		f.Comment("The embedded weights load and give the same logits as the weights they were made from.")
+		f.Func().Id("TestLoadEmbedded").Params(Id("t").Op("*").Qual("testing", "T")).Block(
+			List(Id("m"), Err()).Op(":=").Id("Load").Call(),
+			If(Err().Op("!=").Nil()).Block(Id("t").Dot("Fatal").Call(Err())),
+			Defer().Id("m").Dot("Close").Call(),
+			Qual(engineTestPath, "Runs").Call(Id("t"), Id("pkg").Call(), Id("m")),
+		)
+	}
+	f.Comment("BenchmarkForward reports the latency of one image and the fraction of the machine's FMA")
+	f.Comment("peak it reaches: go test -bench Forward -run '^$'.")
+	f.Func().Id("BenchmarkForward").Params(Id("b").Op("*").Qual("testing", "B")).Block(Qual(engineTestPath, "Benchmark").Call(Id("b"), Id("pkg").Call()))
+
+	ex := []Code{}
+	if g.Weights != "" {
+		ex = append(ex, List(Id("m"), Err()).Op(":=").Id("Load").Call())
+	} else {
+		ex = append(ex,
+			List(Id("net"), Err()).Op(":=").Id("Network").Call(),
+			If(Err().Op("!=").Nil()).Block(Panic(Err())),
+			Id("w").Op(":=").Qual(resnetPath, "RandomWeights").Call(Id("net"), Lit(1)).Comment(fmt.Sprintf("or %s.LoadFile(\"weights.pth\")", g.Pkg)),
+			List(Id("m"), Err()).Op(":=").Id("New").Call(Id("w")),
+		)
+	}
+	ex = append(ex,
+		If(Err().Op("!=").Nil()).Block(Panic(Err())),
+		Defer().Id("m").Dot("Close").Call(),
+		Var().Id("image").Index(Id("InputLen")).Float32().Comment("a normalised CHW image"),
+		Var().Id("logits").Index(Id("Classes")).Float32(),
+		Id("m").Dot("Forward").Call(Op("&").Id("image"), Op("&").Id("logits")),
+		Qual("fmt", "Println").Call(Len(Id("logits")), Lit("logits")),
+		Comment(fmt.Sprintf("Output: %d logits", g.Net.Arch.Classes)),
+	)
+	f.Func().Id("Example").Params().Block(ex...)
+	return f
+}
+
+// Entry is one package of a registry.
+type Entry struct {
+	Path string // import path
+	Arch string
+}
+
+// Registry returns the source of a package that lists generated packages by
+// architecture name, for commands and benchmarks that pick one at run time.
+func Registry(importPath string, entries []Entry) ([]byte, error) {
+	name := importPath[strings.LastIndex(importPath, "/")+1:]
+	f := NewFilePathName(importPath, name)
+	f.HeaderComment(kernels.Header)
+	f.PackageComment(fmt.Sprintf("Package %s lists generated networks by their resnet architecture name, for\ncommands and benchmarks that choose a network at run time.", name))
+	f.Comment("Net is what every generated Model provides besides its typed Forward.")
+	f.Type().Id("Net").Interface(
+		Id("ForwardBatch").Params(Id("in"), Id("out").Index().Float32()).Error(),
+		Id("Layers").Params().Index().Qual(enginePath, "Named"),
+		Id("Workers").Params().Int(),
+		Id("Close").Params(),
+	)
+	f.Comment("Info describes a generated network.")
+	f.Type().Id("Info").Struct(
+		Id("Arch").String(),
+		List(Id("InputHeight"), Id("InputWidth"), Id("InputLen")).Int(),
+		Id("Classes").Int(),
+		Id("MACs").Int64(),
+		Id("ActivationBytes").Int(),
+		Id("Network").Func().Params().Params(Op("*").Qual(resnetPath, "Network"), Error()),
+		Id("New").Func().Params(Op("*").Qual(resnetPath, "Weights"), Op("...").Qual(enginePath, "Option")).Params(Id("Net"), Error()),
+		Id("Kernels").Op("*").Qual(asmPath, "KernelSet"),
+	)
+	var items []Code
+	var archs []string
+	for _, e := range entries {
+		archs = append(archs, e.Arch)
+		items = append(items, Values(Dict{
+			Id("Arch"):            Qual(e.Path, "Arch"),
+			Id("InputHeight"):     Qual(e.Path, "InputHeight"),
+			Id("InputWidth"):      Qual(e.Path, "InputWidth"),
+			Id("InputLen"):        Qual(e.Path, "InputLen"),
+			Id("Classes"):         Qual(e.Path, "Classes"),
+			Id("MACs"):            Qual(e.Path, "MACs"),
+			Id("ActivationBytes"): Qual(e.Path, "ActivationBytes"),
+			Id("Network"):         Qual(e.Path, "Network"),
+			Id("New"): Func().Params(Id("w").Op("*").Qual(resnetPath, "Weights"), Id("opts").Op("...").Qual(enginePath, "Option")).Params(Id("Net"), Error()).Block(
+				List(Id("m"), Err()).Op(":=").Qual(e.Path, "New").Call(Id("w"), Id("opts").Op("...")),
+				If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+				Return(Id("m"), Nil()),
+			),
+			Id("Kernels"): Qual(e.Path, "Kernels").Call(),
+		}))
+	}
+	f.Comment("Networks lists every generated network.")
+	f.Var().Id("Networks").Op("=").Index().Id("Info").Values(items...)
+	f.Comment("Lookup returns the generated network of an architecture name (see resnet.Names).")
+	f.Func().Id("Lookup").Params(Id("arch").String()).Params(Id("Info"), Error()).Block(
+		For(List(Id("_"), Id("n")).Op(":=").Range().Id("Networks")).Block(
+			If(Id("n").Dot("Arch").Op("==").Id("arch")).Block(Return(Id("n"), Nil())),
+		),
+		Return(Id("Info").Values(), Qual("fmt", "Errorf").Call(Lit("no generated network for %q (generated: "+strings.Join(archs, ", ")+"; generate your own with resnetgen)"), Id("arch"))),
+	)
+	var b bytes.Buffer
+	if err := f.Render(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
