@@ -22,14 +22,14 @@ func shape(k, stride, inC, outC, inH, inW int) asm.ConvShape {
 
 func TestPortableConvMatchesReference(t *testing.T) {
 	for i, s := range []asm.ConvShape{
-		shape(7, 2, 3, 64, 38, 30),    // a stem on a rectangular image
-		shape(3, 1, 64, 64, 14, 14),   // a basic block's 3x3
-		shape(3, 2, 32, 64, 15, 9),    // odd sides, stride 2
-		shape(1, 1, 256, 64, 7, 5),    // a bottleneck's reduce
-		shape(1, 2, 64, 128, 9, 16),   // a projection shortcut
-		shape(3, 1, 3, 24, 6, 4),      // channels that are not a multiple of 16
-		shape(3, 2, 16, 8, 1, 1),      // a 1x1 map
-		shape(1, 1, 5, 3, 2, 3),       // nothing a multiple of anything
+		shape(7, 2, 3, 64, 38, 30),  // a stem on a rectangular image
+		shape(3, 1, 64, 64, 14, 14), // a basic block's 3x3
+		shape(3, 2, 32, 64, 15, 9),  // odd sides, stride 2
+		shape(1, 1, 256, 64, 7, 5),  // a bottleneck's reduce
+		shape(1, 2, 64, 128, 9, 16), // a projection shortcut
+		shape(3, 1, 3, 24, 6, 4),    // channels that are not a multiple of 16
+		shape(3, 2, 16, 8, 1, 1),    // a 1x1 map
+		shape(1, 1, 5, 3, 2, 3),     // nothing a multiple of anything
 		{K: 3, Stride: 1, Pad: 0, InC: 4, OutC: 8, InH: 5, InW: 6, OutH: 3, OutW: 4}, // no padding
 	} {
 		k, err := asm.PortableConv(s)

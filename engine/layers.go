@@ -70,11 +70,11 @@ func (a *AvgPool) RunPart(part, _ int) {
 // FC is the classifier; Out holds the padded logits, the first Classes of
 // which are the network's output.
 type FC struct {
-	K           *asm.FCKernel
-	In          []float32
-	W, B        []float32 // packed
-	Out         []float32
-	Classes     int
+	K       *asm.FCKernel
+	In      []float32
+	W, B    []float32 // packed
+	Out     []float32
+	Classes int
 }
 
 // Check reports whether the kernel accepts the slices.
