@@ -59,6 +59,14 @@ type Options struct {
 	Progress io.Writer
 }
 
+// ErrUsage marks errors in the options themselves (as opposed to the
+// files they name): a command line reports them as usage errors.
+var ErrUsage = errors.New("usage")
+
+func usage(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
+}
+
 // WeightsFile is the name of the embedded weights next to the code.
 const WeightsFile = "weights.safetensors"
 
@@ -84,13 +92,13 @@ func Generate(o Options) (*Result, error) {
 		o.Dir = "."
 	}
 	if o.Arch == "" && o.Weights == "" {
-		return nil, errors.New("name the network with -arch or give its weights with -weights")
+		return nil, usage("name the network with -arch or give its weights with -weights")
 	}
 	if o.Embed && o.Weights == "" {
-		return nil, errors.New("-embed needs -weights: there are no weights to compile in")
+		return nil, usage("-embed needs -weights: there are no weights to compile in")
 	}
-	if o.Classes < 0 || o.Height < 0 || o.Width < 0 {
-		return nil, fmt.Errorf("classes %d and size %dx%d must be positive", o.Classes, o.Height, o.Width)
+	if o.Classes < 0 || o.Height < 0 || o.Width < 0 || (o.Height == 0) != (o.Width == 0) {
+		return nil, usage("classes %d and size %dx%d must be positive", o.Classes, o.Height, o.Width)
 	}
 	pkg, err := packageName(o)
 	if err != nil {
@@ -98,7 +106,7 @@ func Generate(o Options) (*Result, error) {
 	}
 	if o.Arch != "" {
 		if _, err := resnet.Lookup(o.Arch); err != nil {
-			return nil, err
+			return nil, usage("%v", err)
 		}
 	}
 
@@ -119,7 +127,7 @@ func Generate(o Options) (*Result, error) {
 			return nil, err
 		}
 		if o.Classes > 0 && o.Classes != a.Classes {
-			return nil, fmt.Errorf("-classes %d, but %s's classifier has %d outputs", o.Classes, o.Weights, a.Classes)
+			return nil, usage("-classes %d, but %s's classifier has %d outputs", o.Classes, o.Weights, a.Classes)
 		}
 		if h, w, ok := wf.InputSize(); ok && o.Height == 0 {
 			o.Height, o.Width = h, w
@@ -136,7 +144,7 @@ func Generate(o Options) (*Result, error) {
 	}
 	net, err := resnet.Build(a)
 	if err != nil {
-		return nil, err
+		return nil, usage("%v", err)
 	}
 	var folded *engine.Folded
 	if wf != nil {
@@ -230,12 +238,12 @@ func packageName(o Options) (string, error) {
 			}
 			name = filepath.Base(abs)
 			if !token.IsIdentifier(name) {
-				return "", fmt.Errorf("the directory name %q is not a Go package name: name the package with -pkg", name)
+				return "", usage("the directory name %q is not a Go package name: name the package with -pkg", name)
 			}
 		}
 	}
 	if !token.IsIdentifier(name) || name == "main" || name == "_" {
-		return "", fmt.Errorf("-pkg %q is not a valid package name for a library (want an identifier such as pets)", name)
+		return "", usage("-pkg %q is not a valid package name for a library (want an identifier such as pets)", name)
 	}
 	return name, nil
 }

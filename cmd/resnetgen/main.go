@@ -53,7 +53,7 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 2
-	case errors.Is(err, errUsage):
+	case errors.Is(err, errUsage), errors.Is(err, gen.ErrUsage):
 		fmt.Fprintf(stderr, "resnetgen: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
 		return 2
 	}

@@ -17,7 +17,11 @@ must be non-trivial for the test to check its arithmetic):
     ARCH_logits.npy      model(x) in float32, x = x.npy
     ARCH_bf16_logits.npy model(x) with the bfloat16-rounded parameters
 
-and the preprocessing cases: images written by Pillow (PNG, JPEG, grey,
+and, for the wiring of the other catalogued ImageNet networks (resnet34,
+resnet101, resnet152, the v1 bottlenecks resnet50v1 … resnet152v1 and the
+plain18/plain34 baselines, built from torchvision's modules), NAME.pth and
+NAME_logits.npy on x2.npy (the first two images of x); and the
+preprocessing cases: images written by Pillow (PNG, JPEG, grey,
 small, large), for each torchvision's eval transform as NAME_tensor.npy,
 the pixels Pillow decoded as NAME_pixels.npy (so decoder and resampling
 differences can be told apart), and resnet50's logits on the tensors as
@@ -188,6 +192,54 @@ for arch in ["resnet18", "resnet50"]:
     manifest["weights"].append({"arch": arch, "format": "safetensors_bf16", "file": arch + "_bf16.safetensors",
                                 "logits": arch + "_bf16_logits.npy"})
 
+
+def to_v1(model):
+    """The paper's bottleneck (v1): a downsampling block strides on its
+    first 1x1 convolution instead of the 3x3 (torchvision's v1.5)."""
+    for stage in (model.layer2, model.layer3, model.layer4):
+        stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
+    return model
+
+
+def plain_forward(self, x):
+    return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+
+
+def to_plain(model):
+    """The plain baseline: the same layers without shortcuts (and without
+    the projection convolutions, which a plain network does not have)."""
+    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in stage:
+            block.downsample = None
+            block.forward = plain_forward.__get__(block)
+    return model
+
+
+# The wiring of the other catalogued ImageNet networks, one zip checkpoint
+# each with torch's logits on the first two images of x: the deeper
+# torchvision ResNets, the paper's v1 bottlenecks (stride moved by hand: the
+# tensors are v1.5's, so -arch names the variant) and the plain baselines.
+x2 = x[:2]
+wiring = [("resnet34", "resnet34", None, ""), ("resnet101", "resnet101", None, ""), ("resnet152", "resnet152", None, ""),
+          ("resnet50v1", "resnet50", to_v1, "resnet50v1"), ("resnet101v1", "resnet101", to_v1, "resnet101v1"),
+          ("resnet152v1", "resnet152", to_v1, "resnet152v1"),
+          ("plain18", "resnet18", to_plain, ""), ("plain34", "resnet34", to_plain, "")]
+for name, tv, change, flag in wiring:
+    model = getattr(torchvision.models, tv)()
+    if change:
+        model = change(model)
+    randomize_bn(model)
+    calibrate_bn(model, x)
+    model.eval()
+    torch.save(model.state_dict(), path(name + ".pth"))
+    with torch.no_grad():
+        np.save(path(name + "_logits.npy"), model(x2).numpy())
+        # The same network in float64: the oracle for both float32 sides
+        # (through 50 residual blocks float32 rounding compounds).
+        np.save(path(name + "_logits64.npy"), model.double()(x2.double()).float().numpy())
+    manifest["wiring"] = manifest.get("wiring", []) + [
+        {"arch": name, "file": name + ".pth", "logits": name + "_logits.npy", "logits64": name + "_logits64.npy", "arch_flag": flag}]
+np.save(path("x2.npy"), x2.numpy())
 
 with torch.no_grad():
     np.save(path("images_logits.npy"), models["resnet50"](torch.stack(tensors)).numpy())
