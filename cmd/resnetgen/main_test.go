@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
-	"strings"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
