@@ -1,6 +1,6 @@
-//go:build !amd64 || purego
+//go:build (!amd64 && !arm64) || purego
 
 package asm
 
-// tiers: the portable kernels only (NEON is added by dispatch_arm64.go).
+// tiers: the portable kernels only (amd64 and arm64 have their own files).
 var tiers = []Tier{Purego}

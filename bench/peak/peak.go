@@ -1,6 +1,6 @@
 // Package peak measures the machine's floating-point ceiling: register-only
-// loops of independent FMAs (generated with Avo for AVX-512 and AVX2; plain
-// Go for the portable tier), the yardstick every kernel and network speed
+// loops of independent FMAs (generated with Avo for AVX-512 and AVX2, by
+// gen/kernels' NEON emitter for arm64; plain Go for the portable tier), the yardstick every kernel and network speed
 // is divided by, measured in the same run.
 package peak
 
@@ -18,6 +18,7 @@ import (
 var probeFLOPs = map[asm.Tier]float64{
 	asm.AVX512: 24 * 2 * 16, // 24 zmm FMAs
 	asm.AVX2:   12 * 2 * 8,  // 12 ymm FMAs
+	asm.NEON:   24 * 2 * 4,  // 24 128-bit FMLAs
 	asm.Purego: 12 * 2,      // 12 scalar multiply-adds
 }
 

@@ -1,11 +1,11 @@
 package kernels
 
-// tier describes one SIMD instruction set the generator targets. A tier
-// only needs its vector width and register count for blocking; the
-// instruction emission is shared by the amd64 tiers (Avo) and will be
-// separate for NEON.
+// tier describes one SIMD instruction set the generator targets: what the
+// blocking rule needs (vector width, registers, how inputs reach the FMAs,
+// the cores it models). The amd64 tiers are emitted with Avo, NEON by
+// neon.go.
 type tier struct {
-	Name  string // "avx512", "avx2": the kernel name suffix and the asm.Tier
+	Name  string // "avx512", "avx2", "neon": the kernel name suffix and the asm.Tier
 	Lanes int    // float32 per vector
 	Regs  int    // vector registers
 	// MaxPixels caps a tile's pixels (0: no cap). Each pixel is an input
@@ -26,11 +26,42 @@ type tier struct {
 	// CIFAR maps); 1.03 keeps those, while widths with no good divisor (13,
 	// 61, …) still get wide tiles and a remainder rather than narrow tiles.
 	RemainderPenalty float64
+	// ByElement: the inner loop loads Lanes input channels of a pixel into
+	// one register and multiplies by element (NEON's FMLA Vd, Vn, Vm.S[i]):
+	// a tile of R pixels × V vectors holds R·V accumulators, R input and V
+	// weight registers. Otherwise one input scalar is broadcast into one
+	// register per pixel (AVX): R·V + V + 1 registers.
+	ByElement bool
+	// Machines are the cores the cost rule models; a tile's cost is its
+	// worst slowdown against peak over them.
+	Machines []machine
+}
+
+// machine is the throughput model of one core.
+type machine struct {
+	Name      string
+	FMAPipes  float64 // vector FMAs a cycle
+	LoadPorts float64 // vector loads a cycle
+	Latency   float64 // FMA latency in cycles
 }
 
 var (
-	avx512 = tier{"avx512", 16, 32, 0, true, 1.03}
-	avx2   = tier{"avx2", 8, 16, 12, true, 1}
+	// amd64: two FMA pipes and two vector loads a cycle. The FMA latency is
+	// 4 cycles on paper; 5 matches what we measured: AVX2 tiles of 8
+	// accumulators ran 9 % slower than tiles of 12 (interleaved A/B), which
+	// a 4-cycle model calls equal.
+	x86 = machine{"x86", 2, 2, 5}
+	// Arm Neoverse N1 (Graviton2, Ampere Altra): two 128-bit FP/ASIMD pipes,
+	// two loads a cycle, FMLA latency 4. Neoverse V1 (Graviton3): four
+	// 128-bit pipes, three loads a cycle, latency 4. (Arm's software
+	// optimization guides; no arm64 machine here to measure.)
+	neoverseN1 = machine{"N1", 2, 2, 4}
+	neoverseV1 = machine{"V1", 4, 3, 4}
+
+	avx512 = tier{Name: "avx512", Lanes: 16, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86}}
+	avx2   = tier{Name: "avx2", Lanes: 8, Regs: 16, MaxPixels: 12, ColumnRemainders: true, RemainderPenalty: 1, Machines: []machine{x86}}
+	neon   = tier{Name: "neon", Lanes: 4, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
+		Machines: []machine{neoverseN1, neoverseV1}}
 )
 
 // blocking is a register tile: TH×TW output pixels by V vectors of output
@@ -41,77 +72,108 @@ type blocking struct {
 	RemTW     int // columns of the last tile of a row when TW does not divide the output width; 0 if it does
 }
 
-// Throughput model of a core, the same for both amd64 tiers here: two FMA
-// pipes and two vector loads a cycle. The FMA latency is 4 cycles on paper;
-// 5 matches what we measured: AVX2 tiles of 8 accumulators ran 9 % slower
-// than tiles of 12 (interleaved A/B), which a 4-cycle model calls equal.
-const (
-	fmaPorts   = 2.0
-	fmaLatency = 5.0
-	loadPorts  = 2.0
-)
+// group is how many input channels one input load of a pixel brings to the
+// FMAs: Lanes for a by-element tier when the channels come in whole
+// vectors, else 1 (a broadcast, or a scalar load used by element).
+func (t tier) group(inC int) int {
+	if t.ByElement && inC%t.Lanes == 0 {
+		return t.Lanes
+	}
+	return 1
+}
 
-// cyclesPerFMA estimates the inner loop's cost for R pixels × V vectors: the
-// FMA pipes, the loads (V weight vectors + one broadcast per pixel) or the
-// latency of R·V accumulator chains, whichever binds.
-func cyclesPerFMA(r, v int) float64 {
-	fmas := float64(r * v)
-	return max(1/fmaPorts, float64(r+v)/fmas/loadPorts, fmaLatency/fmas)
+// regsNeeded is the vector registers of an R-pixel × V-vector tile.
+func (t tier) regsNeeded(r, v int) int {
+	if t.ByElement {
+		return r*v + r + v
+	}
+	return r*v + v + 1
+}
+
+// loadsPerFMA is the vector loads per FMA of the inner loop: per group of
+// input channels, R input loads and group·V weight vectors feed group·R·V
+// FMAs.
+func loadsPerFMA(r, v, group int) float64 {
+	return float64(r+group*v) / float64(group*r*v)
+}
+
+// cyclesPerFMA estimates the inner loop's cost on m for R pixels × V
+// vectors: the FMA pipes, the loads, or the latency of R·V accumulator
+// chains, whichever binds.
+func (m machine) cyclesPerFMA(r, v, group int) float64 {
+	return max(1/m.FMAPipes, loadsPerFMA(r, v, group)/m.LoadPorts, m.Latency/float64(r*v))
+}
+
+// efficiency is the modelled fraction of m's FMA peak of a tile.
+func (m machine) efficiency(r, v, group int) float64 {
+	return 1 / m.FMAPipes / m.cyclesPerFMA(r, v, group)
+}
+
+// slowdown is a tile's worst cost against peak over the tier's machines (1
+// is peak on all of them).
+func (t tier) slowdown(r, v, group int) float64 {
+	worst := 0.0
+	for _, m := range t.Machines {
+		worst = max(worst, 1/m.efficiency(r, v, group))
+	}
+	return worst
 }
 
 // chooseBlocking is the register-blocking rule:
 //
 //  1. V vectors per tile, with OutC a multiple of V·Lanes.
-//  2. The inner step loads V weight vectors and broadcasts one input
-//     scalar per pixel into one register, so a tile of R = TH·TW pixels
-//     needs R·V accumulators + V + 1 registers ≤ Regs, and R ≤ the tier's
-//     MaxPixels where it has one.
+//  2. A tile of R = TH·TW pixels fits the register file (regsNeeded) and
+//     R ≤ the tier's MaxPixels where it has one.
 //  3. TH ≤ 4 need not divide the output height: the last tile row then
 //     uses a second kernel with the remaining rows. TW need not divide the
 //     output width where the tier allows ColumnRemainders: the last tile
 //     of each row, and the corner, then use narrower kernels, and the
 //     tiling's cost is multiplied by the tier's RemainderPenalty.
-//  4. Lowest modelled cycles per FMA (cyclesPerFMA, averaged over the main
-//     and remainder tile rows); then most accumulators (they amortise the
-//     per-tile epilogue and call); then fewest loads per FMA; then TH = 1.
+//  4. Lowest modelled slowdown (averaged over the main and remainder tiles,
+//     weighted by the pixels they cover; the worst over the tier's
+//     machines); then most accumulators (they amortise the per-tile
+//     epilogue and call); then fewest loads per FMA; then the simpler
+//     tiling (no column remainder, then TH = 1).
 func chooseBlocking(s convShape, t tier) blocking {
 	var best blocking
 	bestCost, bestAcc, bestLoads := 0.0, 0, 0.0
 	const eps = 1e-9
-	for v := 4; v >= 1; v-- {
+	g := t.group(s.InC)
+	maxV := 4
+	if t.ByElement {
+		maxV = 8
+	}
+	for v := maxV; v >= 1; v-- {
 		if s.OutC%(v*t.Lanes) != 0 {
 			continue
 		}
-		maxR := (t.Regs - v - 1) / v
 		for th := 1; th <= 4 && th <= s.OutH; th++ {
 			for tw := 1; tw <= s.OutW; tw++ {
 				r := th * tw
-				if r > maxR || t.MaxPixels > 0 && r > t.MaxPixels {
+				if t.regsNeeded(r, v) > t.Regs || t.MaxPixels > 0 && r > t.MaxPixels {
 					continue
 				}
 				remH, remW := s.OutH%th, s.OutW%tw
 				if remW > 0 && !t.ColumnRemainders {
 					continue
 				}
-				// Average the modelled cost over the tiles: full, last row,
-				// last column, corner, weighted by the pixels they cover.
 				fullH, fullW := s.OutH-remH, s.OutW-remW
-				cost := cyclesPerFMA(r, v) * float64(fullH*fullW)
+				cost := t.slowdown(r, v, g) * float64(fullH*fullW)
 				if remH > 0 {
-					cost += cyclesPerFMA(remH*tw, v) * float64(remH*fullW)
+					cost += t.slowdown(remH*tw, v, g) * float64(remH*fullW)
 				}
 				if remW > 0 {
-					cost += cyclesPerFMA(th*remW, v) * float64(fullH*remW)
+					cost += t.slowdown(th*remW, v, g) * float64(fullH*remW)
 				}
 				if remH > 0 && remW > 0 {
-					cost += cyclesPerFMA(remH*remW, v) * float64(remH*remW)
+					cost += t.slowdown(remH*remW, v, g) * float64(remH*remW)
 				}
 				cost /= float64(s.OutH * s.OutW)
 				if remW > 0 {
 					cost *= t.RemainderPenalty
 				}
 				acc := r * v
-				loads := float64(r+v) / float64(r*v)
+				loads := loadsPerFMA(r, v, g)
 				cand := blocking{TH: th, TW: tw, V: v, RemTH: remH, RemTW: remW}
 				better := bestAcc == 0 || cost < bestCost-eps ||
 					cost < bestCost+eps && (acc > bestAcc ||

@@ -1,15 +1,17 @@
-// Package kernels generates, with Avo, the amd64 kernels of one network:
-// an AVX-512 and an AVX2 micro-kernel per distinct convolution shape (plus
-// remainder kernels where a tile does not divide the map), the max pool,
-// the global average pool and the classifier, and the table that hands
-// them to package asm as an asm.KernelSet. It also generates the peak-FMA
-// probe of package bench.
+// Package kernels generates the kernels of one network: an AVX-512, an
+// AVX2 (both with Avo) and a NEON (neon.go) micro-kernel per distinct
+// convolution shape (plus remainder kernels where a tile does not divide
+// the map), the max pool, the global average pool and the classifier, and
+// the tables that hand them to package asm as an asm.KernelSet. It also
+// generates the peak-FMA probes of package bench/peak.
 //
 // For a package pkg, Emit returns:
 //
 //	kernels_avx512_amd64.s, kernels_avx512_amd64.go   the AVX-512 kernels and their Go declarations
 //	kernels_avx2_amd64.s, kernels_avx2_amd64.go       the AVX2 kernels
 //	kernels_amd64.go                                  var kernels = asm.KernelSet{…}
+//	kernels_neon_arm64.s, kernels_neon_arm64.go       the NEON kernels (neon.go, not Avo)
+//	kernels_arm64.go                                  their table
 //	kernels_other.go                                  an empty set for other builds (purego, other GOARCHes)
 package kernels
 
@@ -100,7 +102,14 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		return nil, fmt.Errorf("formatting the kernel table: %v", err)
 	}
 	files["kernels_amd64.go"] = src
-	other := fmt.Sprintf("%s\n\n//go:build !amd64 || purego\n\npackage %s\n\nimport %q\n\n"+
+	neonFiles, err := EmitNEON(pkg, net)
+	if err != nil {
+		return nil, err
+	}
+	for name, b := range neonFiles {
+		files[name] = b
+	}
+	other := fmt.Sprintf("%s\n\n//go:build (!amd64 && !arm64) || purego\n\npackage %s\n\nimport %q\n\n"+
 		"// kernels is empty in this build: every layer runs the portable Go kernels.\nvar kernels asm.KernelSet\n", Header, pkg, asmImport)
 	files["kernels_other.go"] = []byte(other)
 	return files, nil

@@ -17,7 +17,10 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	for _, name := range []string{"peak_amd64.s", "peak_amd64.go"} {
+	for name, b := range kernels.EmitPeakNEON() {
+		files[name] = b
+	}
+	for _, name := range []string{"peak_amd64.s", "peak_amd64.go", "peak_arm64.s", "peak_arm64.go"} {
 		if err := os.WriteFile(name, files[name], 0o644); err != nil {
 			log.Fatal(err)
 		}

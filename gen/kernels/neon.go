@@ -1,0 +1,540 @@
+package kernels
+
+import (
+	"bytes"
+	"fmt"
+	"go/format"
+	"sort"
+	"strings"
+
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// The arm64 NEON kernels: Avo has no arm64 back end, so they are written as
+// text with explicit registers (the blocking fixes the register plan). The
+// micro-kernel contract is the amd64 one (convSignature): same arguments,
+// same packed weights, the same Go driver.
+//
+// The inner loop loads Lanes (4) input channels of a pixel with one 128-bit
+// load and multiplies them by element (FMLA Vd.4S, Vn.4S, Vm.S[i]): per
+// group of 4 channels, R input loads and 4·V weight loads feed 4·R·V FMAs,
+// against one broadcast per pixel and channel on amd64. Layers whose input
+// channels are not a multiple of 4 (the 3-channel stems) load one channel
+// at a time into lane 0. Go's arm64 assembler has no FMLA by element, FADD,
+// FMUL or FMAX on vectors: those are WORD encodings, each followed by the
+// instruction it encodes as a comment, which TestNEONEncodings holds to
+// binutils' disassembler.
+//
+// Registers: R0 input, R2 bias, R3 residual, R4 output, R5 input row
+// stride, R6 output row stride, R7 residual row stride, R8 flags, R9 tiles,
+// R10–R13 the input rows of the tile, R14 weights, R15 ky counter, R16
+// channel counter, R17 the tile's row at ky, R19 stride·inRow, R20 a
+// scratch address. V0… accumulators (pixel-major), then input registers,
+// then weight registers.
+
+// arm64 encodes the vector instructions Go's assembler lacks.
+type arm64 struct{}
+
+func vreg(n int) int { return n & 31 }
+
+// fmlaElem is FMLA Vd.4S, Vn.4S, Vm.S[lane].
+func (arm64) fmlaElem(d, n, m, lane int) (uint32, string) {
+	h, l := lane>>1, lane&1
+	enc := 0x4F801000 | uint32(l)<<21 | uint32(m>>4&1)<<20 | uint32(m&15)<<16 | uint32(h)<<11 | uint32(vreg(n))<<5 | uint32(vreg(d))
+	return enc, fmt.Sprintf("fmla v%d.4s, v%d.4s, v%d.s[%d]", d, n, m, lane)
+}
+
+// fadd is FADD Vd.4S, Vn.4S, Vm.4S.
+func (arm64) fadd(d, n, m int) (uint32, string) {
+	return 0x4E20D400 | uint32(vreg(m))<<16 | uint32(vreg(n))<<5 | uint32(vreg(d)), fmt.Sprintf("fadd v%d.4s, v%d.4s, v%d.4s", d, n, m)
+}
+
+// fmax is FMAX Vd.4S, Vn.4S, Vm.4S.
+func (arm64) fmax(d, n, m int) (uint32, string) {
+	return 0x4E20F400 | uint32(vreg(m))<<16 | uint32(vreg(n))<<5 | uint32(vreg(d)), fmt.Sprintf("fmax v%d.4s, v%d.4s, v%d.4s", d, n, m)
+}
+
+// fmul is FMUL Vd.4S, Vn.4S, Vm.4S.
+func (arm64) fmul(d, n, m int) (uint32, string) {
+	return 0x6E20DC00 | uint32(vreg(m))<<16 | uint32(vreg(n))<<5 | uint32(vreg(d)), fmt.Sprintf("fmul v%d.4s, v%d.4s, v%d.4s", d, n, m)
+}
+
+// neonText accumulates one assembly file.
+type neonText struct {
+	b     bytes.Buffer
+	enc   arm64
+	decls []neonDecl
+}
+
+type neonDecl struct {
+	name, doc, sig string
+}
+
+func (a *neonText) op(format string, args ...any) { fmt.Fprintf(&a.b, "\t"+format+"\n", args...) }
+
+func (a *neonText) label(name string) { fmt.Fprintf(&a.b, "%s:\n", name) }
+
+func (a *neonText) word(enc uint32, text string) { a.op("WORD $0x%08x // %s", enc, text) }
+
+// mem returns an operand for base+off with the given access size (4 or 16
+// bytes): an immediate offset where the scaled 12-bit field holds it,
+// otherwise R20 made to point there first.
+func (a *neonText) mem(base string, off, size int) string {
+	if off == 0 {
+		return "(" + base + ")"
+	}
+	if off > 0 && off%size == 0 && off/size < 4096 {
+		return fmt.Sprintf("%d(%s)", off, base)
+	}
+	a.op("ADD $%d, %s, R20", off, base)
+	return "(R20)"
+}
+
+// load128 and store128 move a vector register from and to memory;
+// load32 loads a float into lane 0.
+func (a *neonText) load128(base string, off, v int)  { a.op("FMOVQ %s, F%d", a.mem(base, off, 16), v) }
+func (a *neonText) store128(base string, off, v int) { a.op("FMOVQ F%d, %s", v, a.mem(base, off, 16)) }
+func (a *neonText) load32(base string, off, v int)   { a.op("FMOVS %s, F%d", a.mem(base, off, 4), v) }
+
+// loadVectors loads n consecutive vectors from R at increasing addresses
+// into registers first…first+n-1, advancing R past them.
+func (a *neonText) loadVectors(reg string, first, n int) {
+	for n > 0 {
+		k := min(n, 4)
+		var regs []string
+		for i := 0; i < k; i++ {
+			regs = append(regs, fmt.Sprintf("V%d.S4", first+i))
+		}
+		a.op("VLD1.P %d(%s), [%s]", 16*k, reg, strings.Join(regs, ", "))
+		first += k
+		n -= k
+	}
+}
+
+func (a *neonText) mov(dst, src int) { a.op("VORR V%d.B16, V%d.B16, V%d.B16", src, src, dst) }
+
+func (a *neonText) begin(name, sig, frame, doc string) {
+	a.decls = append(a.decls, neonDecl{name, doc, sig})
+	fmt.Fprintf(&a.b, "\n// %s\nTEXT ·%s(SB), NOSPLIT, $0-%s\n", strings.ReplaceAll(doc, "\n", "\n// "), name, frame)
+}
+
+// emitConv writes one micro-kernel computing a row of th×tw-pixel tiles of
+// V vectors (the contract of convSignature).
+func (a *neonText) emitConv(name string, s convShape, b blocking, th, tw int) {
+	t := neon
+	g := t.group(s.InC)
+	r := th * tw
+	v := b.V
+	bc := v * t.Lanes
+	px := s.Stride * s.InC * 4 // bytes between the inputs of adjacent output pixels
+	acc := func(p, j int) int { return p*v + j }
+	in := func(p int) int { return r*v + p }
+	wreg := r*v + r
+	if wreg+v > 32 {
+		panic(fmt.Sprintf("%s: %d registers", name, wreg+v))
+	}
+	doc := fmt.Sprintf("%s computes n %dx%d-pixel by %d-channel tiles of a %dx%d stride-%d convolution,\n"+
+		"%d→%d channels on a %dx%d input, with bias, optional residual and optional ReLU.\n"+
+		"Inner loop per %d input channel(s): %d input and %d weight loads, %d FMLA (%.1f FMAs a load);\n"+
+		"modelled %.2f of Neoverse N1's FMA peak and %.2f of V1's.",
+		name, th, tw, bc, s.K, s.K, s.Stride, s.InC, s.OutC, s.InH, s.InW,
+		g, r, g*v, g*r*v, 1/loadsPerFMA(r, v, g), neoverseN1.efficiency(r, v, g), neoverseV1.efficiency(r, v, g))
+	a.begin(name, convSignature, "80", doc)
+	for i, p := range []string{"in", "w", "bias", "res", "out", "inRow", "outRow", "resRow", "flags", "n"} {
+		if p == "w" {
+			continue // reloaded per tile into R14
+		}
+		a.op("MOVD %s+%d(FP), R%d", p, 8*i, i)
+	}
+	a.op("MOVD R5, R19")
+	for i := 1; i < s.Stride; i++ {
+		a.op("ADD R5, R19")
+	}
+	a.label("tile")
+	// Accumulators start from the bias.
+	a.op("MOVD R2, R20")
+	a.loadVectors("R20", acc(0, 0), v)
+	for p := 1; p < r; p++ {
+		for j := 0; j < v; j++ {
+			a.mov(acc(p, j), acc(0, j))
+		}
+	}
+	// Ask for the residual now: the loop below hides the latency.
+	a.op("TBZ $1, R8, nopf")
+	a.op("MOVD R3, R20")
+	for ty := 0; ty < th; ty++ {
+		if ty > 0 {
+			a.op("ADD R7, R20")
+		}
+		for tx := 0; tx < tw; tx++ {
+			for off := 0; off < bc*4; off += 64 {
+				o := tx*s.OutC*4 + off
+				if o < 32768 {
+					a.op("PRFM %d(R20), PLDL1KEEP", o)
+				}
+			}
+		}
+	}
+	a.label("nopf")
+	a.op("MOVD w+8(FP), R14")
+	a.op("MOVD R0, R17")
+	a.op("MOVD $%d, R15", s.K)
+	a.label("ky")
+	rows := []string{"R10", "R11", "R12", "R13"}[:th]
+	a.op("MOVD R17, R10")
+	for ty := 1; ty < th; ty++ {
+		a.op("ADD R19, %s, %s", rows[ty-1], rows[ty])
+	}
+	for kx := 0; kx < s.K; kx++ {
+		a.op("MOVD $%d, R16", s.InC/g)
+		loop := fmt.Sprintf("kx%d", kx)
+		a.label(loop)
+		for ty := 0; ty < th; ty++ {
+			for tx := 0; tx < tw; tx++ {
+				if g == t.Lanes {
+					a.load128(rows[ty], tx*px, in(ty*tw+tx))
+				} else {
+					a.load32(rows[ty], tx*px, in(ty*tw+tx))
+				}
+			}
+		}
+		for lane := 0; lane < g; lane++ {
+			a.loadVectors("R14", wreg, v)
+			for p := 0; p < r; p++ {
+				for j := 0; j < v; j++ {
+					a.word(a.enc.fmlaElem(acc(p, j), wreg+j, in(p), lane))
+				}
+			}
+		}
+		for _, row := range rows {
+			a.op("ADD $%d, %s", g*4, row)
+		}
+		a.op("SUBS $1, R16")
+		a.op("BNE %s", loop)
+	}
+	// The rows now point at the next kernel column's pixel: one input row
+	// down for the next ky.
+	a.op("ADD R5, R17")
+	a.op("SUBS $1, R15")
+	a.op("BNE ky")
+
+	// Epilogue: + residual, ReLU, store; then the next tile.
+	tmp := in(0)
+	a.op("TBZ $1, R8, nores")
+	a.op("MOVD R3, R21")
+	for ty := 0; ty < th; ty++ {
+		if ty > 0 {
+			a.op("ADD R7, R21")
+		}
+		for tx := 0; tx < tw; tx++ {
+			for j := 0; j < v; j++ {
+				a.load128("R21", tx*s.OutC*4+j*16, tmp)
+				p := ty*tw + tx
+				a.word(a.enc.fadd(acc(p, j), acc(p, j), tmp))
+			}
+		}
+	}
+	a.label("nores")
+	a.op("TBZ $0, R8, norelu")
+	a.op("VEOR V%d.B16, V%d.B16, V%d.B16", tmp, tmp, tmp)
+	for p := 0; p < r; p++ {
+		for j := 0; j < v; j++ {
+			a.word(a.enc.fmax(acc(p, j), acc(p, j), tmp))
+		}
+	}
+	a.label("norelu")
+	a.op("MOVD R4, R21")
+	for ty := 0; ty < th; ty++ {
+		if ty > 0 {
+			a.op("ADD R6, R21")
+		}
+		for tx := 0; tx < tw; tx++ {
+			for j := 0; j < v; j++ {
+				a.store128("R21", tx*s.OutC*4+j*16, acc(ty*tw+tx, j))
+			}
+		}
+	}
+	a.op("ADD $%d, R0", tw*px)
+	a.op("ADD $%d, R4", tw*s.OutC*4)
+	a.op("ADD $%d, R3", tw*s.OutC*4)
+	a.op("SUBS $1, R9")
+	a.op("BNE tile")
+	a.op("RET")
+}
+
+// emitMaxPool writes func(in, out *float32, inRow, n uintptr): n output
+// pixels of one row of a 3x3/2 max pool (see emitMaxPool on amd64).
+func (a *neonText) emitMaxPool(name string, s poolShape) {
+	nv := s.C / 4
+	a.begin(name, "func(in, out *float32, inRow, n uintptr)", "32",
+		fmt.Sprintf("%s max-pools n output pixels of one row of %d channels, 3x3 windows, stride 2.", name, s.C))
+	a.op("MOVD in+0(FP), R0")
+	a.op("MOVD out+8(FP), R1")
+	a.op("MOVD inRow+16(FP), R5")
+	a.op("MOVD n+24(FP), R9")
+	a.op("CBZ R9, done")
+	a.op("ADD R5, R0, R10")
+	a.op("ADD R5, R10, R11")
+	a.label("px")
+	for v0 := 0; v0 < nv; v0 += 16 {
+		n := min(16, nv-v0)
+		for i := 0; i < n; i++ {
+			a.load128("R0", (v0+i)*16, i)
+		}
+		for _, row := range []string{"R0", "R10", "R11"} {
+			for kx := 0; kx < 3; kx++ {
+				if row == "R0" && kx == 0 {
+					continue
+				}
+				for i := 0; i < n; i++ {
+					a.load128(row, kx*s.C*4+(v0+i)*16, 16+i)
+					a.word(a.enc.fmax(i, i, 16+i))
+				}
+			}
+		}
+		for i := 0; i < n; i++ {
+			a.store128("R1", (v0+i)*16, i)
+		}
+	}
+	for _, p := range []string{"R0", "R10", "R11"} {
+		a.op("ADD $%d, %s", 2*s.C*4, p)
+	}
+	a.op("ADD $%d, R1", s.C*4)
+	a.op("SUBS $1, R9")
+	a.op("BNE px")
+	a.label("done")
+	a.op("RET")
+}
+
+// emitAvgPool writes func(in, out *float32, inRow, h, w uintptr, scale
+// float32): scale times the sum of every channel over an h×w interior.
+func (a *neonText) emitAvgPool(name string, s poolShape) {
+	nv := s.C / 4
+	const chunk = 24
+	a.begin(name, "func(in, out *float32, inRow, h, w uintptr, scale float32)", "44",
+		fmt.Sprintf("%s averages each of %d channels over an h×w map: out = scale·Σ in.", name, s.C))
+	a.op("MOVD out+8(FP), R1")
+	a.op("MOVD inRow+16(FP), R5")
+	a.op("FMOVS scale+40(FP), F31")
+	a.op("VDUP V31.S[0], V31.S4")
+	for v0 := 0; v0 < nv; v0 += chunk {
+		n := min(chunk, nv-v0)
+		lbl := fmt.Sprintf("c%d", v0)
+		for i := 0; i < n; i++ {
+			a.op("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+		}
+		a.op("MOVD in+0(FP), R0")
+		a.op("MOVD h+24(FP), R15")
+		a.label(lbl + "row")
+		a.op("MOVD R0, R10")
+		a.op("MOVD w+32(FP), R16")
+		a.label(lbl + "px")
+		for i := 0; i < n; i++ {
+			a.load128("R10", (v0+i)*16, 24+i%6)
+			a.word(a.enc.fadd(i, i, 24+i%6))
+		}
+		a.op("ADD $%d, R10", s.C*4)
+		a.op("SUBS $1, R16")
+		a.op("BNE %spx", lbl)
+		a.op("ADD R5, R0")
+		a.op("SUBS $1, R15")
+		a.op("BNE %srow", lbl)
+		for i := 0; i < n; i++ {
+			a.word(a.enc.fmul(i, i, 31))
+			a.store128("R1", (v0+i)*16, i)
+		}
+	}
+	a.op("RET")
+}
+
+// emitFC writes func(in, w, bias, out *float32, blocks uintptr): blocks
+// blocks of fcBlock(neon) outputs of the classifier, weights packed
+// [block][in][block outputs].
+func (a *neonText) emitFC(name string, s poolShape) {
+	const v = 4 // vectors per block
+	bc := v * 4
+	padded := (s.Out + bc - 1) / bc * bc
+	g := neon.group(s.C)
+	a.begin(name, "func(in, w, bias, out *float32, blocks uintptr)", "40",
+		fmt.Sprintf("%s computes blocks blocks of %d outputs of the %d→%d classifier (outputs padded to %d).", name, bc, s.C, s.Out, padded))
+	a.op("MOVD in+0(FP), R0")
+	a.op("MOVD w+8(FP), R14")
+	a.op("MOVD bias+16(FP), R2")
+	a.op("MOVD out+24(FP), R4")
+	a.op("MOVD blocks+32(FP), R9")
+	a.label("block")
+	a.loadVectors("R2", 0, v)
+	a.op("MOVD R0, R10")
+	a.op("MOVD $%d, R16", s.C/g)
+	a.label("in")
+	if g == 4 {
+		a.op("VLD1.P 16(R10), [V8.S4]")
+	} else {
+		a.op("FMOVS (R10), F8")
+		a.op("ADD $4, R10")
+	}
+	for lane := 0; lane < g; lane++ {
+		a.loadVectors("R14", 12, v)
+		for j := 0; j < v; j++ {
+			a.word(a.enc.fmlaElem(j, 12+j, 8, lane))
+		}
+	}
+	a.op("SUBS $1, R16")
+	a.op("BNE in")
+	for j := 0; j < v; j++ {
+		a.store128("R4", j*16, j)
+	}
+	a.op("ADD $%d, R4", bc*4)
+	a.op("SUBS $1, R9")
+	a.op("BNE block")
+	a.op("RET")
+}
+
+// emitPeak writes fmaPeakNEON(n): n trips of 24 independent FMLAs on
+// registers, no memory traffic (24 > 4 pipes × 4 cycles of latency).
+func (a *neonText) emitPeak() {
+	a.begin("fmaPeakNEON", "func(n uint64)", "8", "fmaPeakNEON runs n trips of 24 independent 4-lane FMAs (192 FLOPs a trip).")
+	a.op("MOVD n+0(FP), R9")
+	for i := 0; i < 26; i++ {
+		a.op("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	}
+	a.op("CBZ R9, done")
+	a.label("loop")
+	for i := 0; i < 24; i++ {
+		a.op("VFMLA V24.S4, V25.S4, V%d.S4", i)
+	}
+	a.op("SUBS $1, R9")
+	a.op("BNE loop")
+	a.label("done")
+	a.op("RET")
+}
+
+// render returns the assembly file and the Go declarations of package pkg.
+func (a *neonText) render(pkg string) (asm, decls []byte) {
+	var s bytes.Buffer
+	fmt.Fprintf(&s, "%s\n\n//go:build arm64 && !purego\n\n#include \"textflag.h\"\n", Header)
+	s.Write(a.b.Bytes())
+	var g bytes.Buffer
+	fmt.Fprintf(&g, "%s\n\n//go:build arm64 && !purego\n\npackage %s\n", Header, pkg)
+	for _, d := range a.decls {
+		fmt.Fprintf(&g, "\n// %s\n//\n//go:noescape\nfunc %s%s\n", strings.ReplaceAll(d.doc, "\n", "\n// "), d.name, strings.TrimPrefix(d.sig, "func"))
+	}
+	src, err := format.Source(g.Bytes())
+	if err != nil {
+		panic(fmt.Sprintf("formatting NEON declarations: %v", err))
+	}
+	return s.Bytes(), src
+}
+
+// EmitNEON generates the arm64 NEON kernel files of package pkg for net's
+// shapes: kernels_neon_arm64.s, kernels_neon_arm64.go and the table
+// kernels_arm64.go.
+func EmitNEON(pkg string, net *resnet.Network) (map[string][]byte, error) {
+	a := &neonText{}
+	var conv, maxp, avgp, fc bytes.Buffer
+	for _, s := range net.ConvShapes() {
+		b := chooseBlocking(s, neon)
+		name := kernelName(s, neon)
+		a.emitConv(name, s, b, b.TH, b.TW)
+		rem, remCol, remCorner := "nil", "nil", "nil"
+		if b.RemTH > 0 {
+			a.emitConv(name+"_rem", s, b, b.RemTH, b.TW)
+			rem = name + "_rem"
+		}
+		if b.RemTW > 0 {
+			a.emitConv(name+"_remcol", s, b, b.TH, b.RemTW)
+			remCol = name + "_remcol"
+			if b.RemTH > 0 {
+				a.emitConv(name+"_remcorner", s, b, b.RemTH, b.RemTW)
+				remCorner = name + "_remcorner"
+			}
+		}
+		fmt.Fprintf(&conv, "\t\t{Name: %q, Tier: asm.NEON, Shape: asm.ConvShape{K: %d, Stride: %d, Pad: %d, InC: %d, OutC: %d, InH: %d, InW: %d, OutH: %d, OutW: %d},\n"+
+			"\t\t\tTH: %d, TW: %d, V: %d, Lanes: 4, RemTH: %d, RemTW: %d, Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
+			name, s.K, s.Stride, s.Pad, s.InC, s.OutC, s.InH, s.InW, s.OutH, s.OutW,
+			b.TH, b.TW, b.V, b.RemTH, b.RemTW, name, rem, remCol, remCorner)
+	}
+	for _, s := range poolShapes(net) {
+		name := poolName(s, neon)
+		switch s.Op {
+		case resnet.OpMaxPool:
+			a.emitMaxPool(name, s)
+			fmt.Fprintf(&maxp, "\t\t{Name: %q, Tier: asm.NEON, C: %d, F: %s},\n", name, s.C, name)
+		case resnet.OpGlobalAvgPool:
+			a.emitAvgPool(name, s)
+			fmt.Fprintf(&avgp, "\t\t{Name: %q, Tier: asm.NEON, C: %d, F: %s},\n", name, s.C, name)
+		case resnet.OpFC:
+			a.emitFC(name, s)
+			fmt.Fprintf(&fc, "\t\t{Name: %q, Tier: asm.NEON, In: %d, Out: %d, Block: %d, F: %s},\n", name, s.C, s.Out, fcBlock(neon), name)
+		}
+	}
+	s, decls := a.render(pkg)
+	var table bytes.Buffer
+	fmt.Fprintf(&table, "%s\n\n//go:build arm64 && !purego\n\npackage %s\n\nimport %q\n\n", Header, pkg, asmImport)
+	table.WriteString("// kernels are the specialised NEON kernels of this network's shapes.\nvar kernels = asm.KernelSet{\n")
+	fmt.Fprintf(&table, "\tConv: []asm.ConvKernel{\n%s\t},\n", conv.String())
+	fmt.Fprintf(&table, "\tMaxPool: []asm.MaxPoolKernel{\n%s\t},\n", maxp.String())
+	fmt.Fprintf(&table, "\tAvgPool: []asm.AvgPoolKernel{\n%s\t},\n", avgp.String())
+	fmt.Fprintf(&table, "\tFC: []asm.FCKernel{\n%s\t},\n}\n", fc.String())
+	src, err := format.Source(table.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("formatting the NEON kernel table: %v", err)
+	}
+	return map[string][]byte{"kernels_neon_arm64.s": s, "kernels_neon_arm64.go": decls, "kernels_arm64.go": src}, nil
+}
+
+// EmitPeakNEON generates the NEON peak-FMA probe of package bench/peak:
+// peak_arm64.s and peak_arm64.go.
+func EmitPeakNEON() map[string][]byte {
+	a := &neonText{}
+	a.emitPeak()
+	s, decls := a.render("peak")
+	return map[string][]byte{"peak_arm64.s": s, "peak_arm64.go": decls}
+}
+
+// NEONModel describes the NEON tiling of one convolution shape: the tile,
+// the inner loop's FMAs per load, and the modelled fraction of the FMA peak
+// on Neoverse N1 and V1 averaged over the layer's main and remainder tiles.
+type NEONModel struct {
+	Name            string
+	TH, TW, V       int
+	RemTH, RemTW    int
+	FMAsPerLoad     float64
+	N1, V1          float64
+	GroupOfChannels int
+}
+
+// ModelNEON returns the NEON tiling model of every distinct convolution
+// shape of the nets, sorted by name.
+func ModelNEON(nets ...*resnet.Network) []NEONModel {
+	seen := map[string]bool{}
+	var out []NEONModel
+	for _, net := range nets {
+		for _, s := range net.ConvShapes() {
+			name := kernelName(s, neon)
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			b := chooseBlocking(s, neon)
+			g := neon.group(s.InC)
+			avg := func(m machine) float64 {
+				fullH, fullW := s.OutH-b.RemTH, s.OutW-b.RemTW
+				cyc := 0.0
+				for _, part := range []struct{ r, px int }{
+					{b.TH * b.TW, fullH * fullW}, {b.RemTH * b.TW, b.RemTH * fullW},
+					{b.TH * b.RemTW, fullH * b.RemTW}, {b.RemTH * b.RemTW, b.RemTH * b.RemTW},
+				} {
+					if part.px > 0 {
+						cyc += float64(part.px) / m.efficiency(part.r, b.V, g)
+					}
+				}
+				return float64(s.OutH*s.OutW) / cyc
+			}
+			out = append(out, NEONModel{Name: name, TH: b.TH, TW: b.TW, V: b.V, RemTH: b.RemTH, RemTW: b.RemTW,
+				FMAsPerLoad: 1 / loadsPerFMA(b.TH*b.TW, b.V, g), N1: avg(neoverseN1), V1: avg(neoverseV1), GroupOfChannels: g})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
