@@ -142,8 +142,8 @@ func TestRegenerate(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stderr, "resnetgen: cifar-resnet20 on 40x36 inputs, 10 classes")
 	first := listDir(t, dir)
-	assert.Equal(t, []string{"gen.go", "kernels_amd64.go", "kernels_avx2_amd64.go", "kernels_avx2_amd64.s", "kernels_avx512_amd64.go",
-		"kernels_avx512_amd64.s", "kernels_other.go", "model.go", "model_test.go", "weights.safetensors"}, names(first))
+	assert.Equal(t, []string{"gen.go", "kernels_amd64.go", "kernels_arm64.go", "kernels_avx2_amd64.go", "kernels_avx2_amd64.s", "kernels_avx512_amd64.go",
+		"kernels_avx512_amd64.s", "kernels_neon_arm64.go", "kernels_neon_arm64.s", "kernels_other.go", "model.go", "model_test.go", "weights.safetensors"}, names(first))
 	assert.Contains(t, first["model.go"], "InputHeight   = 40\n\tInputWidth    = 36")
 	assert.Contains(t, first["model.go"], "//go:embed weights.safetensors")
 	assert.Contains(t, first["kernels_avx512_amd64.go"], "func conv3x3s1_c16k16_h40w36_avx512(")

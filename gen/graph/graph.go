@@ -149,8 +149,9 @@ pool made by New.
 	var logits [%s.Classes]float32
 	m.Forward(&image, &logits)                    // image: [%s.InputLen]float32
 
-Activation memory: %d buffers, %d bytes. Kernels: AVX-512 and AVX2 on amd64, generated
-for this network's shapes; the portable Go kernels everywhere else (and with -tags purego).`,
+Activation memory: %d buffers, %d bytes. Kernels, generated for this network's shapes:
+AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
+-tags purego).`,
 		g.Pkg, title, g.Command, in.C, in.H, in.W, len(net.Layers), a.Classes, load, g.Pkg, g.Pkg, len(p.slots), 4*p.floats()))
 
 	f.Const().Defs(

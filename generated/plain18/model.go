@@ -12,8 +12,9 @@ pool made by New.
 	var logits [plain18.Classes]float32
 	m.Forward(&image, &logits)                    // image: [plain18.InputLen]float32
 
-Activation memory: 11 buffers, 7562160 bytes. Kernels: AVX-512 and AVX2 on amd64, generated
-for this network's shapes; the portable Go kernels everywhere else (and with -tags purego).
+Activation memory: 11 buffers, 7562160 bytes. Kernels, generated for this network's shapes:
+AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
+-tags purego).
 */
 package plain18
 
