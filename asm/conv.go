@@ -216,6 +216,17 @@ func (k *ConvKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []float32
 	k.run(in, out, res, packed, bias, relu, y0, y1, 0, nb)
 }
 
+// RunBlocks computes output channel blocks [b0, b1) of the whole image; the
+// arguments must have passed Check. A batch that shares weights runs one
+// block over every image before the next block, so the block's weights stay
+// in cache.
+func (k *ConvKernel) RunBlocks(in, out Buffer, res *Buffer, packed, bias []float32, relu bool, b0, b1 int) {
+	k.run(in, out, res, packed, bias, relu, 0, k.Shape.OutH, b0, b1)
+}
+
+// Blocks is the number of output-channel blocks (weight panels).
+func (k *ConvKernel) Blocks() int { return k.Shape.OutC / k.BlockC() }
+
 // SplitRows gives part its share of n rows in whole tiles of th rows.
 func SplitRows(n, th, part, parts int) (y0, y1 int) {
 	tiles := (n + th - 1) / th

@@ -231,7 +231,12 @@ func (k *FCKernel) Check(in, packedW, packedBias, out []float32) error {
 // its share of the weights); the slices must have passed Check.
 func (k *FCKernel) RunPart(in, packedW, packedBias, out []float32, part, parts int) {
 	nb := k.Padded() / k.Block
-	b0, b1 := part*nb/parts, (part+1)*nb/parts
+	k.RunBlocks(in, packedW, packedBias, out, part*nb/parts, (part+1)*nb/parts)
+}
+
+// RunBlocks computes output blocks [b0, b1); the slices must have passed
+// Check.
+func (k *FCKernel) RunBlocks(in, packedW, packedBias, out []float32, b0, b1 int) {
 	if k.F != nil {
 		if b1 > b0 {
 			k.F(&in[0], &packedW[b0*k.In*k.Block], &packedBias[b0*k.Block], &out[b0*k.Block], uintptr(b1-b0))

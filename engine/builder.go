@@ -14,6 +14,7 @@ type Builder struct {
 	ks     *asm.KernelSet
 	f      *Folded
 	tier   asm.Tier
+	batch  *Batch
 	err    error
 	layers []Named
 }
@@ -27,9 +28,25 @@ type Named struct {
 }
 
 // NewBuilder starts building with the kernels ks (a generated package's
-// table) for the tier of cfg.
-func NewBuilder(ks *asm.KernelSet, f *Folded, cfg Config) *Builder {
-	return &Builder{ks: ks, f: f, tier: cfg.Tier}
+// table) for the tier of cfg. Every layer runs on batch.N images.
+func NewBuilder(ks *asm.KernelSet, f *Folded, cfg Config, batch *Batch) *Builder {
+	return &Builder{ks: ks, f: f, tier: cfg.Tier, batch: batch}
+}
+
+// Geometry is an activation buffer's H, W, C and halo.
+type Geometry [4]int
+
+// NewBuffers allocates, for each geometry (a slot of the network's buffer
+// plan), one zeroed buffer per image: slots[s][i].
+func NewBuffers(images int, geoms []Geometry) [][]asm.Buffer {
+	slots := make([][]asm.Buffer, len(geoms))
+	for s, g := range geoms {
+		slots[s] = make([]asm.Buffer, images)
+		for i := range slots[s] {
+			slots[s][i] = asm.NewBuffer(g[0], g[1], g[2], g[3])
+		}
+	}
+	return slots
 }
 
 // Err is the first error any call met, nil if none.
@@ -64,22 +81,24 @@ func (b *Builder) tensor(name string, n int) ([]float32, []int, error) {
 	return t.Data, t.Shape, nil
 }
 
-// Input sets dst to load images into buf.
-func (b *Builder) Input(dst *Input, buf asm.Buffer) {
+// Input sets dst to load images into bufs (one per image).
+func (b *Builder) Input(dst *Input, bufs []asm.Buffer) {
 	if b.err != nil {
 		return
 	}
-	*dst = Input{Dst: buf}
+	*dst = Input{Dst: bufs, Batch: b.batch}
 	b.add("input", "input", "", 0, dst)
 }
 
 // Conv sets dst to the convolution layer name (its folded weight, OIHW with
 // a square kernel K, and bias), with the given stride and padding K/2, from
-// in to out, adding res if it is not nil, then ReLU if relu.
-func (b *Builder) Conv(dst *Conv, name string, stride int, in, out asm.Buffer, res *asm.Buffer, relu bool) {
+// the images' in to their out buffers, adding res if it is not nil, then
+// ReLU if relu.
+func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.Buffer, relu bool) {
 	if b.err != nil {
 		return
 	}
+	in, out := ins[0], outs[0]
 	w, shape, err := b.tensor(name+".weight", -1)
 	if b.fail(err) {
 		return
@@ -102,38 +121,51 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, in, out asm.Buffer, r
 	if b.fail(err) {
 		return
 	}
-	*dst = Conv{Name: name, K: kern, In: in, Out: out, Res: res, Packed: packed, Bias: bias, ReLU: relu}
+	act := 4 * (in.Len() + out.Len())
+	*dst = Conv{Name: name, K: kern, In: ins, Out: outs, Res: res, Packed: packed, Bias: bias, ReLU: relu,
+		Batch: b.batch, WeightsFirst: 4*len(packed) > act}
 	b.add(name, "conv", kern.Name, s.MACs(), dst)
 }
 
-// MaxPool sets dst to the 3x3/2 max pool from in to out.
-func (b *Builder) MaxPool(dst *MaxPool, name string, in, out asm.Buffer) {
+// MaxPool sets dst to the 3x3/2 max pool from the images' in to their out
+// buffers.
+func (b *Builder) MaxPool(dst *MaxPool, name string, in, out []asm.Buffer) {
 	if b.err != nil {
 		return
 	}
-	k, err := b.ks.MaxPoolKernel(in.C, b.tier)
+	k, err := b.ks.MaxPoolKernel(in[0].C, b.tier)
 	if b.fail(err) {
 		return
 	}
-	*dst = MaxPool{K: k, In: in, Out: out}
+	*dst = MaxPool{K: k, In: in, Out: out, Batch: b.batch}
 	b.add(name, "maxpool", k.Name, 0, dst)
 }
 
-// Shortcut sets dst to the option-A shortcut from in to out.
-func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out asm.Buffer) {
+// Shortcut sets dst to the option-A shortcut from the images' in to their
+// out buffers.
+func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out []asm.Buffer) {
 	if b.err != nil {
 		return
 	}
-	*dst = Shortcut{asm.SubsamplePad{In: in, Out: out, Stride: stride}}
+	if len(in) != len(out) {
+		b.fail(fmt.Errorf("%s: %d input and %d output buffers", name, len(in), len(out)))
+		return
+	}
+	*dst = Shortcut{Batch: b.batch}
+	for i := range in {
+		dst.S = append(dst.S, asm.SubsamplePad{In: in[i], Out: out[i], Stride: stride})
+	}
 	b.add(name, "shortcut", "subsample-pad", 0, dst)
 }
 
-// Head sets pool and fc to the global average pool of in and the
-// classifier name (name.weight, [classes][in.C], and name.bias).
-func (b *Builder) Head(pool *AvgPool, fc *FC, name string, in asm.Buffer, classes int) {
+// Head sets pool and fc to the global average pool of the images' in
+// buffers and the classifier name (name.weight, [classes][C], and
+// name.bias).
+func (b *Builder) Head(pool *AvgPool, fc *FC, name string, ins []asm.Buffer, classes int) {
 	if b.err != nil {
 		return
 	}
+	in := ins[0]
 	ak, err := b.ks.AvgPoolKernel(in.C, b.tier)
 	if b.fail(err) {
 		return
@@ -154,9 +186,12 @@ func (b *Builder) Head(pool *AvgPool, fc *FC, name string, in asm.Buffer, classe
 	if b.fail(err) {
 		return
 	}
-	pooled := make([]float32, in.C)
-	*pool = AvgPool{K: ak, In: in, Out: pooled}
+	pooled, logits := make([][]float32, len(ins)), make([][]float32, len(ins))
+	for i := range ins {
+		pooled[i], logits[i] = make([]float32, in.C), make([]float32, fk.Padded())
+	}
+	*pool = AvgPool{K: ak, In: ins, Out: pooled, Batch: b.batch}
 	b.add("avgpool", "avgpool", ak.Name, 0, pool)
-	*fc = FC{K: fk, In: pooled, W: pw, B: pb, Out: make([]float32, fk.Padded()), Classes: classes}
+	*fc = FC{K: fk, In: pooled, W: pw, B: pb, Out: logits, Classes: classes, Batch: b.batch}
 	b.add(name, "fc", fk.Name, int64(in.C*classes), fc)
 }

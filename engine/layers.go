@@ -14,105 +14,251 @@ type Layer interface {
 	Check() error
 }
 
+// Batch is how many images a Model's layers run on next: Forward sets 1,
+// ForwardBatch the batch's size, before running the layers. Every layer
+// holds one buffer per image the Model was made for.
+type Batch struct{ N int }
+
+// split gives part its share [i0, i1) of n items.
+func split(n, part, parts int) (i0, i1 int) { return part * n / parts, (part + 1) * n / parts }
+
 // Conv is a convolution with its BatchNorm folded in, an optional residual
-// added, and an optional ReLU: Out = relu?(conv(In) + Bias + Res?).
+// added, and an optional ReLU: Out = relu?(conv(In) + Bias + Res?), per image.
 type Conv struct {
 	Name         string
 	K            *asm.ConvKernel
-	In, Out      asm.Buffer
-	Res          *asm.Buffer // nil: no residual
+	In, Out      []asm.Buffer // per image
+	Res          []asm.Buffer // per image; nil: no residual
 	Packed, Bias []float32
 	ReLU         bool
+	Batch        *Batch
+	// WeightsFirst: the layer's weights outweigh one image's activations,
+	// so a batch runs one channel block (weight panel) over every image
+	// before the next, reading each panel from memory once per batch.
+	WeightsFirst bool
 }
 
-// Check reports whether the kernel accepts the buffers and weights.
-func (c *Conv) Check() error { return c.K.Check(c.In, c.Out, c.Res, c.Packed, c.Bias) }
+func (c *Conv) res(i int) *asm.Buffer {
+	if c.Res == nil {
+		return nil
+	}
+	return &c.Res[i]
+}
 
-// RunPart computes part of parts of the output (see asm.ConvKernel.RunPart).
+// Check reports whether the kernel accepts every image's buffers.
+func (c *Conv) Check() error {
+	if len(c.In) == 0 || len(c.Out) != len(c.In) || c.Res != nil && len(c.Res) != len(c.In) {
+		return fmt.Errorf("%s: %d input, %d output and %d residual buffers", c.Name, len(c.In), len(c.Out), len(c.Res))
+	}
+	for i := range c.In {
+		if err := c.K.Check(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunPart computes part of parts of the layer over Batch.N images. One
+// image splits as asm.ConvKernel.RunPart does. A batch splits by image when
+// the images divide evenly among the parts; otherwise, when the weights
+// come first, by channel blocks, each part running its blocks over every
+// image; otherwise every image is split across the parts in turn.
 func (c *Conv) RunPart(part, parts int) {
-	c.K.RunPart(c.In, c.Out, c.Res, c.Packed, c.Bias, c.ReLU, part, parts)
+	n := c.Batch.N
+	if n == 1 {
+		c.K.RunPart(c.In[0], c.Out[0], c.res(0), c.Packed, c.Bias, c.ReLU, part, parts)
+		return
+	}
+	nb := c.K.Blocks()
+	switch {
+	case c.WeightsFirst && nb >= parts:
+		b0, b1 := split(nb, part, parts)
+		for b := b0; b < b1; b++ {
+			for i := 0; i < n; i++ {
+				c.K.RunBlocks(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias, c.ReLU, b, b+1)
+			}
+		}
+	case n%parts == 0:
+		i0, i1 := split(n, part, parts)
+		for i := i0; i < i1; i++ {
+			c.K.RunPart(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias, c.ReLU, 0, 1)
+		}
+	default:
+		for i := 0; i < n; i++ {
+			c.K.RunPart(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias, c.ReLU, part, parts)
+		}
+	}
 }
 
 // MaxPool is the 3x3/2 max pool after the ImageNet stem.
 type MaxPool struct {
 	K       *asm.MaxPoolKernel
-	In, Out asm.Buffer
+	In, Out []asm.Buffer
+	Batch   *Batch
 }
 
-// Check reports whether the kernel accepts the buffers.
-func (m *MaxPool) Check() error { return m.K.Check(m.In, m.Out) }
+// Check reports whether the kernel accepts every image's buffers.
+func (m *MaxPool) Check() error {
+	if len(m.In) == 0 || len(m.Out) != len(m.In) {
+		return fmt.Errorf("max pool: %d input and %d output buffers", len(m.In), len(m.Out))
+	}
+	for i := range m.In {
+		if err := m.K.Check(m.In[i], m.Out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-// RunPart pools part of parts of the output rows.
-func (m *MaxPool) RunPart(part, parts int) { m.K.RunPart(m.In, m.Out, part, parts) }
+// RunPart pools part of parts of every image's output rows.
+func (m *MaxPool) RunPart(part, parts int) {
+	for i := 0; i < m.Batch.N; i++ {
+		m.K.RunPart(m.In[i], m.Out[i], part, parts)
+	}
+}
 
-// Shortcut is the parameter-free option-A shortcut (asm.SubsamplePad).
-type Shortcut struct{ asm.SubsamplePad }
+// Shortcut is the parameter-free option-A shortcut (asm.SubsamplePad), per
+// image.
+type Shortcut struct {
+	S     []asm.SubsamplePad
+	Batch *Batch
+}
 
-// AvgPool is the global average pool into a vector of channel means.
+// Check reports whether every image's buffers describe the shortcut.
+func (s *Shortcut) Check() error {
+	if len(s.S) == 0 {
+		return fmt.Errorf("shortcut: no buffers")
+	}
+	for i := range s.S {
+		if err := s.S[i].Check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunPart writes part of parts of every image's output rows.
+func (s *Shortcut) RunPart(part, parts int) {
+	for i := 0; i < s.Batch.N; i++ {
+		s.S[i].RunPart(part, parts)
+	}
+}
+
+// AvgPool is the global average pool into a vector of channel means, per
+// image.
 type AvgPool struct {
-	K   *asm.AvgPoolKernel
-	In  asm.Buffer
-	Out []float32
+	K     *asm.AvgPoolKernel
+	In    []asm.Buffer
+	Out   [][]float32
+	Batch *Batch
 }
 
-// Check reports whether the kernel accepts the buffer.
-func (a *AvgPool) Check() error { return a.K.Check(a.In, a.Out) }
+// Check reports whether the kernel accepts every image's buffer.
+func (a *AvgPool) Check() error {
+	if len(a.In) == 0 || len(a.Out) != len(a.In) {
+		return fmt.Errorf("average pool: %d input and %d output buffers", len(a.In), len(a.Out))
+	}
+	for i := range a.In {
+		if err := a.K.Check(a.In[i], a.Out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-// RunPart: part 0 pools the whole (small) map; the other parts idle.
-func (a *AvgPool) RunPart(part, _ int) {
-	if part == 0 {
-		if err := a.K.Run(a.In, a.Out); err != nil {
+// RunPart pools part of parts of the images (one image: part 0 does it;
+// the map is small).
+func (a *AvgPool) RunPart(part, parts int) {
+	i0, i1 := split(a.Batch.N, part, parts)
+	for i := i0; i < i1; i++ {
+		if err := a.K.Run(a.In[i], a.Out[i]); err != nil {
 			panic(err) // shapes are fixed and checked at build time
 		}
 	}
 }
 
-// FC is the classifier; Out holds the padded logits, the first Classes of
-// which are the network's output.
+// FC is the classifier; Out holds each image's padded logits, the first
+// Classes of which are the network's output.
 type FC struct {
 	K       *asm.FCKernel
-	In      []float32
-	W, B    []float32 // packed
-	Out     []float32
+	In      [][]float32 // per image: the pooled features
+	W, B    []float32   // packed
+	Out     [][]float32 // per image
 	Classes int
+	Batch   *Batch
 }
 
-// Check reports whether the kernel accepts the slices.
-func (f *FC) Check() error { return f.K.Check(f.In, f.W, f.B, f.Out) }
-
-// RunPart computes part of parts of the output blocks.
-func (f *FC) RunPart(part, parts int) { f.K.RunPart(f.In, f.W, f.B, f.Out, part, parts) }
-
-// Logits copies the classifier's output, without its padding, to dst.
-func (f *FC) Logits(dst []float32) { copy(dst, f.Out[:f.Classes]) }
-
-// Input copies a CHW image (PyTorch's layout) into the interior of an NHWC
-// buffer, leaving its halo zero. Set the image before running the step.
-type Input struct {
-	Dst   asm.Buffer
-	image []float32
-}
-
-// Check reports whether the buffer can hold an image.
-func (in *Input) Check() error {
-	if in.Dst.Len() != len(in.Dst.Data) || in.Dst.H < 1 || in.Dst.W < 1 || in.Dst.C < 1 {
-		return fmt.Errorf("input buffer %v holds %d floats", in.Dst, len(in.Dst.Data))
+// Check reports whether the kernel accepts every image's slices.
+func (f *FC) Check() error {
+	if len(f.In) == 0 || len(f.Out) != len(f.In) {
+		return fmt.Errorf("classifier: %d input and %d output buffers", len(f.In), len(f.Out))
+	}
+	for i := range f.In {
+		if err := f.K.Check(f.In[i], f.W, f.B, f.Out[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// Set names the image the next run loads; it must hold C·H·W floats.
-func (in *Input) Set(image []float32) { in.image = image }
+// RunPart computes part of parts of the output blocks of every image: a
+// block's weights are read once and applied to the whole batch (a GEMM).
+func (f *FC) RunPart(part, parts int) {
+	nb := f.K.Padded() / f.K.Block
+	b0, b1 := split(nb, part, parts)
+	for b := b0; b < b1; b++ {
+		for i := 0; i < f.Batch.N; i++ {
+			f.K.RunBlocks(f.In[i], f.W, f.B, f.Out[i], b, b+1)
+		}
+	}
+}
 
-// RunPart copies part of parts of the rows.
+// Logits copies each image's classifier output, without its padding, to
+// dst (Batch.N × Classes).
+func (f *FC) Logits(dst []float32) {
+	for i := 0; i < f.Batch.N; i++ {
+		copy(dst[i*f.Classes:(i+1)*f.Classes], f.Out[i][:f.Classes])
+	}
+}
+
+// Input copies CHW images (PyTorch's layout) into the interiors of NHWC
+// buffers, leaving their halos zero. Set the images before running it.
+type Input struct {
+	Dst    []asm.Buffer
+	images []float32
+	Batch  *Batch
+}
+
+// Check reports whether the buffers can hold images.
+func (in *Input) Check() error {
+	if len(in.Dst) == 0 {
+		return fmt.Errorf("input: no buffers")
+	}
+	for _, d := range in.Dst {
+		if d.Len() != len(d.Data) || d.H < 1 || d.W < 1 || d.C < 1 {
+			return fmt.Errorf("input buffer %v holds %d floats", d, len(d.Data))
+		}
+	}
+	return nil
+}
+
+// Set names the images the next run loads: Batch.N images of C·H·W floats,
+// one after the other.
+func (in *Input) Set(images []float32) { in.images = images }
+
+// RunPart copies part of parts of the rows of every image.
 func (in *Input) RunPart(part, parts int) {
-	dst, src := in.Dst, in.image
-	plane := dst.H * dst.W
-	for y := part * dst.H / parts; y < (part+1)*dst.H/parts; y++ {
-		for x := 0; x < dst.W; x++ {
-			d := dst.Data[dst.Index(y, x, 0):][:dst.C]
-			for c := range d {
-				d[c] = src[c*plane+y*dst.W+x]
+	for i := 0; i < in.Batch.N; i++ {
+		dst := in.Dst[i]
+		plane := dst.H * dst.W
+		src := in.images[i*plane*dst.C : (i+1)*plane*dst.C]
+		y0, y1 := split(dst.H, part, parts)
+		for y := y0; y < y1; y++ {
+			for x := 0; x < dst.W; x++ {
+				d := dst.Data[dst.Index(y, x, 0):][:dst.C]
+				for c := range d {
+					d[c] = src[c*plane+y*dst.W+x]
+				}
 			}
 		}
 	}

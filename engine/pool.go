@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Step is one layer's work, split into parts: RunPart(part, parts) computes
@@ -40,7 +41,21 @@ type Pool struct {
 	panics  []any           // per worker: what its part of the current step panicked with
 	done    sync.WaitGroup
 	once    sync.Once
+	trace   func(step int, d time.Duration)
+	steps   int // Runs since SetTrace, numbering the steps trace sees
 }
+
+// SetTrace makes every Run report its step's wall time to f, the steps
+// numbered from 0 in the order they run (Forward runs a network's layers in
+// the order of its Layers list, so the number is the layer's index there);
+// nil stops it. It is for profiling: the timing costs two clock reads a
+// step. Call it between runs, from the goroutine that calls Run.
+func (p *Pool) SetTrace(f func(step int, d time.Duration)) {
+	p.trace, p.steps = f, 0
+}
+
+// ResetTrace numbers the next step 0 again (the start of a forward pass).
+func (p *Pool) ResetTrace() { p.steps = 0 }
 
 // NewPool starts workers−1 goroutines (the caller of Run is the last
 // worker). workers < 1 means GOMAXPROCS.
@@ -103,6 +118,17 @@ func (p *Pool) Run(step Step) {
 	if p.closed {
 		panic("engine: Run on a closed Pool")
 	}
+	if p.trace != nil {
+		start := time.Now()
+		p.run(step)
+		p.trace(p.steps, time.Since(start))
+		p.steps++
+		return
+	}
+	p.run(step)
+}
+
+func (p *Pool) run(step Step) {
 	if p.parts == 1 {
 		step.RunPart(0, 1)
 		return

@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/bench"
+	"github.com/resnetgen/resnetgen/bench/ort"
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet"
@@ -18,10 +22,13 @@ import (
 func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	kernels := fs.Bool("kernels", false, "benchmark every kernel on one thread against the peak-FMA probe")
-	arch := fs.String("arch", "", "benchmark one generated network (default: the five ImageNet depths)")
-	threads := fs.Int("threads", runtime.GOMAXPROCS(0), "workers per network")
-	batch := fs.Int("batch", 1, "images per ForwardBatch call")
-	runs := fs.Int("runs", 10, "timed runs per network")
+	layers := fs.Bool("layers", false, "time every layer of one network (-arch) inside Forward: ms, GFLOP/s, fraction of peak, kernel")
+	versus := fs.Bool("ort", false, "run ONNX Runtime (npm's onnxruntime-node) and resnetgen alternately on torchvision's ONNX exports and print ratios")
+	chart := fs.String("chart", "", "with -layers or -ort: also draw a chart into this .svg or .png file")
+	arch := fs.String("arch", "", "networks, comma-separated (default: the five ImageNet depths; -layers takes one)")
+	threadsFlag := fs.String("threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "workers per network; -ort takes a list, e.g. 1,2")
+	batchFlag := fs.String("batch", "1", "images per ForwardBatch call; -ort takes a list, e.g. 1,8")
+	runs := fs.Int("runs", 10, "timed runs per network (-ort: per round and side)")
 	tiers := fs.String("tier", "", "tiers: with -kernels a comma-separated list (default every SIMD tier here), else one (default the best)")
 	filter := fs.String("filter", "", "only kernels whose name contains this")
 	rounds := fs.Int("rounds", 3, "interleaved peak/kernel rounds per kernel and pass")
@@ -30,8 +37,37 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if !*kernels {
-		return benchNetworks(*arch, *tiers, *threads, *batch, *runs, *asJSON, stdout, stderr)
+	threadList, err := intList("-threads", *threadsFlag)
+	if err != nil {
+		return err
+	}
+	batchList, err := intList("-batch", *batchFlag)
+	if err != nil {
+		return err
+	}
+	archs := resnet.ImageNetDepths
+	if *arch != "" {
+		archs = strings.Split(*arch, ",")
+	}
+	if *chart != "" && !*layers && !*versus {
+		return fmt.Errorf("%w: -chart goes with -layers or -ort", errUsage)
+	}
+	switch {
+	case *versus:
+		if *runs < 1 || *rounds < 1 {
+			return fmt.Errorf("%w: -runs and -rounds must be ≥ 1", errUsage)
+		}
+		return benchVersus(archs, threadList, batchList, *rounds, *runs, *chart, *asJSON, stdout, stderr)
+	case *layers:
+		if len(archs) != 1 || len(threadList) != 1 {
+			return fmt.Errorf("%w: -layers times one network (-arch) on one thread count", errUsage)
+		}
+		return benchLayers(archs[0], *tiers, threadList[0], *runs, *chart, *asJSON, stdout, stderr)
+	case !*kernels:
+		if len(threadList) != 1 || len(batchList) != 1 {
+			return fmt.Errorf("%w: -threads and -batch take one value each (lists go with -ort)", errUsage)
+		}
+		return benchNetworks(archs, *tiers, threadList[0], batchList[0], *runs, *asJSON, stdout, stderr)
 	}
 	if *rounds < 1 || *passes < 1 {
 		return fmt.Errorf("%w: -rounds and -passes must be ≥ 1", errUsage)
@@ -93,22 +129,162 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-// benchNetworks times whole generated networks with synthetic weights.
-func benchNetworks(arch, tierName string, threads, batch, runs int, asJSON bool, stdout, stderr io.Writer) error {
-	if threads < 1 || batch < 1 || runs < 1 {
-		return fmt.Errorf("%w: -threads, -batch and -runs must be ≥ 1", errUsage)
-	}
-	tier := asm.Best()
-	if tierName != "" {
-		t, err := asm.ParseTier(tierName)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+// intList reads a comma-separated list of positive integers.
+func intList(flag, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%w: %s %q: want positive integers, comma-separated", errUsage, flag, s)
 		}
-		tier = t
+		out = append(out, n)
 	}
-	archs := resnet.ImageNetDepths
-	if arch != "" {
-		archs = []string{arch}
+	return out, nil
+}
+
+// writeChart writes a chart made by draw into path, SVG or PNG by its
+// extension.
+func writeChart(path string, draw func(format string) ([]byte, error)) error {
+	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	if format != "svg" && format != "png" {
+		return fmt.Errorf("%w: -chart %s: want a .svg or .png file", errUsage, path)
+	}
+	b, err := draw(format)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// benchLayers times every layer of one network inside Forward.
+func benchLayers(arch, tierName string, threads, runs int, chart string, asJSON bool, stdout, stderr io.Writer) error {
+	tier, err := pickTier(tierName)
+	if err != nil {
+		return err
+	}
+	info, err := all.Lookup(arch)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	net, err := info.Network()
+	if err != nil {
+		return err
+	}
+	m, err := info.New(resnet.RandomWeights(net, 1), engine.WithTier(tier), engine.WithWorkers(threads))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	fmt.Fprintf(stderr, "%s: %d layers, %d threads, %v, %d runs\n", arch, len(m.Layers()), threads, tier, runs)
+	rs := bench.Layers(info, m, tier, threads, runs)
+	if chart != "" {
+		title := fmt.Sprintf("%s, %d thread(s), %v: each layer's fraction of the FMA peak (%s)", arch, threads, tier, cpuModel())
+		if err := writeChart(chart, func(f string) ([]byte, error) { return bench.LayerChart(title, rs, f) }); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rs)
+	}
+	total := 0.0
+	for _, r := range rs {
+		total += r.Ms
+	}
+	fmt.Fprintf(stdout, "%s, %d thread(s), %v tier, %s; medians of %d runs; efficiency = GFLOP/s ÷ the peak-FMA probe on as many threads (%.1f GFLOP/s).\n",
+		arch, threads, tier, cpuModel(), runs, rs[0].PeakGFLOPs)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "#\tlayer\tkind\tms\tshare\tGFLOP/s\tefficiency\tkernel\t")
+	for _, r := range rs {
+		eff, gf := "", ""
+		if r.MACs > 0 {
+			eff, gf = fmt.Sprintf("%.3f", r.Efficiency), fmt.Sprintf("%.1f", r.GFLOPs)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.3f\t%.1f%%\t%s\t%s\t%s\t\n", r.Index, r.Name, r.Kind, r.Ms, 100*r.Ms/total, gf, eff, r.Kernel)
+	}
+	fmt.Fprintf(tw, "\tall\t\t%.3f\t\t%.1f\t%.3f\t\t\n", total, 2*float64(info.MACs)/total/1e6, 2*float64(info.MACs)/total/1e6/rs[0].PeakGFLOPs)
+	return tw.Flush()
+}
+
+// benchVersus compares resnetgen with ONNX Runtime on the same ONNX files.
+func benchVersus(archs []string, threads, batches []int, rounds, runs int, chart string, asJSON bool, stdout, stderr io.Writer) error {
+	rs, err := bench.Versus(bench.VersusOptions{Archs: archs, Threads: threads, Batches: batches, Rounds: rounds, Runs: runs,
+		Python: os.Getenv("RESNET_TORCH_PYTHON"), Log: stderr})
+	if err != nil {
+		return err
+	}
+	if chart != "" {
+		title := fmt.Sprintf("resnetgen and ONNX Runtime %s (CPU EP), %s", ort.Version, cpuModel())
+		if err := writeChart(chart, func(f string) ([]byte, error) { return bench.VersusChart(title, rs, f) }); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rs)
+	}
+	fmt.Fprintf(stdout, "resnetgen (%v) and ONNX Runtime %s (CPU EP, graph optimisation all), alternating, %d rounds of %d runs each; %s.\n",
+		asm.Best(), ort.Version, rounds, runs, cpuModel())
+	fmt.Fprintln(stdout, "ratio = median over rounds of our latency ÷ ORT's (below 1: resnetgen is faster).")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "arch\tthreads\tbatch\tours ms\tORT ms\tratio\tours img/s\tORT img/s\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\t%.3f\t%.1f\t%.1f\t\n", r.Arch, r.Threads, r.Batch, r.OursMs, r.ORTMs, r.Ratio, r.OursImagesPerS, r.ORTImagesPerS)
+	}
+	return tw.Flush()
+}
+
+// cpuModel is the CPU's model name as lscpu reports it, with its family
+// and model numbers (the name alone does not tell AMD's Zen generations
+// apart on virtual machines).
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		if _, seen := fields[k]; !seen {
+			fields[k] = strings.TrimSpace(v)
+		}
+	}
+	name := fields["model name"]
+	if name == "" {
+		return runtime.GOARCH
+	}
+	if fam := fields["cpu family"]; fam != "" {
+		name += fmt.Sprintf(" (family %s model %s)", fam, fields["model"])
+	}
+	return name
+}
+
+// pickTier is the named tier, or the best this machine has.
+func pickTier(name string) (asm.Tier, error) {
+	if name == "" {
+		return asm.Best(), nil
+	}
+	t, err := asm.ParseTier(name)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return t, nil
+}
+
+// benchNetworks times whole generated networks with synthetic weights.
+func benchNetworks(archs []string, tierName string, threads, batch, runs int, asJSON bool, stdout, stderr io.Writer) error {
+	if runs < 1 {
+		return fmt.Errorf("%w: -runs must be ≥ 1", errUsage)
+	}
+	tier, err := pickTier(tierName)
+	if err != nil {
+		return err
 	}
 	var results []bench.NetResult
 	for _, a := range archs {
@@ -128,7 +304,7 @@ func benchNetworks(arch, tierName string, threads, batch, runs int, asJSON bool,
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if arch != "" {
+		if len(archs) == 1 {
 			return enc.Encode(results[0])
 		}
 		return enc.Encode(results)

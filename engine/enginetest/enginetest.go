@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -32,6 +33,7 @@ import (
 type Model interface {
 	ForwardBatch(in, out []float32) error
 	Layers() []engine.Named
+	Trace(func(layer int, d time.Duration))
 	Workers() int
 	Close()
 }
@@ -139,7 +141,7 @@ func Forward(t *testing.T, p Package) {
 			if tier == asm.Purego && workers == 1 && big(net) {
 				continue // the portable tier is slow on the big nets: one run with 2 workers
 			}
-			m, err := p.New(w, engine.WithTier(tier), engine.WithWorkers(workers), engine.WithBatch(2))
+			m, err := p.New(w, engine.WithTier(tier), engine.WithWorkers(workers), engine.WithBatch(3))
 			require.NoError(t, err)
 			got := make([][]float32, len(xs))
 			for i, x := range xs {
@@ -157,11 +159,16 @@ func Forward(t *testing.T, p Package) {
 			} else {
 				require.Equal(t, first, got, "%v: 1 and 2 workers differ", tier)
 			}
-			batch := make([]float32, 0, 2*inLen)
-			batch = append(append(batch, xs[0]...), xs[1]...)
-			out := make([]float32, 2*classes)
+			// Batches of 2 and 3 (one not a multiple of 2 workers), layer
+			// by layer over the images: each image as Forward computes it.
+			batch := make([]float32, 0, 3*inLen)
+			batch = append(append(append(batch, xs[0]...), xs[1]...), xs[0]...)
+			out := make([]float32, 3*classes)
 			require.NoError(t, m.ForwardBatch(batch, out))
-			require.Equal(t, append(append([]float32(nil), got[0]...), got[1]...), out, "%v: ForwardBatch differs from Forward", tier)
+			require.Equal(t, append(append(append([]float32(nil), got[0]...), got[1]...), got[0]...), out, "%v: ForwardBatch of 3 differs from Forward", tier)
+			batch, out = batch[:2*inLen], out[:2*classes]
+			require.NoError(t, m.ForwardBatch(batch, out))
+			require.Equal(t, append(append([]float32(nil), got[0]...), got[1]...), out, "%v: ForwardBatch of 2 differs from Forward", tier)
 			if tier != asm.Purego || !big(net) {
 				runs := 20
 				if tier == asm.Purego || big(net) {
@@ -328,6 +335,7 @@ func BadInput(t *testing.T, p Package) {
 	defer m.Close()
 	inLen, classes := net.Input().Len(), net.Arch.Classes
 	require.ErrorContains(t, m.ForwardBatch(make([]float32, 3*inLen), make([]float32, 3*classes)), "n ≤ 2")
+	require.NoError(t, m.ForwardBatch(nil, nil), "an empty batch is no work")
 	require.ErrorContains(t, m.ForwardBatch(make([]float32, 5), make([]float32, classes)), "batch of 5 input")
 	require.ErrorContains(t, m.ForwardBatch(make([]float32, inLen), make([]float32, classes+1)), fmt.Sprintf("%d output", classes+1))
 	require.Len(t, m.Layers(), len(net.Layers)+1, "Layers lists every layer and the input")

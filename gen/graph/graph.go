@@ -93,7 +93,7 @@ func Title(net *resnet.Network) string {
 	return t
 }
 
-// slot is the buffer-table entry of value v.
+// slot is the buffer-table entry of value v: its buffers, one per image.
 func (g *gen) slot(v int) *Statement { return Id("b").Index(Lit(g.p.slot[v])) }
 
 func describe(l resnet.Layer) string {
@@ -182,7 +182,9 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 	}
 	fields := []Code{
 		Id("pool").Op("*").Qual(enginePath, "Pool"),
-		Id("buf").Index(Lit(len(p.slots))).Qual(asmPath, "Buffer").Comment("every activation, one table"),
+		Id("buf").Index().Index().Qual(asmPath, "Buffer").Comment("every activation, one table: [slot][image]"),
+		Id("batch").Qual(enginePath, "Batch").Comment("images the layers run on next"),
+		Id("capacity").Int().Comment("images ForwardBatch takes at most"),
 		Id("input").Qual(enginePath, "Input"),
 		Id("conv").Index(Lit(count[resnet.OpConv])).Qual(enginePath, "Conv"),
 	}
@@ -196,7 +198,6 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		Id("avgpool").Qual(enginePath, "AvgPool"),
 		Id("fc").Qual(enginePath, "FC"),
 		Id("layers").Index().Qual(enginePath, "Named"),
-		Id("batch").Int(),
 	)
 	f.Comment("Model is " + title + " with its weights packed for one tier, its buffers and its workers.")
 	f.Comment("A Model runs one Forward at a time; use one Model per goroutine.")
@@ -250,14 +251,17 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 	body := []Code{
 		List(Id("cfg"), Err()).Op(":=").Qual(enginePath, "NewConfig").Call(Id("opts").Op("...")),
 		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
-		Id("m").Op(":=").Op("&").Id("Model").Values(Dict{Id("batch"): Id("cfg").Dot("Batch")}),
-		Id("b").Op(":=").Op("&").Id("m").Dot("buf"),
+		Id("m").Op(":=").Op("&").Id("Model").Values(Dict{Id("capacity"): Id("cfg").Dot("Batch")}),
 	}
-	for s, ge := range p.slots {
-		body = append(body, Id("b").Index(Lit(s)).Op("=").Qual(asmPath, "NewBuffer").Call(Lit(ge.H), Lit(ge.W), Lit(ge.C), Lit(ge.Halo)))
+	var geoms []Code
+	for _, ge := range p.slots {
+		geoms = append(geoms, Line().Values(Lit(ge.H), Lit(ge.W), Lit(ge.C), Lit(ge.Halo)))
 	}
 	body = append(body,
-		Id("l").Op(":=").Qual(enginePath, "NewBuilder").Call(Op("&").Id("kernels"), Id("f"), Id("cfg")),
+		Comment("H, W, C, halo of each slot"),
+		Id("m").Dot("buf").Op("=").Qual(enginePath, "NewBuffers").Call(Id("cfg").Dot("Batch"), Index().Qual(enginePath, "Geometry").Values(append(geoms, Line())...)),
+		Id("b").Op(":=").Id("m").Dot("buf"),
+		Id("l").Op(":=").Qual(enginePath, "NewBuilder").Call(Op("&").Id("kernels"), Id("f"), Id("cfg"), Op("&").Id("m").Dot("batch")),
 		Id("l").Dot("Input").Call(Op("&").Id("m").Dot("input"), g.slot(0)),
 	)
 	for i, l := range p.body {
@@ -267,7 +271,7 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		case resnet.OpConv:
 			res := Code(Nil())
 			if l.Residual != resnet.NoValue {
-				res = Op("&").Add(g.slot(l.Residual))
+				res = g.slot(l.Residual)
 			}
 			body = append(body, Id("l").Dot("Conv").Call(dst, Lit(l.Name), Lit(l.Stride), g.slot(l.In), g.slot(l.Out), res, Lit(l.ReLU)))
 		case resnet.OpMaxPool:
@@ -291,9 +295,9 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 	f.Func().Id("build").Params(Id("f").Op("*").Qual(enginePath, "Folded"), Id("opts").Index().Qual(enginePath, "Option")).
 		Params(Op("*").Id("Model"), Error()).Block(body...)
 
-	// Forward.
+	// run: one statement per layer.
 	fw := []Code{
-		Id("m").Dot("input").Dot("Set").Call(Id("in").Index(Op(":"))),
+		Id("m").Dot("pool").Dot("ResetTrace").Call(),
 		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("input")),
 	}
 	for i, l := range p.body {
@@ -303,31 +307,43 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 	fw = append(fw,
 		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("avgpool")).Comment(describe(p.head)),
 		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("fc")).Comment(describe(p.fc)),
+	)
+	f.Comment("run runs every layer on the images the input holds, in order.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("run").Params().Block(fw...)
+
+	f.Comment("Forward computes the logits of one CHW image. It allocates nothing. A Model runs one")
+	f.Comment("Forward at a time.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Forward").Params(Id("in").Op("*").Index(Id("InputLen")).Float32(), Id("out").Op("*").Index(Id("Classes")).Float32()).Block(
+		Id("m").Dot("batch").Dot("N").Op("=").Lit(1),
+		Id("m").Dot("input").Dot("Set").Call(Id("in").Index(Op(":"))),
+		Id("m").Dot("run").Call(),
 		Id("m").Dot("fc").Dot("Logits").Call(Id("out").Index(Op(":"))),
 		Id("m").Dot("input").Dot("Set").Call(Nil()),
 	)
-	f.Comment("Forward computes the logits of one CHW image. It allocates nothing. A Model runs one")
-	f.Comment("Forward at a time.")
-	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Forward").Params(Id("in").Op("*").Index(Id("InputLen")).Float32(), Id("out").Op("*").Index(Id("Classes")).Float32()).Block(fw...)
 
-	f.Comment("ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;")
-	f.Comment("out holds n·Classes logits.")
+	f.Comment("ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),")
+	f.Comment("n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch")
+	f.Comment("before the next, so the deep layers read their weights once per batch. It allocates nothing.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("ForwardBatch").Params(Id("in"), Id("out").Index().Float32()).Error().Block(
 		Id("n").Op(":=").Len(Id("in")).Op("/").Id("InputLen"),
-		If(Len(Id("in")).Op("!=").Id("n").Op("*").Id("InputLen").Op("||").Len(Id("out")).Op("!=").Id("n").Op("*").Id("Classes").Op("||").Id("n").Op(">").Id("m").Dot("batch")).Block(
+		If(Len(Id("in")).Op("!=").Id("n").Op("*").Id("InputLen").Op("||").Len(Id("out")).Op("!=").Id("n").Op("*").Id("Classes").Op("||").Id("n").Op(">").Id("m").Dot("capacity")).Block(
 			Return(Qual("fmt", "Errorf").Call(Lit(g.Pkg+": batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d"),
-				Len(Id("in")), Len(Id("out")), Id("InputLen"), Id("Classes"), Id("m").Dot("batch"))),
+				Len(Id("in")), Len(Id("out")), Id("InputLen"), Id("Classes"), Id("m").Dot("capacity"))),
 		),
-		For(Id("i").Op(":=").Lit(0), Id("i").Op("<").Id("n"), Id("i").Op("++")).Block(
-			Id("m").Dot("Forward").Call(
-				Parens(Op("*").Index(Id("InputLen")).Float32()).Call(Id("in").Index(Id("i").Op("*").Id("InputLen").Op(":"))),
-				Parens(Op("*").Index(Id("Classes")).Float32()).Call(Id("out").Index(Id("i").Op("*").Id("Classes").Op(":"))),
-			),
-		),
+		If(Id("n").Op("==").Lit(0)).Block(Return(Nil())),
+		Id("m").Dot("batch").Dot("N").Op("=").Id("n"),
+		Id("m").Dot("input").Dot("Set").Call(Id("in")),
+		Id("m").Dot("run").Call(),
+		Id("m").Dot("fc").Dot("Logits").Call(Id("out")),
+		Id("m").Dot("input").Dot("Set").Call(Nil()),
 		Return(Nil()),
 	)
 	f.Comment("Layers lists the layers in the order Forward runs them, with their kernels and MACs.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Layers").Params().Index().Qual(enginePath, "Named").Block(Return(Id("m").Dot("layers")))
+	f.Comment("Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).")
+	f.Comment("For profiling; call it between Forwards.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Trace").Params(Id("f").Func().Params(Id("layer").Int(), Id("d").Qual("time", "Duration"))).Block(
+		Id("m").Dot("pool").Dot("SetTrace").Call(Id("f")))
 	f.Comment("Workers is the number of goroutines each layer is split across.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Workers").Params().Int().Block(Return(Id("m").Dot("pool").Dot("Workers").Call()))
 	f.Comment("Close stops the workers; the Model must not be used afterwards.")
@@ -416,6 +432,7 @@ func Registry(importPath string, entries []Entry) ([]byte, error) {
 	f.Type().Id("Net").Interface(
 		Id("ForwardBatch").Params(Id("in"), Id("out").Index().Float32()).Error(),
 		Id("Layers").Params().Index().Qual(enginePath, "Named"),
+		Id("Trace").Params(Func().Params(Int(), Qual("time", "Duration"))),
 		Id("Workers").Params().Int(),
 		Id("Close").Params(),
 	)

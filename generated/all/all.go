@@ -26,12 +26,14 @@ import (
 	resnet50 "github.com/resnetgen/resnetgen/generated/resnet50"
 	resnet50v1 "github.com/resnetgen/resnetgen/generated/resnet50v1"
 	resnet "github.com/resnetgen/resnetgen/resnet"
+	"time"
 )
 
 // Net is what every generated Model provides besides its typed Forward.
 type Net interface {
 	ForwardBatch(in, out []float32) error
 	Layers() []engine.Named
+	Trace(func(int, time.Duration))
 	Workers() int
 	Close()
 }

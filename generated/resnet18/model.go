@@ -24,6 +24,7 @@ import (
 	engine "github.com/resnetgen/resnetgen/engine"
 	resnet "github.com/resnetgen/resnetgen/resnet"
 	weightfile "github.com/resnetgen/resnetgen/resnet/weightfile"
+	"time"
 )
 
 const (
@@ -47,15 +48,16 @@ const (
 // Model is ResNet-18 with its weights packed for one tier, its buffers and its workers.
 // A Model runs one Forward at a time; use one Model per goroutine.
 type Model struct {
-	pool    *engine.Pool
-	buf     [16]asm.Buffer // every activation, one table
-	input   engine.Input
-	conv    [20]engine.Conv
-	maxpool [1]engine.MaxPool
-	avgpool engine.AvgPool
-	fc      engine.FC
-	layers  []engine.Named
-	batch   int
+	pool     *engine.Pool
+	buf      [][]asm.Buffer // every activation, one table: [slot][image]
+	batch    engine.Batch   // images the layers run on next
+	capacity int            // images ForwardBatch takes at most
+	input    engine.Input
+	conv     [20]engine.Conv
+	maxpool  [1]engine.MaxPool
+	avgpool  engine.AvgPool
+	fc       engine.FC
+	layers   []engine.Named
 }
 
 // Network returns the layer list this package was generated from (an error if package resnet
@@ -101,47 +103,50 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{batch: cfg.Batch}
-	b := &m.buf
-	b[0] = asm.NewBuffer(224, 224, 3, 3)
-	b[1] = asm.NewBuffer(112, 112, 64, 1)
-	b[2] = asm.NewBuffer(56, 56, 64, 1)
-	b[3] = asm.NewBuffer(56, 56, 64, 1)
-	b[4] = asm.NewBuffer(56, 56, 64, 1)
-	b[5] = asm.NewBuffer(28, 28, 128, 0)
-	b[6] = asm.NewBuffer(28, 28, 128, 1)
-	b[7] = asm.NewBuffer(28, 28, 128, 1)
-	b[8] = asm.NewBuffer(28, 28, 128, 1)
-	b[9] = asm.NewBuffer(14, 14, 256, 0)
-	b[10] = asm.NewBuffer(14, 14, 256, 1)
-	b[11] = asm.NewBuffer(14, 14, 256, 1)
-	b[12] = asm.NewBuffer(14, 14, 256, 1)
-	b[13] = asm.NewBuffer(7, 7, 512, 0)
-	b[14] = asm.NewBuffer(7, 7, 512, 1)
-	b[15] = asm.NewBuffer(7, 7, 512, 1)
-	l := engine.NewBuilder(&kernels, f, cfg)
+	m := &Model{capacity: cfg.Batch}
+	// H, W, C, halo of each slot
+	m.buf = engine.NewBuffers(cfg.Batch, []engine.Geometry{
+		{224, 224, 3, 3},
+		{112, 112, 64, 1},
+		{56, 56, 64, 1},
+		{56, 56, 64, 1},
+		{56, 56, 64, 1},
+		{28, 28, 128, 0},
+		{28, 28, 128, 1},
+		{28, 28, 128, 1},
+		{28, 28, 128, 1},
+		{14, 14, 256, 0},
+		{14, 14, 256, 1},
+		{14, 14, 256, 1},
+		{14, 14, 256, 1},
+		{7, 7, 512, 0},
+		{7, 7, 512, 1},
+		{7, 7, 512, 1},
+	})
+	b := m.buf
+	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
 	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)
 	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])
 	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[2], b[3], nil, true)
-	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[3], b[4], &b[2], true)
+	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[3], b[4], b[2], true)
 	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[4], b[2], nil, true)
-	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[2], b[3], &b[4], true)
+	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[2], b[3], b[4], true)
 	l.Conv(&m.conv[5], "layer2.0.downsample.0", 2, b[3], b[5], nil, false)
 	l.Conv(&m.conv[6], "layer2.0.conv1", 2, b[3], b[6], nil, true)
-	l.Conv(&m.conv[7], "layer2.0.conv2", 1, b[6], b[7], &b[5], true)
+	l.Conv(&m.conv[7], "layer2.0.conv2", 1, b[6], b[7], b[5], true)
 	l.Conv(&m.conv[8], "layer2.1.conv1", 1, b[7], b[6], nil, true)
-	l.Conv(&m.conv[9], "layer2.1.conv2", 1, b[6], b[8], &b[7], true)
+	l.Conv(&m.conv[9], "layer2.1.conv2", 1, b[6], b[8], b[7], true)
 	l.Conv(&m.conv[10], "layer3.0.downsample.0", 2, b[8], b[9], nil, false)
 	l.Conv(&m.conv[11], "layer3.0.conv1", 2, b[8], b[10], nil, true)
-	l.Conv(&m.conv[12], "layer3.0.conv2", 1, b[10], b[11], &b[9], true)
+	l.Conv(&m.conv[12], "layer3.0.conv2", 1, b[10], b[11], b[9], true)
 	l.Conv(&m.conv[13], "layer3.1.conv1", 1, b[11], b[10], nil, true)
-	l.Conv(&m.conv[14], "layer3.1.conv2", 1, b[10], b[12], &b[11], true)
+	l.Conv(&m.conv[14], "layer3.1.conv2", 1, b[10], b[12], b[11], true)
 	l.Conv(&m.conv[15], "layer4.0.downsample.0", 2, b[12], b[13], nil, false)
 	l.Conv(&m.conv[16], "layer4.0.conv1", 2, b[12], b[14], nil, true)
-	l.Conv(&m.conv[17], "layer4.0.conv2", 1, b[14], b[15], &b[13], true)
+	l.Conv(&m.conv[17], "layer4.0.conv2", 1, b[14], b[15], b[13], true)
 	l.Conv(&m.conv[18], "layer4.1.conv1", 1, b[15], b[14], nil, true)
-	l.Conv(&m.conv[19], "layer4.1.conv2", 1, b[14], b[13], &b[15], true)
+	l.Conv(&m.conv[19], "layer4.1.conv2", 1, b[14], b[13], b[15], true)
 	l.Head(&m.avgpool, &m.fc, "fc", b[13], Classes)
 	if err := l.Err(); err != nil {
 		return nil, err
@@ -151,10 +156,9 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	return m, nil
 }
 
-// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
-// Forward at a time.
-func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
-	m.input.Set(in[:])
+// run runs every layer on the images the input holds, in order.
+func (m *Model) run() {
+	m.pool.ResetTrace()
 	m.pool.Run(&m.input)
 	m.pool.Run(&m.conv[0])    // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
 	m.pool.Run(&m.maxpool[0]) // maxpool: max pool 3x3/2, 112x112→56x56
@@ -179,26 +183,46 @@ func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
 	m.pool.Run(&m.conv[19])   // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, + shortcut, ReLU
 	m.pool.Run(&m.avgpool)    // avgpool: global average pool, 7x7x512→512
 	m.pool.Run(&m.fc)         // fc: classifier 512→1000
+}
+
+// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
+// Forward at a time.
+func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+	m.batch.N = 1
+	m.input.Set(in[:])
+	m.run()
 	m.fc.Logits(out[:])
 	m.input.Set(nil)
 }
 
-// ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;
-// out holds n·Classes logits.
+// ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),
+// n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch
+// before the next, so the deep layers read their weights once per batch. It allocates nothing.
 func (m *Model) ForwardBatch(in, out []float32) error {
 	n := len(in) / InputLen
-	if len(in) != n*InputLen || len(out) != n*Classes || n > m.batch {
-		return fmt.Errorf("resnet18: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.batch)
+	if len(in) != n*InputLen || len(out) != n*Classes || n > m.capacity {
+		return fmt.Errorf("resnet18: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.capacity)
 	}
-	for i := 0; i < n; i++ {
-		m.Forward((*[InputLen]float32)(in[i*InputLen:]), (*[Classes]float32)(out[i*Classes:]))
+	if n == 0 {
+		return nil
 	}
+	m.batch.N = n
+	m.input.Set(in)
+	m.run()
+	m.fc.Logits(out)
+	m.input.Set(nil)
 	return nil
 }
 
 // Layers lists the layers in the order Forward runs them, with their kernels and MACs.
 func (m *Model) Layers() []engine.Named {
 	return m.layers
+}
+
+// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).
+// For profiling; call it between Forwards.
+func (m *Model) Trace(f func(layer int, d time.Duration)) {
+	m.pool.SetTrace(f)
 }
 
 // Workers is the number of goroutines each layer is split across.

@@ -24,6 +24,7 @@ import (
 	engine "github.com/resnetgen/resnetgen/engine"
 	resnet "github.com/resnetgen/resnetgen/resnet"
 	weightfile "github.com/resnetgen/resnetgen/resnet/weightfile"
+	"time"
 )
 
 const (
@@ -47,15 +48,16 @@ const (
 // Model is ResNet-50 v1 (the paper: stride on the bottleneck's first 1x1) with its weights packed for one tier, its buffers and its workers.
 // A Model runs one Forward at a time; use one Model per goroutine.
 type Model struct {
-	pool    *engine.Pool
-	buf     [18]asm.Buffer // every activation, one table
-	input   engine.Input
-	conv    [53]engine.Conv
-	maxpool [1]engine.MaxPool
-	avgpool engine.AvgPool
-	fc      engine.FC
-	layers  []engine.Named
-	batch   int
+	pool     *engine.Pool
+	buf      [][]asm.Buffer // every activation, one table: [slot][image]
+	batch    engine.Batch   // images the layers run on next
+	capacity int            // images ForwardBatch takes at most
+	input    engine.Input
+	conv     [53]engine.Conv
+	maxpool  [1]engine.MaxPool
+	avgpool  engine.AvgPool
+	fc       engine.FC
+	layers   []engine.Named
 }
 
 // Network returns the layer list this package was generated from (an error if package resnet
@@ -101,82 +103,85 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{batch: cfg.Batch}
-	b := &m.buf
-	b[0] = asm.NewBuffer(224, 224, 3, 3)
-	b[1] = asm.NewBuffer(112, 112, 64, 1)
-	b[2] = asm.NewBuffer(56, 56, 64, 0)
-	b[3] = asm.NewBuffer(56, 56, 256, 0)
-	b[4] = asm.NewBuffer(56, 56, 64, 1)
-	b[5] = asm.NewBuffer(56, 56, 256, 0)
-	b[6] = asm.NewBuffer(28, 28, 512, 0)
-	b[7] = asm.NewBuffer(28, 28, 128, 1)
-	b[8] = asm.NewBuffer(28, 28, 128, 0)
-	b[9] = asm.NewBuffer(28, 28, 512, 0)
-	b[10] = asm.NewBuffer(14, 14, 1024, 0)
-	b[11] = asm.NewBuffer(14, 14, 256, 1)
-	b[12] = asm.NewBuffer(14, 14, 256, 0)
-	b[13] = asm.NewBuffer(14, 14, 1024, 0)
-	b[14] = asm.NewBuffer(7, 7, 2048, 0)
-	b[15] = asm.NewBuffer(7, 7, 512, 1)
-	b[16] = asm.NewBuffer(7, 7, 512, 0)
-	b[17] = asm.NewBuffer(7, 7, 2048, 0)
-	l := engine.NewBuilder(&kernels, f, cfg)
+	m := &Model{capacity: cfg.Batch}
+	// H, W, C, halo of each slot
+	m.buf = engine.NewBuffers(cfg.Batch, []engine.Geometry{
+		{224, 224, 3, 3},
+		{112, 112, 64, 1},
+		{56, 56, 64, 0},
+		{56, 56, 256, 0},
+		{56, 56, 64, 1},
+		{56, 56, 256, 0},
+		{28, 28, 512, 0},
+		{28, 28, 128, 1},
+		{28, 28, 128, 0},
+		{28, 28, 512, 0},
+		{14, 14, 1024, 0},
+		{14, 14, 256, 1},
+		{14, 14, 256, 0},
+		{14, 14, 1024, 0},
+		{7, 7, 2048, 0},
+		{7, 7, 512, 1},
+		{7, 7, 512, 0},
+		{7, 7, 2048, 0},
+	})
+	b := m.buf
+	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
 	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)
 	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])
 	l.Conv(&m.conv[1], "layer1.0.downsample.0", 1, b[2], b[3], nil, false)
 	l.Conv(&m.conv[2], "layer1.0.conv1", 1, b[2], b[4], nil, true)
 	l.Conv(&m.conv[3], "layer1.0.conv2", 1, b[4], b[2], nil, true)
-	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[5], &b[3], true)
+	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[5], b[3], true)
 	l.Conv(&m.conv[5], "layer1.1.conv1", 1, b[5], b[4], nil, true)
 	l.Conv(&m.conv[6], "layer1.1.conv2", 1, b[4], b[2], nil, true)
-	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], &b[5], true)
+	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], b[5], true)
 	l.Conv(&m.conv[8], "layer1.2.conv1", 1, b[3], b[4], nil, true)
 	l.Conv(&m.conv[9], "layer1.2.conv2", 1, b[4], b[2], nil, true)
-	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[5], &b[3], true)
+	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[5], b[3], true)
 	l.Conv(&m.conv[11], "layer2.0.downsample.0", 2, b[5], b[6], nil, false)
 	l.Conv(&m.conv[12], "layer2.0.conv1", 2, b[5], b[7], nil, true)
 	l.Conv(&m.conv[13], "layer2.0.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[8], b[9], &b[6], true)
+	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[8], b[9], b[6], true)
 	l.Conv(&m.conv[15], "layer2.1.conv1", 1, b[9], b[7], nil, true)
 	l.Conv(&m.conv[16], "layer2.1.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[8], b[6], &b[9], true)
+	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[8], b[6], b[9], true)
 	l.Conv(&m.conv[18], "layer2.2.conv1", 1, b[6], b[7], nil, true)
 	l.Conv(&m.conv[19], "layer2.2.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[8], b[9], &b[6], true)
+	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[8], b[9], b[6], true)
 	l.Conv(&m.conv[21], "layer2.3.conv1", 1, b[9], b[7], nil, true)
 	l.Conv(&m.conv[22], "layer2.3.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[8], b[6], &b[9], true)
+	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[8], b[6], b[9], true)
 	l.Conv(&m.conv[24], "layer3.0.downsample.0", 2, b[6], b[10], nil, false)
 	l.Conv(&m.conv[25], "layer3.0.conv1", 2, b[6], b[11], nil, true)
 	l.Conv(&m.conv[26], "layer3.0.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[27], "layer3.0.conv3", 1, b[12], b[13], &b[10], true)
+	l.Conv(&m.conv[27], "layer3.0.conv3", 1, b[12], b[13], b[10], true)
 	l.Conv(&m.conv[28], "layer3.1.conv1", 1, b[13], b[11], nil, true)
 	l.Conv(&m.conv[29], "layer3.1.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[30], "layer3.1.conv3", 1, b[12], b[10], &b[13], true)
+	l.Conv(&m.conv[30], "layer3.1.conv3", 1, b[12], b[10], b[13], true)
 	l.Conv(&m.conv[31], "layer3.2.conv1", 1, b[10], b[11], nil, true)
 	l.Conv(&m.conv[32], "layer3.2.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[33], "layer3.2.conv3", 1, b[12], b[13], &b[10], true)
+	l.Conv(&m.conv[33], "layer3.2.conv3", 1, b[12], b[13], b[10], true)
 	l.Conv(&m.conv[34], "layer3.3.conv1", 1, b[13], b[11], nil, true)
 	l.Conv(&m.conv[35], "layer3.3.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[36], "layer3.3.conv3", 1, b[12], b[10], &b[13], true)
+	l.Conv(&m.conv[36], "layer3.3.conv3", 1, b[12], b[10], b[13], true)
 	l.Conv(&m.conv[37], "layer3.4.conv1", 1, b[10], b[11], nil, true)
 	l.Conv(&m.conv[38], "layer3.4.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[39], "layer3.4.conv3", 1, b[12], b[13], &b[10], true)
+	l.Conv(&m.conv[39], "layer3.4.conv3", 1, b[12], b[13], b[10], true)
 	l.Conv(&m.conv[40], "layer3.5.conv1", 1, b[13], b[11], nil, true)
 	l.Conv(&m.conv[41], "layer3.5.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[42], "layer3.5.conv3", 1, b[12], b[10], &b[13], true)
+	l.Conv(&m.conv[42], "layer3.5.conv3", 1, b[12], b[10], b[13], true)
 	l.Conv(&m.conv[43], "layer4.0.downsample.0", 2, b[10], b[14], nil, false)
 	l.Conv(&m.conv[44], "layer4.0.conv1", 2, b[10], b[15], nil, true)
 	l.Conv(&m.conv[45], "layer4.0.conv2", 1, b[15], b[16], nil, true)
-	l.Conv(&m.conv[46], "layer4.0.conv3", 1, b[16], b[17], &b[14], true)
+	l.Conv(&m.conv[46], "layer4.0.conv3", 1, b[16], b[17], b[14], true)
 	l.Conv(&m.conv[47], "layer4.1.conv1", 1, b[17], b[15], nil, true)
 	l.Conv(&m.conv[48], "layer4.1.conv2", 1, b[15], b[16], nil, true)
-	l.Conv(&m.conv[49], "layer4.1.conv3", 1, b[16], b[14], &b[17], true)
+	l.Conv(&m.conv[49], "layer4.1.conv3", 1, b[16], b[14], b[17], true)
 	l.Conv(&m.conv[50], "layer4.2.conv1", 1, b[14], b[15], nil, true)
 	l.Conv(&m.conv[51], "layer4.2.conv2", 1, b[15], b[16], nil, true)
-	l.Conv(&m.conv[52], "layer4.2.conv3", 1, b[16], b[17], &b[14], true)
+	l.Conv(&m.conv[52], "layer4.2.conv3", 1, b[16], b[17], b[14], true)
 	l.Head(&m.avgpool, &m.fc, "fc", b[17], Classes)
 	if err := l.Err(); err != nil {
 		return nil, err
@@ -186,10 +191,9 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	return m, nil
 }
 
-// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
-// Forward at a time.
-func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
-	m.input.Set(in[:])
+// run runs every layer on the images the input holds, in order.
+func (m *Model) run() {
+	m.pool.ResetTrace()
 	m.pool.Run(&m.input)
 	m.pool.Run(&m.conv[0])    // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
 	m.pool.Run(&m.maxpool[0]) // maxpool: max pool 3x3/2, 112x112→56x56
@@ -247,26 +251,46 @@ func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
 	m.pool.Run(&m.conv[52])   // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
 	m.pool.Run(&m.avgpool)    // avgpool: global average pool, 7x7x2048→2048
 	m.pool.Run(&m.fc)         // fc: classifier 2048→1000
+}
+
+// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
+// Forward at a time.
+func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+	m.batch.N = 1
+	m.input.Set(in[:])
+	m.run()
 	m.fc.Logits(out[:])
 	m.input.Set(nil)
 }
 
-// ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;
-// out holds n·Classes logits.
+// ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),
+// n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch
+// before the next, so the deep layers read their weights once per batch. It allocates nothing.
 func (m *Model) ForwardBatch(in, out []float32) error {
 	n := len(in) / InputLen
-	if len(in) != n*InputLen || len(out) != n*Classes || n > m.batch {
-		return fmt.Errorf("resnet50v1: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.batch)
+	if len(in) != n*InputLen || len(out) != n*Classes || n > m.capacity {
+		return fmt.Errorf("resnet50v1: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.capacity)
 	}
-	for i := 0; i < n; i++ {
-		m.Forward((*[InputLen]float32)(in[i*InputLen:]), (*[Classes]float32)(out[i*Classes:]))
+	if n == 0 {
+		return nil
 	}
+	m.batch.N = n
+	m.input.Set(in)
+	m.run()
+	m.fc.Logits(out)
+	m.input.Set(nil)
 	return nil
 }
 
 // Layers lists the layers in the order Forward runs them, with their kernels and MACs.
 func (m *Model) Layers() []engine.Named {
 	return m.layers
+}
+
+// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).
+// For profiling; call it between Forwards.
+func (m *Model) Trace(f func(layer int, d time.Duration)) {
+	m.pool.SetTrace(f)
 }
 
 // Workers is the number of goroutines each layer is split across.

@@ -24,6 +24,7 @@ import (
 	engine "github.com/resnetgen/resnetgen/engine"
 	resnet "github.com/resnetgen/resnetgen/resnet"
 	weightfile "github.com/resnetgen/resnetgen/resnet/weightfile"
+	"time"
 )
 
 const (
@@ -48,14 +49,15 @@ const (
 // A Model runs one Forward at a time; use one Model per goroutine.
 type Model struct {
 	pool     *engine.Pool
-	buf      [12]asm.Buffer // every activation, one table
+	buf      [][]asm.Buffer // every activation, one table: [slot][image]
+	batch    engine.Batch   // images the layers run on next
+	capacity int            // images ForwardBatch takes at most
 	input    engine.Input
 	conv     [109]engine.Conv
 	shortcut [2]engine.Shortcut
 	avgpool  engine.AvgPool
 	fc       engine.FC
 	layers   []engine.Named
-	batch    int
 }
 
 // Network returns the layer list this package was generated from (an error if package resnet
@@ -101,133 +103,136 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{batch: cfg.Batch}
-	b := &m.buf
-	b[0] = asm.NewBuffer(32, 32, 3, 1)
-	b[1] = asm.NewBuffer(32, 32, 16, 1)
-	b[2] = asm.NewBuffer(32, 32, 16, 1)
-	b[3] = asm.NewBuffer(32, 32, 16, 1)
-	b[4] = asm.NewBuffer(16, 16, 32, 0)
-	b[5] = asm.NewBuffer(16, 16, 32, 1)
-	b[6] = asm.NewBuffer(16, 16, 32, 1)
-	b[7] = asm.NewBuffer(16, 16, 32, 1)
-	b[8] = asm.NewBuffer(8, 8, 64, 0)
-	b[9] = asm.NewBuffer(8, 8, 64, 1)
-	b[10] = asm.NewBuffer(8, 8, 64, 1)
-	b[11] = asm.NewBuffer(8, 8, 64, 1)
-	l := engine.NewBuilder(&kernels, f, cfg)
+	m := &Model{capacity: cfg.Batch}
+	// H, W, C, halo of each slot
+	m.buf = engine.NewBuffers(cfg.Batch, []engine.Geometry{
+		{32, 32, 3, 1},
+		{32, 32, 16, 1},
+		{32, 32, 16, 1},
+		{32, 32, 16, 1},
+		{16, 16, 32, 0},
+		{16, 16, 32, 1},
+		{16, 16, 32, 1},
+		{16, 16, 32, 1},
+		{8, 8, 64, 0},
+		{8, 8, 64, 1},
+		{8, 8, 64, 1},
+		{8, 8, 64, 1},
+	})
+	b := m.buf
+	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
 	l.Conv(&m.conv[0], "conv1", 1, b[0], b[1], nil, true)
 	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[1], b[2], nil, true)
-	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[3], &b[1], true)
+	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[3], b[1], true)
 	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[5], "layer1.2.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[7], "layer1.3.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[8], "layer1.3.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[8], "layer1.3.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[9], "layer1.4.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[10], "layer1.4.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[10], "layer1.4.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[11], "layer1.5.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[12], "layer1.5.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[12], "layer1.5.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[13], "layer1.6.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[14], "layer1.6.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[14], "layer1.6.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[15], "layer1.7.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[16], "layer1.7.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[16], "layer1.7.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[17], "layer1.8.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[18], "layer1.8.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[18], "layer1.8.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[19], "layer1.9.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[20], "layer1.9.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[20], "layer1.9.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[21], "layer1.10.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[22], "layer1.10.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[22], "layer1.10.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[23], "layer1.11.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[24], "layer1.11.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[24], "layer1.11.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[25], "layer1.12.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[26], "layer1.12.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[26], "layer1.12.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[27], "layer1.13.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[28], "layer1.13.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[28], "layer1.13.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[29], "layer1.14.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[30], "layer1.14.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[30], "layer1.14.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[31], "layer1.15.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[32], "layer1.15.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[32], "layer1.15.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[33], "layer1.16.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[34], "layer1.16.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[34], "layer1.16.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[35], "layer1.17.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[36], "layer1.17.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[36], "layer1.17.conv2", 1, b[1], b[2], b[3], true)
 	l.Shortcut(&m.shortcut[0], "layer2.0.shortcut", 2, b[2], b[4])
 	l.Conv(&m.conv[37], "layer2.0.conv1", 2, b[2], b[5], nil, true)
-	l.Conv(&m.conv[38], "layer2.0.conv2", 1, b[5], b[6], &b[4], true)
+	l.Conv(&m.conv[38], "layer2.0.conv2", 1, b[5], b[6], b[4], true)
 	l.Conv(&m.conv[39], "layer2.1.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[40], "layer2.1.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[40], "layer2.1.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[41], "layer2.2.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[42], "layer2.2.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[42], "layer2.2.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[43], "layer2.3.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[44], "layer2.3.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[44], "layer2.3.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[45], "layer2.4.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[46], "layer2.4.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[46], "layer2.4.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[47], "layer2.5.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[48], "layer2.5.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[48], "layer2.5.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[49], "layer2.6.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[50], "layer2.6.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[50], "layer2.6.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[51], "layer2.7.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[52], "layer2.7.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[52], "layer2.7.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[53], "layer2.8.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[54], "layer2.8.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[54], "layer2.8.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[55], "layer2.9.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[56], "layer2.9.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[56], "layer2.9.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[57], "layer2.10.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[58], "layer2.10.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[58], "layer2.10.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[59], "layer2.11.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[60], "layer2.11.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[60], "layer2.11.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[61], "layer2.12.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[62], "layer2.12.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[62], "layer2.12.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[63], "layer2.13.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[64], "layer2.13.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[64], "layer2.13.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[65], "layer2.14.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[66], "layer2.14.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[66], "layer2.14.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[67], "layer2.15.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[68], "layer2.15.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[68], "layer2.15.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[69], "layer2.16.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[70], "layer2.16.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[70], "layer2.16.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[71], "layer2.17.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[72], "layer2.17.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[72], "layer2.17.conv2", 1, b[5], b[7], b[6], true)
 	l.Shortcut(&m.shortcut[1], "layer3.0.shortcut", 2, b[7], b[8])
 	l.Conv(&m.conv[73], "layer3.0.conv1", 2, b[7], b[9], nil, true)
-	l.Conv(&m.conv[74], "layer3.0.conv2", 1, b[9], b[10], &b[8], true)
+	l.Conv(&m.conv[74], "layer3.0.conv2", 1, b[9], b[10], b[8], true)
 	l.Conv(&m.conv[75], "layer3.1.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[76], "layer3.1.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[76], "layer3.1.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[77], "layer3.2.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[78], "layer3.2.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[78], "layer3.2.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[79], "layer3.3.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[80], "layer3.3.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[80], "layer3.3.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[81], "layer3.4.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[82], "layer3.4.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[82], "layer3.4.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[83], "layer3.5.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[84], "layer3.5.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[84], "layer3.5.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[85], "layer3.6.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[86], "layer3.6.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[86], "layer3.6.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[87], "layer3.7.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[88], "layer3.7.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[88], "layer3.7.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[89], "layer3.8.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[90], "layer3.8.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[90], "layer3.8.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[91], "layer3.9.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[92], "layer3.9.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[92], "layer3.9.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[93], "layer3.10.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[94], "layer3.10.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[94], "layer3.10.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[95], "layer3.11.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[96], "layer3.11.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[96], "layer3.11.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[97], "layer3.12.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[98], "layer3.12.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[98], "layer3.12.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[99], "layer3.13.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[100], "layer3.13.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[100], "layer3.13.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[101], "layer3.14.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[102], "layer3.14.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[102], "layer3.14.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[103], "layer3.15.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[104], "layer3.15.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[104], "layer3.15.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[105], "layer3.16.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[106], "layer3.16.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[106], "layer3.16.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[107], "layer3.17.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[108], "layer3.17.conv2", 1, b[9], b[8], &b[10], true)
+	l.Conv(&m.conv[108], "layer3.17.conv2", 1, b[9], b[8], b[10], true)
 	l.Head(&m.avgpool, &m.fc, "linear", b[8], Classes)
 	if err := l.Err(); err != nil {
 		return nil, err
@@ -237,10 +242,9 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	return m, nil
 }
 
-// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
-// Forward at a time.
-func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
-	m.input.Set(in[:])
+// run runs every layer on the images the input holds, in order.
+func (m *Model) run() {
+	m.pool.ResetTrace()
 	m.pool.Run(&m.input)
 	m.pool.Run(&m.conv[0])     // conv1: conv 3x3/1 3→16, 32x32→32x32, ReLU
 	m.pool.Run(&m.conv[1])     // layer1.0.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
@@ -355,26 +359,46 @@ func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
 	m.pool.Run(&m.conv[108])   // layer3.17.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
 	m.pool.Run(&m.avgpool)     // avgpool: global average pool, 8x8x64→64
 	m.pool.Run(&m.fc)          // linear: classifier 64→10
+}
+
+// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
+// Forward at a time.
+func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+	m.batch.N = 1
+	m.input.Set(in[:])
+	m.run()
 	m.fc.Logits(out[:])
 	m.input.Set(nil)
 }
 
-// ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;
-// out holds n·Classes logits.
+// ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),
+// n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch
+// before the next, so the deep layers read their weights once per batch. It allocates nothing.
 func (m *Model) ForwardBatch(in, out []float32) error {
 	n := len(in) / InputLen
-	if len(in) != n*InputLen || len(out) != n*Classes || n > m.batch {
-		return fmt.Errorf("resnet110: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.batch)
+	if len(in) != n*InputLen || len(out) != n*Classes || n > m.capacity {
+		return fmt.Errorf("resnet110: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.capacity)
 	}
-	for i := 0; i < n; i++ {
-		m.Forward((*[InputLen]float32)(in[i*InputLen:]), (*[Classes]float32)(out[i*Classes:]))
+	if n == 0 {
+		return nil
 	}
+	m.batch.N = n
+	m.input.Set(in)
+	m.run()
+	m.fc.Logits(out)
+	m.input.Set(nil)
 	return nil
 }
 
 // Layers lists the layers in the order Forward runs them, with their kernels and MACs.
 func (m *Model) Layers() []engine.Named {
 	return m.layers
+}
+
+// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).
+// For profiling; call it between Forwards.
+func (m *Model) Trace(f func(layer int, d time.Duration)) {
+	m.pool.SetTrace(f)
 }
 
 // Workers is the number of goroutines each layer is split across.

@@ -24,6 +24,7 @@ import (
 	engine "github.com/resnetgen/resnetgen/engine"
 	resnet "github.com/resnetgen/resnetgen/resnet"
 	weightfile "github.com/resnetgen/resnetgen/resnet/weightfile"
+	"time"
 )
 
 const (
@@ -48,14 +49,15 @@ const (
 // A Model runs one Forward at a time; use one Model per goroutine.
 type Model struct {
 	pool     *engine.Pool
-	buf      [12]asm.Buffer // every activation, one table
+	buf      [][]asm.Buffer // every activation, one table: [slot][image]
+	batch    engine.Batch   // images the layers run on next
+	capacity int            // images ForwardBatch takes at most
 	input    engine.Input
 	conv     [31]engine.Conv
 	shortcut [2]engine.Shortcut
 	avgpool  engine.AvgPool
 	fc       engine.FC
 	layers   []engine.Named
-	batch    int
 }
 
 // Network returns the layer list this package was generated from (an error if package resnet
@@ -101,55 +103,58 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{batch: cfg.Batch}
-	b := &m.buf
-	b[0] = asm.NewBuffer(32, 32, 3, 1)
-	b[1] = asm.NewBuffer(32, 32, 16, 1)
-	b[2] = asm.NewBuffer(32, 32, 16, 1)
-	b[3] = asm.NewBuffer(32, 32, 16, 1)
-	b[4] = asm.NewBuffer(16, 16, 32, 0)
-	b[5] = asm.NewBuffer(16, 16, 32, 1)
-	b[6] = asm.NewBuffer(16, 16, 32, 1)
-	b[7] = asm.NewBuffer(16, 16, 32, 1)
-	b[8] = asm.NewBuffer(8, 8, 64, 0)
-	b[9] = asm.NewBuffer(8, 8, 64, 1)
-	b[10] = asm.NewBuffer(8, 8, 64, 1)
-	b[11] = asm.NewBuffer(8, 8, 64, 1)
-	l := engine.NewBuilder(&kernels, f, cfg)
+	m := &Model{capacity: cfg.Batch}
+	// H, W, C, halo of each slot
+	m.buf = engine.NewBuffers(cfg.Batch, []engine.Geometry{
+		{32, 32, 3, 1},
+		{32, 32, 16, 1},
+		{32, 32, 16, 1},
+		{32, 32, 16, 1},
+		{16, 16, 32, 0},
+		{16, 16, 32, 1},
+		{16, 16, 32, 1},
+		{16, 16, 32, 1},
+		{8, 8, 64, 0},
+		{8, 8, 64, 1},
+		{8, 8, 64, 1},
+		{8, 8, 64, 1},
+	})
+	b := m.buf
+	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
 	l.Conv(&m.conv[0], "conv1", 1, b[0], b[1], nil, true)
 	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[1], b[2], nil, true)
-	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[3], &b[1], true)
+	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[3], b[1], true)
 	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[5], "layer1.2.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[1], b[3], b[2], true)
 	l.Conv(&m.conv[7], "layer1.3.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[8], "layer1.3.conv2", 1, b[1], b[2], &b[3], true)
+	l.Conv(&m.conv[8], "layer1.3.conv2", 1, b[1], b[2], b[3], true)
 	l.Conv(&m.conv[9], "layer1.4.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[10], "layer1.4.conv2", 1, b[1], b[3], &b[2], true)
+	l.Conv(&m.conv[10], "layer1.4.conv2", 1, b[1], b[3], b[2], true)
 	l.Shortcut(&m.shortcut[0], "layer2.0.shortcut", 2, b[3], b[4])
 	l.Conv(&m.conv[11], "layer2.0.conv1", 2, b[3], b[5], nil, true)
-	l.Conv(&m.conv[12], "layer2.0.conv2", 1, b[5], b[6], &b[4], true)
+	l.Conv(&m.conv[12], "layer2.0.conv2", 1, b[5], b[6], b[4], true)
 	l.Conv(&m.conv[13], "layer2.1.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[14], "layer2.1.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[14], "layer2.1.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[15], "layer2.2.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[16], "layer2.2.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[16], "layer2.2.conv2", 1, b[5], b[6], b[7], true)
 	l.Conv(&m.conv[17], "layer2.3.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[18], "layer2.3.conv2", 1, b[5], b[7], &b[6], true)
+	l.Conv(&m.conv[18], "layer2.3.conv2", 1, b[5], b[7], b[6], true)
 	l.Conv(&m.conv[19], "layer2.4.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[20], "layer2.4.conv2", 1, b[5], b[6], &b[7], true)
+	l.Conv(&m.conv[20], "layer2.4.conv2", 1, b[5], b[6], b[7], true)
 	l.Shortcut(&m.shortcut[1], "layer3.0.shortcut", 2, b[6], b[8])
 	l.Conv(&m.conv[21], "layer3.0.conv1", 2, b[6], b[9], nil, true)
-	l.Conv(&m.conv[22], "layer3.0.conv2", 1, b[9], b[10], &b[8], true)
+	l.Conv(&m.conv[22], "layer3.0.conv2", 1, b[9], b[10], b[8], true)
 	l.Conv(&m.conv[23], "layer3.1.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[24], "layer3.1.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[24], "layer3.1.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[25], "layer3.2.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[26], "layer3.2.conv2", 1, b[9], b[10], &b[11], true)
+	l.Conv(&m.conv[26], "layer3.2.conv2", 1, b[9], b[10], b[11], true)
 	l.Conv(&m.conv[27], "layer3.3.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[28], "layer3.3.conv2", 1, b[9], b[11], &b[10], true)
+	l.Conv(&m.conv[28], "layer3.3.conv2", 1, b[9], b[11], b[10], true)
 	l.Conv(&m.conv[29], "layer3.4.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[30], "layer3.4.conv2", 1, b[9], b[8], &b[11], true)
+	l.Conv(&m.conv[30], "layer3.4.conv2", 1, b[9], b[8], b[11], true)
 	l.Head(&m.avgpool, &m.fc, "linear", b[8], Classes)
 	if err := l.Err(); err != nil {
 		return nil, err
@@ -159,10 +164,9 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	return m, nil
 }
 
-// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
-// Forward at a time.
-func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
-	m.input.Set(in[:])
+// run runs every layer on the images the input holds, in order.
+func (m *Model) run() {
+	m.pool.ResetTrace()
 	m.pool.Run(&m.input)
 	m.pool.Run(&m.conv[0])     // conv1: conv 3x3/1 3→16, 32x32→32x32, ReLU
 	m.pool.Run(&m.conv[1])     // layer1.0.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
@@ -199,26 +203,46 @@ func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
 	m.pool.Run(&m.conv[30])    // layer3.4.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
 	m.pool.Run(&m.avgpool)     // avgpool: global average pool, 8x8x64→64
 	m.pool.Run(&m.fc)          // linear: classifier 64→10
+}
+
+// Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
+// Forward at a time.
+func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
+	m.batch.N = 1
+	m.input.Set(in[:])
+	m.run()
 	m.fc.Logits(out[:])
 	m.input.Set(nil)
 }
 
-// ForwardBatch computes the logits of n = len(in)/InputLen images, n at most the batch set at New;
-// out holds n·Classes logits.
+// ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),
+// n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch
+// before the next, so the deep layers read their weights once per batch. It allocates nothing.
 func (m *Model) ForwardBatch(in, out []float32) error {
 	n := len(in) / InputLen
-	if len(in) != n*InputLen || len(out) != n*Classes || n > m.batch {
-		return fmt.Errorf("resnet32: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.batch)
+	if len(in) != n*InputLen || len(out) != n*Classes || n > m.capacity {
+		return fmt.Errorf("resnet32: batch of %d input and %d output floats; want n·%d and n·%d with n ≤ %d", len(in), len(out), InputLen, Classes, m.capacity)
 	}
-	for i := 0; i < n; i++ {
-		m.Forward((*[InputLen]float32)(in[i*InputLen:]), (*[Classes]float32)(out[i*Classes:]))
+	if n == 0 {
+		return nil
 	}
+	m.batch.N = n
+	m.input.Set(in)
+	m.run()
+	m.fc.Logits(out)
+	m.input.Set(nil)
 	return nil
 }
 
 // Layers lists the layers in the order Forward runs them, with their kernels and MACs.
 func (m *Model) Layers() []engine.Named {
 	return m.layers
+}
+
+// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).
+// For profiling; call it between Forwards.
+func (m *Model) Trace(f func(layer int, d time.Duration)) {
+	m.pool.SetTrace(f)
 }
 
 // Workers is the number of goroutines each layer is split across.

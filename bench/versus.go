@@ -1,0 +1,138 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/resnetgen/resnetgen/bench/ort"
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/generated/all"
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/weightfile"
+)
+
+// VersusResult compares resnetgen with ONNX Runtime on one network, thread
+// count and batch, from the same ONNX file in the same run; the JSON keys
+// are a contract.
+type VersusResult struct {
+	Arch    string  `json:"arch"`
+	Threads int     `json:"threads"`
+	Batch   int     `json:"batch"`
+	OursMs  float64 `json:"ours_ms"` // median latency of one ForwardBatch of Batch images
+	ORTMs   float64 `json:"ort_ms"`  // median latency of one ORT run of Batch images
+	// Ratio is the median over rounds of ours ÷ ORT latency (< 1: we are
+	// faster); each round times both on the same number of runs.
+	Ratio          float64 `json:"ratio"`
+	OursImagesPerS float64 `json:"ours_images_per_s"`
+	ORTImagesPerS  float64 `json:"ort_images_per_s"`
+	Rounds         int     `json:"rounds"`
+}
+
+// VersusOptions sets what Versus compares and how long.
+type VersusOptions struct {
+	Archs   []string
+	Threads []int
+	Batches []int
+	Rounds  int // alternations; ratios are medians over them
+	Runs    int // inferences per round and side
+	Python  string
+	Log     io.Writer
+}
+
+// Versus runs ONNX Runtime and resnetgen alternately on torchvision's
+// exports of each network (bench/ort), in rounds: ORT runs Runs
+// inferences, then ours does, on the same batch size and thread count. Our
+// side loads the same ONNX file through resnet/weightfile into the
+// generated package, with the best tier.
+func Versus(o VersusOptions) ([]VersusResult, error) {
+	dir, err := ort.Dir()
+	if err != nil {
+		return nil, err
+	}
+	if err := ort.Setup(dir, o.Log); err != nil {
+		return nil, err
+	}
+	models, err := ort.Export(dir, o.Python, o.Archs, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	var results []VersusResult
+	for _, arch := range o.Archs {
+		info, err := all.Lookup(arch)
+		if err != nil {
+			return nil, err
+		}
+		net, err := info.Network()
+		if err != nil {
+			return nil, err
+		}
+		w, err := weightfile.Load(models[arch], net)
+		if err != nil {
+			return nil, err
+		}
+		for _, threads := range o.Threads {
+			for _, batch := range o.Batches {
+				r, err := versus(info, w, models[arch], dir, threads, batch, o)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %d threads, batch %d: %w", arch, threads, batch, err)
+				}
+				results = append(results, r)
+			}
+		}
+	}
+	return results, nil
+}
+
+func versus(info all.Info, w *resnet.Weights, model, dir string, threads, batch int, o VersusOptions) (VersusResult, error) {
+	m, err := info.New(w, engine.WithWorkers(threads), engine.WithBatch(batch))
+	if err != nil {
+		return VersusResult{}, err
+	}
+	defer m.Close()
+	s, err := ort.Start(dir, model, threads, batch, info.InputHeight, info.InputWidth)
+	if err != nil {
+		return VersusResult{}, err
+	}
+	defer s.Close()
+	in := make([]float32, batch*info.InputLen)
+	for i := range in {
+		in[i] = float32((i*7919)%401)/100 - 2
+	}
+	out := make([]float32, batch*info.Classes)
+	ours := func() (float64, error) {
+		var t []float64
+		for range o.Runs {
+			start := time.Now()
+			if err := m.ForwardBatch(in, out); err != nil {
+				return 0, err
+			}
+			t = append(t, time.Since(start).Seconds())
+		}
+		return median(t), nil
+	}
+	if _, err := ours(); err != nil { // warm up
+		return VersusResult{}, err
+	}
+	var oursT, ortT, ratios []float64
+	for r := 0; r < o.Rounds; r++ {
+		ts, err := s.Run(o.Runs)
+		if err != nil {
+			return VersusResult{}, err
+		}
+		a := median(ts)
+		b, err := ours()
+		if err != nil {
+			return VersusResult{}, err
+		}
+		ortT, oursT, ratios = append(ortT, a), append(oursT, b), append(ratios, b/a)
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "%s %d threads batch %d round %d: ours %.2f ms, ORT %.2f ms, ratio %.3f\n", info.Arch, threads, batch, r+1, b*1e3, a*1e3, b/a)
+		}
+	}
+	res := VersusResult{Arch: info.Arch, Threads: threads, Batch: batch, OursMs: median(oursT) * 1e3, ORTMs: median(ortT) * 1e3,
+		Ratio: median(ratios), Rounds: o.Rounds}
+	res.OursImagesPerS = float64(batch) / median(oursT)
+	res.ORTImagesPerS = float64(batch) / median(ortT)
+	return res, nil
+}
