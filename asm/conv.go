@@ -97,9 +97,13 @@ const (
 // The generated packages build their tables of ConvKernels; for the
 // portable tier, PortableConv makes one for any shape.
 type ConvKernel struct {
-	Name  string
-	Tier  Tier
-	Shape ConvShape
+	Name string
+	Tier Tier
+	// Variant tells a shape's alternative blockings apart ("" is the
+	// generator's rule; "p8" tiles of at most 8 pixels); which runs faster
+	// depends on the machine.
+	Variant string
+	Shape   ConvShape
 
 	TH, TW, V, Lanes int
 	RemTH, RemTW     int

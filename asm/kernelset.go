@@ -7,10 +7,11 @@ import "fmt"
 // on the Purego tier return the portable kernels, which take any shape; a
 // nil or empty set (a build without SIMD kernels) has only those.
 type KernelSet struct {
-	Conv    []ConvKernel
-	MaxPool []MaxPoolKernel
-	AvgPool []AvgPoolKernel
-	FC      []FCKernel
+	Conv     []ConvKernel
+	Winograd []WinogradKernel
+	MaxPool  []MaxPoolKernel
+	AvgPool  []AvgPoolKernel
+	FC       []FCKernel
 }
 
 func available(t Tier) error {
@@ -38,15 +39,60 @@ func lookup[K any](t Tier, list []K, tier func(*K) Tier, match func(*K) bool, po
 	return nil, fmt.Errorf("no %v %s: the package was generated for other shapes (run go generate)", t, missing)
 }
 
-// ConvKernel returns the kernel for shape s on tier t.
-func (ks *KernelSet) ConvKernel(s ConvShape, t Tier) (*ConvKernel, error) {
+// ConvKernel returns the kernel for shape s on tier t (the generator's
+// rule's blocking; see ConvVariant).
+func (ks *KernelSet) ConvKernel(s ConvShape, t Tier) (*ConvKernel, error) { return ks.ConvVariant(s, t, "") }
+
+// ConvVariants lists the variants the set has for shape s on tier t ("" first).
+func (ks *KernelSet) ConvVariants(s ConvShape, t Tier) []string {
+	var out []string
+	for _, k := range ks.list().Conv {
+		if k.Tier == t && k.Shape == s {
+			out = append(out, k.Variant)
+		}
+	}
+	return out
+}
+
+// ConvVariant returns the kernel variant v for shape s on tier t.
+func (ks *KernelSet) ConvVariant(s ConvShape, t Tier, v string) (*ConvKernel, error) {
+	what := "kernel for " + s.Name()
+	if v != "" {
+		what = fmt.Sprintf("kernel for %s (variant %s)", s.Name(), v)
+	}
 	k, err := lookup(t, ks.list().Conv, func(k *ConvKernel) Tier { return k.Tier },
-		func(k *ConvKernel) bool { return k.Shape == s }, func() (*ConvKernel, error) { return PortableConv(s) },
-		"kernel for "+s.Name())
+		func(k *ConvKernel) bool { return k.Shape == s && k.Variant == v }, func() (*ConvKernel, error) { return PortableConv(s) },
+		what)
 	if err != nil {
 		return nil, err
 	}
 	return k, k.validate()
+}
+
+// WinogradKernel returns the Winograd F(4,3) kernel for the 3x3 stride-1
+// shape s on tier t, with its GEMM kernels; an error if the set has none
+// (the portable tier has none: it runs the direct convolution).
+func (ks *KernelSet) WinogradKernel(s ConvShape, t Tier) (*WinogradKernel, error) {
+	if err := available(t); err != nil {
+		return nil, err
+	}
+	for i := range ks.list().Winograd {
+		k := &ks.Winograd[i]
+		if k.Tier != t || k.Shape != s {
+			continue
+		}
+		var err error
+		if k.gemm, err = ks.ConvKernel(k.GEMMShape, t); err != nil {
+			return nil, fmt.Errorf("%s: %w", k.Name, err)
+		}
+		if k.TailShape != (ConvShape{}) {
+			if k.tail, err = ks.ConvKernel(k.TailShape, t); err != nil {
+				return nil, fmt.Errorf("%s: %w", k.Name, err)
+			}
+		}
+		return k, k.validate()
+	}
+	return nil, fmt.Errorf("no %v Winograd kernel for %s", t, s.Name())
 }
 
 // MaxPoolKernel returns the 3x3/2 max pool of c channels on tier t.

@@ -32,11 +32,23 @@ func FamilyKernels(t asm.Tier) ([]Job, error) {
 		}
 		ks := info.Kernels
 		for _, s := range net.ConvShapes() {
-			k, err := ks.ConvKernel(asm.ConvShape(s), t)
-			if err != nil {
-				return nil, err
+			for _, v := range ks.ConvVariants(asm.ConvShape(s), t) {
+				k, err := ks.ConvVariant(asm.ConvShape(s), t, v)
+				if err != nil {
+					return nil, err
+				}
+				add(k.Name, func(o Options) KernelResult { return Conv(k, o) })
 			}
-			add(k.Name, func(o Options) KernelResult { return Conv(k, o) })
+			if t == asm.Purego {
+				k, err := ks.ConvKernel(asm.ConvShape(s), t)
+				if err != nil {
+					return nil, err
+				}
+				add(k.Name, func(o Options) KernelResult { return Conv(k, o) })
+			}
+			if w, err := ks.WinogradKernel(asm.ConvShape(s), t); err == nil {
+				add(w.Name, func(o Options) KernelResult { return Winograd(w, o) })
+			}
 		}
 		for _, l := range net.Distinct(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
 			in := l.InShape

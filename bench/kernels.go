@@ -89,6 +89,24 @@ func (c *ConvSetup) Run() {
 	}
 }
 
+// Winograd measures a Winograd F(4,3) kernel on one thread. Its GFLOP/s
+// are "effective": the direct convolution's multiply-adds (2·MACs) divided
+// by the time, so they compare with the direct kernel's and can exceed
+// the FMA peak.
+func Winograd(k *asm.WinogradKernel, o Options) KernelResult {
+	c := NewConvSetup(&asm.ConvKernel{Name: k.Name, Shape: k.Shape, TH: 1, TW: 1, V: 1, Lanes: 1})
+	packed, err := k.PackWeights(make([]float32, len(c.Packed)))
+	if err != nil {
+		panic(err)
+	}
+	sc := k.NewScratch()
+	s := k.Shape
+	r := KernelResult{Name: k.Name, Op: "winograd", Kernel: 3, Stride: 1, InH: s.InH, InW: s.InW, InC: s.InC, OutC: s.OutC}
+	return measure(r, k.Tier, s.MACs(), func() {
+		k.RunPart(c.In, c.Out, &c.Res, packed, c.Bias, true, sc, 0, 1)
+	}, o)
+}
+
 // timeRuns runs f until at least d has passed and returns seconds per run.
 func timeRuns(f func(), d time.Duration) float64 {
 	f() // warm caches and pages

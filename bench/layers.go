@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/bench/ort"
 	"github.com/resnetgen/resnetgen/bench/peak"
 	"github.com/resnetgen/resnetgen/generated/all"
 )
@@ -21,6 +24,37 @@ type LayerResult struct {
 	GFLOPs     float64 `json:"gflops"`
 	PeakGFLOPs float64 `json:"peak_gflops"`
 	Efficiency float64 `json:"efficiency"`
+	// ORTMs is ONNX Runtime's time for the same layer (with -ort), the
+	// summed times of the graph nodes ORT ran for it; 0 if not measured.
+	ORTMs float64 `json:"ort_ms,omitempty"`
+}
+
+// ORTLayer maps a node of ONNX Runtime's optimised graph (named after
+// torch's exporter's nodes) to our layer name: "/layer1/layer1.0/conv2/Conv"
+// → "layer1.0.conv2", "/layer2/layer2.0/downsample/downsample.0/Conv" →
+// "layer2.0.downsample.0", "/fc/Gemm" → "fc". ORT names a Conv fused with
+// the ReLU after it by the ReLU's output, so "/layer1/layer1.0/relu/Relu"
+// is that block's conv1, "…/relu_1/Relu" its conv2 (a bottleneck's), and
+// "/relu/Relu" the stem's conv1; a Conv fused with the residual Add and
+// ReLU keeps its own name. Suffixes such as _output_0_nchwc are dropped.
+func ORTLayer(node string) string {
+	node = strings.TrimSuffix(strings.TrimSuffix(node, "_nchwc"), "_output_0")
+	mods := strings.Split(strings.Trim(node, "/"), "/")
+	if len(mods) < 2 {
+		return node
+	}
+	mods = mods[:len(mods)-1] // the op
+	name := mods[len(mods)-1] // the innermost module: conv1, downsample.0, relu, …
+	switch name {
+	case "relu":
+		name = "conv1"
+	case "relu_1":
+		name = "conv2"
+	}
+	if len(mods) >= 3 { // layerN / layerN.i / …
+		return mods[1] + "." + name
+	}
+	return name
 }
 
 // Layers times every layer of net (made with threads workers) over runs
@@ -75,4 +109,38 @@ func Slowest(rs []LayerResult, n int) []int {
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return rs[idx[a]].Ms > rs[idx[b]].Ms })
 	return idx[:min(n, len(idx))]
+}
+
+// ORTLayers adds ONNX Runtime's per-layer times to rs: it profiles runs
+// inferences of torchvision's export of arch (bench/ort) on threads intra-op
+// threads and sums each layer's nodes.
+func ORTLayers(rs []LayerResult, arch string, h, w, threads, runs int, python string, log io.Writer) error {
+	dir, err := ort.Dir()
+	if err != nil {
+		return err
+	}
+	if err := ort.Setup(dir, log); err != nil {
+		return err
+	}
+	models, err := ort.Export(dir, python, []string{arch}, log)
+	if err != nil {
+		return err
+	}
+	s, err := ort.Start(dir, models[arch], threads, 1, h, w)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	nodes, err := s.Profile(runs)
+	if err != nil {
+		return err
+	}
+	byLayer := map[string]float64{}
+	for node, sec := range nodes {
+		byLayer[ORTLayer(node)] += sec
+	}
+	for i := range rs {
+		rs[i].ORTMs = byLayer[rs[i].Name] * 1e3
+	}
+	return nil
 }

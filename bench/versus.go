@@ -34,6 +34,7 @@ type VersusOptions struct {
 	Archs   []string
 	Threads []int
 	Batches []int
+	Conv    engine.Algorithm
 	Rounds  int // alternations; ratios are medians over them
 	Runs    int // inferences per round and side
 	Python  string
@@ -85,7 +86,7 @@ func Versus(o VersusOptions) ([]VersusResult, error) {
 }
 
 func versus(info all.Info, w *resnet.Weights, model, dir string, threads, batch int, o VersusOptions) (VersusResult, error) {
-	m, err := info.New(w, engine.WithWorkers(threads), engine.WithBatch(batch))
+	m, err := info.New(w, engine.WithWorkers(threads), engine.WithBatch(batch), engine.WithConv(o.Conv))
 	if err != nil {
 		return VersusResult{}, err
 	}

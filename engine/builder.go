@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/resnetgen/resnetgen/asm"
 )
@@ -14,6 +15,7 @@ type Builder struct {
 	ks     *asm.KernelSet
 	f      *Folded
 	tier   asm.Tier
+	cfg    Config
 	batch  *Batch
 	err    error
 	layers []Named
@@ -30,7 +32,7 @@ type Named struct {
 // NewBuilder starts building with the kernels ks (a generated package's
 // table) for the tier of cfg. Every layer runs on batch.N images.
 func NewBuilder(ks *asm.KernelSet, f *Folded, cfg Config, batch *Batch) *Builder {
-	return &Builder{ks: ks, f: f, tier: cfg.Tier, batch: batch}
+	return &Builder{ks: ks, f: f, tier: cfg.Tier, cfg: cfg, batch: batch}
 }
 
 // Geometry is an activation buffer's H, W, C and halo.
@@ -113,7 +115,12 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	s := asm.ConvShape{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
-	kern, err := b.ks.ConvKernel(s, b.tier)
+	wk, werr := b.ks.WinogradKernel(s, b.tier)
+	winograd, variant := b.choose(s, werr == nil)
+	kern, err := b.ks.ConvVariant(s, b.tier, variant)
+	if variant != "" && err != nil {
+		kern, err = b.ks.ConvKernel(s, b.tier) // the cache named a variant this package lacks
+	}
 	if b.fail(err) {
 		return
 	}
@@ -124,7 +131,42 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 	act := 4 * (in.Len() + out.Len())
 	*dst = Conv{Name: name, K: kern, In: ins, Out: outs, Res: res, Packed: packed, Bias: bias, ReLU: relu,
 		Batch: b.batch, WeightsFirst: 4*len(packed) > act}
-	b.add(name, "conv", kern.Name, s.MACs(), dst)
+	kind, kernName := "conv", kern.Name
+	if winograd {
+		if dst.WPacked, err = wk.PackWeights(w); b.fail(err) {
+			return
+		}
+		dst.W = wk
+		for range b.cfg.Workers {
+			dst.Scratch = append(dst.Scratch, wk.NewScratch())
+		}
+		kind, kernName = "winograd", wk.Name
+	}
+	b.add(name, kind, kernName, s.MACs(), dst)
+}
+
+// choose decides how a convolution runs: Winograd (when the package has the
+// kernel) or which direct variant. WithConv(Direct) and WithConv(Winograd)
+// force the algorithm; the direct variant, and under Auto the algorithm,
+// come from this CPU's tuning cache, or else the default rule.
+func (b *Builder) choose(s asm.ConvShape, hasWinograd bool) (winograd bool, variant string) {
+	variant = defaultVariant(b.tier)
+	best, ok := tuned(b.tier, s)
+	if ok {
+		if v, isDirect := strings.CutPrefix(best, "direct"); isDirect {
+			variant = strings.TrimPrefix(v, "/")
+		}
+	}
+	switch b.cfg.Conv {
+	case Direct:
+		return false, variant
+	case Winograd:
+		return hasWinograd, variant
+	}
+	if ok {
+		return hasWinograd && best == "winograd", variant
+	}
+	return hasWinograd, variant
 }
 
 // MaxPool sets dst to the 3x3/2 max pool from the images' in to their out

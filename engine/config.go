@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/resnet"
@@ -12,7 +13,30 @@ type Config struct {
 	Tier    asm.Tier // default: asm.Best()
 	Workers int      // default: GOMAXPROCS
 	Batch   int      // images ForwardBatch accepts at once; default 1
+	// Conv picks the algorithm of the 3x3 stride-1 convolutions that have
+	// a Winograd kernel (default Auto).
+	Conv Algorithm
 }
+
+// Algorithm is how a convolution is computed.
+type Algorithm int
+
+const (
+	// Auto takes what a tuning cache measured on this CPU for the layer's
+	// shape and tier (see Tuning), or else the generator's default rule.
+	Auto Algorithm = iota
+	// Direct is the direct convolution everywhere.
+	Direct
+	// Winograd is Winograd F(4,3) wherever the package has the kernel.
+	Winograd
+)
+
+func (a Algorithm) String() string {
+	return [...]string{"auto", "direct", "winograd"}[a]
+}
+
+// WithConv sets how the 3x3 stride-1 convolutions are computed.
+func WithConv(a Algorithm) Option { return func(c *Config) { c.Conv = a } }
 
 // Option sets one field of Config.
 type Option func(*Config)
@@ -37,6 +61,12 @@ func NewConfig(opts ...Option) (Config, error) {
 	}
 	if c.Workers < 0 || c.Batch < 1 {
 		return c, fmt.Errorf("workers %d and batch %d: want workers ≥ 0 (0: GOMAXPROCS) and batch ≥ 1", c.Workers, c.Batch)
+	}
+	if c.Conv < Auto || c.Conv > Winograd {
+		return c, fmt.Errorf("unknown convolution algorithm %d", c.Conv)
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
 	}
 	return c, nil
 }

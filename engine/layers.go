@@ -36,6 +36,11 @@ type Conv struct {
 	// so a batch runs one channel block (weight panel) over every image
 	// before the next, reading each panel from memory once per batch.
 	WeightsFirst bool
+	// W, when set, computes the layer by Winograd F(4,3) instead of K,
+	// from WPacked (the transformed weights) with one scratch per worker.
+	W       *asm.WinogradKernel
+	WPacked []float32
+	Scratch []*asm.WinogradScratch
 }
 
 func (c *Conv) res(i int) *asm.Buffer {
@@ -51,7 +56,13 @@ func (c *Conv) Check() error {
 		return fmt.Errorf("%s: %d input, %d output and %d residual buffers", c.Name, len(c.In), len(c.Out), len(c.Res))
 	}
 	for i := range c.In {
-		if err := c.K.Check(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias); err != nil {
+		var err error
+		if c.W != nil {
+			err = c.W.Check(c.In[i], c.Out[i], c.res(i), c.WPacked, c.Bias)
+		} else {
+			err = c.K.Check(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -65,6 +76,10 @@ func (c *Conv) Check() error {
 // image; otherwise every image is split across the parts in turn.
 func (c *Conv) RunPart(part, parts int) {
 	n := c.Batch.N
+	if c.W != nil {
+		c.runWinograd(n, part, parts)
+		return
+	}
 	if n == 1 {
 		c.K.RunPart(c.In[0], c.Out[0], c.res(0), c.Packed, c.Bias, c.ReLU, part, parts)
 		return
@@ -87,6 +102,23 @@ func (c *Conv) RunPart(part, parts int) {
 		for i := 0; i < n; i++ {
 			c.K.RunPart(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias, c.ReLU, part, parts)
 		}
+	}
+}
+
+// runWinograd splits a Winograd layer: whole images per part when they
+// divide evenly, otherwise every image across the parts (by chunks of
+// tiles, or channel blocks; see asm.WinogradKernel.RunPart).
+func (c *Conv) runWinograd(n, part, parts int) {
+	sc := c.Scratch[part]
+	if n > 1 && n%parts == 0 {
+		i0, i1 := split(n, part, parts)
+		for i := i0; i < i1; i++ {
+			c.W.RunPart(c.In[i], c.Out[i], c.res(i), c.WPacked, c.Bias, c.ReLU, sc, 0, 1)
+		}
+		return
+	}
+	for i := 0; i < n; i++ {
+		c.W.RunPart(c.In[i], c.Out[i], c.res(i), c.WPacked, c.Bias, c.ReLU, sc, part, parts)
 	}
 }
 

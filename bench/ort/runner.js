@@ -10,6 +10,7 @@ const ort = require('onnxruntime-node');
 const readline = require('readline');
 
 const [model, threads, batch, height, width] = process.argv.slice(2);
+const profilePrefix = 'resnetgen-ort-profile-' + process.pid;
 const n = +batch, h = +height, w = +width;
 
 async function session(profile) {
@@ -20,6 +21,7 @@ async function session(profile) {
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     enableProfiling: profile,
+    profileFilePrefix: require('path').join(require('os').tmpdir(), profilePrefix),
   });
 }
 
@@ -53,9 +55,14 @@ async function session(profile) {
         const p = await session(true);
         await p.run(feeds);
         for (let i = 0; i < cmd.profile; i++) await p.run(feeds);
-        const file = p.endProfiling();
-        const events = JSON.parse(require('fs').readFileSync(file, 'utf8'));
-        require('fs').unlinkSync(file);
+        await p.endProfiling();
+        // The profile is written as <prefix>_<time>.json: take the newest.
+        const fs = require('fs'), path = require('path'), dir = require('os').tmpdir();
+        const files = fs.readdirSync(dir).filter(f => f.startsWith(profilePrefix)).map(f => path.join(dir, f));
+        files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+        if (files.length === 0) throw new Error('ORT wrote no profile');
+        const events = JSON.parse(fs.readFileSync(files[0], 'utf8'));
+        for (const f of files) fs.unlinkSync(f);
         const nodes = {};
         for (const e of events) {
           if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) {

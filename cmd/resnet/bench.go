@@ -29,12 +29,17 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	threadsFlag := fs.String("threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "workers per network; -ort takes a list, e.g. 1,2")
 	batchFlag := fs.String("batch", "1", "images per ForwardBatch call; -ort takes a list, e.g. 1,8")
 	runs := fs.Int("runs", 10, "timed runs per network (-ort: per round and side)")
+	convFlag := fs.String("conv", "auto", "3x3 stride-1 convolutions: auto (tuning cache or default rule), direct or winograd")
 	tiers := fs.String("tier", "", "tiers: with -kernels a comma-separated list (default every SIMD tier here), else one (default the best)")
 	filter := fs.String("filter", "", "only kernels whose name contains this")
 	rounds := fs.Int("rounds", 3, "interleaved peak/kernel rounds per kernel and pass")
 	passes := fs.Int("passes", 3, "passes over the whole kernel list; each figure is the median over all rounds of all passes")
 	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_w, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	conv, err := parseConv(*convFlag)
+	if err != nil {
 		return err
 	}
 	threadList, err := intList("-threads", *threadsFlag)
@@ -53,21 +58,21 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: -chart goes with -layers or -ort", errUsage)
 	}
 	switch {
-	case *versus:
+	case *versus && !*layers:
 		if *runs < 1 || *rounds < 1 {
 			return fmt.Errorf("%w: -runs and -rounds must be ≥ 1", errUsage)
 		}
-		return benchVersus(archs, threadList, batchList, *rounds, *runs, *chart, *asJSON, stdout, stderr)
+		return benchVersus(archs, threadList, batchList, conv, *rounds, *runs, *chart, *asJSON, stdout, stderr)
 	case *layers:
 		if len(archs) != 1 || len(threadList) != 1 {
 			return fmt.Errorf("%w: -layers times one network (-arch) on one thread count", errUsage)
 		}
-		return benchLayers(archs[0], *tiers, threadList[0], *runs, *chart, *asJSON, stdout, stderr)
+		return benchLayers(archs[0], *tiers, threadList[0], conv, *runs, *chart, *versus, *asJSON, stdout, stderr)
 	case !*kernels:
 		if len(threadList) != 1 || len(batchList) != 1 {
 			return fmt.Errorf("%w: -threads and -batch take one value each (lists go with -ort)", errUsage)
 		}
-		return benchNetworks(archs, *tiers, threadList[0], batchList[0], *runs, *asJSON, stdout, stderr)
+		return benchNetworks(archs, *tiers, threadList[0], batchList[0], conv, *runs, *asJSON, stdout, stderr)
 	}
 	if *rounds < 1 || *passes < 1 {
 		return fmt.Errorf("%w: -rounds and -passes must be ≥ 1", errUsage)
@@ -157,7 +162,7 @@ func writeChart(path string, draw func(format string) ([]byte, error)) error {
 }
 
 // benchLayers times every layer of one network inside Forward.
-func benchLayers(arch, tierName string, threads, runs int, chart string, asJSON bool, stdout, stderr io.Writer) error {
+func benchLayers(arch, tierName string, threads int, conv engine.Algorithm, runs int, chart string, withORT, asJSON bool, stdout, stderr io.Writer) error {
 	tier, err := pickTier(tierName)
 	if err != nil {
 		return err
@@ -170,13 +175,18 @@ func benchLayers(arch, tierName string, threads, runs int, chart string, asJSON 
 	if err != nil {
 		return err
 	}
-	m, err := info.New(resnet.RandomWeights(net, 1), engine.WithTier(tier), engine.WithWorkers(threads))
+	m, err := info.New(resnet.RandomWeights(net, 1), engine.WithTier(tier), engine.WithWorkers(threads), engine.WithConv(conv))
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	fmt.Fprintf(stderr, "%s: %d layers, %d threads, %v, %d runs\n", arch, len(m.Layers()), threads, tier, runs)
 	rs := bench.Layers(info, m, tier, threads, runs)
+	if withORT {
+		if err := bench.ORTLayers(rs, arch, info.InputHeight, info.InputWidth, threads, runs, os.Getenv("RESNET_TORCH_PYTHON"), stderr); err != nil {
+			return err
+		}
+	}
 	if chart != "" {
 		title := fmt.Sprintf("%s, %d thread(s), %v: each layer's fraction of the FMA peak (%s)", arch, threads, tier, cpuModel())
 		if err := writeChart(chart, func(f string) ([]byte, error) { return bench.LayerChart(title, rs, f) }); err != nil {
@@ -195,21 +205,39 @@ func benchLayers(arch, tierName string, threads, runs int, chart string, asJSON 
 	fmt.Fprintf(stdout, "%s, %d thread(s), %v tier, %s; medians of %d runs; efficiency = GFLOP/s ÷ the peak-FMA probe on as many threads (%.1f GFLOP/s).\n",
 		arch, threads, tier, cpuModel(), runs, rs[0].PeakGFLOPs)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "#\tlayer\tkind\tms\tshare\tGFLOP/s\tefficiency\tkernel\t")
+	ortCols, ortTotal := "", 0.0
+	if withORT {
+		ortCols = "ORT ms\tours ÷ ORT\t"
+		for _, r := range rs {
+			ortTotal += r.ORTMs
+		}
+	}
+	fmt.Fprintln(tw, "#\tlayer\tkind\tms\tshare\tGFLOP/s\tefficiency\t"+ortCols+"kernel\t")
 	for _, r := range rs {
 		eff, gf := "", ""
 		if r.MACs > 0 {
 			eff, gf = fmt.Sprintf("%.3f", r.Efficiency), fmt.Sprintf("%.1f", r.GFLOPs)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.3f\t%.1f%%\t%s\t%s\t%s\t\n", r.Index, r.Name, r.Kind, r.Ms, 100*r.Ms/total, gf, eff, r.Kernel)
+		o := ""
+		if withORT {
+			o = "\t\t"
+			if r.ORTMs > 0 {
+				o = fmt.Sprintf("%.3f\t%.2f\t", r.ORTMs, r.Ms/r.ORTMs)
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.3f\t%.1f%%\t%s\t%s\t%s%s\t\n", r.Index, r.Name, r.Kind, r.Ms, 100*r.Ms/total, gf, eff, o, r.Kernel)
 	}
-	fmt.Fprintf(tw, "\tall\t\t%.3f\t\t%.1f\t%.3f\t\t\n", total, 2*float64(info.MACs)/total/1e6, 2*float64(info.MACs)/total/1e6/rs[0].PeakGFLOPs)
+	o := ""
+	if withORT {
+		o = fmt.Sprintf("%.3f\t%.2f\t", ortTotal, total/ortTotal)
+	}
+	fmt.Fprintf(tw, "\tall\t\t%.3f\t\t%.1f\t%.3f\t%s\t\n", total, 2*float64(info.MACs)/total/1e6, 2*float64(info.MACs)/total/1e6/rs[0].PeakGFLOPs, o)
 	return tw.Flush()
 }
 
 // benchVersus compares resnetgen with ONNX Runtime on the same ONNX files.
-func benchVersus(archs []string, threads, batches []int, rounds, runs int, chart string, asJSON bool, stdout, stderr io.Writer) error {
-	rs, err := bench.Versus(bench.VersusOptions{Archs: archs, Threads: threads, Batches: batches, Rounds: rounds, Runs: runs,
+func benchVersus(archs []string, threads, batches []int, conv engine.Algorithm, rounds, runs int, chart string, asJSON bool, stdout, stderr io.Writer) error {
+	rs, err := bench.Versus(bench.VersusOptions{Archs: archs, Threads: threads, Batches: batches, Conv: conv, Rounds: rounds, Runs: runs,
 		Python: os.Getenv("RESNET_TORCH_PYTHON"), Log: stderr})
 	if err != nil {
 		return err
@@ -236,33 +264,16 @@ func benchVersus(archs []string, threads, batches []int, rounds, runs int, chart
 	return tw.Flush()
 }
 
-// cpuModel is the CPU's model name as lscpu reports it, with its family
-// and model numbers (the name alone does not tell AMD's Zen generations
-// apart on virtual machines).
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	fields := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		k = strings.TrimSpace(k)
-		if _, seen := fields[k]; !seen {
-			fields[k] = strings.TrimSpace(v)
+func cpuModel() string { return engine.CPUModel() }
+
+// parseConv reads -conv.
+func parseConv(s string) (engine.Algorithm, error) {
+	for _, a := range []engine.Algorithm{engine.Auto, engine.Direct, engine.Winograd} {
+		if a.String() == s {
+			return a, nil
 		}
 	}
-	name := fields["model name"]
-	if name == "" {
-		return runtime.GOARCH
-	}
-	if fam := fields["cpu family"]; fam != "" {
-		name += fmt.Sprintf(" (family %s model %s)", fam, fields["model"])
-	}
-	return name
+	return 0, fmt.Errorf("%w: -conv %q: want auto, direct or winograd", errUsage, s)
 }
 
 // pickTier is the named tier, or the best this machine has.
@@ -278,7 +289,7 @@ func pickTier(name string) (asm.Tier, error) {
 }
 
 // benchNetworks times whole generated networks with synthetic weights.
-func benchNetworks(archs []string, tierName string, threads, batch, runs int, asJSON bool, stdout, stderr io.Writer) error {
+func benchNetworks(archs []string, tierName string, threads, batch int, conv engine.Algorithm, runs int, asJSON bool, stdout, stderr io.Writer) error {
 	if runs < 1 {
 		return fmt.Errorf("%w: -runs must be ≥ 1", errUsage)
 	}
@@ -294,7 +305,7 @@ func benchNetworks(archs []string, tierName string, threads, batch, runs int, as
 		}
 		fmt.Fprintf(stderr, "%s: %d threads, batch %d, %v, %d runs\n", a, threads, batch, tier, runs)
 		w := resnet.RandomWeights(resnet.MustBuild(a), 1)
-		net, err := info.New(w, engine.WithTier(tier), engine.WithWorkers(threads), engine.WithBatch(batch))
+		net, err := info.New(w, engine.WithTier(tier), engine.WithWorkers(threads), engine.WithBatch(batch), engine.WithConv(conv))
 		if err != nil {
 			return err
 		}

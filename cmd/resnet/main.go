@@ -9,6 +9,10 @@
 //	resnet bench [-arch resnet50] [-threads N] [-batch N] [-json]
 //	                                                       whole-network speed vs the FMA peak
 //	resnet bench -kernels [-tier avx512,avx2] [-json]      kernel speed vs the FMA peak
+//	resnet bench -layers -arch A [-chart f.svg]            every layer's time inside Forward
+//	resnet bench -ort [-arch A,B] [-threads 1,2] [-batch 1,8]
+//	                                                       side by side with ONNX Runtime
+//	resnet tune                                            direct or Winograd, per shape, for this CPU
 //
 // Weights may be PyTorch checkpoints, safetensors or ONNX models; without
 // -arch the network is the one the file's tensors fit.
@@ -36,6 +40,7 @@ var commands = []command{
 	{"classify", "top-5 ImageNet classes of JPEG/PNG images (torchvision's eval preprocessing)", runClassify},
 	{"run", "run a network on float32 NCHW tensors from a .npy file, write the logits as .npy", runRun},
 	{"bench", "measure network (or, with -kernels, kernel) speed against the machine's FMA peak", runBench},
+	{"tune", "measure direct and Winograd kernels on this CPU and cache the faster for each shape", runTune},
 }
 
 // errUsage marks errors caused by how the command was called.

@@ -135,20 +135,48 @@ func Forward(t *testing.T, p Package) {
 	require.Greater(t, diff, 100*Tolerance*scale, "the two test inputs must give different logits, or a stale buffer could pass")
 	classes := net.Arch.Classes
 	inLen := net.Input().Len()
-	for _, tier := range Tiers(t) {
+	// Every tier as New picks its algorithms (Auto), and on the best SIMD
+	// tier each algorithm everywhere it applies: direct convolutions only,
+	// and Winograd F(4,3) wherever the package has its kernel.
+	type run struct {
+		tier asm.Tier
+		conv engine.Algorithm
+	}
+	var runs []run
+	tiers := Tiers(t)
+	for _, tier := range tiers {
+		runs = append(runs, run{tier, engine.Auto})
+	}
+	if best := tiers[len(tiers)-1]; best != asm.Purego {
+		runs = append(runs, run{best, engine.Direct}, run{best, engine.Winograd})
+	}
+	for _, r := range runs {
+		tier := r.tier
 		first := make([][]float32, len(xs))
 		for _, workers := range []int{1, 2} {
 			if tier == asm.Purego && workers == 1 && big(net) {
 				continue // the portable tier is slow on the big nets: one run with 2 workers
 			}
-			m, err := p.New(w, engine.WithTier(tier), engine.WithWorkers(workers), engine.WithBatch(3))
+			m, err := p.New(w, engine.WithTier(tier), engine.WithWorkers(workers), engine.WithBatch(3), engine.WithConv(r.conv))
 			require.NoError(t, err)
+			if r.conv != engine.Auto {
+				kinds := map[string]int{}
+				for _, l := range m.Layers() {
+					kinds[l.Kind]++
+				}
+				if r.conv == engine.Direct {
+					require.Zero(t, kinds["winograd"], "WithConv(Direct) left Winograd layers")
+				}
+				if r.conv == engine.Winograd && p.Kernels != nil && len(p.Kernels.Winograd) > 0 {
+					require.Positive(t, kinds["winograd"], "WithConv(Winograd) ran no Winograd layer")
+				}
+			}
 			got := make([][]float32, len(xs))
 			for i, x := range xs {
 				got[i] = make([]float32, classes)
 				p.Forward(m, x, got[i])
 				for j := range want[i] {
-					require.InDelta(t, want[i][j], got[i][j], Tolerance*scale, "%v, %d workers, input %d, logit %d", tier, workers, i, j)
+					require.InDelta(t, want[i][j], got[i][j], Tolerance*scale, "%v (%v), %d workers, input %d, logit %d", tier, r.conv, workers, i, j)
 				}
 			}
 			again := make([]float32, classes)

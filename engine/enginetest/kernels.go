@@ -43,6 +43,16 @@ func Kernels(t *testing.T, p Package) {
 			k, err := p.Kernels.ConvKernel(asm.ConvShape(s), tier)
 			require.NoError(t, err)
 			ConvKernel(t, k, uint64(i))
+			for _, v := range p.Kernels.ConvVariants(asm.ConvShape(s), tier) {
+				if v != "" {
+					k, err := p.Kernels.ConvVariant(asm.ConvShape(s), tier, v)
+					require.NoError(t, err)
+					ConvKernel(t, k, uint64(i))
+				}
+			}
+			if w, err := p.Kernels.WinogradKernel(asm.ConvShape(s), tier); err == nil {
+				WinogradKernel(t, w, uint64(i))
+			}
 		}
 	}
 	for _, l := range net.Distinct(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
@@ -88,6 +98,55 @@ func ConvKernel(t *testing.T, k *asm.ConvKernel, seed uint64) {
 			k.RunPart(c.in, split, c.resArg(), packed, c.bias, c.relu, part, parts)
 		}
 		require.Equal(t, out.Data, split.Data, "%s in %d parts", k.Name, parts)
+	}
+}
+
+// WinogradTolerance bounds |Winograd F(4,3) − float64 reference| relative
+// to the largest output magnitude: its transforms multiply by up to 8 and
+// by 1/24 and add 36 terms twice, so float32 rounding is larger than the
+// direct kernel's (measured up to 2.3e-5 on the family's shapes).
+const WinogradTolerance = 1e-4
+
+// WinogradKernel holds a Winograd kernel to the float64 reference as
+// ConvKernel does the direct one (within WinogradTolerance), its halo
+// untouched, and RunPart in 2, 3 and 5 parts (whole chunks, or channel
+// blocks when the chunks are fewer than the parts) equal to one part.
+func WinogradKernel(t *testing.T, k *asm.WinogradKernel, seed uint64) {
+	t.Helper()
+	c := cachedConvCase(k.Shape, seed)
+	packed, err := k.PackWeights(c.oihw)
+	require.NoError(t, err)
+	halo := 1 + int(seed%2)
+	run := func(parts int) asm.Buffer {
+		out := asm.NewBuffer(c.s.OutH, c.s.OutW, c.s.OutC, halo)
+		for i := range out.Data {
+			out.Data[i] = sentinel
+		}
+		require.NoError(t, k.Check(c.in, out, c.resArg(), packed, c.bias))
+		for part := 0; part < parts; part++ {
+			k.RunPart(c.in, out, c.resArg(), packed, c.bias, c.relu, k.NewScratch(), part, parts)
+		}
+		return out
+	}
+	out := run(1)
+	s := c.s
+	worst := 0.0
+	for y := -out.Halo; y < s.OutH+out.Halo; y++ {
+		for x := -out.Halo; x < s.OutW+out.Halo; x++ {
+			for ch := 0; ch < s.OutC; ch++ {
+				got := out.Data[out.Index(y, x, ch)]
+				if y < 0 || x < 0 || y >= s.OutH || x >= s.OutW {
+					require.Equal(t, sentinel, got, "%s wrote the halo at (%d,%d,%d)", k.Name, y, x, ch)
+					continue
+				}
+				worst = math.Max(worst, math.Abs(float64(got)-c.want[(y*s.OutW+x)*s.OutC+ch]))
+			}
+		}
+	}
+	t.Logf("%s: max error %.2g of max |out| %.3g (%.2g)", k.Name, worst, c.scale, worst/c.scale)
+	require.LessOrEqual(t, worst/c.scale, WinogradTolerance, "%s: max error %.3g of max |out| %.3g", k.Name, worst, c.scale)
+	for _, parts := range []int{2, 3, 5} {
+		require.Equal(t, out.Data, run(parts).Data, "%s in %d parts", k.Name, parts)
 	}
 }
 
@@ -328,8 +387,6 @@ func guardedRuns(t *testing.T, p Package, net *resnet.Network, tiers []asm.Tier)
 			g := newGuard(t, atEnd)
 			for _, s := range net.ConvShapes() {
 				cs := asm.ConvShape(s)
-				k, err := p.Kernels.ConvKernel(cs, tier)
-				require.NoError(t, err)
 				if tier == asm.Purego && s.OutH*s.OutW > 32*32 {
 					continue // the portable kernel is bounds-checked Go; keep the slow tier short
 				}
@@ -338,7 +395,23 @@ func guardedRuns(t *testing.T, p Package, net *resnet.Network, tiers []asm.Tier)
 				res := g.buffer(s.OutH, s.OutW, s.OutC, 0)
 				packed := g.floats(s.OutC * s.InC * s.K * s.K)
 				bias := g.floats(s.OutC)
-				require.NotPanics(t, func() { require.NoError(t, k.Run(in, out, &res, packed, bias, true)) }, k.Name)
+				variants := p.Kernels.ConvVariants(cs, tier)
+				if tier == asm.Purego {
+					variants = []string{""}
+				}
+				for _, v := range variants {
+					k, err := p.Kernels.ConvVariant(cs, tier, v)
+					require.NoError(t, err)
+					require.NotPanics(t, func() { require.NoError(t, k.Run(in, out, &res, packed, bias, true)) }, k.Name)
+				}
+				if w, err := p.Kernels.WinogradKernel(cs, tier); err == nil {
+					wp := g.floats((w.M + 2) * (w.M + 2) * s.OutC * s.InC) // the transformed weights
+					sc := w.NewScratch()
+					require.NotPanics(t, func() {
+						require.NoError(t, w.Check(in, out, &res, wp, bias))
+						w.RunPart(in, out, &res, wp, bias, true, sc, 0, 1)
+					}, w.Name)
+				}
 			}
 			for _, l := range net.Distinct(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
 				switch l.Op {

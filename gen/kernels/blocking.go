@@ -35,7 +35,26 @@ type tier struct {
 	// Machines are the cores the cost rule models; a tile's cost is its
 	// worst slowdown against peak over them.
 	Machines []machine
+	// Alternative, if set, is a second blocking generated beside the
+	// rule's where the two differ, as the kernel variant AlternativeName:
+	// which runs faster depends on the machine (see capPixels), so New
+	// picks by CPU family and `resnet tune` by measurement.
+	Alternative     func(convShape) blocking
+	AlternativeName string
 }
+
+// capPixels is chooseBlocking with tiles of at most 8 pixels. Each pixel
+// of a tile is an input stream; with 1024 or 2048 input channels (or 512
+// at stride 2) the streams lie multiples of 4 KiB apart and share one set
+// of an 8-way L1. Measured on Zen 4 (AVX-512, one thread): 1x1 1024→256 on
+// 14×14 0.66 → 0.93 of peak, 2048→512 on 7×7 0.59 → 0.94, 512→1024/2 on
+// 28×28 0.58 → 0.89; 13 of the family's 38 shapes gain, 2 lose (512→256 on
+// 28×28 0.93 → 0.87); median 0.88 → 0.91. The session before measured the
+// opposite on Zen 5 for 7×7 outputs (a cap of 12 pixels: 0.88 → 0.62).
+func capPixels(s convShape) blocking { return chooseBlocking(s, avx512p8) }
+
+// avx512p8 is the AVX-512 tier with tiles of at most 8 pixels.
+var avx512p8 = tier{Name: "avx512", Lanes: 16, Regs: 32, MaxPixels: 8, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86}}
 
 // machine is the throughput model of one core.
 type machine struct {
@@ -58,7 +77,8 @@ var (
 	neoverseN1 = machine{"N1", 2, 2, 4}
 	neoverseV1 = machine{"V1", 4, 3, 4}
 
-	avx512 = tier{Name: "avx512", Lanes: 16, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86}}
+	avx512 = tier{Name: "avx512", Lanes: 16, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86},
+		Alternative: capPixels, AlternativeName: "p8"}
 	avx2   = tier{Name: "avx2", Lanes: 8, Regs: 16, MaxPixels: 12, ColumnRemainders: true, RemainderPenalty: 1, Machines: []machine{x86}}
 	neon   = tier{Name: "neon", Lanes: 4, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
 		Machines: []machine{neoverseN1, neoverseV1}}
@@ -134,7 +154,12 @@ func (t tier) slowdown(r, v, group int) float64 {
 //     machines); then most accumulators (they amortise the per-tile
 //     epilogue and call); then fewest loads per FMA; then the simpler
 //     tiling (no column remainder, then TH = 1).
-func chooseBlocking(s convShape, t tier) blocking {
+func chooseBlocking(s convShape, t tier) blocking { return chooseBlockingV(s, t, 0) }
+
+// chooseBlockingV is chooseBlocking with V fixed to onlyV (0: free), for a
+// Winograd layer's last, shorter GEMM, whose channel blocks must be those
+// of its main GEMM.
+func chooseBlockingV(s convShape, t tier, onlyV int) blocking {
 	var best blocking
 	bestCost, bestAcc, bestLoads := 0.0, 0, 0.0
 	const eps = 1e-9
@@ -144,7 +169,7 @@ func chooseBlocking(s convShape, t tier) blocking {
 		maxV = 8
 	}
 	for v := maxV; v >= 1; v-- {
-		if s.OutC%(v*t.Lanes) != 0 {
+		if s.OutC%(v*t.Lanes) != 0 || onlyV != 0 && v != onlyV {
 			continue
 		}
 		for th := 1; th <= 4 && th <= s.OutH; th++ {

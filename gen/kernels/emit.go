@@ -45,32 +45,50 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 	var table bytes.Buffer
 	fmt.Fprintf(&table, "%s\n\n//go:build amd64 && !purego\n\npackage %s\n\nimport %q\n\n", Header, pkg, asmImport)
 	table.WriteString("// kernels are the specialised kernels of this network's shapes, on every amd64 tier.\nvar kernels = asm.KernelSet{\n")
-	var conv, maxp, avgp, fc bytes.Buffer
+	var conv, wino, maxp, avgp, fc bytes.Buffer
 	for _, t := range tiers {
 		ctx := build.NewContext()
 		ctx.ConstraintExpr("amd64,!purego")
 		e := emitter{ctx, t}
-		for _, s := range net.ConvShapes() {
-			b := chooseBlocking(s, t)
-			name := kernelName(s, t)
-			e.emitConv(name, s, b, b.TH, b.TW)
-			rem, remCol, remCorner := "nil", "nil", "nil"
-			if b.RemTH > 0 {
-				e.emitConv(name+"_rem", s, b, b.RemTH, b.TW)
-				rem = name + "_rem"
+		shapes := net.ConvShapes()
+		var winoShapes []convShape
+		usedF := map[int]bool{}
+		forcedV := map[convShape]int{} // a tail GEMM takes its main GEMM's V
+		for _, s := range shapes {
+			if !winogradFits(s, t) {
+				continue
 			}
-			if b.RemTW > 0 {
-				e.emitConv(name+"_remcol", s, b, b.TH, b.RemTW)
-				remCol = name + "_remcol"
-				if b.RemTH > 0 {
-					e.emitConv(name+"_remcorner", s, b, b.RemTH, b.RemTW)
-					remCorner = name + "_remcorner"
+			winoShapes = append(winoShapes, s)
+			f := winoFor(s)
+			usedF[f.M] = true
+			chunk, g, tail := winogradGEMMs(s, f)
+			fmt.Fprintf(&wino, "\t\t{Name: %q, Tier: asm.%s, Shape: %s, M: %d, Chunk: %d,\n\t\t\tGEMMShape: %s, TailShape: %s, In: %s, Out: %s},\n",
+				winoName(s, f, t), tierIdent(t), shapeLit(s), f.M, chunk, shapeLit(g), shapeLit(tail), winoInName(f, t), winoOutName(f, t))
+			for _, gs := range []convShape{g, tail} {
+				if gs != (convShape{}) && !containsShape(shapes, gs) {
+					shapes = append(shapes, gs)
 				}
 			}
-			fmt.Fprintf(&conv, "\t\t{Name: %q, Tier: asm.%s, Shape: asm.ConvShape{K: %d, Stride: %d, Pad: %d, InC: %d, OutC: %d, InH: %d, InW: %d, OutH: %d, OutW: %d},\n"+
-				"\t\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, RemTW: %d, Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
-				name, tierIdent(t), s.K, s.Stride, s.Pad, s.InC, s.OutC, s.InH, s.InW, s.OutH, s.OutW,
-				b.TH, b.TW, b.V, t.Lanes, b.RemTH, b.RemTW, name, rem, remCol, remCorner)
+			if tail != (convShape{}) {
+				forcedV[tail] = chooseBlocking(g, t).V
+			}
+		}
+		for _, f := range []winoF{winoF4, winoF2} {
+			if usedF[f.M] {
+				e.emitWinoIn(f)
+				e.emitWinoOut(f)
+			}
+		}
+		for i, s := range shapes {
+			b := chooseBlockingV(s, t, forcedV[s])
+			e.emitConvKernel(&conv, kernelName(s, t), "", s, b)
+			// A second candidate where the tier has one and it differs
+			// (never for the Winograd GEMMs, appended after the layers').
+			if t.Alternative != nil && i < len(net.ConvShapes()) {
+				if alt := t.Alternative(s); alt != b {
+					e.emitConvKernel(&conv, kernelName(s, t)+"_"+t.AlternativeName, t.AlternativeName, s, alt)
+				}
+			}
 		}
 		for _, s := range poolShapes(net) {
 			name := poolName(s, t)
@@ -94,6 +112,7 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		files["kernels_"+t.Name+"_amd64.go"] = stubs
 	}
 	fmt.Fprintf(&table, "\tConv: []asm.ConvKernel{\n%s\t},\n", conv.String())
+	fmt.Fprintf(&table, "\tWinograd: []asm.WinogradKernel{\n%s\t},\n", wino.String())
 	fmt.Fprintf(&table, "\tMaxPool: []asm.MaxPoolKernel{\n%s\t},\n", maxp.String())
 	fmt.Fprintf(&table, "\tAvgPool: []asm.AvgPoolKernel{\n%s\t},\n", avgp.String())
 	fmt.Fprintf(&table, "\tFC: []asm.FCKernel{\n%s\t},\n}\n", fc.String())
@@ -113,6 +132,46 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		"// kernels is empty in this build: every layer runs the portable Go kernels.\nvar kernels asm.KernelSet\n", Header, pkg, asmImport)
 	files["kernels_other.go"] = []byte(other)
 	return files, nil
+}
+
+// emitConvKernel writes the micro-kernels of one blocking of shape s (and
+// its remainder kernels) and its table entry.
+func (e emitter) emitConvKernel(table *bytes.Buffer, name, variant string, s convShape, b blocking) {
+	e.emitConv(name, s, b, b.TH, b.TW)
+	rem, remCol, remCorner := "nil", "nil", "nil"
+	if b.RemTH > 0 {
+		e.emitConv(name+"_rem", s, b, b.RemTH, b.TW)
+		rem = name + "_rem"
+	}
+	if b.RemTW > 0 {
+		e.emitConv(name+"_remcol", s, b, b.TH, b.RemTW)
+		remCol = name + "_remcol"
+		if b.RemTH > 0 {
+			e.emitConv(name+"_remcorner", s, b, b.RemTH, b.RemTW)
+			remCorner = name + "_remcorner"
+		}
+	}
+	fmt.Fprintf(table, "\t\t{Name: %q, Tier: asm.%s, Variant: %q, Shape: %s,\n"+
+		"\t\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, RemTW: %d, Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
+		name, tierIdent(e.t), variant, shapeLit(s), b.TH, b.TW, b.V, e.t.Lanes, b.RemTH, b.RemTW, name, rem, remCol, remCorner)
+}
+
+// shapeLit is the Go literal of a shape (asm.ConvShape{} for none).
+func shapeLit(s convShape) string {
+	if s == (convShape{}) {
+		return "asm.ConvShape{}"
+	}
+	return fmt.Sprintf("asm.ConvShape{K: %d, Stride: %d, Pad: %d, InC: %d, OutC: %d, InH: %d, InW: %d, OutH: %d, OutW: %d}",
+		s.K, s.Stride, s.Pad, s.InC, s.OutC, s.InH, s.InW, s.OutH, s.OutW)
+}
+
+func containsShape(list []convShape, s convShape) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func tierIdent(t tier) string {

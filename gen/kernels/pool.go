@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/mmcloughlin/avo/attr"
 	. "github.com/mmcloughlin/avo/operand"
@@ -185,6 +186,8 @@ func (e emitter) emitFC(name string, s poolShape) {
 	e.VZEROUPPER()
 	e.RET()
 }
+
+func f32bits(f float32) uint32 { return math.Float32bits(f) }
 
 func poolName(s poolShape, t tier) string {
 	switch s.Op {

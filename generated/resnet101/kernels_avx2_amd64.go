@@ -4,6 +4,22 @@
 
 package resnet101
 
+// wino4in_avx2 transforms one 6x6 input tile for Winograd F(4x4,3x3): V = B^T d B, nvec vectors of channels,
+// into 36 planes vPlane bytes apart.
+func wino4in_avx2(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+
+// wino4out_avx2 transforms one tile of Winograd F(4x4,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 4x4-pixel output tile.
+func wino4out_avx2(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+
+// wino2in_avx2 transforms one 4x4 input tile for Winograd F(2x2,3x3): V = B^T d B, nvec vectors of channels,
+// into 16 planes vPlane bytes apart.
+func wino2in_avx2(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+
+// wino2out_avx2 transforms one tile of Winograd F(2x2,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 2x2-pixel output tile.
+func wino2out_avx2(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+
 // conv7x7s2_c3k64_h224_avx2 computes n 1x6-pixel by 16-channel tiles of a 7x7 stride-2 convolution,
 // 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
 func conv7x7s2_c3k64_h224_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -227,6 +243,46 @@ func conv3x3s1_c512k512_h7_avx2_remcol(in *float32, w *float32, bias *float32, r
 // conv3x3s1_c512k512_h7_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c512k512_h7_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k64_h1w25_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x25 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h1w25_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k64_h1w21_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h1w21_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k64_h1w21_avx2_remcol computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h1w21_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c128k128_h1w13_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x13 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k128_h1w13_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c128k128_h1w13_avx2_remcol computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x13 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k128_h1w13_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c128k128_h1w10_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x10 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k128_h1w10_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c256k256_h1w16_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 256→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k256_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c256k256_h1w16_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 256→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k256_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k512_h1w16_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k512_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k512_h1w16_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k512_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // maxpool3x3s2_c64_avx2 max-pools n output pixels of one row of 64 channels, 3x3 windows, stride 2.
 func maxpool3x3s2_c64_avx2(in *float32, out *float32, inRow uintptr, n uintptr)

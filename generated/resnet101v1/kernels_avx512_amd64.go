@@ -4,61 +4,165 @@
 
 package resnet101v1
 
+// wino4in_avx512 transforms one 6x6 input tile for Winograd F(4x4,3x3): V = B^T d B, nvec vectors of channels,
+// into 36 planes vPlane bytes apart.
+func wino4in_avx512(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+
+// wino4out_avx512 transforms one tile of Winograd F(4x4,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 4x4-pixel output tile.
+func wino4out_avx512(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+
+// wino2in_avx512 transforms one 4x4 input tile for Winograd F(2x2,3x3): V = B^T d B, nvec vectors of channels,
+// into 16 planes vPlane bytes apart.
+func wino2in_avx512(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+
+// wino2out_avx512 transforms one tile of Winograd F(2x2,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 2x2-pixel output tile.
+func wino2out_avx512(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+
 // conv7x7s2_c3k64_h224_avx512 computes n 1x14-pixel by 32-channel tiles of a 7x7 stride-2 convolution,
 // 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
 func conv7x7s2_c3k64_h224_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv7x7s2_c3k64_h224_avx512_p8 computes n 1x4-pixel by 64-channel tiles of a 7x7 stride-2 convolution,
+// 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
+func conv7x7s2_c3k64_h224_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c64k64_h56_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c64k64_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c64k64_h56_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k64_h56_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c64k256_h56_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 64→256 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c64k256_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k256_h56_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 64→256 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k256_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k256_h56_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 64→256 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k256_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c256k64_h56_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 256→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c256k64_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c256k64_h56_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 256→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k64_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c256k64_h56_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 256→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k64_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s2_c256k128_h56_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c256k128_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c256k128_h56_avx512_p8 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 256→128 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c256k128_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s2_c256k512_h56_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 256→512 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c256k512_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s2_c256k512_h56_avx512_p8 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 256→512 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c256k512_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv3x3s1_c64k64_h56_avx512 computes n 1x14-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c64k64_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c64k64_h56_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
+// 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c64k64_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c64k64_h56_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
+// 64→64 channels on a 56x56 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c64k64_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c128k512_h28_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 128→512 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c128k512_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c128k512_h28_avx512_p8 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 128→512 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k512_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c512k128_h28_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 512→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k128_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k128_h28_avx512_p8 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 512→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k128_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s2_c512k256_h28_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c512k256_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s2_c512k256_h28_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k256_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c512k256_h28_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k256_h28_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s2_c512k1024_h28_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c512k1024_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c512k1024_h28_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k1024_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c512k1024_h28_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k1024_h28_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c128k128_h28_avx512 computes n 1x14-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c128k128_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv3x3s1_c128k128_h28_avx512_p8 computes n 1x4-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
+// 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c128k128_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c256k1024_h14_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c256k1024_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c256k1024_h14_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k1024_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c256k1024_h14_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k1024_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c1024k256_h14_avx512 computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c1024k256_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c1024k256_h14_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c1024k256_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c1024k256_h14_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c1024k256_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s2_c1024k512_h14_avx512 computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
@@ -68,6 +172,14 @@ func conv1x1s2_c1024k512_h14_avx512(in *float32, w *float32, bias *float32, res 
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k512_h14_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s2_c1024k512_h14_avx512_p8 computes n 4x1-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k512_h14_avx512_p8_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s2_c1024k2048_h14_avx512 computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -76,9 +188,25 @@ func conv1x1s2_c1024k2048_h14_avx512(in *float32, w *float32, bias *float32, res
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s2_c1024k2048_h14_avx512_p8 computes n 4x1-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx512_p8_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv3x3s1_c256k256_h14_avx512 computes n 1x14-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c256k256_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c256k256_h14_avx512_p8 computes n 3x2-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
+// 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c256k256_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c256k256_h14_avx512_p8_rem computes n 2x2-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
+// 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c256k256_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c512k2048_h7_avx512 computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
@@ -88,6 +216,14 @@ func conv1x1s1_c512k2048_h7_avx512(in *float32, w *float32, bias *float32, res *
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k2048_h7_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c512k2048_h7_avx512_p8 computes n 4x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx512_p8_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c2048k512_h7_avx512 computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -96,6 +232,14 @@ func conv1x1s1_c2048k512_h7_avx512(in *float32, w *float32, bias *float32, res *
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c2048k512_h7_avx512_p8 computes n 4x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx512_p8_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv3x3s1_c512k512_h7_avx512 computes n 2x7-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c512k512_h7_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -103,6 +247,38 @@ func conv3x3s1_c512k512_h7_avx512(in *float32, w *float32, bias *float32, res *f
 // conv3x3s1_c512k512_h7_avx512_rem computes n 1x7-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c512k512_h7_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx512_p8 computes n 4x1-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx512_p8_rem computes n 3x1-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k64_h1w25_avx512 computes n 1x5-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x25 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h1w25_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k64_h1w21_avx512 computes n 1x3-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h1w21_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c128k128_h1w13_avx512 computes n 1x13-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x13 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k128_h1w13_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c128k128_h1w10_avx512 computes n 1x10-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x10 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k128_h1w10_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c256k256_h1w16_avx512 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 256→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k256_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k512_h1w16_avx512 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 512→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k512_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // maxpool3x3s2_c64_avx512 max-pools n output pixels of one row of 64 channels, 3x3 windows, stride 2.
 func maxpool3x3s2_c64_avx512(in *float32, out *float32, inRow uintptr, n uintptr)

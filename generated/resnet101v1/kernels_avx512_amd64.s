@@ -4,6 +4,1432 @@
 
 #include "textflag.h"
 
+// func wino4in_avx512(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX512DQ, AVX512F, SSE2
+TEXT ·wino4in_avx512(SB), NOSPLIT, $0-56
+	MOVQ         tmp+48(FP), AX
+	MOVL         $0x40000000, CX
+	MOVD         CX, X0
+	VBROADCASTSS X0, Z0
+	MOVL         $0x40800000, CX
+	MOVD         CX, X1
+	VBROADCASTSS X1, Z1
+	MOVL         $0x40a00000, CX
+	MOVD         CX, X2
+	VBROADCASTSS X2, Z2
+	VXORPS       Z3, Z3, Z3
+	MOVQ         in+0(FP), CX
+	MOVQ         v+24(FP), DX
+	MOVQ         nvec+40(FP), BX
+
+wino4in_avx512_vec:
+	MOVQ         CX, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, (AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 64(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 128(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 192(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 256(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 320(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 384(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 448(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 512(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 576(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 640(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 704(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 768(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 832(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 896(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 960(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1024(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1088(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1152(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1216(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1280(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1344(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1408(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1472(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1536(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1600(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1664(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1728(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1792(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1856(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         inPix+16(FP), DI
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1920(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1984(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 2048(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 2112(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 2176(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 2240(AX)
+	MOVQ         DX, SI
+	MOVQ         vPlane+32(FP), DI
+	VMULPS       (AX), Z1, Z4
+	VFNMADD231PS 768(AX), Z2, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       64(AX), Z1, Z4
+	VFNMADD231PS 832(AX), Z2, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       128(AX), Z1, Z4
+	VFNMADD231PS 896(AX), Z2, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       192(AX), Z1, Z4
+	VFNMADD231PS 960(AX), Z2, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       256(AX), Z1, Z4
+	VFNMADD231PS 1024(AX), Z2, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       320(AX), Z1, Z4
+	VFNMADD231PS 1088(AX), Z2, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 768(AX), Z1, Z4
+	VADDPS       1152(AX), Z4, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 832(AX), Z1, Z4
+	VADDPS       1216(AX), Z4, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 896(AX), Z1, Z4
+	VADDPS       1280(AX), Z4, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 960(AX), Z1, Z4
+	VADDPS       1344(AX), Z4, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 1024(AX), Z1, Z4
+	VADDPS       1408(AX), Z4, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 1088(AX), Z1, Z4
+	VADDPS       1472(AX), Z4, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z1, Z4
+	VFNMADD231PS 768(AX), Z1, Z4
+	VSUBPS       1152(AX), Z4, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z1, Z4
+	VFNMADD231PS 832(AX), Z1, Z4
+	VSUBPS       1216(AX), Z4, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z1, Z4
+	VFNMADD231PS 896(AX), Z1, Z4
+	VSUBPS       1280(AX), Z4, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z1, Z4
+	VFNMADD231PS 960(AX), Z1, Z4
+	VSUBPS       1344(AX), Z4, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z1, Z4
+	VFNMADD231PS 1024(AX), Z1, Z4
+	VSUBPS       1408(AX), Z4, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z1, Z4
+	VFNMADD231PS 1088(AX), Z1, Z4
+	VSUBPS       1472(AX), Z4, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       768(AX), Z4, Z4
+	VFMADD231PS  1152(AX), Z0, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       832(AX), Z4, Z4
+	VFMADD231PS  1216(AX), Z0, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       896(AX), Z4, Z4
+	VFMADD231PS  1280(AX), Z0, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       960(AX), Z4, Z4
+	VFMADD231PS  1344(AX), Z0, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       1024(AX), Z4, Z4
+	VFMADD231PS  1408(AX), Z0, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       1088(AX), Z4, Z4
+	VFMADD231PS  1472(AX), Z0, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z0, Z4
+	VSUBPS       768(AX), Z4, Z4
+	VFNMADD231PS 1152(AX), Z0, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z0, Z4
+	VSUBPS       832(AX), Z4, Z4
+	VFNMADD231PS 1216(AX), Z0, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z0, Z4
+	VSUBPS       896(AX), Z4, Z4
+	VFNMADD231PS 1280(AX), Z0, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z0, Z4
+	VSUBPS       960(AX), Z4, Z4
+	VFNMADD231PS 1344(AX), Z0, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z0, Z4
+	VSUBPS       1024(AX), Z4, Z4
+	VFNMADD231PS 1408(AX), Z0, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z0, Z4
+	VSUBPS       1088(AX), Z4, Z4
+	VFNMADD231PS 1472(AX), Z0, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z1, Z4
+	VFNMADD231PS 1152(AX), Z2, Z4
+	VADDPS       1920(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z1, Z4
+	VFNMADD231PS 1216(AX), Z2, Z4
+	VADDPS       1984(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z1, Z4
+	VFNMADD231PS 1280(AX), Z2, Z4
+	VADDPS       2048(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z1, Z4
+	VFNMADD231PS 1344(AX), Z2, Z4
+	VADDPS       2112(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z1, Z4
+	VFNMADD231PS 1408(AX), Z2, Z4
+	VADDPS       2176(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z1, Z4
+	VFNMADD231PS 1472(AX), Z2, Z4
+	VADDPS       2240(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         $0x00000040, CX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          wino4in_avx512_vec
+	VZEROUPPER
+	RET
+
+// func wino4out_avx512(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX512DQ, AVX512F, SSE2
+TEXT ·wino4out_avx512(SB), NOSPLIT, $0-88
+	MOVQ         tmp+80(FP), AX
+	MOVL         $0x40000000, CX
+	MOVD         CX, X0
+	VBROADCASTSS X0, Z0
+	MOVL         $0x40800000, CX
+	MOVD         CX, X1
+	VBROADCASTSS X1, Z1
+	MOVL         $0x41000000, CX
+	MOVD         CX, X2
+	VBROADCASTSS X2, Z2
+	VXORPS       Z3, Z3, Z3
+	MOVQ         m+0(FP), CX
+	MOVQ         nvec+72(FP), DX
+	XORQ         BX, BX
+
+wino4out_avx512_vec:
+	MOVQ         CX, SI
+	MOVQ         mPlane+8(FP), DI
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, (AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 64(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 128(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 192(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 256(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 320(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 384(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 448(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 512(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 576(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 640(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 704(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 768(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 832(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 896(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 960(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1024(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 1088(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 1152(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1216(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1280(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 1344(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 1408(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1472(AX)
+	MOVQ         bias+16(FP), SI
+	VMOVUPS      (SI)(BX*1), Z4
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	VMOVUPS      (AX), Z5
+	VADDPS       256(AX), Z5, Z5
+	VADDPS       512(AX), Z5, Z5
+	VADDPS       768(AX), Z5, Z5
+	VADDPS       1024(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r0c0_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c0_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 64(AX), Z5
+	VADDPS  320(AX), Z5, Z5
+	VADDPS  576(AX), Z5, Z5
+	VADDPS  832(AX), Z5, Z5
+	VADDPS  1088(AX), Z5, Z5
+	VADDPS  Z4, Z5, Z5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx512_r0c1_nores
+	VADDPS  (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c1_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 128(AX), Z5
+	VADDPS  384(AX), Z5, Z5
+	VADDPS  640(AX), Z5, Z5
+	VADDPS  896(AX), Z5, Z5
+	VADDPS  1152(AX), Z5, Z5
+	VADDPS  Z4, Z5, Z5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx512_r0c2_nores
+	VADDPS  (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c2_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 192(AX), Z5
+	VADDPS  448(AX), Z5, Z5
+	VADDPS  704(AX), Z5, Z5
+	VADDPS  960(AX), Z5, Z5
+	VADDPS  1216(AX), Z5, Z5
+	VADDPS  Z4, Z5, Z5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx512_r0c3_nores
+	VADDPS  (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c3_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	VMOVUPS      256(AX), Z5
+	VSUBPS       512(AX), Z5, Z5
+	VFMADD231PS  768(AX), Z0, Z5
+	VFNMADD231PS 1024(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c0_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c0_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      320(AX), Z5
+	VSUBPS       576(AX), Z5, Z5
+	VFMADD231PS  832(AX), Z0, Z5
+	VFNMADD231PS 1088(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c1_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c1_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      384(AX), Z5
+	VSUBPS       640(AX), Z5, Z5
+	VFMADD231PS  896(AX), Z0, Z5
+	VFNMADD231PS 1152(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c2_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c2_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      448(AX), Z5
+	VSUBPS       704(AX), Z5, Z5
+	VFMADD231PS  960(AX), Z0, Z5
+	VFNMADD231PS 1216(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c3_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c3_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        out+32(FP), SI
+	MOVQ        res+24(FP), DI
+	MOVQ        outRow+48(FP), R8
+	ADDQ        R8, SI
+	MOVQ        resRow+40(FP), R8
+	ADDQ        R8, DI
+	MOVQ        outRow+48(FP), R8
+	ADDQ        R8, SI
+	MOVQ        resRow+40(FP), R8
+	ADDQ        R8, DI
+	VMOVUPS     256(AX), Z5
+	VADDPS      512(AX), Z5, Z5
+	VFMADD231PS 768(AX), Z1, Z5
+	VFMADD231PS 1024(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c0_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c0_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     320(AX), Z5
+	VADDPS      576(AX), Z5, Z5
+	VFMADD231PS 832(AX), Z1, Z5
+	VFMADD231PS 1088(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c1_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c1_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     384(AX), Z5
+	VADDPS      640(AX), Z5, Z5
+	VFMADD231PS 896(AX), Z1, Z5
+	VFMADD231PS 1152(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c2_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c2_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     448(AX), Z5
+	VADDPS      704(AX), Z5, Z5
+	VFMADD231PS 960(AX), Z1, Z5
+	VFMADD231PS 1216(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c3_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c3_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	VMOVUPS      256(AX), Z5
+	VSUBPS       512(AX), Z5, Z5
+	VFMADD231PS  768(AX), Z2, Z5
+	VFNMADD231PS 1024(AX), Z2, Z5
+	VADDPS       1280(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c0_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c0_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      320(AX), Z5
+	VSUBPS       576(AX), Z5, Z5
+	VFMADD231PS  832(AX), Z2, Z5
+	VFNMADD231PS 1088(AX), Z2, Z5
+	VADDPS       1344(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c1_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c1_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      384(AX), Z5
+	VSUBPS       640(AX), Z5, Z5
+	VFMADD231PS  896(AX), Z2, Z5
+	VFNMADD231PS 1152(AX), Z2, Z5
+	VADDPS       1408(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c2_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c2_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      448(AX), Z5
+	VSUBPS       704(AX), Z5, Z5
+	VFMADD231PS  960(AX), Z2, Z5
+	VFNMADD231PS 1216(AX), Z2, Z5
+	VADDPS       1472(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c3_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c3_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	ADDQ    $0x00000040, CX
+	ADDQ    $0x00000040, BX
+	DECQ    DX
+	JNZ     wino4out_avx512_vec
+	VZEROUPPER
+	RET
+
+// func wino2in_avx512(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·wino2in_avx512(SB), NOSPLIT, $0-56
+	MOVQ   tmp+48(FP), AX
+	VXORPS Z0, Z0, Z0
+	MOVQ   in+0(FP), CX
+	MOVQ   v+24(FP), DX
+	MOVQ   nvec+40(FP), BX
+
+wino2in_avx512_vec:
+	MOVQ    CX, SI
+	MOVQ    SI, DI
+	MOVQ    inPix+16(FP), R8
+	VMOVUPS (DI), Z1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z2
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z3
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z4
+	VMOVUPS Z1, Z1
+	VSUBPS  Z3, Z1, Z1
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z2, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 64(AX)
+	VSUBPS  Z2, Z0, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 128(AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 192(AX)
+	MOVQ    inRow+8(FP), DI
+	ADDQ    DI, SI
+	MOVQ    SI, DI
+	MOVQ    inPix+16(FP), R8
+	VMOVUPS (DI), Z1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z2
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z3
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z4
+	VMOVUPS Z1, Z1
+	VSUBPS  Z3, Z1, Z1
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z2, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 320(AX)
+	VSUBPS  Z2, Z0, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 384(AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 448(AX)
+	MOVQ    inRow+8(FP), DI
+	ADDQ    DI, SI
+	MOVQ    SI, DI
+	MOVQ    inPix+16(FP), R8
+	VMOVUPS (DI), Z1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z2
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z3
+	ADDQ    R8, DI
+	VMOVUPS (DI), Z4
+	VMOVUPS Z1, Z1
+	VSUBPS  Z3, Z1, Z1
+	VMOVUPS Z1, 512(AX)
+	VMOVUPS Z2, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 576(AX)
+	VSUBPS  Z2, Z0, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 640(AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 704(AX)
+	MOVQ    inRow+8(FP), DI
+	ADDQ    DI, SI
+	MOVQ    inPix+16(FP), DI
+	VMOVUPS (SI), Z1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z4
+	VMOVUPS Z1, Z1
+	VSUBPS  Z3, Z1, Z1
+	VMOVUPS Z1, 768(AX)
+	VMOVUPS Z2, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 832(AX)
+	VSUBPS  Z2, Z0, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 896(AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 960(AX)
+	MOVQ    DX, SI
+	MOVQ    vPlane+32(FP), DI
+	VMOVUPS (AX), Z1
+	VSUBPS  512(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 64(AX), Z1
+	VSUBPS  576(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 128(AX), Z1
+	VSUBPS  640(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 192(AX), Z1
+	VSUBPS  704(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 256(AX), Z1
+	VADDPS  512(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 320(AX), Z1
+	VADDPS  576(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 384(AX), Z1
+	VADDPS  640(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 448(AX), Z1
+	VADDPS  704(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  256(AX), Z0, Z1
+	VADDPS  512(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  320(AX), Z0, Z1
+	VADDPS  576(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  384(AX), Z0, Z1
+	VADDPS  640(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  448(AX), Z0, Z1
+	VADDPS  704(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 256(AX), Z1
+	VSUBPS  768(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 320(AX), Z1
+	VSUBPS  832(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 384(AX), Z1
+	VSUBPS  896(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 448(AX), Z1
+	VSUBPS  960(AX), Z1, Z1
+	VMOVUPS Z1, (SI)
+	ADDQ    $0x00000040, CX
+	ADDQ    $0x00000040, DX
+	DECQ    BX
+	JNZ     wino2in_avx512_vec
+	VZEROUPPER
+	RET
+
+// func wino2out_avx512(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·wino2out_avx512(SB), NOSPLIT, $0-88
+	MOVQ   tmp+80(FP), AX
+	VXORPS Z0, Z0, Z0
+	MOVQ   m+0(FP), CX
+	MOVQ   nvec+72(FP), DX
+	XORQ   BX, BX
+
+wino2out_avx512_vec:
+	MOVQ    CX, SI
+	MOVQ    mPlane+8(FP), DI
+	VMOVUPS (SI), Z1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z4
+	ADDQ    DI, SI
+	VMOVUPS Z1, Z1
+	VADDPS  Z2, Z1, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, (AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z3, Z1, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS (SI), Z1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z4
+	ADDQ    DI, SI
+	VMOVUPS Z1, Z1
+	VADDPS  Z2, Z1, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 128(AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z3, Z1, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 192(AX)
+	VMOVUPS (SI), Z1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z4
+	ADDQ    DI, SI
+	VMOVUPS Z1, Z1
+	VADDPS  Z2, Z1, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 256(AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z3, Z1, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 320(AX)
+	VMOVUPS (SI), Z1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Z4
+	VMOVUPS Z1, Z1
+	VADDPS  Z2, Z1, Z1
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, 384(AX)
+	VMOVUPS Z2, Z1
+	VSUBPS  Z3, Z1, Z1
+	VSUBPS  Z4, Z1, Z1
+	VMOVUPS Z1, 448(AX)
+	MOVQ    bias+16(FP), SI
+	VMOVUPS (SI)(BX*1), Z1
+	MOVQ    out+32(FP), SI
+	MOVQ    res+24(FP), DI
+	VMOVUPS (AX), Z2
+	VADDPS  128(AX), Z2, Z2
+	VADDPS  256(AX), Z2, Z2
+	VADDPS  Z1, Z2, Z2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx512_r0c0_nores
+	VADDPS  (DI)(BX*1), Z2, Z2
+
+wino2out_avx512_r0c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx512_r0c0_norelu
+	VMAXPS Z0, Z2, Z2
+
+wino2out_avx512_r0c0_norelu:
+	VMOVUPS Z2, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 64(AX), Z2
+	VADDPS  192(AX), Z2, Z2
+	VADDPS  320(AX), Z2, Z2
+	VADDPS  Z1, Z2, Z2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx512_r0c1_nores
+	VADDPS  (DI)(BX*1), Z2, Z2
+
+wino2out_avx512_r0c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx512_r0c1_norelu
+	VMAXPS Z0, Z2, Z2
+
+wino2out_avx512_r0c1_norelu:
+	VMOVUPS Z2, (SI)(BX*1)
+	MOVQ    out+32(FP), SI
+	MOVQ    res+24(FP), DI
+	MOVQ    outRow+48(FP), R8
+	ADDQ    R8, SI
+	MOVQ    resRow+40(FP), R8
+	ADDQ    R8, DI
+	VMOVUPS 128(AX), Z2
+	VSUBPS  256(AX), Z2, Z2
+	VSUBPS  384(AX), Z2, Z2
+	VADDPS  Z1, Z2, Z2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx512_r1c0_nores
+	VADDPS  (DI)(BX*1), Z2, Z2
+
+wino2out_avx512_r1c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx512_r1c0_norelu
+	VMAXPS Z0, Z2, Z2
+
+wino2out_avx512_r1c0_norelu:
+	VMOVUPS Z2, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 192(AX), Z2
+	VSUBPS  320(AX), Z2, Z2
+	VSUBPS  448(AX), Z2, Z2
+	VADDPS  Z1, Z2, Z2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx512_r1c1_nores
+	VADDPS  (DI)(BX*1), Z2, Z2
+
+wino2out_avx512_r1c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx512_r1c1_norelu
+	VMAXPS Z0, Z2, Z2
+
+wino2out_avx512_r1c1_norelu:
+	VMOVUPS Z2, (SI)(BX*1)
+	ADDQ    $0x00000040, CX
+	ADDQ    $0x00000040, BX
+	DECQ    DX
+	JNZ     wino2out_avx512_vec
+	VZEROUPPER
+	RET
+
 // func conv7x7s2_c3k64_h224_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv7x7s2_c3k64_h224_avx512(SB), NOSPLIT, $0-80
@@ -1167,6 +2593,691 @@ conv7x7s2_c3k64_h224_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv7x7s2_c3k64_h224_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv7x7s2_c3k64_h224_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv7x7s2_c3k64_h224_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv7x7s2_c3k64_h224_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 768(SI)
+	PREFETCHT0 832(SI)
+	PREFETCHT0 896(SI)
+	PREFETCHT0 960(SI)
+
+conv7x7s2_c3k64_h224_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000007, R9
+
+conv7x7s2_c3k64_h224_avx512_p8_ky:
+	XORQ R10, R10
+
+conv7x7s2_c3k64_h224_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 24(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 48(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 72(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 28(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 52(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 76(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 32(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 56(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 80(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000300, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv7x7s2_c3k64_h224_avx512_p8_kx0_ic
+	XORQ         R10, R10
+
+conv7x7s2_c3k64_h224_avx512_p8_kx1_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 36(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 60(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 84(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 16(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 40(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 64(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 88(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 20(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 44(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 68(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 92(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000300, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv7x7s2_c3k64_h224_avx512_p8_kx1_ic
+	XORQ         R10, R10
+
+conv7x7s2_c3k64_h224_avx512_p8_kx2_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 24(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 48(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 72(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 96(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 28(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 52(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 76(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 100(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 32(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 56(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 80(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 104(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000300, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv7x7s2_c3k64_h224_avx512_p8_kx2_ic
+	XORQ         R10, R10
+
+conv7x7s2_c3k64_h224_avx512_p8_kx3_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 36(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 60(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 84(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 108(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 40(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 64(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 88(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 112(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 44(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 68(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 92(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 116(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000300, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv7x7s2_c3k64_h224_avx512_p8_kx3_ic
+	XORQ         R10, R10
+
+conv7x7s2_c3k64_h224_avx512_p8_kx4_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 48(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 72(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 96(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 120(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 52(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 76(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 100(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 124(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 56(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 80(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 104(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 128(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000300, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv7x7s2_c3k64_h224_avx512_p8_kx4_ic
+	XORQ         R10, R10
+
+conv7x7s2_c3k64_h224_avx512_p8_kx5_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 60(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 84(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 108(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 132(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 64(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 88(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 112(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 136(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 68(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 92(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 116(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 140(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000300, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv7x7s2_c3k64_h224_avx512_p8_kx5_ic
+	XORQ         R10, R10
+
+conv7x7s2_c3k64_h224_avx512_p8_kx6_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 72(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 96(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 120(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 144(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 76(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 100(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 124(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 148(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 80(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 104(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 128(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 152(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000300, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv7x7s2_c3k64_h224_avx512_p8_kx6_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv7x7s2_c3k64_h224_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv7x7s2_c3k64_h224_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       256(DI), Z2, Z2
+	VADDPS       320(DI), Z6, Z6
+	VADDPS       384(DI), Z10, Z10
+	VADDPS       448(DI), Z14, Z14
+	VADDPS       512(DI), Z3, Z3
+	VADDPS       576(DI), Z7, Z7
+	VADDPS       640(DI), Z11, Z11
+	VADDPS       704(DI), Z15, Z15
+	VADDPS       768(DI), Z0, Z0
+	VADDPS       832(DI), Z4, Z4
+	VADDPS       896(DI), Z8, Z8
+	VADDPS       960(DI), Z12, Z12
+
+conv7x7s2_c3k64_h224_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv7x7s2_c3k64_h224_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv7x7s2_c3k64_h224_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 256(SI)
+	VMOVUPS Z6, 320(SI)
+	VMOVUPS Z10, 384(SI)
+	VMOVUPS Z14, 448(SI)
+	VMOVUPS Z3, 512(SI)
+	VMOVUPS Z7, 576(SI)
+	VMOVUPS Z11, 640(SI)
+	VMOVUPS Z15, 704(SI)
+	VMOVUPS Z0, 768(SI)
+	VMOVUPS Z4, 832(SI)
+	VMOVUPS Z8, 896(SI)
+	VMOVUPS Z12, 960(SI)
+	ADDQ    $0x00000060, AX
+	ADDQ    $0x00000400, CX
+	ADDQ    $0x00000400, DX
+	DECQ    BX
+	JNZ     conv7x7s2_c3k64_h224_avx512_p8_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s1_c64k64_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s1_c64k64_h56_avx512(SB), NOSPLIT, $0-80
@@ -1537,6 +3648,575 @@ conv1x1s1_c64k64_h56_avx512_norelu:
 	ADDQ    $0x00000e00, DX
 	DECQ    BX
 	JNZ     conv1x1s1_c64k64_h56_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c64k64_h56_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h56_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h56_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+
+conv1x1s1_c64k64_h56_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s1_c64k64_h56_avx512_p8_ky:
+	XORQ R12, R12
+
+conv1x1s1_c64k64_h56_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 256(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 256(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 256(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 260(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 260(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 260(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 264(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 264(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 264(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 268(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 268(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 268(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000100
+	JNE          conv1x1s1_c64k64_h56_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s1_c64k64_h56_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h56_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       256(R8), Z2, Z2
+	VADDPS       320(R8), Z8, Z8
+	VADDPS       384(R8), Z14, Z14
+	VADDPS       448(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       256(R8), Z4, Z4
+	VADDPS       320(R8), Z10, Z10
+	VADDPS       384(R8), Z16, Z16
+	VADDPS       448(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       256(R8), Z0, Z0
+	VADDPS       320(R8), Z6, Z6
+	VADDPS       384(R8), Z12, Z12
+	VADDPS       448(R8), Z18, Z18
+
+conv1x1s1_c64k64_h56_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h56_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv1x1s1_c64k64_h56_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z8, 320(DI)
+	VMOVUPS Z14, 384(DI)
+	VMOVUPS Z20, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z10, 320(DI)
+	VMOVUPS Z16, 384(DI)
+	VMOVUPS Z22, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 256(DI)
+	VMOVUPS Z6, 320(DI)
+	VMOVUPS Z12, 384(DI)
+	VMOVUPS Z18, 448(DI)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h56_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c64k64_h56_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h56_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h56_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+
+conv1x1s1_c64k64_h56_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
+
+conv1x1s1_c64k64_h56_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv1x1s1_c64k64_h56_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 256(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 256(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 260(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 260(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 264(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 264(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 268(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 268(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000100
+	JNE          conv1x1s1_c64k64_h56_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv1x1s1_c64k64_h56_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h56_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       256(R8), Z2, Z2
+	VADDPS       320(R8), Z6, Z6
+	VADDPS       384(R8), Z10, Z10
+	VADDPS       448(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       256(R8), Z0, Z0
+	VADDPS       320(R8), Z4, Z4
+	VADDPS       384(R8), Z8, Z8
+	VADDPS       448(R8), Z12, Z12
+
+conv1x1s1_c64k64_h56_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h56_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c64k64_h56_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z6, 320(DI)
+	VMOVUPS Z10, 384(DI)
+	VMOVUPS Z14, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 256(DI)
+	VMOVUPS Z4, 320(DI)
+	VMOVUPS Z8, 384(DI)
+	VMOVUPS Z12, 448(DI)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h56_avx512_p8_rem_tile
 	VZEROUPPER
 	RET
 
@@ -1913,6 +4593,575 @@ conv1x1s1_c64k256_h56_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv1x1s1_c64k256_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c64k256_h56_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k256_h56_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k256_h56_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv1x1s1_c64k256_h56_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s1_c64k256_h56_avx512_p8_ky:
+	XORQ R12, R12
+
+conv1x1s1_c64k256_h56_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 256(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 256(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 256(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 260(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 260(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 260(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 264(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 264(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 264(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 268(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 268(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 268(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000100
+	JNE          conv1x1s1_c64k256_h56_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s1_c64k256_h56_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k256_h56_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z8, Z8
+	VADDPS       1152(R8), Z14, Z14
+	VADDPS       1216(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       1024(R8), Z4, Z4
+	VADDPS       1088(R8), Z10, Z10
+	VADDPS       1152(R8), Z16, Z16
+	VADDPS       1216(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z12, Z12
+	VADDPS       1216(R8), Z18, Z18
+
+conv1x1s1_c64k256_h56_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k256_h56_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv1x1s1_c64k256_h56_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z8, 1088(DI)
+	VMOVUPS Z14, 1152(DI)
+	VMOVUPS Z20, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 1024(DI)
+	VMOVUPS Z10, 1088(DI)
+	VMOVUPS Z16, 1152(DI)
+	VMOVUPS Z22, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z12, 1152(DI)
+	VMOVUPS Z18, 1216(DI)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k256_h56_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k256_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c64k256_h56_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k256_h56_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k256_h56_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv1x1s1_c64k256_h56_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
+
+conv1x1s1_c64k256_h56_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv1x1s1_c64k256_h56_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 256(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 256(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 260(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 260(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 264(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 264(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 268(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 268(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000100
+	JNE          conv1x1s1_c64k256_h56_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv1x1s1_c64k256_h56_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k256_h56_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z10, Z10
+	VADDPS       1216(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z4, Z4
+	VADDPS       1152(R8), Z8, Z8
+	VADDPS       1216(R8), Z12, Z12
+
+conv1x1s1_c64k256_h56_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k256_h56_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c64k256_h56_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z10, 1152(DI)
+	VMOVUPS Z14, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z4, 1088(DI)
+	VMOVUPS Z8, 1152(DI)
+	VMOVUPS Z12, 1216(DI)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k256_h56_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s1_c256k64_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s1_c256k64_h56_avx512(SB), NOSPLIT, $0-80
@@ -2283,6 +5532,575 @@ conv1x1s1_c256k64_h56_avx512_norelu:
 	ADDQ    $0x00000e00, DX
 	DECQ    BX
 	JNZ     conv1x1s1_c256k64_h56_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c256k64_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c256k64_h56_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c256k64_h56_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k64_h56_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+
+conv1x1s1_c256k64_h56_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s1_c256k64_h56_avx512_p8_ky:
+	XORQ R12, R12
+
+conv1x1s1_c256k64_h56_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1024(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1024(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1024(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1028(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1028(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1028(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1032(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1032(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1032(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1036(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1036(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1036(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000400
+	JNE          conv1x1s1_c256k64_h56_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s1_c256k64_h56_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c256k64_h56_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       256(R8), Z2, Z2
+	VADDPS       320(R8), Z8, Z8
+	VADDPS       384(R8), Z14, Z14
+	VADDPS       448(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       256(R8), Z4, Z4
+	VADDPS       320(R8), Z10, Z10
+	VADDPS       384(R8), Z16, Z16
+	VADDPS       448(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       256(R8), Z0, Z0
+	VADDPS       320(R8), Z6, Z6
+	VADDPS       384(R8), Z12, Z12
+	VADDPS       448(R8), Z18, Z18
+
+conv1x1s1_c256k64_h56_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c256k64_h56_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv1x1s1_c256k64_h56_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z8, 320(DI)
+	VMOVUPS Z14, 384(DI)
+	VMOVUPS Z20, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z10, 320(DI)
+	VMOVUPS Z16, 384(DI)
+	VMOVUPS Z22, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 256(DI)
+	VMOVUPS Z6, 320(DI)
+	VMOVUPS Z12, 384(DI)
+	VMOVUPS Z18, 448(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c256k64_h56_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c256k64_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c256k64_h56_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c256k64_h56_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k64_h56_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+
+conv1x1s1_c256k64_h56_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
+
+conv1x1s1_c256k64_h56_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv1x1s1_c256k64_h56_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1024(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1024(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1028(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1028(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1032(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1032(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1036(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1036(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000400
+	JNE          conv1x1s1_c256k64_h56_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv1x1s1_c256k64_h56_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c256k64_h56_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       256(R8), Z2, Z2
+	VADDPS       320(R8), Z6, Z6
+	VADDPS       384(R8), Z10, Z10
+	VADDPS       448(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       256(R8), Z0, Z0
+	VADDPS       320(R8), Z4, Z4
+	VADDPS       384(R8), Z8, Z8
+	VADDPS       448(R8), Z12, Z12
+
+conv1x1s1_c256k64_h56_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c256k64_h56_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c256k64_h56_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z6, 320(DI)
+	VMOVUPS Z10, 384(DI)
+	VMOVUPS Z14, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 256(DI)
+	VMOVUPS Z4, 320(DI)
+	VMOVUPS Z8, 384(DI)
+	VMOVUPS Z12, 448(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c256k64_h56_avx512_p8_rem_tile
 	VZEROUPPER
 	RET
 
@@ -2659,6 +6477,241 @@ conv1x1s2_c256k128_h56_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv1x1s2_c256k128_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c256k128_h56_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c256k128_h56_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c256k128_h56_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	PREFETCHT0 1152(SI)
+	PREFETCHT0 1216(SI)
+	PREFETCHT0 1536(SI)
+	PREFETCHT0 1600(SI)
+	PREFETCHT0 1664(SI)
+	PREFETCHT0 1728(SI)
+
+conv1x1s2_c256k128_h56_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s2_c256k128_h56_avx512_p8_ky:
+	XORQ R10, R10
+
+conv1x1s2_c256k128_h56_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2048(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4096(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6144(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2052(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4100(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6148(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2056(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4104(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6152(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2060(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4108(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6156(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000400
+	JNE          conv1x1s2_c256k128_h56_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s2_c256k128_h56_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c256k128_h56_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       512(DI), Z2, Z2
+	VADDPS       576(DI), Z6, Z6
+	VADDPS       640(DI), Z10, Z10
+	VADDPS       704(DI), Z14, Z14
+	VADDPS       1024(DI), Z3, Z3
+	VADDPS       1088(DI), Z7, Z7
+	VADDPS       1152(DI), Z11, Z11
+	VADDPS       1216(DI), Z15, Z15
+	VADDPS       1536(DI), Z0, Z0
+	VADDPS       1600(DI), Z4, Z4
+	VADDPS       1664(DI), Z8, Z8
+	VADDPS       1728(DI), Z12, Z12
+
+conv1x1s2_c256k128_h56_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c256k128_h56_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s2_c256k128_h56_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 512(SI)
+	VMOVUPS Z6, 576(SI)
+	VMOVUPS Z10, 640(SI)
+	VMOVUPS Z14, 704(SI)
+	VMOVUPS Z3, 1024(SI)
+	VMOVUPS Z7, 1088(SI)
+	VMOVUPS Z11, 1152(SI)
+	VMOVUPS Z15, 1216(SI)
+	VMOVUPS Z0, 1536(SI)
+	VMOVUPS Z4, 1600(SI)
+	VMOVUPS Z8, 1664(SI)
+	VMOVUPS Z12, 1728(SI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c256k128_h56_avx512_p8_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s2_c256k512_h56_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s2_c256k512_h56_avx512(SB), NOSPLIT, $0-80
@@ -3029,6 +7082,241 @@ conv1x1s2_c256k512_h56_avx512_norelu:
 	ADDQ    $0x00007000, DX
 	DECQ    BX
 	JNZ     conv1x1s2_c256k512_h56_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s2_c256k512_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c256k512_h56_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c256k512_h56_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c256k512_h56_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+	PREFETCHT0 2176(SI)
+	PREFETCHT0 2240(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 4160(SI)
+	PREFETCHT0 4224(SI)
+	PREFETCHT0 4288(SI)
+	PREFETCHT0 6144(SI)
+	PREFETCHT0 6208(SI)
+	PREFETCHT0 6272(SI)
+	PREFETCHT0 6336(SI)
+
+conv1x1s2_c256k512_h56_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s2_c256k512_h56_avx512_p8_ky:
+	XORQ R10, R10
+
+conv1x1s2_c256k512_h56_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2048(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4096(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6144(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2052(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4100(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6148(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2056(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4104(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6152(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2060(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4108(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6156(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000400
+	JNE          conv1x1s2_c256k512_h56_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s2_c256k512_h56_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c256k512_h56_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       2048(DI), Z2, Z2
+	VADDPS       2112(DI), Z6, Z6
+	VADDPS       2176(DI), Z10, Z10
+	VADDPS       2240(DI), Z14, Z14
+	VADDPS       4096(DI), Z3, Z3
+	VADDPS       4160(DI), Z7, Z7
+	VADDPS       4224(DI), Z11, Z11
+	VADDPS       4288(DI), Z15, Z15
+	VADDPS       6144(DI), Z0, Z0
+	VADDPS       6208(DI), Z4, Z4
+	VADDPS       6272(DI), Z8, Z8
+	VADDPS       6336(DI), Z12, Z12
+
+conv1x1s2_c256k512_h56_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c256k512_h56_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s2_c256k512_h56_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 2048(SI)
+	VMOVUPS Z6, 2112(SI)
+	VMOVUPS Z10, 2176(SI)
+	VMOVUPS Z14, 2240(SI)
+	VMOVUPS Z3, 4096(SI)
+	VMOVUPS Z7, 4160(SI)
+	VMOVUPS Z11, 4224(SI)
+	VMOVUPS Z15, 4288(SI)
+	VMOVUPS Z0, 6144(SI)
+	VMOVUPS Z4, 6208(SI)
+	VMOVUPS Z8, 6272(SI)
+	VMOVUPS Z12, 6336(SI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c256k512_h56_avx512_p8_tile
 	VZEROUPPER
 	RET
 
@@ -3771,6 +8059,1067 @@ conv3x3s1_c64k64_h56_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv3x3s1_c64k64_h56_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c64k64_h56_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c64k64_h56_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c64k64_h56_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+
+conv3x3s1_c64k64_h56_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
+
+conv3x3s1_c64k64_h56_avx512_p8_ky:
+	XORQ R12, R12
+
+conv3x3s1_c64k64_h56_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 256(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 256(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 256(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 260(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 260(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 260(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 264(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 264(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 264(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 268(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 268(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 268(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000100
+	JNE          conv3x3s1_c64k64_h56_avx512_p8_kx0_ic
+	XORQ         R12, R12
+
+conv3x3s1_c64k64_h56_avx512_p8_kx1_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS 256(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 512(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 256(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 512(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 256(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 512(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 260(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 516(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 260(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 516(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 260(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 516(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 264(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 520(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 264(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 520(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 264(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 520(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 268(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 524(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 268(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 524(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 268(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 524(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000100
+	JNE          conv3x3s1_c64k64_h56_avx512_p8_kx1_ic
+	XORQ         R12, R12
+
+conv3x3s1_c64k64_h56_avx512_p8_kx2_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS 512(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 768(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 512(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 768(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 512(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 768(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 516(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 772(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 516(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 772(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 516(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 772(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 520(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 776(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 520(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 776(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 520(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 776(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 524(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 780(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 524(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 780(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 524(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 780(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000100
+	JNE          conv3x3s1_c64k64_h56_avx512_p8_kx2_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv3x3s1_c64k64_h56_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c64k64_h56_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       256(R8), Z2, Z2
+	VADDPS       320(R8), Z8, Z8
+	VADDPS       384(R8), Z14, Z14
+	VADDPS       448(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       256(R8), Z4, Z4
+	VADDPS       320(R8), Z10, Z10
+	VADDPS       384(R8), Z16, Z16
+	VADDPS       448(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       256(R8), Z0, Z0
+	VADDPS       320(R8), Z6, Z6
+	VADDPS       384(R8), Z12, Z12
+	VADDPS       448(R8), Z18, Z18
+
+conv3x3s1_c64k64_h56_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c64k64_h56_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv3x3s1_c64k64_h56_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z8, 320(DI)
+	VMOVUPS Z14, 384(DI)
+	VMOVUPS Z20, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z10, 320(DI)
+	VMOVUPS Z16, 384(DI)
+	VMOVUPS Z22, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 256(DI)
+	VMOVUPS Z6, 320(DI)
+	VMOVUPS Z12, 384(DI)
+	VMOVUPS Z18, 448(DI)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c64k64_h56_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv3x3s1_c64k64_h56_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c64k64_h56_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c64k64_h56_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 256(DI)
+	PREFETCHT0 320(DI)
+	PREFETCHT0 384(DI)
+	PREFETCHT0 448(DI)
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 256(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 256(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 260(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 260(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 264(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 264(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 268(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 268(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000100
+	JNE          conv3x3s1_c64k64_h56_avx512_p8_rem_kx0_ic
+	XORQ         R11, R11
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_kx1_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS 256(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 512(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 256(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 512(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 260(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 516(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 260(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 516(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 264(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 520(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 264(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 520(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 268(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 524(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 268(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 524(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000100
+	JNE          conv3x3s1_c64k64_h56_avx512_p8_rem_kx1_ic
+	XORQ         R11, R11
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_kx2_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS 512(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 768(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 512(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 768(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 516(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 772(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 516(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 772(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 520(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 776(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 520(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 776(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 524(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 780(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 524(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 780(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000100
+	JNE          conv3x3s1_c64k64_h56_avx512_p8_rem_kx2_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv3x3s1_c64k64_h56_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c64k64_h56_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       256(R8), Z2, Z2
+	VADDPS       320(R8), Z6, Z6
+	VADDPS       384(R8), Z10, Z10
+	VADDPS       448(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       256(R8), Z0, Z0
+	VADDPS       320(R8), Z4, Z4
+	VADDPS       384(R8), Z8, Z8
+	VADDPS       448(R8), Z12, Z12
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c64k64_h56_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv3x3s1_c64k64_h56_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z6, 320(DI)
+	VMOVUPS Z10, 384(DI)
+	VMOVUPS Z14, 448(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 256(DI)
+	VMOVUPS Z4, 320(DI)
+	VMOVUPS Z8, 384(DI)
+	VMOVUPS Z12, 448(DI)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c64k64_h56_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s1_c128k512_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s1_c128k512_h28_avx512(SB), NOSPLIT, $0-80
@@ -4141,6 +9490,241 @@ conv1x1s1_c128k512_h28_avx512_norelu:
 	ADDQ    $0x00007000, DX
 	DECQ    BX
 	JNZ     conv1x1s1_c128k512_h28_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c128k512_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c128k512_h28_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c128k512_h28_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c128k512_h28_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+	PREFETCHT0 2176(SI)
+	PREFETCHT0 2240(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 4160(SI)
+	PREFETCHT0 4224(SI)
+	PREFETCHT0 4288(SI)
+	PREFETCHT0 6144(SI)
+	PREFETCHT0 6208(SI)
+	PREFETCHT0 6272(SI)
+	PREFETCHT0 6336(SI)
+
+conv1x1s1_c128k512_h28_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c128k512_h28_avx512_p8_ky:
+	XORQ R10, R10
+
+conv1x1s1_c128k512_h28_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 512(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1024(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1536(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 516(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1028(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1540(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 520(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1032(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1544(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 524(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1036(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1548(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv1x1s1_c128k512_h28_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c128k512_h28_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c128k512_h28_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       2048(DI), Z2, Z2
+	VADDPS       2112(DI), Z6, Z6
+	VADDPS       2176(DI), Z10, Z10
+	VADDPS       2240(DI), Z14, Z14
+	VADDPS       4096(DI), Z3, Z3
+	VADDPS       4160(DI), Z7, Z7
+	VADDPS       4224(DI), Z11, Z11
+	VADDPS       4288(DI), Z15, Z15
+	VADDPS       6144(DI), Z0, Z0
+	VADDPS       6208(DI), Z4, Z4
+	VADDPS       6272(DI), Z8, Z8
+	VADDPS       6336(DI), Z12, Z12
+
+conv1x1s1_c128k512_h28_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c128k512_h28_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c128k512_h28_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 2048(SI)
+	VMOVUPS Z6, 2112(SI)
+	VMOVUPS Z10, 2176(SI)
+	VMOVUPS Z14, 2240(SI)
+	VMOVUPS Z3, 4096(SI)
+	VMOVUPS Z7, 4160(SI)
+	VMOVUPS Z11, 4224(SI)
+	VMOVUPS Z15, 4288(SI)
+	VMOVUPS Z0, 6144(SI)
+	VMOVUPS Z4, 6208(SI)
+	VMOVUPS Z8, 6272(SI)
+	VMOVUPS Z12, 6336(SI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c128k512_h28_avx512_p8_tile
 	VZEROUPPER
 	RET
 
@@ -4517,6 +10101,241 @@ conv1x1s1_c512k128_h28_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv1x1s1_c512k128_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c512k128_h28_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c512k128_h28_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k128_h28_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	PREFETCHT0 1152(SI)
+	PREFETCHT0 1216(SI)
+	PREFETCHT0 1536(SI)
+	PREFETCHT0 1600(SI)
+	PREFETCHT0 1664(SI)
+	PREFETCHT0 1728(SI)
+
+conv1x1s1_c512k128_h28_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c512k128_h28_avx512_p8_ky:
+	XORQ R10, R10
+
+conv1x1s1_c512k128_h28_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2048(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4096(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6144(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2052(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4100(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6148(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2056(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4104(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6152(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2060(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4108(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6156(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000800
+	JNE          conv1x1s1_c512k128_h28_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c512k128_h28_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c512k128_h28_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       512(DI), Z2, Z2
+	VADDPS       576(DI), Z6, Z6
+	VADDPS       640(DI), Z10, Z10
+	VADDPS       704(DI), Z14, Z14
+	VADDPS       1024(DI), Z3, Z3
+	VADDPS       1088(DI), Z7, Z7
+	VADDPS       1152(DI), Z11, Z11
+	VADDPS       1216(DI), Z15, Z15
+	VADDPS       1536(DI), Z0, Z0
+	VADDPS       1600(DI), Z4, Z4
+	VADDPS       1664(DI), Z8, Z8
+	VADDPS       1728(DI), Z12, Z12
+
+conv1x1s1_c512k128_h28_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c512k128_h28_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c512k128_h28_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 512(SI)
+	VMOVUPS Z6, 576(SI)
+	VMOVUPS Z10, 640(SI)
+	VMOVUPS Z14, 704(SI)
+	VMOVUPS Z3, 1024(SI)
+	VMOVUPS Z7, 1088(SI)
+	VMOVUPS Z11, 1152(SI)
+	VMOVUPS Z15, 1216(SI)
+	VMOVUPS Z0, 1536(SI)
+	VMOVUPS Z4, 1600(SI)
+	VMOVUPS Z8, 1664(SI)
+	VMOVUPS Z12, 1728(SI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c512k128_h28_avx512_p8_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s2_c512k256_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s2_c512k256_h28_avx512(SB), NOSPLIT, $0-80
@@ -4890,6 +10709,579 @@ conv1x1s2_c512k256_h28_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv1x1s2_c512k256_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c512k256_h28_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c512k256_h28_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k256_h28_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv1x1s2_c512k256_h28_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s2_c512k256_h28_avx512_p8_ky:
+	XORQ R12, R12
+
+conv1x1s2_c512k256_h28_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4096(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4096(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4096(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4100(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4100(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4100(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4104(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4104(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4104(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4108(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4108(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4108(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000800
+	JNE          conv1x1s2_c512k256_h28_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s2_c512k256_h28_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c512k256_h28_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z8, Z8
+	VADDPS       1152(R8), Z14, Z14
+	VADDPS       1216(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       1024(R8), Z4, Z4
+	VADDPS       1088(R8), Z10, Z10
+	VADDPS       1152(R8), Z16, Z16
+	VADDPS       1216(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z12, Z12
+	VADDPS       1216(R8), Z18, Z18
+
+conv1x1s2_c512k256_h28_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c512k256_h28_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv1x1s2_c512k256_h28_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z8, 1088(DI)
+	VMOVUPS Z14, 1152(DI)
+	VMOVUPS Z20, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 1024(DI)
+	VMOVUPS Z10, 1088(DI)
+	VMOVUPS Z16, 1152(DI)
+	VMOVUPS Z22, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z12, 1152(DI)
+	VMOVUPS Z18, 1216(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c512k256_h28_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s2_c512k256_h28_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c512k256_h28_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c512k256_h28_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k256_h28_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv1x1s2_c512k256_h28_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
+
+conv1x1s2_c512k256_h28_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv1x1s2_c512k256_h28_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4096(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4096(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4100(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4100(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4104(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4104(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4108(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4108(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000800
+	JNE          conv1x1s2_c512k256_h28_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv1x1s2_c512k256_h28_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c512k256_h28_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z10, Z10
+	VADDPS       1216(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z4, Z4
+	VADDPS       1152(R8), Z8, Z8
+	VADDPS       1216(R8), Z12, Z12
+
+conv1x1s2_c512k256_h28_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c512k256_h28_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s2_c512k256_h28_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z10, 1152(DI)
+	VMOVUPS Z14, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z4, 1088(DI)
+	VMOVUPS Z8, 1152(DI)
+	VMOVUPS Z12, 1216(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c512k256_h28_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s2_c512k1024_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s2_c512k1024_h28_avx512(SB), NOSPLIT, $0-80
@@ -5260,6 +11652,579 @@ conv1x1s2_c512k1024_h28_avx512_norelu:
 	ADDQ    $0x0000e000, DX
 	DECQ    BX
 	JNZ     conv1x1s2_c512k1024_h28_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s2_c512k1024_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c512k1024_h28_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c512k1024_h28_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k1024_h28_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+
+conv1x1s2_c512k1024_h28_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s2_c512k1024_h28_avx512_p8_ky:
+	XORQ R12, R12
+
+conv1x1s2_c512k1024_h28_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4096(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4096(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4096(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4100(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4100(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4100(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4104(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4104(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4104(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4108(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4108(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4108(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000800
+	JNE          conv1x1s2_c512k1024_h28_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s2_c512k1024_h28_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c512k1024_h28_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       4096(R8), Z2, Z2
+	VADDPS       4160(R8), Z8, Z8
+	VADDPS       4224(R8), Z14, Z14
+	VADDPS       4288(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       4096(R8), Z4, Z4
+	VADDPS       4160(R8), Z10, Z10
+	VADDPS       4224(R8), Z16, Z16
+	VADDPS       4288(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       4096(R8), Z0, Z0
+	VADDPS       4160(R8), Z6, Z6
+	VADDPS       4224(R8), Z12, Z12
+	VADDPS       4288(R8), Z18, Z18
+
+conv1x1s2_c512k1024_h28_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c512k1024_h28_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv1x1s2_c512k1024_h28_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 4096(DI)
+	VMOVUPS Z8, 4160(DI)
+	VMOVUPS Z14, 4224(DI)
+	VMOVUPS Z20, 4288(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 4096(DI)
+	VMOVUPS Z10, 4160(DI)
+	VMOVUPS Z16, 4224(DI)
+	VMOVUPS Z22, 4288(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 4096(DI)
+	VMOVUPS Z6, 4160(DI)
+	VMOVUPS Z12, 4224(DI)
+	VMOVUPS Z18, 4288(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c512k1024_h28_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s2_c512k1024_h28_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c512k1024_h28_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c512k1024_h28_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c512k1024_h28_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+
+conv1x1s2_c512k1024_h28_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
+
+conv1x1s2_c512k1024_h28_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv1x1s2_c512k1024_h28_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4096(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4096(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4100(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4100(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4104(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4104(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4108(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4108(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000800
+	JNE          conv1x1s2_c512k1024_h28_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv1x1s2_c512k1024_h28_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c512k1024_h28_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       4096(R8), Z2, Z2
+	VADDPS       4160(R8), Z6, Z6
+	VADDPS       4224(R8), Z10, Z10
+	VADDPS       4288(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       4096(R8), Z0, Z0
+	VADDPS       4160(R8), Z4, Z4
+	VADDPS       4224(R8), Z8, Z8
+	VADDPS       4288(R8), Z12, Z12
+
+conv1x1s2_c512k1024_h28_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c512k1024_h28_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s2_c512k1024_h28_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 4096(DI)
+	VMOVUPS Z6, 4160(DI)
+	VMOVUPS Z10, 4224(DI)
+	VMOVUPS Z14, 4288(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 4096(DI)
+	VMOVUPS Z4, 4160(DI)
+	VMOVUPS Z8, 4224(DI)
+	VMOVUPS Z12, 4288(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c512k1024_h28_avx512_p8_rem_tile
 	VZEROUPPER
 	RET
 
@@ -6002,6 +12967,447 @@ conv3x3s1_c128k128_h28_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv3x3s1_c128k128_h28_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c128k128_h28_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c128k128_h28_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c128k128_h28_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	PREFETCHT0 1152(SI)
+	PREFETCHT0 1216(SI)
+	PREFETCHT0 1536(SI)
+	PREFETCHT0 1600(SI)
+	PREFETCHT0 1664(SI)
+	PREFETCHT0 1728(SI)
+
+conv3x3s1_c128k128_h28_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
+
+conv3x3s1_c128k128_h28_avx512_p8_ky:
+	XORQ R10, R10
+
+conv3x3s1_c128k128_h28_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 512(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1024(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1536(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 516(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1028(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1540(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 520(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1032(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1544(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 524(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1036(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1548(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv3x3s1_c128k128_h28_avx512_p8_kx0_ic
+	XORQ         R10, R10
+
+conv3x3s1_c128k128_h28_avx512_p8_kx1_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 512(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1024(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1536(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2048(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 516(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1028(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1540(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2052(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 520(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1032(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1544(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2056(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 524(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1036(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1548(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2060(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv3x3s1_c128k128_h28_avx512_p8_kx1_ic
+	XORQ         R10, R10
+
+conv3x3s1_c128k128_h28_avx512_p8_kx2_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS 1024(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1536(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2048(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2560(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 1028(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1540(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2052(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2564(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 1032(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1544(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2056(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2568(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 1036(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1548(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2060(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2572(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv3x3s1_c128k128_h28_avx512_p8_kx2_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv3x3s1_c128k128_h28_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c128k128_h28_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       512(DI), Z2, Z2
+	VADDPS       576(DI), Z6, Z6
+	VADDPS       640(DI), Z10, Z10
+	VADDPS       704(DI), Z14, Z14
+	VADDPS       1024(DI), Z3, Z3
+	VADDPS       1088(DI), Z7, Z7
+	VADDPS       1152(DI), Z11, Z11
+	VADDPS       1216(DI), Z15, Z15
+	VADDPS       1536(DI), Z0, Z0
+	VADDPS       1600(DI), Z4, Z4
+	VADDPS       1664(DI), Z8, Z8
+	VADDPS       1728(DI), Z12, Z12
+
+conv3x3s1_c128k128_h28_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c128k128_h28_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv3x3s1_c128k128_h28_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 512(SI)
+	VMOVUPS Z6, 576(SI)
+	VMOVUPS Z10, 640(SI)
+	VMOVUPS Z14, 704(SI)
+	VMOVUPS Z3, 1024(SI)
+	VMOVUPS Z7, 1088(SI)
+	VMOVUPS Z11, 1152(SI)
+	VMOVUPS Z15, 1216(SI)
+	VMOVUPS Z0, 1536(SI)
+	VMOVUPS Z4, 1600(SI)
+	VMOVUPS Z8, 1664(SI)
+	VMOVUPS Z12, 1728(SI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c128k128_h28_avx512_p8_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s1_c256k1024_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s1_c256k1024_h14_avx512(SB), NOSPLIT, $0-80
@@ -6375,6 +13781,575 @@ conv1x1s1_c256k1024_h14_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv1x1s1_c256k1024_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c256k1024_h14_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c256k1024_h14_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k1024_h14_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+
+conv1x1s1_c256k1024_h14_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s1_c256k1024_h14_avx512_p8_ky:
+	XORQ R12, R12
+
+conv1x1s1_c256k1024_h14_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1024(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1024(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1024(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1028(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1028(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1028(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1032(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1032(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1032(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1036(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1036(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1036(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000400
+	JNE          conv1x1s1_c256k1024_h14_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s1_c256k1024_h14_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c256k1024_h14_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       4096(R8), Z2, Z2
+	VADDPS       4160(R8), Z8, Z8
+	VADDPS       4224(R8), Z14, Z14
+	VADDPS       4288(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       4096(R8), Z4, Z4
+	VADDPS       4160(R8), Z10, Z10
+	VADDPS       4224(R8), Z16, Z16
+	VADDPS       4288(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       4096(R8), Z0, Z0
+	VADDPS       4160(R8), Z6, Z6
+	VADDPS       4224(R8), Z12, Z12
+	VADDPS       4288(R8), Z18, Z18
+
+conv1x1s1_c256k1024_h14_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c256k1024_h14_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv1x1s1_c256k1024_h14_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 4096(DI)
+	VMOVUPS Z8, 4160(DI)
+	VMOVUPS Z14, 4224(DI)
+	VMOVUPS Z20, 4288(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 4096(DI)
+	VMOVUPS Z10, 4160(DI)
+	VMOVUPS Z16, 4224(DI)
+	VMOVUPS Z22, 4288(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 4096(DI)
+	VMOVUPS Z6, 4160(DI)
+	VMOVUPS Z12, 4224(DI)
+	VMOVUPS Z18, 4288(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c256k1024_h14_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c256k1024_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c256k1024_h14_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c256k1024_h14_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k1024_h14_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 4096(DI)
+	PREFETCHT0 4160(DI)
+	PREFETCHT0 4224(DI)
+	PREFETCHT0 4288(DI)
+
+conv1x1s1_c256k1024_h14_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
+
+conv1x1s1_c256k1024_h14_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv1x1s1_c256k1024_h14_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1024(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1024(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1028(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1028(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1032(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1032(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1036(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1036(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000400
+	JNE          conv1x1s1_c256k1024_h14_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv1x1s1_c256k1024_h14_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c256k1024_h14_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       4096(R8), Z2, Z2
+	VADDPS       4160(R8), Z6, Z6
+	VADDPS       4224(R8), Z10, Z10
+	VADDPS       4288(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       4096(R8), Z0, Z0
+	VADDPS       4160(R8), Z4, Z4
+	VADDPS       4224(R8), Z8, Z8
+	VADDPS       4288(R8), Z12, Z12
+
+conv1x1s1_c256k1024_h14_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c256k1024_h14_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c256k1024_h14_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 4096(DI)
+	VMOVUPS Z6, 4160(DI)
+	VMOVUPS Z10, 4224(DI)
+	VMOVUPS Z14, 4288(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 4096(DI)
+	VMOVUPS Z4, 4160(DI)
+	VMOVUPS Z8, 4224(DI)
+	VMOVUPS Z12, 4288(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c256k1024_h14_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s1_c1024k256_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s1_c1024k256_h14_avx512(SB), NOSPLIT, $0-80
@@ -6745,6 +14720,575 @@ conv1x1s1_c1024k256_h14_avx512_norelu:
 	ADDQ    $0x00003800, DX
 	DECQ    BX
 	JNZ     conv1x1s1_c1024k256_h14_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c1024k256_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c1024k256_h14_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c1024k256_h14_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c1024k256_h14_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv1x1s1_c1024k256_h14_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s1_c1024k256_h14_avx512_p8_ky:
+	XORQ R12, R12
+
+conv1x1s1_c1024k256_h14_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4096(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4096(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4096(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4100(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4100(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4100(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4104(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4104(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4104(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 4108(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4108(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 4108(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00001000
+	JNE          conv1x1s1_c1024k256_h14_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s1_c1024k256_h14_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c1024k256_h14_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z8, Z8
+	VADDPS       1152(R8), Z14, Z14
+	VADDPS       1216(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       1024(R8), Z4, Z4
+	VADDPS       1088(R8), Z10, Z10
+	VADDPS       1152(R8), Z16, Z16
+	VADDPS       1216(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z12, Z12
+	VADDPS       1216(R8), Z18, Z18
+
+conv1x1s1_c1024k256_h14_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c1024k256_h14_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv1x1s1_c1024k256_h14_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z8, 1088(DI)
+	VMOVUPS Z14, 1152(DI)
+	VMOVUPS Z20, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 1024(DI)
+	VMOVUPS Z10, 1088(DI)
+	VMOVUPS Z16, 1152(DI)
+	VMOVUPS Z22, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z12, 1152(DI)
+	VMOVUPS Z18, 1216(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c1024k256_h14_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c1024k256_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c1024k256_h14_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c1024k256_h14_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c1024k256_h14_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv1x1s1_c1024k256_h14_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000001, R10
+
+conv1x1s1_c1024k256_h14_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv1x1s1_c1024k256_h14_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4096(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4096(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4100(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4100(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4104(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4104(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4108(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4108(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00001000
+	JNE          conv1x1s1_c1024k256_h14_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv1x1s1_c1024k256_h14_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c1024k256_h14_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z10, Z10
+	VADDPS       1216(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z4, Z4
+	VADDPS       1152(R8), Z8, Z8
+	VADDPS       1216(R8), Z12, Z12
+
+conv1x1s1_c1024k256_h14_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c1024k256_h14_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c1024k256_h14_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z10, 1152(DI)
+	VMOVUPS Z14, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z4, 1088(DI)
+	VMOVUPS Z8, 1152(DI)
+	VMOVUPS Z12, 1216(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c1024k256_h14_avx512_p8_rem_tile
 	VZEROUPPER
 	RET
 
@@ -7347,6 +15891,479 @@ conv1x1s2_c1024k512_h14_avx512_rem_norelu:
 	VZEROUPPER
 	RET
 
+// func conv1x1s2_c1024k512_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c1024k512_h14_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c1024k512_h14_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k512_h14_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s2_c1024k512_h14_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ AX, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	MOVQ w+8(FP), R11
+	MOVQ $0x0000000000000001, R12
+
+conv1x1s2_c1024k512_h14_avx512_p8_ky:
+	XORQ R13, R13
+
+conv1x1s2_c1024k512_h14_avx512_p8_kx0_ic:
+	VMOVUPS      (R11), Z16
+	VMOVUPS      64(R11), Z17
+	VMOVUPS      128(R11), Z18
+	VMOVUPS      192(R11), Z19
+	VBROADCASTSS (DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS (R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS (R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R11), Z16
+	VMOVUPS      320(R11), Z17
+	VMOVUPS      384(R11), Z18
+	VMOVUPS      448(R11), Z19
+	VBROADCASTSS 4(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R11), Z16
+	VMOVUPS      576(R11), Z17
+	VMOVUPS      640(R11), Z18
+	VMOVUPS      704(R11), Z19
+	VBROADCASTSS 8(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 8(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 8(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R11), Z16
+	VMOVUPS      832(R11), Z17
+	VMOVUPS      896(R11), Z18
+	VMOVUPS      960(R11), Z19
+	VBROADCASTSS 12(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 12(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 12(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R11
+	ADDQ         $0x00000010, R13
+	CMPQ         R13, $0x00001000
+	JNE          conv1x1s2_c1024k512_h14_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	ADDQ         SI, R10
+	DECQ         R12
+	JNZ          conv1x1s2_c1024k512_h14_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c1024k512_h14_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z6, Z6
+	VADDPS       128(R8), Z10, Z10
+	VADDPS       192(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z12, Z12
+
+conv1x1s2_c1024k512_h14_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c1024k512_h14_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s2_c1024k512_h14_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z6, 64(DI)
+	VMOVUPS Z10, 128(DI)
+	VMOVUPS Z14, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z12, 192(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c1024k512_h14_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s2_c1024k512_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c1024k512_h14_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c1024k512_h14_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z3
+	VMOVAPS    Z3, Z4
+	VMOVAPS    Z3, Z5
+	VMOVAPS    Z3, Z3
+	VMOVUPS    128(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z6
+	VMOVUPS    192(SI), Z9
+	VMOVAPS    Z9, Z10
+	VMOVAPS    Z9, Z11
+	VMOVAPS    Z9, Z9
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k512_h14_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s2_c1024k512_h14_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s2_c1024k512_h14_avx512_p8_rem_ky:
+	XORQ R12, R12
+
+conv1x1s2_c1024k512_h14_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R10), Z12
+	VMOVUPS      64(R10), Z13
+	VMOVUPS      128(R10), Z14
+	VMOVUPS      192(R10), Z15
+	VBROADCASTSS (DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS (R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS (R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R10), Z12
+	VMOVUPS      320(R10), Z13
+	VMOVUPS      384(R10), Z14
+	VMOVUPS      448(R10), Z15
+	VBROADCASTSS 4(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R10), Z12
+	VMOVUPS      576(R10), Z13
+	VMOVUPS      640(R10), Z14
+	VMOVUPS      704(R10), Z15
+	VBROADCASTSS 8(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 8(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 8(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R10), Z12
+	VMOVUPS      832(R10), Z13
+	VMOVUPS      896(R10), Z14
+	VMOVUPS      960(R10), Z15
+	VBROADCASTSS 12(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 12(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 12(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00001000
+	JNE          conv1x1s2_c1024k512_h14_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s2_c1024k512_h14_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c1024k512_h14_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z7, Z7
+	VADDPS       192(R8), Z10, Z10
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z11, Z11
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z3, Z3
+	VADDPS       128(R8), Z6, Z6
+	VADDPS       192(R8), Z9, Z9
+
+conv1x1s2_c1024k512_h14_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c1024k512_h14_avx512_p8_rem_norelu
+	VXORPS Z12, Z12, Z12
+	VMAXPS Z12, Z1, Z1
+	VMAXPS Z12, Z4, Z4
+	VMAXPS Z12, Z7, Z7
+	VMAXPS Z12, Z10, Z10
+	VMAXPS Z12, Z2, Z2
+	VMAXPS Z12, Z5, Z5
+	VMAXPS Z12, Z8, Z8
+	VMAXPS Z12, Z11, Z11
+	VMAXPS Z12, Z0, Z0
+	VMAXPS Z12, Z3, Z3
+	VMAXPS Z12, Z6, Z6
+	VMAXPS Z12, Z9, Z9
+
+conv1x1s2_c1024k512_h14_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z7, 128(DI)
+	VMOVUPS Z10, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z11, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z3, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z9, 192(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c1024k512_h14_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s2_c1024k2048_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s2_c1024k2048_h14_avx512(SB), NOSPLIT, $0-80
@@ -7943,6 +16960,479 @@ conv1x1s2_c1024k2048_h14_avx512_rem_norelu:
 	ADDQ    $0x0000e000, DX
 	DECQ    BX
 	JNZ     conv1x1s2_c1024k2048_h14_avx512_rem_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s2_c1024k2048_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c1024k2048_h14_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c1024k2048_h14_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k2048_h14_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s2_c1024k2048_h14_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ AX, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	MOVQ w+8(FP), R11
+	MOVQ $0x0000000000000001, R12
+
+conv1x1s2_c1024k2048_h14_avx512_p8_ky:
+	XORQ R13, R13
+
+conv1x1s2_c1024k2048_h14_avx512_p8_kx0_ic:
+	VMOVUPS      (R11), Z16
+	VMOVUPS      64(R11), Z17
+	VMOVUPS      128(R11), Z18
+	VMOVUPS      192(R11), Z19
+	VBROADCASTSS (DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS (R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS (R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R11), Z16
+	VMOVUPS      320(R11), Z17
+	VMOVUPS      384(R11), Z18
+	VMOVUPS      448(R11), Z19
+	VBROADCASTSS 4(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R11), Z16
+	VMOVUPS      576(R11), Z17
+	VMOVUPS      640(R11), Z18
+	VMOVUPS      704(R11), Z19
+	VBROADCASTSS 8(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 8(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 8(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R11), Z16
+	VMOVUPS      832(R11), Z17
+	VMOVUPS      896(R11), Z18
+	VMOVUPS      960(R11), Z19
+	VBROADCASTSS 12(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 12(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 12(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R11
+	ADDQ         $0x00000010, R13
+	CMPQ         R13, $0x00001000
+	JNE          conv1x1s2_c1024k2048_h14_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	ADDQ         SI, R10
+	DECQ         R12
+	JNZ          conv1x1s2_c1024k2048_h14_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c1024k2048_h14_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z6, Z6
+	VADDPS       128(R8), Z10, Z10
+	VADDPS       192(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z12, Z12
+
+conv1x1s2_c1024k2048_h14_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c1024k2048_h14_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s2_c1024k2048_h14_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z6, 64(DI)
+	VMOVUPS Z10, 128(DI)
+	VMOVUPS Z14, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z12, 192(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c1024k2048_h14_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s2_c1024k2048_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s2_c1024k2048_h14_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s2_c1024k2048_h14_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z3
+	VMOVAPS    Z3, Z4
+	VMOVAPS    Z3, Z5
+	VMOVAPS    Z3, Z3
+	VMOVUPS    128(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z6
+	VMOVUPS    192(SI), Z9
+	VMOVAPS    Z9, Z10
+	VMOVAPS    Z9, Z11
+	VMOVAPS    Z9, Z9
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s2_c1024k2048_h14_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s2_c1024k2048_h14_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s2_c1024k2048_h14_avx512_p8_rem_ky:
+	XORQ R12, R12
+
+conv1x1s2_c1024k2048_h14_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R10), Z12
+	VMOVUPS      64(R10), Z13
+	VMOVUPS      128(R10), Z14
+	VMOVUPS      192(R10), Z15
+	VBROADCASTSS (DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS (R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS (R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R10), Z12
+	VMOVUPS      320(R10), Z13
+	VMOVUPS      384(R10), Z14
+	VMOVUPS      448(R10), Z15
+	VBROADCASTSS 4(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R10), Z12
+	VMOVUPS      576(R10), Z13
+	VMOVUPS      640(R10), Z14
+	VMOVUPS      704(R10), Z15
+	VBROADCASTSS 8(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 8(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 8(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R10), Z12
+	VMOVUPS      832(R10), Z13
+	VMOVUPS      896(R10), Z14
+	VMOVUPS      960(R10), Z15
+	VBROADCASTSS 12(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 12(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 12(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00001000
+	JNE          conv1x1s2_c1024k2048_h14_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s2_c1024k2048_h14_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s2_c1024k2048_h14_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z7, Z7
+	VADDPS       192(R8), Z10, Z10
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z11, Z11
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z3, Z3
+	VADDPS       128(R8), Z6, Z6
+	VADDPS       192(R8), Z9, Z9
+
+conv1x1s2_c1024k2048_h14_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s2_c1024k2048_h14_avx512_p8_rem_norelu
+	VXORPS Z12, Z12, Z12
+	VMAXPS Z12, Z1, Z1
+	VMAXPS Z12, Z4, Z4
+	VMAXPS Z12, Z7, Z7
+	VMAXPS Z12, Z10, Z10
+	VMAXPS Z12, Z2, Z2
+	VMAXPS Z12, Z5, Z5
+	VMAXPS Z12, Z8, Z8
+	VMAXPS Z12, Z11, Z11
+	VMAXPS Z12, Z0, Z0
+	VMAXPS Z12, Z3, Z3
+	VMAXPS Z12, Z6, Z6
+	VMAXPS Z12, Z9, Z9
+
+conv1x1s2_c1024k2048_h14_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z7, 128(DI)
+	VMOVUPS Z10, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z11, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z3, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z9, 192(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s2_c1024k2048_h14_avx512_p8_rem_tile
 	VZEROUPPER
 	RET
 
@@ -8685,6 +18175,1067 @@ conv3x3s1_c256k256_h14_avx512_norelu:
 	VZEROUPPER
 	RET
 
+// func conv3x3s1_c256k256_h14_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c256k256_h14_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c256k256_h14_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z9
+	VMOVAPS    Z6, Z10
+	VMOVAPS    Z6, Z11
+	VMOVAPS    Z6, Z6
+	VMOVUPS    128(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z16
+	VMOVAPS    Z12, Z17
+	VMOVAPS    Z12, Z12
+	VMOVUPS    192(SI), Z18
+	VMOVAPS    Z18, Z19
+	VMOVAPS    Z18, Z20
+	VMOVAPS    Z18, Z21
+	VMOVAPS    Z18, Z22
+	VMOVAPS    Z18, Z23
+	VMOVAPS    Z18, Z18
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c256k256_h14_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv3x3s1_c256k256_h14_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
+
+conv3x3s1_c256k256_h14_avx512_p8_ky:
+	XORQ R12, R12
+
+conv3x3s1_c256k256_h14_avx512_p8_kx0_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS (DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1024(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS (R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1024(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS (R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1024(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 4(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1028(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 4(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1028(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1028(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 8(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1032(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 8(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1032(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 8(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1032(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 12(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 1036(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 12(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 1036(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 12(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 1036(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000400
+	JNE          conv3x3s1_c256k256_h14_avx512_p8_kx0_ic
+	XORQ         R12, R12
+
+conv3x3s1_c256k256_h14_avx512_p8_kx1_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS 1024(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 2048(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 1024(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 2048(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 1024(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 2048(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 1028(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 2052(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 1028(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 2052(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 1028(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 2052(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 1032(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 2056(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 1032(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 2056(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 1032(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 2056(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 1036(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 2060(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 1036(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 2060(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 1036(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 2060(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000400
+	JNE          conv3x3s1_c256k256_h14_avx512_p8_kx1_ic
+	XORQ         R12, R12
+
+conv3x3s1_c256k256_h14_avx512_p8_kx2_ic:
+	VMOVUPS      (R10), Z24
+	VMOVUPS      64(R10), Z25
+	VMOVUPS      128(R10), Z26
+	VMOVUPS      192(R10), Z27
+	VBROADCASTSS 2048(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3072(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 2048(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 3072(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 2048(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 3072(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      256(R10), Z24
+	VMOVUPS      320(R10), Z25
+	VMOVUPS      384(R10), Z26
+	VMOVUPS      448(R10), Z27
+	VBROADCASTSS 2052(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3076(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 2052(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 3076(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 2052(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 3076(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      512(R10), Z24
+	VMOVUPS      576(R10), Z25
+	VMOVUPS      640(R10), Z26
+	VMOVUPS      704(R10), Z27
+	VBROADCASTSS 2056(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3080(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 2056(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 3080(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 2056(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 3080(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	VMOVUPS      768(R10), Z24
+	VMOVUPS      832(R10), Z25
+	VMOVUPS      896(R10), Z26
+	VMOVUPS      960(R10), Z27
+	VBROADCASTSS 2060(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z1
+	VFMADD231PS  Z25, Z28, Z7
+	VFMADD231PS  Z26, Z28, Z13
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3084(DI)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z2
+	VFMADD231PS  Z25, Z28, Z8
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 2060(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z3
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z15
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 3084(R8)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z10
+	VFMADD231PS  Z26, Z28, Z16
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 2060(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z5
+	VFMADD231PS  Z25, Z28, Z11
+	VFMADD231PS  Z26, Z28, Z17
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 3084(R9)(R12*1), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z6
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z18
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000400
+	JNE          conv3x3s1_c256k256_h14_avx512_p8_kx2_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv3x3s1_c256k256_h14_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c256k256_h14_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z13, Z13
+	VADDPS       192(R8), Z19, Z19
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z8, Z8
+	VADDPS       1152(R8), Z14, Z14
+	VADDPS       1216(R8), Z20, Z20
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z9, Z9
+	VADDPS       128(R8), Z15, Z15
+	VADDPS       192(R8), Z21, Z21
+	VADDPS       1024(R8), Z4, Z4
+	VADDPS       1088(R8), Z10, Z10
+	VADDPS       1152(R8), Z16, Z16
+	VADDPS       1216(R8), Z22, Z22
+	ADDQ         DI, R8
+	VADDPS       (R8), Z5, Z5
+	VADDPS       64(R8), Z11, Z11
+	VADDPS       128(R8), Z17, Z17
+	VADDPS       192(R8), Z23, Z23
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z12, Z12
+	VADDPS       1216(R8), Z18, Z18
+
+conv3x3s1_c256k256_h14_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c256k256_h14_avx512_p8_norelu
+	VXORPS Z24, Z24, Z24
+	VMAXPS Z24, Z1, Z1
+	VMAXPS Z24, Z7, Z7
+	VMAXPS Z24, Z13, Z13
+	VMAXPS Z24, Z19, Z19
+	VMAXPS Z24, Z2, Z2
+	VMAXPS Z24, Z8, Z8
+	VMAXPS Z24, Z14, Z14
+	VMAXPS Z24, Z20, Z20
+	VMAXPS Z24, Z3, Z3
+	VMAXPS Z24, Z9, Z9
+	VMAXPS Z24, Z15, Z15
+	VMAXPS Z24, Z21, Z21
+	VMAXPS Z24, Z4, Z4
+	VMAXPS Z24, Z10, Z10
+	VMAXPS Z24, Z16, Z16
+	VMAXPS Z24, Z22, Z22
+	VMAXPS Z24, Z5, Z5
+	VMAXPS Z24, Z11, Z11
+	VMAXPS Z24, Z17, Z17
+	VMAXPS Z24, Z23, Z23
+	VMAXPS Z24, Z0, Z0
+	VMAXPS Z24, Z6, Z6
+	VMAXPS Z24, Z12, Z12
+	VMAXPS Z24, Z18, Z18
+
+conv3x3s1_c256k256_h14_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z8, 1088(DI)
+	VMOVUPS Z14, 1152(DI)
+	VMOVUPS Z20, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z15, 128(DI)
+	VMOVUPS Z21, 192(DI)
+	VMOVUPS Z4, 1024(DI)
+	VMOVUPS Z10, 1088(DI)
+	VMOVUPS Z16, 1152(DI)
+	VMOVUPS Z22, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z5, (DI)
+	VMOVUPS Z11, 64(DI)
+	VMOVUPS Z17, 128(DI)
+	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z12, 1152(DI)
+	VMOVUPS Z18, 1216(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c256k256_h14_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv3x3s1_c256k256_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c256k256_h14_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c256k256_h14_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	PREFETCHT0 1024(DI)
+	PREFETCHT0 1088(DI)
+	PREFETCHT0 1152(DI)
+	PREFETCHT0 1216(DI)
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ w+8(FP), R9
+	MOVQ $0x0000000000000003, R10
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_ky:
+	XORQ R11, R11
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS (DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1024(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1024(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 4(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1028(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1028(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 8(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1032(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1032(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 12(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1036(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 1036(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000400
+	JNE          conv3x3s1_c256k256_h14_avx512_p8_rem_kx0_ic
+	XORQ         R11, R11
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_kx1_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS 1024(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2048(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1024(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2048(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 1028(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2052(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1028(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2052(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 1032(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2056(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1032(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2056(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 1036(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2060(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 1036(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2060(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000400
+	JNE          conv3x3s1_c256k256_h14_avx512_p8_rem_kx1_ic
+	XORQ         R11, R11
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_kx2_ic:
+	VMOVUPS      (R9), Z16
+	VMOVUPS      64(R9), Z17
+	VMOVUPS      128(R9), Z18
+	VMOVUPS      192(R9), Z19
+	VBROADCASTSS 2048(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 3072(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2048(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3072(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R9), Z16
+	VMOVUPS      320(R9), Z17
+	VMOVUPS      384(R9), Z18
+	VMOVUPS      448(R9), Z19
+	VBROADCASTSS 2052(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 3076(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2052(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3076(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R9), Z16
+	VMOVUPS      576(R9), Z17
+	VMOVUPS      640(R9), Z18
+	VMOVUPS      704(R9), Z19
+	VBROADCASTSS 2056(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 3080(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2056(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3080(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R9), Z16
+	VMOVUPS      832(R9), Z17
+	VMOVUPS      896(R9), Z18
+	VMOVUPS      960(R9), Z19
+	VBROADCASTSS 2060(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 3084(DI)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2060(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3084(R8)(R11*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R9
+	ADDQ         $0x00000010, R11
+	CMPQ         R11, $0x00000400
+	JNE          conv3x3s1_c256k256_h14_avx512_p8_rem_kx2_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	DECQ         R10
+	JNZ          conv3x3s1_c256k256_h14_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c256k256_h14_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	VADDPS       1024(R8), Z2, Z2
+	VADDPS       1088(R8), Z6, Z6
+	VADDPS       1152(R8), Z10, Z10
+	VADDPS       1216(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	VADDPS       1024(R8), Z0, Z0
+	VADDPS       1088(R8), Z4, Z4
+	VADDPS       1152(R8), Z8, Z8
+	VADDPS       1216(R8), Z12, Z12
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c256k256_h14_avx512_p8_rem_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv3x3s1_c256k256_h14_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	VMOVUPS Z2, 1024(DI)
+	VMOVUPS Z6, 1088(DI)
+	VMOVUPS Z10, 1152(DI)
+	VMOVUPS Z14, 1216(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z0, 1024(DI)
+	VMOVUPS Z4, 1088(DI)
+	VMOVUPS Z8, 1152(DI)
+	VMOVUPS Z12, 1216(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c256k256_h14_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s1_c512k2048_h7_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s1_c512k2048_h7_avx512(SB), NOSPLIT, $0-80
@@ -9283,6 +19834,470 @@ conv1x1s1_c512k2048_h7_avx512_rem_norelu:
 	VZEROUPPER
 	RET
 
+// func conv1x1s1_c512k2048_h7_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c512k2048_h7_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c512k2048_h7_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k2048_h7_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s1_c512k2048_h7_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ AX, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	MOVQ w+8(FP), R11
+	MOVQ $0x0000000000000001, R12
+
+conv1x1s1_c512k2048_h7_avx512_p8_ky:
+	XORQ R13, R13
+
+conv1x1s1_c512k2048_h7_avx512_p8_kx0_ic:
+	VMOVUPS      (R11), Z16
+	VMOVUPS      64(R11), Z17
+	VMOVUPS      128(R11), Z18
+	VMOVUPS      192(R11), Z19
+	VBROADCASTSS (DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS (R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS (R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R11), Z16
+	VMOVUPS      320(R11), Z17
+	VMOVUPS      384(R11), Z18
+	VMOVUPS      448(R11), Z19
+	VBROADCASTSS 4(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R11), Z16
+	VMOVUPS      576(R11), Z17
+	VMOVUPS      640(R11), Z18
+	VMOVUPS      704(R11), Z19
+	VBROADCASTSS 8(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 8(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 8(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R11), Z16
+	VMOVUPS      832(R11), Z17
+	VMOVUPS      896(R11), Z18
+	VMOVUPS      960(R11), Z19
+	VBROADCASTSS 12(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 12(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 12(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R11
+	ADDQ         $0x00000010, R13
+	CMPQ         R13, $0x00000800
+	JNE          conv1x1s1_c512k2048_h7_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	ADDQ         SI, R10
+	DECQ         R12
+	JNZ          conv1x1s1_c512k2048_h7_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c512k2048_h7_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z6, Z6
+	VADDPS       128(R8), Z10, Z10
+	VADDPS       192(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z12, Z12
+
+conv1x1s1_c512k2048_h7_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c512k2048_h7_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c512k2048_h7_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z6, 64(DI)
+	VMOVUPS Z10, 128(DI)
+	VMOVUPS Z14, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z12, 192(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c512k2048_h7_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c512k2048_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c512k2048_h7_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c512k2048_h7_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z3
+	VMOVAPS    Z3, Z4
+	VMOVAPS    Z3, Z5
+	VMOVAPS    Z3, Z3
+	VMOVUPS    128(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z6
+	VMOVUPS    192(SI), Z9
+	VMOVAPS    Z9, Z10
+	VMOVAPS    Z9, Z11
+	VMOVAPS    Z9, Z9
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k2048_h7_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s1_c512k2048_h7_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s1_c512k2048_h7_avx512_p8_rem_ky:
+	XORQ R12, R12
+
+conv1x1s1_c512k2048_h7_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R10), Z12
+	VMOVUPS      64(R10), Z13
+	VMOVUPS      128(R10), Z14
+	VMOVUPS      192(R10), Z15
+	VBROADCASTSS (DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS (R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS (R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R10), Z12
+	VMOVUPS      320(R10), Z13
+	VMOVUPS      384(R10), Z14
+	VMOVUPS      448(R10), Z15
+	VBROADCASTSS 4(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R10), Z12
+	VMOVUPS      576(R10), Z13
+	VMOVUPS      640(R10), Z14
+	VMOVUPS      704(R10), Z15
+	VBROADCASTSS 8(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 8(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 8(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R10), Z12
+	VMOVUPS      832(R10), Z13
+	VMOVUPS      896(R10), Z14
+	VMOVUPS      960(R10), Z15
+	VBROADCASTSS 12(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 12(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 12(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000800
+	JNE          conv1x1s1_c512k2048_h7_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s1_c512k2048_h7_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c512k2048_h7_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z7, Z7
+	VADDPS       192(R8), Z10, Z10
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z11, Z11
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z3, Z3
+	VADDPS       128(R8), Z6, Z6
+	VADDPS       192(R8), Z9, Z9
+
+conv1x1s1_c512k2048_h7_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c512k2048_h7_avx512_p8_rem_norelu
+	VXORPS Z12, Z12, Z12
+	VMAXPS Z12, Z1, Z1
+	VMAXPS Z12, Z4, Z4
+	VMAXPS Z12, Z7, Z7
+	VMAXPS Z12, Z10, Z10
+	VMAXPS Z12, Z2, Z2
+	VMAXPS Z12, Z5, Z5
+	VMAXPS Z12, Z8, Z8
+	VMAXPS Z12, Z11, Z11
+	VMAXPS Z12, Z0, Z0
+	VMAXPS Z12, Z3, Z3
+	VMAXPS Z12, Z6, Z6
+	VMAXPS Z12, Z9, Z9
+
+conv1x1s1_c512k2048_h7_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z7, 128(DI)
+	VMOVUPS Z10, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z11, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z3, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z9, 192(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c512k2048_h7_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
 // func conv1x1s1_c2048k512_h7_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv1x1s1_c2048k512_h7_avx512(SB), NOSPLIT, $0-80
@@ -9878,6 +20893,470 @@ conv1x1s1_c2048k512_h7_avx512_rem_norelu:
 	ADDQ    $0x00003800, DX
 	DECQ    BX
 	JNZ     conv1x1s1_c2048k512_h7_avx512_rem_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c2048k512_h7_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c2048k512_h7_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c2048k512_h7_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c2048k512_h7_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s1_c2048k512_h7_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ AX, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	MOVQ w+8(FP), R11
+	MOVQ $0x0000000000000001, R12
+
+conv1x1s1_c2048k512_h7_avx512_p8_ky:
+	XORQ R13, R13
+
+conv1x1s1_c2048k512_h7_avx512_p8_kx0_ic:
+	VMOVUPS      (R11), Z16
+	VMOVUPS      64(R11), Z17
+	VMOVUPS      128(R11), Z18
+	VMOVUPS      192(R11), Z19
+	VBROADCASTSS (DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS (R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS (R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R11), Z16
+	VMOVUPS      320(R11), Z17
+	VMOVUPS      384(R11), Z18
+	VMOVUPS      448(R11), Z19
+	VBROADCASTSS 4(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R11), Z16
+	VMOVUPS      576(R11), Z17
+	VMOVUPS      640(R11), Z18
+	VMOVUPS      704(R11), Z19
+	VBROADCASTSS 8(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 8(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 8(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R11), Z16
+	VMOVUPS      832(R11), Z17
+	VMOVUPS      896(R11), Z18
+	VMOVUPS      960(R11), Z19
+	VBROADCASTSS 12(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 12(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 12(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R11
+	ADDQ         $0x00000010, R13
+	CMPQ         R13, $0x00002000
+	JNE          conv1x1s1_c2048k512_h7_avx512_p8_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	ADDQ         SI, R10
+	DECQ         R12
+	JNZ          conv1x1s1_c2048k512_h7_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c2048k512_h7_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z6, Z6
+	VADDPS       128(R8), Z10, Z10
+	VADDPS       192(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z12, Z12
+
+conv1x1s1_c2048k512_h7_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c2048k512_h7_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c2048k512_h7_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z6, 64(DI)
+	VMOVUPS Z10, 128(DI)
+	VMOVUPS Z14, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z12, 192(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c2048k512_h7_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c2048k512_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c2048k512_h7_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c2048k512_h7_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z3
+	VMOVAPS    Z3, Z4
+	VMOVAPS    Z3, Z5
+	VMOVAPS    Z3, Z3
+	VMOVUPS    128(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z6
+	VMOVUPS    192(SI), Z9
+	VMOVAPS    Z9, Z10
+	VMOVAPS    Z9, Z11
+	VMOVAPS    Z9, Z9
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c2048k512_h7_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv1x1s1_c2048k512_h7_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000001, R11
+
+conv1x1s1_c2048k512_h7_avx512_p8_rem_ky:
+	XORQ R12, R12
+
+conv1x1s1_c2048k512_h7_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R10), Z12
+	VMOVUPS      64(R10), Z13
+	VMOVUPS      128(R10), Z14
+	VMOVUPS      192(R10), Z15
+	VBROADCASTSS (DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS (R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS (R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R10), Z12
+	VMOVUPS      320(R10), Z13
+	VMOVUPS      384(R10), Z14
+	VMOVUPS      448(R10), Z15
+	VBROADCASTSS 4(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R10), Z12
+	VMOVUPS      576(R10), Z13
+	VMOVUPS      640(R10), Z14
+	VMOVUPS      704(R10), Z15
+	VBROADCASTSS 8(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 8(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 8(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R10), Z12
+	VMOVUPS      832(R10), Z13
+	VMOVUPS      896(R10), Z14
+	VMOVUPS      960(R10), Z15
+	VBROADCASTSS 12(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 12(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 12(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00002000
+	JNE          conv1x1s1_c2048k512_h7_avx512_p8_rem_kx0_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv1x1s1_c2048k512_h7_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c2048k512_h7_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z7, Z7
+	VADDPS       192(R8), Z10, Z10
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z11, Z11
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z3, Z3
+	VADDPS       128(R8), Z6, Z6
+	VADDPS       192(R8), Z9, Z9
+
+conv1x1s1_c2048k512_h7_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c2048k512_h7_avx512_p8_rem_norelu
+	VXORPS Z12, Z12, Z12
+	VMAXPS Z12, Z1, Z1
+	VMAXPS Z12, Z4, Z4
+	VMAXPS Z12, Z7, Z7
+	VMAXPS Z12, Z10, Z10
+	VMAXPS Z12, Z2, Z2
+	VMAXPS Z12, Z5, Z5
+	VMAXPS Z12, Z8, Z8
+	VMAXPS Z12, Z11, Z11
+	VMAXPS Z12, Z0, Z0
+	VMAXPS Z12, Z3, Z3
+	VMAXPS Z12, Z6, Z6
+	VMAXPS Z12, Z9, Z9
+
+conv1x1s1_c2048k512_h7_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z7, 128(DI)
+	VMOVUPS Z10, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z11, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z3, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z9, 192(DI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c2048k512_h7_avx512_p8_rem_tile
 	VZEROUPPER
 	RET
 
@@ -11040,6 +22519,2418 @@ conv3x3s1_c512k512_h7_avx512_rem_norelu:
 	ADDQ    $0x00003800, DX
 	DECQ    BX
 	JNZ     conv3x3s1_c512k512_h7_avx512_rem_tile
+	VZEROUPPER
+	RET
+
+// func conv3x3s1_c512k512_h7_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c512k512_h7_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c512k512_h7_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c512k512_h7_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv3x3s1_c512k512_h7_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ AX, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	ADDQ SI, R10
+	MOVQ w+8(FP), R11
+	MOVQ $0x0000000000000003, R12
+
+conv3x3s1_c512k512_h7_avx512_p8_ky:
+	XORQ R13, R13
+
+conv3x3s1_c512k512_h7_avx512_p8_kx0_ic:
+	VMOVUPS      (R11), Z16
+	VMOVUPS      64(R11), Z17
+	VMOVUPS      128(R11), Z18
+	VMOVUPS      192(R11), Z19
+	VBROADCASTSS (DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS (R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS (R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS (R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R11), Z16
+	VMOVUPS      320(R11), Z17
+	VMOVUPS      384(R11), Z18
+	VMOVUPS      448(R11), Z19
+	VBROADCASTSS 4(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R11), Z16
+	VMOVUPS      576(R11), Z17
+	VMOVUPS      640(R11), Z18
+	VMOVUPS      704(R11), Z19
+	VBROADCASTSS 8(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 8(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 8(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 8(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R11), Z16
+	VMOVUPS      832(R11), Z17
+	VMOVUPS      896(R11), Z18
+	VMOVUPS      960(R11), Z19
+	VBROADCASTSS 12(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 12(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 12(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 12(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R11
+	ADDQ         $0x00000010, R13
+	CMPQ         R13, $0x00000800
+	JNE          conv3x3s1_c512k512_h7_avx512_p8_kx0_ic
+	XORQ         R13, R13
+
+conv3x3s1_c512k512_h7_avx512_p8_kx1_ic:
+	VMOVUPS      (R11), Z16
+	VMOVUPS      64(R11), Z17
+	VMOVUPS      128(R11), Z18
+	VMOVUPS      192(R11), Z19
+	VBROADCASTSS 2048(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2048(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2048(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2048(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R11), Z16
+	VMOVUPS      320(R11), Z17
+	VMOVUPS      384(R11), Z18
+	VMOVUPS      448(R11), Z19
+	VBROADCASTSS 2052(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2052(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2052(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2052(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R11), Z16
+	VMOVUPS      576(R11), Z17
+	VMOVUPS      640(R11), Z18
+	VMOVUPS      704(R11), Z19
+	VBROADCASTSS 2056(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2056(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2056(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2056(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R11), Z16
+	VMOVUPS      832(R11), Z17
+	VMOVUPS      896(R11), Z18
+	VMOVUPS      960(R11), Z19
+	VBROADCASTSS 2060(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2060(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2060(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 2060(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R11
+	ADDQ         $0x00000010, R13
+	CMPQ         R13, $0x00000800
+	JNE          conv3x3s1_c512k512_h7_avx512_p8_kx1_ic
+	XORQ         R13, R13
+
+conv3x3s1_c512k512_h7_avx512_p8_kx2_ic:
+	VMOVUPS      (R11), Z16
+	VMOVUPS      64(R11), Z17
+	VMOVUPS      128(R11), Z18
+	VMOVUPS      192(R11), Z19
+	VBROADCASTSS 4096(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4096(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4096(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4096(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R11), Z16
+	VMOVUPS      320(R11), Z17
+	VMOVUPS      384(R11), Z18
+	VMOVUPS      448(R11), Z19
+	VBROADCASTSS 4100(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4100(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4100(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4100(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R11), Z16
+	VMOVUPS      576(R11), Z17
+	VMOVUPS      640(R11), Z18
+	VMOVUPS      704(R11), Z19
+	VBROADCASTSS 4104(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4104(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4104(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4104(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R11), Z16
+	VMOVUPS      832(R11), Z17
+	VMOVUPS      896(R11), Z18
+	VMOVUPS      960(R11), Z19
+	VBROADCASTSS 4108(DI)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4108(R8)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4108(R9)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 4108(R10)(R13*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R11
+	ADDQ         $0x00000010, R13
+	CMPQ         R13, $0x00000800
+	JNE          conv3x3s1_c512k512_h7_avx512_p8_kx2_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	ADDQ         SI, R10
+	DECQ         R12
+	JNZ          conv3x3s1_c512k512_h7_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c512k512_h7_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z9, Z9
+	VADDPS       192(R8), Z13, Z13
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z6, Z6
+	VADDPS       128(R8), Z10, Z10
+	VADDPS       192(R8), Z14, Z14
+	ADDQ         DI, R8
+	VADDPS       (R8), Z3, Z3
+	VADDPS       64(R8), Z7, Z7
+	VADDPS       128(R8), Z11, Z11
+	VADDPS       192(R8), Z15, Z15
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z12, Z12
+
+conv3x3s1_c512k512_h7_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c512k512_h7_avx512_p8_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv3x3s1_c512k512_h7_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z9, 128(DI)
+	VMOVUPS Z13, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z6, 64(DI)
+	VMOVUPS Z10, 128(DI)
+	VMOVUPS Z14, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z7, 64(DI)
+	VMOVUPS Z11, 128(DI)
+	VMOVUPS Z15, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z12, 192(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c512k512_h7_avx512_p8_tile
+	VZEROUPPER
+	RET
+
+// func conv3x3s1_c512k512_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c512k512_h7_avx512_p8_rem(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z3
+	VMOVAPS    Z3, Z4
+	VMOVAPS    Z3, Z5
+	VMOVAPS    Z3, Z3
+	VMOVUPS    128(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z6
+	VMOVUPS    192(SI), Z9
+	VMOVAPS    Z9, Z10
+	VMOVAPS    Z9, Z11
+	VMOVAPS    Z9, Z9
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c512k512_h7_avx512_p8_rem_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+	ADDQ       SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 64(DI)
+	PREFETCHT0 128(DI)
+	PREFETCHT0 192(DI)
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ AX, R8
+	ADDQ SI, R8
+	MOVQ AX, R9
+	ADDQ SI, R9
+	ADDQ SI, R9
+	MOVQ w+8(FP), R10
+	MOVQ $0x0000000000000003, R11
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_ky:
+	XORQ R12, R12
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_kx0_ic:
+	VMOVUPS      (R10), Z12
+	VMOVUPS      64(R10), Z13
+	VMOVUPS      128(R10), Z14
+	VMOVUPS      192(R10), Z15
+	VBROADCASTSS (DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS (R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS (R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R10), Z12
+	VMOVUPS      320(R10), Z13
+	VMOVUPS      384(R10), Z14
+	VMOVUPS      448(R10), Z15
+	VBROADCASTSS 4(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R10), Z12
+	VMOVUPS      576(R10), Z13
+	VMOVUPS      640(R10), Z14
+	VMOVUPS      704(R10), Z15
+	VBROADCASTSS 8(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 8(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 8(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R10), Z12
+	VMOVUPS      832(R10), Z13
+	VMOVUPS      896(R10), Z14
+	VMOVUPS      960(R10), Z15
+	VBROADCASTSS 12(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 12(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 12(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000800
+	JNE          conv3x3s1_c512k512_h7_avx512_p8_rem_kx0_ic
+	XORQ         R12, R12
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_kx1_ic:
+	VMOVUPS      (R10), Z12
+	VMOVUPS      64(R10), Z13
+	VMOVUPS      128(R10), Z14
+	VMOVUPS      192(R10), Z15
+	VBROADCASTSS 2048(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 2048(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 2048(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R10), Z12
+	VMOVUPS      320(R10), Z13
+	VMOVUPS      384(R10), Z14
+	VMOVUPS      448(R10), Z15
+	VBROADCASTSS 2052(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 2052(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 2052(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R10), Z12
+	VMOVUPS      576(R10), Z13
+	VMOVUPS      640(R10), Z14
+	VMOVUPS      704(R10), Z15
+	VBROADCASTSS 2056(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 2056(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 2056(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R10), Z12
+	VMOVUPS      832(R10), Z13
+	VMOVUPS      896(R10), Z14
+	VMOVUPS      960(R10), Z15
+	VBROADCASTSS 2060(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 2060(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 2060(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000800
+	JNE          conv3x3s1_c512k512_h7_avx512_p8_rem_kx1_ic
+	XORQ         R12, R12
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_kx2_ic:
+	VMOVUPS      (R10), Z12
+	VMOVUPS      64(R10), Z13
+	VMOVUPS      128(R10), Z14
+	VMOVUPS      192(R10), Z15
+	VBROADCASTSS 4096(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4096(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4096(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R10), Z12
+	VMOVUPS      320(R10), Z13
+	VMOVUPS      384(R10), Z14
+	VMOVUPS      448(R10), Z15
+	VBROADCASTSS 4100(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4100(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4100(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R10), Z12
+	VMOVUPS      576(R10), Z13
+	VMOVUPS      640(R10), Z14
+	VMOVUPS      704(R10), Z15
+	VBROADCASTSS 4104(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4104(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4104(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R10), Z12
+	VMOVUPS      832(R10), Z13
+	VMOVUPS      896(R10), Z14
+	VMOVUPS      960(R10), Z15
+	VBROADCASTSS 4108(DI)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 4108(R8)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 4108(R9)(R12*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R10
+	ADDQ         $0x00000010, R12
+	CMPQ         R12, $0x00000800
+	JNE          conv3x3s1_c512k512_h7_avx512_p8_rem_kx2_ic
+	ADDQ         SI, DI
+	ADDQ         SI, R8
+	ADDQ         SI, R9
+	DECQ         R11
+	JNZ          conv3x3s1_c512k512_h7_avx512_p8_rem_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c512k512_h7_avx512_p8_rem_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, R8
+	VADDPS       (R8), Z1, Z1
+	VADDPS       64(R8), Z4, Z4
+	VADDPS       128(R8), Z7, Z7
+	VADDPS       192(R8), Z10, Z10
+	ADDQ         DI, R8
+	VADDPS       (R8), Z2, Z2
+	VADDPS       64(R8), Z5, Z5
+	VADDPS       128(R8), Z8, Z8
+	VADDPS       192(R8), Z11, Z11
+	ADDQ         DI, R8
+	VADDPS       (R8), Z0, Z0
+	VADDPS       64(R8), Z3, Z3
+	VADDPS       128(R8), Z6, Z6
+	VADDPS       192(R8), Z9, Z9
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c512k512_h7_avx512_p8_rem_norelu
+	VXORPS Z12, Z12, Z12
+	VMAXPS Z12, Z1, Z1
+	VMAXPS Z12, Z4, Z4
+	VMAXPS Z12, Z7, Z7
+	VMAXPS Z12, Z10, Z10
+	VMAXPS Z12, Z2, Z2
+	VMAXPS Z12, Z5, Z5
+	VMAXPS Z12, Z8, Z8
+	VMAXPS Z12, Z11, Z11
+	VMAXPS Z12, Z0, Z0
+	VMAXPS Z12, Z3, Z3
+	VMAXPS Z12, Z6, Z6
+	VMAXPS Z12, Z9, Z9
+
+conv3x3s1_c512k512_h7_avx512_p8_rem_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, DI
+	VMOVUPS Z1, (DI)
+	VMOVUPS Z4, 64(DI)
+	VMOVUPS Z7, 128(DI)
+	VMOVUPS Z10, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z8, 128(DI)
+	VMOVUPS Z11, 192(DI)
+	ADDQ    SI, DI
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z3, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z9, 192(DI)
+	ADDQ    $0x00000800, AX
+	ADDQ    $0x00000800, CX
+	ADDQ    $0x00000800, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c512k512_h7_avx512_p8_rem_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h1w25_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c64k64_h1w25_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h1w25_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z5
+	VMOVAPS    Z5, Z6
+	VMOVAPS    Z5, Z7
+	VMOVAPS    Z5, Z8
+	VMOVAPS    Z5, Z9
+	VMOVAPS    Z5, Z5
+	VMOVUPS    128(SI), Z10
+	VMOVAPS    Z10, Z11
+	VMOVAPS    Z10, Z12
+	VMOVAPS    Z10, Z13
+	VMOVAPS    Z10, Z14
+	VMOVAPS    Z10, Z10
+	VMOVUPS    192(SI), Z15
+	VMOVAPS    Z15, Z16
+	VMOVAPS    Z15, Z17
+	VMOVAPS    Z15, Z18
+	VMOVAPS    Z15, Z19
+	VMOVAPS    Z15, Z15
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h1w25_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 768(SI)
+	PREFETCHT0 832(SI)
+	PREFETCHT0 896(SI)
+	PREFETCHT0 960(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	PREFETCHT0 1152(SI)
+	PREFETCHT0 1216(SI)
+
+conv1x1s1_c64k64_h1w25_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c64k64_h1w25_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c64k64_h1w25_avx512_kx0_ic:
+	VMOVUPS      (R8), Z20
+	VMOVUPS      64(R8), Z21
+	VMOVUPS      128(R8), Z22
+	VMOVUPS      192(R8), Z23
+	VBROADCASTSS (DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z1
+	VFMADD231PS  Z21, Z24, Z6
+	VFMADD231PS  Z22, Z24, Z11
+	VFMADD231PS  Z23, Z24, Z16
+	VBROADCASTSS 256(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z2
+	VFMADD231PS  Z21, Z24, Z7
+	VFMADD231PS  Z22, Z24, Z12
+	VFMADD231PS  Z23, Z24, Z17
+	VBROADCASTSS 512(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z3
+	VFMADD231PS  Z21, Z24, Z8
+	VFMADD231PS  Z22, Z24, Z13
+	VFMADD231PS  Z23, Z24, Z18
+	VBROADCASTSS 768(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z4
+	VFMADD231PS  Z21, Z24, Z9
+	VFMADD231PS  Z22, Z24, Z14
+	VFMADD231PS  Z23, Z24, Z19
+	VBROADCASTSS 1024(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z0
+	VFMADD231PS  Z21, Z24, Z5
+	VFMADD231PS  Z22, Z24, Z10
+	VFMADD231PS  Z23, Z24, Z15
+	VMOVUPS      256(R8), Z20
+	VMOVUPS      320(R8), Z21
+	VMOVUPS      384(R8), Z22
+	VMOVUPS      448(R8), Z23
+	VBROADCASTSS 4(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z1
+	VFMADD231PS  Z21, Z24, Z6
+	VFMADD231PS  Z22, Z24, Z11
+	VFMADD231PS  Z23, Z24, Z16
+	VBROADCASTSS 260(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z2
+	VFMADD231PS  Z21, Z24, Z7
+	VFMADD231PS  Z22, Z24, Z12
+	VFMADD231PS  Z23, Z24, Z17
+	VBROADCASTSS 516(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z3
+	VFMADD231PS  Z21, Z24, Z8
+	VFMADD231PS  Z22, Z24, Z13
+	VFMADD231PS  Z23, Z24, Z18
+	VBROADCASTSS 772(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z4
+	VFMADD231PS  Z21, Z24, Z9
+	VFMADD231PS  Z22, Z24, Z14
+	VFMADD231PS  Z23, Z24, Z19
+	VBROADCASTSS 1028(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z0
+	VFMADD231PS  Z21, Z24, Z5
+	VFMADD231PS  Z22, Z24, Z10
+	VFMADD231PS  Z23, Z24, Z15
+	VMOVUPS      512(R8), Z20
+	VMOVUPS      576(R8), Z21
+	VMOVUPS      640(R8), Z22
+	VMOVUPS      704(R8), Z23
+	VBROADCASTSS 8(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z1
+	VFMADD231PS  Z21, Z24, Z6
+	VFMADD231PS  Z22, Z24, Z11
+	VFMADD231PS  Z23, Z24, Z16
+	VBROADCASTSS 264(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z2
+	VFMADD231PS  Z21, Z24, Z7
+	VFMADD231PS  Z22, Z24, Z12
+	VFMADD231PS  Z23, Z24, Z17
+	VBROADCASTSS 520(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z3
+	VFMADD231PS  Z21, Z24, Z8
+	VFMADD231PS  Z22, Z24, Z13
+	VFMADD231PS  Z23, Z24, Z18
+	VBROADCASTSS 776(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z4
+	VFMADD231PS  Z21, Z24, Z9
+	VFMADD231PS  Z22, Z24, Z14
+	VFMADD231PS  Z23, Z24, Z19
+	VBROADCASTSS 1032(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z0
+	VFMADD231PS  Z21, Z24, Z5
+	VFMADD231PS  Z22, Z24, Z10
+	VFMADD231PS  Z23, Z24, Z15
+	VMOVUPS      768(R8), Z20
+	VMOVUPS      832(R8), Z21
+	VMOVUPS      896(R8), Z22
+	VMOVUPS      960(R8), Z23
+	VBROADCASTSS 12(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z1
+	VFMADD231PS  Z21, Z24, Z6
+	VFMADD231PS  Z22, Z24, Z11
+	VFMADD231PS  Z23, Z24, Z16
+	VBROADCASTSS 268(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z2
+	VFMADD231PS  Z21, Z24, Z7
+	VFMADD231PS  Z22, Z24, Z12
+	VFMADD231PS  Z23, Z24, Z17
+	VBROADCASTSS 524(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z3
+	VFMADD231PS  Z21, Z24, Z8
+	VFMADD231PS  Z22, Z24, Z13
+	VFMADD231PS  Z23, Z24, Z18
+	VBROADCASTSS 780(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z4
+	VFMADD231PS  Z21, Z24, Z9
+	VFMADD231PS  Z22, Z24, Z14
+	VFMADD231PS  Z23, Z24, Z19
+	VBROADCASTSS 1036(DI)(R10*1), Z24
+	VFMADD231PS  Z20, Z24, Z0
+	VFMADD231PS  Z21, Z24, Z5
+	VFMADD231PS  Z22, Z24, Z10
+	VFMADD231PS  Z23, Z24, Z15
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000100
+	JNE          conv1x1s1_c64k64_h1w25_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c64k64_h1w25_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h1w25_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z6, Z6
+	VADDPS       128(DI), Z11, Z11
+	VADDPS       192(DI), Z16, Z16
+	VADDPS       256(DI), Z2, Z2
+	VADDPS       320(DI), Z7, Z7
+	VADDPS       384(DI), Z12, Z12
+	VADDPS       448(DI), Z17, Z17
+	VADDPS       512(DI), Z3, Z3
+	VADDPS       576(DI), Z8, Z8
+	VADDPS       640(DI), Z13, Z13
+	VADDPS       704(DI), Z18, Z18
+	VADDPS       768(DI), Z4, Z4
+	VADDPS       832(DI), Z9, Z9
+	VADDPS       896(DI), Z14, Z14
+	VADDPS       960(DI), Z19, Z19
+	VADDPS       1024(DI), Z0, Z0
+	VADDPS       1088(DI), Z5, Z5
+	VADDPS       1152(DI), Z10, Z10
+	VADDPS       1216(DI), Z15, Z15
+
+conv1x1s1_c64k64_h1w25_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h1w25_avx512_norelu
+	VXORPS Z20, Z20, Z20
+	VMAXPS Z20, Z1, Z1
+	VMAXPS Z20, Z6, Z6
+	VMAXPS Z20, Z11, Z11
+	VMAXPS Z20, Z16, Z16
+	VMAXPS Z20, Z2, Z2
+	VMAXPS Z20, Z7, Z7
+	VMAXPS Z20, Z12, Z12
+	VMAXPS Z20, Z17, Z17
+	VMAXPS Z20, Z3, Z3
+	VMAXPS Z20, Z8, Z8
+	VMAXPS Z20, Z13, Z13
+	VMAXPS Z20, Z18, Z18
+	VMAXPS Z20, Z4, Z4
+	VMAXPS Z20, Z9, Z9
+	VMAXPS Z20, Z14, Z14
+	VMAXPS Z20, Z19, Z19
+	VMAXPS Z20, Z0, Z0
+	VMAXPS Z20, Z5, Z5
+	VMAXPS Z20, Z10, Z10
+	VMAXPS Z20, Z15, Z15
+
+conv1x1s1_c64k64_h1w25_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z6, 64(SI)
+	VMOVUPS Z11, 128(SI)
+	VMOVUPS Z16, 192(SI)
+	VMOVUPS Z2, 256(SI)
+	VMOVUPS Z7, 320(SI)
+	VMOVUPS Z12, 384(SI)
+	VMOVUPS Z17, 448(SI)
+	VMOVUPS Z3, 512(SI)
+	VMOVUPS Z8, 576(SI)
+	VMOVUPS Z13, 640(SI)
+	VMOVUPS Z18, 704(SI)
+	VMOVUPS Z4, 768(SI)
+	VMOVUPS Z9, 832(SI)
+	VMOVUPS Z14, 896(SI)
+	VMOVUPS Z19, 960(SI)
+	VMOVUPS Z0, 1024(SI)
+	VMOVUPS Z5, 1088(SI)
+	VMOVUPS Z10, 1152(SI)
+	VMOVUPS Z15, 1216(SI)
+	ADDQ    $0x00000500, AX
+	ADDQ    $0x00000500, CX
+	ADDQ    $0x00000500, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h1w25_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h1w21_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c64k64_h1w21_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h1w21_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z3
+	VMOVAPS    Z3, Z4
+	VMOVAPS    Z3, Z5
+	VMOVAPS    Z3, Z3
+	VMOVUPS    128(SI), Z6
+	VMOVAPS    Z6, Z7
+	VMOVAPS    Z6, Z8
+	VMOVAPS    Z6, Z6
+	VMOVUPS    192(SI), Z9
+	VMOVAPS    Z9, Z10
+	VMOVAPS    Z9, Z11
+	VMOVAPS    Z9, Z9
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h1w21_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+
+conv1x1s1_c64k64_h1w21_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c64k64_h1w21_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c64k64_h1w21_avx512_kx0_ic:
+	VMOVUPS      (R8), Z12
+	VMOVUPS      64(R8), Z13
+	VMOVUPS      128(R8), Z14
+	VMOVUPS      192(R8), Z15
+	VBROADCASTSS (DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 256(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 512(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      256(R8), Z12
+	VMOVUPS      320(R8), Z13
+	VMOVUPS      384(R8), Z14
+	VMOVUPS      448(R8), Z15
+	VBROADCASTSS 4(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 260(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 516(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      512(R8), Z12
+	VMOVUPS      576(R8), Z13
+	VMOVUPS      640(R8), Z14
+	VMOVUPS      704(R8), Z15
+	VBROADCASTSS 8(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 264(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 520(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	VMOVUPS      768(R8), Z12
+	VMOVUPS      832(R8), Z13
+	VMOVUPS      896(R8), Z14
+	VMOVUPS      960(R8), Z15
+	VBROADCASTSS 12(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z1
+	VFMADD231PS  Z13, Z16, Z4
+	VFMADD231PS  Z14, Z16, Z7
+	VFMADD231PS  Z15, Z16, Z10
+	VBROADCASTSS 268(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z2
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z8
+	VFMADD231PS  Z15, Z16, Z11
+	VBROADCASTSS 524(DI)(R10*1), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z3
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z9
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000100
+	JNE          conv1x1s1_c64k64_h1w21_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c64k64_h1w21_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h1w21_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z4, Z4
+	VADDPS       128(DI), Z7, Z7
+	VADDPS       192(DI), Z10, Z10
+	VADDPS       256(DI), Z2, Z2
+	VADDPS       320(DI), Z5, Z5
+	VADDPS       384(DI), Z8, Z8
+	VADDPS       448(DI), Z11, Z11
+	VADDPS       512(DI), Z0, Z0
+	VADDPS       576(DI), Z3, Z3
+	VADDPS       640(DI), Z6, Z6
+	VADDPS       704(DI), Z9, Z9
+
+conv1x1s1_c64k64_h1w21_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h1w21_avx512_norelu
+	VXORPS Z12, Z12, Z12
+	VMAXPS Z12, Z1, Z1
+	VMAXPS Z12, Z4, Z4
+	VMAXPS Z12, Z7, Z7
+	VMAXPS Z12, Z10, Z10
+	VMAXPS Z12, Z2, Z2
+	VMAXPS Z12, Z5, Z5
+	VMAXPS Z12, Z8, Z8
+	VMAXPS Z12, Z11, Z11
+	VMAXPS Z12, Z0, Z0
+	VMAXPS Z12, Z3, Z3
+	VMAXPS Z12, Z6, Z6
+	VMAXPS Z12, Z9, Z9
+
+conv1x1s1_c64k64_h1w21_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z4, 64(SI)
+	VMOVUPS Z7, 128(SI)
+	VMOVUPS Z10, 192(SI)
+	VMOVUPS Z2, 256(SI)
+	VMOVUPS Z5, 320(SI)
+	VMOVUPS Z8, 384(SI)
+	VMOVUPS Z11, 448(SI)
+	VMOVUPS Z0, 512(SI)
+	VMOVUPS Z3, 576(SI)
+	VMOVUPS Z6, 640(SI)
+	VMOVUPS Z9, 704(SI)
+	ADDQ    $0x00000300, AX
+	ADDQ    $0x00000300, CX
+	ADDQ    $0x00000300, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h1w21_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c128k128_h1w13_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c128k128_h1w13_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c128k128_h1w13_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z6
+	VMOVAPS    Z0, Z7
+	VMOVAPS    Z0, Z8
+	VMOVAPS    Z0, Z9
+	VMOVAPS    Z0, Z10
+	VMOVAPS    Z0, Z11
+	VMOVAPS    Z0, Z12
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z13
+	VMOVAPS    Z13, Z14
+	VMOVAPS    Z13, Z15
+	VMOVAPS    Z13, Z16
+	VMOVAPS    Z13, Z17
+	VMOVAPS    Z13, Z18
+	VMOVAPS    Z13, Z19
+	VMOVAPS    Z13, Z20
+	VMOVAPS    Z13, Z21
+	VMOVAPS    Z13, Z22
+	VMOVAPS    Z13, Z23
+	VMOVAPS    Z13, Z24
+	VMOVAPS    Z13, Z25
+	VMOVAPS    Z13, Z13
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c128k128_h1w13_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	PREFETCHT0 1536(SI)
+	PREFETCHT0 1600(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+	PREFETCHT0 2560(SI)
+	PREFETCHT0 2624(SI)
+	PREFETCHT0 3072(SI)
+	PREFETCHT0 3136(SI)
+	PREFETCHT0 3584(SI)
+	PREFETCHT0 3648(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 4160(SI)
+	PREFETCHT0 4608(SI)
+	PREFETCHT0 4672(SI)
+	PREFETCHT0 5120(SI)
+	PREFETCHT0 5184(SI)
+	PREFETCHT0 5632(SI)
+	PREFETCHT0 5696(SI)
+	PREFETCHT0 6144(SI)
+	PREFETCHT0 6208(SI)
+
+conv1x1s1_c128k128_h1w13_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c128k128_h1w13_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c128k128_h1w13_avx512_kx0_ic:
+	VMOVUPS      (R8), Z26
+	VMOVUPS      64(R8), Z27
+	VBROADCASTSS (DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z1
+	VFMADD231PS  Z27, Z28, Z14
+	VBROADCASTSS 512(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z2
+	VFMADD231PS  Z27, Z28, Z15
+	VBROADCASTSS 1024(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z3
+	VFMADD231PS  Z27, Z28, Z16
+	VBROADCASTSS 1536(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z4
+	VFMADD231PS  Z27, Z28, Z17
+	VBROADCASTSS 2048(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z5
+	VFMADD231PS  Z27, Z28, Z18
+	VBROADCASTSS 2560(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z6
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3072(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z7
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 3584(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z8
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4096(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z9
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4608(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z10
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 5120(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z11
+	VFMADD231PS  Z27, Z28, Z24
+	VBROADCASTSS 5632(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z25
+	VBROADCASTSS 6144(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z0
+	VFMADD231PS  Z27, Z28, Z13
+	VMOVUPS      128(R8), Z26
+	VMOVUPS      192(R8), Z27
+	VBROADCASTSS 4(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z1
+	VFMADD231PS  Z27, Z28, Z14
+	VBROADCASTSS 516(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z2
+	VFMADD231PS  Z27, Z28, Z15
+	VBROADCASTSS 1028(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z3
+	VFMADD231PS  Z27, Z28, Z16
+	VBROADCASTSS 1540(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z4
+	VFMADD231PS  Z27, Z28, Z17
+	VBROADCASTSS 2052(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z5
+	VFMADD231PS  Z27, Z28, Z18
+	VBROADCASTSS 2564(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z6
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3076(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z7
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 3588(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z8
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4100(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z9
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4612(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z10
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 5124(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z11
+	VFMADD231PS  Z27, Z28, Z24
+	VBROADCASTSS 5636(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z25
+	VBROADCASTSS 6148(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z0
+	VFMADD231PS  Z27, Z28, Z13
+	VMOVUPS      256(R8), Z26
+	VMOVUPS      320(R8), Z27
+	VBROADCASTSS 8(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z1
+	VFMADD231PS  Z27, Z28, Z14
+	VBROADCASTSS 520(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z2
+	VFMADD231PS  Z27, Z28, Z15
+	VBROADCASTSS 1032(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z3
+	VFMADD231PS  Z27, Z28, Z16
+	VBROADCASTSS 1544(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z4
+	VFMADD231PS  Z27, Z28, Z17
+	VBROADCASTSS 2056(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z5
+	VFMADD231PS  Z27, Z28, Z18
+	VBROADCASTSS 2568(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z6
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3080(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z7
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 3592(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z8
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4104(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z9
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4616(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z10
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 5128(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z11
+	VFMADD231PS  Z27, Z28, Z24
+	VBROADCASTSS 5640(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z25
+	VBROADCASTSS 6152(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z0
+	VFMADD231PS  Z27, Z28, Z13
+	VMOVUPS      384(R8), Z26
+	VMOVUPS      448(R8), Z27
+	VBROADCASTSS 12(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z1
+	VFMADD231PS  Z27, Z28, Z14
+	VBROADCASTSS 524(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z2
+	VFMADD231PS  Z27, Z28, Z15
+	VBROADCASTSS 1036(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z3
+	VFMADD231PS  Z27, Z28, Z16
+	VBROADCASTSS 1548(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z4
+	VFMADD231PS  Z27, Z28, Z17
+	VBROADCASTSS 2060(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z5
+	VFMADD231PS  Z27, Z28, Z18
+	VBROADCASTSS 2572(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z6
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 3084(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z7
+	VFMADD231PS  Z27, Z28, Z20
+	VBROADCASTSS 3596(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z8
+	VFMADD231PS  Z27, Z28, Z21
+	VBROADCASTSS 4108(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z9
+	VFMADD231PS  Z27, Z28, Z22
+	VBROADCASTSS 4620(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z10
+	VFMADD231PS  Z27, Z28, Z23
+	VBROADCASTSS 5132(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z11
+	VFMADD231PS  Z27, Z28, Z24
+	VBROADCASTSS 5644(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z12
+	VFMADD231PS  Z27, Z28, Z25
+	VBROADCASTSS 6156(DI)(R10*1), Z28
+	VFMADD231PS  Z26, Z28, Z0
+	VFMADD231PS  Z27, Z28, Z13
+	ADDQ         $0x00000200, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv1x1s1_c128k128_h1w13_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c128k128_h1w13_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c128k128_h1w13_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z14, Z14
+	VADDPS       512(DI), Z2, Z2
+	VADDPS       576(DI), Z15, Z15
+	VADDPS       1024(DI), Z3, Z3
+	VADDPS       1088(DI), Z16, Z16
+	VADDPS       1536(DI), Z4, Z4
+	VADDPS       1600(DI), Z17, Z17
+	VADDPS       2048(DI), Z5, Z5
+	VADDPS       2112(DI), Z18, Z18
+	VADDPS       2560(DI), Z6, Z6
+	VADDPS       2624(DI), Z19, Z19
+	VADDPS       3072(DI), Z7, Z7
+	VADDPS       3136(DI), Z20, Z20
+	VADDPS       3584(DI), Z8, Z8
+	VADDPS       3648(DI), Z21, Z21
+	VADDPS       4096(DI), Z9, Z9
+	VADDPS       4160(DI), Z22, Z22
+	VADDPS       4608(DI), Z10, Z10
+	VADDPS       4672(DI), Z23, Z23
+	VADDPS       5120(DI), Z11, Z11
+	VADDPS       5184(DI), Z24, Z24
+	VADDPS       5632(DI), Z12, Z12
+	VADDPS       5696(DI), Z25, Z25
+	VADDPS       6144(DI), Z0, Z0
+	VADDPS       6208(DI), Z13, Z13
+
+conv1x1s1_c128k128_h1w13_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c128k128_h1w13_avx512_norelu
+	VXORPS Z26, Z26, Z26
+	VMAXPS Z26, Z1, Z1
+	VMAXPS Z26, Z14, Z14
+	VMAXPS Z26, Z2, Z2
+	VMAXPS Z26, Z15, Z15
+	VMAXPS Z26, Z3, Z3
+	VMAXPS Z26, Z16, Z16
+	VMAXPS Z26, Z4, Z4
+	VMAXPS Z26, Z17, Z17
+	VMAXPS Z26, Z5, Z5
+	VMAXPS Z26, Z18, Z18
+	VMAXPS Z26, Z6, Z6
+	VMAXPS Z26, Z19, Z19
+	VMAXPS Z26, Z7, Z7
+	VMAXPS Z26, Z20, Z20
+	VMAXPS Z26, Z8, Z8
+	VMAXPS Z26, Z21, Z21
+	VMAXPS Z26, Z9, Z9
+	VMAXPS Z26, Z22, Z22
+	VMAXPS Z26, Z10, Z10
+	VMAXPS Z26, Z23, Z23
+	VMAXPS Z26, Z11, Z11
+	VMAXPS Z26, Z24, Z24
+	VMAXPS Z26, Z12, Z12
+	VMAXPS Z26, Z25, Z25
+	VMAXPS Z26, Z0, Z0
+	VMAXPS Z26, Z13, Z13
+
+conv1x1s1_c128k128_h1w13_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z14, 64(SI)
+	VMOVUPS Z2, 512(SI)
+	VMOVUPS Z15, 576(SI)
+	VMOVUPS Z3, 1024(SI)
+	VMOVUPS Z16, 1088(SI)
+	VMOVUPS Z4, 1536(SI)
+	VMOVUPS Z17, 1600(SI)
+	VMOVUPS Z5, 2048(SI)
+	VMOVUPS Z18, 2112(SI)
+	VMOVUPS Z6, 2560(SI)
+	VMOVUPS Z19, 2624(SI)
+	VMOVUPS Z7, 3072(SI)
+	VMOVUPS Z20, 3136(SI)
+	VMOVUPS Z8, 3584(SI)
+	VMOVUPS Z21, 3648(SI)
+	VMOVUPS Z9, 4096(SI)
+	VMOVUPS Z22, 4160(SI)
+	VMOVUPS Z10, 4608(SI)
+	VMOVUPS Z23, 4672(SI)
+	VMOVUPS Z11, 5120(SI)
+	VMOVUPS Z24, 5184(SI)
+	VMOVUPS Z12, 5632(SI)
+	VMOVUPS Z25, 5696(SI)
+	VMOVUPS Z0, 6144(SI)
+	VMOVUPS Z13, 6208(SI)
+	ADDQ    $0x00001a00, AX
+	ADDQ    $0x00001a00, CX
+	ADDQ    $0x00001a00, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c128k128_h1w13_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c128k128_h1w10_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c128k128_h1w10_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c128k128_h1w10_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z6
+	VMOVAPS    Z0, Z7
+	VMOVAPS    Z0, Z8
+	VMOVAPS    Z0, Z9
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z10
+	VMOVAPS    Z10, Z11
+	VMOVAPS    Z10, Z12
+	VMOVAPS    Z10, Z13
+	VMOVAPS    Z10, Z14
+	VMOVAPS    Z10, Z15
+	VMOVAPS    Z10, Z16
+	VMOVAPS    Z10, Z17
+	VMOVAPS    Z10, Z18
+	VMOVAPS    Z10, Z19
+	VMOVAPS    Z10, Z10
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c128k128_h1w10_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	PREFETCHT0 1536(SI)
+	PREFETCHT0 1600(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+	PREFETCHT0 2560(SI)
+	PREFETCHT0 2624(SI)
+	PREFETCHT0 3072(SI)
+	PREFETCHT0 3136(SI)
+	PREFETCHT0 3584(SI)
+	PREFETCHT0 3648(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 4160(SI)
+	PREFETCHT0 4608(SI)
+	PREFETCHT0 4672(SI)
+
+conv1x1s1_c128k128_h1w10_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c128k128_h1w10_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c128k128_h1w10_avx512_kx0_ic:
+	VMOVUPS      (R8), Z20
+	VMOVUPS      64(R8), Z21
+	VBROADCASTSS (DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z1
+	VFMADD231PS  Z21, Z22, Z11
+	VBROADCASTSS 512(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z2
+	VFMADD231PS  Z21, Z22, Z12
+	VBROADCASTSS 1024(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z3
+	VFMADD231PS  Z21, Z22, Z13
+	VBROADCASTSS 1536(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z4
+	VFMADD231PS  Z21, Z22, Z14
+	VBROADCASTSS 2048(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z5
+	VFMADD231PS  Z21, Z22, Z15
+	VBROADCASTSS 2560(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z6
+	VFMADD231PS  Z21, Z22, Z16
+	VBROADCASTSS 3072(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z7
+	VFMADD231PS  Z21, Z22, Z17
+	VBROADCASTSS 3584(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z8
+	VFMADD231PS  Z21, Z22, Z18
+	VBROADCASTSS 4096(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z9
+	VFMADD231PS  Z21, Z22, Z19
+	VBROADCASTSS 4608(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z0
+	VFMADD231PS  Z21, Z22, Z10
+	VMOVUPS      128(R8), Z20
+	VMOVUPS      192(R8), Z21
+	VBROADCASTSS 4(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z1
+	VFMADD231PS  Z21, Z22, Z11
+	VBROADCASTSS 516(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z2
+	VFMADD231PS  Z21, Z22, Z12
+	VBROADCASTSS 1028(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z3
+	VFMADD231PS  Z21, Z22, Z13
+	VBROADCASTSS 1540(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z4
+	VFMADD231PS  Z21, Z22, Z14
+	VBROADCASTSS 2052(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z5
+	VFMADD231PS  Z21, Z22, Z15
+	VBROADCASTSS 2564(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z6
+	VFMADD231PS  Z21, Z22, Z16
+	VBROADCASTSS 3076(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z7
+	VFMADD231PS  Z21, Z22, Z17
+	VBROADCASTSS 3588(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z8
+	VFMADD231PS  Z21, Z22, Z18
+	VBROADCASTSS 4100(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z9
+	VFMADD231PS  Z21, Z22, Z19
+	VBROADCASTSS 4612(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z0
+	VFMADD231PS  Z21, Z22, Z10
+	VMOVUPS      256(R8), Z20
+	VMOVUPS      320(R8), Z21
+	VBROADCASTSS 8(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z1
+	VFMADD231PS  Z21, Z22, Z11
+	VBROADCASTSS 520(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z2
+	VFMADD231PS  Z21, Z22, Z12
+	VBROADCASTSS 1032(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z3
+	VFMADD231PS  Z21, Z22, Z13
+	VBROADCASTSS 1544(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z4
+	VFMADD231PS  Z21, Z22, Z14
+	VBROADCASTSS 2056(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z5
+	VFMADD231PS  Z21, Z22, Z15
+	VBROADCASTSS 2568(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z6
+	VFMADD231PS  Z21, Z22, Z16
+	VBROADCASTSS 3080(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z7
+	VFMADD231PS  Z21, Z22, Z17
+	VBROADCASTSS 3592(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z8
+	VFMADD231PS  Z21, Z22, Z18
+	VBROADCASTSS 4104(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z9
+	VFMADD231PS  Z21, Z22, Z19
+	VBROADCASTSS 4616(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z0
+	VFMADD231PS  Z21, Z22, Z10
+	VMOVUPS      384(R8), Z20
+	VMOVUPS      448(R8), Z21
+	VBROADCASTSS 12(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z1
+	VFMADD231PS  Z21, Z22, Z11
+	VBROADCASTSS 524(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z2
+	VFMADD231PS  Z21, Z22, Z12
+	VBROADCASTSS 1036(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z3
+	VFMADD231PS  Z21, Z22, Z13
+	VBROADCASTSS 1548(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z4
+	VFMADD231PS  Z21, Z22, Z14
+	VBROADCASTSS 2060(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z5
+	VFMADD231PS  Z21, Z22, Z15
+	VBROADCASTSS 2572(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z6
+	VFMADD231PS  Z21, Z22, Z16
+	VBROADCASTSS 3084(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z7
+	VFMADD231PS  Z21, Z22, Z17
+	VBROADCASTSS 3596(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z8
+	VFMADD231PS  Z21, Z22, Z18
+	VBROADCASTSS 4108(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z9
+	VFMADD231PS  Z21, Z22, Z19
+	VBROADCASTSS 4620(DI)(R10*1), Z22
+	VFMADD231PS  Z20, Z22, Z0
+	VFMADD231PS  Z21, Z22, Z10
+	ADDQ         $0x00000200, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv1x1s1_c128k128_h1w10_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c128k128_h1w10_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c128k128_h1w10_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z11, Z11
+	VADDPS       512(DI), Z2, Z2
+	VADDPS       576(DI), Z12, Z12
+	VADDPS       1024(DI), Z3, Z3
+	VADDPS       1088(DI), Z13, Z13
+	VADDPS       1536(DI), Z4, Z4
+	VADDPS       1600(DI), Z14, Z14
+	VADDPS       2048(DI), Z5, Z5
+	VADDPS       2112(DI), Z15, Z15
+	VADDPS       2560(DI), Z6, Z6
+	VADDPS       2624(DI), Z16, Z16
+	VADDPS       3072(DI), Z7, Z7
+	VADDPS       3136(DI), Z17, Z17
+	VADDPS       3584(DI), Z8, Z8
+	VADDPS       3648(DI), Z18, Z18
+	VADDPS       4096(DI), Z9, Z9
+	VADDPS       4160(DI), Z19, Z19
+	VADDPS       4608(DI), Z0, Z0
+	VADDPS       4672(DI), Z10, Z10
+
+conv1x1s1_c128k128_h1w10_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c128k128_h1w10_avx512_norelu
+	VXORPS Z20, Z20, Z20
+	VMAXPS Z20, Z1, Z1
+	VMAXPS Z20, Z11, Z11
+	VMAXPS Z20, Z2, Z2
+	VMAXPS Z20, Z12, Z12
+	VMAXPS Z20, Z3, Z3
+	VMAXPS Z20, Z13, Z13
+	VMAXPS Z20, Z4, Z4
+	VMAXPS Z20, Z14, Z14
+	VMAXPS Z20, Z5, Z5
+	VMAXPS Z20, Z15, Z15
+	VMAXPS Z20, Z6, Z6
+	VMAXPS Z20, Z16, Z16
+	VMAXPS Z20, Z7, Z7
+	VMAXPS Z20, Z17, Z17
+	VMAXPS Z20, Z8, Z8
+	VMAXPS Z20, Z18, Z18
+	VMAXPS Z20, Z9, Z9
+	VMAXPS Z20, Z19, Z19
+	VMAXPS Z20, Z0, Z0
+	VMAXPS Z20, Z10, Z10
+
+conv1x1s1_c128k128_h1w10_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z11, 64(SI)
+	VMOVUPS Z2, 512(SI)
+	VMOVUPS Z12, 576(SI)
+	VMOVUPS Z3, 1024(SI)
+	VMOVUPS Z13, 1088(SI)
+	VMOVUPS Z4, 1536(SI)
+	VMOVUPS Z14, 1600(SI)
+	VMOVUPS Z5, 2048(SI)
+	VMOVUPS Z15, 2112(SI)
+	VMOVUPS Z6, 2560(SI)
+	VMOVUPS Z16, 2624(SI)
+	VMOVUPS Z7, 3072(SI)
+	VMOVUPS Z17, 3136(SI)
+	VMOVUPS Z8, 3584(SI)
+	VMOVUPS Z18, 3648(SI)
+	VMOVUPS Z9, 4096(SI)
+	VMOVUPS Z19, 4160(SI)
+	VMOVUPS Z0, 4608(SI)
+	VMOVUPS Z10, 4672(SI)
+	ADDQ    $0x00001400, AX
+	ADDQ    $0x00001400, CX
+	ADDQ    $0x00001400, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c128k128_h1w10_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c256k256_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c256k256_h1w16_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c256k256_h1w16_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k256_h1w16_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	PREFETCHT0 1152(SI)
+	PREFETCHT0 1216(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+	PREFETCHT0 2176(SI)
+	PREFETCHT0 2240(SI)
+	PREFETCHT0 3072(SI)
+	PREFETCHT0 3136(SI)
+	PREFETCHT0 3200(SI)
+	PREFETCHT0 3264(SI)
+
+conv1x1s1_c256k256_h1w16_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c256k256_h1w16_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c256k256_h1w16_avx512_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1024(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2048(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3072(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1028(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2052(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3076(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1032(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2056(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3080(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 1036(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 2060(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 3084(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000400
+	JNE          conv1x1s1_c256k256_h1w16_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c256k256_h1w16_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c256k256_h1w16_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       1024(DI), Z2, Z2
+	VADDPS       1088(DI), Z6, Z6
+	VADDPS       1152(DI), Z10, Z10
+	VADDPS       1216(DI), Z14, Z14
+	VADDPS       2048(DI), Z3, Z3
+	VADDPS       2112(DI), Z7, Z7
+	VADDPS       2176(DI), Z11, Z11
+	VADDPS       2240(DI), Z15, Z15
+	VADDPS       3072(DI), Z0, Z0
+	VADDPS       3136(DI), Z4, Z4
+	VADDPS       3200(DI), Z8, Z8
+	VADDPS       3264(DI), Z12, Z12
+
+conv1x1s1_c256k256_h1w16_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c256k256_h1w16_avx512_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c256k256_h1w16_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 1024(SI)
+	VMOVUPS Z6, 1088(SI)
+	VMOVUPS Z10, 1152(SI)
+	VMOVUPS Z14, 1216(SI)
+	VMOVUPS Z3, 2048(SI)
+	VMOVUPS Z7, 2112(SI)
+	VMOVUPS Z11, 2176(SI)
+	VMOVUPS Z15, 2240(SI)
+	VMOVUPS Z0, 3072(SI)
+	VMOVUPS Z4, 3136(SI)
+	VMOVUPS Z8, 3200(SI)
+	VMOVUPS Z12, 3264(SI)
+	ADDQ    $0x00001000, AX
+	ADDQ    $0x00001000, CX
+	ADDQ    $0x00001000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c256k256_h1w16_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c512k512_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c512k512_h1w16_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c512k512_h1w16_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k512_h1w16_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2112(SI)
+	PREFETCHT0 2176(SI)
+	PREFETCHT0 2240(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 4160(SI)
+	PREFETCHT0 4224(SI)
+	PREFETCHT0 4288(SI)
+	PREFETCHT0 6144(SI)
+	PREFETCHT0 6208(SI)
+	PREFETCHT0 6272(SI)
+	PREFETCHT0 6336(SI)
+
+conv1x1s1_c512k512_h1w16_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c512k512_h1w16_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c512k512_h1w16_avx512_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2048(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4096(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6144(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2052(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4100(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6148(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2056(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4104(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6152(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 2060(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 4108(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 6156(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000800
+	JNE          conv1x1s1_c512k512_h1w16_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c512k512_h1w16_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c512k512_h1w16_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       2048(DI), Z2, Z2
+	VADDPS       2112(DI), Z6, Z6
+	VADDPS       2176(DI), Z10, Z10
+	VADDPS       2240(DI), Z14, Z14
+	VADDPS       4096(DI), Z3, Z3
+	VADDPS       4160(DI), Z7, Z7
+	VADDPS       4224(DI), Z11, Z11
+	VADDPS       4288(DI), Z15, Z15
+	VADDPS       6144(DI), Z0, Z0
+	VADDPS       6208(DI), Z4, Z4
+	VADDPS       6272(DI), Z8, Z8
+	VADDPS       6336(DI), Z12, Z12
+
+conv1x1s1_c512k512_h1w16_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c512k512_h1w16_avx512_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c512k512_h1w16_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 2048(SI)
+	VMOVUPS Z6, 2112(SI)
+	VMOVUPS Z10, 2176(SI)
+	VMOVUPS Z14, 2240(SI)
+	VMOVUPS Z3, 4096(SI)
+	VMOVUPS Z7, 4160(SI)
+	VMOVUPS Z11, 4224(SI)
+	VMOVUPS Z15, 4288(SI)
+	VMOVUPS Z0, 6144(SI)
+	VMOVUPS Z4, 6208(SI)
+	VMOVUPS Z8, 6272(SI)
+	VMOVUPS Z12, 6336(SI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c512k512_h1w16_avx512_tile
 	VZEROUPPER
 	RET
 

@@ -4,6 +4,1432 @@
 
 #include "textflag.h"
 
+// func wino4in_avx2(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX2, FMA3, SSE2
+TEXT ·wino4in_avx2(SB), NOSPLIT, $0-56
+	MOVQ         tmp+48(FP), AX
+	MOVL         $0x40000000, CX
+	MOVD         CX, X0
+	VBROADCASTSS X0, Y0
+	MOVL         $0x40800000, CX
+	MOVD         CX, X1
+	VBROADCASTSS X1, Y1
+	MOVL         $0x40a00000, CX
+	MOVD         CX, X2
+	VBROADCASTSS X2, Y2
+	VXORPS       Y3, Y3, Y3
+	MOVQ         in+0(FP), CX
+	MOVQ         v+24(FP), DX
+	MOVQ         nvec+40(FP), BX
+
+wino4in_avx2_vec:
+	MOVQ         CX, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Y4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y9
+	VMULPS       Y4, Y1, Y4
+	VFNMADD231PS Y6, Y2, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, (AX)
+	VMULPS       Y5, Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 32(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VSUBPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 64(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 96(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFNMADD231PS Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 128(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y7, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 160(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Y4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y9
+	VMULPS       Y4, Y1, Y4
+	VFNMADD231PS Y6, Y2, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 192(AX)
+	VMULPS       Y5, Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 224(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VSUBPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 256(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 288(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFNMADD231PS Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 320(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y7, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 352(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Y4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y9
+	VMULPS       Y4, Y1, Y4
+	VFNMADD231PS Y6, Y2, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 384(AX)
+	VMULPS       Y5, Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 416(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VSUBPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 448(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 480(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFNMADD231PS Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 512(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y7, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 544(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Y4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y9
+	VMULPS       Y4, Y1, Y4
+	VFNMADD231PS Y6, Y2, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 576(AX)
+	VMULPS       Y5, Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 608(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VSUBPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 640(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 672(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFNMADD231PS Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 704(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y7, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 736(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Y4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Y9
+	VMULPS       Y4, Y1, Y4
+	VFNMADD231PS Y6, Y2, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 768(AX)
+	VMULPS       Y5, Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 800(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VSUBPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 832(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 864(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFNMADD231PS Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 896(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y7, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 928(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         inPix+16(FP), DI
+	VMOVUPS      (SI), Y4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y9
+	VMULPS       Y4, Y1, Y4
+	VFNMADD231PS Y6, Y2, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 960(AX)
+	VMULPS       Y5, Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 992(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y6, Y1, Y4
+	VSUBPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 1024(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 1056(AX)
+	VMULPS       Y5, Y0, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFNMADD231PS Y7, Y0, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 1088(AX)
+	VMULPS       Y5, Y1, Y4
+	VFNMADD231PS Y7, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 1120(AX)
+	MOVQ         DX, SI
+	MOVQ         vPlane+32(FP), DI
+	VMULPS       (AX), Y1, Y4
+	VFNMADD231PS 384(AX), Y2, Y4
+	VADDPS       768(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       32(AX), Y1, Y4
+	VFNMADD231PS 416(AX), Y2, Y4
+	VADDPS       800(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       64(AX), Y1, Y4
+	VFNMADD231PS 448(AX), Y2, Y4
+	VADDPS       832(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       96(AX), Y1, Y4
+	VFNMADD231PS 480(AX), Y2, Y4
+	VADDPS       864(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       128(AX), Y1, Y4
+	VFNMADD231PS 512(AX), Y2, Y4
+	VADDPS       896(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       160(AX), Y1, Y4
+	VFNMADD231PS 544(AX), Y2, Y4
+	VADDPS       928(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       192(AX), Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS 384(AX), Y1, Y4
+	VADDPS       576(AX), Y4, Y4
+	VADDPS       768(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       224(AX), Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS 416(AX), Y1, Y4
+	VADDPS       608(AX), Y4, Y4
+	VADDPS       800(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       256(AX), Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS 448(AX), Y1, Y4
+	VADDPS       640(AX), Y4, Y4
+	VADDPS       832(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       288(AX), Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS 480(AX), Y1, Y4
+	VADDPS       672(AX), Y4, Y4
+	VADDPS       864(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       320(AX), Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS 512(AX), Y1, Y4
+	VADDPS       704(AX), Y4, Y4
+	VADDPS       896(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       352(AX), Y1, Y4
+	VSUBPS       Y4, Y3, Y4
+	VFNMADD231PS 544(AX), Y1, Y4
+	VADDPS       736(AX), Y4, Y4
+	VADDPS       928(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       192(AX), Y1, Y4
+	VFNMADD231PS 384(AX), Y1, Y4
+	VSUBPS       576(AX), Y4, Y4
+	VADDPS       768(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       224(AX), Y1, Y4
+	VFNMADD231PS 416(AX), Y1, Y4
+	VSUBPS       608(AX), Y4, Y4
+	VADDPS       800(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       256(AX), Y1, Y4
+	VFNMADD231PS 448(AX), Y1, Y4
+	VSUBPS       640(AX), Y4, Y4
+	VADDPS       832(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       288(AX), Y1, Y4
+	VFNMADD231PS 480(AX), Y1, Y4
+	VSUBPS       672(AX), Y4, Y4
+	VADDPS       864(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       320(AX), Y1, Y4
+	VFNMADD231PS 512(AX), Y1, Y4
+	VSUBPS       704(AX), Y4, Y4
+	VADDPS       896(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       352(AX), Y1, Y4
+	VFNMADD231PS 544(AX), Y1, Y4
+	VSUBPS       736(AX), Y4, Y4
+	VADDPS       928(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       192(AX), Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       384(AX), Y4, Y4
+	VFMADD231PS  576(AX), Y0, Y4
+	VADDPS       768(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       224(AX), Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       416(AX), Y4, Y4
+	VFMADD231PS  608(AX), Y0, Y4
+	VADDPS       800(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       256(AX), Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       448(AX), Y4, Y4
+	VFMADD231PS  640(AX), Y0, Y4
+	VADDPS       832(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       288(AX), Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       480(AX), Y4, Y4
+	VFMADD231PS  672(AX), Y0, Y4
+	VADDPS       864(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       320(AX), Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       512(AX), Y4, Y4
+	VFMADD231PS  704(AX), Y0, Y4
+	VADDPS       896(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       352(AX), Y0, Y4
+	VSUBPS       Y4, Y3, Y4
+	VSUBPS       544(AX), Y4, Y4
+	VFMADD231PS  736(AX), Y0, Y4
+	VADDPS       928(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       192(AX), Y0, Y4
+	VSUBPS       384(AX), Y4, Y4
+	VFNMADD231PS 576(AX), Y0, Y4
+	VADDPS       768(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       224(AX), Y0, Y4
+	VSUBPS       416(AX), Y4, Y4
+	VFNMADD231PS 608(AX), Y0, Y4
+	VADDPS       800(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       256(AX), Y0, Y4
+	VSUBPS       448(AX), Y4, Y4
+	VFNMADD231PS 640(AX), Y0, Y4
+	VADDPS       832(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       288(AX), Y0, Y4
+	VSUBPS       480(AX), Y4, Y4
+	VFNMADD231PS 672(AX), Y0, Y4
+	VADDPS       864(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       320(AX), Y0, Y4
+	VSUBPS       512(AX), Y4, Y4
+	VFNMADD231PS 704(AX), Y0, Y4
+	VADDPS       896(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       352(AX), Y0, Y4
+	VSUBPS       544(AX), Y4, Y4
+	VFNMADD231PS 736(AX), Y0, Y4
+	VADDPS       928(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       192(AX), Y1, Y4
+	VFNMADD231PS 576(AX), Y2, Y4
+	VADDPS       960(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       224(AX), Y1, Y4
+	VFNMADD231PS 608(AX), Y2, Y4
+	VADDPS       992(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       256(AX), Y1, Y4
+	VFNMADD231PS 640(AX), Y2, Y4
+	VADDPS       1024(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       288(AX), Y1, Y4
+	VFNMADD231PS 672(AX), Y2, Y4
+	VADDPS       1056(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       320(AX), Y1, Y4
+	VFNMADD231PS 704(AX), Y2, Y4
+	VADDPS       1088(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         DI, SI
+	VMULPS       352(AX), Y1, Y4
+	VFNMADD231PS 736(AX), Y2, Y4
+	VADDPS       1120(AX), Y4, Y4
+	VMOVUPS      Y4, (SI)
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000020, DX
+	DECQ         BX
+	JNZ          wino4in_avx2_vec
+	VZEROUPPER
+	RET
+
+// func wino4out_avx2(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX2, FMA3, SSE2
+TEXT ·wino4out_avx2(SB), NOSPLIT, $0-88
+	MOVQ         tmp+80(FP), AX
+	MOVL         $0x40000000, CX
+	MOVD         CX, X0
+	VBROADCASTSS X0, Y0
+	MOVL         $0x40800000, CX
+	MOVD         CX, X1
+	VBROADCASTSS X1, Y1
+	MOVL         $0x41000000, CX
+	MOVD         CX, X2
+	VBROADCASTSS X2, Y2
+	VXORPS       Y3, Y3, Y3
+	MOVQ         m+0(FP), CX
+	MOVQ         nvec+72(FP), DX
+	XORQ         BX, BX
+
+wino4out_avx2_vec:
+	MOVQ         CX, SI
+	MOVQ         mPlane+8(FP), DI
+	VMOVUPS      (SI), Y4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y9
+	ADDQ         DI, SI
+	VMOVUPS      Y4, Y4
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, (AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VFNMADD231PS Y8, Y0, Y4
+	VMOVUPS      Y4, 32(AX)
+	VMOVUPS      Y5, Y4
+	VADDPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y1, Y4
+	VFMADD231PS  Y8, Y1, Y4
+	VMOVUPS      Y4, 64(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y2, Y4
+	VFNMADD231PS Y8, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 96(AX)
+	VMOVUPS      (SI), Y4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y9
+	ADDQ         DI, SI
+	VMOVUPS      Y4, Y4
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 128(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VFNMADD231PS Y8, Y0, Y4
+	VMOVUPS      Y4, 160(AX)
+	VMOVUPS      Y5, Y4
+	VADDPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y1, Y4
+	VFMADD231PS  Y8, Y1, Y4
+	VMOVUPS      Y4, 192(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y2, Y4
+	VFNMADD231PS Y8, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 224(AX)
+	VMOVUPS      (SI), Y4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y9
+	ADDQ         DI, SI
+	VMOVUPS      Y4, Y4
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 256(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VFNMADD231PS Y8, Y0, Y4
+	VMOVUPS      Y4, 288(AX)
+	VMOVUPS      Y5, Y4
+	VADDPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y1, Y4
+	VFMADD231PS  Y8, Y1, Y4
+	VMOVUPS      Y4, 320(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y2, Y4
+	VFNMADD231PS Y8, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 352(AX)
+	VMOVUPS      (SI), Y4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y9
+	ADDQ         DI, SI
+	VMOVUPS      Y4, Y4
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 384(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VFNMADD231PS Y8, Y0, Y4
+	VMOVUPS      Y4, 416(AX)
+	VMOVUPS      Y5, Y4
+	VADDPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y1, Y4
+	VFMADD231PS  Y8, Y1, Y4
+	VMOVUPS      Y4, 448(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y2, Y4
+	VFNMADD231PS Y8, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 480(AX)
+	VMOVUPS      (SI), Y4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y9
+	ADDQ         DI, SI
+	VMOVUPS      Y4, Y4
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 512(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VFNMADD231PS Y8, Y0, Y4
+	VMOVUPS      Y4, 544(AX)
+	VMOVUPS      Y5, Y4
+	VADDPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y1, Y4
+	VFMADD231PS  Y8, Y1, Y4
+	VMOVUPS      Y4, 576(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y2, Y4
+	VFNMADD231PS Y8, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 608(AX)
+	VMOVUPS      (SI), Y4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Y9
+	VMOVUPS      Y4, Y4
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y7, Y4, Y4
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 640(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y0, Y4
+	VFNMADD231PS Y8, Y0, Y4
+	VMOVUPS      Y4, 672(AX)
+	VMOVUPS      Y5, Y4
+	VADDPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y1, Y4
+	VFMADD231PS  Y8, Y1, Y4
+	VMOVUPS      Y4, 704(AX)
+	VMOVUPS      Y5, Y4
+	VSUBPS       Y6, Y4, Y4
+	VFMADD231PS  Y7, Y2, Y4
+	VFNMADD231PS Y8, Y2, Y4
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 736(AX)
+	MOVQ         bias+16(FP), SI
+	VMOVUPS      (SI)(BX*1), Y4
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	VMOVUPS      (AX), Y5
+	VADDPS       128(AX), Y5, Y5
+	VADDPS       256(AX), Y5, Y5
+	VADDPS       384(AX), Y5, Y5
+	VADDPS       512(AX), Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r0c0_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r0c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r0c0_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r0c0_norelu:
+	VMOVUPS Y5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 32(AX), Y5
+	VADDPS  160(AX), Y5, Y5
+	VADDPS  288(AX), Y5, Y5
+	VADDPS  416(AX), Y5, Y5
+	VADDPS  544(AX), Y5, Y5
+	VADDPS  Y4, Y5, Y5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx2_r0c1_nores
+	VADDPS  (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r0c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r0c1_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r0c1_norelu:
+	VMOVUPS Y5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 64(AX), Y5
+	VADDPS  192(AX), Y5, Y5
+	VADDPS  320(AX), Y5, Y5
+	VADDPS  448(AX), Y5, Y5
+	VADDPS  576(AX), Y5, Y5
+	VADDPS  Y4, Y5, Y5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx2_r0c2_nores
+	VADDPS  (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r0c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r0c2_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r0c2_norelu:
+	VMOVUPS Y5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 96(AX), Y5
+	VADDPS  224(AX), Y5, Y5
+	VADDPS  352(AX), Y5, Y5
+	VADDPS  480(AX), Y5, Y5
+	VADDPS  608(AX), Y5, Y5
+	VADDPS  Y4, Y5, Y5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx2_r0c3_nores
+	VADDPS  (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r0c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r0c3_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r0c3_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	VMOVUPS      128(AX), Y5
+	VSUBPS       256(AX), Y5, Y5
+	VFMADD231PS  384(AX), Y0, Y5
+	VFNMADD231PS 512(AX), Y0, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r1c0_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r1c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r1c0_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r1c0_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      160(AX), Y5
+	VSUBPS       288(AX), Y5, Y5
+	VFMADD231PS  416(AX), Y0, Y5
+	VFNMADD231PS 544(AX), Y0, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r1c1_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r1c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r1c1_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r1c1_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      192(AX), Y5
+	VSUBPS       320(AX), Y5, Y5
+	VFMADD231PS  448(AX), Y0, Y5
+	VFNMADD231PS 576(AX), Y0, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r1c2_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r1c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r1c2_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r1c2_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      224(AX), Y5
+	VSUBPS       352(AX), Y5, Y5
+	VFMADD231PS  480(AX), Y0, Y5
+	VFNMADD231PS 608(AX), Y0, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r1c3_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r1c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r1c3_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r1c3_norelu:
+	VMOVUPS     Y5, (SI)(BX*1)
+	MOVQ        out+32(FP), SI
+	MOVQ        res+24(FP), DI
+	MOVQ        outRow+48(FP), R8
+	ADDQ        R8, SI
+	MOVQ        resRow+40(FP), R8
+	ADDQ        R8, DI
+	MOVQ        outRow+48(FP), R8
+	ADDQ        R8, SI
+	MOVQ        resRow+40(FP), R8
+	ADDQ        R8, DI
+	VMOVUPS     128(AX), Y5
+	VADDPS      256(AX), Y5, Y5
+	VFMADD231PS 384(AX), Y1, Y5
+	VFMADD231PS 512(AX), Y1, Y5
+	VADDPS      Y4, Y5, Y5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx2_r2c0_nores
+	VADDPS      (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r2c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r2c0_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r2c0_norelu:
+	VMOVUPS     Y5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     160(AX), Y5
+	VADDPS      288(AX), Y5, Y5
+	VFMADD231PS 416(AX), Y1, Y5
+	VFMADD231PS 544(AX), Y1, Y5
+	VADDPS      Y4, Y5, Y5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx2_r2c1_nores
+	VADDPS      (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r2c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r2c1_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r2c1_norelu:
+	VMOVUPS     Y5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     192(AX), Y5
+	VADDPS      320(AX), Y5, Y5
+	VFMADD231PS 448(AX), Y1, Y5
+	VFMADD231PS 576(AX), Y1, Y5
+	VADDPS      Y4, Y5, Y5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx2_r2c2_nores
+	VADDPS      (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r2c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r2c2_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r2c2_norelu:
+	VMOVUPS     Y5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     224(AX), Y5
+	VADDPS      352(AX), Y5, Y5
+	VFMADD231PS 480(AX), Y1, Y5
+	VFMADD231PS 608(AX), Y1, Y5
+	VADDPS      Y4, Y5, Y5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx2_r2c3_nores
+	VADDPS      (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r2c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r2c3_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r2c3_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	VMOVUPS      128(AX), Y5
+	VSUBPS       256(AX), Y5, Y5
+	VFMADD231PS  384(AX), Y2, Y5
+	VFNMADD231PS 512(AX), Y2, Y5
+	VADDPS       640(AX), Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r3c0_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r3c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r3c0_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r3c0_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      160(AX), Y5
+	VSUBPS       288(AX), Y5, Y5
+	VFMADD231PS  416(AX), Y2, Y5
+	VFNMADD231PS 544(AX), Y2, Y5
+	VADDPS       672(AX), Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r3c1_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r3c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r3c1_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r3c1_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      192(AX), Y5
+	VSUBPS       320(AX), Y5, Y5
+	VFMADD231PS  448(AX), Y2, Y5
+	VFNMADD231PS 576(AX), Y2, Y5
+	VADDPS       704(AX), Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r3c2_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r3c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r3c2_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r3c2_norelu:
+	VMOVUPS      Y5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      224(AX), Y5
+	VSUBPS       352(AX), Y5, Y5
+	VFMADD231PS  480(AX), Y2, Y5
+	VFNMADD231PS 608(AX), Y2, Y5
+	VADDPS       736(AX), Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx2_r3c3_nores
+	VADDPS       (DI)(BX*1), Y5, Y5
+
+wino4out_avx2_r3c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx2_r3c3_norelu
+	VMAXPS Y3, Y5, Y5
+
+wino4out_avx2_r3c3_norelu:
+	VMOVUPS Y5, (SI)(BX*1)
+	ADDQ    $0x00000020, CX
+	ADDQ    $0x00000020, BX
+	DECQ    DX
+	JNZ     wino4out_avx2_vec
+	VZEROUPPER
+	RET
+
+// func wino2in_avx2(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX
+TEXT ·wino2in_avx2(SB), NOSPLIT, $0-56
+	MOVQ   tmp+48(FP), AX
+	VXORPS Y0, Y0, Y0
+	MOVQ   in+0(FP), CX
+	MOVQ   v+24(FP), DX
+	MOVQ   nvec+40(FP), BX
+
+wino2in_avx2_vec:
+	MOVQ    CX, SI
+	MOVQ    SI, DI
+	MOVQ    inPix+16(FP), R8
+	VMOVUPS (DI), Y1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y2
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y3
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y4
+	VMOVUPS Y1, Y1
+	VSUBPS  Y3, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 32(AX)
+	VSUBPS  Y2, Y0, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 96(AX)
+	MOVQ    inRow+8(FP), DI
+	ADDQ    DI, SI
+	MOVQ    SI, DI
+	MOVQ    inPix+16(FP), R8
+	VMOVUPS (DI), Y1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y2
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y3
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y4
+	VMOVUPS Y1, Y1
+	VSUBPS  Y3, Y1, Y1
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y2, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 160(AX)
+	VSUBPS  Y2, Y0, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 192(AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 224(AX)
+	MOVQ    inRow+8(FP), DI
+	ADDQ    DI, SI
+	MOVQ    SI, DI
+	MOVQ    inPix+16(FP), R8
+	VMOVUPS (DI), Y1
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y2
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y3
+	ADDQ    R8, DI
+	VMOVUPS (DI), Y4
+	VMOVUPS Y1, Y1
+	VSUBPS  Y3, Y1, Y1
+	VMOVUPS Y1, 256(AX)
+	VMOVUPS Y2, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 288(AX)
+	VSUBPS  Y2, Y0, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 320(AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 352(AX)
+	MOVQ    inRow+8(FP), DI
+	ADDQ    DI, SI
+	MOVQ    inPix+16(FP), DI
+	VMOVUPS (SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y4
+	VMOVUPS Y1, Y1
+	VSUBPS  Y3, Y1, Y1
+	VMOVUPS Y1, 384(AX)
+	VMOVUPS Y2, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 416(AX)
+	VSUBPS  Y2, Y0, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 448(AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 480(AX)
+	MOVQ    DX, SI
+	MOVQ    vPlane+32(FP), DI
+	VMOVUPS (AX), Y1
+	VSUBPS  256(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 32(AX), Y1
+	VSUBPS  288(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 64(AX), Y1
+	VSUBPS  320(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 96(AX), Y1
+	VSUBPS  352(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 128(AX), Y1
+	VADDPS  256(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 160(AX), Y1
+	VADDPS  288(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 192(AX), Y1
+	VADDPS  320(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 224(AX), Y1
+	VADDPS  352(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  128(AX), Y0, Y1
+	VADDPS  256(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  160(AX), Y0, Y1
+	VADDPS  288(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  192(AX), Y0, Y1
+	VADDPS  320(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VSUBPS  224(AX), Y0, Y1
+	VADDPS  352(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 128(AX), Y1
+	VSUBPS  384(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 160(AX), Y1
+	VSUBPS  416(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 192(AX), Y1
+	VSUBPS  448(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    DI, SI
+	VMOVUPS 224(AX), Y1
+	VSUBPS  480(AX), Y1, Y1
+	VMOVUPS Y1, (SI)
+	ADDQ    $0x00000020, CX
+	ADDQ    $0x00000020, DX
+	DECQ    BX
+	JNZ     wino2in_avx2_vec
+	VZEROUPPER
+	RET
+
+// func wino2out_avx2(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX
+TEXT ·wino2out_avx2(SB), NOSPLIT, $0-88
+	MOVQ   tmp+80(FP), AX
+	VXORPS Y0, Y0, Y0
+	MOVQ   m+0(FP), CX
+	MOVQ   nvec+72(FP), DX
+	XORQ   BX, BX
+
+wino2out_avx2_vec:
+	MOVQ    CX, SI
+	MOVQ    mPlane+8(FP), DI
+	VMOVUPS (SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y4
+	ADDQ    DI, SI
+	VMOVUPS Y1, Y1
+	VADDPS  Y2, Y1, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y3, Y1, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS (SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y4
+	ADDQ    DI, SI
+	VMOVUPS Y1, Y1
+	VADDPS  Y2, Y1, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 64(AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y3, Y1, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 96(AX)
+	VMOVUPS (SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y4
+	ADDQ    DI, SI
+	VMOVUPS Y1, Y1
+	VADDPS  Y2, Y1, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 128(AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y3, Y1, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 160(AX)
+	VMOVUPS (SI), Y1
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y2
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y3
+	ADDQ    DI, SI
+	VMOVUPS (SI), Y4
+	VMOVUPS Y1, Y1
+	VADDPS  Y2, Y1, Y1
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y1, 192(AX)
+	VMOVUPS Y2, Y1
+	VSUBPS  Y3, Y1, Y1
+	VSUBPS  Y4, Y1, Y1
+	VMOVUPS Y1, 224(AX)
+	MOVQ    bias+16(FP), SI
+	VMOVUPS (SI)(BX*1), Y1
+	MOVQ    out+32(FP), SI
+	MOVQ    res+24(FP), DI
+	VMOVUPS (AX), Y2
+	VADDPS  64(AX), Y2, Y2
+	VADDPS  128(AX), Y2, Y2
+	VADDPS  Y1, Y2, Y2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx2_r0c0_nores
+	VADDPS  (DI)(BX*1), Y2, Y2
+
+wino2out_avx2_r0c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx2_r0c0_norelu
+	VMAXPS Y0, Y2, Y2
+
+wino2out_avx2_r0c0_norelu:
+	VMOVUPS Y2, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 32(AX), Y2
+	VADDPS  96(AX), Y2, Y2
+	VADDPS  160(AX), Y2, Y2
+	VADDPS  Y1, Y2, Y2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx2_r0c1_nores
+	VADDPS  (DI)(BX*1), Y2, Y2
+
+wino2out_avx2_r0c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx2_r0c1_norelu
+	VMAXPS Y0, Y2, Y2
+
+wino2out_avx2_r0c1_norelu:
+	VMOVUPS Y2, (SI)(BX*1)
+	MOVQ    out+32(FP), SI
+	MOVQ    res+24(FP), DI
+	MOVQ    outRow+48(FP), R8
+	ADDQ    R8, SI
+	MOVQ    resRow+40(FP), R8
+	ADDQ    R8, DI
+	VMOVUPS 64(AX), Y2
+	VSUBPS  128(AX), Y2, Y2
+	VSUBPS  192(AX), Y2, Y2
+	VADDPS  Y1, Y2, Y2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx2_r1c0_nores
+	VADDPS  (DI)(BX*1), Y2, Y2
+
+wino2out_avx2_r1c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx2_r1c0_norelu
+	VMAXPS Y0, Y2, Y2
+
+wino2out_avx2_r1c0_norelu:
+	VMOVUPS Y2, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 96(AX), Y2
+	VSUBPS  160(AX), Y2, Y2
+	VSUBPS  224(AX), Y2, Y2
+	VADDPS  Y1, Y2, Y2
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino2out_avx2_r1c1_nores
+	VADDPS  (DI)(BX*1), Y2, Y2
+
+wino2out_avx2_r1c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino2out_avx2_r1c1_norelu
+	VMAXPS Y0, Y2, Y2
+
+wino2out_avx2_r1c1_norelu:
+	VMOVUPS Y2, (SI)(BX*1)
+	ADDQ    $0x00000020, CX
+	ADDQ    $0x00000020, BX
+	DECQ    DX
+	JNZ     wino2out_avx2_vec
+	VZEROUPPER
+	RET
+
 // func conv7x7s2_c3k64_h224_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv7x7s2_c3k64_h224_avx2(SB), NOSPLIT, $0-80
@@ -11940,6 +13366,1643 @@ conv3x3s1_c512k512_h7_avx2_remcorner_norelu:
 	ADDQ    $0x00000800, DX
 	DECQ    BX
 	JNZ     conv3x3s1_c512k512_h7_avx2_remcorner_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h1w25_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c64k64_h1w25_avx2(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h1w25_avx2_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y5
+	VMOVAPS    Y5, Y6
+	VMOVAPS    Y5, Y7
+	VMOVAPS    Y5, Y8
+	VMOVAPS    Y5, Y9
+	VMOVAPS    Y5, Y5
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h1w25_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 768(SI)
+	PREFETCHT0 1024(SI)
+
+conv1x1s1_c64k64_h1w25_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c64k64_h1w25_avx2_ky:
+	XORQ R10, R10
+
+conv1x1s1_c64k64_h1w25_avx2_kx0_ic:
+	VMOVUPS      (R8), Y10
+	VMOVUPS      32(R8), Y11
+	VBROADCASTSS (DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 256(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 512(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 768(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 1024(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      64(R8), Y10
+	VMOVUPS      96(R8), Y11
+	VBROADCASTSS 4(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 260(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 516(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 772(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 1028(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      128(R8), Y10
+	VMOVUPS      160(R8), Y11
+	VBROADCASTSS 8(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 264(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 520(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 776(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 1032(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      192(R8), Y10
+	VMOVUPS      224(R8), Y11
+	VBROADCASTSS 12(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 268(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 524(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 780(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 1036(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000100
+	JNE          conv1x1s1_c64k64_h1w25_avx2_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c64k64_h1w25_avx2_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h1w25_avx2_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y6, Y6
+	VADDPS       256(DI), Y2, Y2
+	VADDPS       288(DI), Y7, Y7
+	VADDPS       512(DI), Y3, Y3
+	VADDPS       544(DI), Y8, Y8
+	VADDPS       768(DI), Y4, Y4
+	VADDPS       800(DI), Y9, Y9
+	VADDPS       1024(DI), Y0, Y0
+	VADDPS       1056(DI), Y5, Y5
+
+conv1x1s1_c64k64_h1w25_avx2_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h1w25_avx2_norelu
+	VXORPS Y10, Y10, Y10
+	VMAXPS Y10, Y1, Y1
+	VMAXPS Y10, Y6, Y6
+	VMAXPS Y10, Y2, Y2
+	VMAXPS Y10, Y7, Y7
+	VMAXPS Y10, Y3, Y3
+	VMAXPS Y10, Y8, Y8
+	VMAXPS Y10, Y4, Y4
+	VMAXPS Y10, Y9, Y9
+	VMAXPS Y10, Y0, Y0
+	VMAXPS Y10, Y5, Y5
+
+conv1x1s1_c64k64_h1w25_avx2_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y6, 32(SI)
+	VMOVUPS Y2, 256(SI)
+	VMOVUPS Y7, 288(SI)
+	VMOVUPS Y3, 512(SI)
+	VMOVUPS Y8, 544(SI)
+	VMOVUPS Y4, 768(SI)
+	VMOVUPS Y9, 800(SI)
+	VMOVUPS Y0, 1024(SI)
+	VMOVUPS Y5, 1056(SI)
+	ADDQ    $0x00000500, AX
+	ADDQ    $0x00000500, CX
+	ADDQ    $0x00000500, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h1w25_avx2_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h1w21_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c64k64_h1w21_avx2(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h1w21_avx2_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h1w21_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 768(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1280(SI)
+
+conv1x1s1_c64k64_h1w21_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c64k64_h1w21_avx2_ky:
+	XORQ R10, R10
+
+conv1x1s1_c64k64_h1w21_avx2_kx0_ic:
+	VMOVUPS      (R8), Y12
+	VMOVUPS      32(R8), Y13
+	VBROADCASTSS (DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 256(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 512(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 768(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 1024(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 1280(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      64(R8), Y12
+	VMOVUPS      96(R8), Y13
+	VBROADCASTSS 4(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 260(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 516(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 772(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 1028(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 1284(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      128(R8), Y12
+	VMOVUPS      160(R8), Y13
+	VBROADCASTSS 8(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 264(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 520(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 776(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 1032(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 1288(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      192(R8), Y12
+	VMOVUPS      224(R8), Y13
+	VBROADCASTSS 12(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 268(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 524(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 780(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 1036(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 1292(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000100
+	JNE          conv1x1s1_c64k64_h1w21_avx2_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c64k64_h1w21_avx2_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h1w21_avx2_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y7, Y7
+	VADDPS       256(DI), Y2, Y2
+	VADDPS       288(DI), Y8, Y8
+	VADDPS       512(DI), Y3, Y3
+	VADDPS       544(DI), Y9, Y9
+	VADDPS       768(DI), Y4, Y4
+	VADDPS       800(DI), Y10, Y10
+	VADDPS       1024(DI), Y5, Y5
+	VADDPS       1056(DI), Y11, Y11
+	VADDPS       1280(DI), Y0, Y0
+	VADDPS       1312(DI), Y6, Y6
+
+conv1x1s1_c64k64_h1w21_avx2_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h1w21_avx2_norelu
+	VXORPS Y12, Y12, Y12
+	VMAXPS Y12, Y1, Y1
+	VMAXPS Y12, Y7, Y7
+	VMAXPS Y12, Y2, Y2
+	VMAXPS Y12, Y8, Y8
+	VMAXPS Y12, Y3, Y3
+	VMAXPS Y12, Y9, Y9
+	VMAXPS Y12, Y4, Y4
+	VMAXPS Y12, Y10, Y10
+	VMAXPS Y12, Y5, Y5
+	VMAXPS Y12, Y11, Y11
+	VMAXPS Y12, Y0, Y0
+	VMAXPS Y12, Y6, Y6
+
+conv1x1s1_c64k64_h1w21_avx2_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y7, 32(SI)
+	VMOVUPS Y2, 256(SI)
+	VMOVUPS Y8, 288(SI)
+	VMOVUPS Y3, 512(SI)
+	VMOVUPS Y9, 544(SI)
+	VMOVUPS Y4, 768(SI)
+	VMOVUPS Y10, 800(SI)
+	VMOVUPS Y5, 1024(SI)
+	VMOVUPS Y11, 1056(SI)
+	VMOVUPS Y0, 1280(SI)
+	VMOVUPS Y6, 1312(SI)
+	ADDQ    $0x00000600, AX
+	ADDQ    $0x00000600, CX
+	ADDQ    $0x00000600, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h1w21_avx2_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h1w21_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c64k64_h1w21_avx2_remcol(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h1w21_avx2_remcol_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y3
+	VMOVAPS    Y3, Y4
+	VMOVAPS    Y3, Y5
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h1w21_avx2_remcol_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 512(SI)
+
+conv1x1s1_c64k64_h1w21_avx2_remcol_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c64k64_h1w21_avx2_remcol_ky:
+	XORQ R10, R10
+
+conv1x1s1_c64k64_h1w21_avx2_remcol_kx0_ic:
+	VMOVUPS      (R8), Y6
+	VMOVUPS      32(R8), Y7
+	VBROADCASTSS (DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 256(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 512(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVUPS      64(R8), Y6
+	VMOVUPS      96(R8), Y7
+	VBROADCASTSS 4(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 260(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 516(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVUPS      128(R8), Y6
+	VMOVUPS      160(R8), Y7
+	VBROADCASTSS 8(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 264(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 520(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVUPS      192(R8), Y6
+	VMOVUPS      224(R8), Y7
+	VBROADCASTSS 12(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 268(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 524(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000100
+	JNE          conv1x1s1_c64k64_h1w21_avx2_remcol_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c64k64_h1w21_avx2_remcol_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h1w21_avx2_remcol_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y4, Y4
+	VADDPS       256(DI), Y2, Y2
+	VADDPS       288(DI), Y5, Y5
+	VADDPS       512(DI), Y0, Y0
+	VADDPS       544(DI), Y3, Y3
+
+conv1x1s1_c64k64_h1w21_avx2_remcol_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h1w21_avx2_remcol_norelu
+	VXORPS Y6, Y6, Y6
+	VMAXPS Y6, Y1, Y1
+	VMAXPS Y6, Y4, Y4
+	VMAXPS Y6, Y2, Y2
+	VMAXPS Y6, Y5, Y5
+	VMAXPS Y6, Y0, Y0
+	VMAXPS Y6, Y3, Y3
+
+conv1x1s1_c64k64_h1w21_avx2_remcol_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y4, 32(SI)
+	VMOVUPS Y2, 256(SI)
+	VMOVUPS Y5, 288(SI)
+	VMOVUPS Y0, 512(SI)
+	VMOVUPS Y3, 544(SI)
+	ADDQ    $0x00000300, AX
+	ADDQ    $0x00000300, CX
+	ADDQ    $0x00000300, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h1w21_avx2_remcol_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c128k128_h1w13_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c128k128_h1w13_avx2(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c128k128_h1w13_avx2_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y5
+	VMOVAPS    Y5, Y6
+	VMOVAPS    Y5, Y7
+	VMOVAPS    Y5, Y8
+	VMOVAPS    Y5, Y9
+	VMOVAPS    Y5, Y5
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c128k128_h1w13_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1536(SI)
+	PREFETCHT0 2048(SI)
+
+conv1x1s1_c128k128_h1w13_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c128k128_h1w13_avx2_ky:
+	XORQ R10, R10
+
+conv1x1s1_c128k128_h1w13_avx2_kx0_ic:
+	VMOVUPS      (R8), Y10
+	VMOVUPS      32(R8), Y11
+	VBROADCASTSS (DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 512(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1024(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1536(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2048(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      64(R8), Y10
+	VMOVUPS      96(R8), Y11
+	VBROADCASTSS 4(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 516(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1028(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1540(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2052(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      128(R8), Y10
+	VMOVUPS      160(R8), Y11
+	VBROADCASTSS 8(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 520(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1032(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1544(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2056(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      192(R8), Y10
+	VMOVUPS      224(R8), Y11
+	VBROADCASTSS 12(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 524(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1036(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1548(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2060(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv1x1s1_c128k128_h1w13_avx2_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c128k128_h1w13_avx2_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c128k128_h1w13_avx2_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y6, Y6
+	VADDPS       512(DI), Y2, Y2
+	VADDPS       544(DI), Y7, Y7
+	VADDPS       1024(DI), Y3, Y3
+	VADDPS       1056(DI), Y8, Y8
+	VADDPS       1536(DI), Y4, Y4
+	VADDPS       1568(DI), Y9, Y9
+	VADDPS       2048(DI), Y0, Y0
+	VADDPS       2080(DI), Y5, Y5
+
+conv1x1s1_c128k128_h1w13_avx2_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c128k128_h1w13_avx2_norelu
+	VXORPS Y10, Y10, Y10
+	VMAXPS Y10, Y1, Y1
+	VMAXPS Y10, Y6, Y6
+	VMAXPS Y10, Y2, Y2
+	VMAXPS Y10, Y7, Y7
+	VMAXPS Y10, Y3, Y3
+	VMAXPS Y10, Y8, Y8
+	VMAXPS Y10, Y4, Y4
+	VMAXPS Y10, Y9, Y9
+	VMAXPS Y10, Y0, Y0
+	VMAXPS Y10, Y5, Y5
+
+conv1x1s1_c128k128_h1w13_avx2_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y6, 32(SI)
+	VMOVUPS Y2, 512(SI)
+	VMOVUPS Y7, 544(SI)
+	VMOVUPS Y3, 1024(SI)
+	VMOVUPS Y8, 1056(SI)
+	VMOVUPS Y4, 1536(SI)
+	VMOVUPS Y9, 1568(SI)
+	VMOVUPS Y0, 2048(SI)
+	VMOVUPS Y5, 2080(SI)
+	ADDQ    $0x00000a00, AX
+	ADDQ    $0x00000a00, CX
+	ADDQ    $0x00000a00, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c128k128_h1w13_avx2_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c128k128_h1w13_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c128k128_h1w13_avx2_remcol(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c128k128_h1w13_avx2_remcol_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y3
+	VMOVAPS    Y3, Y4
+	VMOVAPS    Y3, Y5
+	VMOVAPS    Y3, Y3
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c128k128_h1w13_avx2_remcol_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 1024(SI)
+
+conv1x1s1_c128k128_h1w13_avx2_remcol_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c128k128_h1w13_avx2_remcol_ky:
+	XORQ R10, R10
+
+conv1x1s1_c128k128_h1w13_avx2_remcol_kx0_ic:
+	VMOVUPS      (R8), Y6
+	VMOVUPS      32(R8), Y7
+	VBROADCASTSS (DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 512(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 1024(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVUPS      64(R8), Y6
+	VMOVUPS      96(R8), Y7
+	VBROADCASTSS 4(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 516(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 1028(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVUPS      128(R8), Y6
+	VMOVUPS      160(R8), Y7
+	VBROADCASTSS 8(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 520(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 1032(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVUPS      192(R8), Y6
+	VMOVUPS      224(R8), Y7
+	VBROADCASTSS 12(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y1
+	VFMADD231PS  Y7, Y8, Y4
+	VBROADCASTSS 524(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y2
+	VFMADD231PS  Y7, Y8, Y5
+	VBROADCASTSS 1036(DI)(R10*1), Y8
+	VFMADD231PS  Y6, Y8, Y0
+	VFMADD231PS  Y7, Y8, Y3
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv1x1s1_c128k128_h1w13_avx2_remcol_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c128k128_h1w13_avx2_remcol_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c128k128_h1w13_avx2_remcol_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y4, Y4
+	VADDPS       512(DI), Y2, Y2
+	VADDPS       544(DI), Y5, Y5
+	VADDPS       1024(DI), Y0, Y0
+	VADDPS       1056(DI), Y3, Y3
+
+conv1x1s1_c128k128_h1w13_avx2_remcol_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c128k128_h1w13_avx2_remcol_norelu
+	VXORPS Y6, Y6, Y6
+	VMAXPS Y6, Y1, Y1
+	VMAXPS Y6, Y4, Y4
+	VMAXPS Y6, Y2, Y2
+	VMAXPS Y6, Y5, Y5
+	VMAXPS Y6, Y0, Y0
+	VMAXPS Y6, Y3, Y3
+
+conv1x1s1_c128k128_h1w13_avx2_remcol_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y4, 32(SI)
+	VMOVUPS Y2, 512(SI)
+	VMOVUPS Y5, 544(SI)
+	VMOVUPS Y0, 1024(SI)
+	VMOVUPS Y3, 1056(SI)
+	ADDQ    $0x00000600, AX
+	ADDQ    $0x00000600, CX
+	ADDQ    $0x00000600, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c128k128_h1w13_avx2_remcol_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c128k128_h1w10_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c128k128_h1w10_avx2(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c128k128_h1w10_avx2_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y5
+	VMOVAPS    Y5, Y6
+	VMOVAPS    Y5, Y7
+	VMOVAPS    Y5, Y8
+	VMOVAPS    Y5, Y9
+	VMOVAPS    Y5, Y5
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c128k128_h1w10_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1536(SI)
+	PREFETCHT0 2048(SI)
+
+conv1x1s1_c128k128_h1w10_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c128k128_h1w10_avx2_ky:
+	XORQ R10, R10
+
+conv1x1s1_c128k128_h1w10_avx2_kx0_ic:
+	VMOVUPS      (R8), Y10
+	VMOVUPS      32(R8), Y11
+	VBROADCASTSS (DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 512(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1024(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1536(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2048(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      64(R8), Y10
+	VMOVUPS      96(R8), Y11
+	VBROADCASTSS 4(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 516(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1028(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1540(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2052(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      128(R8), Y10
+	VMOVUPS      160(R8), Y11
+	VBROADCASTSS 8(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 520(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1032(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1544(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2056(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	VMOVUPS      192(R8), Y10
+	VMOVUPS      224(R8), Y11
+	VBROADCASTSS 12(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y1
+	VFMADD231PS  Y11, Y12, Y6
+	VBROADCASTSS 524(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y2
+	VFMADD231PS  Y11, Y12, Y7
+	VBROADCASTSS 1036(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y3
+	VFMADD231PS  Y11, Y12, Y8
+	VBROADCASTSS 1548(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y4
+	VFMADD231PS  Y11, Y12, Y9
+	VBROADCASTSS 2060(DI)(R10*1), Y12
+	VFMADD231PS  Y10, Y12, Y0
+	VFMADD231PS  Y11, Y12, Y5
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000200
+	JNE          conv1x1s1_c128k128_h1w10_avx2_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c128k128_h1w10_avx2_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c128k128_h1w10_avx2_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y6, Y6
+	VADDPS       512(DI), Y2, Y2
+	VADDPS       544(DI), Y7, Y7
+	VADDPS       1024(DI), Y3, Y3
+	VADDPS       1056(DI), Y8, Y8
+	VADDPS       1536(DI), Y4, Y4
+	VADDPS       1568(DI), Y9, Y9
+	VADDPS       2048(DI), Y0, Y0
+	VADDPS       2080(DI), Y5, Y5
+
+conv1x1s1_c128k128_h1w10_avx2_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c128k128_h1w10_avx2_norelu
+	VXORPS Y10, Y10, Y10
+	VMAXPS Y10, Y1, Y1
+	VMAXPS Y10, Y6, Y6
+	VMAXPS Y10, Y2, Y2
+	VMAXPS Y10, Y7, Y7
+	VMAXPS Y10, Y3, Y3
+	VMAXPS Y10, Y8, Y8
+	VMAXPS Y10, Y4, Y4
+	VMAXPS Y10, Y9, Y9
+	VMAXPS Y10, Y0, Y0
+	VMAXPS Y10, Y5, Y5
+
+conv1x1s1_c128k128_h1w10_avx2_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y6, 32(SI)
+	VMOVUPS Y2, 512(SI)
+	VMOVUPS Y7, 544(SI)
+	VMOVUPS Y3, 1024(SI)
+	VMOVUPS Y8, 1056(SI)
+	VMOVUPS Y4, 1536(SI)
+	VMOVUPS Y9, 1568(SI)
+	VMOVUPS Y0, 2048(SI)
+	VMOVUPS Y5, 2080(SI)
+	ADDQ    $0x00000a00, AX
+	ADDQ    $0x00000a00, CX
+	ADDQ    $0x00000a00, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c128k128_h1w10_avx2_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c256k256_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c256k256_h1w16_avx2(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c256k256_h1w16_avx2_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k256_h1w16_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 3072(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 5120(SI)
+
+conv1x1s1_c256k256_h1w16_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c256k256_h1w16_avx2_ky:
+	XORQ R10, R10
+
+conv1x1s1_c256k256_h1w16_avx2_kx0_ic:
+	VMOVUPS      (R8), Y12
+	VMOVUPS      32(R8), Y13
+	VBROADCASTSS (DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 1024(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 2048(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 3072(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 4096(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 5120(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      64(R8), Y12
+	VMOVUPS      96(R8), Y13
+	VBROADCASTSS 4(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 1028(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 2052(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 3076(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 4100(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 5124(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      128(R8), Y12
+	VMOVUPS      160(R8), Y13
+	VBROADCASTSS 8(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 1032(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 2056(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 3080(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 4104(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 5128(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      192(R8), Y12
+	VMOVUPS      224(R8), Y13
+	VBROADCASTSS 12(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 1036(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 2060(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 3084(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 4108(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 5132(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000400
+	JNE          conv1x1s1_c256k256_h1w16_avx2_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c256k256_h1w16_avx2_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c256k256_h1w16_avx2_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y7, Y7
+	VADDPS       1024(DI), Y2, Y2
+	VADDPS       1056(DI), Y8, Y8
+	VADDPS       2048(DI), Y3, Y3
+	VADDPS       2080(DI), Y9, Y9
+	VADDPS       3072(DI), Y4, Y4
+	VADDPS       3104(DI), Y10, Y10
+	VADDPS       4096(DI), Y5, Y5
+	VADDPS       4128(DI), Y11, Y11
+	VADDPS       5120(DI), Y0, Y0
+	VADDPS       5152(DI), Y6, Y6
+
+conv1x1s1_c256k256_h1w16_avx2_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c256k256_h1w16_avx2_norelu
+	VXORPS Y12, Y12, Y12
+	VMAXPS Y12, Y1, Y1
+	VMAXPS Y12, Y7, Y7
+	VMAXPS Y12, Y2, Y2
+	VMAXPS Y12, Y8, Y8
+	VMAXPS Y12, Y3, Y3
+	VMAXPS Y12, Y9, Y9
+	VMAXPS Y12, Y4, Y4
+	VMAXPS Y12, Y10, Y10
+	VMAXPS Y12, Y5, Y5
+	VMAXPS Y12, Y11, Y11
+	VMAXPS Y12, Y0, Y0
+	VMAXPS Y12, Y6, Y6
+
+conv1x1s1_c256k256_h1w16_avx2_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y7, 32(SI)
+	VMOVUPS Y2, 1024(SI)
+	VMOVUPS Y8, 1056(SI)
+	VMOVUPS Y3, 2048(SI)
+	VMOVUPS Y9, 2080(SI)
+	VMOVUPS Y4, 3072(SI)
+	VMOVUPS Y10, 3104(SI)
+	VMOVUPS Y5, 4096(SI)
+	VMOVUPS Y11, 4128(SI)
+	VMOVUPS Y0, 5120(SI)
+	VMOVUPS Y6, 5152(SI)
+	ADDQ    $0x00001800, AX
+	ADDQ    $0x00001800, CX
+	ADDQ    $0x00001800, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c256k256_h1w16_avx2_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c256k256_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c256k256_h1w16_avx2_remcol(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c256k256_h1w16_avx2_remcol_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c256k256_h1w16_avx2_remcol_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 3072(SI)
+
+conv1x1s1_c256k256_h1w16_avx2_remcol_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c256k256_h1w16_avx2_remcol_ky:
+	XORQ R10, R10
+
+conv1x1s1_c256k256_h1w16_avx2_remcol_kx0_ic:
+	VMOVUPS      (R8), Y8
+	VMOVUPS      32(R8), Y9
+	VBROADCASTSS (DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 1024(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 2048(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 3072(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	VMOVUPS      64(R8), Y8
+	VMOVUPS      96(R8), Y9
+	VBROADCASTSS 4(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 1028(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 2052(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 3076(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	VMOVUPS      128(R8), Y8
+	VMOVUPS      160(R8), Y9
+	VBROADCASTSS 8(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 1032(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 2056(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 3080(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	VMOVUPS      192(R8), Y8
+	VMOVUPS      224(R8), Y9
+	VBROADCASTSS 12(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 1036(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 2060(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 3084(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000400
+	JNE          conv1x1s1_c256k256_h1w16_avx2_remcol_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c256k256_h1w16_avx2_remcol_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c256k256_h1w16_avx2_remcol_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y5, Y5
+	VADDPS       1024(DI), Y2, Y2
+	VADDPS       1056(DI), Y6, Y6
+	VADDPS       2048(DI), Y3, Y3
+	VADDPS       2080(DI), Y7, Y7
+	VADDPS       3072(DI), Y0, Y0
+	VADDPS       3104(DI), Y4, Y4
+
+conv1x1s1_c256k256_h1w16_avx2_remcol_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c256k256_h1w16_avx2_remcol_norelu
+	VXORPS Y8, Y8, Y8
+	VMAXPS Y8, Y1, Y1
+	VMAXPS Y8, Y5, Y5
+	VMAXPS Y8, Y2, Y2
+	VMAXPS Y8, Y6, Y6
+	VMAXPS Y8, Y3, Y3
+	VMAXPS Y8, Y7, Y7
+	VMAXPS Y8, Y0, Y0
+	VMAXPS Y8, Y4, Y4
+
+conv1x1s1_c256k256_h1w16_avx2_remcol_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y5, 32(SI)
+	VMOVUPS Y2, 1024(SI)
+	VMOVUPS Y6, 1056(SI)
+	VMOVUPS Y3, 2048(SI)
+	VMOVUPS Y7, 2080(SI)
+	VMOVUPS Y0, 3072(SI)
+	VMOVUPS Y4, 3104(SI)
+	ADDQ    $0x00001000, AX
+	ADDQ    $0x00001000, CX
+	ADDQ    $0x00001000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c256k256_h1w16_avx2_remcol_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c512k512_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c512k512_h1w16_avx2(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c512k512_h1w16_avx2_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y4
+	VMOVAPS    Y0, Y5
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y6
+	VMOVAPS    Y6, Y7
+	VMOVAPS    Y6, Y8
+	VMOVAPS    Y6, Y9
+	VMOVAPS    Y6, Y10
+	VMOVAPS    Y6, Y11
+	VMOVAPS    Y6, Y6
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k512_h1w16_avx2_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 6144(SI)
+	PREFETCHT0 8192(SI)
+	PREFETCHT0 10240(SI)
+
+conv1x1s1_c512k512_h1w16_avx2_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c512k512_h1w16_avx2_ky:
+	XORQ R10, R10
+
+conv1x1s1_c512k512_h1w16_avx2_kx0_ic:
+	VMOVUPS      (R8), Y12
+	VMOVUPS      32(R8), Y13
+	VBROADCASTSS (DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 2048(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 4096(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 6144(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 8192(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 10240(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      64(R8), Y12
+	VMOVUPS      96(R8), Y13
+	VBROADCASTSS 4(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 2052(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 4100(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 6148(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 8196(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 10244(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      128(R8), Y12
+	VMOVUPS      160(R8), Y13
+	VBROADCASTSS 8(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 2056(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 4104(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 6152(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 8200(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 10248(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVUPS      192(R8), Y12
+	VMOVUPS      224(R8), Y13
+	VBROADCASTSS 12(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y1
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 2060(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y8
+	VBROADCASTSS 4108(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y3
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 6156(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y10
+	VBROADCASTSS 8204(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y5
+	VFMADD231PS  Y13, Y14, Y11
+	VBROADCASTSS 10252(DI)(R10*1), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y6
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000800
+	JNE          conv1x1s1_c512k512_h1w16_avx2_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c512k512_h1w16_avx2_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c512k512_h1w16_avx2_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y7, Y7
+	VADDPS       2048(DI), Y2, Y2
+	VADDPS       2080(DI), Y8, Y8
+	VADDPS       4096(DI), Y3, Y3
+	VADDPS       4128(DI), Y9, Y9
+	VADDPS       6144(DI), Y4, Y4
+	VADDPS       6176(DI), Y10, Y10
+	VADDPS       8192(DI), Y5, Y5
+	VADDPS       8224(DI), Y11, Y11
+	VADDPS       10240(DI), Y0, Y0
+	VADDPS       10272(DI), Y6, Y6
+
+conv1x1s1_c512k512_h1w16_avx2_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c512k512_h1w16_avx2_norelu
+	VXORPS Y12, Y12, Y12
+	VMAXPS Y12, Y1, Y1
+	VMAXPS Y12, Y7, Y7
+	VMAXPS Y12, Y2, Y2
+	VMAXPS Y12, Y8, Y8
+	VMAXPS Y12, Y3, Y3
+	VMAXPS Y12, Y9, Y9
+	VMAXPS Y12, Y4, Y4
+	VMAXPS Y12, Y10, Y10
+	VMAXPS Y12, Y5, Y5
+	VMAXPS Y12, Y11, Y11
+	VMAXPS Y12, Y0, Y0
+	VMAXPS Y12, Y6, Y6
+
+conv1x1s1_c512k512_h1w16_avx2_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y7, 32(SI)
+	VMOVUPS Y2, 2048(SI)
+	VMOVUPS Y8, 2080(SI)
+	VMOVUPS Y3, 4096(SI)
+	VMOVUPS Y9, 4128(SI)
+	VMOVUPS Y4, 6144(SI)
+	VMOVUPS Y10, 6176(SI)
+	VMOVUPS Y5, 8192(SI)
+	VMOVUPS Y11, 8224(SI)
+	VMOVUPS Y0, 10240(SI)
+	VMOVUPS Y6, 10272(SI)
+	ADDQ    $0x00003000, AX
+	ADDQ    $0x00003000, CX
+	ADDQ    $0x00003000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c512k512_h1w16_avx2_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c512k512_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, FMA3, MMX+
+TEXT ·conv1x1s1_c512k512_h1w16_avx2_remcol(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c512k512_h1w16_avx2_remcol_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Y0
+	VMOVAPS    Y0, Y1
+	VMOVAPS    Y0, Y2
+	VMOVAPS    Y0, Y3
+	VMOVAPS    Y0, Y0
+	VMOVUPS    32(SI), Y4
+	VMOVAPS    Y4, Y5
+	VMOVAPS    Y4, Y6
+	VMOVAPS    Y4, Y7
+	VMOVAPS    Y4, Y4
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c512k512_h1w16_avx2_remcol_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 6144(SI)
+
+conv1x1s1_c512k512_h1w16_avx2_remcol_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c512k512_h1w16_avx2_remcol_ky:
+	XORQ R10, R10
+
+conv1x1s1_c512k512_h1w16_avx2_remcol_kx0_ic:
+	VMOVUPS      (R8), Y8
+	VMOVUPS      32(R8), Y9
+	VBROADCASTSS (DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 2048(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 4096(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 6144(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	VMOVUPS      64(R8), Y8
+	VMOVUPS      96(R8), Y9
+	VBROADCASTSS 4(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 2052(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 4100(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 6148(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	VMOVUPS      128(R8), Y8
+	VMOVUPS      160(R8), Y9
+	VBROADCASTSS 8(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 2056(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 4104(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 6152(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	VMOVUPS      192(R8), Y8
+	VMOVUPS      224(R8), Y9
+	VBROADCASTSS 12(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y1
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS 2060(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y6
+	VBROADCASTSS 4108(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y3
+	VFMADD231PS  Y9, Y10, Y7
+	VBROADCASTSS 6156(DI)(R10*1), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y4
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000800
+	JNE          conv1x1s1_c512k512_h1w16_avx2_remcol_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c512k512_h1w16_avx2_remcol_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c512k512_h1w16_avx2_remcol_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Y1, Y1
+	VADDPS       32(DI), Y5, Y5
+	VADDPS       2048(DI), Y2, Y2
+	VADDPS       2080(DI), Y6, Y6
+	VADDPS       4096(DI), Y3, Y3
+	VADDPS       4128(DI), Y7, Y7
+	VADDPS       6144(DI), Y0, Y0
+	VADDPS       6176(DI), Y4, Y4
+
+conv1x1s1_c512k512_h1w16_avx2_remcol_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c512k512_h1w16_avx2_remcol_norelu
+	VXORPS Y8, Y8, Y8
+	VMAXPS Y8, Y1, Y1
+	VMAXPS Y8, Y5, Y5
+	VMAXPS Y8, Y2, Y2
+	VMAXPS Y8, Y6, Y6
+	VMAXPS Y8, Y3, Y3
+	VMAXPS Y8, Y7, Y7
+	VMAXPS Y8, Y0, Y0
+	VMAXPS Y8, Y4, Y4
+
+conv1x1s1_c512k512_h1w16_avx2_remcol_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Y1, (SI)
+	VMOVUPS Y5, 32(SI)
+	VMOVUPS Y2, 2048(SI)
+	VMOVUPS Y6, 2080(SI)
+	VMOVUPS Y3, 4096(SI)
+	VMOVUPS Y7, 4128(SI)
+	VMOVUPS Y0, 6144(SI)
+	VMOVUPS Y4, 6176(SI)
+	ADDQ    $0x00002000, AX
+	ADDQ    $0x00002000, CX
+	ADDQ    $0x00002000, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c512k512_h1w16_avx2_remcol_tile
 	VZEROUPPER
 	RET
 

@@ -4,6 +4,14 @@
 
 package resnet32
 
+// wino4in_avx512 transforms one 6x6 input tile for Winograd F(4x4,3x3): V = B^T d B, nvec vectors of channels,
+// into 36 planes vPlane bytes apart.
+func wino4in_avx512(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+
+// wino4out_avx512 transforms one tile of Winograd F(4x4,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 4x4-pixel output tile.
+func wino4out_avx512(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+
 // conv3x3s1_c3k16_h32_avx512 computes n 3x8-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c3k16_h32_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -12,6 +20,10 @@ func conv3x3s1_c3k16_h32_avx512(in *float32, w *float32, bias *float32, res *flo
 // 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c3k16_h32_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv3x3s1_c3k16_h32_avx512_p8 computes n 1x8-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c3k16_h32_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv3x3s1_c16k16_h32_avx512 computes n 3x8-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 16→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c16k16_h32_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -19,6 +31,10 @@ func conv3x3s1_c16k16_h32_avx512(in *float32, w *float32, bias *float32, res *fl
 // conv3x3s1_c16k16_h32_avx512_rem computes n 2x8-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 16→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c16k16_h32_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c16k16_h32_avx512_p8 computes n 1x8-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 16→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c16k16_h32_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s2_c16k32_h32_avx512 computes n 1x8-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 16→32 channels on a 32x32 input, with bias, optional residual and optional ReLU.
@@ -43,6 +59,18 @@ func conv3x3s1_c64k64_h8_avx512(in *float32, w *float32, bias *float32, res *flo
 // conv3x3s1_c64k64_h8_avx512_rem computes n 2x2-pixel by 64-channel tiles of a 3x3 stride-1 convolution,
 // 64→64 channels on a 8x8 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c64k64_h8_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c16k16_h1w64_avx512 computes n 1x16-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 16→16 channels on a 1x64 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c16k16_h1w64_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c32k32_h1w16_avx512 computes n 1x8-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 32→32 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c32k32_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c64k64_h1w4_avx512 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x4 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c64k64_h1w4_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // avgpool_c64_avx512 averages each of 64 channels over an h×w map: out = scale·Σ in.
 func avgpool_c64_avx512(in *float32, out *float32, inRow uintptr, h uintptr, w uintptr, scale float32)

@@ -4,6 +4,1098 @@
 
 #include "textflag.h"
 
+// func wino4in_avx512(in *float32, inRow uintptr, inPix uintptr, v *float32, vPlane uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX512DQ, AVX512F, SSE2
+TEXT ·wino4in_avx512(SB), NOSPLIT, $0-56
+	MOVQ         tmp+48(FP), AX
+	MOVL         $0x40000000, CX
+	MOVD         CX, X0
+	VBROADCASTSS X0, Z0
+	MOVL         $0x40800000, CX
+	MOVD         CX, X1
+	VBROADCASTSS X1, Z1
+	MOVL         $0x40a00000, CX
+	MOVD         CX, X2
+	VBROADCASTSS X2, Z2
+	VXORPS       Z3, Z3, Z3
+	MOVQ         in+0(FP), CX
+	MOVQ         v+24(FP), DX
+	MOVQ         nvec+40(FP), BX
+
+wino4in_avx512_vec:
+	MOVQ         CX, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, (AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 64(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 128(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 192(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 256(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 320(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 384(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 448(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 512(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 576(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 640(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 704(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 768(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 832(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 896(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 960(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1024(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1088(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1152(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1216(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1280(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1344(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1408(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1472(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         SI, DI
+	MOVQ         inPix+16(FP), R8
+	VMOVUPS      (DI), Z4
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z5
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z6
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z7
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z8
+	ADDQ         R8, DI
+	VMOVUPS      (DI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1536(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1600(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1664(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1728(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1792(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1856(AX)
+	MOVQ         inRow+8(FP), DI
+	ADDQ         DI, SI
+	MOVQ         inPix+16(FP), DI
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	VMULPS       Z4, Z1, Z4
+	VFNMADD231PS Z6, Z2, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1920(AX)
+	VMULPS       Z5, Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1984(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z6, Z1, Z4
+	VSUBPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 2048(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 2112(AX)
+	VMULPS       Z5, Z0, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFNMADD231PS Z7, Z0, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 2176(AX)
+	VMULPS       Z5, Z1, Z4
+	VFNMADD231PS Z7, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 2240(AX)
+	MOVQ         DX, SI
+	MOVQ         vPlane+32(FP), DI
+	VMULPS       (AX), Z1, Z4
+	VFNMADD231PS 768(AX), Z2, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       64(AX), Z1, Z4
+	VFNMADD231PS 832(AX), Z2, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       128(AX), Z1, Z4
+	VFNMADD231PS 896(AX), Z2, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       192(AX), Z1, Z4
+	VFNMADD231PS 960(AX), Z2, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       256(AX), Z1, Z4
+	VFNMADD231PS 1024(AX), Z2, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       320(AX), Z1, Z4
+	VFNMADD231PS 1088(AX), Z2, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 768(AX), Z1, Z4
+	VADDPS       1152(AX), Z4, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 832(AX), Z1, Z4
+	VADDPS       1216(AX), Z4, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 896(AX), Z1, Z4
+	VADDPS       1280(AX), Z4, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 960(AX), Z1, Z4
+	VADDPS       1344(AX), Z4, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 1024(AX), Z1, Z4
+	VADDPS       1408(AX), Z4, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z1, Z4
+	VSUBPS       Z4, Z3, Z4
+	VFNMADD231PS 1088(AX), Z1, Z4
+	VADDPS       1472(AX), Z4, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z1, Z4
+	VFNMADD231PS 768(AX), Z1, Z4
+	VSUBPS       1152(AX), Z4, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z1, Z4
+	VFNMADD231PS 832(AX), Z1, Z4
+	VSUBPS       1216(AX), Z4, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z1, Z4
+	VFNMADD231PS 896(AX), Z1, Z4
+	VSUBPS       1280(AX), Z4, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z1, Z4
+	VFNMADD231PS 960(AX), Z1, Z4
+	VSUBPS       1344(AX), Z4, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z1, Z4
+	VFNMADD231PS 1024(AX), Z1, Z4
+	VSUBPS       1408(AX), Z4, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z1, Z4
+	VFNMADD231PS 1088(AX), Z1, Z4
+	VSUBPS       1472(AX), Z4, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       768(AX), Z4, Z4
+	VFMADD231PS  1152(AX), Z0, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       832(AX), Z4, Z4
+	VFMADD231PS  1216(AX), Z0, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       896(AX), Z4, Z4
+	VFMADD231PS  1280(AX), Z0, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       960(AX), Z4, Z4
+	VFMADD231PS  1344(AX), Z0, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       1024(AX), Z4, Z4
+	VFMADD231PS  1408(AX), Z0, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z0, Z4
+	VSUBPS       Z4, Z3, Z4
+	VSUBPS       1088(AX), Z4, Z4
+	VFMADD231PS  1472(AX), Z0, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z0, Z4
+	VSUBPS       768(AX), Z4, Z4
+	VFNMADD231PS 1152(AX), Z0, Z4
+	VADDPS       1536(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z0, Z4
+	VSUBPS       832(AX), Z4, Z4
+	VFNMADD231PS 1216(AX), Z0, Z4
+	VADDPS       1600(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z0, Z4
+	VSUBPS       896(AX), Z4, Z4
+	VFNMADD231PS 1280(AX), Z0, Z4
+	VADDPS       1664(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z0, Z4
+	VSUBPS       960(AX), Z4, Z4
+	VFNMADD231PS 1344(AX), Z0, Z4
+	VADDPS       1728(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z0, Z4
+	VSUBPS       1024(AX), Z4, Z4
+	VFNMADD231PS 1408(AX), Z0, Z4
+	VADDPS       1792(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z0, Z4
+	VSUBPS       1088(AX), Z4, Z4
+	VFNMADD231PS 1472(AX), Z0, Z4
+	VADDPS       1856(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       384(AX), Z1, Z4
+	VFNMADD231PS 1152(AX), Z2, Z4
+	VADDPS       1920(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       448(AX), Z1, Z4
+	VFNMADD231PS 1216(AX), Z2, Z4
+	VADDPS       1984(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       512(AX), Z1, Z4
+	VFNMADD231PS 1280(AX), Z2, Z4
+	VADDPS       2048(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       576(AX), Z1, Z4
+	VFNMADD231PS 1344(AX), Z2, Z4
+	VADDPS       2112(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       640(AX), Z1, Z4
+	VFNMADD231PS 1408(AX), Z2, Z4
+	VADDPS       2176(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         DI, SI
+	VMULPS       704(AX), Z1, Z4
+	VFNMADD231PS 1472(AX), Z2, Z4
+	VADDPS       2240(AX), Z4, Z4
+	VMOVUPS      Z4, (SI)
+	ADDQ         $0x00000040, CX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          wino4in_avx512_vec
+	VZEROUPPER
+	RET
+
+// func wino4out_avx512(m *float32, mPlane uintptr, bias *float32, res *float32, out *float32, resRow uintptr, outRow uintptr, outPix uintptr, flags uintptr, nvec uintptr, tmp *float32)
+// Requires: AVX, AVX512DQ, AVX512F, SSE2
+TEXT ·wino4out_avx512(SB), NOSPLIT, $0-88
+	MOVQ         tmp+80(FP), AX
+	MOVL         $0x40000000, CX
+	MOVD         CX, X0
+	VBROADCASTSS X0, Z0
+	MOVL         $0x40800000, CX
+	MOVD         CX, X1
+	VBROADCASTSS X1, Z1
+	MOVL         $0x41000000, CX
+	MOVD         CX, X2
+	VBROADCASTSS X2, Z2
+	VXORPS       Z3, Z3, Z3
+	MOVQ         m+0(FP), CX
+	MOVQ         nvec+72(FP), DX
+	XORQ         BX, BX
+
+wino4out_avx512_vec:
+	MOVQ         CX, SI
+	MOVQ         mPlane+8(FP), DI
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, (AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 64(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 128(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 192(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 256(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 320(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 384(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 448(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 512(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 576(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 640(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 704(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 768(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 832(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 896(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 960(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	ADDQ         DI, SI
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1024(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 1088(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 1152(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1216(AX)
+	VMOVUPS      (SI), Z4
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z5
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z6
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z7
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z8
+	ADDQ         DI, SI
+	VMOVUPS      (SI), Z9
+	VMOVUPS      Z4, Z4
+	VADDPS       Z5, Z4, Z4
+	VADDPS       Z6, Z4, Z4
+	VADDPS       Z7, Z4, Z4
+	VADDPS       Z8, Z4, Z4
+	VMOVUPS      Z4, 1280(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z0, Z4
+	VFNMADD231PS Z8, Z0, Z4
+	VMOVUPS      Z4, 1344(AX)
+	VMOVUPS      Z5, Z4
+	VADDPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z1, Z4
+	VFMADD231PS  Z8, Z1, Z4
+	VMOVUPS      Z4, 1408(AX)
+	VMOVUPS      Z5, Z4
+	VSUBPS       Z6, Z4, Z4
+	VFMADD231PS  Z7, Z2, Z4
+	VFNMADD231PS Z8, Z2, Z4
+	VADDPS       Z9, Z4, Z4
+	VMOVUPS      Z4, 1472(AX)
+	MOVQ         bias+16(FP), SI
+	VMOVUPS      (SI)(BX*1), Z4
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	VMOVUPS      (AX), Z5
+	VADDPS       256(AX), Z5, Z5
+	VADDPS       512(AX), Z5, Z5
+	VADDPS       768(AX), Z5, Z5
+	VADDPS       1024(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r0c0_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c0_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 64(AX), Z5
+	VADDPS  320(AX), Z5, Z5
+	VADDPS  576(AX), Z5, Z5
+	VADDPS  832(AX), Z5, Z5
+	VADDPS  1088(AX), Z5, Z5
+	VADDPS  Z4, Z5, Z5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx512_r0c1_nores
+	VADDPS  (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c1_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 128(AX), Z5
+	VADDPS  384(AX), Z5, Z5
+	VADDPS  640(AX), Z5, Z5
+	VADDPS  896(AX), Z5, Z5
+	VADDPS  1152(AX), Z5, Z5
+	VADDPS  Z4, Z5, Z5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx512_r0c2_nores
+	VADDPS  (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c2_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	MOVQ    outPix+56(FP), R8
+	ADDQ    R8, SI
+	ADDQ    R8, DI
+	VMOVUPS 192(AX), Z5
+	VADDPS  448(AX), Z5, Z5
+	VADDPS  704(AX), Z5, Z5
+	VADDPS  960(AX), Z5, Z5
+	VADDPS  1216(AX), Z5, Z5
+	VADDPS  Z4, Z5, Z5
+	MOVQ    flags+64(FP), R8
+	TESTQ   $0x00000002, R8
+	JZ      wino4out_avx512_r0c3_nores
+	VADDPS  (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r0c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r0c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r0c3_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	VMOVUPS      256(AX), Z5
+	VSUBPS       512(AX), Z5, Z5
+	VFMADD231PS  768(AX), Z0, Z5
+	VFNMADD231PS 1024(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c0_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c0_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      320(AX), Z5
+	VSUBPS       576(AX), Z5, Z5
+	VFMADD231PS  832(AX), Z0, Z5
+	VFNMADD231PS 1088(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c1_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c1_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      384(AX), Z5
+	VSUBPS       640(AX), Z5, Z5
+	VFMADD231PS  896(AX), Z0, Z5
+	VFNMADD231PS 1152(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c2_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c2_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      448(AX), Z5
+	VSUBPS       704(AX), Z5, Z5
+	VFMADD231PS  960(AX), Z0, Z5
+	VFNMADD231PS 1216(AX), Z0, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r1c3_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r1c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r1c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r1c3_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        out+32(FP), SI
+	MOVQ        res+24(FP), DI
+	MOVQ        outRow+48(FP), R8
+	ADDQ        R8, SI
+	MOVQ        resRow+40(FP), R8
+	ADDQ        R8, DI
+	MOVQ        outRow+48(FP), R8
+	ADDQ        R8, SI
+	MOVQ        resRow+40(FP), R8
+	ADDQ        R8, DI
+	VMOVUPS     256(AX), Z5
+	VADDPS      512(AX), Z5, Z5
+	VFMADD231PS 768(AX), Z1, Z5
+	VFMADD231PS 1024(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c0_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c0_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     320(AX), Z5
+	VADDPS      576(AX), Z5, Z5
+	VFMADD231PS 832(AX), Z1, Z5
+	VFMADD231PS 1088(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c1_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c1_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     384(AX), Z5
+	VADDPS      640(AX), Z5, Z5
+	VFMADD231PS 896(AX), Z1, Z5
+	VFMADD231PS 1152(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c2_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c2_norelu:
+	VMOVUPS     Z5, (SI)(BX*1)
+	MOVQ        outPix+56(FP), R8
+	ADDQ        R8, SI
+	ADDQ        R8, DI
+	VMOVUPS     448(AX), Z5
+	VADDPS      704(AX), Z5, Z5
+	VFMADD231PS 960(AX), Z1, Z5
+	VFMADD231PS 1216(AX), Z1, Z5
+	VADDPS      Z4, Z5, Z5
+	MOVQ        flags+64(FP), R8
+	TESTQ       $0x00000002, R8
+	JZ          wino4out_avx512_r2c3_nores
+	VADDPS      (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r2c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r2c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r2c3_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         out+32(FP), SI
+	MOVQ         res+24(FP), DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	MOVQ         outRow+48(FP), R8
+	ADDQ         R8, SI
+	MOVQ         resRow+40(FP), R8
+	ADDQ         R8, DI
+	VMOVUPS      256(AX), Z5
+	VSUBPS       512(AX), Z5, Z5
+	VFMADD231PS  768(AX), Z2, Z5
+	VFNMADD231PS 1024(AX), Z2, Z5
+	VADDPS       1280(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c0_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c0_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c0_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c0_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      320(AX), Z5
+	VSUBPS       576(AX), Z5, Z5
+	VFMADD231PS  832(AX), Z2, Z5
+	VFNMADD231PS 1088(AX), Z2, Z5
+	VADDPS       1344(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c1_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c1_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c1_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c1_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      384(AX), Z5
+	VSUBPS       640(AX), Z5, Z5
+	VFMADD231PS  896(AX), Z2, Z5
+	VFNMADD231PS 1152(AX), Z2, Z5
+	VADDPS       1408(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c2_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c2_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c2_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c2_norelu:
+	VMOVUPS      Z5, (SI)(BX*1)
+	MOVQ         outPix+56(FP), R8
+	ADDQ         R8, SI
+	ADDQ         R8, DI
+	VMOVUPS      448(AX), Z5
+	VSUBPS       704(AX), Z5, Z5
+	VFMADD231PS  960(AX), Z2, Z5
+	VFNMADD231PS 1216(AX), Z2, Z5
+	VADDPS       1472(AX), Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	MOVQ         flags+64(FP), R8
+	TESTQ        $0x00000002, R8
+	JZ           wino4out_avx512_r3c3_nores
+	VADDPS       (DI)(BX*1), Z5, Z5
+
+wino4out_avx512_r3c3_nores:
+	TESTQ  $0x00000001, R8
+	JZ     wino4out_avx512_r3c3_norelu
+	VMAXPS Z3, Z5, Z5
+
+wino4out_avx512_r3c3_norelu:
+	VMOVUPS Z5, (SI)(BX*1)
+	ADDQ    $0x00000040, CX
+	ADDQ    $0x00000040, BX
+	DECQ    DX
+	JNZ     wino4out_avx512_vec
+	VZEROUPPER
+	RET
+
 // func conv3x3s1_c3k16_h32_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·conv3x3s1_c3k16_h32_avx512(SB), NOSPLIT, $0-80
@@ -1098,6 +2190,269 @@ conv3x3s1_c3k16_h32_avx512_rem_norelu:
 	ADDQ    $0x00000200, DX
 	DECQ    BX
 	JNZ     conv3x3s1_c3k16_h32_avx512_rem_tile
+	VZEROUPPER
+	RET
+
+// func conv3x3s1_c3k16_h32_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c3k16_h32_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c3k16_h32_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z6
+	VMOVAPS    Z0, Z7
+	VMOVAPS    Z0, Z0
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c3k16_h32_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+
+conv3x3s1_c3k16_h32_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
+
+conv3x3s1_c3k16_h32_avx512_p8_ky:
+	XORQ R10, R10
+
+conv3x3s1_c3k16_h32_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z8
+	VBROADCASTSS (DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 12(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 24(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 36(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 48(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 60(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 72(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 84(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      64(R8), Z8
+	VBROADCASTSS 4(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 16(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 28(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 40(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 52(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 64(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 76(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 88(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      128(R8), Z8
+	VBROADCASTSS 8(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 20(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 32(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 44(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 56(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 68(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 80(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 92(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	ADDQ         $0x000000c0, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv3x3s1_c3k16_h32_avx512_p8_kx0_ic
+	XORQ         R10, R10
+
+conv3x3s1_c3k16_h32_avx512_p8_kx1_ic:
+	VMOVUPS      (R8), Z8
+	VBROADCASTSS 12(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 24(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 36(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 48(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 60(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 72(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 84(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 96(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      64(R8), Z8
+	VBROADCASTSS 16(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 28(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 40(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 52(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 64(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 76(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 88(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 100(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      128(R8), Z8
+	VBROADCASTSS 20(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 32(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 44(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 56(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 68(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 80(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 92(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 104(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	ADDQ         $0x000000c0, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv3x3s1_c3k16_h32_avx512_p8_kx1_ic
+	XORQ         R10, R10
+
+conv3x3s1_c3k16_h32_avx512_p8_kx2_ic:
+	VMOVUPS      (R8), Z8
+	VBROADCASTSS 24(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 36(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 48(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 60(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 72(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 84(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 96(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 108(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      64(R8), Z8
+	VBROADCASTSS 28(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 40(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 52(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 64(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 76(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 88(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 100(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 112(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      128(R8), Z8
+	VBROADCASTSS 32(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 44(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 56(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 68(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 80(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 92(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 104(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 116(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	ADDQ         $0x000000c0, R8
+	ADDQ         $0x0000000c, R10
+	CMPQ         R10, $0x0000000c
+	JNE          conv3x3s1_c3k16_h32_avx512_p8_kx2_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv3x3s1_c3k16_h32_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c3k16_h32_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z2, Z2
+	VADDPS       128(DI), Z3, Z3
+	VADDPS       192(DI), Z4, Z4
+	VADDPS       256(DI), Z5, Z5
+	VADDPS       320(DI), Z6, Z6
+	VADDPS       384(DI), Z7, Z7
+	VADDPS       448(DI), Z0, Z0
+
+conv3x3s1_c3k16_h32_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c3k16_h32_avx512_p8_norelu
+	VXORPS Z8, Z8, Z8
+	VMAXPS Z8, Z1, Z1
+	VMAXPS Z8, Z2, Z2
+	VMAXPS Z8, Z3, Z3
+	VMAXPS Z8, Z4, Z4
+	VMAXPS Z8, Z5, Z5
+	VMAXPS Z8, Z6, Z6
+	VMAXPS Z8, Z7, Z7
+	VMAXPS Z8, Z0, Z0
+
+conv3x3s1_c3k16_h32_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z2, 64(SI)
+	VMOVUPS Z3, 128(SI)
+	VMOVUPS Z4, 192(SI)
+	VMOVUPS Z5, 256(SI)
+	VMOVUPS Z6, 320(SI)
+	VMOVUPS Z7, 384(SI)
+	VMOVUPS Z0, 448(SI)
+	ADDQ    $0x00000060, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c3k16_h32_avx512_p8_tile
 	VZEROUPPER
 	RET
 
@@ -2441,6 +3796,320 @@ conv3x3s1_c16k16_h32_avx512_rem_norelu:
 	ADDQ    $0x00000200, DX
 	DECQ    BX
 	JNZ     conv3x3s1_c16k16_h32_avx512_rem_tile
+	VZEROUPPER
+	RET
+
+// func conv3x3s1_c16k16_h32_avx512_p8(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv3x3s1_c16k16_h32_avx512_p8(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv3x3s1_c16k16_h32_avx512_p8_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z6
+	VMOVAPS    Z0, Z7
+	VMOVAPS    Z0, Z0
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv3x3s1_c16k16_h32_avx512_p8_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+
+conv3x3s1_c16k16_h32_avx512_p8_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000003, R9
+
+conv3x3s1_c16k16_h32_avx512_p8_ky:
+	XORQ R10, R10
+
+conv3x3s1_c16k16_h32_avx512_p8_kx0_ic:
+	VMOVUPS      (R8), Z8
+	VBROADCASTSS (DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 64(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 128(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 192(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 256(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 320(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 384(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 448(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      64(R8), Z8
+	VBROADCASTSS 4(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 68(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 132(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 196(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 260(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 324(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 388(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 452(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      128(R8), Z8
+	VBROADCASTSS 8(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 72(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 136(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 200(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 264(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 328(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 392(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 456(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      192(R8), Z8
+	VBROADCASTSS 12(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 76(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 140(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 204(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 268(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 332(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 396(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 460(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000040
+	JNE          conv3x3s1_c16k16_h32_avx512_p8_kx0_ic
+	XORQ         R10, R10
+
+conv3x3s1_c16k16_h32_avx512_p8_kx1_ic:
+	VMOVUPS      (R8), Z8
+	VBROADCASTSS 64(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 128(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 192(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 256(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 320(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 384(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 448(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 512(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      64(R8), Z8
+	VBROADCASTSS 68(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 132(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 196(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 260(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 324(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 388(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 452(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 516(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      128(R8), Z8
+	VBROADCASTSS 72(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 136(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 200(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 264(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 328(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 392(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 456(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 520(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      192(R8), Z8
+	VBROADCASTSS 76(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 140(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 204(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 268(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 332(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 396(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 460(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 524(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000040
+	JNE          conv3x3s1_c16k16_h32_avx512_p8_kx1_ic
+	XORQ         R10, R10
+
+conv3x3s1_c16k16_h32_avx512_p8_kx2_ic:
+	VMOVUPS      (R8), Z8
+	VBROADCASTSS 128(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 192(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 256(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 320(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 384(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 448(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 512(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 576(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      64(R8), Z8
+	VBROADCASTSS 132(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 196(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 260(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 324(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 388(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 452(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 516(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 580(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      128(R8), Z8
+	VBROADCASTSS 136(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 200(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 264(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 328(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 392(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 456(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 520(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 584(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	VMOVUPS      192(R8), Z8
+	VBROADCASTSS 140(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VBROADCASTSS 204(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VBROADCASTSS 268(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VBROADCASTSS 332(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z4
+	VBROADCASTSS 396(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z5
+	VBROADCASTSS 460(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z6
+	VBROADCASTSS 524(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z7
+	VBROADCASTSS 588(DI)(R10*1), Z9
+	VFMADD231PS  Z8, Z9, Z0
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000040
+	JNE          conv3x3s1_c16k16_h32_avx512_p8_kx2_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv3x3s1_c16k16_h32_avx512_p8_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv3x3s1_c16k16_h32_avx512_p8_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z2, Z2
+	VADDPS       128(DI), Z3, Z3
+	VADDPS       192(DI), Z4, Z4
+	VADDPS       256(DI), Z5, Z5
+	VADDPS       320(DI), Z6, Z6
+	VADDPS       384(DI), Z7, Z7
+	VADDPS       448(DI), Z0, Z0
+
+conv3x3s1_c16k16_h32_avx512_p8_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv3x3s1_c16k16_h32_avx512_p8_norelu
+	VXORPS Z8, Z8, Z8
+	VMAXPS Z8, Z1, Z1
+	VMAXPS Z8, Z2, Z2
+	VMAXPS Z8, Z3, Z3
+	VMAXPS Z8, Z4, Z4
+	VMAXPS Z8, Z5, Z5
+	VMAXPS Z8, Z6, Z6
+	VMAXPS Z8, Z7, Z7
+	VMAXPS Z8, Z0, Z0
+
+conv3x3s1_c16k16_h32_avx512_p8_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z2, 64(SI)
+	VMOVUPS Z3, 128(SI)
+	VMOVUPS Z4, 192(SI)
+	VMOVUPS Z5, 256(SI)
+	VMOVUPS Z6, 320(SI)
+	VMOVUPS Z7, 384(SI)
+	VMOVUPS Z0, 448(SI)
+	ADDQ    $0x00000200, AX
+	ADDQ    $0x00000200, CX
+	ADDQ    $0x00000200, DX
+	DECQ    BX
+	JNZ     conv3x3s1_c16k16_h32_avx512_p8_tile
 	VZEROUPPER
 	RET
 
@@ -5493,6 +7162,750 @@ conv3x3s1_c64k64_h8_avx512_rem_norelu:
 	ADDQ    $0x00000200, DX
 	DECQ    BX
 	JNZ     conv3x3s1_c64k64_h8_avx512_rem_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c16k16_h1w64_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c16k16_h1w64_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c16k16_h1w64_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z6
+	VMOVAPS    Z0, Z7
+	VMOVAPS    Z0, Z8
+	VMOVAPS    Z0, Z9
+	VMOVAPS    Z0, Z10
+	VMOVAPS    Z0, Z11
+	VMOVAPS    Z0, Z12
+	VMOVAPS    Z0, Z13
+	VMOVAPS    Z0, Z14
+	VMOVAPS    Z0, Z15
+	VMOVAPS    Z0, Z0
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c16k16_h1w64_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 768(SI)
+	PREFETCHT0 832(SI)
+	PREFETCHT0 896(SI)
+	PREFETCHT0 960(SI)
+
+conv1x1s1_c16k16_h1w64_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c16k16_h1w64_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c16k16_h1w64_avx512_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VBROADCASTSS (DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z1
+	VBROADCASTSS 64(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z2
+	VBROADCASTSS 128(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z3
+	VBROADCASTSS 192(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z4
+	VBROADCASTSS 256(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z5
+	VBROADCASTSS 320(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z6
+	VBROADCASTSS 384(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z7
+	VBROADCASTSS 448(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z8
+	VBROADCASTSS 512(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z9
+	VBROADCASTSS 576(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z10
+	VBROADCASTSS 640(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z11
+	VBROADCASTSS 704(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z12
+	VBROADCASTSS 768(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z13
+	VBROADCASTSS 832(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z14
+	VBROADCASTSS 896(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z15
+	VBROADCASTSS 960(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z0
+	VMOVUPS      64(R8), Z16
+	VBROADCASTSS 4(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z1
+	VBROADCASTSS 68(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z2
+	VBROADCASTSS 132(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z3
+	VBROADCASTSS 196(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z4
+	VBROADCASTSS 260(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z5
+	VBROADCASTSS 324(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z6
+	VBROADCASTSS 388(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z7
+	VBROADCASTSS 452(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z8
+	VBROADCASTSS 516(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z9
+	VBROADCASTSS 580(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z10
+	VBROADCASTSS 644(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z11
+	VBROADCASTSS 708(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z12
+	VBROADCASTSS 772(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z13
+	VBROADCASTSS 836(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z14
+	VBROADCASTSS 900(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z15
+	VBROADCASTSS 964(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z0
+	VMOVUPS      128(R8), Z16
+	VBROADCASTSS 8(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z1
+	VBROADCASTSS 72(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z2
+	VBROADCASTSS 136(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z3
+	VBROADCASTSS 200(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z4
+	VBROADCASTSS 264(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z5
+	VBROADCASTSS 328(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z6
+	VBROADCASTSS 392(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z7
+	VBROADCASTSS 456(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z8
+	VBROADCASTSS 520(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z9
+	VBROADCASTSS 584(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z10
+	VBROADCASTSS 648(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z11
+	VBROADCASTSS 712(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z12
+	VBROADCASTSS 776(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z13
+	VBROADCASTSS 840(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z14
+	VBROADCASTSS 904(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z15
+	VBROADCASTSS 968(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z0
+	VMOVUPS      192(R8), Z16
+	VBROADCASTSS 12(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z1
+	VBROADCASTSS 76(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z2
+	VBROADCASTSS 140(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z3
+	VBROADCASTSS 204(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z4
+	VBROADCASTSS 268(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z5
+	VBROADCASTSS 332(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z6
+	VBROADCASTSS 396(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z7
+	VBROADCASTSS 460(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z8
+	VBROADCASTSS 524(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z9
+	VBROADCASTSS 588(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z10
+	VBROADCASTSS 652(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z11
+	VBROADCASTSS 716(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z12
+	VBROADCASTSS 780(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z13
+	VBROADCASTSS 844(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z14
+	VBROADCASTSS 908(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z15
+	VBROADCASTSS 972(DI)(R10*1), Z17
+	VFMADD231PS  Z16, Z17, Z0
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000040
+	JNE          conv1x1s1_c16k16_h1w64_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c16k16_h1w64_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c16k16_h1w64_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z2, Z2
+	VADDPS       128(DI), Z3, Z3
+	VADDPS       192(DI), Z4, Z4
+	VADDPS       256(DI), Z5, Z5
+	VADDPS       320(DI), Z6, Z6
+	VADDPS       384(DI), Z7, Z7
+	VADDPS       448(DI), Z8, Z8
+	VADDPS       512(DI), Z9, Z9
+	VADDPS       576(DI), Z10, Z10
+	VADDPS       640(DI), Z11, Z11
+	VADDPS       704(DI), Z12, Z12
+	VADDPS       768(DI), Z13, Z13
+	VADDPS       832(DI), Z14, Z14
+	VADDPS       896(DI), Z15, Z15
+	VADDPS       960(DI), Z0, Z0
+
+conv1x1s1_c16k16_h1w64_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c16k16_h1w64_avx512_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z12, Z12
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+
+conv1x1s1_c16k16_h1w64_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z2, 64(SI)
+	VMOVUPS Z3, 128(SI)
+	VMOVUPS Z4, 192(SI)
+	VMOVUPS Z5, 256(SI)
+	VMOVUPS Z6, 320(SI)
+	VMOVUPS Z7, 384(SI)
+	VMOVUPS Z8, 448(SI)
+	VMOVUPS Z9, 512(SI)
+	VMOVUPS Z10, 576(SI)
+	VMOVUPS Z11, 640(SI)
+	VMOVUPS Z12, 704(SI)
+	VMOVUPS Z13, 768(SI)
+	VMOVUPS Z14, 832(SI)
+	VMOVUPS Z15, 896(SI)
+	VMOVUPS Z0, 960(SI)
+	ADDQ    $0x00000400, AX
+	ADDQ    $0x00000400, CX
+	ADDQ    $0x00000400, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c16k16_h1w64_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c32k32_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c32k32_h1w16_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c32k32_h1w16_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z4
+	VMOVAPS    Z0, Z5
+	VMOVAPS    Z0, Z6
+	VMOVAPS    Z0, Z7
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z12
+	VMOVAPS    Z8, Z13
+	VMOVAPS    Z8, Z14
+	VMOVAPS    Z8, Z15
+	VMOVAPS    Z8, Z8
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c32k32_h1w16_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 768(SI)
+	PREFETCHT0 832(SI)
+	PREFETCHT0 896(SI)
+	PREFETCHT0 960(SI)
+
+conv1x1s1_c32k32_h1w16_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c32k32_h1w16_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c32k32_h1w16_avx512_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VBROADCASTSS (DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z1
+	VFMADD231PS  Z17, Z18, Z9
+	VBROADCASTSS 128(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z2
+	VFMADD231PS  Z17, Z18, Z10
+	VBROADCASTSS 256(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z3
+	VFMADD231PS  Z17, Z18, Z11
+	VBROADCASTSS 384(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z4
+	VFMADD231PS  Z17, Z18, Z12
+	VBROADCASTSS 512(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z5
+	VFMADD231PS  Z17, Z18, Z13
+	VBROADCASTSS 640(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z6
+	VFMADD231PS  Z17, Z18, Z14
+	VBROADCASTSS 768(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z7
+	VFMADD231PS  Z17, Z18, Z15
+	VBROADCASTSS 896(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z0
+	VFMADD231PS  Z17, Z18, Z8
+	VMOVUPS      128(R8), Z16
+	VMOVUPS      192(R8), Z17
+	VBROADCASTSS 4(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z1
+	VFMADD231PS  Z17, Z18, Z9
+	VBROADCASTSS 132(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z2
+	VFMADD231PS  Z17, Z18, Z10
+	VBROADCASTSS 260(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z3
+	VFMADD231PS  Z17, Z18, Z11
+	VBROADCASTSS 388(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z4
+	VFMADD231PS  Z17, Z18, Z12
+	VBROADCASTSS 516(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z5
+	VFMADD231PS  Z17, Z18, Z13
+	VBROADCASTSS 644(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z6
+	VFMADD231PS  Z17, Z18, Z14
+	VBROADCASTSS 772(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z7
+	VFMADD231PS  Z17, Z18, Z15
+	VBROADCASTSS 900(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z0
+	VFMADD231PS  Z17, Z18, Z8
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VBROADCASTSS 8(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z1
+	VFMADD231PS  Z17, Z18, Z9
+	VBROADCASTSS 136(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z2
+	VFMADD231PS  Z17, Z18, Z10
+	VBROADCASTSS 264(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z3
+	VFMADD231PS  Z17, Z18, Z11
+	VBROADCASTSS 392(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z4
+	VFMADD231PS  Z17, Z18, Z12
+	VBROADCASTSS 520(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z5
+	VFMADD231PS  Z17, Z18, Z13
+	VBROADCASTSS 648(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z6
+	VFMADD231PS  Z17, Z18, Z14
+	VBROADCASTSS 776(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z7
+	VFMADD231PS  Z17, Z18, Z15
+	VBROADCASTSS 904(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z0
+	VFMADD231PS  Z17, Z18, Z8
+	VMOVUPS      384(R8), Z16
+	VMOVUPS      448(R8), Z17
+	VBROADCASTSS 12(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z1
+	VFMADD231PS  Z17, Z18, Z9
+	VBROADCASTSS 140(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z2
+	VFMADD231PS  Z17, Z18, Z10
+	VBROADCASTSS 268(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z3
+	VFMADD231PS  Z17, Z18, Z11
+	VBROADCASTSS 396(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z4
+	VFMADD231PS  Z17, Z18, Z12
+	VBROADCASTSS 524(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z5
+	VFMADD231PS  Z17, Z18, Z13
+	VBROADCASTSS 652(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z6
+	VFMADD231PS  Z17, Z18, Z14
+	VBROADCASTSS 780(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z7
+	VFMADD231PS  Z17, Z18, Z15
+	VBROADCASTSS 908(DI)(R10*1), Z18
+	VFMADD231PS  Z16, Z18, Z0
+	VFMADD231PS  Z17, Z18, Z8
+	ADDQ         $0x00000200, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000080
+	JNE          conv1x1s1_c32k32_h1w16_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c32k32_h1w16_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c32k32_h1w16_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z9, Z9
+	VADDPS       128(DI), Z2, Z2
+	VADDPS       192(DI), Z10, Z10
+	VADDPS       256(DI), Z3, Z3
+	VADDPS       320(DI), Z11, Z11
+	VADDPS       384(DI), Z4, Z4
+	VADDPS       448(DI), Z12, Z12
+	VADDPS       512(DI), Z5, Z5
+	VADDPS       576(DI), Z13, Z13
+	VADDPS       640(DI), Z6, Z6
+	VADDPS       704(DI), Z14, Z14
+	VADDPS       768(DI), Z7, Z7
+	VADDPS       832(DI), Z15, Z15
+	VADDPS       896(DI), Z0, Z0
+	VADDPS       960(DI), Z8, Z8
+
+conv1x1s1_c32k32_h1w16_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c32k32_h1w16_avx512_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z12, Z12
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z8, Z8
+
+conv1x1s1_c32k32_h1w16_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z9, 64(SI)
+	VMOVUPS Z2, 128(SI)
+	VMOVUPS Z10, 192(SI)
+	VMOVUPS Z3, 256(SI)
+	VMOVUPS Z11, 320(SI)
+	VMOVUPS Z4, 384(SI)
+	VMOVUPS Z12, 448(SI)
+	VMOVUPS Z5, 512(SI)
+	VMOVUPS Z13, 576(SI)
+	VMOVUPS Z6, 640(SI)
+	VMOVUPS Z14, 704(SI)
+	VMOVUPS Z7, 768(SI)
+	VMOVUPS Z15, 832(SI)
+	VMOVUPS Z0, 896(SI)
+	VMOVUPS Z8, 960(SI)
+	ADDQ    $0x00000400, AX
+	ADDQ    $0x00000400, CX
+	ADDQ    $0x00000400, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c32k32_h1w16_avx512_tile
+	VZEROUPPER
+	RET
+
+// func conv1x1s1_c64k64_h1w4_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·conv1x1s1_c64k64_h1w4_avx512(SB), NOSPLIT, $0-80
+	MOVQ in+0(FP), AX
+	MOVQ out+32(FP), CX
+	MOVQ res+24(FP), DX
+	MOVQ n+72(FP), BX
+
+conv1x1s1_c64k64_h1w4_avx512_tile:
+	MOVQ       bias+16(FP), SI
+	VMOVUPS    (SI), Z0
+	VMOVAPS    Z0, Z1
+	VMOVAPS    Z0, Z2
+	VMOVAPS    Z0, Z3
+	VMOVAPS    Z0, Z0
+	VMOVUPS    64(SI), Z4
+	VMOVAPS    Z4, Z5
+	VMOVAPS    Z4, Z6
+	VMOVAPS    Z4, Z7
+	VMOVAPS    Z4, Z4
+	VMOVUPS    128(SI), Z8
+	VMOVAPS    Z8, Z9
+	VMOVAPS    Z8, Z10
+	VMOVAPS    Z8, Z11
+	VMOVAPS    Z8, Z8
+	VMOVUPS    192(SI), Z12
+	VMOVAPS    Z12, Z13
+	VMOVAPS    Z12, Z14
+	VMOVAPS    Z12, Z15
+	VMOVAPS    Z12, Z12
+	MOVQ       flags+64(FP), SI
+	TESTQ      $0x00000002, SI
+	JZ         conv1x1s1_c64k64_h1w4_avx512_nopf
+	MOVQ       resRow+56(FP), SI
+	MOVQ       DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 64(SI)
+	PREFETCHT0 128(SI)
+	PREFETCHT0 192(SI)
+	PREFETCHT0 256(SI)
+	PREFETCHT0 320(SI)
+	PREFETCHT0 384(SI)
+	PREFETCHT0 448(SI)
+	PREFETCHT0 512(SI)
+	PREFETCHT0 576(SI)
+	PREFETCHT0 640(SI)
+	PREFETCHT0 704(SI)
+	PREFETCHT0 768(SI)
+	PREFETCHT0 832(SI)
+	PREFETCHT0 896(SI)
+	PREFETCHT0 960(SI)
+
+conv1x1s1_c64k64_h1w4_avx512_nopf:
+	MOVQ inRow+40(FP), SI
+	MOVQ AX, DI
+	MOVQ w+8(FP), R8
+	MOVQ $0x0000000000000001, R9
+
+conv1x1s1_c64k64_h1w4_avx512_ky:
+	XORQ R10, R10
+
+conv1x1s1_c64k64_h1w4_avx512_kx0_ic:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VBROADCASTSS (DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 256(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 512(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 768(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      256(R8), Z16
+	VMOVUPS      320(R8), Z17
+	VMOVUPS      384(R8), Z18
+	VMOVUPS      448(R8), Z19
+	VBROADCASTSS 4(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 260(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 516(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 772(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      512(R8), Z16
+	VMOVUPS      576(R8), Z17
+	VMOVUPS      640(R8), Z18
+	VMOVUPS      704(R8), Z19
+	VBROADCASTSS 8(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 264(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 520(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 776(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	VMOVUPS      768(R8), Z16
+	VMOVUPS      832(R8), Z17
+	VMOVUPS      896(R8), Z18
+	VMOVUPS      960(R8), Z19
+	VBROADCASTSS 12(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z1
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z9
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 268(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z2
+	VFMADD231PS  Z17, Z20, Z6
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z14
+	VBROADCASTSS 524(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z3
+	VFMADD231PS  Z17, Z20, Z7
+	VFMADD231PS  Z18, Z20, Z11
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 780(DI)(R10*1), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z4
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z12
+	ADDQ         $0x00000400, R8
+	ADDQ         $0x00000010, R10
+	CMPQ         R10, $0x00000100
+	JNE          conv1x1s1_c64k64_h1w4_avx512_kx0_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          conv1x1s1_c64k64_h1w4_avx512_ky
+	MOVQ         flags+64(FP), SI
+	TESTQ        $0x00000002, SI
+	JZ           conv1x1s1_c64k64_h1w4_avx512_nores
+	MOVQ         resRow+56(FP), DI
+	MOVQ         DX, DI
+	VADDPS       (DI), Z1, Z1
+	VADDPS       64(DI), Z5, Z5
+	VADDPS       128(DI), Z9, Z9
+	VADDPS       192(DI), Z13, Z13
+	VADDPS       256(DI), Z2, Z2
+	VADDPS       320(DI), Z6, Z6
+	VADDPS       384(DI), Z10, Z10
+	VADDPS       448(DI), Z14, Z14
+	VADDPS       512(DI), Z3, Z3
+	VADDPS       576(DI), Z7, Z7
+	VADDPS       640(DI), Z11, Z11
+	VADDPS       704(DI), Z15, Z15
+	VADDPS       768(DI), Z0, Z0
+	VADDPS       832(DI), Z4, Z4
+	VADDPS       896(DI), Z8, Z8
+	VADDPS       960(DI), Z12, Z12
+
+conv1x1s1_c64k64_h1w4_avx512_nores:
+	TESTQ  $0x00000001, SI
+	JZ     conv1x1s1_c64k64_h1w4_avx512_norelu
+	VXORPS Z16, Z16, Z16
+	VMAXPS Z16, Z1, Z1
+	VMAXPS Z16, Z5, Z5
+	VMAXPS Z16, Z9, Z9
+	VMAXPS Z16, Z13, Z13
+	VMAXPS Z16, Z2, Z2
+	VMAXPS Z16, Z6, Z6
+	VMAXPS Z16, Z10, Z10
+	VMAXPS Z16, Z14, Z14
+	VMAXPS Z16, Z3, Z3
+	VMAXPS Z16, Z7, Z7
+	VMAXPS Z16, Z11, Z11
+	VMAXPS Z16, Z15, Z15
+	VMAXPS Z16, Z0, Z0
+	VMAXPS Z16, Z4, Z4
+	VMAXPS Z16, Z8, Z8
+	VMAXPS Z16, Z12, Z12
+
+conv1x1s1_c64k64_h1w4_avx512_norelu:
+	MOVQ    outRow+48(FP), SI
+	MOVQ    CX, SI
+	VMOVUPS Z1, (SI)
+	VMOVUPS Z5, 64(SI)
+	VMOVUPS Z9, 128(SI)
+	VMOVUPS Z13, 192(SI)
+	VMOVUPS Z2, 256(SI)
+	VMOVUPS Z6, 320(SI)
+	VMOVUPS Z10, 384(SI)
+	VMOVUPS Z14, 448(SI)
+	VMOVUPS Z3, 512(SI)
+	VMOVUPS Z7, 576(SI)
+	VMOVUPS Z11, 640(SI)
+	VMOVUPS Z15, 704(SI)
+	VMOVUPS Z0, 768(SI)
+	VMOVUPS Z4, 832(SI)
+	VMOVUPS Z8, 896(SI)
+	VMOVUPS Z12, 960(SI)
+	ADDQ    $0x00000400, AX
+	ADDQ    $0x00000400, CX
+	ADDQ    $0x00000400, DX
+	DECQ    BX
+	JNZ     conv1x1s1_c64k64_h1w4_avx512_tile
 	VZEROUPPER
 	RET
 

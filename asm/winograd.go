@@ -1,0 +1,297 @@
+package asm
+
+import (
+	"fmt"
+)
+
+// WinogradKernel computes a 3x3 stride-1 convolution with padding 1 by
+// Winograd's F(m×m, 3×3), m 4 or 2: each m×m output tile is
+// A^T [U ⊙ (B^T d B)] A, with d the α×α input tile (α = m + 2) and
+// U = G g G^T the transformed kernel. Per chunk of Chunk tiles, In
+// transforms the input tiles into α² planes V_ξ (tiles × InC), GEMM
+// computes M_ξ = V_ξ · U_ξ (tiles × OutC) as a 1x1 convolution over a
+// 1×Chunk map (Tail over the last, shorter chunk), and Out transforms M
+// back into output tiles, adding the bias and the residual and applying
+// ReLU. F(4,3) multiplies 36/144 = 1/4 as often as the direct convolution
+// with weights 4 times larger; F(2,3) 16/36 as often, with weights 16/9 as
+// large.
+type WinogradKernel struct {
+	Name  string
+	Tier  Tier
+	Shape ConvShape // K 3, stride 1, padding 1
+	M     int       // output tile side: 4 for F(4×4,3×3), 2 for F(2×2,3×3)
+	Chunk int       // tiles per GEMM
+	// GEMMShape and TailShape are the 1x1 shapes of the products, over
+	// Chunk tiles and over the T mod Chunk tiles of the last chunk (zero
+	// if none); the kernels come from the same KernelSet.
+	GEMMShape, TailShape ConvShape
+	In                   func(in *float32, inRow, inPix uintptr, v *float32, vPlane, nvec uintptr, tmp *float32)
+	Out                  func(m *float32, mPlane uintptr, bias, res, out *float32, resRow, outRow, outPix, flags, nvec uintptr, tmp *float32)
+
+	gemm, tail *ConvKernel
+}
+
+// winoG holds G (α×3) of F(4,3) and F(2,3): U = G g G^T (gen/kernels emits
+// the transforms with B^T and A^T; the three are held together by the
+// tests against the direct convolution).
+var winoG = map[int][][3]float64{
+	4: {
+		{1.0 / 4, 0, 0},
+		{-1.0 / 6, -1.0 / 6, -1.0 / 6},
+		{-1.0 / 6, 1.0 / 6, -1.0 / 6},
+		{1.0 / 24, 1.0 / 12, 1.0 / 6},
+		{1.0 / 24, -1.0 / 12, 1.0 / 6},
+		{0, 0, 1},
+	},
+	2: {
+		{1, 0, 0},
+		{0.5, 0.5, 0.5},
+		{0.5, -0.5, 0.5},
+		{0, 0, 1},
+	},
+}
+
+// alpha is the input tile side, m + 2; planes the number of products, α².
+func (k *WinogradKernel) alpha() int  { return k.M + 2 }
+func (k *WinogradKernel) planes() int { return k.alpha() * k.alpha() }
+
+// Tiles is the number of output tiles: ⌈OutH/m⌉ · ⌈OutW/m⌉.
+func (k *WinogradKernel) Tiles() (th, tw int) {
+	return (k.Shape.OutH + k.M - 1) / k.M, (k.Shape.OutW + k.M - 1) / k.M
+}
+
+// Lanes is the channel vector width the transforms and the GEMM use.
+func (k *WinogradKernel) Lanes() int { return k.gemm.Lanes }
+
+// BlockC is the output channels of one GEMM block.
+func (k *WinogradKernel) BlockC() int { return k.gemm.BlockC() }
+
+func (k *WinogradKernel) validate() error {
+	s := k.Shape
+	th, tw := k.Tiles()
+	t := th * tw
+	switch {
+	case winoG[k.M] == nil:
+		return fmt.Errorf("%s: no Winograd F(%d,3)", k.Name, k.M)
+	case s.K != 3 || s.Stride != 1 || s.Pad != 1 || !s.valid():
+		return fmt.Errorf("%s: Winograd takes 3x3 stride-1 layers with padding 1, not %+v", k.Name, s)
+	case k.Chunk < 1 || k.Chunk > t:
+		return fmt.Errorf("%s: chunk of %d tiles for %d tiles", k.Name, k.Chunk, t)
+	case k.GEMMShape != gemmShape(s, k.Chunk) || (t%k.Chunk == 0) != (k.TailShape == ConvShape{}) ||
+		t%k.Chunk != 0 && k.TailShape != gemmShape(s, t%k.Chunk):
+		return fmt.Errorf("%s: GEMM shapes %+v and %+v do not fit %d tiles in chunks of %d", k.Name, k.GEMMShape, k.TailShape, t, k.Chunk)
+	case k.In == nil || k.Out == nil:
+		return fmt.Errorf("%s: no transforms", k.Name)
+	case s.InC%k.gemm.Lanes != 0 || k.tail != nil && k.tail.BlockC() != k.gemm.BlockC():
+		return fmt.Errorf("%s: %d input channels, or GEMM blocks of %d and %d channels", k.Name, s.InC, k.gemm.BlockC(), k.tail.BlockC())
+	}
+	return nil
+}
+
+// gemmShape is the 1x1 convolution that multiplies n tiles of V_ξ by U_ξ.
+func gemmShape(s ConvShape, n int) ConvShape {
+	return ConvShape{K: 1, Stride: 1, Pad: 0, InC: s.InC, OutC: s.OutC, InH: 1, InW: n, OutH: 1, OutW: n}
+}
+
+// WinogradScratch is one worker's working memory for a Winograd layer.
+type WinogradScratch struct {
+	v, m    []float32 // 36 planes of a chunk: transformed inputs, products
+	edgeIn  []float32 // a 6×6 input tile that crosses the buffer's edge, zero-padded
+	edgeOut []float32 // a 4×4 output tile that crosses the map's edge
+	zero    []float32 // the GEMM's (zero) bias
+	tmp     []float32 // the transforms' α×α intermediate vectors
+}
+
+// NewScratch allocates one worker's scratch.
+func (k *WinogradKernel) NewScratch() *WinogradScratch {
+	s := k.Shape
+	n := k.planes()
+	return &WinogradScratch{
+		v:       make([]float32, n*k.Chunk*s.InC),
+		m:       make([]float32, n*k.Chunk*s.OutC),
+		edgeIn:  make([]float32, n*s.InC),
+		edgeOut: make([]float32, k.M*k.M*s.OutC),
+		zero:    make([]float32, s.OutC),
+		tmp:     make([]float32, n*16),
+	}
+}
+
+// PackWeights transforms OIHW 3x3 weights (BN folded) into U = G g G^T in
+// float64 and packs each of the α² planes U_ξ (OutC × InC) for the GEMM.
+func (k *WinogradKernel) PackWeights(oihw []float32) ([]float32, error) {
+	g, a := winoG[k.M], k.alpha()
+	s := k.Shape
+	if len(oihw) != s.OutC*s.InC*9 {
+		return nil, fmt.Errorf("%s: %d weights, want %d×%d×3×3", k.Name, len(oihw), s.OutC, s.InC)
+	}
+	planes := make([][]float32, k.planes())
+	for xi := range planes {
+		planes[xi] = make([]float32, s.OutC*s.InC)
+	}
+	for o := 0; o < s.OutC; o++ {
+		for i := 0; i < s.InC; i++ {
+			w := oihw[(o*s.InC+i)*9:][:9]
+			var gw [6][3]float64 // G·w
+			for x := 0; x < a; x++ {
+				for c := 0; c < 3; c++ {
+					for r := 0; r < 3; r++ {
+						gw[x][c] += g[x][r] * float64(w[r*3+c])
+					}
+				}
+			}
+			for x := 0; x < a; x++ {
+				for y := 0; y < a; y++ {
+					u := 0.0
+					for c := 0; c < 3; c++ {
+						u += gw[x][c] * g[y][c]
+					}
+					planes[x*a+y][o*s.InC+i] = float32(u)
+				}
+			}
+		}
+	}
+	packed := make([]float32, 0, k.planes()*s.OutC*s.InC)
+	for _, p := range planes {
+		q, err := k.gemm.PackWeights(p)
+		if err != nil {
+			return nil, err
+		}
+		packed = append(packed, q...)
+	}
+	return packed, nil
+}
+
+// Check reports whether Run and RunPart accept these arguments.
+func (k *WinogradKernel) Check(in, out Buffer, res *Buffer, packed, bias []float32) error {
+	s := k.Shape
+	if err := in.check(k.Name, "input", s.InH, s.InW, s.InC, 1); err != nil {
+		return err
+	}
+	if err := out.check(k.Name, "output", s.OutH, s.OutW, s.OutC, 0); err != nil {
+		return err
+	}
+	if res != nil {
+		if err := res.check(k.Name, "residual", s.OutH, s.OutW, s.OutC, 0); err != nil {
+			return err
+		}
+	}
+	if n := k.planes() * s.OutC * s.InC; len(packed) != n || len(bias) != s.OutC {
+		return fmt.Errorf("%s: %d packed weights and %d biases, want %d and %d", k.Name, len(packed), len(bias), n, s.OutC)
+	}
+	return nil
+}
+
+// Chunks is the number of tile chunks a layer is computed in.
+func (k *WinogradKernel) Chunks() int {
+	th, tw := k.Tiles()
+	return (th*tw + k.Chunk - 1) / k.Chunk
+}
+
+// RunPart computes part of parts of the layer with the worker's scratch.
+// Parts take whole chunks of tiles when there are at least as many chunks
+// as parts; otherwise every part transforms every chunk's input and
+// computes its share of the output channel blocks.
+func (k *WinogradKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []float32, relu bool, sc *WinogradScratch, part, parts int) {
+	nc := k.Chunks()
+	nb := k.Shape.OutC / k.BlockC()
+	if nc >= parts {
+		c0, c1 := part*nc/parts, (part+1)*nc/parts
+		for c := c0; c < c1; c++ {
+			k.chunk(in, out, res, packed, bias, relu, sc, c, 0, nb)
+		}
+		return
+	}
+	b0, b1 := part*nb/parts, (part+1)*nb/parts
+	if b0 == b1 {
+		return
+	}
+	for c := 0; c < nc; c++ {
+		k.chunk(in, out, res, packed, bias, relu, sc, c, b0, b1)
+	}
+}
+
+// chunk computes chunk c's tiles for output blocks [b0, b1).
+func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float32, relu bool, sc *WinogradScratch, c, b0, b1 int) {
+	s := k.Shape
+	th, tw := k.Tiles()
+	m, a, np := k.M, k.alpha(), k.planes()
+	t0 := c * k.Chunk
+	nt := min(k.Chunk, th*tw-t0)
+	lanes := k.Lanes()
+	inPix, inRow := uintptr(s.InC*4), uintptr(in.RowStride()*4)
+	vPlane := uintptr(k.Chunk * s.InC * 4)
+	for t := t0; t < t0+nt; t++ {
+		y, x := (t/tw)*m-1, (t%tw)*m-1
+		v := &sc.v[(t-t0)*s.InC]
+		if y+a <= s.InH+in.Halo && x+a <= s.InW+in.Halo {
+			k.In(&in.Data[in.Index(y, x, 0)], inRow, inPix, v, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
+			continue
+		}
+		// The tile crosses the zero halo's far edge: gather it, zero-padded.
+		clear(sc.edgeIn)
+		for dy := 0; dy < a && y+dy < s.InH+in.Halo; dy++ {
+			for dx := 0; dx < a && x+dx < s.InW+in.Halo; dx++ {
+				copy(sc.edgeIn[(dy*a+dx)*s.InC:][:s.InC], in.Data[in.Index(y+dy, x+dx, 0):][:s.InC])
+			}
+		}
+		k.In(&sc.edgeIn[0], uintptr(a*s.InC*4), inPix, v, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
+	}
+	gemm := k.gemm
+	if nt < k.Chunk {
+		gemm = k.tail
+	}
+	panel := s.OutC * s.InC
+	for xi := 0; xi < np; xi++ {
+		vb := Buffer{Data: sc.v[xi*k.Chunk*s.InC:][:nt*s.InC], H: 1, W: nt, C: s.InC}
+		mb := Buffer{Data: sc.m[xi*k.Chunk*s.OutC:][:nt*s.OutC], H: 1, W: nt, C: s.OutC}
+		gemm.RunBlocks(vb, mb, nil, packed[xi*panel:(xi+1)*panel], sc.zero, false, b0, b1)
+	}
+	bc := k.BlockC()
+	c0, nvec := b0*bc, (b1-b0)*bc/lanes
+	var flags uintptr
+	if relu {
+		flags |= FlagReLU
+	}
+	outRow, outPix := uintptr(out.RowStride()*4), uintptr(s.OutC*4)
+	mPlane := uintptr(k.Chunk * s.OutC * 4)
+	for t := t0; t < t0+nt; t++ {
+		y, x := (t/tw)*m, (t%tw)*m
+		mp := &sc.m[(t-t0)*s.OutC+c0]
+		if y+m <= s.OutH && x+m <= s.OutW {
+			f := flags
+			var rp *float32
+			var resRow uintptr
+			if res != nil {
+				f |= FlagResidual
+				rp, resRow = &res.Data[res.Index(y, x, c0)], uintptr(res.RowStride()*4)
+			} else {
+				rp = &out.Data[out.Index(y, x, c0)] // not read
+			}
+			k.Out(mp, mPlane, &bias[c0], rp, &out.Data[out.Index(y, x, c0)], resRow, outRow, outPix, f, uintptr(nvec), &sc.tmp[0])
+			continue
+		}
+		// A tile past the map's edge: transform into scratch, then copy the
+		// pixels that exist, adding the residual and applying ReLU here.
+		e := sc.edgeOut
+		k.Out(mp, mPlane, &bias[c0], &e[c0], &e[c0], uintptr(m*s.OutC*4), uintptr(m*s.OutC*4), outPix, 0, uintptr(nvec), &sc.tmp[0])
+		for dy := 0; dy < m && y+dy < s.OutH; dy++ {
+			for dx := 0; dx < m && x+dx < s.OutW; dx++ {
+				src := e[(dy*m+dx)*s.OutC+c0:][:nvec*lanes]
+				dst := out.Data[out.Index(y+dy, x+dx, c0):][:nvec*lanes]
+				var r []float32
+				if res != nil {
+					r = res.Data[res.Index(y+dy, x+dx, c0):][:nvec*lanes]
+				}
+				for j, v := range src {
+					if r != nil {
+						v += r[j]
+					}
+					if relu && v < 0 {
+						v = 0
+					}
+					dst[j] = v
+				}
+			}
+		}
+	}
+}

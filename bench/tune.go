@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/generated/all"
+	"github.com/resnetgen/resnetgen/resnet"
+)
+
+// TuneResult is one shape's choice on one tier.
+type TuneResult struct {
+	Key     string // engine.TuningKey
+	Measure engine.Measure
+}
+
+// Tune measures, for every convolution shape of net that has more than one
+// candidate on tier t in ks (a Winograd kernel, or an alternative direct
+// blocking), each candidate on one thread in interleaved rounds, and picks
+// the fastest.
+func Tune(ks *asm.KernelSet, net *resnet.Network, t asm.Tier, o Options) ([]TuneResult, error) {
+	var out []TuneResult
+	for _, s := range net.ConvShapes() {
+		cs := asm.ConvShape(s)
+		type cand struct {
+			name string
+			run  func(Options) KernelResult
+		}
+		var cands []cand
+		for _, v := range ks.ConvVariants(cs, t) {
+			k, err := ks.ConvVariant(cs, t, v)
+			if err != nil {
+				return nil, err
+			}
+			cands = append(cands, cand{engine.Candidate(false, v), func(o Options) KernelResult { return Conv(k, o) }})
+		}
+		if w, err := ks.WinogradKernel(cs, t); err == nil {
+			cands = append(cands, cand{engine.Candidate(true, ""), func(o Options) KernelResult { return Winograd(w, o) }})
+		}
+		if len(cands) < 2 {
+			continue
+		}
+		// Interleave: one round of each candidate in turn, o.Rounds times.
+		one := o
+		one.Rounds = 1
+		gf := make([][]float64, len(cands))
+		for range max(1, o.Rounds) {
+			for i, c := range cands {
+				gf[i] = append(gf[i], c.run(one).GFLOPs)
+			}
+		}
+		m := engine.Measure{GFLOPs: map[string]float64{}}
+		for i, c := range cands {
+			m.GFLOPs[c.name] = median(gf[i])
+			if m.Best == "" || m.GFLOPs[c.name] > m.GFLOPs[m.Best] {
+				m.Best = c.name
+			}
+		}
+		out = append(out, TuneResult{Key: engine.TuningKey(t, cs), Measure: m})
+	}
+	return out, nil
+}
+
+// TuneFamily tunes every shape of the generated family packages on tier t,
+// each shape once.
+func TuneFamily(t asm.Tier, o Options) ([]TuneResult, error) {
+	var out []TuneResult
+	seen := map[string]bool{}
+	for _, info := range all.Networks {
+		net, err := info.Network()
+		if err != nil {
+			return nil, err
+		}
+		rs, err := Tune(info.Kernels, net, t, o)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if !seen[r.Key] {
+				seen[r.Key] = true
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}

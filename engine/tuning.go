@@ -1,0 +1,194 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/resnetgen/resnetgen/asm"
+)
+
+// Tuning is what `resnet tune` measured on one machine: per tier and
+// convolution shape, which candidate ran fastest (the direct kernel of the
+// generator's rule, its alternative blocking, or Winograd). It lives in a JSON file
+// (TuningPath), keyed by the CPU model, so one cache serves several
+// machine kinds and a machine only uses its own entries. Deleting the file
+// is safe: New then uses the default rule.
+type Tuning struct {
+	Version  int                           `json:"version"`
+	Machines map[string]map[string]Measure `json:"machines"` // CPU model → "tier/kernel name" → measure
+}
+
+// Measure is one layer shape's measurement: each candidate's GFLOP/s (for
+// Winograd effective: the direct convolution's FLOPs ÷ time) and the best.
+type Measure struct {
+	Best   string             `json:"best"`
+	GFLOPs map[string]float64 `json:"gflops"`
+}
+
+// Candidate names a way to compute a convolution: "direct" (the generator's
+// blocking), "direct/VARIANT" (an alternative blocking, e.g. direct/p8) or
+// "winograd".
+func Candidate(winograd bool, variant string) string {
+	switch {
+	case winograd:
+		return "winograd"
+	case variant != "":
+		return "direct/" + variant
+	}
+	return "direct"
+}
+
+const tuningVersion = 2
+
+// TuningPath is the cache file: RESNET_TUNING if set ("off" disables the
+// cache), else resnetgen/tuning.json under os.UserCacheDir().
+func TuningPath() (string, error) {
+	if p := os.Getenv("RESNET_TUNING"); p != "" {
+		return p, nil
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "resnetgen", "tuning.json"), nil
+}
+
+// TuningKey names a shape on a tier in the cache.
+func TuningKey(t asm.Tier, s asm.ConvShape) string { return t.String() + "/" + s.Name() }
+
+// ReadTuning reads the cache file; a missing file is an empty cache.
+func ReadTuning(path string) (*Tuning, error) {
+	tn := &Tuning{Version: tuningVersion, Machines: map[string]map[string]Measure{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return tn, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, tn); err != nil {
+		return nil, fmt.Errorf("%s: %v (delete it: it is only a cache)", path, err)
+	}
+	if tn.Version != tuningVersion {
+		return &Tuning{Version: tuningVersion, Machines: map[string]map[string]Measure{}}, nil
+	}
+	if tn.Machines == nil {
+		tn.Machines = map[string]map[string]Measure{}
+	}
+	return tn, nil
+}
+
+// Write stores the cache at path (through a temporary file).
+func (tn *Tuning) Write(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(tn, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+var (
+	tuningOnce sync.Once
+	tuningHere map[string]Measure // this machine's entries, read once per process
+)
+
+// tuned returns the candidate the cache says is fastest for a shape on
+// this machine.
+func tuned(t asm.Tier, s asm.ConvShape) (string, bool) {
+	tuningOnce.Do(func() {
+		path, err := TuningPath()
+		if err != nil || path == "off" {
+			return
+		}
+		tn, err := ReadTuning(path)
+		if err != nil {
+			return // a damaged cache is ignored: the default rule applies
+		}
+		tuningHere = tn.Machines[CPUModel()]
+	})
+	m, ok := tuningHere[TuningKey(t, s)]
+	return m.Best, ok && m.Best != ""
+}
+
+// The rule without a tuning cache: the generated Winograd kernel wherever
+// there is one (F(4,3), or F(2,3) for the deep layers; measured on Zen 4
+// against the direct kernels on every 3x3 stride-1 shape of the family, one
+// thread: 1.5× to 3.1× on AVX-512, 1.0× to 3.0× on AVX2); otherwise the
+// direct kernel, in the variant defaultVariant names for this CPU.
+// `resnet tune` corrects a machine where these lose.
+
+// defaultVariant is the direct kernel variant New picks without a tuning
+// cache: "p8" (tiles of at most 8 pixels) on AMD's family 25 (Zen 3, Zen
+// 4), where it measured better on 13 of the family's 38 AVX-512 shapes and
+// worse on 2; the generator's rule elsewhere (measured on Zen 5 by the
+// session before; Intel not measured yet).
+func defaultVariant(t asm.Tier) string {
+	if t == asm.AVX512 && cpuVendorFamily() == "AuthenticAMD/25" {
+		return "p8"
+	}
+	return ""
+}
+
+// cpuVendorFamily is /proc/cpuinfo's vendor_id/cpu family ("" if unknown).
+func cpuVendorFamily() string {
+	CPUModel()
+	return vendorFamily
+}
+
+var (
+	cpuOnce      sync.Once
+	cpuModel     string
+	vendorFamily string
+)
+
+// CPUModel names this machine's CPU: /proc/cpuinfo's model name with its
+// family and model numbers (virtual machines often report "AMD EPYC" for
+// several generations), or the architecture where there is no such file.
+func CPUModel() string {
+	cpuOnce.Do(func() {
+		cpuModel = runtime.GOOS + "/" + runtime.GOARCH
+		b, err := os.ReadFile("/proc/cpuinfo")
+		if err != nil {
+			return
+		}
+		fields := map[string]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			k = strings.TrimSpace(k)
+			if _, seen := fields[k]; !seen {
+				fields[k] = strings.TrimSpace(v)
+			}
+		}
+		if v, f := fields["vendor_id"], fields["cpu family"]; v != "" && f != "" {
+			vendorFamily = v + "/" + f
+		}
+		name := fields["model name"]
+		if name == "" {
+			name = fields["CPU part"] // arm64
+		}
+		if name == "" {
+			return
+		}
+		if fam := fields["cpu family"]; fam != "" {
+			name += fmt.Sprintf(" (family %s model %s)", fam, fields["model"])
+		}
+		cpuModel = name
+	})
+	return cpuModel
+}
