@@ -41,7 +41,9 @@ func lookup[K any](t Tier, list []K, tier func(*K) Tier, match func(*K) bool, po
 
 // ConvKernel returns the kernel for shape s on tier t (the generator's
 // rule's blocking; see ConvVariant).
-func (ks *KernelSet) ConvKernel(s ConvShape, t Tier) (*ConvKernel, error) { return ks.ConvVariant(s, t, "") }
+func (ks *KernelSet) ConvKernel(s ConvShape, t Tier) (*ConvKernel, error) {
+	return ks.ConvVariant(s, t, "")
+}
 
 // ConvVariants lists the variants the set has for shape s on tier t ("" first).
 func (ks *KernelSet) ConvVariants(s ConvShape, t Tier) []string {

@@ -79,8 +79,8 @@ var (
 
 	avx512 = tier{Name: "avx512", Lanes: 16, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86},
 		Alternative: capPixels, AlternativeName: "p8"}
-	avx2   = tier{Name: "avx2", Lanes: 8, Regs: 16, MaxPixels: 12, ColumnRemainders: true, RemainderPenalty: 1, Machines: []machine{x86}}
-	neon   = tier{Name: "neon", Lanes: 4, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
+	avx2 = tier{Name: "avx2", Lanes: 8, Regs: 16, MaxPixels: 12, ColumnRemainders: true, RemainderPenalty: 1, Machines: []machine{x86}}
+	neon = tier{Name: "neon", Lanes: 4, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
 		Machines: []machine{neoverseN1, neoverseV1}}
 )
 
