@@ -71,16 +71,35 @@ func (ks *KernelSet) ConvVariant(s ConvShape, t Tier, v string) (*ConvKernel, er
 	return k, k.validate()
 }
 
-// WinogradKernel returns the Winograd F(4,3) kernel for the 3x3 stride-1
-// shape s on tier t, with its GEMM kernels; an error if the set has none
-// (the portable tier has none: it runs the direct convolution).
+// WinogradKernel returns the first Winograd kernel listed for the 3x3
+// stride-1 shape s on tier t (see WinogradM), with its GEMM kernels; an
+// error if the set has none (the portable tier has none: it runs the
+// direct convolution).
 func (ks *KernelSet) WinogradKernel(s ConvShape, t Tier) (*WinogradKernel, error) {
+	return ks.WinogradM(s, t, 0)
+}
+
+// WinogradMs lists the tile sizes m of the Winograd kernels F(m×m,3×3) the
+// set has for shape s on tier t.
+func (ks *KernelSet) WinogradMs(s ConvShape, t Tier) []int {
+	var out []int
+	for _, k := range ks.list().Winograd {
+		if k.Tier == t && k.Shape == s {
+			out = append(out, k.M)
+		}
+	}
+	return out
+}
+
+// WinogradM returns the Winograd kernel F(m×m,3×3) for shape s on tier t
+// (m 0: the first listed).
+func (ks *KernelSet) WinogradM(s ConvShape, t Tier, m int) (*WinogradKernel, error) {
 	if err := available(t); err != nil {
 		return nil, err
 	}
 	for i := range ks.list().Winograd {
 		k := &ks.Winograd[i]
-		if k.Tier != t || k.Shape != s {
+		if k.Tier != t || k.Shape != s || m != 0 && k.M != m {
 			continue
 		}
 		var err error
@@ -94,7 +113,7 @@ func (ks *KernelSet) WinogradKernel(s ConvShape, t Tier) (*WinogradKernel, error
 		}
 		return k, k.validate()
 	}
-	return nil, fmt.Errorf("no %v Winograd kernel for %s", t, s.Name())
+	return nil, fmt.Errorf("no %v Winograd kernel F(%d,3) for %s", t, m, s.Name())
 }
 
 // MaxPoolKernel returns the 3x3/2 max pool of c channels on tier t.

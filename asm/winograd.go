@@ -95,6 +95,7 @@ func gemmShape(s ConvShape, n int) ConvShape {
 
 // WinogradScratch is one worker's working memory for a Winograd layer.
 type WinogradScratch struct {
+	images  int       // images whose planes v and m hold at once (a batch of one-chunk layers)
 	v, m    []float32 // 36 planes of a chunk: transformed inputs, products
 	edgeIn  []float32 // a 6×6 input tile that crosses the buffer's edge, zero-padded
 	edgeOut []float32 // a 4×4 output tile that crosses the map's edge
@@ -102,13 +103,19 @@ type WinogradScratch struct {
 	tmp     []float32 // the transforms' α×α intermediate vectors
 }
 
-// NewScratch allocates one worker's scratch.
-func (k *WinogradKernel) NewScratch() *WinogradScratch {
+// NewScratch allocates one worker's scratch for batches of up to images
+// images (the planes of every image of a batch, for the layers computed in
+// one chunk per image; one chunk's otherwise).
+func (k *WinogradKernel) NewScratch(images int) *WinogradScratch {
 	s := k.Shape
 	n := k.planes()
+	if k.Chunks() > 1 || images < 1 {
+		images = 1
+	}
 	return &WinogradScratch{
-		v:       make([]float32, n*k.Chunk*s.InC),
-		m:       make([]float32, n*k.Chunk*s.OutC),
+		images:  images,
+		v:       make([]float32, images*n*k.Chunk*s.InC),
+		m:       make([]float32, images*n*k.Chunk*s.OutC),
 		edgeIn:  make([]float32, n*s.InC),
 		edgeOut: make([]float32, k.M*k.M*s.OutC),
 		zero:    make([]float32, s.OutC),
@@ -212,19 +219,44 @@ func (k *WinogradKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []flo
 
 // chunk computes chunk c's tiles for output blocks [b0, b1).
 func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float32, relu bool, sc *WinogradScratch, c, b0, b1 int) {
-	s := k.Shape
 	th, tw := k.Tiles()
-	m, a, np := k.M, k.alpha(), k.planes()
 	t0 := c * k.Chunk
 	nt := min(k.Chunk, th*tw-t0)
+	v, m := sc.v[:k.planes()*k.Chunk*k.Shape.InC], sc.m[:k.planes()*k.Chunk*k.Shape.OutC]
+	k.transformIn(in, v, sc, t0, nt)
+	gemm := k.gemm
+	if nt < k.Chunk {
+		gemm = k.tail
+	}
+	panel := k.Shape.OutC * k.Shape.InC
+	for xi := 0; xi < k.planes(); xi++ {
+		k.product(gemm, v, m, packed[xi*panel:(xi+1)*panel], sc.zero, xi, nt, b0, b1)
+	}
+	k.transformOut(m, out, res, bias, relu, sc, t0, nt, b0, b1)
+}
+
+// product computes plane xi's M = V·U for nt tiles and blocks [b0, b1).
+func (k *WinogradKernel) product(gemm *ConvKernel, v, m, u, zero []float32, xi, nt, b0, b1 int) {
+	s := k.Shape
+	vb := Buffer{Data: v[xi*k.Chunk*s.InC:][:nt*s.InC], H: 1, W: nt, C: s.InC}
+	mb := Buffer{Data: m[xi*k.Chunk*s.OutC:][:nt*s.OutC], H: 1, W: nt, C: s.OutC}
+	gemm.RunBlocks(vb, mb, nil, u, zero, false, b0, b1)
+}
+
+// transformIn transforms the input tiles [t0, t0+nt) into the planes v
+// (Chunk tiles apart).
+func (k *WinogradKernel) transformIn(in Buffer, v []float32, sc *WinogradScratch, t0, nt int) {
+	s := k.Shape
+	_, tw := k.Tiles()
+	m, a := k.M, k.alpha()
 	lanes := k.Lanes()
 	inPix, inRow := uintptr(s.InC*4), uintptr(in.RowStride()*4)
 	vPlane := uintptr(k.Chunk * s.InC * 4)
 	for t := t0; t < t0+nt; t++ {
 		y, x := (t/tw)*m-1, (t%tw)*m-1
-		v := &sc.v[(t-t0)*s.InC]
+		vp := &v[(t-t0)*s.InC]
 		if y+a <= s.InH+in.Halo && x+a <= s.InW+in.Halo {
-			k.In(&in.Data[in.Index(y, x, 0)], inRow, inPix, v, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
+			k.In(&in.Data[in.Index(y, x, 0)], inRow, inPix, vp, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
 			continue
 		}
 		// The tile crosses the zero halo's far edge: gather it, zero-padded.
@@ -234,18 +266,18 @@ func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float
 				copy(sc.edgeIn[(dy*a+dx)*s.InC:][:s.InC], in.Data[in.Index(y+dy, x+dx, 0):][:s.InC])
 			}
 		}
-		k.In(&sc.edgeIn[0], uintptr(a*s.InC*4), inPix, v, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
+		k.In(&sc.edgeIn[0], uintptr(a*s.InC*4), inPix, vp, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
 	}
-	gemm := k.gemm
-	if nt < k.Chunk {
-		gemm = k.tail
-	}
-	panel := s.OutC * s.InC
-	for xi := 0; xi < np; xi++ {
-		vb := Buffer{Data: sc.v[xi*k.Chunk*s.InC:][:nt*s.InC], H: 1, W: nt, C: s.InC}
-		mb := Buffer{Data: sc.m[xi*k.Chunk*s.OutC:][:nt*s.OutC], H: 1, W: nt, C: s.OutC}
-		gemm.RunBlocks(vb, mb, nil, packed[xi*panel:(xi+1)*panel], sc.zero, false, b0, b1)
-	}
+}
+
+// transformOut transforms the products of tiles [t0, t0+nt) (planes m,
+// Chunk tiles apart) back into out, channels of blocks [b0, b1), adding the
+// bias and the residual and applying ReLU.
+func (k *WinogradKernel) transformOut(mpl []float32, out Buffer, res *Buffer, bias []float32, relu bool, sc *WinogradScratch, t0, nt, b0, b1 int) {
+	s := k.Shape
+	_, tw := k.Tiles()
+	m := k.M
+	lanes := k.Lanes()
 	bc := k.BlockC()
 	c0, nvec := b0*bc, (b1-b0)*bc/lanes
 	var flags uintptr
@@ -256,7 +288,7 @@ func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float
 	mPlane := uintptr(k.Chunk * s.OutC * 4)
 	for t := t0; t < t0+nt; t++ {
 		y, x := (t/tw)*m, (t%tw)*m
-		mp := &sc.m[(t-t0)*s.OutC+c0]
+		mp := &mpl[(t-t0)*s.OutC+c0]
 		if y+m <= s.OutH && x+m <= s.OutW {
 			f := flags
 			var rp *float32
@@ -293,5 +325,57 @@ func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float
 				}
 			}
 		}
+	}
+}
+
+// RunBatch computes part of parts of the layer for n images (n at most the
+// scratch's images). A layer of one chunk per image (the deep layers,
+// whose transformed weights dominate) shares its weights across the batch:
+// each part transforms every image's tiles (a small fraction of the work),
+// then runs plane by plane and block by block over all images, so each
+// panel of U is read once per batch, then transforms its channels back.
+// Other layers run image by image: whole images per part when they divide
+// evenly, otherwise every image across the parts.
+func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias []float32, relu bool, sc *WinogradScratch, part, parts int) {
+	resOf := func(i int) *Buffer {
+		if res == nil {
+			return nil
+		}
+		return &res[i]
+	}
+	if n == 1 || k.Chunks() > 1 || n > sc.images {
+		if n > 1 && n%parts == 0 {
+			for i := part * n / parts; i < (part+1)*n/parts; i++ {
+				k.RunPart(ins[i], outs[i], resOf(i), packed, bias, relu, sc, 0, 1)
+			}
+			return
+		}
+		for i := 0; i < n; i++ {
+			k.RunPart(ins[i], outs[i], resOf(i), packed, bias, relu, sc, part, parts)
+		}
+		return
+	}
+	nb := k.Shape.OutC / k.BlockC()
+	b0, b1 := part*nb/parts, (part+1)*nb/parts
+	if b0 == b1 {
+		return
+	}
+	th, tw := k.Tiles()
+	nt := th * tw
+	vSize, mSize := k.planes()*k.Chunk*k.Shape.InC, k.planes()*k.Chunk*k.Shape.OutC
+	for i := 0; i < n; i++ {
+		k.transformIn(ins[i], sc.v[i*vSize:][:vSize], sc, 0, nt)
+	}
+	panel := k.Shape.OutC * k.Shape.InC
+	for xi := 0; xi < k.planes(); xi++ {
+		u := packed[xi*panel : (xi+1)*panel]
+		for b := b0; b < b1; b++ {
+			for i := 0; i < n; i++ {
+				k.product(k.gemm, sc.v[i*vSize:][:vSize], sc.m[i*mSize:][:mSize], u, sc.zero, xi, nt, b, b+1)
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		k.transformOut(sc.m[i*mSize:][:mSize], outs[i], resOf(i), bias, relu, sc, 0, nt, b0, b1)
 	}
 }

@@ -137,7 +137,12 @@ func VersusChart(title string, rs []VersusResult, format string) ([]byte, error)
 	p.Add(a, b)
 	p.Legend.Add("resnetgen", a)
 	p.Legend.Add("ONNX Runtime", b)
-	p.Legend.Top = true
+	p.Legend.Top, p.Legend.Left = true, true
+	top := 0.0
+	for _, r := range rs {
+		top = max(top, r.OursMs, r.ORTMs)
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.3 // room for the legend
 	p.NominalX(names...)
 	return render(p, vg.Points(float64(max(420, 80*len(rs)))), vg.Points(360), format)
 }

@@ -46,7 +46,11 @@ func FamilyKernels(t asm.Tier) ([]Job, error) {
 				}
 				add(k.Name, func(o Options) KernelResult { return Conv(k, o) })
 			}
-			if w, err := ks.WinogradKernel(asm.ConvShape(s), t); err == nil {
+			for _, m := range ks.WinogradMs(asm.ConvShape(s), t) {
+				w, err := ks.WinogradM(asm.ConvShape(s), t, m)
+				if err != nil {
+					return nil, err
+				}
 				add(w.Name, func(o Options) KernelResult { return Winograd(w, o) })
 			}
 		}

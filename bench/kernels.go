@@ -99,7 +99,7 @@ func Winograd(k *asm.WinogradKernel, o Options) KernelResult {
 	if err != nil {
 		panic(err)
 	}
-	sc := k.NewScratch()
+	sc := k.NewScratch(1)
 	s := k.Shape
 	r := KernelResult{Name: k.Name, Op: "winograd", Kernel: 3, Stride: 1, InH: s.InH, InW: s.InW, InC: s.InC, OutC: s.OutC}
 	return measure(r, k.Tier, s.MACs(), func() {

@@ -57,18 +57,19 @@ func ORTLayer(node string) string {
 	return name
 }
 
-// Layers times every layer of net (made with threads workers) over runs
-// Forwards of one image (ForwardBatch of 1), through the network's trace:
+// Layers times every layer of net (made with threads workers and a batch
+// capacity of at least batch) over runs ForwardBatch calls of batch images,
+// through the network's trace, per image:
 // each layer's median wall time, its GFLOP/s (2·MACs per second; 0 for the
 // pools, the shortcut and the input copy) and the fraction of the peak of
 // threads probes on tier t, measured between the runs.
-func Layers(info all.Info, net all.Net, t asm.Tier, threads, runs int) []LayerResult {
+func Layers(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) []LayerResult {
 	layers := net.Layers()
-	in := make([]float32, info.InputLen)
+	in := make([]float32, batch*info.InputLen)
 	for i := range in {
 		in[i] = float32(i%7) * 0.1
 	}
-	out := make([]float32, info.Classes)
+	out := make([]float32, batch*info.Classes)
 	if err := net.ForwardBatch(in, out); err != nil { // warm caches and pages
 		panic(err)
 	}
@@ -91,7 +92,7 @@ func Layers(info all.Info, net all.Net, t asm.Tier, threads, runs int) []LayerRe
 	pk := median(peaks)
 	res := make([]LayerResult, len(layers))
 	for i, l := range layers {
-		m := median(times[i])
+		m := median(times[i]) / float64(batch) // per image
 		res[i] = LayerResult{Index: i, Name: l.Name, Kind: l.Kind, Kernel: l.Kernel, MACs: l.MACs, Ms: m * 1e3, PeakGFLOPs: pk}
 		if l.MACs > 0 && m > 0 {
 			res[i].GFLOPs = 2 * float64(l.MACs) / m / 1e9

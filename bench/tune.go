@@ -31,10 +31,14 @@ func Tune(ks *asm.KernelSet, net *resnet.Network, t asm.Tier, o Options) ([]Tune
 			if err != nil {
 				return nil, err
 			}
-			cands = append(cands, cand{engine.Candidate(false, v), func(o Options) KernelResult { return Conv(k, o) }})
+			cands = append(cands, cand{engine.Candidate(false, v, 0), func(o Options) KernelResult { return Conv(k, o) }})
 		}
-		if w, err := ks.WinogradKernel(cs, t); err == nil {
-			cands = append(cands, cand{engine.Candidate(true, ""), func(o Options) KernelResult { return Winograd(w, o) }})
+		for _, m := range ks.WinogradMs(cs, t) {
+			w, err := ks.WinogradM(cs, t, m)
+			if err != nil {
+				return nil, err
+			}
+			cands = append(cands, cand{engine.Candidate(true, "", m), func(o Options) KernelResult { return Winograd(w, o) }})
 		}
 		if len(cands) < 2 {
 			continue

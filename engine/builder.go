@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/resnetgen/resnetgen/asm"
@@ -115,8 +117,14 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	s := asm.ConvShape{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
-	wk, werr := b.ks.WinogradKernel(s, b.tier)
-	winograd, variant := b.choose(s, werr == nil)
+	winograd, variant, m := b.choose(s, b.ks.WinogradMs(s, b.tier))
+	var wk *asm.WinogradKernel
+	if winograd {
+		var err error
+		if wk, err = b.ks.WinogradM(s, b.tier, m); b.fail(err) {
+			return
+		}
+	}
 	kern, err := b.ks.ConvVariant(s, b.tier, variant)
 	if variant != "" && err != nil {
 		kern, err = b.ks.ConvKernel(s, b.tier) // the cache named a variant this package lacks
@@ -138,35 +146,47 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		}
 		dst.W = wk
 		for range b.cfg.Workers {
-			dst.Scratch = append(dst.Scratch, wk.NewScratch())
+			dst.Scratch = append(dst.Scratch, wk.NewScratch(b.cfg.Batch))
 		}
 		kind, kernName = "winograd", wk.Name
 	}
 	b.add(name, kind, kernName, s.MACs(), dst)
 }
 
-// choose decides how a convolution runs: Winograd (when the package has the
-// kernel) or which direct variant. WithConv(Direct) and WithConv(Winograd)
-// force the algorithm; the direct variant, and under Auto the algorithm,
-// come from this CPU's tuning cache, or else the default rule.
-func (b *Builder) choose(s asm.ConvShape, hasWinograd bool) (winograd bool, variant string) {
+// choose decides how a convolution runs: by Winograd F(m×m,3×3) (ms are
+// the tile sizes the package has kernels for) or directly, in which
+// variant. WithConv(Direct) and WithConv(Winograd) force the algorithm; the
+// variants, and under Auto the algorithm, come from this CPU's tuning
+// cache, or else the default rule: Winograd wherever the package has it, in
+// the first tile size it lists (gen/kernels.winoFor), the direct variant
+// by CPU family. Nothing here depends on the worker count, so 1 and N
+// workers compute the same logits.
+func (b *Builder) choose(s asm.ConvShape, ms []int) (winograd bool, variant string, m int) {
 	variant = defaultVariant(b.tier)
+	if len(ms) > 0 {
+		m = ms[0]
+	}
 	best, ok := tuned(b.tier, s)
 	if ok {
 		if v, isDirect := strings.CutPrefix(best, "direct"); isDirect {
 			variant = strings.TrimPrefix(v, "/")
 		}
+		if v, isWino := strings.CutPrefix(best, "winograd/"); isWino {
+			if n, err := strconv.Atoi(v); err == nil && slices.Contains(ms, n) {
+				m = n
+			}
+		}
 	}
 	switch b.cfg.Conv {
 	case Direct:
-		return false, variant
+		return false, variant, 0
 	case Winograd:
-		return hasWinograd, variant
+		return len(ms) > 0, variant, m
 	}
 	if ok {
-		return hasWinograd && best == "winograd", variant
+		return len(ms) > 0 && strings.HasPrefix(best, "winograd"), variant, m
 	}
-	return hasWinograd, variant
+	return len(ms) > 0, variant, m
 }
 
 // MaxPool sets dst to the 3x3/2 max pool from the images' in to their out

@@ -105,21 +105,9 @@ func (c *Conv) RunPart(part, parts int) {
 	}
 }
 
-// runWinograd splits a Winograd layer: whole images per part when they
-// divide evenly, otherwise every image across the parts (by chunks of
-// tiles, or channel blocks; see asm.WinogradKernel.RunPart).
+// runWinograd runs a Winograd layer on the batch (asm.WinogradKernel.RunBatch).
 func (c *Conv) runWinograd(n, part, parts int) {
-	sc := c.Scratch[part]
-	if n > 1 && n%parts == 0 {
-		i0, i1 := split(n, part, parts)
-		for i := i0; i < i1; i++ {
-			c.W.RunPart(c.In[i], c.Out[i], c.res(i), c.WPacked, c.Bias, c.ReLU, sc, 0, 1)
-		}
-		return
-	}
-	for i := 0; i < n; i++ {
-		c.W.RunPart(c.In[i], c.Out[i], c.res(i), c.WPacked, c.Bias, c.ReLU, sc, part, parts)
-	}
+	c.W.RunBatch(c.In, c.Out, c.Res, n, c.WPacked, c.Bias, c.ReLU, c.Scratch[part], part, parts)
 }
 
 // MaxPool is the 3x3/2 max pool after the ImageNet stem.

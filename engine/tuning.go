@@ -33,9 +33,11 @@ type Measure struct {
 
 // Candidate names a way to compute a convolution: "direct" (the generator's
 // blocking), "direct/VARIANT" (an alternative blocking, e.g. direct/p8) or
-// "winograd".
-func Candidate(winograd bool, variant string) string {
+// "winograd/M" (F(M×M,3×3); M 0: "winograd", whichever New picks).
+func Candidate(winograd bool, variant string, m int) string {
 	switch {
+	case winograd && m != 0:
+		return fmt.Sprintf("winograd/%d", m)
 	case winograd:
 		return "winograd"
 	case variant != "":
@@ -44,7 +46,7 @@ func Candidate(winograd bool, variant string) string {
 	return "direct"
 }
 
-const tuningVersion = 2
+const tuningVersion = 3
 
 // TuningPath is the cache file: RESNET_TUNING if set ("off" disables the
 // cache), else resnetgen/tuning.json under os.UserCacheDir().

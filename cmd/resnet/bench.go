@@ -64,10 +64,10 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 		return benchVersus(archs, threadList, batchList, conv, *rounds, *runs, *chart, *asJSON, stdout, stderr)
 	case *layers:
-		if len(archs) != 1 || len(threadList) != 1 {
-			return fmt.Errorf("%w: -layers times one network (-arch) on one thread count", errUsage)
+		if len(archs) != 1 || len(threadList) != 1 || len(batchList) != 1 {
+			return fmt.Errorf("%w: -layers times one network (-arch) on one thread count and batch", errUsage)
 		}
-		return benchLayers(archs[0], *tiers, threadList[0], conv, *runs, *chart, *versus, *asJSON, stdout, stderr)
+		return benchLayers(archs[0], *tiers, threadList[0], batchList[0], conv, *runs, *chart, *versus, *asJSON, stdout, stderr)
 	case !*kernels:
 		if len(threadList) != 1 || len(batchList) != 1 {
 			return fmt.Errorf("%w: -threads and -batch take one value each (lists go with -ort)", errUsage)
@@ -162,7 +162,7 @@ func writeChart(path string, draw func(format string) ([]byte, error)) error {
 }
 
 // benchLayers times every layer of one network inside Forward.
-func benchLayers(arch, tierName string, threads int, conv engine.Algorithm, runs int, chart string, withORT, asJSON bool, stdout, stderr io.Writer) error {
+func benchLayers(arch, tierName string, threads, batch int, conv engine.Algorithm, runs int, chart string, withORT, asJSON bool, stdout, stderr io.Writer) error {
 	tier, err := pickTier(tierName)
 	if err != nil {
 		return err
@@ -175,13 +175,13 @@ func benchLayers(arch, tierName string, threads int, conv engine.Algorithm, runs
 	if err != nil {
 		return err
 	}
-	m, err := info.New(resnet.RandomWeights(net, 1), engine.WithTier(tier), engine.WithWorkers(threads), engine.WithConv(conv))
+	m, err := info.New(resnet.RandomWeights(net, 1), engine.WithTier(tier), engine.WithWorkers(threads), engine.WithConv(conv), engine.WithBatch(batch))
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	fmt.Fprintf(stderr, "%s: %d layers, %d threads, %v, %d runs\n", arch, len(m.Layers()), threads, tier, runs)
-	rs := bench.Layers(info, m, tier, threads, runs)
+	rs := bench.Layers(info, m, tier, threads, batch, runs)
 	if withORT {
 		if err := bench.ORTLayers(rs, arch, info.InputHeight, info.InputWidth, threads, runs, os.Getenv("RESNET_TORCH_PYTHON"), stderr); err != nil {
 			return err
@@ -202,8 +202,8 @@ func benchLayers(arch, tierName string, threads int, conv engine.Algorithm, runs
 	for _, r := range rs {
 		total += r.Ms
 	}
-	fmt.Fprintf(stdout, "%s, %d thread(s), %v tier, %s; medians of %d runs; efficiency = GFLOP/s ÷ the peak-FMA probe on as many threads (%.1f GFLOP/s).\n",
-		arch, threads, tier, cpuModel(), runs, rs[0].PeakGFLOPs)
+	fmt.Fprintf(stdout, "%s, %d thread(s), batch %d (times per image), %v tier, %s; medians of %d runs; efficiency = GFLOP/s ÷ the peak-FMA probe on as many threads (%.1f GFLOP/s).\n",
+		arch, threads, batch, tier, cpuModel(), runs, rs[0].PeakGFLOPs)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	ortCols, ortTotal := "", 0.0
 	if withORT {

@@ -123,7 +123,7 @@ func TestEvalOnRealData(t *testing.T) {
 }
 
 func TestBenchKernelsJSON(t *testing.T) {
-	code, out, stderr := runCmd("bench", "-kernels", "-rounds", "1", "-passes", "1", "-filter", "c64k64_h8_", "-json")
+	code, out, stderr := runCmd("bench", "-kernels", "-rounds", "1", "-passes", "1", "-filter", "conv3x3s1_c64k64_h8_", "-json")
 	require.Equal(t, 0, code, stderr)
 	var rows []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &rows))

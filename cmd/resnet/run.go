@@ -15,7 +15,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX")
 	in := fs.String("in", "", "input .npy: float32, NCHW (N,3,H,W) or one CHW image (3,H,W), normalised")
 	out := fs.String("out", "", "output .npy: float32 logits (N, classes)")
+	convFlag := fs.String("conv", "auto", "3x3 stride-1 convolutions: auto (tuning cache or default rule), direct (most accurate) or winograd")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	conv, err := parseConv(*convFlag)
+	if err != nil {
 		return err
 	}
 	for _, f := range []struct{ name, val string }{{"-weights", *weights}, {"-in", *in}, {"-out", *out}} {
@@ -50,7 +55,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: shape %v, want (N, %d, %d, %d) or (%d, %d, %d) float32 for %s", *in, x.Shape, want.C, want.H, want.W, want.C, want.H, want.W, name)
 	}
 	n := shape[0]
-	m, err := info.New(w, engine.WithBatch(n))
+	m, err := info.New(w, engine.WithBatch(n), engine.WithConv(conv))
 	if err != nil {
 		return err
 	}

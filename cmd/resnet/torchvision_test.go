@@ -155,8 +155,12 @@ func TestTorchvisionInterop(t *testing.T) {
 	// The deep networks are held to torch's float64 logits instead: through
 	// 33–50 residual blocks whose BatchNorm keeps every branch at unit
 	// scale, float32 rounding compounds, and torch's own float32 logits are
-	// up to 2.9e-4 × max|logit| from its float64 ones (measured). Ours must
-	// be as close as torch's float32 (within a factor 2) and within 1e-3; a
+	// up to 2.9e-4 × max|logit| from its float64 ones (measured). With
+	// direct convolutions ours must be as close as torch's float32 (within
+	// a factor 2). The default also runs 3x3 stride-1 layers as Winograd
+	// F(4,3)/F(2,3), whose transforms (constants up to 8) multiply rounding
+	// error: measured 2–4× torch's float32 error on these nets, held to 6×.
+	// Both must be within 1e-3 × max|logit| (never tighter than 1e-4): a
 	// wiring mistake is O(1).
 	for _, f := range m.Wiring {
 		want64, want32 := readNpy(t, in(f.Logits64)), readNpy(t, in(f.Logits))
@@ -165,26 +169,30 @@ func TestTorchvisionInterop(t *testing.T) {
 		for i := range want64.Data {
 			torchErr = math.Max(torchErr, math.Abs(float64(want32.Data[i]-want64.Data[i])))
 		}
-		tol := math.Max(1e-4*scale, 2*torchErr)
-		require.LessOrEqual(t, tol, 1e-3*scale, "%s: torch's own float32 error", f.Arch)
-		out := in(f.File + ".logits.npy")
-		args := []string{"run", "-weights", in(f.File), "-in", in("x2.npy"), "-out", out}
-		if f.ArchFlag != "" {
-			args = append(args, "-arch", f.ArchFlag)
-		}
-		code, _, stderr := runCmd(args...)
-		require.Equal(t, 0, code, "%s: %s", f.Arch, stderr)
-		got := readNpy(t, out)
-		require.Equal(t, want64.Shape, got.Shape)
-		worst := 0.0
-		for i := range want64.Data {
-			worst = math.Max(worst, math.Abs(float64(got.Data[i]-want64.Data[i])))
-		}
-		t.Logf("%-11s wiring: max |logit − torch float64| / max|logit| = %.2e (torch float32: %.2e)", f.Arch, worst/scale, torchErr/scale)
-		assert.LessOrEqual(t, worst, tol, f.Arch)
-		row := want64.Shape[1]
-		for i := 0; i < want64.Shape[0]; i++ {
-			sameTop5(t, fmt.Sprintf("%s image %d", f.Arch, i), want64.Data[i*row:(i+1)*row], ranking(got.Data[i*row : (i+1)*row])[:5], tol)
+		for _, mode := range []struct {
+			conv   string
+			factor float64
+		}{{"direct", 2}, {"auto", 6}} {
+			tol := math.Max(1e-4*scale, math.Min(mode.factor*torchErr, 1e-3*scale))
+			out := in(f.File + "." + mode.conv + ".logits.npy")
+			args := []string{"run", "-weights", in(f.File), "-in", in("x2.npy"), "-out", out, "-conv", mode.conv}
+			if f.ArchFlag != "" {
+				args = append(args, "-arch", f.ArchFlag)
+			}
+			code, _, stderr := runCmd(args...)
+			require.Equal(t, 0, code, "%s: %s", f.Arch, stderr)
+			got := readNpy(t, out)
+			require.Equal(t, want64.Shape, got.Shape)
+			worst := 0.0
+			for i := range want64.Data {
+				worst = math.Max(worst, math.Abs(float64(got.Data[i]-want64.Data[i])))
+			}
+			t.Logf("%-11s %-6s wiring: max |logit − torch float64| / max|logit| = %.2e (torch float32: %.2e)", f.Arch, mode.conv, worst/scale, torchErr/scale)
+			assert.LessOrEqual(t, worst, tol, "%s -conv %s", f.Arch, mode.conv)
+			row := want64.Shape[1]
+			for i := 0; i < want64.Shape[0]; i++ {
+				sameTop5(t, fmt.Sprintf("%s -conv %s image %d", f.Arch, mode.conv, i), want64.Data[i*row:(i+1)*row], ranking(got.Data[i*row : (i+1)*row])[:5], tol)
+			}
 		}
 	}
 	require.Len(t, m.Wiring, 8, "resnet34/101/152, the three v1 variants, plain18/34")

@@ -52,9 +52,9 @@ func runTune(args []string, stdout, stderr io.Writer) error {
 		here = map[string]engine.Measure{}
 	}
 	fmt.Fprintf(stdout, "%s: every candidate of each shape on one thread, %d interleaved rounds: direct (the generator's blocking),\n"+
-		"direct/p8 (tiles of at most 8 pixels), Winograd (F(4,3); F(2,3) on the deep layers; GFLOP/s effective: the direct convolution's FLOPs ÷ time).\n", cpu, *rounds)
+		"direct/p8 (tiles of at most 8 pixels), winograd/M (F(M×M,3×3); GFLOP/s effective: the direct convolution's FLOPs ÷ time).\n", cpu, *rounds)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "shape\tdirect\tdirect/p8\twinograd\tbest\t")
+	fmt.Fprintln(tw, "shape\tdirect\tdirect/p8\twinograd/4\twinograd/2\tbest\t")
 	for _, t := range run {
 		fmt.Fprintf(stderr, "tuning %v\n", t)
 		rs, err := bench.TuneFamily(t, bench.Options{Rounds: *rounds, Progress: stderr})
@@ -70,7 +70,7 @@ func runTune(args []string, stdout, stderr io.Writer) error {
 				}
 				return "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.Key, cell("direct"), cell("direct/p8"), cell("winograd"), m.Best)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Key, cell("direct"), cell("direct/p8"), cell("winograd/4"), cell("winograd/2"), m.Best)
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -50,7 +50,9 @@ func Kernels(t *testing.T, p Package) {
 					ConvKernel(t, k, uint64(i))
 				}
 			}
-			if w, err := p.Kernels.WinogradKernel(asm.ConvShape(s), tier); err == nil {
+			for _, m := range p.Kernels.WinogradMs(asm.ConvShape(s), tier) {
+				w, err := p.Kernels.WinogradM(asm.ConvShape(s), tier, m)
+				require.NoError(t, err)
 				WinogradKernel(t, w, uint64(i))
 			}
 		}
@@ -124,7 +126,7 @@ func WinogradKernel(t *testing.T, k *asm.WinogradKernel, seed uint64) {
 		}
 		require.NoError(t, k.Check(c.in, out, c.resArg(), packed, c.bias))
 		for part := 0; part < parts; part++ {
-			k.RunPart(c.in, out, c.resArg(), packed, c.bias, c.relu, k.NewScratch(), part, parts)
+			k.RunPart(c.in, out, c.resArg(), packed, c.bias, c.relu, k.NewScratch(1), part, parts)
 		}
 		return out
 	}
@@ -404,9 +406,11 @@ func guardedRuns(t *testing.T, p Package, net *resnet.Network, tiers []asm.Tier)
 					require.NoError(t, err)
 					require.NotPanics(t, func() { require.NoError(t, k.Run(in, out, &res, packed, bias, true)) }, k.Name)
 				}
-				if w, err := p.Kernels.WinogradKernel(cs, tier); err == nil {
+				for _, m := range p.Kernels.WinogradMs(cs, tier) {
+					w, err := p.Kernels.WinogradM(cs, tier, m)
+					require.NoError(t, err)
 					wp := g.floats((w.M + 2) * (w.M + 2) * s.OutC * s.InC) // the transformed weights
-					sc := w.NewScratch()
+					sc := w.NewScratch(1)
 					require.NotPanics(t, func() {
 						require.NoError(t, w.Check(in, out, &res, wp, bias))
 						w.RunPart(in, out, &res, wp, bias, true, sc, 0, 1)

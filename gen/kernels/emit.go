@@ -59,18 +59,19 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 				continue
 			}
 			winoShapes = append(winoShapes, s)
-			f := winoFor(s)
-			usedF[f.M] = true
-			chunk, g, tail := winogradGEMMs(s, f)
-			fmt.Fprintf(&wino, "\t\t{Name: %q, Tier: asm.%s, Shape: %s, M: %d, Chunk: %d,\n\t\t\tGEMMShape: %s, TailShape: %s, In: %s, Out: %s},\n",
-				winoName(s, f, t), tierIdent(t), shapeLit(s), f.M, chunk, shapeLit(g), shapeLit(tail), winoInName(f, t), winoOutName(f, t))
-			for _, gs := range []convShape{g, tail} {
-				if gs != (convShape{}) && !containsShape(shapes, gs) {
-					shapes = append(shapes, gs)
+			for _, f := range winoFor(s) {
+				usedF[f.M] = true
+				chunk, g, tail := winogradGEMMs(s, f)
+				fmt.Fprintf(&wino, "\t\t{Name: %q, Tier: asm.%s, Shape: %s, M: %d, Chunk: %d,\n\t\t\tGEMMShape: %s, TailShape: %s, In: %s, Out: %s},\n",
+					winoName(s, f, t), tierIdent(t), shapeLit(s), f.M, chunk, shapeLit(g), shapeLit(tail), winoInName(f, t), winoOutName(f, t))
+				for _, gs := range []convShape{g, tail} {
+					if gs != (convShape{}) && !containsShape(shapes, gs) {
+						shapes = append(shapes, gs)
+					}
 				}
-			}
-			if tail != (convShape{}) {
-				forcedV[tail] = chooseBlocking(g, t).V
+				if tail != (convShape{}) {
+					forcedV[tail] = chooseBlocking(g, t).V
+				}
 			}
 		}
 		for _, f := range []winoF{winoF4, winoF2} {

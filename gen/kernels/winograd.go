@@ -343,15 +343,25 @@ func winoName(s convShape, f winoF, t tier) string {
 	return fmt.Sprintf("wino%d_c%dk%d_%s_%s", f.M, s.InC, s.OutC, size, t.Name)
 }
 
-// winoFor picks the algorithm of a layer: F(2,3) where F(4,3)'s transformed
-// weights (36·InC·OutC floats) pass 16 MiB, F(4,3) elsewhere. Measured on
+// winoFor picks the algorithms of a layer: F(2,3) where F(4,3)'s
+// transformed weights (36·InC·OutC floats) pass 16 MiB, both from 4 MiB,
+// F(4,3) below. Measured on
 // Zen 4, one thread, against the direct kernel: 7×7×512 (37.7 MiB of F(4,3)
 // weights, streamed from memory at batch 1) F(4,3) 0.66×, F(2,3) 1.31×;
 // 14×14×256 (9.4 MiB) F(4,3) 2.5×; 8×8×64 (0.6 MiB) F(4,3) 2.69×, F(2,3)
 // 1.56×.
-func winoFor(s convShape) winoF {
-	if 36*4*s.InC*s.OutC > 16<<20 {
-		return winoF2
+func winoFor(s convShape) []winoF {
+	switch u := 36 * 4 * s.InC * s.OutC; {
+	case u > 16<<20:
+		return []winoF{winoF2}
+	case u >= 4<<20:
+		// Both, F(2,3) first (New's default, whatever the worker count, so
+		// that results do not depend on it; `resnet tune` may pick
+		// F(4,3)): on 14×14×256 (9.4 MiB) F(4,3) ran 12 % faster on one
+		// thread (269 vs 239 effective GFLOP/s), F(2,3) faster on two,
+		// where the weights' memory traffic binds (ResNet-50, 2 threads,
+		// interleaved: 35.9 → 32.6 ms; 1 thread costs ~1 %).
+		return []winoF{winoF2, winoF4}
 	}
-	return winoF4
+	return []winoF{winoF4}
 }

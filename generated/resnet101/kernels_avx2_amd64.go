@@ -268,6 +268,14 @@ func conv1x1s1_c128k128_h1w13_avx2_remcol(in *float32, w *float32, bias *float32
 // 128→128 channels on a 1x10 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c128k128_h1w10_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c256k256_h1w49_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 256→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k256_h1w49_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c256k256_h1w49_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 256→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c256k256_h1w49_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c256k256_h1w16_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c256k256_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
