@@ -328,6 +328,12 @@ func (k *WinogradKernel) transformOut(mpl []float32, out Buffer, res *Buffer, bi
 	}
 }
 
+// sharedWeightsMin is the size of transformed weights (bytes) from which
+// RunBatch shares them across a batch: half of Zen 4's 1 MiB L2, the
+// smallest L2 of our machines (Sapphire Rapids has 2 MiB), so smaller
+// weights stay in a core's L2 from one image to the next.
+const sharedWeightsMin = 512 << 10
+
 // RunBatch computes part of parts of the layer for n images (n at most the
 // scratch's images). A layer of one chunk per image (the deep layers,
 // whose transformed weights dominate) shares its weights across the batch:
@@ -335,7 +341,11 @@ func (k *WinogradKernel) transformOut(mpl []float32, out Buffer, res *Buffer, bi
 // then runs plane by plane and block by block over all images, so each
 // panel of U is read once per batch, then transforms its channels back.
 // Other layers run image by image: whole images per part when they divide
-// evenly, otherwise every image across the parts.
+// evenly, otherwise every image across the parts. So do layers whose
+// transformed weights stay cached anyway (sharedWeightsMin): there
+// sharing buys nothing, while the batch's transformed tiles spill from
+// cache and each part transforms every image (the CIFAR nets: batches of
+// 8 ran 2× slower per image than one image on Zen 4 before this bound).
 func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias []float32, relu bool, sc *WinogradScratch, part, parts int) {
 	resOf := func(i int) *Buffer {
 		if res == nil {
@@ -343,7 +353,7 @@ func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias [
 		}
 		return &res[i]
 	}
-	if n == 1 || k.Chunks() > 1 || n > sc.images {
+	if n == 1 || k.Chunks() > 1 || n > sc.images || 4*len(packed) < sharedWeightsMin {
 		if n > 1 && n%parts == 0 {
 			for i := part * n / parts; i < (part+1)*n/parts; i++ {
 				k.RunPart(ins[i], outs[i], resOf(i), packed, bias, relu, sc, 0, 1)

@@ -13,6 +13,9 @@
 //	resnet bench -ort [-arch A,B] [-threads 1,2] [-batch 1,8]
 //	                                                       side by side with ONNX Runtime
 //	resnet tune                                            direct or Winograd, per shape, for this CPU
+//	resnet serve [-arch A] -weights W [-addr 127.0.0.1:8000] [-grpc-addr 127.0.0.1:8001]
+//	                                                       the Open Inference Protocol (KServe v2) over REST and gRPC
+//	resnet loadtest -weights W [-clients 32] [-duration 20s]  images/s and p50/p99 latency, dynamic batching off and on
 //
 // Weights may be PyTorch checkpoints, safetensors or ONNX models; without
 // -arch the network is the one the file's tensors fit.
@@ -41,6 +44,8 @@ var commands = []command{
 	{"run", "run a network on float32 NCHW tensors from a .npy file, write the logits as .npy", runRun},
 	{"bench", "measure network (or, with -kernels, kernel) speed against the machine's FMA peak", runBench},
 	{"tune", "measure direct and Winograd kernels on this CPU and cache the faster for each shape", runTune},
+	{"serve", "serve a network over the Open Inference Protocol (KServe v2): REST and gRPC, dynamic batching", runServe},
+	{"loadtest", "load a server (this one, batching off and on, or a running one) with concurrent clients: images/s, p50/p99", runLoadtest},
 }
 
 // errUsage marks errors caused by how the command was called.

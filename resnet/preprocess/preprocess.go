@@ -46,61 +46,59 @@ var (
 	Std  = [3]float64{0.229, 0.224, 0.225}
 )
 
-// DecodeFile decodes a JPEG or PNG file, refusing anything else and any
-// image above MaxPixels before decoding its pixels.
+// DecodeFile decodes a JPEG or PNG file (see Decode); errors name the file.
 func DecodeFile(path string) (image.Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var magic [2]byte
-	if _, err := io.ReadFull(f, magic[:]); err == nil && magic == [2]byte{0xFF, 0xD8} {
-		// JPEG: resnet/jpeg reads the header itself (it knows kinds
-		// image/jpeg's DecodeConfig refuses, e.g. arithmetic coding).
-		data, err := readAtMost(f, magic[:], maxJPEGBytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", path, err)
-		}
-		img, err := decodeJPEG(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", path, err)
-		}
-		return img, nil
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	cfg, format, err := image.DecodeConfig(f)
+	data, err := readAtMost(f, maxFileBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a JPEG or PNG image: %v", path, err)
-	}
-	if err := checkSize(format, cfg); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	img, _, err := image.Decode(f)
+	img, err := Decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: corrupt %s image: %v", path, format, err)
+		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return img, nil
 }
 
-// maxJPEGBytes bounds the JPEG file read into memory: far above what a
-// MaxPixels image takes at any quality.
-const maxJPEGBytes = 1 << 30
+// Decode decodes a JPEG or PNG file's bytes, refusing anything else and
+// any image above MaxPixels before decoding its pixels.
+func Decode(data []byte) (image.Image, error) {
+	if len(data) >= 2 && data[0] == 0xFF && data[1] == 0xD8 {
+		// JPEG: resnet/jpeg reads the header itself (it knows kinds
+		// image/jpeg's DecodeConfig refuses, e.g. arithmetic coding).
+		return decodeJPEG(data)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("not a JPEG or PNG image: %v", err)
+	}
+	if err := checkSize(format, cfg); err != nil {
+		return nil, err
+	}
+	img, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("corrupt %s image: %v", format, err)
+	}
+	return img, nil
+}
 
-func readAtMost(r io.Reader, head []byte, limit int64) ([]byte, error) {
-	rest, err := io.ReadAll(io.LimitReader(r, limit))
+// maxFileBytes bounds the file read into memory: far above what a
+// MaxPixels image takes as a JPEG at any quality or as a PNG.
+const maxFileBytes = 1 << 30
+
+func readAtMost(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit))
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(rest)) >= limit {
-		return nil, fmt.Errorf("JPEG file of over %d bytes", limit)
+	if int64(len(data)) >= limit {
+		return nil, fmt.Errorf("image file of over %d bytes", limit)
 	}
-	return append(head, rest...), nil
+	return data, nil
 }
 
 func checkSize(format string, cfg image.Config) error {
