@@ -306,6 +306,20 @@ func TestRESTEndpoints(t *testing.T) {
 		assert.Equal(t, "FP32", o["datatype"])
 		assert.Equal(t, []any{3.0, 10.0}, o["shape"])
 		assert.Equal(t, want, jsonFloats(t, o["data"]), "float32 logits survive JSON exactly")
+		// And they are the network's: the float64 reference agrees.
+		net, err := resnet20.Network()
+		require.NoError(t, err)
+		w, err := weightfile.Load(cifarWeights, net)
+		require.NoError(t, err)
+		ref, err := resnet.NewReference(net, w)
+		require.NoError(t, err)
+		for i := range 3 {
+			want64, err := ref.Forward(x[i*3072 : (i+1)*3072])
+			require.NoError(t, err)
+			for j, v := range want64 {
+				assert.InDelta(t, v, want[i*10+j], 1e-4*10, "image %d logit %d", i, j) // logits are O(10)
+			}
+		}
 
 		// Row-major nested data, a version in the path, no outputs named.
 		nested := make([][][][]float32, 1)

@@ -107,6 +107,19 @@ func maxAbs(xs []float64) float64 {
 	return m
 }
 
+// hasWinograd reports whether ks has Winograd kernels for tier t.
+func hasWinograd(ks *asm.KernelSet, t asm.Tier) bool {
+	if ks == nil {
+		return false
+	}
+	for _, k := range ks.Winograd {
+		if k.Tier == t {
+			return true
+		}
+	}
+	return false
+}
+
 // big reports whether the portable tier is slow on net (seconds a pass).
 func big(net *resnet.Network) bool { return net.MACs() > 1e9 }
 
@@ -136,8 +149,10 @@ func Forward(t *testing.T, p Package) {
 	classes := net.Arch.Classes
 	inLen := net.Input().Len()
 	// Every tier as New picks its algorithms (Auto), and on the best SIMD
-	// tier each algorithm everywhere it applies: direct convolutions only,
-	// and Winograd F(4,3) wherever the package has its kernel.
+	// tier, when it has Winograd kernels, each algorithm everywhere it
+	// applies: direct convolutions only, and Winograd wherever the package
+	// has its kernel. (Without them — NEON — both would repeat the Auto
+	// run, which under qemu costs minutes.)
 	type run struct {
 		tier asm.Tier
 		conv engine.Algorithm
@@ -147,7 +162,7 @@ func Forward(t *testing.T, p Package) {
 	for _, tier := range tiers {
 		runs = append(runs, run{tier, engine.Auto})
 	}
-	if best := tiers[len(tiers)-1]; best != asm.Purego {
+	if best := tiers[len(tiers)-1]; best != asm.Purego && hasWinograd(p.Kernels, best) {
 		runs = append(runs, run{best, engine.Direct}, run{best, engine.Winograd})
 	}
 	for _, r := range runs {
