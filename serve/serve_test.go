@@ -13,7 +13,9 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -747,4 +749,43 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
+}
+
+// A program that runs its own HTTP and gRPC servers mounts Handler,
+// MetricsHandler and RegisterGRPC on them.
+func TestOwnServers(t *testing.T) {
+	srv, err := serve.New([]serve.Spec{cifarSpec(t)}, serve.Options{})
+	require.NoError(t, err)
+	defer srv.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", srv.Handler())
+	mux.Handle("/metrics", srv.MetricsHandler())
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	g := grpc.NewServer()
+	srv.RegisterGRPC(g)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go g.Serve(ln)
+	defer g.Stop()
+
+	resp, err := http.Get(hs.URL + "/v2/models/cifar-resnet20/ready")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	x := cifarImages(t, 1)
+	out, err := inferpb.NewGRPCInferenceServiceClient(conn).ModelInfer(context.Background(), &inferpb.ModelInferRequest{
+		ModelName: "cifar-resnet20", Inputs: []*inferpb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32",
+			Shape: []int64{1, 3, 32, 32}, Contents: &inferpb.InferTensorContents{Fp32Contents: x}}}})
+	require.NoError(t, err)
+	assert.Equal(t, reference(t, cifarSpec(t), x), out.GetOutputs()[0].GetContents().GetFp32Contents())
+	resp, err = http.Get(hs.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `resnet_inference_requests_total{model="cifar-resnet20",outcome="ok",protocol="grpc"} 1`)
 }

@@ -79,6 +79,13 @@ func (s *Server) Close() {
 	})
 }
 
+// RegisterGRPC adds the GRPCInferenceService to g, for a program that runs
+// its own gRPC server (Serve makes one otherwise). Set g's message limits
+// (grpc.MaxRecvMsgSize) to the bodies it should take.
+func (s *Server) RegisterGRPC(g *grpc.Server) {
+	inferpb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
+}
+
 // Answered counts the inference requests answered with outputs so far
 // (not the refused or failed ones), over REST and over gRPC.
 func (s *Server) Answered() (rest, grpc int64) {
@@ -218,7 +225,7 @@ func (s *Server) Serve(l Listeners) (*Running, error) {
 			return nil, err
 		}
 		r.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(s.opt.MaxBody), grpc.MaxSendMsgSize(s.opt.MaxBody))
-		inferpb.RegisterGRPCInferenceServiceServer(r.grpc, &grpcService{s: s})
+		s.RegisterGRPC(r.grpc)
 		r.GRPCAddr = ln.Addr()
 		go func() {
 			if err := r.grpc.Serve(ln); err != nil {
