@@ -2,9 +2,8 @@ package serve
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"math"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -106,13 +105,9 @@ func (g *grpcService) modelInfer(ctx context.Context, r *inferpb.ModelInferReque
 		switch in.GetDatatype() {
 		case "FP32":
 			if raw {
-				b := r.GetRawInputContents()[i]
-				if len(b)%4 != 0 {
-					return nil, bad("raw_input_contents[%d]: %d bytes are not whole FP32 values", i, len(b))
-				}
-				x.fp32 = make([]float32, len(b)/4)
-				for j := range x.fp32 {
-					x.fp32[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+				var err error
+				if x.fp32, err = decodeFP32(r.GetRawInputContents()[i], fmt.Sprintf("raw_input_contents[%d]", i)); err != nil {
+					return nil, err
 				}
 			} else {
 				x.fp32 = in.GetContents().GetFp32Contents()
@@ -159,11 +154,7 @@ func (g *grpcService) modelInfer(ctx context.Context, r *inferpb.ModelInferReque
 		t := &inferpb.ModelInferResponse_InferOutputTensor{Name: o.name, Datatype: o.datatype, Shape: o.shape}
 		switch {
 		case raw && o.datatype == "FP32":
-			b := make([]byte, 4*len(o.fp32))
-			for i, v := range o.fp32 {
-				binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-			}
-			resp.RawOutputContents = append(resp.RawOutputContents, b)
+			resp.RawOutputContents = append(resp.RawOutputContents, encodeFP32(o.fp32))
 		case raw:
 			resp.RawOutputContents = append(resp.RawOutputContents, joinBytes(o.bytes))
 		case o.datatype == "FP32":

@@ -204,12 +204,8 @@ func (s *Server) restInfer(w http.ResponseWriter, r *http.Request) (*inferResult
 		switch in.Datatype {
 		case "FP32":
 			if raw != nil {
-				if len(raw)%4 != 0 {
-					return nil, "", bad("inputs[%d]: %d binary bytes are not whole FP32 values", i, len(raw))
-				}
-				x.fp32 = make([]float32, len(raw)/4)
-				for j := range x.fp32 {
-					x.fp32[j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:]))
+				if x.fp32, err = decodeFP32(raw, fmt.Sprintf("inputs[%d]'s binary data", i)); err != nil {
+					return nil, "", err
 				}
 			} else if x.fp32, err = parseFloats(in.Data, i); err != nil {
 				return nil, "", err
@@ -352,6 +348,28 @@ func splitBytes(raw []byte, input int) ([][]byte, error) {
 	return out, nil
 }
 
+// decodeFP32 reads little-endian FP32 values, the layout of the binary
+// extension and of gRPC's raw contents; what names the field for errors.
+func decodeFP32(raw []byte, what string) ([]float32, error) {
+	if len(raw)%4 != 0 {
+		return nil, bad("%s: %d bytes are not whole FP32 values", what, len(raw))
+	}
+	x := make([]float32, len(raw)/4)
+	for j := range x {
+		x[j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:]))
+	}
+	return x, nil
+}
+
+// encodeFP32 is decodeFP32's inverse.
+func encodeFP32(x []float32) []byte {
+	raw := make([]byte, 4*len(x))
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	return raw
+}
+
 // joinBytes is splitBytes' inverse.
 func joinBytes(elems [][]byte) []byte {
 	var b []byte
@@ -370,10 +388,7 @@ func (s *Server) writeInferResponse(w http.ResponseWriter, name, id string, res 
 		var raw []byte
 		switch {
 		case o.datatype == "FP32" && o.binary:
-			raw = make([]byte, 4*len(o.fp32))
-			for i, v := range o.fp32 {
-				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-			}
+			raw = encodeFP32(o.fp32)
 		case o.datatype == "FP32":
 			ro.Data = o.fp32
 		case o.binary:
