@@ -103,6 +103,15 @@ func TestPoolCloseWaitsAndRunAfterClosePanics(t *testing.T) {
 	p := NewPool(4)
 	p.Run(&counter{})
 	p.Close()
+	// A worker calls done.Done in its last deferred statement, so Close can
+	// return while the goroutine is still being torn down; under qemu that
+	// window is wide enough to be seen (CI, stop 14). A leaked worker never
+	// exits, so waiting a moment keeps the check able to fail. (Polled here,
+	// not with assert.Eventually: its condition runs on a goroutine of its own.)
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	assert.Equal(t, before, runtime.NumGoroutine(), "workers left running after Close")
 	assert.PanicsWithValue(t, "engine: Run on a closed Pool", func() { p.Run(&counter{}) })
 }
