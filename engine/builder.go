@@ -125,6 +125,21 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 			return
 		}
 	}
+	if winograd {
+		// Only the transformed weights: a Winograd layer never runs the
+		// direct kernel, whose packed copy would double the layer's memory
+		// (ResNet-18 held 40 MB of such dead weights before).
+		wp, err := wk.PackWeights(w)
+		if b.fail(err) {
+			return
+		}
+		*dst = Conv{Name: name, In: ins, Out: outs, Res: res, Bias: bias, ReLU: relu, Batch: b.batch, W: wk, WPacked: wp}
+		for range b.cfg.Workers {
+			dst.Scratch = append(dst.Scratch, wk.NewScratch(b.cfg.Batch))
+		}
+		b.add(name, "winograd", wk.Name, s.MACs(), dst)
+		return
+	}
 	kern, err := b.ks.ConvVariant(s, b.tier, variant)
 	if variant != "" && err != nil {
 		kern, err = b.ks.ConvKernel(s, b.tier) // the cache named a variant this package lacks
@@ -139,18 +154,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 	act := 4 * (in.Len() + out.Len())
 	*dst = Conv{Name: name, K: kern, In: ins, Out: outs, Res: res, Packed: packed, Bias: bias, ReLU: relu,
 		Batch: b.batch, WeightsFirst: 4*len(packed) > act}
-	kind, kernName := "conv", kern.Name
-	if winograd {
-		if dst.WPacked, err = wk.PackWeights(w); b.fail(err) {
-			return
-		}
-		dst.W = wk
-		for range b.cfg.Workers {
-			dst.Scratch = append(dst.Scratch, wk.NewScratch(b.cfg.Batch))
-		}
-		kind, kernName = "winograd", wk.Name
-	}
-	b.add(name, kind, kernName, s.MACs(), dst)
+	b.add(name, "conv", kern.Name, s.MACs(), dst)
 }
 
 // choose decides how a convolution runs: by Winograd F(m×m,3×3) (ms are

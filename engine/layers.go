@@ -36,7 +36,7 @@ type Conv struct {
 	// so a batch runs one channel block (weight panel) over every image
 	// before the next, reading each panel from memory once per batch.
 	WeightsFirst bool
-	// W, when set, computes the layer by Winograd F(4,3) instead of K,
+	// W, when set, computes the layer by Winograd instead of K (then nil),
 	// from WPacked (the transformed weights) with one scratch per worker.
 	W       *asm.WinogradKernel
 	WPacked []float32

@@ -178,6 +178,10 @@ func Forward(t *testing.T, p Package) {
 				kinds := map[string]int{}
 				for _, l := range m.Layers() {
 					kinds[l.Kind]++
+					if c, ok := l.Layer.(*engine.Conv); ok && l.Kind == "winograd" {
+						require.True(t, c.K == nil && c.Packed == nil && len(c.WPacked) > 0,
+							"%s: a Winograd layer holds direct weights too (%d floats) or no transformed ones", l.Name, len(c.Packed))
+					}
 				}
 				if r.conv == engine.Direct {
 					require.Zero(t, kinds["winograd"], "WithConv(Direct) left Winograd layers")
