@@ -21,6 +21,7 @@ type Builder struct {
 	batch  *Batch
 	err    error
 	layers []Named
+	digest string // of f, once a Shared needs it
 }
 
 // Named is a built layer with its name and kind, in network order.
@@ -129,7 +130,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		// Only the transformed weights: a Winograd layer never runs the
 		// direct kernel, whose packed copy would double the layer's memory
 		// (ResNet-18 held 40 MB of such dead weights before).
-		wp, err := wk.PackWeights(w)
+		wp, err := b.pack1(name, wk.Name, func() ([]float32, error) { return wk.PackWeights(w) })
 		if b.fail(err) {
 			return
 		}
@@ -147,7 +148,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 	if b.fail(err) {
 		return
 	}
-	packed, err := kern.PackWeights(w)
+	packed, err := b.pack1(name, kern.Name, func() ([]float32, error) { return kern.PackWeights(w) })
 	if b.fail(err) {
 		return
 	}
@@ -224,6 +225,32 @@ func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out []asm
 	b.add(name, "shortcut", "subsample-pad", 0, dst)
 }
 
+// pack returns what pack makes of layer's weights for kernel: from the
+// Shared of the Config when there is one (packing them there the first
+// time), else freshly packed.
+func (b *Builder) pack(layer, kernel string, pack func() ([][]float32, error)) ([][]float32, error) {
+	sh := b.cfg.Shared
+	if sh == nil {
+		return pack()
+	}
+	if b.digest == "" {
+		b.digest = b.f.digest()
+	}
+	return sh.get(b.digest+"\x00"+layer+"\x00"+kernel, pack)
+}
+
+// pack1 is pack for one packed slice.
+func (b *Builder) pack1(layer, kernel string, pack func() ([]float32, error)) ([]float32, error) {
+	p, err := b.pack(layer, kernel, func() ([][]float32, error) {
+		p, err := pack()
+		return [][]float32{p}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p[0], nil
+}
+
 // Head sets pool and fc to the global average pool of the images' in
 // buffers and the classifier name (name.weight, [classes][C], and
 // name.bias).
@@ -248,10 +275,14 @@ func (b *Builder) Head(pool *AvgPool, fc *FC, name string, ins []asm.Buffer, cla
 	if b.fail(err) {
 		return
 	}
-	pw, pb, err := fk.Pack(w, bias)
+	p, err := b.pack(name, fk.Name, func() ([][]float32, error) {
+		pw, pb, err := fk.Pack(w, bias)
+		return [][]float32{pw, pb}, err
+	})
 	if b.fail(err) {
 		return
 	}
+	pw, pb := p[0], p[1]
 	pooled, logits := make([][]float32, len(ins)), make([][]float32, len(ins))
 	for i := range ins {
 		pooled[i], logits[i] = make([]float32, in.C), make([]float32, fk.Padded())

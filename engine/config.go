@@ -16,6 +16,9 @@ type Config struct {
 	// Conv picks the algorithm of the 3x3 stride-1 convolutions that have
 	// a Winograd kernel (default Auto).
 	Conv Algorithm
+	// Shared, when set, holds packed weights that Models of the same
+	// weights share (see WithShared).
+	Shared *Shared
 }
 
 // Algorithm is how a convolution is computed.

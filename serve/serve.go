@@ -31,6 +31,8 @@ type Spec struct {
 	// class index stands for its name.
 	Labels []string
 	// New makes one replica that takes batches of up to batch images.
+	// Replicas may share their packed weights: build them with one
+	// engine.Shared (engine.WithShared), as `resnet serve` does.
 	New func(batch int) (Network, error)
 	// Images, when set, turns image files (JPEG, PNG) into one normalised
 	// CHW tensor each, for BYTES inputs; nil: the model takes FP32 only.

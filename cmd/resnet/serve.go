@@ -122,9 +122,10 @@ func servedModel(weights, arch, name, labels string, workers int, conv engine.Al
 	if err != nil {
 		return serve.Spec{}, err
 	}
+	shared := engine.NewShared() // the replicas hold one copy of the packed weights
 	spec := serve.Spec{Name: archName, Arch: archName, InputH: info.InputHeight, InputW: info.InputWidth, Classes: info.Classes,
 		New: func(batch int) (serve.Network, error) {
-			return info.New(w, engine.WithBatch(batch), engine.WithWorkers(workers), engine.WithConv(conv))
+			return info.New(w, engine.WithBatch(batch), engine.WithWorkers(workers), engine.WithConv(conv), engine.WithShared(shared))
 		}}
 	if name != "" {
 		spec.Name = name
