@@ -334,6 +334,14 @@ func (k *WinogradKernel) transformOut(mpl []float32, out Buffer, res *Buffer, bi
 // weights stay in a core's L2 from one image to the next.
 const sharedWeightsMin = 512 << 10
 
+// SharesWeights reports whether RunBatch runs a batch plane by plane over
+// all its images, reading transformed weights of bytes bytes once per
+// batch: layers computed in one chunk per image whose weights do not stay
+// cached anyway.
+func (k *WinogradKernel) SharesWeights(bytes int) bool {
+	return k.Chunks() == 1 && bytes >= sharedWeightsMin
+}
+
 // RunBatch computes part of parts of the layer for n images (n at most the
 // scratch's images). A layer of one chunk per image (the deep layers,
 // whose transformed weights dominate) shares its weights across the batch:
@@ -353,7 +361,7 @@ func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias [
 		}
 		return &res[i]
 	}
-	if n == 1 || k.Chunks() > 1 || n > sc.images || 4*len(packed) < sharedWeightsMin {
+	if n == 1 || n > sc.images || !k.SharesWeights(4*len(packed)) {
 		if n > 1 && n%parts == 0 {
 			for i := part * n / parts; i < (part+1)*n/parts; i++ {
 				k.RunPart(ins[i], outs[i], resOf(i), packed, bias, relu, sc, 0, 1)

@@ -74,9 +74,10 @@ func Layers(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) []
 		panic(err)
 	}
 	times := make([][]float64, len(layers))
+	cur := make([]float64, len(layers)) // this run's time per layer: a batch may run a layer once per group of images
 	net.Trace(func(i int, d time.Duration) {
-		if i < len(times) {
-			times[i] = append(times[i], d.Seconds())
+		if i < len(cur) {
+			cur[i] += d.Seconds()
 		}
 	})
 	defer net.Trace(nil)
@@ -85,8 +86,12 @@ func Layers(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) []
 		if r%max(1, runs/3) == 0 {
 			peaks = append(peaks, peak.GFLOPsThreads(t, threads, 20*time.Millisecond))
 		}
+		clear(cur)
 		if err := net.ForwardBatch(in, out); err != nil {
 			panic(err)
+		}
+		for i, t := range cur {
+			times[i] = append(times[i], t)
 		}
 	}
 	pk := median(peaks)

@@ -14,10 +14,14 @@ type Layer interface {
 	Check() error
 }
 
-// Batch is how many images a Model's layers run on next: Forward sets 1,
-// ForwardBatch the batch's size, before running the layers. Every layer
-// holds one buffer per image the Model was made for.
-type Batch struct{ N int }
+// Batch is which images a Model's layers run on next: N images from
+// image First. Forward sets {0, 1}, ForwardBatch {0, n} or, for the layers
+// a batch runs image by image, {i, 1} (see Schedule). Every layer holds one
+// buffer per image the Model was made for.
+type Batch struct{ First, N int }
+
+// images is the range [i0, i1) of the images the layers run on next.
+func (b *Batch) images() (i0, i1 int) { return b.First, b.First + b.N }
 
 // split gives part its share [i0, i1) of n items.
 func split(n, part, parts int) (i0, i1 int) { return part * n / parts, (part + 1) * n / parts }
@@ -75,13 +79,13 @@ func (c *Conv) Check() error {
 // come first, by channel blocks, each part running its blocks over every
 // image; otherwise every image is split across the parts in turn.
 func (c *Conv) RunPart(part, parts int) {
-	n := c.Batch.N
+	first, n := c.Batch.First, c.Batch.N
 	if c.W != nil {
-		c.runWinograd(n, part, parts)
+		c.runWinograd(first, n, part, parts)
 		return
 	}
 	if n == 1 {
-		c.K.RunPart(c.In[0], c.Out[0], c.res(0), c.Packed, c.Bias, c.ReLU, part, parts)
+		c.K.RunPart(c.In[first], c.Out[first], c.res(first), c.Packed, c.Bias, c.ReLU, part, parts)
 		return
 	}
 	nb := c.K.Blocks()
@@ -89,25 +93,29 @@ func (c *Conv) RunPart(part, parts int) {
 	case c.WeightsFirst && nb >= parts:
 		b0, b1 := split(nb, part, parts)
 		for b := b0; b < b1; b++ {
-			for i := 0; i < n; i++ {
+			for i := first; i < first+n; i++ {
 				c.K.RunBlocks(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias, c.ReLU, b, b+1)
 			}
 		}
 	case n%parts == 0:
 		i0, i1 := split(n, part, parts)
-		for i := i0; i < i1; i++ {
+		for i := first + i0; i < first+i1; i++ {
 			c.K.RunPart(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias, c.ReLU, 0, 1)
 		}
 	default:
-		for i := 0; i < n; i++ {
+		for i := first; i < first+n; i++ {
 			c.K.RunPart(c.In[i], c.Out[i], c.res(i), c.Packed, c.Bias, c.ReLU, part, parts)
 		}
 	}
 }
 
 // runWinograd runs a Winograd layer on the batch (asm.WinogradKernel.RunBatch).
-func (c *Conv) runWinograd(n, part, parts int) {
-	c.W.RunBatch(c.In, c.Out, c.Res, n, c.WPacked, c.Bias, c.ReLU, c.Scratch[part], part, parts)
+func (c *Conv) runWinograd(first, n, part, parts int) {
+	var res []asm.Buffer
+	if c.Res != nil {
+		res = c.Res[first:]
+	}
+	c.W.RunBatch(c.In[first:], c.Out[first:], res, n, c.WPacked, c.Bias, c.ReLU, c.Scratch[part], part, parts)
 }
 
 // MaxPool is the 3x3/2 max pool after the ImageNet stem.
@@ -132,7 +140,8 @@ func (m *MaxPool) Check() error {
 
 // RunPart pools part of parts of every image's output rows.
 func (m *MaxPool) RunPart(part, parts int) {
-	for i := 0; i < m.Batch.N; i++ {
+	i0, i1 := m.Batch.images()
+	for i := i0; i < i1; i++ {
 		m.K.RunPart(m.In[i], m.Out[i], part, parts)
 	}
 }
@@ -159,7 +168,8 @@ func (s *Shortcut) Check() error {
 
 // RunPart writes part of parts of every image's output rows.
 func (s *Shortcut) RunPart(part, parts int) {
-	for i := 0; i < s.Batch.N; i++ {
+	i0, i1 := s.Batch.images()
+	for i := i0; i < i1; i++ {
 		s.S[i].RunPart(part, parts)
 	}
 }
@@ -190,7 +200,7 @@ func (a *AvgPool) Check() error {
 // the map is small).
 func (a *AvgPool) RunPart(part, parts int) {
 	i0, i1 := split(a.Batch.N, part, parts)
-	for i := i0; i < i1; i++ {
+	for i := a.Batch.First + i0; i < a.Batch.First+i1; i++ {
 		if err := a.K.Run(a.In[i], a.Out[i]); err != nil {
 			panic(err) // shapes are fixed and checked at build time
 		}
@@ -227,7 +237,7 @@ func (f *FC) RunPart(part, parts int) {
 	nb := f.K.Padded() / f.K.Block
 	b0, b1 := split(nb, part, parts)
 	for b := b0; b < b1; b++ {
-		for i := 0; i < f.Batch.N; i++ {
+		for i := f.Batch.First; i < f.Batch.First+f.Batch.N; i++ {
 			f.K.RunBlocks(f.In[i], f.W, f.B, f.Out[i], b, b+1)
 		}
 	}
@@ -268,7 +278,8 @@ func (in *Input) Set(images []float32) { in.images = images }
 
 // RunPart copies part of parts of the rows of every image.
 func (in *Input) RunPart(part, parts int) {
-	for i := 0; i < in.Batch.N; i++ {
+	i0, i1 := in.Batch.images()
+	for i := i0; i < i1; i++ {
 		dst := in.Dst[i]
 		plane := dst.H * dst.W
 		src := in.images[i*plane*dst.C : (i+1)*plane*dst.C]

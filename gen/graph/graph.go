@@ -198,6 +198,7 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		Id("avgpool").Qual(enginePath, "AvgPool"),
 		Id("fc").Qual(enginePath, "FC"),
 		Id("layers").Index().Qual(enginePath, "Named"),
+		Id("sched").Op("*").Qual(enginePath, "Schedule").Comment("runs the layers in order (a batch's first stages a group of images at a time)"),
 	)
 	f.Comment("Model is " + title + " with its weights packed for one tier, its buffers and its workers.")
 	f.Comment("A Model runs one Forward at a time; use one Model per goroutine.")
@@ -273,57 +274,44 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 			if l.Residual != resnet.NoValue {
 				res = g.slot(l.Residual)
 			}
-			body = append(body, Id("l").Dot("Conv").Call(dst, Lit(l.Name), Lit(l.Stride), g.slot(l.In), g.slot(l.Out), res, Lit(l.ReLU)))
+			body = append(body, Id("l").Dot("Conv").Call(dst, Lit(l.Name), Lit(l.Stride), g.slot(l.In), g.slot(l.Out), res, Lit(l.ReLU)).Comment(describe(l)))
 		case resnet.OpMaxPool:
-			body = append(body, Id("l").Dot("MaxPool").Call(dst, Lit(l.Name), g.slot(l.In), g.slot(l.Out)))
+			body = append(body, Id("l").Dot("MaxPool").Call(dst, Lit(l.Name), g.slot(l.In), g.slot(l.Out)).Comment(describe(l)))
 		case resnet.OpShortcutA:
-			body = append(body, Id("l").Dot("Shortcut").Call(dst, Lit(l.Name), Lit(l.Stride), g.slot(l.In), g.slot(l.Out)))
+			body = append(body, Id("l").Dot("Shortcut").Call(dst, Lit(l.Name), Lit(l.Stride), g.slot(l.In), g.slot(l.Out)).Comment(describe(l)))
 		default:
 			panic(fmt.Sprintf("%s: no builder call for %v", l.Name, l.Op))
 		}
 	}
 	body = append(body,
-		Id("l").Dot("Head").Call(Op("&").Id("m").Dot("avgpool"), Op("&").Id("m").Dot("fc"), Lit(p.fc.Name), g.slot(p.head.In), Id("Classes")),
+		Id("l").Dot("Head").Call(Op("&").Id("m").Dot("avgpool"), Op("&").Id("m").Dot("fc"), Lit(p.fc.Name), g.slot(p.head.In), Id("Classes")).Comment(describe(p.head)+"; "+describe(p.fc)),
 		If(Err().Op(":=").Id("l").Dot("Err").Call(), Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
 		Id("m").Dot("layers").Op("=").Id("l").Dot("Layers").Call(),
 		Id("m").Dot("pool").Op("=").Qual(enginePath, "NewPool").Call(Id("cfg").Dot("Workers")),
+		Id("m").Dot("sched").Op("=").Qual(enginePath, "NewSchedule").Call(Id("m").Dot("pool"), Id("m").Dot("layers"), Op("&").Id("m").Dot("batch")),
 		Return(Id("m"), Nil()),
 	)
 	f.Comment("build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as")
 	f.Comment("their readers' padding, shared by values of one geometry whose lives do not overlap), then")
-	f.Comment("every layer in order, each checked once.")
+	f.Comment("every layer in the order Forward runs them, each checked once.")
 	f.Func().Id("build").Params(Id("f").Op("*").Qual(enginePath, "Folded"), Id("opts").Index().Qual(enginePath, "Option")).
 		Params(Op("*").Id("Model"), Error()).Block(body...)
-
-	// run: one statement per layer.
-	fw := []Code{
-		Id("m").Dot("pool").Dot("ResetTrace").Call(),
-		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("input")),
-	}
-	for i, l := range p.body {
-		lf := fieldOf[i]
-		fw = append(fw, Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot(lf.field).Index(Lit(lf.index))).Comment(describe(l)))
-	}
-	fw = append(fw,
-		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("avgpool")).Comment(describe(p.head)),
-		Id("m").Dot("pool").Dot("Run").Call(Op("&").Id("m").Dot("fc")).Comment(describe(p.fc)),
-	)
-	f.Comment("run runs every layer on the images the input holds, in order.")
-	f.Func().Params(Id("m").Op("*").Id("Model")).Id("run").Params().Block(fw...)
 
 	f.Comment("Forward computes the logits of one CHW image. It allocates nothing. A Model runs one")
 	f.Comment("Forward at a time.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Forward").Params(Id("in").Op("*").Index(Id("InputLen")).Float32(), Id("out").Op("*").Index(Id("Classes")).Float32()).Block(
-		Id("m").Dot("batch").Dot("N").Op("=").Lit(1),
 		Id("m").Dot("input").Dot("Set").Call(Id("in").Index(Op(":"))),
-		Id("m").Dot("run").Call(),
+		Id("m").Dot("sched").Dot("Run").Call(Lit(1)),
 		Id("m").Dot("fc").Dot("Logits").Call(Id("out").Index(Op(":"))),
 		Id("m").Dot("input").Dot("Set").Call(Nil()),
 	)
 
 	f.Comment("ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),")
-	f.Comment("n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch")
-	f.Comment("before the next, so the deep layers read their weights once per batch. It allocates nothing.")
+	f.Comment("n at most the batch set at New; out holds n·Classes logits. The first stages, whose activations")
+	f.Comment("outweigh their weights, run a group of images at a time (one per worker) so that their maps")
+	f.Comment("stay in cache; every later layer runs on the whole batch before the next, so the deep layers")
+	f.Comment("read their weights once per batch (engine.Schedule). The logits are those Forward gives for")
+	f.Comment("each image alone. It allocates nothing.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("ForwardBatch").Params(Id("in"), Id("out").Index().Float32()).Error().Block(
 		Id("n").Op(":=").Len(Id("in")).Op("/").Id("InputLen"),
 		If(Len(Id("in")).Op("!=").Id("n").Op("*").Id("InputLen").Op("||").Len(Id("out")).Op("!=").Id("n").Op("*").Id("Classes").Op("||").Id("n").Op(">").Id("m").Dot("capacity")).Block(
@@ -331,17 +319,17 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 				Len(Id("in")), Len(Id("out")), Id("InputLen"), Id("Classes"), Id("m").Dot("capacity"))),
 		),
 		If(Id("n").Op("==").Lit(0)).Block(Return(Nil())),
-		Id("m").Dot("batch").Dot("N").Op("=").Id("n"),
 		Id("m").Dot("input").Dot("Set").Call(Id("in")),
-		Id("m").Dot("run").Call(),
+		Id("m").Dot("sched").Dot("Run").Call(Id("n")),
 		Id("m").Dot("fc").Dot("Logits").Call(Id("out")),
 		Id("m").Dot("input").Dot("Set").Call(Nil()),
 		Return(Nil()),
 	)
 	f.Comment("Layers lists the layers in the order Forward runs them, with their kernels and MACs.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Layers").Params().Index().Qual(enginePath, "Named").Block(Return(Id("m").Dot("layers")))
-	f.Comment("Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).")
-	f.Comment("For profiling; call it between Forwards.")
+	f.Comment("Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off);")
+	f.Comment("ForwardBatch reports a layer it runs a group of images at a time once per group. For")
+	f.Comment("profiling; call it between Forwards.")
 	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Trace").Params(Id("f").Func().Params(Id("layer").Int(), Id("d").Qual("time", "Duration"))).Block(
 		Id("m").Dot("pool").Dot("SetTrace").Call(Id("f")))
 	f.Comment("Workers is the number of goroutines each layer is split across.")

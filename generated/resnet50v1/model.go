@@ -58,6 +58,7 @@ type Model struct {
 	avgpool  engine.AvgPool
 	fc       engine.FC
 	layers   []engine.Named
+	sched    *engine.Schedule // runs the layers in order (a batch's first stages a group of images at a time)
 }
 
 // Network returns the layer list this package was generated from (an error if package resnet
@@ -97,7 +98,7 @@ func LoadFile(path string, opts ...engine.Option) (*Model, error) {
 
 // build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as
 // their readers' padding, shared by values of one geometry whose lives do not overlap), then
-// every layer in order, each checked once.
+// every layer in the order Forward runs them, each checked once.
 func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	cfg, err := engine.NewConfig(opts...)
 	if err != nil {
@@ -128,144 +129,85 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	b := m.buf
 	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
-	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)
-	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])
-	l.Conv(&m.conv[1], "layer1.0.downsample.0", 1, b[2], b[3], nil, false)
-	l.Conv(&m.conv[2], "layer1.0.conv1", 1, b[2], b[4], nil, true)
-	l.Conv(&m.conv[3], "layer1.0.conv2", 1, b[4], b[2], nil, true)
-	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[5], b[3], true)
-	l.Conv(&m.conv[5], "layer1.1.conv1", 1, b[5], b[4], nil, true)
-	l.Conv(&m.conv[6], "layer1.1.conv2", 1, b[4], b[2], nil, true)
-	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], b[5], true)
-	l.Conv(&m.conv[8], "layer1.2.conv1", 1, b[3], b[4], nil, true)
-	l.Conv(&m.conv[9], "layer1.2.conv2", 1, b[4], b[2], nil, true)
-	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[5], b[3], true)
-	l.Conv(&m.conv[11], "layer2.0.downsample.0", 2, b[5], b[6], nil, false)
-	l.Conv(&m.conv[12], "layer2.0.conv1", 2, b[5], b[7], nil, true)
-	l.Conv(&m.conv[13], "layer2.0.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[8], b[9], b[6], true)
-	l.Conv(&m.conv[15], "layer2.1.conv1", 1, b[9], b[7], nil, true)
-	l.Conv(&m.conv[16], "layer2.1.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[8], b[6], b[9], true)
-	l.Conv(&m.conv[18], "layer2.2.conv1", 1, b[6], b[7], nil, true)
-	l.Conv(&m.conv[19], "layer2.2.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[8], b[9], b[6], true)
-	l.Conv(&m.conv[21], "layer2.3.conv1", 1, b[9], b[7], nil, true)
-	l.Conv(&m.conv[22], "layer2.3.conv2", 1, b[7], b[8], nil, true)
-	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[8], b[6], b[9], true)
-	l.Conv(&m.conv[24], "layer3.0.downsample.0", 2, b[6], b[10], nil, false)
-	l.Conv(&m.conv[25], "layer3.0.conv1", 2, b[6], b[11], nil, true)
-	l.Conv(&m.conv[26], "layer3.0.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[27], "layer3.0.conv3", 1, b[12], b[13], b[10], true)
-	l.Conv(&m.conv[28], "layer3.1.conv1", 1, b[13], b[11], nil, true)
-	l.Conv(&m.conv[29], "layer3.1.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[30], "layer3.1.conv3", 1, b[12], b[10], b[13], true)
-	l.Conv(&m.conv[31], "layer3.2.conv1", 1, b[10], b[11], nil, true)
-	l.Conv(&m.conv[32], "layer3.2.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[33], "layer3.2.conv3", 1, b[12], b[13], b[10], true)
-	l.Conv(&m.conv[34], "layer3.3.conv1", 1, b[13], b[11], nil, true)
-	l.Conv(&m.conv[35], "layer3.3.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[36], "layer3.3.conv3", 1, b[12], b[10], b[13], true)
-	l.Conv(&m.conv[37], "layer3.4.conv1", 1, b[10], b[11], nil, true)
-	l.Conv(&m.conv[38], "layer3.4.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[39], "layer3.4.conv3", 1, b[12], b[13], b[10], true)
-	l.Conv(&m.conv[40], "layer3.5.conv1", 1, b[13], b[11], nil, true)
-	l.Conv(&m.conv[41], "layer3.5.conv2", 1, b[11], b[12], nil, true)
-	l.Conv(&m.conv[42], "layer3.5.conv3", 1, b[12], b[10], b[13], true)
-	l.Conv(&m.conv[43], "layer4.0.downsample.0", 2, b[10], b[14], nil, false)
-	l.Conv(&m.conv[44], "layer4.0.conv1", 2, b[10], b[15], nil, true)
-	l.Conv(&m.conv[45], "layer4.0.conv2", 1, b[15], b[16], nil, true)
-	l.Conv(&m.conv[46], "layer4.0.conv3", 1, b[16], b[17], b[14], true)
-	l.Conv(&m.conv[47], "layer4.1.conv1", 1, b[17], b[15], nil, true)
-	l.Conv(&m.conv[48], "layer4.1.conv2", 1, b[15], b[16], nil, true)
-	l.Conv(&m.conv[49], "layer4.1.conv3", 1, b[16], b[14], b[17], true)
-	l.Conv(&m.conv[50], "layer4.2.conv1", 1, b[14], b[15], nil, true)
-	l.Conv(&m.conv[51], "layer4.2.conv2", 1, b[15], b[16], nil, true)
-	l.Conv(&m.conv[52], "layer4.2.conv3", 1, b[16], b[17], b[14], true)
-	l.Head(&m.avgpool, &m.fc, "fc", b[17], Classes)
+	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)                     // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
+	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])                           // maxpool: max pool 3x3/2, 112x112→56x56
+	l.Conv(&m.conv[1], "layer1.0.downsample.0", 1, b[2], b[3], nil, false)    // layer1.0.downsample.0: conv 1x1/1 64→256, 56x56→56x56
+	l.Conv(&m.conv[2], "layer1.0.conv1", 1, b[2], b[4], nil, true)            // layer1.0.conv1: conv 1x1/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[3], "layer1.0.conv2", 1, b[4], b[2], nil, true)            // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[5], b[3], true)           // layer1.0.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[5], "layer1.1.conv1", 1, b[5], b[4], nil, true)            // layer1.1.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[6], "layer1.1.conv2", 1, b[4], b[2], nil, true)            // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], b[5], true)           // layer1.1.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[8], "layer1.2.conv1", 1, b[3], b[4], nil, true)            // layer1.2.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[9], "layer1.2.conv2", 1, b[4], b[2], nil, true)            // layer1.2.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[5], b[3], true)          // layer1.2.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[11], "layer2.0.downsample.0", 2, b[5], b[6], nil, false)   // layer2.0.downsample.0: conv 1x1/2 256→512, 56x56→28x28
+	l.Conv(&m.conv[12], "layer2.0.conv1", 2, b[5], b[7], nil, true)           // layer2.0.conv1: conv 1x1/2 256→128, 56x56→28x28, ReLU
+	l.Conv(&m.conv[13], "layer2.0.conv2", 1, b[7], b[8], nil, true)           // layer2.0.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[8], b[9], b[6], true)          // layer2.0.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[15], "layer2.1.conv1", 1, b[9], b[7], nil, true)           // layer2.1.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[16], "layer2.1.conv2", 1, b[7], b[8], nil, true)           // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[8], b[6], b[9], true)          // layer2.1.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[18], "layer2.2.conv1", 1, b[6], b[7], nil, true)           // layer2.2.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[19], "layer2.2.conv2", 1, b[7], b[8], nil, true)           // layer2.2.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[8], b[9], b[6], true)          // layer2.2.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[21], "layer2.3.conv1", 1, b[9], b[7], nil, true)           // layer2.3.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[22], "layer2.3.conv2", 1, b[7], b[8], nil, true)           // layer2.3.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[8], b[6], b[9], true)          // layer2.3.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[24], "layer3.0.downsample.0", 2, b[6], b[10], nil, false)  // layer3.0.downsample.0: conv 1x1/2 512→1024, 28x28→14x14
+	l.Conv(&m.conv[25], "layer3.0.conv1", 2, b[6], b[11], nil, true)          // layer3.0.conv1: conv 1x1/2 512→256, 28x28→14x14, ReLU
+	l.Conv(&m.conv[26], "layer3.0.conv2", 1, b[11], b[12], nil, true)         // layer3.0.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[27], "layer3.0.conv3", 1, b[12], b[13], b[10], true)       // layer3.0.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[28], "layer3.1.conv1", 1, b[13], b[11], nil, true)         // layer3.1.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[29], "layer3.1.conv2", 1, b[11], b[12], nil, true)         // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[30], "layer3.1.conv3", 1, b[12], b[10], b[13], true)       // layer3.1.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[31], "layer3.2.conv1", 1, b[10], b[11], nil, true)         // layer3.2.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[32], "layer3.2.conv2", 1, b[11], b[12], nil, true)         // layer3.2.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[33], "layer3.2.conv3", 1, b[12], b[13], b[10], true)       // layer3.2.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[34], "layer3.3.conv1", 1, b[13], b[11], nil, true)         // layer3.3.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[35], "layer3.3.conv2", 1, b[11], b[12], nil, true)         // layer3.3.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[36], "layer3.3.conv3", 1, b[12], b[10], b[13], true)       // layer3.3.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[37], "layer3.4.conv1", 1, b[10], b[11], nil, true)         // layer3.4.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[38], "layer3.4.conv2", 1, b[11], b[12], nil, true)         // layer3.4.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[39], "layer3.4.conv3", 1, b[12], b[13], b[10], true)       // layer3.4.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[40], "layer3.5.conv1", 1, b[13], b[11], nil, true)         // layer3.5.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[41], "layer3.5.conv2", 1, b[11], b[12], nil, true)         // layer3.5.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[42], "layer3.5.conv3", 1, b[12], b[10], b[13], true)       // layer3.5.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[43], "layer4.0.downsample.0", 2, b[10], b[14], nil, false) // layer4.0.downsample.0: conv 1x1/2 1024→2048, 14x14→7x7
+	l.Conv(&m.conv[44], "layer4.0.conv1", 2, b[10], b[15], nil, true)         // layer4.0.conv1: conv 1x1/2 1024→512, 14x14→7x7, ReLU
+	l.Conv(&m.conv[45], "layer4.0.conv2", 1, b[15], b[16], nil, true)         // layer4.0.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[46], "layer4.0.conv3", 1, b[16], b[17], b[14], true)       // layer4.0.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Conv(&m.conv[47], "layer4.1.conv1", 1, b[17], b[15], nil, true)         // layer4.1.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[48], "layer4.1.conv2", 1, b[15], b[16], nil, true)         // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[49], "layer4.1.conv3", 1, b[16], b[14], b[17], true)       // layer4.1.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Conv(&m.conv[50], "layer4.2.conv1", 1, b[14], b[15], nil, true)         // layer4.2.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[51], "layer4.2.conv2", 1, b[15], b[16], nil, true)         // layer4.2.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[52], "layer4.2.conv3", 1, b[16], b[17], b[14], true)       // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Head(&m.avgpool, &m.fc, "fc", b[17], Classes)                           // avgpool: global average pool, 7x7x2048→2048; fc: classifier 2048→1000
 	if err := l.Err(); err != nil {
 		return nil, err
 	}
 	m.layers = l.Layers()
 	m.pool = engine.NewPool(cfg.Workers)
+	m.sched = engine.NewSchedule(m.pool, m.layers, &m.batch)
 	return m, nil
-}
-
-// run runs every layer on the images the input holds, in order.
-func (m *Model) run() {
-	m.pool.ResetTrace()
-	m.pool.Run(&m.input)
-	m.pool.Run(&m.conv[0])    // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
-	m.pool.Run(&m.maxpool[0]) // maxpool: max pool 3x3/2, 112x112→56x56
-	m.pool.Run(&m.conv[1])    // layer1.0.downsample.0: conv 1x1/1 64→256, 56x56→56x56
-	m.pool.Run(&m.conv[2])    // layer1.0.conv1: conv 1x1/1 64→64, 56x56→56x56, ReLU
-	m.pool.Run(&m.conv[3])    // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	m.pool.Run(&m.conv[4])    // layer1.0.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	m.pool.Run(&m.conv[5])    // layer1.1.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
-	m.pool.Run(&m.conv[6])    // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	m.pool.Run(&m.conv[7])    // layer1.1.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	m.pool.Run(&m.conv[8])    // layer1.2.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
-	m.pool.Run(&m.conv[9])    // layer1.2.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	m.pool.Run(&m.conv[10])   // layer1.2.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	m.pool.Run(&m.conv[11])   // layer2.0.downsample.0: conv 1x1/2 256→512, 56x56→28x28
-	m.pool.Run(&m.conv[12])   // layer2.0.conv1: conv 1x1/2 256→128, 56x56→28x28, ReLU
-	m.pool.Run(&m.conv[13])   // layer2.0.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	m.pool.Run(&m.conv[14])   // layer2.0.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	m.pool.Run(&m.conv[15])   // layer2.1.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	m.pool.Run(&m.conv[16])   // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	m.pool.Run(&m.conv[17])   // layer2.1.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	m.pool.Run(&m.conv[18])   // layer2.2.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	m.pool.Run(&m.conv[19])   // layer2.2.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	m.pool.Run(&m.conv[20])   // layer2.2.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	m.pool.Run(&m.conv[21])   // layer2.3.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	m.pool.Run(&m.conv[22])   // layer2.3.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	m.pool.Run(&m.conv[23])   // layer2.3.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	m.pool.Run(&m.conv[24])   // layer3.0.downsample.0: conv 1x1/2 512→1024, 28x28→14x14
-	m.pool.Run(&m.conv[25])   // layer3.0.conv1: conv 1x1/2 512→256, 28x28→14x14, ReLU
-	m.pool.Run(&m.conv[26])   // layer3.0.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[27])   // layer3.0.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	m.pool.Run(&m.conv[28])   // layer3.1.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[29])   // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[30])   // layer3.1.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	m.pool.Run(&m.conv[31])   // layer3.2.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[32])   // layer3.2.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[33])   // layer3.2.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	m.pool.Run(&m.conv[34])   // layer3.3.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[35])   // layer3.3.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[36])   // layer3.3.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	m.pool.Run(&m.conv[37])   // layer3.4.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[38])   // layer3.4.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[39])   // layer3.4.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	m.pool.Run(&m.conv[40])   // layer3.5.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[41])   // layer3.5.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	m.pool.Run(&m.conv[42])   // layer3.5.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	m.pool.Run(&m.conv[43])   // layer4.0.downsample.0: conv 1x1/2 1024→2048, 14x14→7x7
-	m.pool.Run(&m.conv[44])   // layer4.0.conv1: conv 1x1/2 1024→512, 14x14→7x7, ReLU
-	m.pool.Run(&m.conv[45])   // layer4.0.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	m.pool.Run(&m.conv[46])   // layer4.0.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	m.pool.Run(&m.conv[47])   // layer4.1.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
-	m.pool.Run(&m.conv[48])   // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	m.pool.Run(&m.conv[49])   // layer4.1.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	m.pool.Run(&m.conv[50])   // layer4.2.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
-	m.pool.Run(&m.conv[51])   // layer4.2.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	m.pool.Run(&m.conv[52])   // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	m.pool.Run(&m.avgpool)    // avgpool: global average pool, 7x7x2048→2048
-	m.pool.Run(&m.fc)         // fc: classifier 2048→1000
 }
 
 // Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
 // Forward at a time.
 func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
-	m.batch.N = 1
 	m.input.Set(in[:])
-	m.run()
+	m.sched.Run(1)
 	m.fc.Logits(out[:])
 	m.input.Set(nil)
 }
 
 // ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),
-// n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch
-// before the next, so the deep layers read their weights once per batch. It allocates nothing.
+// n at most the batch set at New; out holds n·Classes logits. The first stages, whose activations
+// outweigh their weights, run a group of images at a time (one per worker) so that their maps
+// stay in cache; every later layer runs on the whole batch before the next, so the deep layers
+// read their weights once per batch (engine.Schedule). The logits are those Forward gives for
+// each image alone. It allocates nothing.
 func (m *Model) ForwardBatch(in, out []float32) error {
 	n := len(in) / InputLen
 	if len(in) != n*InputLen || len(out) != n*Classes || n > m.capacity {
@@ -274,9 +216,8 @@ func (m *Model) ForwardBatch(in, out []float32) error {
 	if n == 0 {
 		return nil
 	}
-	m.batch.N = n
 	m.input.Set(in)
-	m.run()
+	m.sched.Run(n)
 	m.fc.Logits(out)
 	m.input.Set(nil)
 	return nil
@@ -287,8 +228,9 @@ func (m *Model) Layers() []engine.Named {
 	return m.layers
 }
 
-// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).
-// For profiling; call it between Forwards.
+// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off);
+// ForwardBatch reports a layer it runs a group of images at a time once per group. For
+// profiling; call it between Forwards.
 func (m *Model) Trace(f func(layer int, d time.Duration)) {
 	m.pool.SetTrace(f)
 }

@@ -58,6 +58,7 @@ type Model struct {
 	avgpool  engine.AvgPool
 	fc       engine.FC
 	layers   []engine.Named
+	sched    *engine.Schedule // runs the layers in order (a batch's first stages a group of images at a time)
 }
 
 // Network returns the layer list this package was generated from (an error if package resnet
@@ -97,7 +98,7 @@ func LoadFile(path string, opts ...engine.Option) (*Model, error) {
 
 // build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as
 // their readers' padding, shared by values of one geometry whose lives do not overlap), then
-// every layer in order, each checked once.
+// every layer in the order Forward runs them, each checked once.
 func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	cfg, err := engine.NewConfig(opts...)
 	if err != nil {
@@ -122,102 +123,64 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	b := m.buf
 	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
-	l.Conv(&m.conv[0], "conv1", 1, b[0], b[1], nil, true)
-	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[1], b[2], nil, true)
-	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[3], b[1], true)
-	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[1], b[2], b[3], true)
-	l.Conv(&m.conv[5], "layer1.2.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[1], b[3], b[2], true)
-	l.Conv(&m.conv[7], "layer1.3.conv1", 1, b[3], b[1], nil, true)
-	l.Conv(&m.conv[8], "layer1.3.conv2", 1, b[1], b[2], b[3], true)
-	l.Conv(&m.conv[9], "layer1.4.conv1", 1, b[2], b[1], nil, true)
-	l.Conv(&m.conv[10], "layer1.4.conv2", 1, b[1], b[3], b[2], true)
-	l.Shortcut(&m.shortcut[0], "layer2.0.shortcut", 2, b[3], b[4])
-	l.Conv(&m.conv[11], "layer2.0.conv1", 2, b[3], b[5], nil, true)
-	l.Conv(&m.conv[12], "layer2.0.conv2", 1, b[5], b[6], b[4], true)
-	l.Conv(&m.conv[13], "layer2.1.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[14], "layer2.1.conv2", 1, b[5], b[7], b[6], true)
-	l.Conv(&m.conv[15], "layer2.2.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[16], "layer2.2.conv2", 1, b[5], b[6], b[7], true)
-	l.Conv(&m.conv[17], "layer2.3.conv1", 1, b[6], b[5], nil, true)
-	l.Conv(&m.conv[18], "layer2.3.conv2", 1, b[5], b[7], b[6], true)
-	l.Conv(&m.conv[19], "layer2.4.conv1", 1, b[7], b[5], nil, true)
-	l.Conv(&m.conv[20], "layer2.4.conv2", 1, b[5], b[6], b[7], true)
-	l.Shortcut(&m.shortcut[1], "layer3.0.shortcut", 2, b[6], b[8])
-	l.Conv(&m.conv[21], "layer3.0.conv1", 2, b[6], b[9], nil, true)
-	l.Conv(&m.conv[22], "layer3.0.conv2", 1, b[9], b[10], b[8], true)
-	l.Conv(&m.conv[23], "layer3.1.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[24], "layer3.1.conv2", 1, b[9], b[11], b[10], true)
-	l.Conv(&m.conv[25], "layer3.2.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[26], "layer3.2.conv2", 1, b[9], b[10], b[11], true)
-	l.Conv(&m.conv[27], "layer3.3.conv1", 1, b[10], b[9], nil, true)
-	l.Conv(&m.conv[28], "layer3.3.conv2", 1, b[9], b[11], b[10], true)
-	l.Conv(&m.conv[29], "layer3.4.conv1", 1, b[11], b[9], nil, true)
-	l.Conv(&m.conv[30], "layer3.4.conv2", 1, b[9], b[8], b[11], true)
-	l.Head(&m.avgpool, &m.fc, "linear", b[8], Classes)
+	l.Conv(&m.conv[0], "conv1", 1, b[0], b[1], nil, true)              // conv1: conv 3x3/1 3→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[1], b[2], nil, true)     // layer1.0.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[3], b[1], true)    // layer1.0.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[3], b[1], nil, true)     // layer1.1.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[1], b[2], b[3], true)    // layer1.1.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Conv(&m.conv[5], "layer1.2.conv1", 1, b[2], b[1], nil, true)     // layer1.2.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[1], b[3], b[2], true)    // layer1.2.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Conv(&m.conv[7], "layer1.3.conv1", 1, b[3], b[1], nil, true)     // layer1.3.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[8], "layer1.3.conv2", 1, b[1], b[2], b[3], true)    // layer1.3.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Conv(&m.conv[9], "layer1.4.conv1", 1, b[2], b[1], nil, true)     // layer1.4.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[10], "layer1.4.conv2", 1, b[1], b[3], b[2], true)   // layer1.4.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Shortcut(&m.shortcut[0], "layer2.0.shortcut", 2, b[3], b[4])     // layer2.0.shortcut: option-A shortcut /2, 16→32 channels
+	l.Conv(&m.conv[11], "layer2.0.conv1", 2, b[3], b[5], nil, true)    // layer2.0.conv1: conv 3x3/2 16→32, 32x32→16x16, ReLU
+	l.Conv(&m.conv[12], "layer2.0.conv2", 1, b[5], b[6], b[4], true)   // layer2.0.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Conv(&m.conv[13], "layer2.1.conv1", 1, b[6], b[5], nil, true)    // layer2.1.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
+	l.Conv(&m.conv[14], "layer2.1.conv2", 1, b[5], b[7], b[6], true)   // layer2.1.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Conv(&m.conv[15], "layer2.2.conv1", 1, b[7], b[5], nil, true)    // layer2.2.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
+	l.Conv(&m.conv[16], "layer2.2.conv2", 1, b[5], b[6], b[7], true)   // layer2.2.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Conv(&m.conv[17], "layer2.3.conv1", 1, b[6], b[5], nil, true)    // layer2.3.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
+	l.Conv(&m.conv[18], "layer2.3.conv2", 1, b[5], b[7], b[6], true)   // layer2.3.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Conv(&m.conv[19], "layer2.4.conv1", 1, b[7], b[5], nil, true)    // layer2.4.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
+	l.Conv(&m.conv[20], "layer2.4.conv2", 1, b[5], b[6], b[7], true)   // layer2.4.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Shortcut(&m.shortcut[1], "layer3.0.shortcut", 2, b[6], b[8])     // layer3.0.shortcut: option-A shortcut /2, 32→64 channels
+	l.Conv(&m.conv[21], "layer3.0.conv1", 2, b[6], b[9], nil, true)    // layer3.0.conv1: conv 3x3/2 32→64, 16x16→8x8, ReLU
+	l.Conv(&m.conv[22], "layer3.0.conv2", 1, b[9], b[10], b[8], true)  // layer3.0.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Conv(&m.conv[23], "layer3.1.conv1", 1, b[10], b[9], nil, true)   // layer3.1.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
+	l.Conv(&m.conv[24], "layer3.1.conv2", 1, b[9], b[11], b[10], true) // layer3.1.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Conv(&m.conv[25], "layer3.2.conv1", 1, b[11], b[9], nil, true)   // layer3.2.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
+	l.Conv(&m.conv[26], "layer3.2.conv2", 1, b[9], b[10], b[11], true) // layer3.2.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Conv(&m.conv[27], "layer3.3.conv1", 1, b[10], b[9], nil, true)   // layer3.3.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
+	l.Conv(&m.conv[28], "layer3.3.conv2", 1, b[9], b[11], b[10], true) // layer3.3.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Conv(&m.conv[29], "layer3.4.conv1", 1, b[11], b[9], nil, true)   // layer3.4.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
+	l.Conv(&m.conv[30], "layer3.4.conv2", 1, b[9], b[8], b[11], true)  // layer3.4.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Head(&m.avgpool, &m.fc, "linear", b[8], Classes)                 // avgpool: global average pool, 8x8x64→64; linear: classifier 64→10
 	if err := l.Err(); err != nil {
 		return nil, err
 	}
 	m.layers = l.Layers()
 	m.pool = engine.NewPool(cfg.Workers)
+	m.sched = engine.NewSchedule(m.pool, m.layers, &m.batch)
 	return m, nil
-}
-
-// run runs every layer on the images the input holds, in order.
-func (m *Model) run() {
-	m.pool.ResetTrace()
-	m.pool.Run(&m.input)
-	m.pool.Run(&m.conv[0])     // conv1: conv 3x3/1 3→16, 32x32→32x32, ReLU
-	m.pool.Run(&m.conv[1])     // layer1.0.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	m.pool.Run(&m.conv[2])     // layer1.0.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	m.pool.Run(&m.conv[3])     // layer1.1.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	m.pool.Run(&m.conv[4])     // layer1.1.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	m.pool.Run(&m.conv[5])     // layer1.2.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	m.pool.Run(&m.conv[6])     // layer1.2.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	m.pool.Run(&m.conv[7])     // layer1.3.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	m.pool.Run(&m.conv[8])     // layer1.3.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	m.pool.Run(&m.conv[9])     // layer1.4.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	m.pool.Run(&m.conv[10])    // layer1.4.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	m.pool.Run(&m.shortcut[0]) // layer2.0.shortcut: option-A shortcut /2, 16→32 channels
-	m.pool.Run(&m.conv[11])    // layer2.0.conv1: conv 3x3/2 16→32, 32x32→16x16, ReLU
-	m.pool.Run(&m.conv[12])    // layer2.0.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	m.pool.Run(&m.conv[13])    // layer2.1.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
-	m.pool.Run(&m.conv[14])    // layer2.1.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	m.pool.Run(&m.conv[15])    // layer2.2.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
-	m.pool.Run(&m.conv[16])    // layer2.2.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	m.pool.Run(&m.conv[17])    // layer2.3.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
-	m.pool.Run(&m.conv[18])    // layer2.3.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	m.pool.Run(&m.conv[19])    // layer2.4.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
-	m.pool.Run(&m.conv[20])    // layer2.4.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	m.pool.Run(&m.shortcut[1]) // layer3.0.shortcut: option-A shortcut /2, 32→64 channels
-	m.pool.Run(&m.conv[21])    // layer3.0.conv1: conv 3x3/2 32→64, 16x16→8x8, ReLU
-	m.pool.Run(&m.conv[22])    // layer3.0.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	m.pool.Run(&m.conv[23])    // layer3.1.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
-	m.pool.Run(&m.conv[24])    // layer3.1.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	m.pool.Run(&m.conv[25])    // layer3.2.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
-	m.pool.Run(&m.conv[26])    // layer3.2.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	m.pool.Run(&m.conv[27])    // layer3.3.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
-	m.pool.Run(&m.conv[28])    // layer3.3.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	m.pool.Run(&m.conv[29])    // layer3.4.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
-	m.pool.Run(&m.conv[30])    // layer3.4.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	m.pool.Run(&m.avgpool)     // avgpool: global average pool, 8x8x64→64
-	m.pool.Run(&m.fc)          // linear: classifier 64→10
 }
 
 // Forward computes the logits of one CHW image. It allocates nothing. A Model runs one
 // Forward at a time.
 func (m *Model) Forward(in *[InputLen]float32, out *[Classes]float32) {
-	m.batch.N = 1
 	m.input.Set(in[:])
-	m.run()
+	m.sched.Run(1)
 	m.fc.Logits(out[:])
 	m.input.Set(nil)
 }
 
 // ForwardBatch computes the logits of n = len(in)/InputLen images (CHW, one after the other),
-// n at most the batch set at New; out holds n·Classes logits. Each layer runs on the whole batch
-// before the next, so the deep layers read their weights once per batch. It allocates nothing.
+// n at most the batch set at New; out holds n·Classes logits. The first stages, whose activations
+// outweigh their weights, run a group of images at a time (one per worker) so that their maps
+// stay in cache; every later layer runs on the whole batch before the next, so the deep layers
+// read their weights once per batch (engine.Schedule). The logits are those Forward gives for
+// each image alone. It allocates nothing.
 func (m *Model) ForwardBatch(in, out []float32) error {
 	n := len(in) / InputLen
 	if len(in) != n*InputLen || len(out) != n*Classes || n > m.capacity {
@@ -226,9 +189,8 @@ func (m *Model) ForwardBatch(in, out []float32) error {
 	if n == 0 {
 		return nil
 	}
-	m.batch.N = n
 	m.input.Set(in)
-	m.run()
+	m.sched.Run(n)
 	m.fc.Logits(out)
 	m.input.Set(nil)
 	return nil
@@ -239,8 +201,9 @@ func (m *Model) Layers() []engine.Named {
 	return m.layers
 }
 
-// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off).
-// For profiling; call it between Forwards.
+// Trace makes Forward report each layer's wall time to f, by its index in Layers (nil: off);
+// ForwardBatch reports a layer it runs a group of images at a time once per group. For
+// profiling; call it between Forwards.
 func (m *Model) Trace(f func(layer int, d time.Duration)) {
 	m.pool.SetTrace(f)
 }
