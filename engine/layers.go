@@ -276,19 +276,32 @@ func (in *Input) Check() error {
 // one after the other.
 func (in *Input) Set(images []float32) { in.images = images }
 
-// RunPart copies part of parts of the rows of every image.
+// RunPart copies part of parts of the rows of every image. It goes plane
+// by plane along each row, so that it reads the source in order and writes
+// the row's pixels from one cache line to the next; the RGB input of the
+// ImageNet networks has its own loop (a per-pixel, per-channel copy with
+// index arithmetic cost ~0.3 ms of a ~20 ms ResNet-18 on one thread).
 func (in *Input) RunPart(part, parts int) {
 	i0, i1 := in.Batch.images()
 	for i := i0; i < i1; i++ {
 		dst := in.Dst[i]
-		plane := dst.H * dst.W
-		src := in.images[i*plane*dst.C : (i+1)*plane*dst.C]
+		w, c := dst.W, dst.C
+		plane := dst.H * w
+		src := in.images[i*plane*c : (i+1)*plane*c]
 		y0, y1 := split(dst.H, part, parts)
 		for y := y0; y < y1; y++ {
-			for x := 0; x < dst.W; x++ {
-				d := dst.Data[dst.Index(y, x, 0):][:dst.C]
-				for c := range d {
-					d[c] = src[c*plane+y*dst.W+x]
+			row := dst.Data[dst.Index(y, 0, 0):][:w*c]
+			if c == 3 {
+				r, g, b := src[y*w:][:w], src[plane+y*w:][:w], src[2*plane+y*w:][:w]
+				for x := range r {
+					d := row[3*x : 3*x+3 : 3*x+3]
+					d[0], d[1], d[2] = r[x], g[x], b[x]
+				}
+				continue
+			}
+			for ch := 0; ch < c; ch++ {
+				for x, v := range src[ch*plane+y*w:][:w] {
+					row[x*c+ch] = v
 				}
 			}
 		}
