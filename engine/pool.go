@@ -2,8 +2,9 @@
 // (convolution, max pool, option-A shortcut, average pool, classifier, input
 // loading) that each split their work into parts, a fixed pool of worker
 // goroutines that runs one layer at a time with no allocation and no
-// goroutine creation per call, BatchNorm folding and the weights format the
-// generated packages embed.
+// goroutine creation per call, the schedule that orders a batch's layers
+// (Schedule), BatchNorm folding and the weights format the generated
+// packages embed.
 package engine
 
 import (
