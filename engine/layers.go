@@ -15,9 +15,9 @@ type Layer interface {
 }
 
 // Batch is which images a Model's layers run on next: N images from
-// image First. Forward sets {0, 1}, ForwardBatch {0, n} or, for the layers
-// a batch runs image by image, {i, 1} (see Schedule). Every layer holds one
-// buffer per image the Model was made for.
+// image First. Schedule sets it: {0, 1} for Forward; for ForwardBatch of n
+// images {0, n}, or {i, g} for the layers it runs a group of g images at a
+// time. Every layer holds one buffer per image the Model was made for.
 type Batch struct{ First, N int }
 
 // images is the range [i0, i1) of the images the layers run on next.
@@ -237,7 +237,8 @@ func (f *FC) RunPart(part, parts int) {
 	nb := f.K.Padded() / f.K.Block
 	b0, b1 := split(nb, part, parts)
 	for b := b0; b < b1; b++ {
-		for i := f.Batch.First; i < f.Batch.First+f.Batch.N; i++ {
+		i0, i1 := f.Batch.images()
+		for i := i0; i < i1; i++ {
 			f.K.RunBlocks(f.In[i], f.W, f.B, f.Out[i], b, b+1)
 		}
 	}

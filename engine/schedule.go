@@ -9,29 +9,25 @@ package engine
 // weight once per batch. At batch 8 the first stages of ResNet-50 hold
 // tens of MB of activations, more than the last-level cache.
 type Schedule struct {
-	pool     *Pool
-	steps    []Step
-	batch    *Batch
-	perImage int // leading steps run a group of images at a time
+	pool    *Pool
+	steps   []Step
+	batch   *Batch
+	grouped int // leading steps a batch runs a group of images at a time
 }
 
 // NewSchedule makes the schedule of layers (a Builder's Layers, whose Batch
 // is batch) on pool.
 func NewSchedule(pool *Pool, layers []Named, batch *Batch) *Schedule {
 	s := &Schedule{pool: pool, batch: batch}
-	s.perImage = len(layers)
+	s.grouped = len(layers)
 	for i, l := range layers {
 		s.steps = append(s.steps, l.Layer)
-		if s.perImage == len(layers) && weightsHeavy(l.Layer) {
-			s.perImage = i
+		if s.grouped == len(layers) && weightsHeavy(l.Layer) {
+			s.grouped = i
 		}
 	}
 	return s
 }
-
-// PerImage is the number of leading layers a batch runs a group of images
-// at a time.
-func (s *Schedule) PerImage() int { return s.perImage }
 
 // weightsHeavy reports whether a batch should run the layer over all its
 // images at once: its weights are read once per batch that way.
@@ -57,11 +53,11 @@ func (s *Schedule) Run(n int) {
 		for i := 0; i < n; i += g {
 			*s.batch = Batch{First: i, N: min(g, n-i)}
 			s.pool.ResetTrace()
-			for _, st := range s.steps[:s.perImage] {
+			for _, st := range s.steps[:s.grouped] {
 				s.pool.Run(st)
 			}
 		}
-		k = s.perImage
+		k = s.grouped
 	}
 	*s.batch = Batch{First: 0, N: n}
 	for _, st := range s.steps[k:] {
