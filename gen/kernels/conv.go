@@ -129,6 +129,14 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 		}
 	}
 	w := e.Load(e.Param("w"), e.GP64())
+	var pf reg.GPVirtual // which line of each weight row this tile prefetches: (n mod 4)·64
+	if b.PrefetchNext {
+		pf = e.GP64()
+		e.MOVQ(n, pf)
+		e.ANDQ(U32(3), pf)
+		e.SHLQ(U8(6), pf)
+	}
+	panelBytes := s.K * s.K * s.InC * bc * 4
 	ky := e.GP64()
 	e.MOVQ(U64(s.K), ky)
 	e.Label(name + "_ky")
@@ -142,6 +150,9 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 			for v := range wv {
 				wv[v] = e.vec()
 				e.VMOVUPS(Mem{Base: w, Disp: ui*bc*4 + v*vb}, wv[v])
+			}
+			if b.PrefetchNext {
+				e.PREFETCHT1(Mem{Base: w, Index: pf, Scale: 1, Disp: panelBytes + ui*bc*4})
 			}
 			for ty := 0; ty < th; ty++ {
 				for tx := 0; tx < b.TW; tx++ {

@@ -53,7 +53,8 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		shapes := net.ConvShapes()
 		var winoShapes []convShape
 		usedF := map[int]bool{}
-		forcedV := map[convShape]int{} // a tail GEMM takes its main GEMM's V
+		forcedV := map[convShape]int{}   // a tail GEMM takes its main GEMM's V
+		prefetch := map[convShape]bool{} // GEMMs of layers whose weights stream from memory
 		for _, s := range shapes {
 			if !winogradFits(s, t) {
 				continue
@@ -67,6 +68,9 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 				for _, gs := range []convShape{g, tail} {
 					if gs != (convShape{}) && !containsShape(shapes, gs) {
 						shapes = append(shapes, gs)
+					}
+					if gs != (convShape{}) && streamsWeights(s, f) {
+						prefetch[gs] = true
 					}
 				}
 				if tail != (convShape{}) {
@@ -82,6 +86,7 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		}
 		for i, s := range shapes {
 			b := chooseBlockingV(s, t, forcedV[s])
+			b.PrefetchNext = prefetch[s]
 			e.emitConvKernel(&conv, kernelName(s, t), "", s, b)
 			// A second candidate where the tier has one and it differs
 			// (never for the Winograd GEMMs, appended after the layers').

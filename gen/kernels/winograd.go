@@ -313,9 +313,8 @@ func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 	tiles := ((s.OutH + f.M - 1) / f.M) * ((s.OutW + f.M - 1) / f.M)
 	n2 := f.Alpha * f.Alpha
 	perTile := n2 * 4 * (s.InC + s.OutC)
-	u := n2 * 4 * s.InC * s.OutC
 	budget := 512 << 10
-	if u >= 4<<20 {
+	if streamsWeights(s, f) {
 		budget = 4 << 20
 	}
 	n := (tiles*perTile + budget - 1) / budget // chunks
@@ -332,6 +331,13 @@ func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 		tail = shape(r)
 	}
 	return chunk, gemm, tail
+}
+
+// streamsWeights reports whether a layer's transformed weights U (α²·InC·
+// OutC floats) are 4 MiB or more: they do not stay cached from one image
+// to the next and stream from memory (winogradGEMMs, blocking.PrefetchNext).
+func streamsWeights(s convShape, f winoF) bool {
+	return f.Alpha*f.Alpha*4*s.InC*s.OutC >= 4<<20
 }
 
 // winoName names a Winograd layer kernel as the direct one, with winoM.
