@@ -97,10 +97,17 @@ type blocking struct {
 	// For the Winograd products of layers whose weights stream from memory
 	// (streamsWeights): a block's first tile waits for its panel and the
 	// others re-read it from L2, so without this memory idles during the
-	// later tiles. Measured on Zen 4 (ResNet-18, bench -layers, three
-	// alternations): layer4's three 7×7×512 layers 5.46 → 5.04 ms on one
-	// thread, 3.86 → 3.05 ms on two; on the F(4,3) layers, whose weights
-	// stay in L2 or L3, it cost 10–20 %, so they do not get it. amd64 only.
+	// later tiles. Measured on Zen 4, the layer alone with its weights
+	// cold, 40 interleaved rounds against the same kernels prefetching
+	// their own panel (no gain, same instructions): 7×7×512 F(2,3) 0.90×
+	// the time on one thread, 0.86× on two; 14×14×256 0.98× and 0.94×.
+	// In ResNet-18 (bench -layers, three alternations) layer4's three
+	// layers 5.46 → 5.04 ms on one thread, 3.86 → 3.05 ms on two. On the
+	// F(4,3) layers, whose weights stay in L2 or L3, it cost 10–20 %
+	// (bench -layers), so they do not get it. Prefetching, after a
+	// worker's last block, that worker's first block of the next plane
+	// (not the neighbour's block) measured the same (1.01–1.02×), so the
+	// target stays the next panel in memory. amd64 only.
 	PrefetchNext bool
 }
 
