@@ -86,14 +86,19 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		}
 		for i, s := range shapes {
 			b := chooseBlockingV(s, t, forcedV[s])
-			b.PrefetchNext = prefetch[s]
-			e.emitConvKernel(&conv, kernelName(s, t), "", s, b)
 			// A second candidate where the tier has one and it differs
 			// (never for the Winograd GEMMs, appended after the layers').
-			if t.Alternative != nil && i < len(net.ConvShapes()) {
-				if alt := t.Alternative(s); alt != b {
-					e.emitConvKernel(&conv, kernelName(s, t)+"_"+t.AlternativeName, t.AlternativeName, s, alt)
-				}
+			var alt blocking
+			hasAlt := t.Alternative != nil && i < len(net.ConvShapes())
+			if hasAlt {
+				alt = t.Alternative(s)
+				hasAlt = alt != b
+			}
+			b.PrefetchNext = prefetch[s] || directStreamsWeights(s)
+			alt.PrefetchNext = b.PrefetchNext
+			e.emitConvKernel(&conv, kernelName(s, t), "", s, b)
+			if hasAlt {
+				e.emitConvKernel(&conv, kernelName(s, t)+"_"+t.AlternativeName, t.AlternativeName, s, alt)
 			}
 		}
 		for _, s := range poolShapes(net) {

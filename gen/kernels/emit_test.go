@@ -14,37 +14,44 @@ import (
 
 var textLine = regexp.MustCompile(`(?m)^TEXT ·(\w+)\(SB\)`)
 
-// TestPrefetchNextWhereWeightsStream: in ResNet-18 only the products of
-// the Winograd layers whose transformed weights reach 4 MiB prefetch the
-// next weight block — 14×14×256 (F(2,3): 16·256·256 floats = 4 MiB; F(4,3)
-// 9 MiB) and 7×7×512 (16 MiB) — worked out by hand from the shapes, on
-// both amd64 tiers; the 56×56×64 and 28×28×128 products (0.6 and 2.25 MiB)
-// and the direct kernels do not.
+// TestPrefetchNextWhereWeightsStream: only the kernels whose weights
+// stream from memory prefetch the next weight block, on both amd64 tiers,
+// worked out by hand from the shapes. The Winograd products of layers with
+// 4 MiB of transformed weights or more: 14×14×256 (F(2,3): 16·256·256
+// floats = 4 MiB; F(4,3) 9 MiB) and 7×7×512 (16 MiB), not 56×56×64 or
+// 28×28×128 (0.6 and 2.25 MiB). The direct 1x1 layers with 2 MiB of
+// weights or more: ResNet-50's 512→1024/2, 1024→512, 512→2048, 2048→512
+// and 1024→2048/2, not 256→1024 or 1024→256 (1 MiB) nor any 3x3.
 func TestPrefetchNextWhereWeightsStream(t *testing.T) {
-	files, err := Emit("resnet18", resnet.MustBuild("resnet18"))
-	require.NoError(t, err)
-	for _, tier := range []string{"avx512", "avx2"} {
-		src := string(files["kernels_"+tier+"_amd64.s"])
-		locs := textLine.FindAllStringSubmatchIndex(src, -1)
-		require.NotEmpty(t, locs, tier)
-		var got []string
-		gemms := 0
-		for i, l := range locs {
-			end := len(src)
-			if i+1 < len(locs) {
-				end = locs[i+1][0]
+	wino := []string{"conv1x1s1_c256k256_h1w16", "conv1x1s1_c256k256_h1w49", "conv1x1s1_c512k512_h1w16"}
+	for _, c := range []struct {
+		net  string
+		want []string
+	}{
+		{"resnet18", wino},
+		{"resnet50", append([]string{"conv1x1s1_c1024k512_h14", "conv1x1s1_c2048k512_h7", "conv1x1s1_c512k2048_h7",
+			"conv1x1s2_c1024k2048_h14", "conv1x1s2_c512k1024_h28"}, wino...)},
+	} {
+		files, err := Emit(c.net, resnet.MustBuild(c.net))
+		require.NoError(t, err)
+		for _, tier := range []string{"avx512", "avx2"} {
+			src := string(files["kernels_"+tier+"_amd64.s"])
+			locs := textLine.FindAllStringSubmatchIndex(src, -1)
+			require.NotEmpty(t, locs, tier)
+			var got []string
+			for i, l := range locs {
+				end := len(src)
+				if i+1 < len(locs) {
+					end = locs[i+1][0]
+				}
+				if strings.Contains(src[l[0]:end], "PREFETCHT1") {
+					got = append(got, strings.SplitN(src[l[2]:l[3]], "_"+tier, 2)[0])
+				}
 			}
-			name := src[l[2]:l[3]]
-			if strings.Contains(name, "_h1w") {
-				gemms++
-			}
-			if strings.Contains(src[l[0]:end], "PREFETCHT1") {
-				got = append(got, strings.TrimSuffix(strings.SplitN(name, "_"+tier, 2)[0], "_remcol"))
-			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(c.want))
+			assert.Equal(t, want, slices.Compact(got), "%s %s", c.net, tier)
+			assert.Greater(t, len(locs), 2*len(c.want), "%s %s: the other kernels exist and do not prefetch", c.net, tier)
 		}
-		slices.Sort(got)
-		want := []string{"conv1x1s1_c256k256_h1w16", "conv1x1s1_c256k256_h1w49", "conv1x1s1_c512k512_h1w16"}
-		assert.Equal(t, want, slices.Compact(got), tier)
-		assert.Greater(t, gemms, len(want), "%s: the other Winograd products exist and do not prefetch", tier)
 	}
 }
