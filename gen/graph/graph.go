@@ -292,8 +292,9 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		Return(Id("m"), Nil()),
 	)
 	f.Comment("build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as")
-	f.Comment("their readers' padding, shared by values of one geometry whose lives do not overlap), then")
-	f.Comment("every layer in the order Forward runs them, each checked once.")
+	f.Comment("their readers' padding, shared by values of one geometry whose lives do not overlap; a layer")
+	f.Comment("that is the last to read its residual writes its output in place of it), then every layer")
+	f.Comment("in the order Forward runs them, each checked once.")
 	f.Func().Id("build").Params(Id("f").Op("*").Qual(enginePath, "Folded"), Id("opts").Index().Qual(enginePath, "Option")).
 		Params(Op("*").Id("Model"), Error()).Block(body...)
 

@@ -97,8 +97,9 @@ func LoadFile(path string, opts ...engine.Option) (*Model, error) {
 }
 
 // build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as
-// their readers' padding, shared by values of one geometry whose lives do not overlap), then
-// every layer in the order Forward runs them, each checked once.
+// their readers' padding, shared by values of one geometry whose lives do not overlap; a layer
+// that is the last to read its residual writes its output in place of it), then every layer
+// in the order Forward runs them, each checked once.
 func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	cfg, err := engine.NewConfig(opts...)
 	if err != nil {

@@ -12,7 +12,7 @@ pool made by New.
 	var logits [resnet152.Classes]float32
 	m.Forward(&image, &logits)                    // image: [resnet152.InputLen]float32
 
-Activation memory: 21 buffers, 22427568 bytes. Kernels, generated for this network's shapes:
+Activation memory: 17 buffers, 16406448 bytes. Kernels, generated for this network's shapes:
 AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
 -tags purego).
 */
@@ -40,7 +40,7 @@ const (
 	// MACs is the multiply-adds of one image (convolutions and classifier).
 	MACs = int64(11513626624)
 	// ActivationBytes is the memory of the activation buffers, halos included.
-	ActivationBytes = 22427568
+	ActivationBytes = 16406448
 	// layers is the length of the layer list this package was generated from.
 	layers = 158
 )
@@ -97,8 +97,9 @@ func LoadFile(path string, opts ...engine.Option) (*Model, error) {
 }
 
 // build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as
-// their readers' padding, shared by values of one geometry whose lives do not overlap), then
-// every layer in the order Forward runs them, each checked once.
+// their readers' padding, shared by values of one geometry whose lives do not overlap; a layer
+// that is the last to read its residual writes its output in place of it), then every layer
+// in the order Forward runs them, each checked once.
 func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	cfg, err := engine.NewConfig(opts...)
 	if err != nil {
@@ -112,183 +113,179 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 		{56, 56, 64, 0},
 		{56, 56, 256, 0},
 		{56, 56, 64, 1},
-		{56, 56, 256, 0},
 		{28, 28, 512, 0},
 		{56, 56, 128, 1},
 		{28, 28, 128, 0},
-		{28, 28, 512, 0},
 		{28, 28, 128, 1},
 		{14, 14, 1024, 0},
 		{28, 28, 256, 1},
 		{14, 14, 256, 0},
-		{14, 14, 1024, 0},
 		{14, 14, 256, 1},
 		{7, 7, 2048, 0},
 		{14, 14, 512, 1},
 		{7, 7, 512, 0},
-		{7, 7, 2048, 0},
 		{7, 7, 512, 1},
 	})
 	b := m.buf
 	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
-	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)                      // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
-	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])                            // maxpool: max pool 3x3/2, 112x112→56x56
-	l.Conv(&m.conv[1], "layer1.0.downsample.0", 1, b[2], b[3], nil, false)     // layer1.0.downsample.0: conv 1x1/1 64→256, 56x56→56x56
-	l.Conv(&m.conv[2], "layer1.0.conv1", 1, b[2], b[4], nil, true)             // layer1.0.conv1: conv 1x1/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[3], "layer1.0.conv2", 1, b[4], b[2], nil, true)             // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[5], b[3], true)            // layer1.0.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[5], "layer1.1.conv1", 1, b[5], b[4], nil, true)             // layer1.1.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[6], "layer1.1.conv2", 1, b[4], b[2], nil, true)             // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], b[5], true)            // layer1.1.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[8], "layer1.2.conv1", 1, b[3], b[4], nil, true)             // layer1.2.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[9], "layer1.2.conv2", 1, b[4], b[2], nil, true)             // layer1.2.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[5], b[3], true)           // layer1.2.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[11], "layer2.0.downsample.0", 2, b[5], b[6], nil, false)    // layer2.0.downsample.0: conv 1x1/2 256→512, 56x56→28x28
-	l.Conv(&m.conv[12], "layer2.0.conv1", 1, b[5], b[7], nil, true)            // layer2.0.conv1: conv 1x1/1 256→128, 56x56→56x56, ReLU
-	l.Conv(&m.conv[13], "layer2.0.conv2", 2, b[7], b[8], nil, true)            // layer2.0.conv2: conv 3x3/2 128→128, 56x56→28x28, ReLU
-	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[8], b[9], b[6], true)           // layer2.0.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[15], "layer2.1.conv1", 1, b[9], b[10], nil, true)           // layer2.1.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[16], "layer2.1.conv2", 1, b[10], b[8], nil, true)           // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[8], b[6], b[9], true)           // layer2.1.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[18], "layer2.2.conv1", 1, b[6], b[10], nil, true)           // layer2.2.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[19], "layer2.2.conv2", 1, b[10], b[8], nil, true)           // layer2.2.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[8], b[9], b[6], true)           // layer2.2.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[21], "layer2.3.conv1", 1, b[9], b[10], nil, true)           // layer2.3.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[22], "layer2.3.conv2", 1, b[10], b[8], nil, true)           // layer2.3.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[8], b[6], b[9], true)           // layer2.3.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[24], "layer2.4.conv1", 1, b[6], b[10], nil, true)           // layer2.4.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[25], "layer2.4.conv2", 1, b[10], b[8], nil, true)           // layer2.4.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[26], "layer2.4.conv3", 1, b[8], b[9], b[6], true)           // layer2.4.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[27], "layer2.5.conv1", 1, b[9], b[10], nil, true)           // layer2.5.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[28], "layer2.5.conv2", 1, b[10], b[8], nil, true)           // layer2.5.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[29], "layer2.5.conv3", 1, b[8], b[6], b[9], true)           // layer2.5.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[30], "layer2.6.conv1", 1, b[6], b[10], nil, true)           // layer2.6.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[31], "layer2.6.conv2", 1, b[10], b[8], nil, true)           // layer2.6.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[32], "layer2.6.conv3", 1, b[8], b[9], b[6], true)           // layer2.6.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[33], "layer2.7.conv1", 1, b[9], b[10], nil, true)           // layer2.7.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[34], "layer2.7.conv2", 1, b[10], b[8], nil, true)           // layer2.7.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[35], "layer2.7.conv3", 1, b[8], b[6], b[9], true)           // layer2.7.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[36], "layer3.0.downsample.0", 2, b[6], b[11], nil, false)   // layer3.0.downsample.0: conv 1x1/2 512→1024, 28x28→14x14
-	l.Conv(&m.conv[37], "layer3.0.conv1", 1, b[6], b[12], nil, true)           // layer3.0.conv1: conv 1x1/1 512→256, 28x28→28x28, ReLU
-	l.Conv(&m.conv[38], "layer3.0.conv2", 2, b[12], b[13], nil, true)          // layer3.0.conv2: conv 3x3/2 256→256, 28x28→14x14, ReLU
-	l.Conv(&m.conv[39], "layer3.0.conv3", 1, b[13], b[14], b[11], true)        // layer3.0.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[40], "layer3.1.conv1", 1, b[14], b[15], nil, true)          // layer3.1.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[41], "layer3.1.conv2", 1, b[15], b[13], nil, true)          // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[42], "layer3.1.conv3", 1, b[13], b[11], b[14], true)        // layer3.1.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[43], "layer3.2.conv1", 1, b[11], b[15], nil, true)          // layer3.2.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[44], "layer3.2.conv2", 1, b[15], b[13], nil, true)          // layer3.2.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[45], "layer3.2.conv3", 1, b[13], b[14], b[11], true)        // layer3.2.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[46], "layer3.3.conv1", 1, b[14], b[15], nil, true)          // layer3.3.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[47], "layer3.3.conv2", 1, b[15], b[13], nil, true)          // layer3.3.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[48], "layer3.3.conv3", 1, b[13], b[11], b[14], true)        // layer3.3.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[49], "layer3.4.conv1", 1, b[11], b[15], nil, true)          // layer3.4.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[50], "layer3.4.conv2", 1, b[15], b[13], nil, true)          // layer3.4.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[51], "layer3.4.conv3", 1, b[13], b[14], b[11], true)        // layer3.4.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[52], "layer3.5.conv1", 1, b[14], b[15], nil, true)          // layer3.5.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[53], "layer3.5.conv2", 1, b[15], b[13], nil, true)          // layer3.5.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[54], "layer3.5.conv3", 1, b[13], b[11], b[14], true)        // layer3.5.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[55], "layer3.6.conv1", 1, b[11], b[15], nil, true)          // layer3.6.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[56], "layer3.6.conv2", 1, b[15], b[13], nil, true)          // layer3.6.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[57], "layer3.6.conv3", 1, b[13], b[14], b[11], true)        // layer3.6.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[58], "layer3.7.conv1", 1, b[14], b[15], nil, true)          // layer3.7.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[59], "layer3.7.conv2", 1, b[15], b[13], nil, true)          // layer3.7.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[60], "layer3.7.conv3", 1, b[13], b[11], b[14], true)        // layer3.7.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[61], "layer3.8.conv1", 1, b[11], b[15], nil, true)          // layer3.8.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[62], "layer3.8.conv2", 1, b[15], b[13], nil, true)          // layer3.8.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[63], "layer3.8.conv3", 1, b[13], b[14], b[11], true)        // layer3.8.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[64], "layer3.9.conv1", 1, b[14], b[15], nil, true)          // layer3.9.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[65], "layer3.9.conv2", 1, b[15], b[13], nil, true)          // layer3.9.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[66], "layer3.9.conv3", 1, b[13], b[11], b[14], true)        // layer3.9.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[67], "layer3.10.conv1", 1, b[11], b[15], nil, true)         // layer3.10.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[68], "layer3.10.conv2", 1, b[15], b[13], nil, true)         // layer3.10.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[69], "layer3.10.conv3", 1, b[13], b[14], b[11], true)       // layer3.10.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[70], "layer3.11.conv1", 1, b[14], b[15], nil, true)         // layer3.11.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[71], "layer3.11.conv2", 1, b[15], b[13], nil, true)         // layer3.11.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[72], "layer3.11.conv3", 1, b[13], b[11], b[14], true)       // layer3.11.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[73], "layer3.12.conv1", 1, b[11], b[15], nil, true)         // layer3.12.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[74], "layer3.12.conv2", 1, b[15], b[13], nil, true)         // layer3.12.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[75], "layer3.12.conv3", 1, b[13], b[14], b[11], true)       // layer3.12.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[76], "layer3.13.conv1", 1, b[14], b[15], nil, true)         // layer3.13.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[77], "layer3.13.conv2", 1, b[15], b[13], nil, true)         // layer3.13.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[78], "layer3.13.conv3", 1, b[13], b[11], b[14], true)       // layer3.13.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[79], "layer3.14.conv1", 1, b[11], b[15], nil, true)         // layer3.14.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[80], "layer3.14.conv2", 1, b[15], b[13], nil, true)         // layer3.14.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[81], "layer3.14.conv3", 1, b[13], b[14], b[11], true)       // layer3.14.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[82], "layer3.15.conv1", 1, b[14], b[15], nil, true)         // layer3.15.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[83], "layer3.15.conv2", 1, b[15], b[13], nil, true)         // layer3.15.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[84], "layer3.15.conv3", 1, b[13], b[11], b[14], true)       // layer3.15.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[85], "layer3.16.conv1", 1, b[11], b[15], nil, true)         // layer3.16.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[86], "layer3.16.conv2", 1, b[15], b[13], nil, true)         // layer3.16.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[87], "layer3.16.conv3", 1, b[13], b[14], b[11], true)       // layer3.16.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[88], "layer3.17.conv1", 1, b[14], b[15], nil, true)         // layer3.17.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[89], "layer3.17.conv2", 1, b[15], b[13], nil, true)         // layer3.17.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[90], "layer3.17.conv3", 1, b[13], b[11], b[14], true)       // layer3.17.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[91], "layer3.18.conv1", 1, b[11], b[15], nil, true)         // layer3.18.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[92], "layer3.18.conv2", 1, b[15], b[13], nil, true)         // layer3.18.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[93], "layer3.18.conv3", 1, b[13], b[14], b[11], true)       // layer3.18.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[94], "layer3.19.conv1", 1, b[14], b[15], nil, true)         // layer3.19.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[95], "layer3.19.conv2", 1, b[15], b[13], nil, true)         // layer3.19.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[96], "layer3.19.conv3", 1, b[13], b[11], b[14], true)       // layer3.19.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[97], "layer3.20.conv1", 1, b[11], b[15], nil, true)         // layer3.20.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[98], "layer3.20.conv2", 1, b[15], b[13], nil, true)         // layer3.20.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[99], "layer3.20.conv3", 1, b[13], b[14], b[11], true)       // layer3.20.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[100], "layer3.21.conv1", 1, b[14], b[15], nil, true)        // layer3.21.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[101], "layer3.21.conv2", 1, b[15], b[13], nil, true)        // layer3.21.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[102], "layer3.21.conv3", 1, b[13], b[11], b[14], true)      // layer3.21.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[103], "layer3.22.conv1", 1, b[11], b[15], nil, true)        // layer3.22.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[104], "layer3.22.conv2", 1, b[15], b[13], nil, true)        // layer3.22.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[105], "layer3.22.conv3", 1, b[13], b[14], b[11], true)      // layer3.22.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[106], "layer3.23.conv1", 1, b[14], b[15], nil, true)        // layer3.23.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[107], "layer3.23.conv2", 1, b[15], b[13], nil, true)        // layer3.23.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[108], "layer3.23.conv3", 1, b[13], b[11], b[14], true)      // layer3.23.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[109], "layer3.24.conv1", 1, b[11], b[15], nil, true)        // layer3.24.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[110], "layer3.24.conv2", 1, b[15], b[13], nil, true)        // layer3.24.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[111], "layer3.24.conv3", 1, b[13], b[14], b[11], true)      // layer3.24.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[112], "layer3.25.conv1", 1, b[14], b[15], nil, true)        // layer3.25.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[113], "layer3.25.conv2", 1, b[15], b[13], nil, true)        // layer3.25.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[114], "layer3.25.conv3", 1, b[13], b[11], b[14], true)      // layer3.25.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[115], "layer3.26.conv1", 1, b[11], b[15], nil, true)        // layer3.26.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[116], "layer3.26.conv2", 1, b[15], b[13], nil, true)        // layer3.26.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[117], "layer3.26.conv3", 1, b[13], b[14], b[11], true)      // layer3.26.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[118], "layer3.27.conv1", 1, b[14], b[15], nil, true)        // layer3.27.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[119], "layer3.27.conv2", 1, b[15], b[13], nil, true)        // layer3.27.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[120], "layer3.27.conv3", 1, b[13], b[11], b[14], true)      // layer3.27.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[121], "layer3.28.conv1", 1, b[11], b[15], nil, true)        // layer3.28.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[122], "layer3.28.conv2", 1, b[15], b[13], nil, true)        // layer3.28.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[123], "layer3.28.conv3", 1, b[13], b[14], b[11], true)      // layer3.28.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[124], "layer3.29.conv1", 1, b[14], b[15], nil, true)        // layer3.29.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[125], "layer3.29.conv2", 1, b[15], b[13], nil, true)        // layer3.29.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[126], "layer3.29.conv3", 1, b[13], b[11], b[14], true)      // layer3.29.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[127], "layer3.30.conv1", 1, b[11], b[15], nil, true)        // layer3.30.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[128], "layer3.30.conv2", 1, b[15], b[13], nil, true)        // layer3.30.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[129], "layer3.30.conv3", 1, b[13], b[14], b[11], true)      // layer3.30.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[130], "layer3.31.conv1", 1, b[14], b[15], nil, true)        // layer3.31.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[131], "layer3.31.conv2", 1, b[15], b[13], nil, true)        // layer3.31.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[132], "layer3.31.conv3", 1, b[13], b[11], b[14], true)      // layer3.31.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[133], "layer3.32.conv1", 1, b[11], b[15], nil, true)        // layer3.32.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[134], "layer3.32.conv2", 1, b[15], b[13], nil, true)        // layer3.32.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[135], "layer3.32.conv3", 1, b[13], b[14], b[11], true)      // layer3.32.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[136], "layer3.33.conv1", 1, b[14], b[15], nil, true)        // layer3.33.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[137], "layer3.33.conv2", 1, b[15], b[13], nil, true)        // layer3.33.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[138], "layer3.33.conv3", 1, b[13], b[11], b[14], true)      // layer3.33.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[139], "layer3.34.conv1", 1, b[11], b[15], nil, true)        // layer3.34.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[140], "layer3.34.conv2", 1, b[15], b[13], nil, true)        // layer3.34.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[141], "layer3.34.conv3", 1, b[13], b[14], b[11], true)      // layer3.34.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[142], "layer3.35.conv1", 1, b[14], b[15], nil, true)        // layer3.35.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[143], "layer3.35.conv2", 1, b[15], b[13], nil, true)        // layer3.35.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[144], "layer3.35.conv3", 1, b[13], b[11], b[14], true)      // layer3.35.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[145], "layer4.0.downsample.0", 2, b[11], b[16], nil, false) // layer4.0.downsample.0: conv 1x1/2 1024→2048, 14x14→7x7
-	l.Conv(&m.conv[146], "layer4.0.conv1", 1, b[11], b[17], nil, true)         // layer4.0.conv1: conv 1x1/1 1024→512, 14x14→14x14, ReLU
-	l.Conv(&m.conv[147], "layer4.0.conv2", 2, b[17], b[18], nil, true)         // layer4.0.conv2: conv 3x3/2 512→512, 14x14→7x7, ReLU
-	l.Conv(&m.conv[148], "layer4.0.conv3", 1, b[18], b[19], b[16], true)       // layer4.0.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	l.Conv(&m.conv[149], "layer4.1.conv1", 1, b[19], b[20], nil, true)         // layer4.1.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[150], "layer4.1.conv2", 1, b[20], b[18], nil, true)         // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[151], "layer4.1.conv3", 1, b[18], b[16], b[19], true)       // layer4.1.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	l.Conv(&m.conv[152], "layer4.2.conv1", 1, b[16], b[20], nil, true)         // layer4.2.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[153], "layer4.2.conv2", 1, b[20], b[18], nil, true)         // layer4.2.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[154], "layer4.2.conv3", 1, b[18], b[19], b[16], true)       // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	l.Head(&m.avgpool, &m.fc, "fc", b[19], Classes)                            // avgpool: global average pool, 7x7x2048→2048; fc: classifier 2048→1000
+	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)                     // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
+	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])                           // maxpool: max pool 3x3/2, 112x112→56x56
+	l.Conv(&m.conv[1], "layer1.0.downsample.0", 1, b[2], b[3], nil, false)    // layer1.0.downsample.0: conv 1x1/1 64→256, 56x56→56x56
+	l.Conv(&m.conv[2], "layer1.0.conv1", 1, b[2], b[4], nil, true)            // layer1.0.conv1: conv 1x1/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[3], "layer1.0.conv2", 1, b[4], b[2], nil, true)            // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[3], b[3], true)           // layer1.0.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[5], "layer1.1.conv1", 1, b[3], b[4], nil, true)            // layer1.1.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[6], "layer1.1.conv2", 1, b[4], b[2], nil, true)            // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], b[3], true)           // layer1.1.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[8], "layer1.2.conv1", 1, b[3], b[4], nil, true)            // layer1.2.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[9], "layer1.2.conv2", 1, b[4], b[2], nil, true)            // layer1.2.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[3], b[3], true)          // layer1.2.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[11], "layer2.0.downsample.0", 2, b[3], b[5], nil, false)   // layer2.0.downsample.0: conv 1x1/2 256→512, 56x56→28x28
+	l.Conv(&m.conv[12], "layer2.0.conv1", 1, b[3], b[6], nil, true)           // layer2.0.conv1: conv 1x1/1 256→128, 56x56→56x56, ReLU
+	l.Conv(&m.conv[13], "layer2.0.conv2", 2, b[6], b[7], nil, true)           // layer2.0.conv2: conv 3x3/2 128→128, 56x56→28x28, ReLU
+	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[7], b[5], b[5], true)          // layer2.0.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[15], "layer2.1.conv1", 1, b[5], b[8], nil, true)           // layer2.1.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[16], "layer2.1.conv2", 1, b[8], b[7], nil, true)           // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[7], b[5], b[5], true)          // layer2.1.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[18], "layer2.2.conv1", 1, b[5], b[8], nil, true)           // layer2.2.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[19], "layer2.2.conv2", 1, b[8], b[7], nil, true)           // layer2.2.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[7], b[5], b[5], true)          // layer2.2.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[21], "layer2.3.conv1", 1, b[5], b[8], nil, true)           // layer2.3.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[22], "layer2.3.conv2", 1, b[8], b[7], nil, true)           // layer2.3.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[7], b[5], b[5], true)          // layer2.3.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[24], "layer2.4.conv1", 1, b[5], b[8], nil, true)           // layer2.4.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[25], "layer2.4.conv2", 1, b[8], b[7], nil, true)           // layer2.4.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[26], "layer2.4.conv3", 1, b[7], b[5], b[5], true)          // layer2.4.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[27], "layer2.5.conv1", 1, b[5], b[8], nil, true)           // layer2.5.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[28], "layer2.5.conv2", 1, b[8], b[7], nil, true)           // layer2.5.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[29], "layer2.5.conv3", 1, b[7], b[5], b[5], true)          // layer2.5.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[30], "layer2.6.conv1", 1, b[5], b[8], nil, true)           // layer2.6.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[31], "layer2.6.conv2", 1, b[8], b[7], nil, true)           // layer2.6.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[32], "layer2.6.conv3", 1, b[7], b[5], b[5], true)          // layer2.6.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[33], "layer2.7.conv1", 1, b[5], b[8], nil, true)           // layer2.7.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[34], "layer2.7.conv2", 1, b[8], b[7], nil, true)           // layer2.7.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[35], "layer2.7.conv3", 1, b[7], b[5], b[5], true)          // layer2.7.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[36], "layer3.0.downsample.0", 2, b[5], b[9], nil, false)   // layer3.0.downsample.0: conv 1x1/2 512→1024, 28x28→14x14
+	l.Conv(&m.conv[37], "layer3.0.conv1", 1, b[5], b[10], nil, true)          // layer3.0.conv1: conv 1x1/1 512→256, 28x28→28x28, ReLU
+	l.Conv(&m.conv[38], "layer3.0.conv2", 2, b[10], b[11], nil, true)         // layer3.0.conv2: conv 3x3/2 256→256, 28x28→14x14, ReLU
+	l.Conv(&m.conv[39], "layer3.0.conv3", 1, b[11], b[9], b[9], true)         // layer3.0.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[40], "layer3.1.conv1", 1, b[9], b[12], nil, true)          // layer3.1.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[41], "layer3.1.conv2", 1, b[12], b[11], nil, true)         // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[42], "layer3.1.conv3", 1, b[11], b[9], b[9], true)         // layer3.1.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[43], "layer3.2.conv1", 1, b[9], b[12], nil, true)          // layer3.2.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[44], "layer3.2.conv2", 1, b[12], b[11], nil, true)         // layer3.2.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[45], "layer3.2.conv3", 1, b[11], b[9], b[9], true)         // layer3.2.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[46], "layer3.3.conv1", 1, b[9], b[12], nil, true)          // layer3.3.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[47], "layer3.3.conv2", 1, b[12], b[11], nil, true)         // layer3.3.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[48], "layer3.3.conv3", 1, b[11], b[9], b[9], true)         // layer3.3.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[49], "layer3.4.conv1", 1, b[9], b[12], nil, true)          // layer3.4.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[50], "layer3.4.conv2", 1, b[12], b[11], nil, true)         // layer3.4.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[51], "layer3.4.conv3", 1, b[11], b[9], b[9], true)         // layer3.4.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[52], "layer3.5.conv1", 1, b[9], b[12], nil, true)          // layer3.5.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[53], "layer3.5.conv2", 1, b[12], b[11], nil, true)         // layer3.5.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[54], "layer3.5.conv3", 1, b[11], b[9], b[9], true)         // layer3.5.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[55], "layer3.6.conv1", 1, b[9], b[12], nil, true)          // layer3.6.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[56], "layer3.6.conv2", 1, b[12], b[11], nil, true)         // layer3.6.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[57], "layer3.6.conv3", 1, b[11], b[9], b[9], true)         // layer3.6.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[58], "layer3.7.conv1", 1, b[9], b[12], nil, true)          // layer3.7.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[59], "layer3.7.conv2", 1, b[12], b[11], nil, true)         // layer3.7.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[60], "layer3.7.conv3", 1, b[11], b[9], b[9], true)         // layer3.7.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[61], "layer3.8.conv1", 1, b[9], b[12], nil, true)          // layer3.8.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[62], "layer3.8.conv2", 1, b[12], b[11], nil, true)         // layer3.8.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[63], "layer3.8.conv3", 1, b[11], b[9], b[9], true)         // layer3.8.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[64], "layer3.9.conv1", 1, b[9], b[12], nil, true)          // layer3.9.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[65], "layer3.9.conv2", 1, b[12], b[11], nil, true)         // layer3.9.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[66], "layer3.9.conv3", 1, b[11], b[9], b[9], true)         // layer3.9.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[67], "layer3.10.conv1", 1, b[9], b[12], nil, true)         // layer3.10.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[68], "layer3.10.conv2", 1, b[12], b[11], nil, true)        // layer3.10.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[69], "layer3.10.conv3", 1, b[11], b[9], b[9], true)        // layer3.10.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[70], "layer3.11.conv1", 1, b[9], b[12], nil, true)         // layer3.11.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[71], "layer3.11.conv2", 1, b[12], b[11], nil, true)        // layer3.11.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[72], "layer3.11.conv3", 1, b[11], b[9], b[9], true)        // layer3.11.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[73], "layer3.12.conv1", 1, b[9], b[12], nil, true)         // layer3.12.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[74], "layer3.12.conv2", 1, b[12], b[11], nil, true)        // layer3.12.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[75], "layer3.12.conv3", 1, b[11], b[9], b[9], true)        // layer3.12.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[76], "layer3.13.conv1", 1, b[9], b[12], nil, true)         // layer3.13.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[77], "layer3.13.conv2", 1, b[12], b[11], nil, true)        // layer3.13.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[78], "layer3.13.conv3", 1, b[11], b[9], b[9], true)        // layer3.13.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[79], "layer3.14.conv1", 1, b[9], b[12], nil, true)         // layer3.14.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[80], "layer3.14.conv2", 1, b[12], b[11], nil, true)        // layer3.14.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[81], "layer3.14.conv3", 1, b[11], b[9], b[9], true)        // layer3.14.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[82], "layer3.15.conv1", 1, b[9], b[12], nil, true)         // layer3.15.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[83], "layer3.15.conv2", 1, b[12], b[11], nil, true)        // layer3.15.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[84], "layer3.15.conv3", 1, b[11], b[9], b[9], true)        // layer3.15.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[85], "layer3.16.conv1", 1, b[9], b[12], nil, true)         // layer3.16.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[86], "layer3.16.conv2", 1, b[12], b[11], nil, true)        // layer3.16.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[87], "layer3.16.conv3", 1, b[11], b[9], b[9], true)        // layer3.16.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[88], "layer3.17.conv1", 1, b[9], b[12], nil, true)         // layer3.17.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[89], "layer3.17.conv2", 1, b[12], b[11], nil, true)        // layer3.17.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[90], "layer3.17.conv3", 1, b[11], b[9], b[9], true)        // layer3.17.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[91], "layer3.18.conv1", 1, b[9], b[12], nil, true)         // layer3.18.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[92], "layer3.18.conv2", 1, b[12], b[11], nil, true)        // layer3.18.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[93], "layer3.18.conv3", 1, b[11], b[9], b[9], true)        // layer3.18.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[94], "layer3.19.conv1", 1, b[9], b[12], nil, true)         // layer3.19.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[95], "layer3.19.conv2", 1, b[12], b[11], nil, true)        // layer3.19.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[96], "layer3.19.conv3", 1, b[11], b[9], b[9], true)        // layer3.19.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[97], "layer3.20.conv1", 1, b[9], b[12], nil, true)         // layer3.20.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[98], "layer3.20.conv2", 1, b[12], b[11], nil, true)        // layer3.20.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[99], "layer3.20.conv3", 1, b[11], b[9], b[9], true)        // layer3.20.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[100], "layer3.21.conv1", 1, b[9], b[12], nil, true)        // layer3.21.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[101], "layer3.21.conv2", 1, b[12], b[11], nil, true)       // layer3.21.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[102], "layer3.21.conv3", 1, b[11], b[9], b[9], true)       // layer3.21.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[103], "layer3.22.conv1", 1, b[9], b[12], nil, true)        // layer3.22.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[104], "layer3.22.conv2", 1, b[12], b[11], nil, true)       // layer3.22.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[105], "layer3.22.conv3", 1, b[11], b[9], b[9], true)       // layer3.22.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[106], "layer3.23.conv1", 1, b[9], b[12], nil, true)        // layer3.23.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[107], "layer3.23.conv2", 1, b[12], b[11], nil, true)       // layer3.23.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[108], "layer3.23.conv3", 1, b[11], b[9], b[9], true)       // layer3.23.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[109], "layer3.24.conv1", 1, b[9], b[12], nil, true)        // layer3.24.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[110], "layer3.24.conv2", 1, b[12], b[11], nil, true)       // layer3.24.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[111], "layer3.24.conv3", 1, b[11], b[9], b[9], true)       // layer3.24.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[112], "layer3.25.conv1", 1, b[9], b[12], nil, true)        // layer3.25.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[113], "layer3.25.conv2", 1, b[12], b[11], nil, true)       // layer3.25.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[114], "layer3.25.conv3", 1, b[11], b[9], b[9], true)       // layer3.25.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[115], "layer3.26.conv1", 1, b[9], b[12], nil, true)        // layer3.26.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[116], "layer3.26.conv2", 1, b[12], b[11], nil, true)       // layer3.26.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[117], "layer3.26.conv3", 1, b[11], b[9], b[9], true)       // layer3.26.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[118], "layer3.27.conv1", 1, b[9], b[12], nil, true)        // layer3.27.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[119], "layer3.27.conv2", 1, b[12], b[11], nil, true)       // layer3.27.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[120], "layer3.27.conv3", 1, b[11], b[9], b[9], true)       // layer3.27.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[121], "layer3.28.conv1", 1, b[9], b[12], nil, true)        // layer3.28.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[122], "layer3.28.conv2", 1, b[12], b[11], nil, true)       // layer3.28.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[123], "layer3.28.conv3", 1, b[11], b[9], b[9], true)       // layer3.28.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[124], "layer3.29.conv1", 1, b[9], b[12], nil, true)        // layer3.29.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[125], "layer3.29.conv2", 1, b[12], b[11], nil, true)       // layer3.29.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[126], "layer3.29.conv3", 1, b[11], b[9], b[9], true)       // layer3.29.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[127], "layer3.30.conv1", 1, b[9], b[12], nil, true)        // layer3.30.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[128], "layer3.30.conv2", 1, b[12], b[11], nil, true)       // layer3.30.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[129], "layer3.30.conv3", 1, b[11], b[9], b[9], true)       // layer3.30.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[130], "layer3.31.conv1", 1, b[9], b[12], nil, true)        // layer3.31.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[131], "layer3.31.conv2", 1, b[12], b[11], nil, true)       // layer3.31.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[132], "layer3.31.conv3", 1, b[11], b[9], b[9], true)       // layer3.31.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[133], "layer3.32.conv1", 1, b[9], b[12], nil, true)        // layer3.32.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[134], "layer3.32.conv2", 1, b[12], b[11], nil, true)       // layer3.32.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[135], "layer3.32.conv3", 1, b[11], b[9], b[9], true)       // layer3.32.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[136], "layer3.33.conv1", 1, b[9], b[12], nil, true)        // layer3.33.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[137], "layer3.33.conv2", 1, b[12], b[11], nil, true)       // layer3.33.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[138], "layer3.33.conv3", 1, b[11], b[9], b[9], true)       // layer3.33.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[139], "layer3.34.conv1", 1, b[9], b[12], nil, true)        // layer3.34.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[140], "layer3.34.conv2", 1, b[12], b[11], nil, true)       // layer3.34.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[141], "layer3.34.conv3", 1, b[11], b[9], b[9], true)       // layer3.34.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[142], "layer3.35.conv1", 1, b[9], b[12], nil, true)        // layer3.35.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[143], "layer3.35.conv2", 1, b[12], b[11], nil, true)       // layer3.35.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[144], "layer3.35.conv3", 1, b[11], b[9], b[9], true)       // layer3.35.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[145], "layer4.0.downsample.0", 2, b[9], b[13], nil, false) // layer4.0.downsample.0: conv 1x1/2 1024→2048, 14x14→7x7
+	l.Conv(&m.conv[146], "layer4.0.conv1", 1, b[9], b[14], nil, true)         // layer4.0.conv1: conv 1x1/1 1024→512, 14x14→14x14, ReLU
+	l.Conv(&m.conv[147], "layer4.0.conv2", 2, b[14], b[15], nil, true)        // layer4.0.conv2: conv 3x3/2 512→512, 14x14→7x7, ReLU
+	l.Conv(&m.conv[148], "layer4.0.conv3", 1, b[15], b[13], b[13], true)      // layer4.0.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Conv(&m.conv[149], "layer4.1.conv1", 1, b[13], b[16], nil, true)        // layer4.1.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[150], "layer4.1.conv2", 1, b[16], b[15], nil, true)        // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[151], "layer4.1.conv3", 1, b[15], b[13], b[13], true)      // layer4.1.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Conv(&m.conv[152], "layer4.2.conv1", 1, b[13], b[16], nil, true)        // layer4.2.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[153], "layer4.2.conv2", 1, b[16], b[15], nil, true)        // layer4.2.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[154], "layer4.2.conv3", 1, b[15], b[13], b[13], true)      // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Head(&m.avgpool, &m.fc, "fc", b[13], Classes)                           // avgpool: global average pool, 7x7x2048→2048; fc: classifier 2048→1000
 	if err := l.Err(); err != nil {
 		return nil, err
 	}

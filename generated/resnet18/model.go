@@ -12,7 +12,7 @@ pool made by New.
 	var logits [resnet18.Classes]float32
 	m.Forward(&image, &logits)                    // image: [resnet18.InputLen]float32
 
-Activation memory: 16 buffers, 9748400 bytes. Kernels, generated for this network's shapes:
+Activation memory: 13 buffers, 8164272 bytes. Kernels, generated for this network's shapes:
 AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
 -tags purego).
 */
@@ -40,7 +40,7 @@ const (
 	// MACs is the multiply-adds of one image (convolutions and classifier).
 	MACs = int64(1814073344)
 	// ActivationBytes is the memory of the activation buffers, halos included.
-	ActivationBytes = 9748400
+	ActivationBytes = 8164272
 	// layers is the length of the layer list this package was generated from.
 	layers = 23
 )
@@ -97,8 +97,9 @@ func LoadFile(path string, opts ...engine.Option) (*Model, error) {
 }
 
 // build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as
-// their readers' padding, shared by values of one geometry whose lives do not overlap), then
-// every layer in the order Forward runs them, each checked once.
+// their readers' padding, shared by values of one geometry whose lives do not overlap; a layer
+// that is the last to read its residual writes its output in place of it), then every layer
+// in the order Forward runs them, each checked once.
 func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	cfg, err := engine.NewConfig(opts...)
 	if err != nil {
@@ -111,13 +112,10 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 		{112, 112, 64, 1},
 		{56, 56, 64, 1},
 		{56, 56, 64, 1},
-		{56, 56, 64, 1},
 		{28, 28, 128, 0},
 		{28, 28, 128, 1},
 		{28, 28, 128, 1},
-		{28, 28, 128, 1},
 		{14, 14, 256, 0},
-		{14, 14, 256, 1},
 		{14, 14, 256, 1},
 		{14, 14, 256, 1},
 		{7, 7, 512, 0},
@@ -127,28 +125,28 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	b := m.buf
 	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
-	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)                     // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
-	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])                           // maxpool: max pool 3x3/2, 112x112→56x56
-	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[2], b[3], nil, true)            // layer1.0.conv1: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[3], b[4], b[2], true)           // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[4], b[2], nil, true)            // layer1.1.conv1: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[2], b[3], b[4], true)           // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[5], "layer2.0.downsample.0", 2, b[3], b[5], nil, false)    // layer2.0.downsample.0: conv 1x1/2 64→128, 56x56→28x28
-	l.Conv(&m.conv[6], "layer2.0.conv1", 2, b[3], b[6], nil, true)            // layer2.0.conv1: conv 3x3/2 64→128, 56x56→28x28, ReLU
-	l.Conv(&m.conv[7], "layer2.0.conv2", 1, b[6], b[7], b[5], true)           // layer2.0.conv2: conv 3x3/1 128→128, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[8], "layer2.1.conv1", 1, b[7], b[6], nil, true)            // layer2.1.conv1: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[9], "layer2.1.conv2", 1, b[6], b[8], b[7], true)           // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[10], "layer3.0.downsample.0", 2, b[8], b[9], nil, false)   // layer3.0.downsample.0: conv 1x1/2 128→256, 28x28→14x14
-	l.Conv(&m.conv[11], "layer3.0.conv1", 2, b[8], b[10], nil, true)          // layer3.0.conv1: conv 3x3/2 128→256, 28x28→14x14, ReLU
-	l.Conv(&m.conv[12], "layer3.0.conv2", 1, b[10], b[11], b[9], true)        // layer3.0.conv2: conv 3x3/1 256→256, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[13], "layer3.1.conv1", 1, b[11], b[10], nil, true)         // layer3.1.conv1: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[14], "layer3.1.conv2", 1, b[10], b[12], b[11], true)       // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[15], "layer4.0.downsample.0", 2, b[12], b[13], nil, false) // layer4.0.downsample.0: conv 1x1/2 256→512, 14x14→7x7
-	l.Conv(&m.conv[16], "layer4.0.conv1", 2, b[12], b[14], nil, true)         // layer4.0.conv1: conv 3x3/2 256→512, 14x14→7x7, ReLU
-	l.Conv(&m.conv[17], "layer4.0.conv2", 1, b[14], b[15], b[13], true)       // layer4.0.conv2: conv 3x3/1 512→512, 7x7→7x7, + shortcut, ReLU
-	l.Conv(&m.conv[18], "layer4.1.conv1", 1, b[15], b[14], nil, true)         // layer4.1.conv1: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[19], "layer4.1.conv2", 1, b[14], b[13], b[15], true)       // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, + shortcut, ReLU
-	l.Head(&m.avgpool, &m.fc, "fc", b[13], Classes)                           // avgpool: global average pool, 7x7x512→512; fc: classifier 512→1000
+	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)                    // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
+	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])                          // maxpool: max pool 3x3/2, 112x112→56x56
+	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[2], b[3], nil, true)           // layer1.0.conv1: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[3], b[2], b[2], true)          // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[2], b[3], nil, true)           // layer1.1.conv1: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[3], b[2], b[2], true)          // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[5], "layer2.0.downsample.0", 2, b[2], b[4], nil, false)   // layer2.0.downsample.0: conv 1x1/2 64→128, 56x56→28x28
+	l.Conv(&m.conv[6], "layer2.0.conv1", 2, b[2], b[5], nil, true)           // layer2.0.conv1: conv 3x3/2 64→128, 56x56→28x28, ReLU
+	l.Conv(&m.conv[7], "layer2.0.conv2", 1, b[5], b[6], b[4], true)          // layer2.0.conv2: conv 3x3/1 128→128, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[8], "layer2.1.conv1", 1, b[6], b[5], nil, true)           // layer2.1.conv1: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[9], "layer2.1.conv2", 1, b[5], b[6], b[6], true)          // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[10], "layer3.0.downsample.0", 2, b[6], b[7], nil, false)  // layer3.0.downsample.0: conv 1x1/2 128→256, 28x28→14x14
+	l.Conv(&m.conv[11], "layer3.0.conv1", 2, b[6], b[8], nil, true)          // layer3.0.conv1: conv 3x3/2 128→256, 28x28→14x14, ReLU
+	l.Conv(&m.conv[12], "layer3.0.conv2", 1, b[8], b[9], b[7], true)         // layer3.0.conv2: conv 3x3/1 256→256, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[13], "layer3.1.conv1", 1, b[9], b[8], nil, true)          // layer3.1.conv1: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[14], "layer3.1.conv2", 1, b[8], b[9], b[9], true)         // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[15], "layer4.0.downsample.0", 2, b[9], b[10], nil, false) // layer4.0.downsample.0: conv 1x1/2 256→512, 14x14→7x7
+	l.Conv(&m.conv[16], "layer4.0.conv1", 2, b[9], b[11], nil, true)         // layer4.0.conv1: conv 3x3/2 256→512, 14x14→7x7, ReLU
+	l.Conv(&m.conv[17], "layer4.0.conv2", 1, b[11], b[12], b[10], true)      // layer4.0.conv2: conv 3x3/1 512→512, 7x7→7x7, + shortcut, ReLU
+	l.Conv(&m.conv[18], "layer4.1.conv1", 1, b[12], b[11], nil, true)        // layer4.1.conv1: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[19], "layer4.1.conv2", 1, b[11], b[10], b[12], true)      // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, + shortcut, ReLU
+	l.Head(&m.avgpool, &m.fc, "fc", b[10], Classes)                          // avgpool: global average pool, 7x7x512→512; fc: classifier 512→1000
 	if err := l.Err(); err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ pool made by New.
 	var logits [resnet50v1.Classes]float32
 	m.Forward(&image, &logits)                    // image: [resnet50v1.InputLen]float32
 
-Activation memory: 18 buffers, 19259312 bytes. Kernels, generated for this network's shapes:
+Activation memory: 14 buffers, 13238192 bytes. Kernels, generated for this network's shapes:
 AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
 -tags purego).
 */
@@ -40,7 +40,7 @@ const (
 	// MACs is the multiply-adds of one image (convolutions and classifier).
 	MACs = int64(3857973248)
 	// ActivationBytes is the memory of the activation buffers, halos included.
-	ActivationBytes = 19259312
+	ActivationBytes = 13238192
 	// layers is the length of the layer list this package was generated from.
 	layers = 56
 )
@@ -97,8 +97,9 @@ func LoadFile(path string, opts ...engine.Option) (*Model, error) {
 }
 
 // build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as
-// their readers' padding, shared by values of one geometry whose lives do not overlap), then
-// every layer in the order Forward runs them, each checked once.
+// their readers' padding, shared by values of one geometry whose lives do not overlap; a layer
+// that is the last to read its residual writes its output in place of it), then every layer
+// in the order Forward runs them, each checked once.
 func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	cfg, err := engine.NewConfig(opts...)
 	if err != nil {
@@ -112,78 +113,74 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 		{56, 56, 64, 0},
 		{56, 56, 256, 0},
 		{56, 56, 64, 1},
-		{56, 56, 256, 0},
 		{28, 28, 512, 0},
 		{28, 28, 128, 1},
 		{28, 28, 128, 0},
-		{28, 28, 512, 0},
 		{14, 14, 1024, 0},
 		{14, 14, 256, 1},
 		{14, 14, 256, 0},
-		{14, 14, 1024, 0},
 		{7, 7, 2048, 0},
 		{7, 7, 512, 1},
 		{7, 7, 512, 0},
-		{7, 7, 2048, 0},
 	})
 	b := m.buf
 	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
-	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)                     // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
-	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])                           // maxpool: max pool 3x3/2, 112x112→56x56
-	l.Conv(&m.conv[1], "layer1.0.downsample.0", 1, b[2], b[3], nil, false)    // layer1.0.downsample.0: conv 1x1/1 64→256, 56x56→56x56
-	l.Conv(&m.conv[2], "layer1.0.conv1", 1, b[2], b[4], nil, true)            // layer1.0.conv1: conv 1x1/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[3], "layer1.0.conv2", 1, b[4], b[2], nil, true)            // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[5], b[3], true)           // layer1.0.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[5], "layer1.1.conv1", 1, b[5], b[4], nil, true)            // layer1.1.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[6], "layer1.1.conv2", 1, b[4], b[2], nil, true)            // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], b[5], true)           // layer1.1.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[8], "layer1.2.conv1", 1, b[3], b[4], nil, true)            // layer1.2.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[9], "layer1.2.conv2", 1, b[4], b[2], nil, true)            // layer1.2.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
-	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[5], b[3], true)          // layer1.2.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
-	l.Conv(&m.conv[11], "layer2.0.downsample.0", 2, b[5], b[6], nil, false)   // layer2.0.downsample.0: conv 1x1/2 256→512, 56x56→28x28
-	l.Conv(&m.conv[12], "layer2.0.conv1", 2, b[5], b[7], nil, true)           // layer2.0.conv1: conv 1x1/2 256→128, 56x56→28x28, ReLU
-	l.Conv(&m.conv[13], "layer2.0.conv2", 1, b[7], b[8], nil, true)           // layer2.0.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[8], b[9], b[6], true)          // layer2.0.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[15], "layer2.1.conv1", 1, b[9], b[7], nil, true)           // layer2.1.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[16], "layer2.1.conv2", 1, b[7], b[8], nil, true)           // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[8], b[6], b[9], true)          // layer2.1.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[18], "layer2.2.conv1", 1, b[6], b[7], nil, true)           // layer2.2.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[19], "layer2.2.conv2", 1, b[7], b[8], nil, true)           // layer2.2.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[8], b[9], b[6], true)          // layer2.2.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[21], "layer2.3.conv1", 1, b[9], b[7], nil, true)           // layer2.3.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[22], "layer2.3.conv2", 1, b[7], b[8], nil, true)           // layer2.3.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
-	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[8], b[6], b[9], true)          // layer2.3.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
-	l.Conv(&m.conv[24], "layer3.0.downsample.0", 2, b[6], b[10], nil, false)  // layer3.0.downsample.0: conv 1x1/2 512→1024, 28x28→14x14
-	l.Conv(&m.conv[25], "layer3.0.conv1", 2, b[6], b[11], nil, true)          // layer3.0.conv1: conv 1x1/2 512→256, 28x28→14x14, ReLU
-	l.Conv(&m.conv[26], "layer3.0.conv2", 1, b[11], b[12], nil, true)         // layer3.0.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[27], "layer3.0.conv3", 1, b[12], b[13], b[10], true)       // layer3.0.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[28], "layer3.1.conv1", 1, b[13], b[11], nil, true)         // layer3.1.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[29], "layer3.1.conv2", 1, b[11], b[12], nil, true)         // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[30], "layer3.1.conv3", 1, b[12], b[10], b[13], true)       // layer3.1.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[31], "layer3.2.conv1", 1, b[10], b[11], nil, true)         // layer3.2.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[32], "layer3.2.conv2", 1, b[11], b[12], nil, true)         // layer3.2.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[33], "layer3.2.conv3", 1, b[12], b[13], b[10], true)       // layer3.2.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[34], "layer3.3.conv1", 1, b[13], b[11], nil, true)         // layer3.3.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[35], "layer3.3.conv2", 1, b[11], b[12], nil, true)         // layer3.3.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[36], "layer3.3.conv3", 1, b[12], b[10], b[13], true)       // layer3.3.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[37], "layer3.4.conv1", 1, b[10], b[11], nil, true)         // layer3.4.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[38], "layer3.4.conv2", 1, b[11], b[12], nil, true)         // layer3.4.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[39], "layer3.4.conv3", 1, b[12], b[13], b[10], true)       // layer3.4.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[40], "layer3.5.conv1", 1, b[13], b[11], nil, true)         // layer3.5.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[41], "layer3.5.conv2", 1, b[11], b[12], nil, true)         // layer3.5.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
-	l.Conv(&m.conv[42], "layer3.5.conv3", 1, b[12], b[10], b[13], true)       // layer3.5.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
-	l.Conv(&m.conv[43], "layer4.0.downsample.0", 2, b[10], b[14], nil, false) // layer4.0.downsample.0: conv 1x1/2 1024→2048, 14x14→7x7
-	l.Conv(&m.conv[44], "layer4.0.conv1", 2, b[10], b[15], nil, true)         // layer4.0.conv1: conv 1x1/2 1024→512, 14x14→7x7, ReLU
-	l.Conv(&m.conv[45], "layer4.0.conv2", 1, b[15], b[16], nil, true)         // layer4.0.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[46], "layer4.0.conv3", 1, b[16], b[17], b[14], true)       // layer4.0.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	l.Conv(&m.conv[47], "layer4.1.conv1", 1, b[17], b[15], nil, true)         // layer4.1.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[48], "layer4.1.conv2", 1, b[15], b[16], nil, true)         // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[49], "layer4.1.conv3", 1, b[16], b[14], b[17], true)       // layer4.1.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	l.Conv(&m.conv[50], "layer4.2.conv1", 1, b[14], b[15], nil, true)         // layer4.2.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[51], "layer4.2.conv2", 1, b[15], b[16], nil, true)         // layer4.2.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
-	l.Conv(&m.conv[52], "layer4.2.conv3", 1, b[16], b[17], b[14], true)       // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
-	l.Head(&m.avgpool, &m.fc, "fc", b[17], Classes)                           // avgpool: global average pool, 7x7x2048→2048; fc: classifier 2048→1000
+	l.Conv(&m.conv[0], "conv1", 2, b[0], b[1], nil, true)                    // conv1: conv 7x7/2 3→64, 224x224→112x112, ReLU
+	l.MaxPool(&m.maxpool[0], "maxpool", b[1], b[2])                          // maxpool: max pool 3x3/2, 112x112→56x56
+	l.Conv(&m.conv[1], "layer1.0.downsample.0", 1, b[2], b[3], nil, false)   // layer1.0.downsample.0: conv 1x1/1 64→256, 56x56→56x56
+	l.Conv(&m.conv[2], "layer1.0.conv1", 1, b[2], b[4], nil, true)           // layer1.0.conv1: conv 1x1/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[3], "layer1.0.conv2", 1, b[4], b[2], nil, true)           // layer1.0.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[4], "layer1.0.conv3", 1, b[2], b[3], b[3], true)          // layer1.0.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[5], "layer1.1.conv1", 1, b[3], b[4], nil, true)           // layer1.1.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[6], "layer1.1.conv2", 1, b[4], b[2], nil, true)           // layer1.1.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[7], "layer1.1.conv3", 1, b[2], b[3], b[3], true)          // layer1.1.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[8], "layer1.2.conv1", 1, b[3], b[4], nil, true)           // layer1.2.conv1: conv 1x1/1 256→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[9], "layer1.2.conv2", 1, b[4], b[2], nil, true)           // layer1.2.conv2: conv 3x3/1 64→64, 56x56→56x56, ReLU
+	l.Conv(&m.conv[10], "layer1.2.conv3", 1, b[2], b[3], b[3], true)         // layer1.2.conv3: conv 1x1/1 64→256, 56x56→56x56, + shortcut, ReLU
+	l.Conv(&m.conv[11], "layer2.0.downsample.0", 2, b[3], b[5], nil, false)  // layer2.0.downsample.0: conv 1x1/2 256→512, 56x56→28x28
+	l.Conv(&m.conv[12], "layer2.0.conv1", 2, b[3], b[6], nil, true)          // layer2.0.conv1: conv 1x1/2 256→128, 56x56→28x28, ReLU
+	l.Conv(&m.conv[13], "layer2.0.conv2", 1, b[6], b[7], nil, true)          // layer2.0.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[14], "layer2.0.conv3", 1, b[7], b[5], b[5], true)         // layer2.0.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[15], "layer2.1.conv1", 1, b[5], b[6], nil, true)          // layer2.1.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[16], "layer2.1.conv2", 1, b[6], b[7], nil, true)          // layer2.1.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[17], "layer2.1.conv3", 1, b[7], b[5], b[5], true)         // layer2.1.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[18], "layer2.2.conv1", 1, b[5], b[6], nil, true)          // layer2.2.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[19], "layer2.2.conv2", 1, b[6], b[7], nil, true)          // layer2.2.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[20], "layer2.2.conv3", 1, b[7], b[5], b[5], true)         // layer2.2.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[21], "layer2.3.conv1", 1, b[5], b[6], nil, true)          // layer2.3.conv1: conv 1x1/1 512→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[22], "layer2.3.conv2", 1, b[6], b[7], nil, true)          // layer2.3.conv2: conv 3x3/1 128→128, 28x28→28x28, ReLU
+	l.Conv(&m.conv[23], "layer2.3.conv3", 1, b[7], b[5], b[5], true)         // layer2.3.conv3: conv 1x1/1 128→512, 28x28→28x28, + shortcut, ReLU
+	l.Conv(&m.conv[24], "layer3.0.downsample.0", 2, b[5], b[8], nil, false)  // layer3.0.downsample.0: conv 1x1/2 512→1024, 28x28→14x14
+	l.Conv(&m.conv[25], "layer3.0.conv1", 2, b[5], b[9], nil, true)          // layer3.0.conv1: conv 1x1/2 512→256, 28x28→14x14, ReLU
+	l.Conv(&m.conv[26], "layer3.0.conv2", 1, b[9], b[10], nil, true)         // layer3.0.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[27], "layer3.0.conv3", 1, b[10], b[8], b[8], true)        // layer3.0.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[28], "layer3.1.conv1", 1, b[8], b[9], nil, true)          // layer3.1.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[29], "layer3.1.conv2", 1, b[9], b[10], nil, true)         // layer3.1.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[30], "layer3.1.conv3", 1, b[10], b[8], b[8], true)        // layer3.1.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[31], "layer3.2.conv1", 1, b[8], b[9], nil, true)          // layer3.2.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[32], "layer3.2.conv2", 1, b[9], b[10], nil, true)         // layer3.2.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[33], "layer3.2.conv3", 1, b[10], b[8], b[8], true)        // layer3.2.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[34], "layer3.3.conv1", 1, b[8], b[9], nil, true)          // layer3.3.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[35], "layer3.3.conv2", 1, b[9], b[10], nil, true)         // layer3.3.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[36], "layer3.3.conv3", 1, b[10], b[8], b[8], true)        // layer3.3.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[37], "layer3.4.conv1", 1, b[8], b[9], nil, true)          // layer3.4.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[38], "layer3.4.conv2", 1, b[9], b[10], nil, true)         // layer3.4.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[39], "layer3.4.conv3", 1, b[10], b[8], b[8], true)        // layer3.4.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[40], "layer3.5.conv1", 1, b[8], b[9], nil, true)          // layer3.5.conv1: conv 1x1/1 1024→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[41], "layer3.5.conv2", 1, b[9], b[10], nil, true)         // layer3.5.conv2: conv 3x3/1 256→256, 14x14→14x14, ReLU
+	l.Conv(&m.conv[42], "layer3.5.conv3", 1, b[10], b[8], b[8], true)        // layer3.5.conv3: conv 1x1/1 256→1024, 14x14→14x14, + shortcut, ReLU
+	l.Conv(&m.conv[43], "layer4.0.downsample.0", 2, b[8], b[11], nil, false) // layer4.0.downsample.0: conv 1x1/2 1024→2048, 14x14→7x7
+	l.Conv(&m.conv[44], "layer4.0.conv1", 2, b[8], b[12], nil, true)         // layer4.0.conv1: conv 1x1/2 1024→512, 14x14→7x7, ReLU
+	l.Conv(&m.conv[45], "layer4.0.conv2", 1, b[12], b[13], nil, true)        // layer4.0.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[46], "layer4.0.conv3", 1, b[13], b[11], b[11], true)      // layer4.0.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Conv(&m.conv[47], "layer4.1.conv1", 1, b[11], b[12], nil, true)        // layer4.1.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[48], "layer4.1.conv2", 1, b[12], b[13], nil, true)        // layer4.1.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[49], "layer4.1.conv3", 1, b[13], b[11], b[11], true)      // layer4.1.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Conv(&m.conv[50], "layer4.2.conv1", 1, b[11], b[12], nil, true)        // layer4.2.conv1: conv 1x1/1 2048→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[51], "layer4.2.conv2", 1, b[12], b[13], nil, true)        // layer4.2.conv2: conv 3x3/1 512→512, 7x7→7x7, ReLU
+	l.Conv(&m.conv[52], "layer4.2.conv3", 1, b[13], b[11], b[11], true)      // layer4.2.conv3: conv 1x1/1 512→2048, 7x7→7x7, + shortcut, ReLU
+	l.Head(&m.avgpool, &m.fc, "fc", b[11], Classes)                          // avgpool: global average pool, 7x7x2048→2048; fc: classifier 2048→1000
 	if err := l.Err(); err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ pool made by New.
 	var logits [resnet20.Classes]float32
 	m.Forward(&image, &logits)                    // image: [resnet20.InputLen]float32
 
-Activation memory: 12 buffers, 486192 bytes. Kernels, generated for this network's shapes:
+Activation memory: 9 buffers, 345136 bytes. Kernels, generated for this network's shapes:
 AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
 -tags purego).
 */
@@ -40,7 +40,7 @@ const (
 	// MACs is the multiply-adds of one image (convolutions and classifier).
 	MACs = int64(40551040)
 	// ActivationBytes is the memory of the activation buffers, halos included.
-	ActivationBytes = 486192
+	ActivationBytes = 345136
 	// layers is the length of the layer list this package was generated from.
 	layers = 23
 )
@@ -97,8 +97,9 @@ func LoadFile(path string, opts ...engine.Option) (*Model, error) {
 }
 
 // build makes the Model from folded weights: the buffer table (NHWC, zero halos as wide as
-// their readers' padding, shared by values of one geometry whose lives do not overlap), then
-// every layer in the order Forward runs them, each checked once.
+// their readers' padding, shared by values of one geometry whose lives do not overlap; a layer
+// that is the last to read its residual writes its output in place of it), then every layer
+// in the order Forward runs them, each checked once.
 func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 	cfg, err := engine.NewConfig(opts...)
 	if err != nil {
@@ -110,41 +111,38 @@ func build(f *engine.Folded, opts []engine.Option) (*Model, error) {
 		{32, 32, 3, 1},
 		{32, 32, 16, 1},
 		{32, 32, 16, 1},
-		{32, 32, 16, 1},
 		{16, 16, 32, 0},
 		{16, 16, 32, 1},
 		{16, 16, 32, 1},
-		{16, 16, 32, 1},
 		{8, 8, 64, 0},
-		{8, 8, 64, 1},
 		{8, 8, 64, 1},
 		{8, 8, 64, 1},
 	})
 	b := m.buf
 	l := engine.NewBuilder(&kernels, f, cfg, &m.batch)
 	l.Input(&m.input, b[0])
-	l.Conv(&m.conv[0], "conv1", 1, b[0], b[1], nil, true)              // conv1: conv 3x3/1 3→16, 32x32→32x32, ReLU
-	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[1], b[2], nil, true)     // layer1.0.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[3], b[1], true)    // layer1.0.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[3], b[1], nil, true)     // layer1.1.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[1], b[2], b[3], true)    // layer1.1.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	l.Conv(&m.conv[5], "layer1.2.conv1", 1, b[2], b[1], nil, true)     // layer1.2.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
-	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[1], b[3], b[2], true)    // layer1.2.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
-	l.Shortcut(&m.shortcut[0], "layer2.0.shortcut", 2, b[3], b[4])     // layer2.0.shortcut: option-A shortcut /2, 16→32 channels
-	l.Conv(&m.conv[7], "layer2.0.conv1", 2, b[3], b[5], nil, true)     // layer2.0.conv1: conv 3x3/2 16→32, 32x32→16x16, ReLU
-	l.Conv(&m.conv[8], "layer2.0.conv2", 1, b[5], b[6], b[4], true)    // layer2.0.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	l.Conv(&m.conv[9], "layer2.1.conv1", 1, b[6], b[5], nil, true)     // layer2.1.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
-	l.Conv(&m.conv[10], "layer2.1.conv2", 1, b[5], b[7], b[6], true)   // layer2.1.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	l.Conv(&m.conv[11], "layer2.2.conv1", 1, b[7], b[5], nil, true)    // layer2.2.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
-	l.Conv(&m.conv[12], "layer2.2.conv2", 1, b[5], b[6], b[7], true)   // layer2.2.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
-	l.Shortcut(&m.shortcut[1], "layer3.0.shortcut", 2, b[6], b[8])     // layer3.0.shortcut: option-A shortcut /2, 32→64 channels
-	l.Conv(&m.conv[13], "layer3.0.conv1", 2, b[6], b[9], nil, true)    // layer3.0.conv1: conv 3x3/2 32→64, 16x16→8x8, ReLU
-	l.Conv(&m.conv[14], "layer3.0.conv2", 1, b[9], b[10], b[8], true)  // layer3.0.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	l.Conv(&m.conv[15], "layer3.1.conv1", 1, b[10], b[9], nil, true)   // layer3.1.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
-	l.Conv(&m.conv[16], "layer3.1.conv2", 1, b[9], b[11], b[10], true) // layer3.1.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	l.Conv(&m.conv[17], "layer3.2.conv1", 1, b[11], b[9], nil, true)   // layer3.2.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
-	l.Conv(&m.conv[18], "layer3.2.conv2", 1, b[9], b[8], b[11], true)  // layer3.2.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
-	l.Head(&m.avgpool, &m.fc, "linear", b[8], Classes)                 // avgpool: global average pool, 8x8x64→64; linear: classifier 64→10
+	l.Conv(&m.conv[0], "conv1", 1, b[0], b[1], nil, true)            // conv1: conv 3x3/1 3→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[1], "layer1.0.conv1", 1, b[1], b[2], nil, true)   // layer1.0.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[2], "layer1.0.conv2", 1, b[2], b[1], b[1], true)  // layer1.0.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Conv(&m.conv[3], "layer1.1.conv1", 1, b[1], b[2], nil, true)   // layer1.1.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[4], "layer1.1.conv2", 1, b[2], b[1], b[1], true)  // layer1.1.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Conv(&m.conv[5], "layer1.2.conv1", 1, b[1], b[2], nil, true)   // layer1.2.conv1: conv 3x3/1 16→16, 32x32→32x32, ReLU
+	l.Conv(&m.conv[6], "layer1.2.conv2", 1, b[2], b[1], b[1], true)  // layer1.2.conv2: conv 3x3/1 16→16, 32x32→32x32, + shortcut, ReLU
+	l.Shortcut(&m.shortcut[0], "layer2.0.shortcut", 2, b[1], b[3])   // layer2.0.shortcut: option-A shortcut /2, 16→32 channels
+	l.Conv(&m.conv[7], "layer2.0.conv1", 2, b[1], b[4], nil, true)   // layer2.0.conv1: conv 3x3/2 16→32, 32x32→16x16, ReLU
+	l.Conv(&m.conv[8], "layer2.0.conv2", 1, b[4], b[5], b[3], true)  // layer2.0.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Conv(&m.conv[9], "layer2.1.conv1", 1, b[5], b[4], nil, true)   // layer2.1.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
+	l.Conv(&m.conv[10], "layer2.1.conv2", 1, b[4], b[5], b[5], true) // layer2.1.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Conv(&m.conv[11], "layer2.2.conv1", 1, b[5], b[4], nil, true)  // layer2.2.conv1: conv 3x3/1 32→32, 16x16→16x16, ReLU
+	l.Conv(&m.conv[12], "layer2.2.conv2", 1, b[4], b[5], b[5], true) // layer2.2.conv2: conv 3x3/1 32→32, 16x16→16x16, + shortcut, ReLU
+	l.Shortcut(&m.shortcut[1], "layer3.0.shortcut", 2, b[5], b[6])   // layer3.0.shortcut: option-A shortcut /2, 32→64 channels
+	l.Conv(&m.conv[13], "layer3.0.conv1", 2, b[5], b[7], nil, true)  // layer3.0.conv1: conv 3x3/2 32→64, 16x16→8x8, ReLU
+	l.Conv(&m.conv[14], "layer3.0.conv2", 1, b[7], b[8], b[6], true) // layer3.0.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Conv(&m.conv[15], "layer3.1.conv1", 1, b[8], b[7], nil, true)  // layer3.1.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
+	l.Conv(&m.conv[16], "layer3.1.conv2", 1, b[7], b[8], b[8], true) // layer3.1.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Conv(&m.conv[17], "layer3.2.conv1", 1, b[8], b[7], nil, true)  // layer3.2.conv1: conv 3x3/1 64→64, 8x8→8x8, ReLU
+	l.Conv(&m.conv[18], "layer3.2.conv2", 1, b[7], b[6], b[8], true) // layer3.2.conv2: conv 3x3/1 64→64, 8x8→8x8, + shortcut, ReLU
+	l.Head(&m.avgpool, &m.fc, "linear", b[6], Classes)               // avgpool: global average pool, 8x8x64→64; linear: classifier 64→10
 	if err := l.Err(); err != nil {
 		return nil, err
 	}
