@@ -124,3 +124,26 @@ func TestParseTier(t *testing.T) {
 	assert.True(t, asm.Has(asm.Purego))
 	assert.Equal(t, asm.Purego, asm.Tiers()[0])
 }
+
+// TestWinogradSharesWeights: a batch shares a one-chunk layer's
+// transformed weights when they reach 512 KiB and outweigh the batch's
+// transformed tiles and products (16 planes · tiles · (InC+OutC) floats an
+// image for F(2,3)), worked out by hand for ResNet's deep layers.
+func TestWinogradSharesWeights(t *testing.T) {
+	w14 := &asm.WinogradKernel{Shape: shape(3, 1, 256, 256, 14, 14), M: 2, Chunk: 49} // 49 tiles: 1.6 MB of planes an image
+	u14 := 16 * 256 * 256 * 4                                                         // 4 MiB
+	assert.False(t, w14.SharesWeights(u14, 1), "one image has nothing to share")
+	assert.True(t, w14.SharesWeights(u14, 2), "4 MiB ≥ 3.2 MB")
+	assert.False(t, w14.SharesWeights(u14, 3), "4 MiB < 4.8 MB")
+	w7 := &asm.WinogradKernel{Shape: shape(3, 1, 512, 512, 7, 7), M: 2, Chunk: 16} // 16 tiles: 1 MiB an image
+	u7 := 16 * 512 * 512 * 4                                                       // 16 MiB
+	assert.True(t, w7.SharesWeights(u7, 8))
+	assert.True(t, w7.SharesWeights(u7, 16), "16 MiB ≥ 16 MiB")
+	assert.False(t, w7.SharesWeights(u7, 17))
+	c64 := &asm.WinogradKernel{Shape: shape(3, 1, 64, 64, 8, 8), M: 4, Chunk: 4} // 4 tiles, F(4,3): 72 KiB of planes an image
+	assert.True(t, c64.SharesWeights(36*64*64*4, 2), "576 KiB ≥ 512 KiB and ≥ 144 KiB")
+	c60 := &asm.WinogradKernel{Shape: shape(3, 1, 60, 60, 8, 8), M: 4, Chunk: 4}
+	assert.False(t, c60.SharesWeights(36*60*60*4, 2), "506 KiB stays cached")
+	chunked := &asm.WinogradKernel{Shape: shape(3, 1, 256, 256, 14, 14), M: 2, Chunk: 25}
+	assert.False(t, chunked.SharesWeights(u14, 2), "two chunks an image")
+}

@@ -334,26 +334,34 @@ func (k *WinogradKernel) transformOut(mpl []float32, out Buffer, res *Buffer, bi
 // weights stay in a core's L2 from one image to the next.
 const sharedWeightsMin = 512 << 10
 
-// SharesWeights reports whether RunBatch runs a batch plane by plane over
-// all its images, reading transformed weights of bytes bytes once per
-// batch: layers computed in one chunk per image whose weights do not stay
-// cached anyway.
-func (k *WinogradKernel) SharesWeights(bytes int) bool {
-	return k.Chunks() == 1 && bytes >= sharedWeightsMin
+// SharesWeights reports whether RunBatch runs a batch of n images plane by
+// plane over all of them, reading transformed weights of bytes bytes once
+// per batch: layers computed in one chunk per image whose weights do not
+// stay cached anyway and outweigh the batch's transformed tiles and
+// products, which sharing keeps for the whole batch instead of one image.
+// At batch 8 14×14×256 by F(2,3) (4 MiB of weights, 12.8 MB of planes)
+// no longer shares, 7×7×512 (16 MiB, 8 MB of planes) still does: on Zen 4,
+// interleaved against sharing both, ResNet-50 batch 8 on two threads
+// 0.935 and 0.986 the time, on one 1.00; ResNet-18 0.964 and 1.00.
+func (k *WinogradKernel) SharesWeights(bytes, n int) bool {
+	th, tw := k.Tiles()
+	planes := 4 * k.planes() * th * tw * (k.Shape.InC + k.Shape.OutC)
+	return n > 1 && k.Chunks() == 1 && bytes >= sharedWeightsMin && bytes >= n*planes
 }
 
 // RunBatch computes part of parts of the layer for n images (n at most the
-// scratch's images). A layer of one chunk per image (the deep layers,
-// whose transformed weights dominate) shares its weights across the batch:
+// scratch's images). A layer of one chunk per image whose transformed
+// weights dominate (SharesWeights) shares its weights across the batch:
 // each part transforms every image's tiles (a small fraction of the work),
 // then runs plane by plane and block by block over all images, so each
 // panel of U is read once per batch, then transforms its channels back.
 // Other layers run image by image: whole images per part when they divide
 // evenly, otherwise every image across the parts. So do layers whose
-// transformed weights stay cached anyway (sharedWeightsMin): there
-// sharing buys nothing, while the batch's transformed tiles spill from
-// cache and each part transforms every image (the CIFAR nets: batches of
-// 8 ran 2× slower per image than one image on Zen 4 before this bound).
+// transformed weights stay cached anyway (sharedWeightsMin) or weigh less
+// than the batch's transformed tiles: there sharing buys little, while
+// the batch's tiles spill from cache and each part transforms every image
+// (the CIFAR nets: batches of 8 ran 2× slower per image than one image on
+// Zen 4 before the first bound).
 func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias []float32, relu bool, sc *WinogradScratch, part, parts int) {
 	resOf := func(i int) *Buffer {
 		if res == nil {
@@ -361,7 +369,7 @@ func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias [
 		}
 		return &res[i]
 	}
-	if n == 1 || n > sc.images || !k.SharesWeights(4*len(packed)) {
+	if n > sc.images || !k.SharesWeights(4*len(packed), n) {
 		if n > 1 && n%parts == 0 {
 			for i := part * n / parts; i < (part+1)*n/parts; i++ {
 				k.RunPart(ins[i], outs[i], resOf(i), packed, bias, relu, sc, 0, 1)

@@ -35,7 +35,7 @@ func weightsHeavy(l Layer) bool {
 	switch l := l.(type) {
 	case *Conv:
 		if l.W != nil {
-			return l.W.SharesWeights(4 * len(l.WPacked))
+			return l.W.SharesWeights(4*len(l.WPacked), len(l.In))
 		}
 		return l.WeightsFirst
 	case *FC, *AvgPool:
