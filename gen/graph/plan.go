@@ -40,8 +40,9 @@ func consumerHalo(l resnet.Layer) int {
 // halos, zeroed once, stay zero) or gets a new one. A layer writes the slot
 // of a value it reads only when that value is its residual, it is the last
 // to read it, and the geometries are equal: then the output takes the
-// residual's slot. Every kernel reads an output element's residual just
-// before it writes that element and no other, so this is safe; and it
+// residual's slot. Every kernel reads a residual element only to compute
+// the output element at the same place, before storing it, so this is
+// safe; and it
 // saves memory traffic: the residual's lines are in cache when the output
 // is stored, where a separate output buffer's lines would first be read
 // from memory (ResNet-50's 1x1 expansions with cold activations on Zen 4,
