@@ -42,11 +42,10 @@ func consumerHalo(l resnet.Layer) int {
 // to read it, and the geometries are equal: then the output takes the
 // residual's slot. Every kernel reads a residual element only to compute
 // the output element at the same place, before storing it, so this is
-// safe; and it
-// saves memory traffic: the residual's lines are in cache when the output
-// is stored, where a separate output buffer's lines would first be read
-// from memory (ResNet-50's 1x1 expansions with cold activations on Zen 4,
-// each alone: 10–12 % faster in place).
+// safe; and it saves memory traffic: the residual's lines are in cache
+// when the output is stored, where a separate output buffer's lines would
+// first be read from memory (ResNet-50's 1x1 expansions with cold
+// activations on Zen 4, each alone: 10–12 % faster in place).
 func planBuffers(net *resnet.Network) plan {
 	n := len(net.Layers)
 	p := plan{

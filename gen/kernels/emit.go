@@ -66,10 +66,13 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 				fmt.Fprintf(&wino, "\t\t{Name: %q, Tier: asm.%s, Shape: %s, M: %d, Chunk: %d,\n\t\t\tGEMMShape: %s, TailShape: %s, In: %s, Out: %s},\n",
 					winoName(s, f, t), tierIdent(t), shapeLit(s), f.M, chunk, shapeLit(g), shapeLit(tail), winoInName(f, t), winoOutName(f, t))
 				for _, gs := range []convShape{g, tail} {
-					if gs != (convShape{}) && !containsShape(shapes, gs) {
+					if gs == (convShape{}) {
+						continue
+					}
+					if !containsShape(shapes, gs) {
 						shapes = append(shapes, gs)
 					}
-					if gs != (convShape{}) && streamsWeights(s, f) {
+					if streamsWeights(s, f) {
 						prefetch[gs] = true
 					}
 				}
