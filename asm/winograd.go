@@ -157,15 +157,60 @@ func (k *WinogradKernel) PackWeights(oihw []float32) ([]float32, error) {
 			}
 		}
 	}
-	packed := make([]float32, 0, k.planes()*s.OutC*s.InC)
-	for _, p := range planes {
+	packed := make([]float32, k.planes()*s.OutC*s.InC)
+	panel := s.InC * k.BlockC()
+	for xi, p := range planes {
 		q, err := k.gemm.PackWeights(p)
 		if err != nil {
 			return nil, err
 		}
-		packed = append(packed, q...)
+		for b := range s.OutC / k.BlockC() {
+			copy(packed[k.panelAt(xi, b):][:panel], q[b*panel:][:panel])
+		}
 	}
 	return packed, nil
+}
+
+// blockMajor reports whether the packed U keeps each output channel
+// block's α² panels together ([block][plane][InC][BlockC]) instead of each
+// plane's blocks ([plane][block][InC][BlockC]): so on the layers computed
+// in one chunk, whose U streams from memory, the products walk U in memory
+// order whichever blocks a worker takes, and the GEMM kernels' prefetch of
+// the next panel in memory (blocking.PrefetchNext in gen/kernels) asks for
+// the panel the worker reads next. Plane-major, a worker with half the
+// blocks jumped to the next plane after its last block, whose panel it had
+// not prefetched, and had prefetched its neighbour's instead. Layers of
+// several chunks stay plane-major: their U stays cached, and consecutive
+// blocks of one plane reuse its tiles V_ξ from L1.
+func (k *WinogradKernel) blockMajor() bool { return k.Chunks() == 1 }
+
+// panelAt is the offset in the packed U of plane xi's panel for output
+// block b (InC × BlockC floats).
+func (k *WinogradKernel) panelAt(xi, b int) int {
+	s := k.Shape
+	panel := s.InC * k.BlockC()
+	if k.blockMajor() {
+		return (b*k.planes() + xi) * panel
+	}
+	return (xi*s.OutC/k.BlockC() + b) * panel
+}
+
+// panels calls f with every (plane, block) of blocks [b0, b1), in the
+// packed U's memory order.
+func (k *WinogradKernel) panels(b0, b1 int, f func(xi, b int)) {
+	if k.blockMajor() {
+		for b := b0; b < b1; b++ {
+			for xi := range k.planes() {
+				f(xi, b)
+			}
+		}
+		return
+	}
+	for xi := range k.planes() {
+		for b := b0; b < b1; b++ {
+			f(xi, b)
+		}
+	}
 }
 
 // Check reports whether Run and RunPart accept these arguments.
@@ -228,19 +273,21 @@ func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float
 	if nt < k.Chunk {
 		gemm = k.tail
 	}
-	panel := k.Shape.OutC * k.Shape.InC
-	for xi := 0; xi < k.planes(); xi++ {
-		k.product(gemm, v, m, packed[xi*panel:(xi+1)*panel], sc.zero, xi, nt, b0, b1)
-	}
+	k.panels(b0, b1, func(xi, b int) {
+		k.product(gemm, v, m, packed, sc.zero, xi, b, nt)
+	})
 	k.transformOut(m, out, res, bias, relu, sc, t0, nt, b0, b1)
 }
 
-// product computes plane xi's M = V·U for nt tiles and blocks [b0, b1).
-func (k *WinogradKernel) product(gemm *ConvKernel, v, m, u, zero []float32, xi, nt, b0, b1 int) {
+// product computes plane xi's M = V·U for nt tiles and output block b.
+func (k *WinogradKernel) product(gemm *ConvKernel, v, m, packed, zero []float32, xi, b, nt int) {
 	s := k.Shape
 	vb := Buffer{Data: v[xi*k.Chunk*s.InC:][:nt*s.InC], H: 1, W: nt, C: s.InC}
 	mb := Buffer{Data: m[xi*k.Chunk*s.OutC:][:nt*s.OutC], H: 1, W: nt, C: s.OutC}
-	gemm.RunBlocks(vb, mb, nil, u, zero, false, b0, b1)
+	// RunBlocks reads block b's panel at b·panel of its weights: start
+	// them that far before this panel.
+	u := packed[k.panelAt(xi, b)-b*s.InC*k.BlockC():]
+	gemm.RunBlocks(vb, mb, nil, u, zero, false, b, b+1)
 }
 
 // transformIn transforms the input tiles [t0, t0+nt) into the planes v
@@ -392,15 +439,11 @@ func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias [
 	for i := 0; i < n; i++ {
 		k.transformIn(ins[i], sc.v[i*vSize:][:vSize], sc, 0, nt)
 	}
-	panel := k.Shape.OutC * k.Shape.InC
-	for xi := 0; xi < k.planes(); xi++ {
-		u := packed[xi*panel : (xi+1)*panel]
-		for b := b0; b < b1; b++ {
-			for i := 0; i < n; i++ {
-				k.product(k.gemm, sc.v[i*vSize:][:vSize], sc.m[i*mSize:][:mSize], u, sc.zero, xi, nt, b, b+1)
-			}
+	k.panels(b0, b1, func(xi, b int) {
+		for i := 0; i < n; i++ {
+			k.product(k.gemm, sc.v[i*vSize:][:vSize], sc.m[i*mSize:][:mSize], packed, sc.zero, xi, b, nt)
 		}
-	}
+	})
 	for i := 0; i < n; i++ {
 		k.transformOut(sc.m[i*mSize:][:mSize], outs[i], resOf(i), bias, relu, sc, 0, nt, b0, b1)
 	}

@@ -104,12 +104,12 @@ type blocking struct {
 	// In ResNet-18 (bench -layers, three alternations) layer4's three
 	// layers 5.46 → 5.04 ms on one thread, 3.86 → 3.05 ms on two. On the
 	// F(4,3) layers, whose weights stay in L2 or L3, it cost 10–20 %
-	// (bench -layers), so they do not get it. Prefetching, after a
-	// worker's last block, that worker's first block of the next plane
-	// (not the neighbour's block) measured the same (1.01–1.02×), so the
-	// target stays the next panel in memory. The direct 1x1 layers with
-	// 2 MiB of weights or more get it too (directStreamsWeights). amd64
-	// only.
+	// (bench -layers), so they do not get it. The target is the next
+	// panel in memory: the driver packs those layers' U block-major and
+	// walks each worker's blocks in memory order (asm.WinogradKernel), so
+	// it is the panel the worker reads next however the blocks are split.
+	// The direct 1x1 layers with 2 MiB of weights or more get it too
+	// (directStreamsWeights). amd64 only.
 	PrefetchNext bool
 }
 

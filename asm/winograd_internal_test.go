@@ -1,0 +1,85 @@
+package asm
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWinogradWalksPanelsInMemoryOrder: on a layer computed in one chunk
+// (its U streams from memory), every worker's share of the output blocks
+// reads its panels of U one after the other in memory, whatever the number
+// of workers, so the GEMM kernels' prefetch of the next panel in memory
+// asks for the panel the worker reads next (a worker with blocks 4–7 of 8
+// used to jump a plane ahead after block 7). A layer of several chunks
+// keeps the plane-major order, and PackWeights puts every (plane, block)
+// panel where panelAt says, checked against the GEMM's own packing.
+func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		s          ConvShape
+		m, chunk   int
+		blockMajor bool
+	}{
+		{"7×7×512 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, true},
+		{"14×14×64 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 14, InW: 14, OutH: 14, OutW: 14}, 2, 49, true},
+		{"56×56×64 F(4,3), 8 chunks", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k := &WinogradKernel{Shape: c.s, M: c.m, Chunk: c.chunk}
+			var err error
+			k.GEMMShape = gemmShape(c.s, c.chunk)
+			k.gemm, err = PortableConv(k.GEMMShape)
+			require.NoError(t, err)
+			k.gemm.V = c.s.OutC / k.gemm.Lanes / 4 // four blocks (the portable kernel has one)
+			require.Equal(t, c.blockMajor, k.blockMajor())
+			panel := c.s.InC * k.BlockC()
+			nb := c.s.OutC / k.BlockC()
+			require.Equal(t, 4, nb)
+			for parts := 1; parts <= nb; parts++ {
+				for part := range parts {
+					b0, b1 := part*nb/parts, (part+1)*nb/parts
+					var offs []int
+					k.panels(b0, b1, func(xi, b int) { offs = append(offs, k.panelAt(xi, b)) })
+					require.Len(t, offs, (b1-b0)*k.planes())
+					for i := 1; i < len(offs); i++ {
+						step := panel // the next panel in memory
+						if !c.blockMajor && (i%(b1-b0) == 0) {
+							step = panel * (nb - (b1 - b0) + 1) // past the other workers' blocks of the plane
+						}
+						assert.Equal(t, step, offs[i]-offs[i-1], "%d parts, part %d, panel %d", parts, part, i)
+					}
+				}
+			}
+			// PackWeights: each (plane, block) panel at panelAt, as the
+			// GEMM packs plane xi's matrix (weights numbered so that no
+			// two panels hold the same values).
+			oihw := make([]float32, c.s.OutC*c.s.InC*9)
+			for i := range oihw {
+				oihw[i] = float32(i%977) + 1
+			}
+			packed, err := k.PackWeights(oihw)
+			require.NoError(t, err)
+			seen := map[int]bool{}
+			for xi := range k.planes() {
+				for b := range nb {
+					off := k.panelAt(xi, b)
+					require.False(t, seen[off])
+					seen[off] = true
+				}
+			}
+			require.Len(t, seen, k.planes()*nb)
+			// Plane 5's panels, block by block, from a plane-major packing
+			// of the same weights: k2 is the same kernel in several chunks.
+			k2 := *k
+			k2.Chunk = 1
+			require.False(t, k2.blockMajor())
+			plain, err := k2.PackWeights(oihw)
+			require.NoError(t, err)
+			for b := range nb {
+				assert.Equal(t, plain[k2.panelAt(5, b):][:panel], packed[k.panelAt(5, b):][:panel], "plane 5, block %d", b)
+			}
+		})
+	}
+}
