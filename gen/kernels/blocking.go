@@ -15,6 +15,10 @@ type tier struct {
 	// 0.67–0.73; AVX-512 (half the broadcasts per FMA) fell from 0.88 to
 	// 0.62 when capped, so it is not.
 	MaxPixels int
+	// MaxPanelBytes caps a channel block's weight panel (K²·InC·V·Lanes
+	// floats, read once per tile) by limiting V (0: no cap), so that it
+	// stays in L2 from one tile to the next (see capPixels).
+	MaxPanelBytes int
 	// ColumnRemainders lets TW leave a narrower last tile in each row (a
 	// second kernel); otherwise TW must divide the width.
 	ColumnRemainders bool
@@ -43,7 +47,8 @@ type tier struct {
 	AlternativeName string
 }
 
-// capPixels is chooseBlocking with tiles of at most 8 pixels. Each pixel
+// capPixels is chooseBlocking with tiles of at most 8 pixels and weight
+// panels of at most 1 MiB. Each pixel
 // of a tile is an input stream; with 1024 or 2048 input channels (or 512
 // at stride 2) the streams lie multiples of 4 KiB apart and share one set
 // of an 8-way L1. Measured on Zen 4 (AVX-512, one thread): 1x1 1024→256 on
@@ -51,10 +56,20 @@ type tier struct {
 // 28×28 0.58 → 0.89; 13 of the family's 38 shapes gain, 2 lose (512→256 on
 // 28×28 0.93 → 0.87); median 0.88 → 0.91. The session before measured the
 // opposite on Zen 5 for 7×7 outputs (a cap of 12 pixels: 0.88 → 0.62).
+//
+// The panel cap: every tile of a channel block reads the block's whole
+// panel (K²·InC·V·Lanes floats); one larger than the L2 (1 MiB on Zen 4)
+// comes from L3 again for each tile. ResNet-50's 3x3/2 512→512 on 14×14
+// (layer4.0.conv2) had 4×1-pixel tiles of 64 channels, a 1.18 MB panel
+// read by 14 tiles: 0.68 of peak alone. Capped, 1×7 pixels by 32
+// channels (a 576 KiB panel read by 7 tiles, the same results bit for
+// bit): on Zen 4, alone with its weights cold, 20 interleaved rounds,
+// 0.86× the time on one thread and 0.89× on two.
 func capPixels(s convShape) blocking { return chooseBlocking(s, avx512p8) }
 
-// avx512p8 is the AVX-512 tier with tiles of at most 8 pixels.
-var avx512p8 = tier{Name: "avx512", Lanes: 16, Regs: 32, MaxPixels: 8, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86}}
+// avx512p8 is the AVX-512 tier with tiles of at most 8 pixels and panels
+// of at most 1 MiB.
+var avx512p8 = tier{Name: "avx512", Lanes: 16, Regs: 32, MaxPixels: 8, MaxPanelBytes: 1 << 20, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86}}
 
 // machine is the throughput model of one core.
 type machine struct {
@@ -205,6 +220,9 @@ func chooseBlockingV(s convShape, t tier, onlyV int) blocking {
 	}
 	for v := maxV; v >= 1; v-- {
 		if s.OutC%(v*t.Lanes) != 0 || onlyV != 0 && v != onlyV {
+			continue
+		}
+		if panel := s.K * s.K * s.InC * v * t.Lanes * 4; t.MaxPanelBytes > 0 && panel > t.MaxPanelBytes && v > 1 {
 			continue
 		}
 		for th := 1; th <= 4 && th <= s.OutH; th++ {

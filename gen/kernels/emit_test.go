@@ -55,3 +55,24 @@ func TestPrefetchNextWhereWeightsStream(t *testing.T) {
 		}
 	}
 }
+
+// TestP8PanelsFitL2: the p8 variant's channel block panels stay within
+// 1 MiB, worked out by hand. A 3x3 layer with 512 input channels and 64
+// output channels a block has a 9·512·64·4 = 1,179,648-byte panel, so its
+// blocks shrink to 32 channels (576 KiB), with 1×7-pixel tiles on the 7×7
+// outputs; 256 input channels (576 KiB at 64 channels) and the 1x1 layers
+// (2048·64·4 = 512 KiB) keep 64-channel blocks.
+func TestP8PanelsFitL2(t *testing.T) {
+	s3 := func(stride, inC, outC, in int) convShape {
+		out := (in+2-3)/stride + 1
+		return convShape{K: 3, Stride: stride, Pad: 1, InC: inC, OutC: outC, InH: in, InW: in, OutH: out, OutW: out}
+	}
+	for _, s := range []convShape{s3(2, 512, 512, 14), s3(1, 512, 512, 7)} {
+		b := capPixels(s)
+		assert.Equal(t, blocking{TH: 1, TW: 7, V: 2}, b, "%+v", s)
+	}
+	for _, s := range []convShape{s3(2, 256, 512, 14), s3(1, 256, 256, 14),
+		{K: 1, Stride: 1, InC: 2048, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}} {
+		assert.Equal(t, 4, capPixels(s).V, "%+v", s)
+	}
+}

@@ -88,7 +88,7 @@ var kernels = asm.KernelSet{
 		{Name: "conv3x3s1_c512k512_h7_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},
 			TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, Main: conv3x3s1_c512k512_h7_avx512, Rem: conv3x3s1_c512k512_h7_avx512_rem, RemCol: nil, RemCorner: nil},
 		{Name: "conv3x3s1_c512k512_h7_avx512_p8", Tier: asm.AVX512, Variant: "p8", Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},
-			TH: 4, TW: 1, V: 4, Lanes: 16, RemTH: 3, RemTW: 0, Main: conv3x3s1_c512k512_h7_avx512_p8, Rem: conv3x3s1_c512k512_h7_avx512_p8_rem, RemCol: nil, RemCorner: nil},
+			TH: 1, TW: 7, V: 2, Lanes: 16, RemTH: 0, RemTW: 0, Main: conv3x3s1_c512k512_h7_avx512_p8, Rem: nil, RemCol: nil, RemCorner: nil},
 		{Name: "conv1x1s1_c64k64_h1w25_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 1, Stride: 1, Pad: 0, InC: 64, OutC: 64, InH: 1, InW: 25, OutH: 1, OutW: 25},
 			TH: 1, TW: 5, V: 4, Lanes: 16, RemTH: 0, RemTW: 0, Main: conv1x1s1_c64k64_h1w25_avx512, Rem: nil, RemCol: nil, RemCorner: nil},
 		{Name: "conv1x1s1_c64k64_h1w21_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 1, Stride: 1, Pad: 0, InC: 64, OutC: 64, InH: 1, InW: 21, OutH: 1, OutW: 21},
