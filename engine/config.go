@@ -30,7 +30,10 @@ const (
 	Auto Algorithm = iota
 	// Direct is the direct convolution everywhere.
 	Direct
-	// Winograd is Winograd F(4,3) wherever the package has the kernel.
+	// Winograd is Winograd wherever the package has a kernel for the
+	// layer: in the tile size a tuning cache measured best, or else the
+	// first the generator lists (F(4,3), or F(2,3) on the layers whose
+	// F(4,3) weights stream from memory; see Builder.choose).
 	Winograd
 )
 
