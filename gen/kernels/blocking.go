@@ -63,8 +63,9 @@ type tier struct {
 // (layer4.0.conv2) had 4×1-pixel tiles of 64 channels, a 1.18 MB panel
 // read by 14 tiles: 0.68 of peak alone. Capped, 1×7 pixels by 32
 // channels (a 576 KiB panel read by 7 tiles, the same results bit for
-// bit): on Zen 4, alone with its weights cold, 20 interleaved rounds,
-// 0.86× the time on one thread and 0.89× on two.
+// bit): on Zen 4, alone with its weights cold, 40 interleaved rounds
+// against the old kernel and a second copy of it (whose ratio, 1.04 and
+// 1.00, is the noise), 0.89× the time on one thread and 0.93× on two.
 func capPixels(s convShape) blocking { return chooseBlocking(s, avx512p8) }
 
 // avx512p8 is the AVX-512 tier with tiles of at most 8 pixels and panels
