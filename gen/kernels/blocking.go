@@ -48,10 +48,9 @@ type tier struct {
 }
 
 // capPixels is chooseBlocking with tiles of at most 8 pixels and weight
-// panels of at most 1 MiB. Each pixel
-// of a tile is an input stream; with 1024 or 2048 input channels (or 512
-// at stride 2) the streams lie multiples of 4 KiB apart and share one set
-// of an 8-way L1. Measured on Zen 4 (AVX-512, one thread): 1x1 1024→256 on
+// panels of at most 1 MiB. Each pixel of a tile is an input stream; with
+// 1024 or 2048 input channels (or 512 at stride 2) the streams lie
+// multiples of 4 KiB apart and share one set of an 8-way L1. Measured on Zen 4 (AVX-512, one thread): 1x1 1024→256 on
 // 14×14 0.66 → 0.93 of peak, 2048→512 on 7×7 0.59 → 0.94, 512→1024/2 on
 // 28×28 0.58 → 0.89; 13 of the family's 38 shapes gain, 2 lose (512→256 on
 // 28×28 0.93 → 0.87); median 0.88 → 0.91. The session before measured the
@@ -128,6 +127,10 @@ type blocking struct {
 	// (directStreamsWeights). amd64 only.
 	PrefetchNext bool
 }
+
+// panelBytes is the size of one channel block's packed weights for blocks
+// of bc output channels: what every tile of the block reads.
+func panelBytes(s convShape, bc int) int { return s.K * s.K * s.InC * bc * 4 }
 
 // directStreamsWeights reports whether a direct convolution prefetches the
 // next block's weights (blocking.PrefetchNext): a 1x1 layer with 2 MiB of
@@ -223,7 +226,7 @@ func chooseBlockingV(s convShape, t tier, onlyV int) blocking {
 		if s.OutC%(v*t.Lanes) != 0 || onlyV != 0 && v != onlyV {
 			continue
 		}
-		if panel := s.K * s.K * s.InC * v * t.Lanes * 4; t.MaxPanelBytes > 0 && panel > t.MaxPanelBytes && v > 1 {
+		if t.MaxPanelBytes > 0 && panelBytes(s, v*t.Lanes) > t.MaxPanelBytes && v > 1 {
 			continue
 		}
 		for th := 1; th <= 4 && th <= s.OutH; th++ {

@@ -136,7 +136,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 		e.ANDQ(U32(3), pf)
 		e.SHLQ(U8(6), pf)
 	}
-	panelBytes := s.K * s.K * s.InC * bc * 4
+	panelBytes := panelBytes(s, bc)
 	ky := e.GP64()
 	e.MOVQ(U64(s.K), ky)
 	e.Label(name + "_ky")
