@@ -76,3 +76,27 @@ func TestCombineTakesMedians(t *testing.T) {
 	assert.Equal(t, []KernelResult{{Name: "k", GFLOPs: 150, PeakGFLOPs: 200, Efficiency: 0.9}}, got)
 	assert.Nil(t, Combine(nil))
 }
+
+// Cold weights: the copies fill the byte budget (4096 at most, one when
+// the budget is 0), each holds the packed weights in its own memory, and a
+// rotation hands them out in turn, coming back to the first.
+func TestWeightCopiesRotate(t *testing.T) {
+	packed := []float32{1, 2, 3, 4, 5} // 20 bytes
+	for _, c := range []struct{ bytes, want int }{{0, 1}, {20, 1}, {21, 2}, {100, 5}, {1 << 30, 4096}} {
+		ws := weightCopies(packed, c.bytes)
+		require.Len(t, ws, c.want, "%d bytes", c.bytes)
+		for i, w := range ws {
+			assert.Equal(t, packed, w, "copy %d", i)
+			if i > 0 {
+				assert.NotSame(t, &ws[0][0], &w[0], "copy %d shares the original's memory", i)
+			}
+		}
+	}
+	ws := weightCopies(packed, 60)
+	var seen []*float32
+	run := rotation(ws, func(w []float32) { seen = append(seen, &w[0]) })
+	for range 4 {
+		run()
+	}
+	assert.Equal(t, []*float32{&ws[0][0], &ws[1][0], &ws[2][0], &ws[0][0]}, seen)
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"time"
 
@@ -34,6 +35,33 @@ type Options struct {
 	MinTime  time.Duration // per kernel measurement
 	PeakTime time.Duration // per peak measurement
 	Progress io.Writer     // one line per kernel, or nil
+	// WeightBytes: each run reads its weights from the next of enough
+	// copies to fill this many bytes (at most 4096 copies), so that they
+	// are as cold as in a network whose weights total this much: at batch
+	// 1 a layer's weights were last read a whole Forward ago (ResNet-50's
+	// 100 MB come from memory, a CIFAR net's 1 MB from L2). 0: every run
+	// rereads one copy, warm in L2 or L3.
+	WeightBytes int
+}
+
+// weightCopies returns packed and enough copies of it to fill bytes (at
+// most 4096 in all).
+func weightCopies(packed []float32, bytes int) [][]float32 {
+	copies := [][]float32{packed}
+	n := min(4096, (bytes+4*len(packed)-1)/(4*len(packed)))
+	for len(copies) < n {
+		copies = append(copies, slices.Clone(packed))
+	}
+	return copies
+}
+
+// rotation returns a function that runs f on the next of ws each call.
+func rotation(ws [][]float32, f func(w []float32)) func() {
+	next := 0
+	return func() {
+		f(ws[next])
+		next = (next + 1) % len(ws)
+	}
 }
 
 func (o *Options) defaults() {
@@ -95,16 +123,16 @@ func (c *ConvSetup) Run() {
 // the FMA peak.
 func Winograd(k *asm.WinogradKernel, o Options) KernelResult {
 	c := NewConvSetup(&asm.ConvKernel{Name: k.Name, Shape: k.Shape, TH: 1, TW: 1, V: 1, Lanes: 1})
-	packed, err := k.PackWeights(make([]float32, len(c.Packed)))
+	packed, err := k.PackWeights(c.Packed)
 	if err != nil {
 		panic(err)
 	}
 	sc := k.NewScratch(1)
 	s := k.Shape
 	r := KernelResult{Name: k.Name, Op: "winograd", Kernel: 3, Stride: 1, InH: s.InH, InW: s.InW, InC: s.InC, OutC: s.OutC}
-	return measure(r, k.Tier, s.MACs(), func() {
-		k.RunPart(c.In, c.Out, &c.Res, packed, c.Bias, true, sc, 0, 1)
-	}, o)
+	return measure(r, k.Tier, s.MACs(), rotation(weightCopies(packed, o.WeightBytes), func(w []float32) {
+		k.RunPart(c.In, c.Out, &c.Res, w, c.Bias, true, sc, 0, 1)
+	}), o)
 }
 
 // timeRuns runs f until at least d has passed and returns seconds per run.
@@ -137,7 +165,11 @@ func Conv(k *asm.ConvKernel, o Options) KernelResult {
 	c := NewConvSetup(k)
 	s := k.Shape
 	r := KernelResult{Name: k.Name, Op: "conv", Kernel: s.K, Stride: s.Stride, InH: s.InH, InW: s.InW, InC: s.InC, OutC: s.OutC}
-	return measure(r, k.Tier, s.MACs(), c.Run, o)
+	return measure(r, k.Tier, s.MACs(), rotation(weightCopies(c.Packed, o.WeightBytes), func(w []float32) {
+		if err := c.K.Run(c.In, c.Out, &c.Res, w, c.Bias, true); err != nil {
+			panic(err)
+		}
+	}), o)
 }
 
 // measure runs f in interleaved rounds against the tier's peak and fills

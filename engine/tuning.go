@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -133,12 +134,18 @@ func tuned(t asm.Tier, s asm.ConvShape) (string, bool) {
 // `resnet tune` corrects a machine where these lose.
 
 // defaultVariant is the direct kernel variant New picks without a tuning
-// cache: "p8" (tiles of at most 8 pixels) on AMD's family 25 (Zen 3, Zen
-// 4), where it measured better on 13 of the family's 38 AVX-512 shapes and
-// worse on 2; the generator's rule elsewhere (measured on Zen 5 by the
-// session before; Intel not measured yet).
+// cache: "p8" (tiles of at most 8 pixels, weight panels within 1 MiB) on
+// AMD's families 25 (Zen 3, Zen 4) and 26 (Zen 5), the generator's rule
+// elsewhere (Intel not measured yet). Zen 4: better on 13 of the family's
+// 38 AVX-512 shapes, worse on 2. Zen 5 (EPYC family 26 model 2), ResNet-50
+// whole at batch 1 against ONNX Runtime in one run, three alternations:
+// 0.869–0.873 of ORT's latency on one thread with p8 against 0.915–0.990
+// without, 0.855–0.940 on two against 1.003–1.114. Per layer there (bench
+// -layers, two alternations) p8 took 0.85–0.95× the time on the 1x1 layers
+// of 14×14 and 7×7 outputs and lost only on 2048→512 on 7×7 (1.13–1.16×),
+// a shape `resnet tune` settles per machine.
 func defaultVariant(t asm.Tier) string {
-	if t == asm.AVX512 && cpuVendorFamily() == "AuthenticAMD/25" {
+	if t == asm.AVX512 && slices.Contains([]string{"AuthenticAMD/25", "AuthenticAMD/26"}, cpuVendorFamily()) {
 		return "p8"
 	}
 	return ""
