@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 
@@ -142,10 +141,22 @@ func tuned(t asm.Tier, s asm.ConvShape) (string, bool) {
 // 0.869–0.873 of ORT's latency on one thread with p8 against 0.915–0.990
 // without, 0.855–0.940 on two against 1.003–1.114. Per layer there (bench
 // -layers, two alternations) p8 took 0.85–0.95× the time on the 1x1 layers
-// of 14×14 and 7×7 outputs and lost only on 2048→512 on 7×7 (1.13–1.16×),
-// a shape `resnet tune` settles per machine.
-func defaultVariant(t asm.Tier) string {
-	if t == asm.AVX512 && slices.Contains([]string{"AuthenticAMD/25", "AuthenticAMD/26"}, cpuVendorFamily()) {
+// of 14×14 and 7×7 outputs and lost only on 2048→512 on 7×7 (1.13–1.16×,
+// 1.40–1.49× ORT's time against 1.1–1.2× without; its p8 tiles of 4 pixels
+// by 64 channels read 16 bytes of weights from L2 per FMA, and Zen 5's
+// FMAs are twice Zen 4's), so on Zen 5 that shape keeps the generator's
+// blocking.
+func defaultVariant(t asm.Tier, s asm.ConvShape) string {
+	if t != asm.AVX512 {
+		return ""
+	}
+	switch cpuVendorFamily() {
+	case "AuthenticAMD/25":
+		return "p8"
+	case "AuthenticAMD/26":
+		if s.K == 1 && s.InC >= 2048 && s.OutH*s.OutW <= 49 {
+			return ""
+		}
 		return "p8"
 	}
 	return ""
