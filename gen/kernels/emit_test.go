@@ -76,3 +76,31 @@ func TestP8PanelsFitL2(t *testing.T) {
 		assert.Equal(t, 4, capPixels(s).V, "%+v", s)
 	}
 }
+
+// TestWinogradChunks: the tiles per chunk, worked out by hand from the
+// rule in winogradGEMMs (planes of a tile: α²·4·(InC+OutC) bytes).
+func TestWinogradChunks(t *testing.T) {
+	sq := func(c, hw int) convShape {
+		return convShape{K: 3, Stride: 1, Pad: 1, InC: c, OutC: c, InH: hw, InW: hw, OutH: hw, OutW: hw}
+	}
+	for _, c := range []struct {
+		name        string
+		s           convShape
+		f           winoF
+		chunk, tail int
+	}{
+		// U 0.6 MB: 196 tiles of 18 KiB = 3.5 MiB, 512 KiB chunks: 7, made even: 8 of 25 (the last 21).
+		{"56×56×64 F(4,3)", sq(64, 56), winoF4, 25, 21},
+		// U 2.4 MB (2 to 4 MiB): 49 tiles of 36 KiB = 1.7 MiB, 1 MiB chunks: 2 of 25 (the last 24).
+		{"28×28×128 F(4,3)", sq(128, 28), winoF4, 25, 24},
+		// U 4 MiB (streams): 49 tiles of 32 KiB in one chunk.
+		{"14×14×256 F(2,3)", sq(256, 14), winoF2, 49, 0},
+		// U 9 MiB: 16 tiles of 72 KiB in one chunk.
+		{"14×14×256 F(4,3)", sq(256, 14), winoF4, 16, 0},
+	} {
+		chunk, gemm, tail := winogradGEMMs(c.s, c.f)
+		assert.Equal(t, c.chunk, chunk, c.name)
+		assert.Equal(t, c.chunk, gemm.OutW, c.name)
+		assert.Equal(t, c.tail, tail.OutW, c.name)
+	}
+}

@@ -309,13 +309,23 @@ func winogradFits(s convShape, t tier) bool {
 //     as fit 4 MiB of planes — one for the 14×14 and 7×7 layers, which the
 //     workers then split by output channels, each reading half of U
 //     (14×14×256 on 2 threads: 1.2–1.3 ms in 3 chunks, 0.82–0.86 in one).
+//   - U of 2 to 4 MiB (read from L3 once per chunk): chunks of up to 1 MiB
+//     of planes. On Zen 5 (EPYC family 26 model 2), ResNet-18's 28×28×128
+//     (U 2.4 MB) in 2 chunks instead of 4, three alternations inside the
+//     network (bench -layers): 0.47–0.49 against 0.50–0.53 ms on one
+//     thread, 0.38–0.42 against 0.47–0.52 on two. The 56×56×64 layers (U
+//     0.6 MB) in 4 chunks instead of 8 ran alike on one thread and 12 %
+//     slower on two, so small U keeps 512 KiB.
 func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 	tiles := ((s.OutH + f.M - 1) / f.M) * ((s.OutW + f.M - 1) / f.M)
 	n2 := f.Alpha * f.Alpha
 	perTile := n2 * 4 * (s.InC + s.OutC)
 	budget := 512 << 10
-	if streamsWeights(s, f) {
+	switch u := n2 * 4 * s.InC * s.OutC; {
+	case streamsWeights(s, f):
 		budget = 4 << 20
+	case u >= 2<<20:
+		budget = 1 << 20
 	}
 	n := (tiles*perTile + budget - 1) / budget // chunks
 	if n > 1 && n%2 == 1 {

@@ -232,17 +232,13 @@ func conv1x1s1_c64k64_h1w21_avx2(in *float32, w *float32, bias *float32, res *fl
 // 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c64k64_h1w21_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c128k128_h1w13_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 128→128 channels on a 1x13 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c128k128_h1w13_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k128_h1w25_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x25 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k128_h1w25_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c128k128_h1w13_avx2_remcol computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 128→128 channels on a 1x13 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c128k128_h1w13_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-
-// conv1x1s1_c128k128_h1w10_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 128→128 channels on a 1x10 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c128k128_h1w10_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k128_h1w24_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x24 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k128_h1w24_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c256k256_h1w49_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 256→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
