@@ -147,10 +147,16 @@ func tuned(t asm.Tier, s asm.ConvShape) (string, bool) {
 // FMAs are twice Zen 4's), so on Zen 5 that shape keeps the generator's
 // blocking.
 func defaultVariant(t asm.Tier, s asm.ConvShape) string {
+	return defaultVariantOn(cpuVendorFamily(), t, s)
+}
+
+// defaultVariantOn is defaultVariant on a CPU of vendorFamily
+// ("AuthenticAMD/26": /proc/cpuinfo's vendor_id/cpu family).
+func defaultVariantOn(vendorFamily string, t asm.Tier, s asm.ConvShape) string {
 	if t != asm.AVX512 {
 		return ""
 	}
-	switch cpuVendorFamily() {
+	switch vendorFamily {
 	case "AuthenticAMD/25":
 		return "p8"
 	case "AuthenticAMD/26":
