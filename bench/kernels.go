@@ -110,13 +110,6 @@ func NewConvSetup(k *asm.ConvKernel) *ConvSetup {
 	return c
 }
 
-// Run executes the layer once, with residual and ReLU (the most work).
-func (c *ConvSetup) Run() {
-	if err := c.K.Run(c.In, c.Out, &c.Res, c.Packed, c.Bias, true); err != nil {
-		panic(err)
-	}
-}
-
 // Winograd measures a Winograd F(4,3) kernel on one thread. Its GFLOP/s
 // are "effective": the direct convolution's multiply-adds (2·MACs) divided
 // by the time, so they compare with the direct kernel's and can exceed

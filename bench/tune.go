@@ -20,7 +20,8 @@ type TuneResult struct {
 // WeightBytes), so they are as cold as in net at batch 1: warm, the
 // kernels that reread one weight panel from L2 win where the network sees
 // the opposite (on Zen 5, ResNet-50's 512→2048 on 7×7: tiles of 2×7
-// pixels by 32 channels 1.14× faster than 4×1 by 64 warm, 0.95× cold).
+// pixels by 32 channels 1.14× faster than 4×1 by 64 warm, 0.83–0.94× as
+// fast cold in two tunings; in the network 0.87–0.89×).
 func Tune(ks *asm.KernelSet, net *resnet.Network, t asm.Tier, o Options) ([]TuneResult, error) {
 	var out []TuneResult
 	for _, s := range net.ConvShapes() {
