@@ -50,10 +50,11 @@ type tier struct {
 // capPixels is chooseBlocking with tiles of at most 8 pixels and weight
 // panels of at most 1 MiB. Each pixel of a tile is an input stream; with
 // 1024 or 2048 input channels (or 512 at stride 2) the streams lie
-// multiples of 4 KiB apart and share one set of an 8-way L1. Measured on Zen 4 (AVX-512, one thread): 1x1 1024→256 on
-// 14×14 0.66 → 0.93 of peak, 2048→512 on 7×7 0.59 → 0.94, 512→1024/2 on
-// 28×28 0.58 → 0.89; 13 of the family's 38 shapes gain, 2 lose (512→256 on
-// 28×28 0.93 → 0.87); median 0.88 → 0.91. On Zen 5 the kernels alone
+// multiples of 4 KiB apart and share one set of an 8-way L1. Measured on
+// Zen 4 (AVX-512, one thread): 1x1 1024→256 on 14×14 0.66 → 0.93 of
+// peak, 2048→512 on 7×7 0.59 → 0.94, 512→1024/2 on 28×28 0.58 → 0.89; 13
+// of the family's 38 shapes gain, 2 lose (512→256 on 28×28 0.93 → 0.87);
+// median 0.88 → 0.91. On Zen 5 the kernels alone
 // with warm weights rank the 7×7 layers the other way (a cap of 12 pixels:
 // 0.88 → 0.62), but in the network, weights cold, p8 wins there too
 // except on 2048→512 (engine's defaultVariant).

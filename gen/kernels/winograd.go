@@ -321,10 +321,10 @@ func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 	n2 := f.Alpha * f.Alpha
 	perTile := n2 * 4 * (s.InC + s.OutC)
 	budget := 512 << 10
-	switch u := n2 * 4 * s.InC * s.OutC; {
+	switch {
 	case streamsWeights(s, f):
 		budget = 4 << 20
-	case u >= 2<<20:
+	case uBytes(s, f) >= 2<<20:
 		budget = 1 << 20
 	}
 	n := (tiles*perTile + budget - 1) / budget // chunks
@@ -343,11 +343,14 @@ func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 	return chunk, gemm, tail
 }
 
-// streamsWeights reports whether a layer's transformed weights U (α²·InC·
-// OutC floats) are 4 MiB or more: they do not stay cached from one image
-// to the next and stream from memory (winogradGEMMs, blocking.PrefetchNext).
+// uBytes is the size of a layer's transformed weights U: α²·InC·OutC floats.
+func uBytes(s convShape, f winoF) int { return f.Alpha * f.Alpha * 4 * s.InC * s.OutC }
+
+// streamsWeights reports whether a layer's transformed weights U are 4 MiB
+// or more: they do not stay cached from one image to the next and stream
+// from memory (winogradGEMMs, blocking.PrefetchNext).
 func streamsWeights(s convShape, f winoF) bool {
-	return f.Alpha*f.Alpha*4*s.InC*s.OutC >= 4<<20
+	return uBytes(s, f) >= 4<<20
 }
 
 // winoName names a Winograd layer kernel as the direct one, with winoM.
