@@ -100,3 +100,20 @@ func TestWeightCopiesRotate(t *testing.T) {
 	}
 	assert.Equal(t, []*float32{&ws[0][0], &ws[1][0], &ws[2][0], &ws[0][0]}, seen)
 }
+
+// Tune keeps New's default unless a candidate's median beats it by more
+// than the margin; a default the package lacks stands as "direct".
+func TestPickBestKeepsDefaultWithinMargin(t *testing.T) {
+	g := map[string]float64{"direct": 104, "direct/p8": 100, "winograd/2": 90}
+	assert.Equal(t, "direct/p8", pickBest(g, "direct/p8", 0.05), "4 % faster is within the margin")
+	assert.Equal(t, "direct", pickBest(g, "direct/p8", 0.03), "4 % faster beats a 3 % margin")
+	assert.Equal(t, "direct", pickBest(g, "direct/p8", 0), "no margin: the fastest")
+	assert.Equal(t, "direct", pickBest(g, "winograd/2", 0.05), "16 % faster")
+	g = map[string]float64{"direct": 100, "winograd/4": 103}
+	assert.Equal(t, "direct", pickBest(g, "direct/p8", 0.05), "p8 not in the package: direct is the default")
+	assert.Equal(t, "winograd/4", pickBest(g, "direct/p8", 0.01))
+	assert.Equal(t, "winograd/4", pickBest(map[string]float64{"winograd/2": 1, "winograd/4": 2}, "direct/p8", 0.05))
+	assert.Equal(t, "direct", pickBest(map[string]float64{"direct": 5, "direct/p8": 5}, "winograd/4", 0), "a tie goes to the first name")
+	assert.Equal(t, DefaultTieMargin, Options{}.margin())
+	assert.Equal(t, 0.0, Options{TieMargin: -1}.margin())
+}

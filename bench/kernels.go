@@ -42,6 +42,10 @@ type Options struct {
 	// 100 MB come from memory, a CIFAR net's 1 MB from L2). 0: every run
 	// rereads one copy, warm in L2 or L3.
 	WeightBytes int
+	// TieMargin (Tune): a candidate replaces New's default rule only when
+	// its median runs this fraction faster; 0 means DefaultTieMargin, < 0
+	// none.
+	TieMargin float64
 }
 
 // weightCopies returns packed and enough copies of it to fill bytes (at

@@ -132,6 +132,19 @@ func tuned(t asm.Tier, s asm.ConvShape) (string, bool) {
 // direct kernel, in the variant defaultVariant names for this CPU.
 // `resnet tune` corrects a machine where these lose.
 
+// DefaultCandidate is the candidate New picks for a shape on tier t without
+// a tuning cache (ms: the Winograd tile sizes the package has for it, its
+// first the generator's choice): Winograd where there is one, otherwise the
+// direct kernel in defaultVariant. A package may lack that variant (the
+// generator emits none where it equals the default blocking); New then runs
+// "direct".
+func DefaultCandidate(t asm.Tier, s asm.ConvShape, ms []int) string {
+	if len(ms) > 0 {
+		return Candidate(true, "", ms[0])
+	}
+	return Candidate(false, defaultVariant(t, s), 0)
+}
+
 // defaultVariant is the direct kernel variant New picks without a tuning
 // cache: "p8" (tiles of at most 8 pixels, weight panels within 1 MiB) on
 // AMD's families 25 (Zen 3, Zen 4) and 26 (Zen 5), the generator's rule

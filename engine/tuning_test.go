@@ -35,3 +35,15 @@ func TestDefaultVariantByFamily(t *testing.T) {
 		assert.Equal(t, c.want, defaultVariantOn(c.family, c.tier, c.s), "%s %v %s", c.family, c.tier, c.s.Name())
 	}
 }
+
+// Without a cache New runs Winograd in the package's first tile size where
+// it has one, else the family's direct variant: what `resnet tune` keeps
+// unless a candidate clearly beats it.
+func TestDefaultCandidate(t *testing.T) {
+	s3 := asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 256, OutC: 256, InH: 14, InW: 14, OutH: 14, OutW: 14}
+	assert.Equal(t, "winograd/2", DefaultCandidate(asm.AVX512, s3, []int{2, 4}))
+	assert.Equal(t, "winograd/4", DefaultCandidate(asm.AVX2, s3, []int{4}))
+	assert.Equal(t, "direct", DefaultCandidate(asm.AVX2, s3, nil))
+	want := Candidate(false, defaultVariant(asm.AVX512, s3), 0) // this CPU's family decides
+	assert.Equal(t, want, DefaultCandidate(asm.AVX512, s3, nil))
+}

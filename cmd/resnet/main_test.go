@@ -73,6 +73,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"eval", "-arch", "resnet9", "-weights", "x", "-data", "y"}, 2, `unknown architecture "resnet9"`},
 		{[]string{"eval", "-arch", "resnet18", "-weights", "x", "-data", "y"}, 2, "resnet18 is not a CIFAR-10 network"},
 		{[]string{"eval", "-arch", "cifar-resnet20", "-weights", "nope.th", "-data", "y"}, 1, "nope.th: no such file"},
+		{[]string{"tune", "-margin", "1.5"}, 2, "-margin must be in [0, 1)"},
+		{[]string{"tune", "-margin", "-0.1"}, 2, "-margin must be in [0, 1)"},
+		{[]string{"tune", "-margin", "NaN"}, 2, "-margin must be in [0, 1)"},
 	} {
 		code, _, stderr := runCmd(c.args...)
 		assert.Equal(t, c.code, code, "%v", c.args)

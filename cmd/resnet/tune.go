@@ -15,12 +15,20 @@ func runTune(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("tune", stderr)
 	tiers := fs.String("tier", "", "comma-separated tiers to tune (default: every SIMD tier here)")
 	rounds := fs.Int("rounds", 5, "interleaved direct/Winograd rounds per shape")
+	margin := fs.Float64("margin", bench.DefaultTieMargin, "keep New's default rule unless a candidate's median is this fraction faster (0: pick the fastest)")
 	dry := fs.Bool("n", false, "measure and print, but write nothing")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *rounds < 1 {
 		return fmt.Errorf("%w: -rounds must be ≥ 1", errUsage)
+	}
+	if !(*margin >= 0 && *margin < 1) { // NaN fails too
+		return fmt.Errorf("%w: -margin must be in [0, 1)", errUsage)
+	}
+	tieMargin := *margin
+	if tieMargin == 0 {
+		tieMargin = -1 // Options: < 0 is no margin, 0 the default
 	}
 	var run []asm.Tier
 	if *tiers == "" {
@@ -52,12 +60,13 @@ func runTune(args []string, stdout, stderr io.Writer) error {
 		here = map[string]engine.Measure{}
 	}
 	fmt.Fprintf(stdout, "%s: every candidate of each shape on one thread, %d interleaved rounds: direct (the generator's blocking),\n"+
-		"direct/p8 (tiles of at most 8 pixels), winograd/M (F(M×M,3×3); GFLOP/s effective: the direct convolution's FLOPs ÷ time).\n", cpu, *rounds)
+		"direct/p8 (tiles of at most 8 pixels), winograd/M (F(M×M,3×3); GFLOP/s effective: the direct convolution's FLOPs ÷ time).\n"+
+		"best: New's default rule unless a candidate's median is more than %.0f %% faster.\n", cpu, *rounds, 100**margin)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "shape\tdirect\tdirect/p8\twinograd/4\twinograd/2\tbest\t")
 	for _, t := range run {
 		fmt.Fprintf(stderr, "tuning %v\n", t)
-		rs, err := bench.TuneFamily(t, bench.Options{Rounds: *rounds, Progress: stderr})
+		rs, err := bench.TuneFamily(t, bench.Options{Rounds: *rounds, Progress: stderr, TieMargin: tieMargin})
 		if err != nil {
 			return err
 		}
