@@ -21,9 +21,16 @@ type WinogradKernel struct {
 	Shape ConvShape // K 3, stride 1, padding 1
 	M     int       // output tile side: 4 for F(4×4,3×3), 2 for F(2×2,3×3)
 	Chunk int       // tiles per GEMM
-	// GEMMShape and TailShape are the 1x1 shapes of the products, over
-	// Chunk tiles and over the T mod Chunk tiles of the last chunk (zero
-	// if none); the kernels come from the same KernelSet.
+	// ICBlock is the input channels of one product call, a divisor of
+	// InC (0: InC). A layer whose U streams from memory splits its input
+	// channels so that each call's slice of a weight panel, read from
+	// memory by its first tile, is re-read by the others from L1, and the
+	// stream of U never pauses for long: gen/kernels.icBlock.
+	ICBlock int
+	// GEMMShape and TailShape are the 1x1 shapes of the products (ICBlock
+	// input channels), over Chunk tiles and over the T mod Chunk tiles of
+	// the last chunk (zero if none); the kernels come from the same
+	// KernelSet.
 	GEMMShape, TailShape ConvShape
 	In                   func(in *float32, inRow, inPix uintptr, v *float32, vPlane, nvec uintptr, tmp *float32)
 	Out                  func(m *float32, mPlane uintptr, bias, res, out *float32, resRow, outRow, outPix, flags, nvec uintptr, tmp *float32)
@@ -77,20 +84,31 @@ func (k *WinogradKernel) validate() error {
 		return fmt.Errorf("%s: Winograd takes 3x3 stride-1 layers with padding 1, not %+v", k.Name, s)
 	case k.Chunk < 1 || k.Chunk > t:
 		return fmt.Errorf("%s: chunk of %d tiles for %d tiles", k.Name, k.Chunk, t)
-	case k.GEMMShape != gemmShape(s, k.Chunk) || (t%k.Chunk == 0) != (k.TailShape == ConvShape{}) ||
-		t%k.Chunk != 0 && k.TailShape != gemmShape(s, t%k.Chunk):
+	case k.ICBlock < 0 || k.icb() > s.InC || s.InC%k.icb() != 0:
+		return fmt.Errorf("%s: input channel blocks of %d for %d channels", k.Name, k.ICBlock, s.InC)
+	case k.GEMMShape != gemmShape(s, k.icb(), k.Chunk) || (t%k.Chunk == 0) != (k.TailShape == ConvShape{}) ||
+		t%k.Chunk != 0 && k.TailShape != gemmShape(s, k.icb(), t%k.Chunk):
 		return fmt.Errorf("%s: GEMM shapes %+v and %+v do not fit %d tiles in chunks of %d", k.Name, k.GEMMShape, k.TailShape, t, k.Chunk)
 	case k.In == nil || k.Out == nil:
 		return fmt.Errorf("%s: no transforms", k.Name)
-	case s.InC%k.gemm.Lanes != 0 || k.tail != nil && k.tail.BlockC() != k.gemm.BlockC():
+	case k.icb()%k.gemm.Lanes != 0 || k.tail != nil && k.tail.BlockC() != k.gemm.BlockC():
 		return fmt.Errorf("%s: %d input channels, or GEMM blocks of %d and %d channels", k.Name, s.InC, k.gemm.BlockC(), k.tail.BlockC())
 	}
 	return nil
 }
 
-// gemmShape is the 1x1 convolution that multiplies n tiles of V_ξ by U_ξ.
-func gemmShape(s ConvShape, n int) ConvShape {
-	return ConvShape{K: 1, Stride: 1, Pad: 0, InC: s.InC, OutC: s.OutC, InH: 1, InW: n, OutH: 1, OutW: n}
+// gemmShape is the 1x1 convolution that multiplies n tiles of V_ξ by U_ξ,
+// icb input channels at a time.
+func gemmShape(s ConvShape, icb, n int) ConvShape {
+	return ConvShape{K: 1, Stride: 1, Pad: 0, InC: icb, OutC: s.OutC, InH: 1, InW: n, OutH: 1, OutW: n}
+}
+
+// icb is the input channels of one product call (ICBlock, or InC).
+func (k *WinogradKernel) icb() int {
+	if k.ICBlock == 0 {
+		return k.Shape.InC
+	}
+	return k.ICBlock
 }
 
 // WinogradScratch is one worker's working memory for a Winograd layer.
@@ -158,14 +176,21 @@ func (k *WinogradKernel) PackWeights(oihw []float32) ([]float32, error) {
 		}
 	}
 	packed := make([]float32, k.planes()*s.OutC*s.InC)
-	panel := s.InC * k.BlockC()
+	icb := k.icb()
+	panel := icb * k.BlockC()
+	slice := make([]float32, s.OutC*icb) // one plane's input channels [j·icb, (j+1)·icb)
 	for xi, p := range planes {
-		q, err := k.gemm.PackWeights(p)
-		if err != nil {
-			return nil, err
-		}
-		for b := range s.OutC / k.BlockC() {
-			copy(packed[k.panelAt(xi, b):][:panel], q[b*panel:][:panel])
+		for j := range s.InC / icb {
+			for o := range s.OutC {
+				copy(slice[o*icb:][:icb], p[o*s.InC+j*icb:][:icb])
+			}
+			q, err := k.gemm.PackWeights(slice)
+			if err != nil {
+				return nil, err
+			}
+			for b := range s.OutC / k.BlockC() {
+				copy(packed[k.panelAt(xi, b, j):][:panel], q[b*panel:][:panel])
+			}
 		}
 	}
 	return packed, nil
@@ -185,14 +210,16 @@ func (k *WinogradKernel) PackWeights(oihw []float32) ([]float32, error) {
 func (k *WinogradKernel) blockMajor() bool { return k.Chunks() == 1 }
 
 // panelAt is the offset in the packed U of plane xi's panel for output
-// block b (InC × BlockC floats).
-func (k *WinogradKernel) panelAt(xi, b int) int {
+// block b, its input channel block j (ICBlock × BlockC floats; a panel's
+// channel blocks follow each other).
+func (k *WinogradKernel) panelAt(xi, b, j int) int {
 	s := k.Shape
-	panel := s.InC * k.BlockC()
+	nj := s.InC / k.icb()
+	slice := k.icb() * k.BlockC()
 	if k.blockMajor() {
-		return (b*k.planes() + xi) * panel
+		return ((b*k.planes()+xi)*nj + j) * slice
 	}
-	return (xi*s.OutC/k.BlockC() + b) * panel
+	return ((xi*s.OutC/k.BlockC()+b)*nj + j) * slice
 }
 
 // panels calls f with every (plane, block) of blocks [b0, b1), in the
@@ -279,15 +306,22 @@ func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float
 	k.transformOut(m, out, res, bias, relu, sc, t0, nt, b0, b1)
 }
 
-// product computes plane xi's M = V·U for nt tiles and output block b.
+// product computes plane xi's M = V·U for nt tiles and output block b, one
+// input channel block at a time: the first sets M, the others add to it
+// (as the residual of their 1x1 convolution, in place).
 func (k *WinogradKernel) product(gemm *ConvKernel, v, m, packed, zero []float32, xi, b, nt int) {
 	s := k.Shape
-	vb := Buffer{Data: v[xi*k.Chunk*s.InC:][:nt*s.InC], H: 1, W: nt, C: s.InC}
+	icb := k.icb()
 	mb := Buffer{Data: m[xi*k.Chunk*s.OutC:][:nt*s.OutC], H: 1, W: nt, C: s.OutC}
-	// RunBlocks reads block b's panel at b·panel of its weights: start
-	// them that far before this panel.
-	u := packed[k.panelAt(xi, b)-b*s.InC*k.BlockC():]
-	gemm.RunBlocks(vb, mb, nil, u, zero, false, b, b+1)
+	var acc *Buffer
+	for j := range s.InC / icb {
+		vb := Buffer{Data: v[xi*k.Chunk*s.InC+j*k.Chunk*icb:][:nt*icb], H: 1, W: nt, C: icb}
+		// RunBlocks reads block b's panel at b·panel of its weights: start
+		// them that far before this panel.
+		u := packed[k.panelAt(xi, b, j)-b*icb*k.BlockC():]
+		gemm.RunBlocks(vb, mb, acc, u, zero, false, b, b+1)
+		acc = &mb
+	}
 }
 
 // transformIn transforms the input tiles [t0, t0+nt) into the planes v
@@ -299,11 +333,17 @@ func (k *WinogradKernel) transformIn(in Buffer, v []float32, sc *WinogradScratch
 	lanes := k.Lanes()
 	inPix, inRow := uintptr(s.InC*4), uintptr(in.RowStride()*4)
 	vPlane := uintptr(k.Chunk * s.InC * 4)
+	icb := k.icb()
+	nvec := uintptr(icb / lanes)
+	// A plane holds its tiles' input channel block j at j·Chunk·icb, each
+	// tile's icb channels together, as the GEMM of one block reads them.
+	vAt := func(t, j int) *float32 { return &v[j*k.Chunk*icb+(t-t0)*icb] }
 	for t := t0; t < t0+nt; t++ {
 		y, x := (t/tw)*m-1, (t%tw)*m-1
-		vp := &v[(t-t0)*s.InC]
 		if y+a <= s.InH+in.Halo && x+a <= s.InW+in.Halo {
-			k.In(&in.Data[in.Index(y, x, 0)], inRow, inPix, vp, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
+			for j := range s.InC / icb {
+				k.In(&in.Data[in.Index(y, x, j*icb)], inRow, inPix, vAt(t, j), vPlane, nvec, &sc.tmp[0])
+			}
 			continue
 		}
 		// The tile crosses the zero halo's far edge: gather it, zero-padded.
@@ -313,7 +353,9 @@ func (k *WinogradKernel) transformIn(in Buffer, v []float32, sc *WinogradScratch
 				copy(sc.edgeIn[(dy*a+dx)*s.InC:][:s.InC], in.Data[in.Index(y+dy, x+dx, 0):][:s.InC])
 			}
 		}
-		k.In(&sc.edgeIn[0], uintptr(a*s.InC*4), inPix, vp, vPlane, uintptr(s.InC/lanes), &sc.tmp[0])
+		for j := range s.InC / icb {
+			k.In(&sc.edgeIn[j*icb], uintptr(a*s.InC*4), inPix, vAt(t, j), vPlane, nvec, &sc.tmp[0])
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package asm
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,41 +15,52 @@ import (
 // asks for the panel the worker reads next (a worker with blocks 4–7 of 8
 // used to jump a plane ahead after block 7). A layer of several chunks
 // keeps the plane-major order, and PackWeights puts every (plane, block)
-// panel where panelAt says, checked against the GEMM's own packing.
+// panel where panelAt says, checked against the GEMM's own packing. A
+// panel split into input channel blocks (ICBlock) holds them one after the
+// other, in the order product reads them.
 func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
 	for _, c := range []struct {
 		name       string
 		s          ConvShape
 		m, chunk   int
+		icb        int
 		blockMajor bool
 	}{
-		{"7×7×512 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, true},
-		{"14×14×64 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 14, InW: 14, OutH: 14, OutW: 14}, 2, 49, true},
-		{"56×56×64 F(4,3), 8 chunks", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, false},
+		{"7×7×512 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, 0, true},
+		{"7×7×512 F(2,3), one chunk, 128 channels a call", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, 128, true},
+		{"14×14×64 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 14, InW: 14, OutH: 14, OutW: 14}, 2, 49, 0, true},
+		{"56×56×64 F(4,3), 8 chunks", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, 0, false},
+		{"56×56×64 F(4,3), 8 chunks, 32 channels a call", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, 32, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			k := &WinogradKernel{Shape: c.s, M: c.m, Chunk: c.chunk}
+			k := &WinogradKernel{Shape: c.s, M: c.m, Chunk: c.chunk, ICBlock: c.icb}
 			var err error
-			k.GEMMShape = gemmShape(c.s, c.chunk)
+			k.GEMMShape = gemmShape(c.s, k.icb(), c.chunk)
 			k.gemm, err = PortableConv(k.GEMMShape)
 			require.NoError(t, err)
 			k.gemm.V = c.s.OutC / k.gemm.Lanes / 4 // four blocks (the portable kernel has one)
 			require.Equal(t, c.blockMajor, k.blockMajor())
-			panel := c.s.InC * k.BlockC()
+			nj := c.s.InC / k.icb()
+			slice := k.icb() * k.BlockC() // one input channel block of a panel
+			panel := nj * slice
 			nb := c.s.OutC / k.BlockC()
 			require.Equal(t, 4, nb)
 			for parts := 1; parts <= nb; parts++ {
 				for part := range parts {
 					b0, b1 := part*nb/parts, (part+1)*nb/parts
 					var offs []int
-					k.panels(b0, b1, func(xi, b int) { offs = append(offs, k.panelAt(xi, b)) })
-					require.Len(t, offs, (b1-b0)*k.planes())
-					for i := 1; i < len(offs); i++ {
-						step := panel // the next panel in memory
-						if !c.blockMajor && (i%(b1-b0) == 0) {
-							step = panel * (nb - (b1 - b0) + 1) // past the other workers' blocks of the plane
+					k.panels(b0, b1, func(xi, b int) {
+						for j := range nj { // as product reads them
+							offs = append(offs, k.panelAt(xi, b, j))
 						}
-						assert.Equal(t, step, offs[i]-offs[i-1], "%d parts, part %d, panel %d", parts, part, i)
+					})
+					require.Len(t, offs, (b1-b0)*k.planes()*nj)
+					for i := 1; i < len(offs); i++ {
+						step := slice // the next slice in memory
+						if !c.blockMajor && (i%((b1-b0)*nj) == 0) {
+							step = slice + panel*(nb-(b1-b0)) // past the other workers' blocks of the plane
+						}
+						assert.Equal(t, step, offs[i]-offs[i-1], "%d parts, part %d, slice %d", parts, part, i)
 					}
 				}
 			}
@@ -64,12 +76,14 @@ func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
 			seen := map[int]bool{}
 			for xi := range k.planes() {
 				for b := range nb {
-					off := k.panelAt(xi, b)
-					require.False(t, seen[off])
-					seen[off] = true
+					for j := range nj {
+						off := k.panelAt(xi, b, j)
+						require.False(t, seen[off])
+						seen[off] = true
+					}
 				}
 			}
-			require.Len(t, seen, k.planes()*nb)
+			require.Len(t, seen, k.planes()*nb*nj)
 			// Plane 5's panels, block by block, from a plane-major packing
 			// of the same weights: k2 is the same kernel in several chunks.
 			k2 := *k
@@ -78,7 +92,34 @@ func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
 			plain, err := k2.PackWeights(oihw)
 			require.NoError(t, err)
 			for b := range nb {
-				assert.Equal(t, plain[k2.panelAt(5, b):][:panel], packed[k.panelAt(5, b):][:panel], "plane 5, block %d", b)
+				assert.Equal(t, plain[k2.panelAt(5, b, 0):][:panel], packed[k.panelAt(5, b, 0):][:panel], "plane 5, block %d", b)
+			}
+			// Input channel block j of a panel is the GEMM's packing of
+			// the plane's channels [j·icb, (j+1)·icb): U_ξ[o][i] for
+			// plane 5 computed from the weights directly.
+			g, a := winoG[k.M], k.alpha()
+			u := func(o, i int) float32 {
+				w := oihw[(o*c.s.InC+i)*9:][:9]
+				x, y := 5/a, 5%a
+				v := 0.0
+				for r := range 3 {
+					for cc := range 3 {
+						v += g[x][r] * float64(w[r*3+cc]) * g[y][cc]
+					}
+				}
+				return float32(v)
+			}
+			bc := k.BlockC()
+			for _, b := range []int{0, nb - 1} {
+				for _, j := range []int{0, nj - 1} {
+					sl := packed[k.panelAt(5, b, j):][:slice]
+					for _, i := range []int{0, k.icb() - 1} {
+						for _, o := range []int{0, bc - 1} {
+							want := float64(u(b*bc+o, j*k.icb()+i))
+							assert.InDelta(t, want, float64(sl[i*bc+o]), 1e-5*max(1, math.Abs(want)), "block %d, channel block %d, in %d, out %d", b, j, i, o)
+						}
+					}
+				}
 			}
 		})
 	}

@@ -63,8 +63,8 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 			for _, f := range winoFor(s) {
 				usedF[f.M] = true
 				chunk, g, tail := winogradGEMMs(s, f)
-				fmt.Fprintf(&wino, "\t\t{Name: %q, Tier: asm.%s, Shape: %s, M: %d, Chunk: %d,\n\t\t\tGEMMShape: %s, TailShape: %s, In: %s, Out: %s},\n",
-					winoName(s, f, t), tierIdent(t), shapeLit(s), f.M, chunk, shapeLit(g), shapeLit(tail), winoInName(f, t), winoOutName(f, t))
+				fmt.Fprintf(&wino, "\t\t{Name: %q, Tier: asm.%s, Shape: %s, M: %d, Chunk: %d, ICBlock: %d,\n\t\t\tGEMMShape: %s, TailShape: %s, In: %s, Out: %s},\n",
+					winoName(s, f, t), tierIdent(t), shapeLit(s), f.M, chunk, icBlock(s, f), shapeLit(g), shapeLit(tail), winoInName(f, t), winoOutName(f, t))
 				for _, gs := range []convShape{g, tail} {
 					if gs == (convShape{}) {
 						continue

@@ -23,7 +23,7 @@ var textLine = regexp.MustCompile(`(?m)^TEXT ·(\w+)\(SB\)`)
 // weights or more: ResNet-50's 512→1024/2, 1024→512, 512→2048, 2048→512
 // and 1024→2048/2, not 256→1024 or 1024→256 (1 MiB) nor any 3x3.
 func TestPrefetchNextWhereWeightsStream(t *testing.T) {
-	wino := []string{"conv1x1s1_c256k256_h1w16", "conv1x1s1_c256k256_h1w49", "conv1x1s1_c512k512_h1w16"}
+	wino := []string{"conv1x1s1_c128k256_h1w16", "conv1x1s1_c128k256_h1w49", "conv1x1s1_c128k512_h1w16"} // 128 input channels a call (icBlock)
 	for _, c := range []struct {
 		net  string
 		want []string
@@ -78,7 +78,9 @@ func TestP8PanelsFitL2(t *testing.T) {
 }
 
 // TestWinogradChunks: the tiles per chunk, worked out by hand from the
-// rule in winogradGEMMs (planes of a tile: α²·4·(InC+OutC) bytes).
+// rule in winogradGEMMs (planes of a tile: α²·4·(InC+OutC) bytes), and the
+// input channels of a product call: 128 where U streams (4 MiB or more),
+// all of them elsewhere.
 func TestWinogradChunks(t *testing.T) {
 	sq := func(c, hw int) convShape {
 		return convShape{K: 3, Stride: 1, Pad: 1, InC: c, OutC: c, InH: hw, InW: hw, OutH: hw, OutW: hw}
@@ -88,19 +90,26 @@ func TestWinogradChunks(t *testing.T) {
 		s           convShape
 		f           winoF
 		chunk, tail int
+		icb         int
 	}{
 		// U 0.6 MB: 196 tiles of 18 KiB = 3.5 MiB, 512 KiB chunks: 7, made even: 8 of 25 (the last 21).
-		{"56×56×64 F(4,3)", sq(64, 56), winoF4, 25, 21},
+		{"56×56×64 F(4,3)", sq(64, 56), winoF4, 25, 21, 64},
 		// U 2.4 MB (2 to 4 MiB): 49 tiles of 36 KiB = 1.7 MiB, 1 MiB chunks: 2 of 25 (the last 24).
-		{"28×28×128 F(4,3)", sq(128, 28), winoF4, 25, 24},
+		{"28×28×128 F(4,3)", sq(128, 28), winoF4, 25, 24, 128},
 		// U 4 MiB (streams): 49 tiles of 32 KiB in one chunk.
-		{"14×14×256 F(2,3)", sq(256, 14), winoF2, 49, 0},
+		{"14×14×256 F(2,3)", sq(256, 14), winoF2, 49, 0, 128},
 		// U 9 MiB: 16 tiles of 72 KiB in one chunk.
-		{"14×14×256 F(4,3)", sq(256, 14), winoF4, 16, 0},
+		{"14×14×256 F(4,3)", sq(256, 14), winoF4, 16, 0, 128},
+		// U 16 MiB: 16 tiles of 64 KiB in one chunk.
+		{"7×7×512 F(2,3)", sq(512, 7), winoF2, 16, 0, 128},
 	} {
 		chunk, gemm, tail := winogradGEMMs(c.s, c.f)
 		assert.Equal(t, c.chunk, chunk, c.name)
 		assert.Equal(t, c.chunk, gemm.OutW, c.name)
 		assert.Equal(t, c.tail, tail.OutW, c.name)
+		assert.Equal(t, c.icb, gemm.InC, c.name)
+		if c.tail > 0 {
+			assert.Equal(t, c.icb, tail.InC, c.name)
+		}
 	}
 }

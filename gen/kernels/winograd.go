@@ -334,13 +334,35 @@ func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 	n = max(1, min(n, tiles))
 	chunk = (tiles + n - 1) / n
 	shape := func(n int) convShape {
-		return convShape{K: 1, Stride: 1, Pad: 0, InC: s.InC, OutC: s.OutC, InH: 1, InW: n, OutH: 1, OutW: n}
+		return convShape{K: 1, Stride: 1, Pad: 0, InC: icBlock(s, f), OutC: s.OutC, InH: 1, InW: n, OutH: 1, OutW: n}
 	}
 	gemm = shape(chunk)
 	if r := tiles % chunk; r > 0 {
 		tail = shape(r)
 	}
 	return chunk, gemm, tail
+}
+
+// icBlock is the input channels of one product call (asm.WinogradKernel.
+// ICBlock): 128 for the layers whose U streams from memory, so a call reads
+// a 128-channel slice of a weight panel from memory with its first tile
+// and its other tiles re-read it from L1; all of InC elsewhere. With whole
+// panels (InC channels) the first tile streams the panel while the others
+// re-read it from L2, and the stream pauses that long: on Zen 5 the
+// hardware prefetcher then stops and software prefetches of the next panel
+// (any hint, any distance) did not fill the gap (a micro-benchmark of that
+// pattern: memory time added to compute time in full). Measured on Zen 5
+// (EPYC family 26 model 2), one thread, 7×7×512 F(2,3) alone, three
+// alternations: 1.08–1.13 ms with its weights cold (0.87–0.89 warm)
+// against 1.22–1.30 (0.96–1.07) in whole panels; 64 channels alike, 256
+// (a 64 KiB slice, more than L1) worse than whole panels. Inside ResNet-50
+// (bench -layers, A/B/A' three times) its two 7×7 layers took 2.29–2.68 ms
+// against 2.51–2.99, the 14×14 ones level or a little faster.
+func icBlock(s convShape, f winoF) int {
+	if streamsWeights(s, f) && s.InC > 128 && s.InC%128 == 0 {
+		return 128
+	}
+	return s.InC
 }
 
 // uBytes is the size of a layer's transformed weights U: α²·InC·OutC floats.

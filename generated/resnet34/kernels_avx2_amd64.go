@@ -152,29 +152,29 @@ func conv1x1s1_c128k128_h1w25_avx2(in *float32, w *float32, bias *float32, res *
 // 128→128 channels on a 1x24 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c128k128_h1w24_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k256_h1w49_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 256→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k256_h1w49_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k256_h1w49_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k256_h1w49_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k256_h1w49_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 256→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k256_h1w49_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k256_h1w49_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k256_h1w49_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k256_h1w16_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 256→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k256_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k256_h1w16_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k256_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c256k256_h1w16_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 256→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c256k256_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k256_h1w16_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k256_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k512_h1w16_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 512→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c512k512_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k512_h1w16_avx2 computes n 1x6-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k512_h1w16_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c512k512_h1w16_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 512→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c512k512_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c128k512_h1w16_avx2_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k512_h1w16_avx2_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // maxpool3x3s2_c64_avx2 max-pools n output pixels of one row of 64 channels, 3x3 windows, stride 2.
 func maxpool3x3s2_c64_avx2(in *float32, out *float32, inRow uintptr, n uintptr)
