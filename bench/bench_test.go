@@ -114,6 +114,4 @@ func TestPickBestKeepsDefaultWithinMargin(t *testing.T) {
 	assert.Equal(t, "winograd/4", pickBest(g, "direct/p8", 0.01))
 	assert.Equal(t, "winograd/4", pickBest(map[string]float64{"winograd/2": 1, "winograd/4": 2}, "direct/p8", 0.05))
 	assert.Equal(t, "direct", pickBest(map[string]float64{"direct": 5, "direct/p8": 5}, "winograd/4", 0), "a tie goes to the first name")
-	assert.Equal(t, DefaultTieMargin, Options{}.margin())
-	assert.Equal(t, 0.0, Options{TieMargin: -1}.margin())
 }

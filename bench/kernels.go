@@ -43,8 +43,8 @@ type Options struct {
 	// rereads one copy, warm in L2 or L3.
 	WeightBytes int
 	// TieMargin (Tune): a candidate replaces New's default rule only when
-	// its median runs this fraction faster; 0 means DefaultTieMargin, < 0
-	// none.
+	// its median runs more than this fraction faster (0: the fastest wins;
+	// `resnet tune` passes DefaultTieMargin unless told otherwise).
 	TieMargin float64
 }
 

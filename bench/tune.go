@@ -19,7 +19,8 @@ type TuneResult struct {
 // Tune measures, for every convolution shape of net that has more than one
 // candidate on tier t in ks (a Winograd kernel, or an alternative direct
 // blocking), each candidate on one thread in interleaved rounds, and picks
-// the fastest. The weights rotate through copies as large as net's (Options.
+// the fastest, or New's default where none beats it by more than
+// o.TieMargin (pickBest). The weights rotate through copies as large as net's (Options.
 // WeightBytes), so they are as cold as in net at batch 1: warm, the
 // kernels that reread one weight panel from L2 win where the network sees
 // the opposite (on Zen 5, ResNet-50's 512→2048 on 7×7: tiles of 2×7
@@ -64,7 +65,7 @@ func Tune(ks *asm.KernelSet, net *resnet.Network, t asm.Tier, o Options) ([]Tune
 		for i, c := range cands {
 			m.GFLOPs[c.name] = median(gf[i])
 		}
-		m.Best = pickBest(m.GFLOPs, engine.DefaultCandidate(t, cs, ks.WinogradMs(cs, t)), o.margin())
+		m.Best = pickBest(m.GFLOPs, engine.DefaultCandidate(t, cs, ks.WinogradMs(cs, t)), o.TieMargin)
 		out = append(out, TuneResult{Key: engine.TuningKey(t, cs), Measure: m})
 	}
 	return out, nil
@@ -104,17 +105,6 @@ func TuneFamily(t asm.Tier, o Options) ([]TuneResult, error) {
 // noise, and there the default, measured in whole networks, is the
 // steadier choice.
 const DefaultTieMargin = 0.05
-
-// margin is Options.TieMargin, or DefaultTieMargin where unset (< 0: none).
-func (o Options) margin() float64 {
-	switch {
-	case o.TieMargin < 0:
-		return 0
-	case o.TieMargin == 0:
-		return DefaultTieMargin
-	}
-	return o.TieMargin
-}
 
 // pickBest returns the fastest candidate by median GFLOP/s if it beats the
 // default candidate def by more than margin (a fraction), else def; if

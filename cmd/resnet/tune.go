@@ -26,10 +26,6 @@ func runTune(args []string, stdout, stderr io.Writer) error {
 	if !(*margin >= 0 && *margin < 1) { // NaN fails too
 		return fmt.Errorf("%w: -margin must be in [0, 1)", errUsage)
 	}
-	tieMargin := *margin
-	if tieMargin == 0 {
-		tieMargin = -1 // Options: < 0 is no margin, 0 the default
-	}
 	var run []asm.Tier
 	if *tiers == "" {
 		for _, t := range asm.Tiers() {
@@ -66,7 +62,7 @@ func runTune(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(tw, "shape\tdirect\tdirect/p8\twinograd/4\twinograd/2\tbest\t")
 	for _, t := range run {
 		fmt.Fprintf(stderr, "tuning %v\n", t)
-		rs, err := bench.TuneFamily(t, bench.Options{Rounds: *rounds, Progress: stderr, TieMargin: tieMargin})
+		rs, err := bench.TuneFamily(t, bench.Options{Rounds: *rounds, Progress: stderr, TieMargin: *margin})
 		if err != nil {
 			return err
 		}

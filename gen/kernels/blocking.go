@@ -114,9 +114,9 @@ type blocking struct {
 	// lines beyond the weights, which a prefetch may: it never faults).
 	// For the Winograd products of layers whose weights stream from memory
 	// (streamsWeights): a block's first tile waits for its panel and the
-	// others re-read it from L2 (since icBlock, from L1: a call covers 128
-	// input channels), so without this memory idles during the later
-	// tiles. Measured on Zen 4, the layer alone with its weights
+	// others re-read it (from L2, or from L1 where icBlock splits the
+	// panel into 128-channel slices), so without this memory idles during
+	// the later tiles. Measured on Zen 4, the layer alone with its weights
 	// cold, 40 interleaved rounds against the same kernels prefetching
 	// their own panel (no gain, same instructions): 7×7×512 F(2,3) 0.90×
 	// the time on one thread, 0.86× on two; 14×14×256 0.98× and 0.94×.

@@ -392,7 +392,7 @@ func winoName(s convShape, f winoF, t tier) string {
 // 14×14×256 (9.4 MiB) F(4,3) 2.5×; 8×8×64 (0.6 MiB) F(4,3) 2.69×, F(2,3)
 // 1.56×.
 func winoFor(s convShape) []winoF {
-	switch u := 36 * 4 * s.InC * s.OutC; {
+	switch u := uBytes(s, winoF4); {
 	case u > 16<<20:
 		return []winoF{winoF2}
 	case u >= 4<<20:
