@@ -107,6 +107,14 @@ type ConvKernel struct {
 
 	TH, TW, V, Lanes int
 	RemTH, RemTW     int
+	// ICBlock, if not 0, is the input channels one micro-kernel call
+	// reduces over (a 1x1 kernel only): the driver runs every tile row of
+	// a block over one ICBlock-channel slice of its weights before the
+	// next, the first slice adding the bias and the residual, the others
+	// adding to the output, the last applying ReLU. Each slice is then
+	// re-read from L1 instead of the whole panel from L2, and the weights
+	// stream from memory steadily (gen/kernels.splitK).
+	ICBlock int
 	// Main computes full tiles; nil for the portable kernel.
 	Main, Rem, RemCol, RemCorner MicroKernel
 }
@@ -126,6 +134,8 @@ func (k *ConvKernel) validate() error {
 		return bad(fmt.Sprintf("tile %dx%d of %d×%d channels does not fit %d output channels", k.TH, k.TW, k.V, k.Lanes, s.OutC))
 	case k.RemTH != s.OutH%k.TH || k.RemTW != s.OutW%k.TW:
 		return bad(fmt.Sprintf("remainders %d, %d; the %dx%d tile leaves %d, %d", k.RemTH, k.RemTW, k.TH, k.TW, s.OutH%k.TH, s.OutW%k.TW))
+	case k.ICBlock != 0 && (s.K != 1 || k.ICBlock < 0 || k.ICBlock >= s.InC || s.InC%k.ICBlock != 0 || k.BlockC() > len(zeroBias) || k.Main == nil):
+		return bad(fmt.Sprintf("input channel slices of %d for a %dx%d kernel of %d channels", k.ICBlock, s.K, s.K, s.InC))
 	case k.Main == nil && k.Tier != Purego:
 		return bad("no micro-kernel")
 	case k.Main != nil && (k.RemTH > 0 && k.Rem == nil || k.RemTW > 0 && k.RemCol == nil || k.RemTH > 0 && k.RemTW > 0 && k.RemCorner == nil):
@@ -277,37 +287,66 @@ func (k *ConvKernel) bandRows() int {
 	return max(rows, k.TH)
 }
 
+// zeroBias is the bias of every input-channel slice of a split kernel but
+// the first (ICBlock): those add to what the first wrote.
+var zeroBias [64]float32
+
 func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32, flags, inRow, outRow, resRow uintptr, y0, y1, b0, b1 int) {
 	s := k.Shape
 	bc := k.BlockC()
 	panel := s.K * s.K * s.InC * bc
-	full := s.OutW / k.TW
+	icb, split := s.InC, k.ICBlock > 0
+	if split {
+		icb = k.ICBlock
+	}
 	for b := b0; b < b1; b++ {
-		w, bp := &packed[b*panel], &bias[b*bc]
-		for ty := y0; ty < y1; ty += k.TH {
-			f, g := k.Main, k.RemCol
-			if ty+k.TH > s.OutH {
-				f, g = k.Rem, k.RemCorner
+		for c := 0; c < s.InC; c += icb {
+			// The first slice adds the bias and the residual; the others
+			// add to the output; the last applies ReLU.
+			w, bp, r, rRow, f := &packed[b*panel+c*bc], &bias[b*bc], res, resRow, flags
+			if c > 0 {
+				bp, r, rRow, f = &zeroBias[0], &out, outRow, f|FlagResidual
 			}
-			ip := &in.Data[in.Index(ty*s.Stride-s.Pad, -s.Pad, 0)]
-			op := &out.Data[out.Index(ty, 0, b*bc)]
-			var rp *float32
-			if res != nil {
-				rp = &res.Data[res.Index(ty, 0, b*bc)]
+			if c+icb < s.InC {
+				f &^= FlagReLU
 			}
-			if full > 0 {
-				f(ip, w, bp, rp, op, inRow, outRow, resRow, flags, uintptr(full))
-			}
-			if k.RemTW > 0 {
-				tx := full * k.TW
-				ip = &in.Data[in.Index(ty*s.Stride-s.Pad, tx*s.Stride-s.Pad, 0)]
-				op = &out.Data[out.Index(ty, tx, b*bc)]
-				if res != nil {
-					rp = &res.Data[res.Index(ty, tx, b*bc)]
+			for ty := y0; ty < y1; ty += k.TH {
+				row := f
+				if split {
+					row |= uintptr(ty/k.TH) << 2
 				}
-				g(ip, w, bp, rp, op, inRow, outRow, resRow, flags, 1)
+				k.tileRow(in, out, r, w, bp, row, inRow, outRow, rRow, ty, b*bc, c)
 			}
 		}
+	}
+}
+
+// tileRow computes tile row ty of the channel block starting at output
+// channel oc, over input channels from ic on (ICBlock of them, or all).
+func (k *ConvKernel) tileRow(in, out Buffer, res *Buffer, w, bias *float32, flags, inRow, outRow, resRow uintptr, ty, oc, ic int) {
+	s := k.Shape
+	full := s.OutW / k.TW
+	f, g := k.Main, k.RemCol
+	if ty+k.TH > s.OutH {
+		f, g = k.Rem, k.RemCorner
+	}
+	ip := &in.Data[in.Index(ty*s.Stride-s.Pad, -s.Pad, ic)]
+	op := &out.Data[out.Index(ty, 0, oc)]
+	var rp *float32
+	if res != nil {
+		rp = &res.Data[res.Index(ty, 0, oc)]
+	}
+	if full > 0 {
+		f(ip, w, bias, rp, op, inRow, outRow, resRow, flags, uintptr(full))
+	}
+	if k.RemTW > 0 {
+		tx := full * k.TW
+		ip = &in.Data[in.Index(ty*s.Stride-s.Pad, tx*s.Stride-s.Pad, ic)]
+		op = &out.Data[out.Index(ty, tx, oc)]
+		if res != nil {
+			rp = &res.Data[res.Index(ty, tx, oc)]
+		}
+		g(ip, w, bias, rp, op, inRow, outRow, resRow, flags, 1)
 	}
 }
 

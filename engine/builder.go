@@ -167,7 +167,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 // by CPU family. Nothing here depends on the worker count, so 1 and N
 // workers compute the same logits.
 func (b *Builder) choose(s asm.ConvShape, ms []int) (winograd bool, variant string, m int) {
-	variant = defaultVariant(b.tier, s)
+	variant = defaultVariant(b.tier, b.ks.ConvVariants(s, b.tier))
 	if len(ms) > 0 {
 		m = ms[0]
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -133,52 +134,62 @@ func tuned(t asm.Tier, s asm.ConvShape) (string, bool) {
 // `resnet tune` corrects a machine where these lose.
 
 // DefaultCandidate is the candidate New picks for a shape on tier t without
-// a tuning cache (ms: the Winograd tile sizes the package has for it, its
-// first the generator's choice): Winograd where there is one, otherwise the
-// direct kernel in defaultVariant. A package may lack that variant (the
-// generator emits none where it equals the default blocking); New then runs
-// "direct".
-func DefaultCandidate(t asm.Tier, s asm.ConvShape, ms []int) string {
+// a tuning cache, given the Winograd tile sizes (ms, the generator's
+// choice first) and direct variants the package has for it: Winograd
+// where there is one, otherwise the direct kernel in defaultVariant.
+func DefaultCandidate(t asm.Tier, ms []int, variants []string) string {
 	if len(ms) > 0 {
 		return Candidate(true, "", ms[0])
 	}
-	return Candidate(false, defaultVariant(t, s), 0)
+	return Candidate(false, defaultVariant(t, variants), 0)
 }
 
+// SplitVariant ends the name of a direct variant whose reduction is split
+// into input-channel slices (asm.ConvKernel.ICBlock): "splitk" is the
+// generator's blocking split, "p8splitk" the p8 one.
+const SplitVariant = "splitk"
+
 // defaultVariant is the direct kernel variant New picks without a tuning
-// cache: "p8" (tiles of at most 8 pixels, weight panels within 1 MiB) on
-// AMD's families 25 (Zen 3, Zen 4) and 26 (Zen 5), the generator's rule
-// elsewhere (Intel not measured yet). Zen 4: better on 13 of the family's
-// 38 AVX-512 shapes, worse on 2. Zen 5 (EPYC family 26 model 2), ResNet-50
-// whole at batch 1 against ONNX Runtime in one run, three alternations:
-// 0.869–0.873 of ORT's latency on one thread with p8 against 0.915–0.990
-// without, 0.855–0.940 on two against 1.003–1.114. Per layer there (bench
-// -layers, two alternations) p8 took 0.85–0.95× the time on the 1x1 layers
-// of 14×14 and 7×7 outputs and lost only on 2048→512 on 7×7 (1.13–1.16×,
-// 1.40–1.49× ORT's time against 1.1–1.2× without; its p8 tiles of 4 pixels
-// by 64 channels read 16 bytes of weights from L2 per FMA, and Zen 5's
-// FMAs are twice Zen 4's), so on Zen 5 that shape keeps the generator's
-// blocking.
-func defaultVariant(t asm.Tier, s asm.ConvShape) string {
-	return defaultVariantOn(cpuVendorFamily(), t, s)
+// cache, among the variants the package has for the shape: on AMD's
+// families 25 (Zen 3, Zen 4) and 26 (Zen 5) "p8" (AVX-512 tiles of at most
+// 8 pixels, weight panels within 1 MiB), elsewhere the generator's rule
+// (Intel not measured yet); in either, split (SplitVariant) where the
+// package has that, i.e. on the 1x1 layers whose weights stream from
+// memory.
+//
+// p8, Zen 4: better on 13 of the family's 38 AVX-512 shapes, worse on 2.
+// Zen 5 (EPYC family 26 model 2), ResNet-50 whole at batch 1 against ONNX
+// Runtime in one run, three alternations: 0.869–0.873 of ORT's latency on
+// one thread with p8 against 0.915–0.990 without, 0.855–0.940 on two
+// against 1.003–1.114.
+//
+// Split, Zen 5, ResNet-50 (bench -layers, tuning caches forcing p8 or
+// p8splitk on its five streaming shapes, alternated three times): on one
+// thread layer4's 7×7 1x1 layers 0.60–0.69 ms each against 0.75–1.02 with
+// p8 (2048→512 was 1.10–1.12 ms in the rule's blocking, 1.8× ORT's time),
+// 1024→2048/2 1.25–1.35 against 1.61–1.81; on two threads 0.29–0.35
+// against 0.35–0.52 and 0.61 against 0.74–0.84; the two 14×14 and 28×28
+// streaming layers unchanged. The whole network 1.03–1.05× faster on one
+// thread and on two.
+func defaultVariant(t asm.Tier, variants []string) string {
+	return defaultVariantOn(cpuVendorFamily(), t, variants)
 }
 
 // defaultVariantOn is defaultVariant on a CPU of vendorFamily
 // ("AuthenticAMD/26": /proc/cpuinfo's vendor_id/cpu family).
-func defaultVariantOn(vendorFamily string, t asm.Tier, s asm.ConvShape) string {
-	if t != asm.AVX512 {
-		return ""
+func defaultVariantOn(vendorFamily string, t asm.Tier, variants []string) string {
+	base := ""
+	if t == asm.AVX512 && (vendorFamily == "AuthenticAMD/25" || vendorFamily == "AuthenticAMD/26") {
+		base = "p8"
 	}
-	switch vendorFamily {
-	case "AuthenticAMD/25":
-		return "p8"
-	case "AuthenticAMD/26":
-		if s.K == 1 && s.InC >= 2048 && s.OutH*s.OutW <= 49 {
-			return ""
+	// The generator emits no p8 variant where it equals its rule's
+	// blocking; then the rule's split kernel is the p8 one split.
+	for _, v := range []string{base + SplitVariant, SplitVariant} {
+		if slices.Contains(variants, v) {
+			return v
 		}
-		return "p8"
 	}
-	return ""
+	return base
 }
 
 // cpuVendorFamily is /proc/cpuinfo's vendor_id/cpu family ("" if unknown).

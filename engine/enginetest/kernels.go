@@ -44,10 +44,20 @@ func Kernels(t *testing.T, p Package) {
 			require.NoError(t, err)
 			ConvKernel(t, k, uint64(i))
 			for _, v := range p.Kernels.ConvVariants(asm.ConvShape(s), tier) {
-				if v != "" {
-					k, err := p.Kernels.ConvVariant(asm.ConvShape(s), tier, v)
-					require.NoError(t, err)
-					ConvKernel(t, k, uint64(i))
+				if v == "" {
+					continue
+				}
+				k, err := p.Kernels.ConvVariant(asm.ConvShape(s), tier, v)
+				require.NoError(t, err)
+				ConvKernel(t, k, uint64(i))
+				if k.ICBlock > 0 {
+					// The driver treats a split kernel's first and last
+					// slices apart (bias and residual, ReLU): every
+					// combination of residual and ReLU (seeds i+1 … i+5
+					// with i's cover seed mod 6).
+					for d := range uint64(5) {
+						ConvKernel(t, k, uint64(i)+1+d)
+					}
 				}
 			}
 			for _, m := range p.Kernels.WinogradMs(asm.ConvShape(s), tier) {

@@ -130,6 +130,39 @@ type blocking struct {
 	// The direct 1x1 layers with 2 MiB of weights or more get it too
 	// (directStreamsWeights). amd64 only.
 	PrefetchNext bool
+	// ICBlock, if not 0, splits the reduction of a 1x1 kernel: a call
+	// covers ICBlock of the InC input channels, a slice of the weight
+	// panel, and the driver runs every tile row over one slice before the
+	// next (asm.ConvKernel.ICBlock); see splitK.
+	ICBlock int
+}
+
+// splitKBytes is the size of one input-channel slice of a split kernel's
+// weight panel: what its tile rows re-read, from L1. Measured on Zen 5
+// (48 KiB L1) in ResNet-50, one thread, three alternations: layer4's
+// streaming 1x1 layers at 16 KiB as fast as or a little faster than at
+// 32 KiB (7×7 layers 0.61–0.69 ms against 0.62–0.79), 64 KiB clearly
+// slower (0.75–0.95); 16 KiB also leaves room in Zen 4's 32 KiB L1.
+const splitKBytes = 16 << 10
+
+// splitK is b with the reduction split into slices of splitKBytes of
+// weights (blocking.ICBlock), for the 1x1 layers whose weights stream
+// from memory (directStreamsWeights); ok is false where InC has no such
+// divisor. Unsplit, the first tile row of a block reads its whole panel
+// (up to 1 MiB) from memory and the others re-read it from L2, and the
+// memory stream pauses meanwhile: on Zen 5 the hardware prefetcher stops
+// and software prefetches did not make up for it (as for the Winograd
+// products, icBlock). Split, the rows re-read a small slice from L1 and
+// the stream pauses only briefly; MLAS's SGEMM likewise packs B in slices
+// of K and accumulates into C. The engine's default picks these variants
+// (engine.SplitVariant), measured in engine.defaultVariant.
+func splitK(s convShape, t tier, b blocking) (blocking, bool) {
+	icb := splitKBytes / (4 * b.V * t.Lanes)
+	if s.K != 1 || icb < 4 || icb >= s.InC || s.InC%icb != 0 {
+		return b, false
+	}
+	b.ICBlock = icb
+	return b, true
 }
 
 // panelBytes is the size of one channel block's packed weights for blocks

@@ -20,7 +20,12 @@ import (
 //	bias:  the block's folded-BN bias
 //	res:   the residual at the first output pixel, read only if flags&2
 //	out:   the output at the first pixel and the block's first channel
-//	flags: 1 = ReLU, 2 = add res
+//	flags: 1 = ReLU, 2 = add res; bits 2 and up: the tile row, which a
+//	       split kernel (blocking.ICBlock) uses to pick its prefetch line
+//
+// A split kernel reduces over ICBlock of the layer's input channels: in
+// and w then address one slice of them (pixels still InC channels apart),
+// and the driver sums the slices in the output through res.
 //	n:     tiles, each TW pixels to the right of the previous
 const convSignature = "func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)"
 
@@ -78,7 +83,11 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	t := e.t
 	vb := t.Lanes * 4   // bytes per vector
 	bc := b.V * t.Lanes // output channels per block
-	u := unroll(s.InC)
+	icb := s.InC // input channels one call reduces over
+	if b.ICBlock > 0 {
+		icb = b.ICBlock
+	}
+	u := unroll(icb)
 	px := s.Stride * s.InC * 4 // bytes between the inputs of adjacent output pixels
 	e.Function(name)
 	e.Attributes(attr.NOSPLIT)
@@ -133,10 +142,21 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	if b.PrefetchNext {
 		pf = e.GP64()
 		e.MOVQ(n, pf)
+		if b.ICBlock > 0 {
+			// A call of a split kernel is one tile row of a small map,
+			// often one tile (n = 1): the driver passes the tile row in
+			// flags>>2, so that successive rows ask for different lines.
+			row := e.Load(e.Param("flags"), e.GP64())
+			e.SHRQ(U8(2), row)
+			e.ADDQ(row, pf)
+		}
 		e.ANDQ(U32(3), pf)
 		e.SHLQ(U8(6), pf)
 	}
-	panelBytes := panelBytes(s, bc)
+	// The next weights in memory: the next block's panel, or for a split
+	// kernel the next input-channel slice (the next block's first slice
+	// after the last).
+	next := s.K * s.K * icb * bc * 4
 	ky := e.GP64()
 	e.MOVQ(U64(s.K), ky)
 	e.Label(name + "_ky")
@@ -152,7 +172,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 				e.VMOVUPS(Mem{Base: w, Disp: ui*bc*4 + v*vb}, wv[v])
 			}
 			if b.PrefetchNext {
-				e.PREFETCHT1(Mem{Base: w, Index: pf, Scale: 1, Disp: panelBytes + ui*bc*4})
+				e.PREFETCHT1(Mem{Base: w, Index: pf, Scale: 1, Disp: next + ui*bc*4})
 			}
 			for ty := 0; ty < th; ty++ {
 				for tx := 0; tx < b.TW; tx++ {
@@ -166,7 +186,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 		}
 		e.ADDQ(U32(u*bc*4), w)
 		e.ADDQ(U32(u*4), off)
-		e.CMPQ(off, U32(s.InC*4))
+		e.CMPQ(off, U32(icb*4))
 		e.JNE(LabelRef(loop))
 	}
 	for ty := range rows {

@@ -103,6 +103,20 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 			if hasAlt {
 				e.emitConvKernel(&conv, kernelName(s, t)+"_"+t.AlternativeName, t.AlternativeName, s, alt)
 			}
+			// The layers whose weights stream also get each blocking with
+			// its reduction split (splitK), as variants "splitk" and
+			// "p8splitk".
+			if i < len(net.ConvShapes()) && directStreamsWeights(s) {
+				if sb, ok := splitK(s, t, b); ok {
+					e.emitConvKernel(&conv, kernelName(s, t)+"_"+splitName, splitName, s, sb)
+				}
+				if hasAlt {
+					if sa, ok := splitK(s, t, alt); ok {
+						v := t.AlternativeName + splitName
+						e.emitConvKernel(&conv, kernelName(s, t)+"_"+v, v, s, sa)
+					}
+				}
+			}
 		}
 		for _, s := range poolShapes(net) {
 			name := poolName(s, t)
@@ -148,6 +162,10 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 	return files, nil
 }
 
+// splitName is the variant name of a blocking with its reduction split
+// (splitK), after the blocking's own ("p8splitk").
+const splitName = "splitk"
+
 // emitConvKernel writes the micro-kernels of one blocking of shape s (and
 // its remainder kernels) and its table entry.
 func (e emitter) emitConvKernel(table *bytes.Buffer, name, variant string, s convShape, b blocking) {
@@ -165,9 +183,13 @@ func (e emitter) emitConvKernel(table *bytes.Buffer, name, variant string, s con
 			remCorner = name + "_remcorner"
 		}
 	}
+	icb := ""
+	if b.ICBlock > 0 {
+		icb = fmt.Sprintf(" ICBlock: %d,", b.ICBlock)
+	}
 	fmt.Fprintf(table, "\t\t{Name: %q, Tier: asm.%s, Variant: %q, Shape: %s,\n"+
-		"\t\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, RemTW: %d, Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
-		name, tierIdent(e.t), variant, shapeLit(s), b.TH, b.TW, b.V, e.t.Lanes, b.RemTH, b.RemTW, name, rem, remCol, remCorner)
+		"\t\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, RemTW: %d,%s Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
+		name, tierIdent(e.t), variant, shapeLit(s), b.TH, b.TW, b.V, e.t.Lanes, b.RemTH, b.RemTW, icb, name, rem, remCol, remCorner)
 }
 
 // shapeLit is the Go literal of a shape (asm.ConvShape{} for none).

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
@@ -112,4 +113,32 @@ func TestWinogradChunks(t *testing.T) {
 			assert.Equal(t, c.icb, tail.InC, c.name)
 		}
 	}
+}
+
+var tableEntry = regexp.MustCompile(`(?s)Name: "(\w+)", Tier: asm\.\w+, Variant: "(\w*)",.*?RemTW: \d+,(?: ICBlock: (\d+),)? Main:`)
+
+// TestSplitKVariants: the split variants (splitK) exist for exactly the
+// direct 1x1 layers whose weights stream (ResNet-50's five), named as the
+// engine's default rule expects (engine.SplitVariant), with slices of 16
+// KiB of weights worked out by hand: 16384 / (4 bytes · 64 channels) = 64
+// input channels for AVX-512 blocks of 4 vectors (the p8 tiles), 128 for
+// 2 vectors (the rule's tiles on these shapes), on AVX2 (8 lanes, blocks
+// of 2 vectors) 256. Nothing else is split.
+func TestSplitKVariants(t *testing.T) {
+	files, err := Emit("resnet50", resnet.MustBuild("resnet50"))
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, m := range tableEntry.FindAllStringSubmatch(string(files["kernels_amd64.go"]), -1) {
+		if m[3] != "" {
+			got[m[1]] = m[2] + " " + m[3]
+		}
+	}
+	assert.True(t, strings.HasSuffix(splitName, engine.SplitVariant))
+	want := map[string]string{}
+	for _, s := range []string{"conv1x1s2_c512k1024_h28", "conv1x1s1_c1024k512_h14", "conv1x1s2_c1024k2048_h14", "conv1x1s1_c512k2048_h7", "conv1x1s1_c2048k512_h7"} {
+		want[s+"_avx512_splitk"] = "splitk 128"
+		want[s+"_avx512_p8splitk"] = "p8splitk 64"
+		want[s+"_avx2_splitk"] = "splitk 256"
+	}
+	assert.Equal(t, want, got)
 }

@@ -140,6 +140,18 @@ func conv1x1s2_c512k1024_h28_avx512_p8(in *float32, w *float32, bias *float32, r
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c512k1024_h28_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s2_c512k1024_h28_avx512_splitk computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k1024_h28_avx512_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c512k1024_h28_avx512_p8splitk computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k1024_h28_avx512_p8splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c512k1024_h28_avx512_p8splitk_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k1024_h28_avx512_p8splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv3x3s1_c128k128_h28_avx512 computes n 1x14-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c128k128_h28_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -196,6 +208,18 @@ func conv1x1s1_c1024k512_h14_avx512_p8(in *float32, w *float32, bias *float32, r
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c1024k512_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c1024k512_h14_avx512_splitk computes n 1x14-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c1024k512_h14_avx512_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c1024k512_h14_avx512_p8splitk computes n 3x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c1024k512_h14_avx512_p8splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c1024k512_h14_avx512_p8splitk_rem computes n 2x2-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c1024k512_h14_avx512_p8splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s2_c1024k2048_h14_avx512 computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -211,6 +235,22 @@ func conv1x1s2_c1024k2048_h14_avx512_p8(in *float32, w *float32, bias *float32, 
 // conv1x1s2_c1024k2048_h14_avx512_p8_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx512_splitk computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx512_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx512_splitk_rem computes n 1x7-pixel by 32-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx512_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx512_p8splitk computes n 4x1-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx512_p8splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx512_p8splitk_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx512_p8splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c256k256_h14_avx512 computes n 1x14-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
@@ -252,6 +292,22 @@ func conv1x1s1_c512k2048_h7_avx512_p8(in *float32, w *float32, bias *float32, re
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k2048_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c512k2048_h7_avx512_splitk computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx512_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx512_splitk_rem computes n 1x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx512_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx512_p8splitk computes n 4x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx512_p8splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx512_p8splitk_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx512_p8splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c2048k512_h7_avx512 computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -267,6 +323,22 @@ func conv1x1s1_c2048k512_h7_avx512_p8(in *float32, w *float32, bias *float32, re
 // conv1x1s1_c2048k512_h7_avx512_p8_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx512_p8_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx512_splitk computes n 2x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx512_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx512_splitk_rem computes n 1x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx512_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx512_p8splitk computes n 4x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx512_p8splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx512_p8splitk_rem computes n 3x1-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx512_p8splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c512k512_h7_avx512 computes n 2x7-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.

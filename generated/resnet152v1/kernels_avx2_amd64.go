@@ -108,6 +108,14 @@ func conv1x1s2_c512k1024_h28_avx2(in *float32, w *float32, bias *float32, res *f
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c512k1024_h28_avx2_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s2_c512k1024_h28_avx2_splitk computes n 3x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k1024_h28_avx2_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c512k1024_h28_avx2_splitk_rem computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c512k1024_h28_avx2_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv3x3s1_c128k128_h28_avx2 computes n 1x6-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c128k128_h28_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -148,6 +156,22 @@ func conv1x1s2_c1024k512_h14_avx2_remcol(in *float32, w *float32, bias *float32,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k512_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s2_c1024k512_h14_avx2_splitk computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx2_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k512_h14_avx2_splitk_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx2_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k512_h14_avx2_splitk_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx2_splitk_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k512_h14_avx2_splitk_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k512_h14_avx2_splitk_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s2_c1024k2048_h14_avx2 computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -163,6 +187,22 @@ func conv1x1s2_c1024k2048_h14_avx2_remcol(in *float32, w *float32, bias *float32
 // conv1x1s2_c1024k2048_h14_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv1x1s2_c1024k2048_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx2_splitk computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx2_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx2_splitk_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx2_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx2_splitk_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx2_splitk_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_avx2_splitk_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv1x1s2_c1024k2048_h14_avx2_splitk_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c256k256_h14_avx2 computes n 3x2-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
@@ -188,6 +228,22 @@ func conv1x1s1_c512k2048_h7_avx2_remcol(in *float32, w *float32, bias *float32, 
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c512k2048_h7_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv1x1s1_c512k2048_h7_avx2_splitk computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx2_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx2_splitk_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx2_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx2_splitk_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx2_splitk_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c512k2048_h7_avx2_splitk_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c512k2048_h7_avx2_splitk_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv1x1s1_c2048k512_h7_avx2 computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -203,6 +259,22 @@ func conv1x1s1_c2048k512_h7_avx2_remcol(in *float32, w *float32, bias *float32, 
 // conv1x1s1_c2048k512_h7_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c2048k512_h7_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx2_splitk computes n 2x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx2_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx2_splitk_rem computes n 1x3-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx2_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx2_splitk_remcol computes n 2x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx2_splitk_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c2048k512_h7_avx2_splitk_remcorner computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c2048k512_h7_avx2_splitk_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c512k512_h7_avx2 computes n 2x3-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
