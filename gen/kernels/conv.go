@@ -22,11 +22,11 @@ import (
 //	out:   the output at the first pixel and the block's first channel
 //	flags: 1 = ReLU, 2 = add res; bits 2 and up: the tile row, which a
 //	       split kernel (blocking.ICBlock) uses to pick its prefetch line
+//	n:     tiles, each TW pixels to the right of the previous
 //
 // A split kernel reduces over ICBlock of the layer's input channels: in
 // and w then address one slice of them (pixels still InC channels apart),
 // and the driver sums the slices in the output through res.
-//	n:     tiles, each TW pixels to the right of the previous
 const convSignature = "func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)"
 
 // convShape is what a specialised convolution kernel is specialised on.
@@ -83,7 +83,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	t := e.t
 	vb := t.Lanes * 4   // bytes per vector
 	bc := b.V * t.Lanes // output channels per block
-	icb := s.InC // input channels one call reduces over
+	icb := s.InC        // input channels one call reduces over
 	if b.ICBlock > 0 {
 		icb = b.ICBlock
 	}
