@@ -155,7 +155,13 @@ const splitKBytes = 16 << 10
 // products, icBlock). Split, the rows re-read a small slice from L1 and
 // the stream pauses only briefly; MLAS's SGEMM likewise packs B in slices
 // of K and accumulates into C. The engine's default picks these variants
-// (engine.SplitVariant), measured in engine.defaultVariant.
+// (engine.SplitVariant), measured in engine.defaultVariant. Split 3x3
+// stride-2 layers (packed slice by slice) lost on Zen 5 in ResNet-50, one
+// thread, three alternations: 512→512 on 14×14 1.76–1.96 ms with slices
+// of 16 or 32 KiB against 1.44–1.49 unsplit, 256→256 on 28×28 1.32–1.53
+// against 1.27–1.30 (a slice is then 4 or 8 channels by 9 taps: short
+// loops, and each slice re-reads its input rows), so only 1x1 layers
+// split.
 func splitK(s convShape, t tier, b blocking) (blocking, bool) {
 	icb := splitKBytes / (4 * b.V * t.Lanes)
 	if s.K != 1 || icb < 4 || icb >= s.InC || s.InC%icb != 0 {
