@@ -170,7 +170,10 @@ const SplitVariant = "splitk"
 // 1024→2048/2 1.25–1.35 against 1.61–1.81; on two threads 0.29–0.35
 // against 0.35–0.52 and 0.61 against 0.74–0.84; the two 14×14 and 28×28
 // streaming layers unchanged. The whole network 1.03–1.05× faster on one
-// thread and on two.
+// thread and on two. On AVX2 (half the FMA rate, so the weights' stream
+// binds less) the split kernels measured level with the unsplit ones in
+// the same way (layer4's 7×7 1x1 layers 1.23–1.37 ms against 1.28–1.39).
+// Intel: not measured; split there is a hypothesis (MLAS splits K too).
 func defaultVariant(t asm.Tier, variants []string) string {
 	return defaultVariantOn(cpuVendorFamily(), t, variants)
 }
