@@ -295,8 +295,8 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 	s := k.Shape
 	bc := k.BlockC()
 	panel := s.K * s.K * s.InC * bc
-	icb, split := s.InC, k.ICBlock > 0
-	if split {
+	icb := s.InC
+	if k.ICBlock > 0 {
 		icb = k.ICBlock
 	}
 	for b := b0; b < b1; b++ {
@@ -311,11 +311,9 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 				f &^= FlagReLU
 			}
 			for ty := y0; ty < y1; ty += k.TH {
-				row := f
-				if split {
-					row |= uintptr(ty/k.TH) << 2
-				}
-				k.tileRow(in, out, r, w, bp, row, inRow, outRow, rRow, ty, b*bc, c)
+				// The tile row rides in flags' upper bits: a split kernel
+				// picks its prefetch line by it, the others ignore it.
+				k.tileRow(in, out, r, w, bp, f|uintptr(ty/k.TH)<<2, inRow, outRow, rRow, ty, b*bc, c)
 			}
 		}
 	}

@@ -57,7 +57,8 @@ type tier struct {
 // median 0.88 → 0.91. On Zen 5 the kernels alone
 // with warm weights rank the 7×7 layers the other way (a cap of 12 pixels:
 // 0.88 → 0.62), but in the network, weights cold, p8 wins there too
-// except on 2048→512 (engine's defaultVariant).
+// (on 2048→512 only in its split form, p8splitk: engine's
+// defaultVariant).
 //
 // The panel cap: every tile of a channel block reads the block's whole
 // panel (K²·InC·V·Lanes floats); one larger than the L2 (1 MiB on Zen 4)

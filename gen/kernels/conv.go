@@ -22,6 +22,7 @@ import (
 //	out:   the output at the first pixel and the block's first channel
 //	flags: 1 = ReLU, 2 = add res; bits 2 and up: the tile row, which a
 //	       split kernel (blocking.ICBlock) uses to pick its prefetch line
+//	       and the others ignore
 //	n:     tiles, each TW pixels to the right of the previous
 //
 // A split kernel reduces over ICBlock of the layer's input channels: in
