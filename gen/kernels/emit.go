@@ -77,7 +77,7 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 					}
 				}
 				if tail != (convShape{}) {
-					forcedV[tail] = chooseBlocking(g, t).V
+					forcedV[tail] = chooseGEMMBlocking(g, t, 0).V
 				}
 			}
 		}
@@ -89,6 +89,9 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		}
 		for i, s := range shapes {
 			b := chooseBlockingV(s, t, forcedV[s])
+			if i >= len(net.ConvShapes()) { // a Winograd GEMM
+				b = chooseGEMMBlocking(s, t, forcedV[s])
+			}
 			// A second candidate where the tier has one and it differs
 			// (never for the Winograd GEMMs, appended after the layers').
 			var alt blocking

@@ -142,3 +142,34 @@ func TestSplitKVariants(t *testing.T) {
 	}
 	assert.Equal(t, want, got)
 }
+
+// TestGEMMBlockingWidestBlock: a Winograd GEMM takes the widest channel
+// block the model rates at peak (chooseGEMMBlocking), worked out by hand
+// for AVX-512 (32 registers, two loads and two FMAs a cycle, latency 5):
+// 49 tiles by 256 channels — the rule's 1×7 tiles of 2 vectors (exact, 14
+// accumulators) give way to 1×5 of 4 vectors (20 accumulators; the 1×4
+// remainder's 16 accumulators still cover the latency), not 1×6 (its 1×1
+// remainder, 4 accumulators, is latency-bound); 16 tiles by 512 channels
+// keep 1×4 of 4 vectors (already the widest), and 25 by 64 keep 1×5 of 4.
+// On AVX2 (16 registers) 4 vectors fit only 2 pixels (8 accumulators,
+// latency-bound), so the 49-tile GEMM keeps the rule's blocking.
+func TestGEMMBlockingWidestBlock(t *testing.T) {
+	gemm := func(inC, outC, tiles int) convShape {
+		return convShape{K: 1, Stride: 1, InC: inC, OutC: outC, InH: 1, InW: tiles, OutH: 1, OutW: tiles}
+	}
+	for _, c := range []struct {
+		s    convShape
+		t    tier
+		want blocking
+	}{
+		{gemm(128, 256, 49), avx512, blocking{TH: 1, TW: 5, V: 4, RemTW: 4}},
+		{gemm(128, 512, 16), avx512, blocking{TH: 1, TW: 4, V: 4}},
+		{gemm(64, 64, 25), avx512, blocking{TH: 1, TW: 5, V: 4}},
+		{gemm(128, 256, 49), avx2, chooseBlocking(gemm(128, 256, 49), avx2)},
+	} {
+		assert.Equal(t, c.want, chooseGEMMBlocking(c.s, c.t, 0), "%+v on %s", c.s, c.t.Name)
+	}
+	rule := chooseBlocking(gemm(128, 256, 49), avx512)
+	assert.Equal(t, blocking{TH: 1, TW: 7, V: 2}, rule, "the rule's own choice, which the GEMM rule widens")
+	assert.Equal(t, rule, chooseGEMMBlocking(gemm(128, 256, 49), avx512, 2), "a forced V (a tail GEMM) is kept")
+}

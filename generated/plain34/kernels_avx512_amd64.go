@@ -124,9 +124,13 @@ func conv1x1s1_c128k128_h1w25_avx512(in *float32, w *float32, bias *float32, res
 // 128→128 channels on a 1x24 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c128k128_h1w24_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c128k256_h1w49_avx512 computes n 1x7-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c128k256_h1w49_avx512 computes n 1x5-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
 // 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
 func conv1x1s1_c128k256_h1w49_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv1x1s1_c128k256_h1w49_avx512_remcol computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c128k256_h1w49_avx512_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c128k256_h1w16_avx512 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
 // 128→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.

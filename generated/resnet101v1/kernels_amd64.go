@@ -118,7 +118,7 @@ var kernels = asm.KernelSet{
 		{Name: "conv1x1s1_c128k128_h1w24_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 1, Stride: 1, Pad: 0, InC: 128, OutC: 128, InH: 1, InW: 24, OutH: 1, OutW: 24},
 			TH: 1, TW: 6, V: 4, Lanes: 16, RemTH: 0, RemTW: 0, Main: conv1x1s1_c128k128_h1w24_avx512, Rem: nil, RemCol: nil, RemCorner: nil},
 		{Name: "conv1x1s1_c128k256_h1w49_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 1, Stride: 1, Pad: 0, InC: 128, OutC: 256, InH: 1, InW: 49, OutH: 1, OutW: 49},
-			TH: 1, TW: 7, V: 2, Lanes: 16, RemTH: 0, RemTW: 0, Main: conv1x1s1_c128k256_h1w49_avx512, Rem: nil, RemCol: nil, RemCorner: nil},
+			TH: 1, TW: 5, V: 4, Lanes: 16, RemTH: 0, RemTW: 4, Main: conv1x1s1_c128k256_h1w49_avx512, Rem: nil, RemCol: conv1x1s1_c128k256_h1w49_avx512_remcol, RemCorner: nil},
 		{Name: "conv1x1s1_c128k256_h1w16_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 1, Stride: 1, Pad: 0, InC: 128, OutC: 256, InH: 1, InW: 16, OutH: 1, OutW: 16},
 			TH: 1, TW: 4, V: 4, Lanes: 16, RemTH: 0, RemTW: 0, Main: conv1x1s1_c128k256_h1w16_avx512, Rem: nil, RemCol: nil, RemCorner: nil},
 		{Name: "conv1x1s1_c128k512_h1w16_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 1, Stride: 1, Pad: 0, InC: 128, OutC: 512, InH: 1, InW: 16, OutH: 1, OutW: 16},
