@@ -299,52 +299,61 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 	if k.ICBlock > 0 {
 		icb = k.ICBlock
 	}
+	// Element offsets, worked out once per band: a tile row's first input
+	// pixel (its window's top-left, in the halo) and first output pixel,
+	// how far the next tile row's are, and where the narrower last tile
+	// of a row starts. The micro-kernels are called directly: small maps
+	// make thousands of calls per layer (a split 7×7 layer 1,800), and
+	// per-call index arithmetic through Buffer.Index showed in profiles.
+	full := s.OutW / k.TW
+	tx := full * k.TW
+	in0, inStep, inTx := in.Index(y0*s.Stride-s.Pad, -s.Pad, 0), k.TH*s.Stride*in.RowStride(), tx*s.Stride*s.InC
+	out0, outStep, outTx := out.Index(y0, 0, 0), k.TH*out.RowStride(), tx*s.OutC
+	var res0, resStep int
+	if res != nil {
+		res0, resStep = res.Index(y0, 0, 0), k.TH*res.RowStride()
+	}
 	for b := b0; b < b1; b++ {
 		for c := 0; c < s.InC; c += icb {
 			// The first slice adds the bias and the residual; the others
 			// add to the output; the last applies ReLU.
-			w, bp, r, rRow, f := &packed[b*panel+c*bc], &bias[b*bc], res, resRow, flags
+			w, bp, f := &packed[b*panel+c*bc], &bias[b*bc], flags
+			r, ri, rStep, rRow := res, res0, resStep, resRow
 			if c > 0 {
-				bp, r, rRow, f = &zeroBias[0], &out, outRow, f|FlagResidual
+				bp, f = &zeroBias[0], f|FlagResidual
+				r, ri, rStep, rRow = &out, out0, outStep, outRow
 			}
 			if c+icb < s.InC {
 				f &^= FlagReLU
 			}
+			ii, oi := in0+c, out0+b*bc
+			ri += b * bc
 			for ty := y0; ty < y1; ty += k.TH {
+				main, rem := k.Main, k.RemCol
+				if ty+k.TH > s.OutH {
+					main, rem = k.Rem, k.RemCorner
+				}
 				// The tile row rides in flags' upper bits: a split kernel
 				// picks its prefetch line by it, the others ignore it.
-				k.tileRow(in, out, r, w, bp, f|uintptr(ty/k.TH)<<2, inRow, outRow, rRow, ty, b*bc, c)
+				fr := f | uintptr(ty/k.TH)<<2
+				var rp, rpTx *float32
+				if r != nil {
+					rp = &r.Data[ri]
+					if k.RemTW > 0 {
+						rpTx = &r.Data[ri+outTx]
+					}
+				}
+				if full > 0 {
+					main(&in.Data[ii], w, bp, rp, &out.Data[oi], inRow, outRow, rRow, fr, uintptr(full))
+				}
+				if k.RemTW > 0 {
+					rem(&in.Data[ii+inTx], w, bp, rpTx, &out.Data[oi+outTx], inRow, outRow, rRow, fr, 1)
+				}
+				ii += inStep
+				oi += outStep
+				ri += rStep
 			}
 		}
-	}
-}
-
-// tileRow computes tile row ty of the channel block starting at output
-// channel oc, over input channels from ic on (ICBlock of them, or all).
-func (k *ConvKernel) tileRow(in, out Buffer, res *Buffer, w, bias *float32, flags, inRow, outRow, resRow uintptr, ty, oc, ic int) {
-	s := k.Shape
-	full := s.OutW / k.TW
-	f, g := k.Main, k.RemCol
-	if ty+k.TH > s.OutH {
-		f, g = k.Rem, k.RemCorner
-	}
-	ip := &in.Data[in.Index(ty*s.Stride-s.Pad, -s.Pad, ic)]
-	op := &out.Data[out.Index(ty, 0, oc)]
-	var rp *float32
-	if res != nil {
-		rp = &res.Data[res.Index(ty, 0, oc)]
-	}
-	if full > 0 {
-		f(ip, w, bias, rp, op, inRow, outRow, resRow, flags, uintptr(full))
-	}
-	if k.RemTW > 0 {
-		tx := full * k.TW
-		ip = &in.Data[in.Index(ty*s.Stride-s.Pad, tx*s.Stride-s.Pad, ic)]
-		op = &out.Data[out.Index(ty, tx, oc)]
-		if res != nil {
-			rp = &res.Data[res.Index(ty, tx, oc)]
-		}
-		g(ip, w, bias, rp, op, inRow, outRow, resRow, flags, 1)
 	}
 }
 
