@@ -124,3 +124,32 @@ func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestFitScratchServesEveryLayer: one scratch fitted to several Winograd
+// layers (a network's, per worker) holds the largest of each part, worked
+// out by hand: 56×56×64 F(4,3) in chunks of 25 tiles needs 36·25·64 floats
+// of V and of M; 7×7×512 F(2,3) in one chunk of 16 tiles 16·16·512, and
+// for a batch of 3 (a one-chunk layer holds every image's planes) three
+// times that; the chunked layer ignores the batch. Fitting a smaller layer
+// afterwards keeps the room and the memory.
+func TestFitScratchServesEveryLayer(t *testing.T) {
+	sq := func(c, hw int) ConvShape {
+		return ConvShape{K: 3, Stride: 1, Pad: 1, InC: c, OutC: c, InH: hw, InW: hw, OutH: hw, OutW: hw}
+	}
+	big := &WinogradKernel{Shape: sq(64, 56), M: 4, Chunk: 25}
+	deep := &WinogradKernel{Shape: sq(512, 7), M: 2, Chunk: 16}
+	sc := big.NewScratch(3)
+	assert.Len(t, sc.v, 36*25*64)
+	assert.Len(t, sc.m, 36*25*64)
+	deep.FitScratch(sc, 3)
+	assert.Len(t, sc.v, 3*16*16*512)
+	assert.Len(t, sc.m, 3*16*16*512)
+	assert.Len(t, sc.edgeIn, 16*512, "a 4×4 input tile of 512 channels")
+	assert.Len(t, sc.edgeOut, 2*2*512)
+	assert.Len(t, sc.zero, 512)
+	assert.Len(t, sc.tmp, 36*16, "F(4,3)'s 36 intermediate vectors")
+	v := sc.v
+	big.FitScratch(sc, 3)
+	assert.Len(t, sc.v, 3*16*16*512, "fitting a smaller layer keeps the room")
+	assert.Same(t, &v[0], &sc.v[0], "and the same memory")
+}

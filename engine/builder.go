@@ -22,6 +22,9 @@ type Builder struct {
 	err    error
 	layers []Named
 	digest string // of f, once a Shared needs it
+	// scratch is each worker's working memory, shared by all the
+	// Winograd layers.
+	scratch []*asm.WinogradScratch
 }
 
 // Named is a built layer with its name and kind, in network order.
@@ -135,9 +138,15 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 			return
 		}
 		*dst = Conv{Name: name, In: ins, Out: outs, Res: res, Bias: bias, ReLU: relu, Batch: b.batch, W: wk, WPacked: wp}
-		for range b.cfg.Workers {
-			dst.Scratch = append(dst.Scratch, wk.NewScratch(b.cfg.Batch))
+		// One scratch per worker for all the Winograd layers
+		// (asm.WinogradKernel.FitScratch).
+		for len(b.scratch) < b.cfg.Workers {
+			b.scratch = append(b.scratch, &asm.WinogradScratch{})
 		}
+		for _, sc := range b.scratch {
+			wk.FitScratch(sc, b.cfg.Batch)
+		}
+		dst.Scratch = b.scratch
 		b.add(name, "winograd", wk.Name, s.MACs(), dst)
 		return
 	}

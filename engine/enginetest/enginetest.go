@@ -176,11 +176,21 @@ func Forward(t *testing.T, p Package) {
 			require.NoError(t, err)
 			if r.conv != engine.Auto {
 				kinds := map[string]int{}
+				var scratch []*asm.WinogradScratch
 				for _, l := range m.Layers() {
 					kinds[l.Kind]++
 					if c, ok := l.Layer.(*engine.Conv); ok && l.Kind == "winograd" {
 						require.True(t, c.K == nil && c.Packed == nil && len(c.WPacked) > 0,
 							"%s: a Winograd layer holds direct weights too (%d floats) or no transformed ones", l.Name, len(c.Packed))
+						// One scratch per worker for every Winograd layer
+						// (asm.WinogradKernel.FitScratch).
+						require.Len(t, c.Scratch, workers, "%s: scratch per worker", l.Name)
+						if scratch == nil {
+							scratch = c.Scratch
+						}
+						for i := range scratch {
+							require.Same(t, scratch[i], c.Scratch[i], "%s: worker %d's scratch is not the other Winograd layers'", l.Name, i)
+						}
 					}
 				}
 				if r.conv == engine.Direct {
