@@ -401,7 +401,12 @@ func winoFor(s convShape) []winoF {
 		// F(4,3)): on 14×14×256 (9.4 MiB) F(4,3) ran 12 % faster on one
 		// thread (269 vs 239 effective GFLOP/s), F(2,3) faster on two,
 		// where the weights' memory traffic binds (ResNet-50, 2 threads,
-		// interleaved: 35.9 → 32.6 ms; 1 thread costs ~1 %).
+		// interleaved: 35.9 → 32.6 ms; 1 thread costs ~1 %). On Zen 5
+		// (EPYC family 26 model 2), with the GEMM's wider blocks
+		// (chooseGEMMBlocking) and a shared scratch, F(2,3) is faster on
+		// both: ResNet-34's eleven such layers 6.45–6.67 ms against
+		// 7.13–7.44 on one thread, 4.18–4.29 against 5.21–5.33 on two
+		// (bench -layers, tuning caches, three alternations).
 		return []winoF{winoF2, winoF4}
 	}
 	return []winoF{winoF4}
