@@ -153,3 +153,20 @@ func TestFitScratchServesEveryLayer(t *testing.T) {
 	assert.Len(t, sc.v, 3*16*16*512, "fitting a smaller layer keeps the room")
 	assert.Same(t, &v[0], &sc.v[0], "and the same memory")
 }
+
+// TestValidateWantsOneRowGEMMTiles: product calls a GEMM's micro-kernels
+// for one tile row, so a table whose GEMM kernel has taller tiles is
+// refused when the kernel set is built, not run wrong.
+func TestValidateWantsOneRowGEMMTiles(t *testing.T) {
+	s := ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8}
+	k := &WinogradKernel{Name: "w", Shape: s, M: 4, Chunk: 4,
+		In:  func(*float32, uintptr, uintptr, *float32, uintptr, uintptr, *float32) {},
+		Out: func(*float32, uintptr, *float32, *float32, *float32, uintptr, uintptr, uintptr, uintptr, uintptr, *float32) {}}
+	k.GEMMShape = gemmShape(s, 64, 4)
+	var err error
+	k.gemm, err = PortableConv(k.GEMMShape)
+	require.NoError(t, err)
+	require.NoError(t, k.validate())
+	k.gemm.TH = 2
+	require.ErrorContains(t, k.validate(), "one row high")
+}

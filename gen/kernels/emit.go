@@ -88,10 +88,13 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 			}
 		}
 		for i, s := range shapes {
-			b := chooseBlockingV(s, t, forcedV[s])
-			if i >= len(net.ConvShapes()) { // a Winograd GEMM
-				b = chooseGEMMBlocking(s, t, forcedV[s])
+			// A layer's blocking (V forced where a tail GEMM has a
+			// layer's shape), or a Winograd GEMM's.
+			choose := chooseBlockingV
+			if i >= len(net.ConvShapes()) {
+				choose = chooseGEMMBlocking
 			}
+			b := choose(s, t, forcedV[s])
 			// A second candidate where the tier has one and it differs
 			// (never for the Winograd GEMMs, appended after the layers').
 			var alt blocking
