@@ -160,8 +160,9 @@ func TestFitScratchServesEveryLayer(t *testing.T) {
 func TestValidateWantsOneRowGEMMTiles(t *testing.T) {
 	s := ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8}
 	k := &WinogradKernel{Name: "w", Shape: s, M: 4, Chunk: 4,
-		In:  func(*float32, uintptr, uintptr, *float32, uintptr, uintptr, *float32) {},
-		Out: func(*float32, uintptr, *float32, *float32, *float32, uintptr, uintptr, uintptr, uintptr, uintptr, *float32) {}}
+		In: func(*float32, uintptr, uintptr, *float32, uintptr, uintptr, *float32) {},
+		Out: func(*float32, uintptr, *float32, *float32, *float32, uintptr, uintptr, uintptr, uintptr, uintptr, *float32) {
+		}}
 	k.GEMMShape = gemmShape(s, 64, 4)
 	var err error
 	k.gemm, err = PortableConv(k.GEMMShape)
