@@ -113,8 +113,8 @@ type blocking struct {
 	// block's weights into L2 per weight row it reads (a different line on
 	// each of four consecutive tiles; past the last block it asks for
 	// lines beyond the weights, which a prefetch may: it never faults).
-	// For the Winograd products of layers whose weights stream from memory
-	// (streamsWeights): a block's first tile waits for its panel and the
+	// For the Winograd products of layers whose weights come from memory
+	// (prefetchesWeights): a block's first tile waits for its panel and the
 	// others re-read it (from L2, or from L1 where icBlock splits the
 	// panel into 128-channel slices), so without this memory idles during
 	// the later tiles. Measured on Zen 4, the layer alone with its weights
@@ -122,12 +122,13 @@ type blocking struct {
 	// their own panel (no gain, same instructions): 7×7×512 F(2,3) 0.90×
 	// the time on one thread, 0.86× on two; 14×14×256 0.98× and 0.94×.
 	// In ResNet-18 (bench -layers, three alternations) layer4's three
-	// layers 5.46 → 5.04 ms on one thread, 3.86 → 3.05 ms on two. On the
-	// F(4,3) layers, whose weights stay in L2 or L3, it cost 10–20 %
-	// (bench -layers), so they do not get it. The target is the next
-	// panel in memory: the driver packs those layers' U block-major and
-	// walks each worker's blocks in memory order (asm.WinogradKernel), so
-	// it is the panel the worker reads next however the blocks are split.
+	// layers 5.46 → 5.04 ms on one thread, 3.86 → 3.05 ms on two; for
+	// 28×28×128 F(4,3) see prefetchesWeights. On the F(4,3) layers whose
+	// weights stay cached (56×56×64) it cost 10–20 % (bench -layers), so
+	// they do not get it. The target is the next panel in memory: the
+	// driver walks each worker's panels in memory order (block-major U for
+	// layers of one chunk, plane-major otherwise: asm.WinogradKernel), so
+	// it is the panel the worker reads next however the work is split.
 	// The direct 1x1 layers with 2 MiB of weights or more get it too
 	// (directStreamsWeights). amd64 only.
 	PrefetchNext bool

@@ -54,7 +54,7 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		var winoShapes []convShape
 		usedF := map[int]bool{}
 		forcedV := map[convShape]int{}   // a tail GEMM takes its main GEMM's V
-		prefetch := map[convShape]bool{} // GEMMs of layers whose weights stream from memory
+		prefetch := map[convShape]bool{} // GEMMs of layers whose weights come from memory (prefetchesWeights)
 		for _, s := range shapes {
 			if !winogradFits(s, t) {
 				continue
@@ -72,7 +72,7 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 					if !containsShape(shapes, gs) {
 						shapes = append(shapes, gs)
 					}
-					if streamsWeights(s, f) {
+					if prefetchesWeights(s, f) {
 						prefetch[gs] = true
 					}
 				}

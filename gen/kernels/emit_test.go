@@ -18,13 +18,15 @@ var textLine = regexp.MustCompile(`(?m)^TEXT ·(\w+)\(SB\)`)
 // TestPrefetchNextWhereWeightsStream: only the kernels whose weights
 // stream from memory prefetch the next weight block, on both amd64 tiers,
 // worked out by hand from the shapes. The Winograd products of layers with
-// 4 MiB of transformed weights or more: 14×14×256 (F(2,3): 16·256·256
-// floats = 4 MiB; F(4,3) 9 MiB) and 7×7×512 (16 MiB), not 56×56×64 or
-// 28×28×128 (0.6 and 2.25 MiB). The direct 1x1 layers with 2 MiB of
+// 2 MiB of transformed weights or more: 28×28×128 (F(4,3): 36·128·128
+// floats = 2.25 MiB, in chunks of 25 and 24 tiles), 14×14×256 (F(2,3):
+// 16·256·256 floats = 4 MiB; F(4,3) 9 MiB) and 7×7×512 (16 MiB), not
+// 56×56×64 (0.6 MB). The direct 1x1 layers with 2 MiB of
 // weights or more: ResNet-50's 512→1024/2, 1024→512, 512→2048, 2048→512
 // and 1024→2048/2, not 256→1024 or 1024→256 (1 MiB) nor any 3x3.
 func TestPrefetchNextWhereWeightsStream(t *testing.T) {
-	wino := []string{"conv1x1s1_c128k256_h1w16", "conv1x1s1_c128k256_h1w49", "conv1x1s1_c128k512_h1w16"} // 128 input channels a call (icBlock)
+	wino := []string{"conv1x1s1_c128k128_h1w24", "conv1x1s1_c128k128_h1w25", // 28×28×128
+		"conv1x1s1_c128k256_h1w16", "conv1x1s1_c128k256_h1w49", "conv1x1s1_c128k512_h1w16"} // 128 input channels a call (icBlock)
 	for _, c := range []struct {
 		net  string
 		want []string

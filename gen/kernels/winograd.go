@@ -370,9 +370,28 @@ func uBytes(s convShape, f winoF) int { return f.Alpha * f.Alpha * 4 * s.InC * s
 
 // streamsWeights reports whether a layer's transformed weights U are 4 MiB
 // or more: they do not stay cached from one image to the next and stream
-// from memory (winogradGEMMs, blocking.PrefetchNext).
+// from memory, so chunks are as large as fit 4 MiB of planes and the
+// products split their input channels (winogradGEMMs, icBlock).
 func streamsWeights(s convShape, f winoF) bool {
 	return uBytes(s, f) >= 4<<20
+}
+
+// prefetchesWeights reports whether a layer's products prefetch the next
+// panel of U (blocking.PrefetchNext): U of 2 MiB or more, more than a Zen
+// L2. Inside a network such a U comes from memory, not L3, however often
+// a chunk re-reads it: ResNet-18's 28×28×128 F(4,3) (U 2.25 MiB) ran alone
+// with warm weights at 0.30 ms on one thread and 0.16–0.18 on two, with
+// its weights rotated through 96 MB of copies at 0.38–0.41 and 0.21–0.25,
+// as inside ResNet-18 (0.39–0.43 and 0.24–0.26). Prefetching, on Zen 5
+// (EPYC family 26 model 2), alone and cold 0.34–0.36 ms against 0.41 on
+// one thread; inside ResNet-34 (bench -layers, three alternations) its
+// seven such layers 2.53–2.79 ms against 2.85–3.02 on one thread and
+// 1.27–1.57 against 1.76–2.01 on two, the whole network 20.14–20.37 ms
+// against 20.87–20.97 on one thread (AVX2 36.2–37.3 against 37.1–37.5).
+// The smaller U of 56×56×64 (0.6 MB) stays cached, and prefetching cost
+// it 10–20 % on Zen 4.
+func prefetchesWeights(s convShape, f winoF) bool {
+	return uBytes(s, f) >= 2<<20
 }
 
 // winoName names a Winograd layer kernel as the direct one, with winoM.
