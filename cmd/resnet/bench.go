@@ -19,6 +19,10 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
+// coldWeightBytes is how many bytes of weight copies bench -kernels -cold
+// rotates through.
+const coldWeightBytes = 96 << 20
+
 func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	kernels := fs.Bool("kernels", false, "benchmark every kernel on one thread against the peak-FMA probe")
@@ -34,6 +38,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	filter := fs.String("filter", "", "only kernels whose name contains this")
 	rounds := fs.Int("rounds", 3, "interleaved peak/kernel rounds per kernel and pass")
 	passes := fs.Int("passes", 3, "passes over the whole kernel list; each figure is the median over all rounds of all passes")
+	cold := fs.Bool("cold", false, "with -kernels: each run reads its weights from the next of copies filling 96 MB, as cold as inside a network at batch 1 (default: one warm copy)")
 	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_w, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -56,6 +61,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if *chart != "" && !*layers && !*versus {
 		return fmt.Errorf("%w: -chart goes with -layers or -ort", errUsage)
+	}
+	if *cold && (!*kernels || *layers || *versus) {
+		return fmt.Errorf("%w: -cold goes with -kernels", errUsage)
 	}
 	switch {
 	case *versus && !*layers:
@@ -100,6 +108,12 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	opts := bench.Options{Rounds: *rounds, Progress: stderr}
+	if *cold {
+		// More than the L3 of any of our machines: inside a network a layer's
+		// weights were last read a Forward ago, and on a shared host even a
+		// few MB of them come back from memory (gen/kernels.prefetchesWeights).
+		opts.WeightBytes = coldWeightBytes
+	}
 	// The machines are noisy for seconds at a time: several passes over the
 	// whole list spread each kernel's samples over the run.
 	var samples [][]bench.KernelResult

@@ -152,6 +152,20 @@ func TestBenchKernelsJSON(t *testing.T) {
 	code, _, stderr = runCmd("bench", "-kernels", "-tier", "sse9")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `unknown tier "sse9"`)
+
+	// -cold rotates the weights through copies; it runs the same kernels.
+	code, out, stderr = runCmd("bench", "-kernels", "-cold", "-rounds", "1", "-passes", "1", "-filter", "conv3x3s1_c64k64_h8_", "-json")
+	require.Equal(t, 0, code, stderr)
+	var cold []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &cold))
+	require.Len(t, cold, len(rows))
+	for i, r := range cold {
+		assert.Equal(t, rows[i]["name"], r["name"])
+		assert.Greater(t, r["gflops"], 0.0)
+	}
+	code, _, stderr = runCmd("bench", "-cold", "-arch", "cifar-resnet20")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "-cold goes with -kernels")
 }
 
 func TestBenchNetworkJSON(t *testing.T) {

@@ -388,8 +388,11 @@ func streamsWeights(s convShape, f winoF) bool {
 // seven such layers 2.53–2.79 ms against 2.85–3.02 on one thread and
 // 1.27–1.57 against 1.76–2.01 on two, the whole network 20.14–20.37 ms
 // against 20.87–20.97 on one thread (AVX2 36.2–37.3 against 37.1–37.5).
-// The smaller U of 56×56×64 (0.6 MB) stays cached, and prefetching cost
-// it 10–20 % on Zen 4.
+// The smaller U of 56×56×64 (0.6 MB) is left out: prefetching it cost
+// 10–20 % on Zen 4 (an earlier build, bench -layers), while on Zen 5 it
+// gained 4–6 % (ResNet-18's four such layers 1.58–1.61 ms against
+// 1.68–1.74 on one thread, three alternations; alone with its weights
+// cold 0.40 against 0.41–0.42), too little to overrule Zen 4 unmeasured.
 func prefetchesWeights(s convShape, f winoF) bool {
 	return uBytes(s, f) >= 2<<20
 }
