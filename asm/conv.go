@@ -108,12 +108,13 @@ type ConvKernel struct {
 	TH, TW, V, Lanes int
 	RemTH, RemTW     int
 	// ICBlock, if not 0, is the input channels one micro-kernel call
-	// reduces over (a 1x1 kernel only): the driver runs every tile row of
-	// a block over one ICBlock-channel slice of its weights before the
-	// next, the first slice adding the bias and the residual, the others
-	// adding to the output, the last applying ReLU. Each slice is then
-	// re-read from L1 instead of the whole panel from L2, and the weights
-	// stream from memory steadily (gen/kernels.splitK).
+	// reduces over: the driver runs every tile row of a block over one
+	// ICBlock-channel slice of its weights (packed slice after slice,
+	// PackWeights) before the next, the first slice adding the bias and
+	// the residual, the others adding to the output, the last applying
+	// ReLU. Each slice is then re-read from L1 (1x1) or L2 (3x3) instead
+	// of the whole panel from L2 or memory, and the weights stream from
+	// memory steadily (gen/kernels.splitK).
 	ICBlock int
 	// Main computes full tiles; nil for the portable kernel.
 	Main, Rem, RemCol, RemCorner MicroKernel
@@ -134,7 +135,7 @@ func (k *ConvKernel) validate() error {
 		return bad(fmt.Sprintf("tile %dx%d of %d×%d channels does not fit %d output channels", k.TH, k.TW, k.V, k.Lanes, s.OutC))
 	case k.RemTH != s.OutH%k.TH || k.RemTW != s.OutW%k.TW:
 		return bad(fmt.Sprintf("remainders %d, %d; the %dx%d tile leaves %d, %d", k.RemTH, k.RemTW, k.TH, k.TW, s.OutH%k.TH, s.OutW%k.TW))
-	case k.ICBlock != 0 && (s.K != 1 || k.ICBlock < 0 || k.ICBlock >= s.InC || s.InC%k.ICBlock != 0 || k.BlockC() > len(zeroBias) || k.Main == nil):
+	case k.ICBlock != 0 && (k.ICBlock < 0 || k.ICBlock >= s.InC || s.InC%k.ICBlock != 0 || k.BlockC() > len(zeroBias) || k.Main == nil):
 		return bad(fmt.Sprintf("input channel slices of %d for a %dx%d kernel of %d channels", k.ICBlock, s.K, s.K, s.InC))
 	case k.Main == nil && k.Tier != Purego:
 		return bad("no micro-kernel")
@@ -158,7 +159,8 @@ func PortableConv(s ConvShape) (*ConvKernel, error) {
 }
 
 // PackWeights reorders OIHW weights (PyTorch's layout, BN already folded)
-// into the kernel's order: per block of BlockC output channels,
+// into the kernel's order: per block of BlockC output channels and per
+// input-channel slice of ICBlock channels (all of InC if 0),
 // [ky][kx][ic][BlockC], one linear stream in the order the loops read it.
 func (k *ConvKernel) PackWeights(oihw []float32) ([]float32, error) {
 	s := k.Shape
@@ -166,16 +168,22 @@ func (k *ConvKernel) PackWeights(oihw []float32) ([]float32, error) {
 		return nil, fmt.Errorf("%s: %d weights, want %d×%d×%d×%d", k.Name, len(oihw), s.OutC, s.InC, s.K, s.K)
 	}
 	bc := k.BlockC()
+	icb := s.InC
+	if k.ICBlock > 0 {
+		icb = k.ICBlock
+	}
 	p := make([]float32, len(oihw))
 	i := 0
 	for b := 0; b < s.OutC/bc; b++ {
-		for ky := 0; ky < s.K; ky++ {
-			for kx := 0; kx < s.K; kx++ {
-				for ic := 0; ic < s.InC; ic++ {
-					for j := 0; j < bc; j++ {
-						oc := b*bc + j
-						p[i] = oihw[((oc*s.InC+ic)*s.K+ky)*s.K+kx]
-						i++
+		for c := 0; c < s.InC; c += icb {
+			for ky := 0; ky < s.K; ky++ {
+				for kx := 0; kx < s.K; kx++ {
+					for ic := c; ic < c+icb; ic++ {
+						for j := 0; j < bc; j++ {
+							oc := b*bc + j
+							p[i] = oihw[((oc*s.InC+ic)*s.K+ky)*s.K+kx]
+							i++
+						}
 					}
 				}
 			}
@@ -317,7 +325,7 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 		for c := 0; c < s.InC; c += icb {
 			// The first slice adds the bias and the residual; the others
 			// add to the output; the last applies ReLU.
-			w, bp, f := &packed[b*panel+c*bc], &bias[b*bc], flags
+			w, bp, f := &packed[b*panel+c*s.K*s.K*bc], &bias[b*bc], flags
 			r, ri, rStep, rRow := res, res0, resStep, resRow
 			if c > 0 {
 				bp, f = &zeroBias[0], f|FlagResidual

@@ -154,8 +154,8 @@ const SplitVariant = "splitk"
 // families 25 (Zen 3, Zen 4) and 26 (Zen 5) "p8" (AVX-512 tiles of at most
 // 8 pixels, weight panels within 1 MiB), elsewhere the generator's rule
 // (Intel not measured yet); in either, split (SplitVariant) where the
-// package has that, i.e. on the 1x1 layers whose weights stream from
-// memory.
+// package has that, i.e. on the direct layers whose weights stream from
+// memory (1x1 from 2 MiB, 3x3 from 4 MiB: gen/kernels.splitK).
 //
 // p8, Zen 4: better on 13 of the family's 38 AVX-512 shapes, worse on 2.
 // Zen 5 (EPYC family 26 model 2), ResNet-50 whole at batch 1 against ONNX

@@ -129,8 +129,9 @@ type blocking struct {
 	// driver walks each worker's panels in memory order (block-major U for
 	// layers of one chunk, plane-major otherwise: asm.WinogradKernel), so
 	// it is the panel the worker reads next however the work is split.
-	// The direct 1x1 layers with 2 MiB of weights or more get it too
-	// (directStreamsWeights). amd64 only.
+	// The direct 1x1 layers with 2 MiB of weights or more get it too, and
+	// the split kernels (splitK) ask for the next slice (directStreamsWeights).
+	// amd64 only.
 	PrefetchNext bool
 	// ICBlock, if not 0, splits the reduction of a 1x1 kernel: a call
 	// covers ICBlock of the InC input channels, a slice of the weight
@@ -157,29 +158,59 @@ const splitKBytes = 16 << 10
 // products, icBlock). Split, the rows re-read a small slice from L1 and
 // the stream pauses only briefly; MLAS's SGEMM likewise packs B in slices
 // of K and accumulates into C. The engine's default picks these variants
-// (engine.SplitVariant), measured in engine.defaultVariant. Split 3x3
-// stride-2 layers (packed slice by slice) lost on Zen 5 in ResNet-50, one
-// thread, three alternations: 512→512 on 14×14 1.76–1.96 ms with slices
-// of 16 or 32 KiB against 1.44–1.49 unsplit, 256→256 on 28×28 1.32–1.53
-// against 1.27–1.30 (a slice is then 4 or 8 channels by 9 taps: short
-// loops, and each slice re-reads its input rows), so only 1x1 layers
-// split.
+// (engine.SplitVariant), measured in engine.defaultVariant. 3x3 layers
+// split in slices of splitK3Bytes instead, and only from 4 MiB of weights.
 func splitK(s convShape, t tier, b blocking) (blocking, bool) {
-	icb := splitKBytes / (4 * b.V * t.Lanes)
-	if s.K != 1 || icb < 4 || icb >= s.InC || s.InC%icb != 0 {
+	bytes := splitKBytes
+	if s.K > 1 {
+		if 4*s.K*s.K*s.InC*s.OutC < 4<<20 {
+			return b, false
+		}
+		bytes = splitK3Bytes
+	}
+	icb := bytes / (4 * s.K * s.K * b.V * t.Lanes)
+	for s.K > 1 && icb > 0 && s.InC%icb != 0 {
+		icb--
+	}
+	if icb < 4 || icb >= s.InC {
 		return b, false
 	}
 	b.ICBlock = icb
+	b.PrefetchNext = true
 	return b, true
 }
+
+// splitK3Bytes bounds the slice of a split 3x3 kernel (rounded down to a
+// divisor of InC): its tile rows re-read it from L2 while the next slice
+// is prefetched (blocking.PrefetchNext), so two slices and the input fit a
+// 1 MiB L2. Unsplit, such a layer's 576 KiB panel, the next one and its
+// input did not, and prefetching the next panel cost 10–20 %; slices of 16
+// or 32 KiB (an earlier session, Zen 5) lost too: 4–8 channels by 9 taps
+// make short loops. Measured on Zen 5 (EPYC family 26 model 2), `resnet
+// bench -kernels -cold`, one thread: 512→512/2 on 14×14 0.85 of peak
+// split (64-channel slices of p8's 32-channel blocks, 72 KiB) against
+// 0.74–0.75; 256→512/2 on 14×14 0.74 against 0.70–0.72; 256→256/2 on 28×28
+// 0.92 against 0.87–0.88. Inside the networks (bench -layers, three
+// alternations): ResNet-50's 512→512/2 0.62–0.63 ms against 0.69–0.70 on
+// two threads; ResNet-18's 256→512/2 0.69–0.70 against 0.73–0.75 on one
+// thread, 0.33–0.36 against 0.35 on two; but ResNet-50's 256→256/2 (2.25
+// MiB) 0.72–0.75 against 0.61–0.62 on two threads, so 3x3 layers split
+// only from 4 MiB. Whole networks, three alternations: ResNet-50
+// 32.0–32.9 ms against 32.9–33.0 on one thread, 17.6–17.8 against
+// 17.7–18.0 on two; ResNet-18 level on one thread, 5.38–5.66 against
+// 5.53–5.72 on two.
+const splitK3Bytes = 96 << 10
 
 // panelBytes is the size of one channel block's packed weights for blocks
 // of bc output channels: what every tile of the block reads.
 func panelBytes(s convShape, bc int) int { return s.K * s.K * s.InC * bc * 4 }
 
-// directStreamsWeights reports whether a direct convolution prefetches the
-// next block's weights (blocking.PrefetchNext): a 1x1 layer with 2 MiB of
-// weights or more. Measured on Zen 4 as for the Winograd products (each
+// directStreamsWeights reports whether a direct layer's weights stream
+// from memory, 2 MiB or more: such a 1x1 layer prefetches the next block's
+// weights (blocking.PrefetchNext), and such layers get split variants
+// (splitK; 3x3 layers from 4 MiB), which prefetch the next slice; an
+// unsplit 3x3 kernel does not prefetch (its panel and the next overflow
+// L2). Measured on Zen 4 as for the Winograd products (each
 // layer alone, weights cold, 20 interleaved rounds, the time with ÷
 // without, 1 and 2 threads): ResNet-50's 512→2048 on 7×7 0.85 and 0.92,
 // 1024→2048/2 on 14×14 0.92 and 0.89, 2048→512 on 7×7 1.01 and 0.93,
@@ -188,7 +219,7 @@ func panelBytes(s convShape, bc int) int { return s.K * s.K * s.InC * bc * 4 }
 // (2.4 and 9.4 MB) 0.98–1.03, so they do not get it: their panels are
 // read by enough tiles that the first tile's wait hardly counts.
 func directStreamsWeights(s convShape) bool {
-	return s.K == 1 && 4*s.InC*s.OutC >= 2<<20
+	return 4*s.K*s.K*s.InC*s.OutC >= 2<<20
 }
 
 // group is how many input channels one input load of a pixel brings to the

@@ -103,7 +103,7 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 				alt = t.Alternative(s)
 				hasAlt = alt != b
 			}
-			b.PrefetchNext = prefetch[s] || directStreamsWeights(s)
+			b.PrefetchNext = prefetch[s] || directStreamsWeights(s) && s.K == 1
 			alt.PrefetchNext = b.PrefetchNext
 			e.emitConvKernel(&conv, kernelName(s, t), "", s, b)
 			if hasAlt {
@@ -111,7 +111,7 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 			}
 			// The layers whose weights stream also get each blocking with
 			// its reduction split (splitK), as variants "splitk" and
-			// "p8splitk".
+			// "p8splitk"; only 1x1 kernels prefetch unsplit.
 			if i < len(net.ConvShapes()) && directStreamsWeights(s) {
 				if sb, ok := splitK(s, t, b); ok {
 					e.emitConvKernel(&conv, kernelName(s, t)+"_"+splitName, splitName, s, sb)

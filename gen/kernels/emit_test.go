@@ -23,17 +23,22 @@ var textLine = regexp.MustCompile(`(?m)^TEXT ·(\w+)\(SB\)`)
 // 16·256·256 floats = 4 MiB; F(4,3) 9 MiB) and 7×7×512 (16 MiB), not
 // 56×56×64 (0.6 MB). The direct 1x1 layers with 2 MiB of
 // weights or more: ResNet-50's 512→1024/2, 1024→512, 512→2048, 2048→512
-// and 1024→2048/2, not 256→1024 or 1024→256 (1 MiB) nor any 3x3.
+// and 1024→2048/2, not 256→1024 or 1024→256 (1 MiB); and the split
+// variants of the 3x3 layers with 4 MiB of weights or more (9·InC·OutC·4
+// bytes: 256→512 4.5 MiB, 512→512 9 MiB; 256→256, 2.25 MiB, not), the
+// direct kernels of Winograd layers included.
 func TestPrefetchNextWhereWeightsStream(t *testing.T) {
 	wino := []string{"conv1x1s1_c128k128_h1w24", "conv1x1s1_c128k128_h1w25", // 28×28×128
 		"conv1x1s1_c128k256_h1w16", "conv1x1s1_c128k256_h1w49", "conv1x1s1_c128k512_h1w16"} // 128 input channels a call (icBlock)
+	split3 := []string{"conv3x3s1_c512k512_h7"}
 	for _, c := range []struct {
 		net  string
 		want []string
 	}{
-		{"resnet18", wino},
+		{"resnet18", append([]string{"conv3x3s2_c256k512_h14"}, append(split3, wino...)...)},
 		{"resnet50", append([]string{"conv1x1s1_c1024k512_h14", "conv1x1s1_c2048k512_h7", "conv1x1s1_c512k2048_h7",
-			"conv1x1s2_c1024k2048_h14", "conv1x1s2_c512k1024_h28"}, wino...)},
+			"conv1x1s2_c1024k2048_h14", "conv1x1s2_c512k1024_h28", "conv3x3s2_c512k512_h14"},
+			append(split3, wino...)...)},
 	} {
 		files, err := Emit(c.net, resnet.MustBuild(c.net))
 		require.NoError(t, err)
@@ -120,12 +125,18 @@ func TestWinogradChunks(t *testing.T) {
 var tableEntry = regexp.MustCompile(`(?s)Name: "(\w+)", Tier: asm\.\w+, Variant: "(\w*)",.*?RemTW: \d+,(?: ICBlock: (\d+),)? Main:`)
 
 // TestSplitKVariants: the split variants (splitK) exist for exactly the
-// direct 1x1 layers whose weights stream (ResNet-50's five), named as the
-// engine's default rule expects (engine.SplitVariant), with slices of 16
-// KiB of weights worked out by hand: 16384 / (4 bytes · 64 channels) = 64
-// input channels for AVX-512 blocks of 4 vectors (the p8 tiles), 128 for
-// 2 vectors (the rule's tiles on these shapes), on AVX2 (8 lanes, blocks
-// of 2 vectors) 256. Nothing else is split.
+// direct layers whose weights stream (ResNet-50's five 1x1 layers, and its
+// two 3x3 shapes with 4 MiB of weights or more: 512→512/2 on 14×14 and
+// 512→512 on 7×7, 9 MiB; 256→256, 2.25 MiB, not), named as the engine's
+// default rule expects
+// (engine.SplitVariant), with slices worked out by hand. 1x1: 16 KiB of
+// weights, 16384 / (4 bytes · 64 channels) = 64 input channels for
+// AVX-512 blocks of 4 vectors (the p8 tiles), 128 for 2 vectors (the
+// rule's tiles on these shapes), on AVX2 (8 lanes, blocks of 2 vectors)
+// 256. 3x3: at most 96 KiB, rounded down to a divisor of InC: 98304 / (4 ·
+// 9 · 32) = 85 → 64 input channels for AVX-512 blocks of 2 vectors (both
+// tilings here), AVX2 98304 / (4 · 9 · 16) = 170 → 128. Nothing else is
+// split.
 func TestSplitKVariants(t *testing.T) {
 	files, err := Emit("resnet50", resnet.MustBuild("resnet50"))
 	require.NoError(t, err)
@@ -141,6 +152,11 @@ func TestSplitKVariants(t *testing.T) {
 		want[s+"_avx512_splitk"] = "splitk 128"
 		want[s+"_avx512_p8splitk"] = "p8splitk 64"
 		want[s+"_avx2_splitk"] = "splitk 256"
+	}
+	for _, s := range []string{"conv3x3s2_c512k512_h14", "conv3x3s1_c512k512_h7"} { // 2 vectors a block in both
+		want[s+"_avx512_splitk"] = "splitk 64"
+		want[s+"_avx512_p8splitk"] = "p8splitk 64"
+		want[s+"_avx2_splitk"] = "splitk 128"
 	}
 	assert.Equal(t, want, got)
 }

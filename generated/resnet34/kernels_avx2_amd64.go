@@ -116,6 +116,22 @@ func conv3x3s2_c256k512_h14_avx2_remcol(in *float32, w *float32, bias *float32, 
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c256k512_h14_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
+// conv3x3s2_c256k512_h14_avx2_splitk computes n 2x3-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c256k512_h14_avx2_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c256k512_h14_avx2_splitk_rem computes n 1x3-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c256k512_h14_avx2_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c256k512_h14_avx2_splitk_remcol computes n 2x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c256k512_h14_avx2_splitk_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s2_c256k512_h14_avx2_splitk_remcorner computes n 1x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+func conv3x3s2_c256k512_h14_avx2_splitk_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
 // conv3x3s1_c512k512_h7_avx2 computes n 2x3-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c512k512_h7_avx2(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
@@ -131,6 +147,22 @@ func conv3x3s1_c512k512_h7_avx2_remcol(in *float32, w *float32, bias *float32, r
 // conv3x3s1_c512k512_h7_avx2_remcorner computes n 1x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c512k512_h7_avx2_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx2_splitk computes n 2x3-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx2_splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx2_splitk_rem computes n 1x3-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx2_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx2_splitk_remcol computes n 2x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx2_splitk_remcol(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+
+// conv3x3s1_c512k512_h7_avx2_splitk_remcorner computes n 1x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+func conv3x3s1_c512k512_h7_avx2_splitk_remcorner(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c64k64_h1w25_avx2 computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 64→64 channels on a 1x25 input, with bias, optional residual and optional ReLU.
