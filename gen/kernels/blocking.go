@@ -133,7 +133,7 @@ type blocking struct {
 	// the split kernels (splitK) ask for the next slice (directStreamsWeights).
 	// amd64 only.
 	PrefetchNext bool
-	// ICBlock, if not 0, splits the reduction of a 1x1 kernel: a call
+	// ICBlock, if not 0, splits the reduction of a kernel: a call
 	// covers ICBlock of the InC input channels, a slice of the weight
 	// panel, and the driver runs every tile row over one slice before the
 	// next (asm.ConvKernel.ICBlock); see splitK.
@@ -185,8 +185,10 @@ func splitK(s convShape, t tier, b blocking) (blocking, bool) {
 // is prefetched (blocking.PrefetchNext), so two slices and the input fit a
 // 1 MiB L2. Unsplit, such a layer's 576 KiB panel, the next one and its
 // input did not, and prefetching the next panel cost 10–20 %; slices of 16
-// or 32 KiB (an earlier session, Zen 5) lost too: 4–8 channels by 9 taps
-// make short loops. Measured on Zen 5 (EPYC family 26 model 2), `resnet
+// or 32 KiB lost too (an earlier session, Zen 5, ResNet-50 on one thread:
+// 512→512/2 1.76–1.96 ms against 1.44–1.49 unsplit, 256→256/2 1.32–1.53
+// against 1.27–1.30): 4–8 channels by 9 taps make short loops, and each
+// slice re-reads its input rows. Measured on Zen 5 (EPYC family 26 model 2), `resnet
 // bench -kernels -cold`, one thread: 512→512/2 on 14×14 0.85 of peak
 // split (64-channel slices of p8's 32-channel blocks, 72 KiB) against
 // 0.74–0.75; 256→512/2 on 14×14 0.74 against 0.70–0.72; 256→256/2 on 28×28
