@@ -163,7 +163,7 @@ const splitKBytes = 16 << 10
 func splitK(s convShape, t tier, b blocking) (blocking, bool) {
 	bytes := splitKBytes
 	if s.K > 1 {
-		if 4*s.K*s.K*s.InC*s.OutC < 4<<20 {
+		if panelBytes(s, s.OutC) < 4<<20 { // all the layer's weights
 			return b, false
 		}
 		bytes = splitK3Bytes
@@ -221,7 +221,7 @@ func panelBytes(s convShape, bc int) int { return s.K * s.K * s.InC * bc * 4 }
 // (2.4 and 9.4 MB) 0.98–1.03, so they do not get it: their panels are
 // read by enough tiles that the first tile's wait hardly counts.
 func directStreamsWeights(s convShape) bool {
-	return 4*s.K*s.K*s.InC*s.OutC >= 2<<20
+	return panelBytes(s, s.OutC) >= 2<<20 // all the layer's weights
 }
 
 // group is how many input channels one input load of a pixel brings to the
