@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/resnetgen/resnetgen/bench/ort"
@@ -115,13 +116,22 @@ func versus(info all.Info, w *resnet.Weights, model, dir string, threads, batch 
 	if _, err := ours(); err != nil { // warm up
 		return VersusResult{}, err
 	}
+	// Each side's round starts once the other side's process is idle: ORT's
+	// workers spin on after a run, and on a machine with no spare core our
+	// first runs would share theirs (see ort.WaitIdle).
 	var oursT, ortT, ratios []float64
 	for r := 0; r < o.Rounds; r++ {
+		if _, err := ort.WaitIdle(os.Getpid(), time.Second); err != nil {
+			return VersusResult{}, err
+		}
 		ts, err := s.Run(o.Runs)
 		if err != nil {
 			return VersusResult{}, err
 		}
 		a := median(ts)
+		if _, err := s.WaitIdle(time.Second); err != nil {
+			return VersusResult{}, err
+		}
 		b, err := ours()
 		if err != nil {
 			return VersusResult{}, err
