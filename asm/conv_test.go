@@ -1,6 +1,7 @@
 package asm_test
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -146,4 +147,56 @@ func TestWinogradSharesWeights(t *testing.T) {
 	assert.False(t, c60.SharesWeights(36*60*60*4, 2), "506 KiB stays cached")
 	chunked := &asm.WinogradKernel{Shape: shape(3, 1, 256, 256, 14, 14), M: 2, Chunk: 25}
 	assert.False(t, chunked.SharesWeights(u14, 2), "two chunks an image")
+}
+
+// written reports, per output pixel and channel, whether part 0 of 2 wrote
+// it (out starts as NaN; the layer's inputs and weights are ones).
+func writtenByFirstOfTwo(t *testing.T, s asm.ConvShape) (rows, chans map[int]bool) {
+	k, err := asm.PortableConv(s)
+	require.NoError(t, err)
+	in, out := asm.NewBuffer(s.InH, s.InW, s.InC, s.Pad), asm.NewBuffer(s.OutH, s.OutW, s.OutC, 0)
+	for y := range s.InH {
+		for x := range s.InW {
+			for c := range s.InC {
+				in.Data[in.Index(y, x, c)] = 1
+			}
+		}
+	}
+	nan := float32(math.NaN())
+	for i := range out.Data {
+		out.Data[i] = nan
+	}
+	oihw := make([]float32, s.OutC*s.InC*s.K*s.K)
+	for i := range oihw {
+		oihw[i] = 1
+	}
+	packed, err := k.PackWeights(oihw)
+	require.NoError(t, err)
+	k.RunPart(in, out, nil, packed, make([]float32, s.OutC), false, 0, 2)
+	rows, chans = map[int]bool{}, map[int]bool{}
+	for y := range s.OutH {
+		for x := range s.OutW {
+			for c := range s.OutC {
+				if v := out.Data[out.Index(y, x, c)]; v == v {
+					rows[y], chans[c] = true, true
+				}
+			}
+		}
+	}
+	return rows, chans
+}
+
+// Two workers split a layer with a big output map by rows (each keeps its
+// rows of the map, as the Winograd layers and pools there do) and one with
+// a small map by output-channel blocks (each reads half the weights).
+func TestRunPartSplitsBigMapsByRowsSmallOnesByChannels(t *testing.T) {
+	rows, chans := writtenByFirstOfTwo(t, shape(1, 1, 16, 32, 28, 28))
+	assert.Len(t, rows, 14, "28×28 map: part 0 of 2 computes the top half")
+	assert.Len(t, chans, 32, "28×28 map: every channel of its rows")
+	rows, chans = writtenByFirstOfTwo(t, shape(1, 1, 16, 32, 14, 14))
+	assert.Len(t, rows, 14, "14×14 map: every row")
+	assert.Len(t, chans, 16, "14×14 map: the first of two channel blocks")
+	for c := range 16 {
+		assert.True(t, chans[c], "channel %d", c)
+	}
 }
