@@ -19,6 +19,11 @@ type tier struct {
 	// floats, read once per tile) by limiting V (0: no cap), so that it
 	// stays in L2 from one tile to the next (see capPixels).
 	MaxPanelBytes int
+	// L2BytesPerCycle, if set, adds a tile's reads of its weights from L2
+	// to the tile's modelled cost (l2Slowdown): for blockings whose every
+	// tile re-reads weights that do not fit L1 (split 3x3 kernels:
+	// splitBase). 0: not modelled.
+	L2BytesPerCycle float64
 	// ColumnRemainders lets TW leave a narrower last tile in each row (a
 	// second kernel); otherwise TW must divide the width.
 	ColumnRemainders bool
@@ -271,6 +276,49 @@ func (t tier) slowdown(r, v, group int) float64 {
 	return worst
 }
 
+// l2Slowdown is the slowdown against peak of a tile of r pixels that reads
+// its weights from L2 (0 where the tier does not model it): per input
+// channel and tap the tile reads V vectors of weights (V·Lanes·4 bytes) for
+// V·r FMAs, so the L2 time over the FMA time is Lanes·4·FMAPipes /
+// (L2BytesPerCycle·r), whatever V.
+func (t tier) l2Slowdown(r int) float64 {
+	if t.L2BytesPerCycle == 0 {
+		return 0
+	}
+	worst := 0.0
+	for _, m := range t.Machines {
+		worst = max(worst, float64(t.Lanes*4)*m.FMAPipes/t.L2BytesPerCycle/float64(r))
+	}
+	return worst
+}
+
+// avx512p8Split is avx512p8 for the blocking of its split 3x3 kernels
+// (splitBase): their slices (64 to 96 KiB, splitK3Bytes) exceed L1, so
+// every tile re-reads its slice from L2. 24 bytes a cycle rates tiles of 4
+// pixels L2-bound (1.33× peak) and tiles of 6 or more not: p8's 4×1-pixel
+// tiles of 4 vectors on 3x3/2 256→512 (ResNet-18, -34) ran at 0.71–0.74
+// of peak alone with their weights cold (`resnet bench -kernels -cold`),
+// its 1×7 of 2 vectors 0.87.
+var avx512p8Split = func() tier { t := avx512p8; t.L2BytesPerCycle = 24; return t }()
+
+// splitBase is the blocking the alternative's split kernel ("p8splitk")
+// is built from: alt itself for 1x1 layers, whose slices (16 KiB) stay in
+// L1, and for 3x3 layers p8's blocking with L2 reads in its cost. Measured
+// on Zen 5 (EPYC family 26 model 2) inside ResNet-18 (bench -layers, three
+// alternations), layer4.0.conv1 (3x3/2 256→512) in 1×7 pixels by 2
+// vectors, 64-channel slices: 0.549–0.576 ms against 0.691–0.725 in p8's
+// 4×1 by 4 vectors, 32-channel slices, on one thread; 0.268–0.296 against
+// 0.337–0.355 on two. (The rule's split 2×7 by 2 vectors: 0.58–0.65 and
+// 0.27–0.31.) The same cost term for every p8 blocking changed most 1x1
+// tiles too, and lost up to 17 % on 1x1/2 1024→2048 (its slices fit L1;
+// its 7-pixel input streams lie 8 KiB apart), so it applies here only.
+func splitBase(s convShape, alt blocking) blocking {
+	if s.K == 1 {
+		return alt
+	}
+	return chooseBlocking(s, avx512p8Split)
+}
+
 // chooseBlocking is the register-blocking rule:
 //
 //  1. V vectors per tile, with OutC a multiple of V·Lanes.
@@ -341,16 +389,17 @@ func chooseBlockingV(s convShape, t tier, onlyV int) blocking {
 // its main and remainder tiles weighted by the pixels they cover.
 func (t tier) tilingSlowdown(s convShape, b blocking) float64 {
 	g := t.group(s.InC)
+	slowdown := func(r int) float64 { return max(t.slowdown(r, b.V, g), t.l2Slowdown(r)) }
 	fullH, fullW := s.OutH-b.RemTH, s.OutW-b.RemTW
-	cost := t.slowdown(b.TH*b.TW, b.V, g) * float64(fullH*fullW)
+	cost := slowdown(b.TH*b.TW) * float64(fullH*fullW)
 	if b.RemTH > 0 {
-		cost += t.slowdown(b.RemTH*b.TW, b.V, g) * float64(b.RemTH*fullW)
+		cost += slowdown(b.RemTH*b.TW) * float64(b.RemTH*fullW)
 	}
 	if b.RemTW > 0 {
-		cost += t.slowdown(b.TH*b.RemTW, b.V, g) * float64(fullH*b.RemTW)
+		cost += slowdown(b.TH*b.RemTW) * float64(fullH*b.RemTW)
 	}
 	if b.RemTH > 0 && b.RemTW > 0 {
-		cost += t.slowdown(b.RemTH*b.RemTW, b.V, g) * float64(b.RemTH*b.RemTW)
+		cost += slowdown(b.RemTH*b.RemTW) * float64(b.RemTH*b.RemTW)
 	}
 	return cost / float64(s.OutH*s.OutW)
 }

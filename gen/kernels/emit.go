@@ -113,11 +113,13 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 			// its reduction split (splitK), as variants "splitk" and
 			// "p8splitk"; only 1x1 kernels prefetch unsplit.
 			if i < len(net.ConvShapes()) && directStreamsWeights(s) {
-				if sb, ok := splitK(s, t, b); ok {
+				sb, ok := splitK(s, t, b)
+				if ok {
 					e.emitConvKernel(&conv, kernelName(s, t)+"_"+splitName, splitName, s, sb)
 				}
 				if hasAlt {
-					if sa, ok := splitK(s, t, alt); ok {
+					// Not where it equals the rule's split: New then takes that.
+					if sa, ok := splitK(s, t, splitBase(s, alt)); ok && sa != sb {
 						v := t.AlternativeName + splitName
 						e.emitConvKernel(&conv, kernelName(s, t)+"_"+v, v, s, sa)
 					}

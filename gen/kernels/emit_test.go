@@ -191,3 +191,28 @@ func TestGEMMBlockingWidestBlock(t *testing.T) {
 	assert.Equal(t, blocking{TH: 1, TW: 7, V: 2}, rule, "the rule's own choice, which the GEMM rule widens")
 	assert.Equal(t, rule, chooseGEMMBlocking(gemm(128, 256, 49), avx512, 2), "a forced V (a tail GEMM) is kept")
 }
+
+// A split 3x3 kernel's slice exceeds L1 and every tile re-reads it from
+// L2: p8's split of ResNet-18's 3x3/2 256→512 takes 1×7-pixel tiles of 2
+// vectors (64 B of weights per input channel and tap for 14 FMAs), not
+// p8's own 4×1 of 4 vectors (256 B for 16), which the L2 term rates at
+// 64·2/24/4 = 1.33× peak against 0.76× for 7 pixels; slices of 98304 /
+// (4·9·32) = 85 → 64 channels (a divisor of 256). 1x1 splits keep p8's
+// tiles (TestSplitKVariants), as does the unsplit p8 kernel.
+func TestSplit3x3TilesReadL2(t *testing.T) {
+	assert.InDelta(t, 4.0/3, avx512p8Split.l2Slowdown(4), 1e-9)
+	assert.InDelta(t, 64*2/24.0/7, avx512p8Split.l2Slowdown(7), 1e-9)
+	assert.Zero(t, avx512p8.l2Slowdown(4), "only the split 3x3 blockings count L2 reads")
+	files, err := Emit("resnet18", resnet.MustBuild("resnet18"))
+	require.NoError(t, err)
+	table := string(files["kernels_amd64.go"])
+	entry := func(name string) string {
+		i := strings.Index(table, `Name: "`+name+`"`)
+		require.GreaterOrEqual(t, i, 0, name)
+		line := table[i:]
+		return line[:strings.Index(line, " Main:")]
+	}
+	assert.Contains(t, entry("conv3x3s2_c256k512_h14_avx512_p8splitk"), "TH: 1, TW: 7, V: 2, Lanes: 16, RemTH: 0, RemTW: 0, ICBlock: 64,")
+	assert.Contains(t, entry("conv3x3s2_c256k512_h14_avx512_p8"), "TH: 4, TW: 1, V: 4,")
+	assert.Contains(t, entry("conv3x3s2_c256k512_h14_avx512_splitk"), "TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, ICBlock: 64,")
+}

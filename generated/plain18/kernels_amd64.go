@@ -40,7 +40,7 @@ var kernels = asm.KernelSet{
 		{Name: "conv3x3s2_c256k512_h14_avx512_splitk", Tier: asm.AVX512, Variant: "splitk", Shape: asm.ConvShape{K: 3, Stride: 2, Pad: 1, InC: 256, OutC: 512, InH: 14, InW: 14, OutH: 7, OutW: 7},
 			TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, ICBlock: 64, Main: conv3x3s2_c256k512_h14_avx512_splitk, Rem: conv3x3s2_c256k512_h14_avx512_splitk_rem, RemCol: nil, RemCorner: nil},
 		{Name: "conv3x3s2_c256k512_h14_avx512_p8splitk", Tier: asm.AVX512, Variant: "p8splitk", Shape: asm.ConvShape{K: 3, Stride: 2, Pad: 1, InC: 256, OutC: 512, InH: 14, InW: 14, OutH: 7, OutW: 7},
-			TH: 4, TW: 1, V: 4, Lanes: 16, RemTH: 3, RemTW: 0, ICBlock: 32, Main: conv3x3s2_c256k512_h14_avx512_p8splitk, Rem: conv3x3s2_c256k512_h14_avx512_p8splitk_rem, RemCol: nil, RemCorner: nil},
+			TH: 1, TW: 7, V: 2, Lanes: 16, RemTH: 0, RemTW: 0, ICBlock: 64, Main: conv3x3s2_c256k512_h14_avx512_p8splitk, Rem: nil, RemCol: nil, RemCorner: nil},
 		{Name: "conv3x3s1_c512k512_h7_avx512", Tier: asm.AVX512, Variant: "", Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},
 			TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, Main: conv3x3s1_c512k512_h7_avx512, Rem: conv3x3s1_c512k512_h7_avx512_rem, RemCol: nil, RemCorner: nil},
 		{Name: "conv3x3s1_c512k512_h7_avx512_p8", Tier: asm.AVX512, Variant: "p8", Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},

@@ -140,13 +140,9 @@ func conv3x3s2_c256k512_h14_avx512_splitk(in *float32, w *float32, bias *float32
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c256k512_h14_avx512_splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv3x3s2_c256k512_h14_avx512_p8splitk computes n 4x1-pixel by 64-channel tiles of a 3x3 stride-2 convolution,
+// conv3x3s2_c256k512_h14_avx512_p8splitk computes n 1x7-pixel by 32-channel tiles of a 3x3 stride-2 convolution,
 // 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 func conv3x3s2_c256k512_h14_avx512_p8splitk(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
-
-// conv3x3s2_c256k512_h14_avx512_p8splitk_rem computes n 3x1-pixel by 64-channel tiles of a 3x3 stride-2 convolution,
-// 256→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-func conv3x3s2_c256k512_h14_avx512_p8splitk_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv3x3s1_c512k512_h7_avx512 computes n 2x7-pixel by 32-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
