@@ -110,6 +110,11 @@ func TestWinogradChunks(t *testing.T) {
 		{"14×14×256 F(4,3)", sq(256, 14), winoF4, 16, 0, 128},
 		// U 16 MiB: 16 tiles of 64 KiB in one chunk.
 		{"7×7×512 F(2,3)", sq(512, 7), winoF2, 16, 0, 128},
+		// The CIFAR layers fit one 512 KiB chunk (64 tiles of 4.5 KiB, 16 of
+		// 9 KiB, 4 of 18 KiB) but split into two where each has ≥ 8 tiles.
+		{"32×32×16 F(4,3)", sq(16, 32), winoF4, 32, 0, 16},
+		{"16×16×32 F(4,3)", sq(32, 16), winoF4, 8, 0, 32},
+		{"8×8×64 F(4,3)", sq(64, 8), winoF4, 4, 0, 64},
 	} {
 		chunk, gemm, tail := winogradGEMMs(c.s, c.f)
 		assert.Equal(t, c.chunk, chunk, c.name)

@@ -292,6 +292,15 @@ func winogradFits(s convShape, t tier) bool {
 	return s.K == 3 && s.Stride == 1 && s.Pad == 1 && s.InC%t.Lanes == 0 && s.OutC%t.Lanes == 0
 }
 
+// minChunkTiles is the fewest tiles a layer is split into chunks of for
+// parallelism alone: smaller products run below their peak. Zen 5 (EPYC
+// family 26 model 2), CIFAR ResNet-56, three alternations of two builds:
+// 32×32×16 and 16×16×32 (64 and 16 tiles) in two chunks instead of one,
+// 0.72–0.76 ms on one thread against 0.79–0.83 and 0.62–0.74 on two
+// against 0.85–0.91; 8×8×64 (4 tiles) in two chunks as well, 0.85–0.87 on
+// one thread, so it keeps one (its 2-tile products are latency-bound).
+const minChunkTiles = 8
+
 // winogradGEMMs chooses the tiles per chunk and returns the 1x1 shapes of
 // the products over a chunk and over the last, shorter chunk (zero if the
 // chunks divide the tiles). A chunk's 36 planes of transformed inputs and
@@ -316,6 +325,11 @@ func winogradFits(s convShape, t tier) bool {
 //     thread, 0.38–0.42 against 0.47–0.52 on two. The 56×56×64 layers (U
 //     0.6 MB) in 4 chunks instead of 8 ran alike on one thread and 12 %
 //     slower on two, so small U keeps 512 KiB.
+//   - At least two chunks of minChunkTiles where U stays cached, so two
+//     workers split a small layer by tiles: in one chunk they split it by
+//     output channel blocks, and a layer of 16 or 32 channels has one
+//     block, so the second worker idled (the CIFAR nets ran slower on two
+//     threads than on one).
 func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 	tiles := ((s.OutH + f.M - 1) / f.M) * ((s.OutW + f.M - 1) / f.M)
 	n2 := f.Alpha * f.Alpha
@@ -328,6 +342,9 @@ func winogradGEMMs(s convShape, f winoF) (chunk int, gemm, tail convShape) {
 		budget = 1 << 20
 	}
 	n := (tiles*perTile + budget - 1) / budget // chunks
+	if n == 1 && !streamsWeights(s, f) && tiles >= 2*minChunkTiles {
+		n = 2
+	}
 	if n > 1 && n%2 == 1 {
 		n++
 	}

@@ -7165,15 +7165,15 @@ conv3x3s1_c64k64_h8_avx512_rem_norelu:
 	VZEROUPPER
 	RET
 
-// func conv1x1s1_c16k16_h1w64_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// func conv1x1s1_c16k16_h1w32_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
-TEXT ·conv1x1s1_c16k16_h1w64_avx512(SB), NOSPLIT, $0-80
+TEXT ·conv1x1s1_c16k16_h1w32_avx512(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
 	MOVQ res+24(FP), DX
 	MOVQ n+72(FP), BX
 
-conv1x1s1_c16k16_h1w64_avx512_tile:
+conv1x1s1_c16k16_h1w32_avx512_tile:
 	MOVQ       bias+16(FP), SI
 	VMOVUPS    (SI), Z0
 	VMOVAPS    Z0, Z1
@@ -7194,7 +7194,7 @@ conv1x1s1_c16k16_h1w64_avx512_tile:
 	VMOVAPS    Z0, Z0
 	MOVQ       flags+64(FP), SI
 	TESTQ      $0x00000002, SI
-	JZ         conv1x1s1_c16k16_h1w64_avx512_nopf
+	JZ         conv1x1s1_c16k16_h1w32_avx512_nopf
 	MOVQ       resRow+56(FP), SI
 	MOVQ       DX, SI
 	PREFETCHT0 (SI)
@@ -7214,16 +7214,16 @@ conv1x1s1_c16k16_h1w64_avx512_tile:
 	PREFETCHT0 896(SI)
 	PREFETCHT0 960(SI)
 
-conv1x1s1_c16k16_h1w64_avx512_nopf:
+conv1x1s1_c16k16_h1w32_avx512_nopf:
 	MOVQ inRow+40(FP), SI
 	MOVQ AX, DI
 	MOVQ w+8(FP), R8
 	MOVQ $0x0000000000000001, R9
 
-conv1x1s1_c16k16_h1w64_avx512_ky:
+conv1x1s1_c16k16_h1w32_avx512_ky:
 	XORQ R10, R10
 
-conv1x1s1_c16k16_h1w64_avx512_kx0_ic:
+conv1x1s1_c16k16_h1w32_avx512_kx0_ic:
 	VMOVUPS      (R8), Z16
 	VBROADCASTSS (DI)(R10*1), Z17
 	VFMADD231PS  Z16, Z17, Z1
@@ -7359,13 +7359,13 @@ conv1x1s1_c16k16_h1w64_avx512_kx0_ic:
 	ADDQ         $0x00000100, R8
 	ADDQ         $0x00000010, R10
 	CMPQ         R10, $0x00000040
-	JNE          conv1x1s1_c16k16_h1w64_avx512_kx0_ic
+	JNE          conv1x1s1_c16k16_h1w32_avx512_kx0_ic
 	ADDQ         SI, DI
 	DECQ         R9
-	JNZ          conv1x1s1_c16k16_h1w64_avx512_ky
+	JNZ          conv1x1s1_c16k16_h1w32_avx512_ky
 	MOVQ         flags+64(FP), SI
 	TESTQ        $0x00000002, SI
-	JZ           conv1x1s1_c16k16_h1w64_avx512_nores
+	JZ           conv1x1s1_c16k16_h1w32_avx512_nores
 	MOVQ         resRow+56(FP), DI
 	MOVQ         DX, DI
 	VADDPS       (DI), Z1, Z1
@@ -7385,9 +7385,9 @@ conv1x1s1_c16k16_h1w64_avx512_kx0_ic:
 	VADDPS       896(DI), Z15, Z15
 	VADDPS       960(DI), Z0, Z0
 
-conv1x1s1_c16k16_h1w64_avx512_nores:
+conv1x1s1_c16k16_h1w32_avx512_nores:
 	TESTQ  $0x00000001, SI
-	JZ     conv1x1s1_c16k16_h1w64_avx512_norelu
+	JZ     conv1x1s1_c16k16_h1w32_avx512_norelu
 	VXORPS Z16, Z16, Z16
 	VMAXPS Z16, Z1, Z1
 	VMAXPS Z16, Z2, Z2
@@ -7406,7 +7406,7 @@ conv1x1s1_c16k16_h1w64_avx512_nores:
 	VMAXPS Z16, Z15, Z15
 	VMAXPS Z16, Z0, Z0
 
-conv1x1s1_c16k16_h1w64_avx512_norelu:
+conv1x1s1_c16k16_h1w32_avx512_norelu:
 	MOVQ    outRow+48(FP), SI
 	MOVQ    CX, SI
 	VMOVUPS Z1, (SI)
@@ -7429,19 +7429,19 @@ conv1x1s1_c16k16_h1w64_avx512_norelu:
 	ADDQ    $0x00000400, CX
 	ADDQ    $0x00000400, DX
 	DECQ    BX
-	JNZ     conv1x1s1_c16k16_h1w64_avx512_tile
+	JNZ     conv1x1s1_c16k16_h1w32_avx512_tile
 	VZEROUPPER
 	RET
 
-// func conv1x1s1_c32k32_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// func conv1x1s1_c32k32_h1w8_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 // Requires: AVX, AVX512DQ, AVX512F, MMX+
-TEXT ·conv1x1s1_c32k32_h1w16_avx512(SB), NOSPLIT, $0-80
+TEXT ·conv1x1s1_c32k32_h1w8_avx512(SB), NOSPLIT, $0-80
 	MOVQ in+0(FP), AX
 	MOVQ out+32(FP), CX
 	MOVQ res+24(FP), DX
 	MOVQ n+72(FP), BX
 
-conv1x1s1_c32k32_h1w16_avx512_tile:
+conv1x1s1_c32k32_h1w8_avx512_tile:
 	MOVQ       bias+16(FP), SI
 	VMOVUPS    (SI), Z0
 	VMOVAPS    Z0, Z1
@@ -7463,7 +7463,7 @@ conv1x1s1_c32k32_h1w16_avx512_tile:
 	VMOVAPS    Z8, Z8
 	MOVQ       flags+64(FP), SI
 	TESTQ      $0x00000002, SI
-	JZ         conv1x1s1_c32k32_h1w16_avx512_nopf
+	JZ         conv1x1s1_c32k32_h1w8_avx512_nopf
 	MOVQ       resRow+56(FP), SI
 	MOVQ       DX, SI
 	PREFETCHT0 (SI)
@@ -7483,16 +7483,16 @@ conv1x1s1_c32k32_h1w16_avx512_tile:
 	PREFETCHT0 896(SI)
 	PREFETCHT0 960(SI)
 
-conv1x1s1_c32k32_h1w16_avx512_nopf:
+conv1x1s1_c32k32_h1w8_avx512_nopf:
 	MOVQ inRow+40(FP), SI
 	MOVQ AX, DI
 	MOVQ w+8(FP), R8
 	MOVQ $0x0000000000000001, R9
 
-conv1x1s1_c32k32_h1w16_avx512_ky:
+conv1x1s1_c32k32_h1w8_avx512_ky:
 	XORQ R10, R10
 
-conv1x1s1_c32k32_h1w16_avx512_kx0_ic:
+conv1x1s1_c32k32_h1w8_avx512_kx0_ic:
 	VMOVUPS      (R8), Z16
 	VMOVUPS      64(R8), Z17
 	VBROADCASTSS (DI)(R10*1), Z18
@@ -7600,13 +7600,13 @@ conv1x1s1_c32k32_h1w16_avx512_kx0_ic:
 	ADDQ         $0x00000200, R8
 	ADDQ         $0x00000010, R10
 	CMPQ         R10, $0x00000080
-	JNE          conv1x1s1_c32k32_h1w16_avx512_kx0_ic
+	JNE          conv1x1s1_c32k32_h1w8_avx512_kx0_ic
 	ADDQ         SI, DI
 	DECQ         R9
-	JNZ          conv1x1s1_c32k32_h1w16_avx512_ky
+	JNZ          conv1x1s1_c32k32_h1w8_avx512_ky
 	MOVQ         flags+64(FP), SI
 	TESTQ        $0x00000002, SI
-	JZ           conv1x1s1_c32k32_h1w16_avx512_nores
+	JZ           conv1x1s1_c32k32_h1w8_avx512_nores
 	MOVQ         resRow+56(FP), DI
 	MOVQ         DX, DI
 	VADDPS       (DI), Z1, Z1
@@ -7626,9 +7626,9 @@ conv1x1s1_c32k32_h1w16_avx512_kx0_ic:
 	VADDPS       896(DI), Z0, Z0
 	VADDPS       960(DI), Z8, Z8
 
-conv1x1s1_c32k32_h1w16_avx512_nores:
+conv1x1s1_c32k32_h1w8_avx512_nores:
 	TESTQ  $0x00000001, SI
-	JZ     conv1x1s1_c32k32_h1w16_avx512_norelu
+	JZ     conv1x1s1_c32k32_h1w8_avx512_norelu
 	VXORPS Z16, Z16, Z16
 	VMAXPS Z16, Z1, Z1
 	VMAXPS Z16, Z9, Z9
@@ -7647,7 +7647,7 @@ conv1x1s1_c32k32_h1w16_avx512_nores:
 	VMAXPS Z16, Z0, Z0
 	VMAXPS Z16, Z8, Z8
 
-conv1x1s1_c32k32_h1w16_avx512_norelu:
+conv1x1s1_c32k32_h1w8_avx512_norelu:
 	MOVQ    outRow+48(FP), SI
 	MOVQ    CX, SI
 	VMOVUPS Z1, (SI)
@@ -7670,7 +7670,7 @@ conv1x1s1_c32k32_h1w16_avx512_norelu:
 	ADDQ    $0x00000400, CX
 	ADDQ    $0x00000400, DX
 	DECQ    BX
-	JNZ     conv1x1s1_c32k32_h1w16_avx512_tile
+	JNZ     conv1x1s1_c32k32_h1w8_avx512_tile
 	VZEROUPPER
 	RET
 

@@ -60,13 +60,13 @@ func conv3x3s1_c64k64_h8_avx512(in *float32, w *float32, bias *float32, res *flo
 // 64→64 channels on a 8x8 input, with bias, optional residual and optional ReLU.
 func conv3x3s1_c64k64_h8_avx512_rem(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c16k16_h1w64_avx512 computes n 1x16-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
-// 16→16 channels on a 1x64 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c16k16_h1w64_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c16k16_h1w32_avx512 computes n 1x16-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 16→16 channels on a 1x32 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c16k16_h1w32_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
-// conv1x1s1_c32k32_h1w16_avx512 computes n 1x8-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
-// 32→32 channels on a 1x16 input, with bias, optional residual and optional ReLU.
-func conv1x1s1_c32k32_h1w16_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
+// conv1x1s1_c32k32_h1w8_avx512 computes n 1x8-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 32→32 channels on a 1x8 input, with bias, optional residual and optional ReLU.
+func conv1x1s1_c32k32_h1w8_avx512(in *float32, w *float32, bias *float32, res *float32, out *float32, inRow uintptr, outRow uintptr, resRow uintptr, flags uintptr, n uintptr)
 
 // conv1x1s1_c64k64_h1w4_avx512 computes n 1x4-pixel by 64-channel tiles of a 1x1 stride-1 convolution,
 // 64→64 channels on a 1x4 input, with bias, optional residual and optional ReLU.
