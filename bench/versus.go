@@ -120,20 +120,20 @@ func versus(info all.Info, w *resnet.Weights, model, dir string, threads, batch 
 	// workers spin on after a run, and on a machine with no spare core our
 	// first runs would share theirs (see ort.WaitIdle). A process still
 	// busy after a second is reported, and the round timed regardless.
-	idle := func(wait func() (time.Duration, error)) {
-		if _, err := wait(); err != nil && o.Log != nil {
+	warnBusy := func(err error) {
+		if err != nil && o.Log != nil {
 			fmt.Fprintf(o.Log, "warning: the next round may share its cores: %v\n", err)
 		}
 	}
 	var oursT, ortT, ratios []float64
 	for r := 0; r < o.Rounds; r++ {
-		idle(func() (time.Duration, error) { return ort.WaitIdle(os.Getpid(), time.Second) })
+		warnBusy(ort.WaitIdle(os.Getpid(), time.Second))
 		ts, err := s.Run(o.Runs)
 		if err != nil {
 			return VersusResult{}, err
 		}
 		a := median(ts)
-		idle(func() (time.Duration, error) { return s.WaitIdle(time.Second) })
+		warnBusy(s.WaitIdle(time.Second))
 		b, err := ours()
 		if err != nil {
 			return VersusResult{}, err

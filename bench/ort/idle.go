@@ -16,8 +16,8 @@ import (
 // with as many cores as threads, inferences timed right after an ORT round
 // shared their cores with that spin. On a 2-core Zen 5, ResNet-18 on two
 // threads took 10–30 ms in the first one to five runs after ORT's round
-// against 5.3–5.6 ms in the rest. It returns how long it waited.
-func (s *Session) WaitIdle(max time.Duration) (time.Duration, error) {
+// against 5.3–5.6 ms in the rest.
+func (s *Session) WaitIdle(max time.Duration) error {
 	return WaitIdle(s.cmd.Process.Pid, max)
 }
 
@@ -28,24 +28,24 @@ const idleWindow = 20 * time.Millisecond
 // WaitIdle polls the CPU time of process pid's threads every idleWindow
 // until one window adds less than a tenth of it, and fails after max. Where
 // /proc/PID/task/*/schedstat cannot be read (not Linux), it sleeps max.
-func WaitIdle(pid int, max time.Duration) (time.Duration, error) {
+func WaitIdle(pid int, max time.Duration) error {
 	start := time.Now()
 	last, err := cpuTime(pid)
 	if err != nil {
 		time.Sleep(max)
-		return max, nil
+		return nil
 	}
 	for {
 		time.Sleep(idleWindow)
 		now, err := cpuTime(pid)
 		if err != nil {
-			return time.Since(start), err
+			return err
 		}
 		if now-last < idleWindow/10 {
-			return time.Since(start), nil
+			return nil
 		}
 		if time.Since(start) > max {
-			return time.Since(start), fmt.Errorf("process %d still busy after %v (%v of CPU in the last %v)", pid, max, now-last, idleWindow)
+			return fmt.Errorf("process %d still busy after %v (%v of CPU in the last %v)", pid, max, now-last, idleWindow)
 		}
 		last = now
 	}
