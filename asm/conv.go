@@ -247,8 +247,8 @@ func (k *ConvKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []float32
 // core; these layers' weights are the smaller stream (in the family at
 // 224×224 at most 2.25 MiB, mostly far less; a larger input moves bigger
 // weights onto such maps, but bigger activations with them). Zen 5 (EPYC
-// family 26 model 2), two threads, three alternations of two builds: ResNet-50 17.51–17.60 ms against 17.78–17.95;
-// inside it (bench -layers) the 56×56×64 F(4,3) layers 0.21–0.23 ms
+// family 26 model 2), two threads, three alternations of two builds:
+// ResNet-50 17.51–17.60 ms against 17.78–17.95; inside it (bench -layers) the 56×56×64 F(4,3) layers 0.21–0.23 ms
 // against 0.24–0.25 and 28×28×128 0.19–0.21 against 0.22–0.24; in
 // ResNet-18 the max pool after the stem 0.036–0.039 against 0.060–0.061.
 const rowSplitPixels = 28 * 28

@@ -22,7 +22,7 @@ type tier struct {
 	// L2BytesPerCycle, if set, adds a tile's reads of its weights from L2
 	// to the tile's modelled cost (l2Slowdown): for blockings whose every
 	// tile re-reads weights that do not fit L1 (split 3x3 kernels:
-	// splitBase). 0: not modelled.
+	// capPixelsSplit). 0: not modelled.
 	L2BytesPerCycle float64
 	// ColumnRemainders lets TW leave a narrower last tile in each row (a
 	// second kernel); otherwise TW must divide the width.
@@ -50,6 +50,10 @@ type tier struct {
 	// picks by CPU family and `resnet tune` by measurement.
 	Alternative     func(convShape) blocking
 	AlternativeName string
+	// SplitAlternative, if set, is the blocking the alternative's split
+	// variant (AlternativeName+splitName) is built from; otherwise the
+	// alternative's own (see capPixelsSplit).
+	SplitAlternative func(convShape) blocking
 }
 
 // capPixels is chooseBlocking with tiles of at most 8 pixels and weight
@@ -102,7 +106,7 @@ var (
 	neoverseV1 = machine{"V1", 4, 3, 4}
 
 	avx512 = tier{Name: "avx512", Lanes: 16, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []machine{x86},
-		Alternative: capPixels, AlternativeName: "p8"}
+		Alternative: capPixels, AlternativeName: "p8", SplitAlternative: capPixelsSplit}
 	avx2 = tier{Name: "avx2", Lanes: 8, Regs: 16, MaxPixels: 12, ColumnRemainders: true, RemainderPenalty: 1, Machines: []machine{x86}}
 	neon = tier{Name: "neon", Lanes: 4, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
 		Machines: []machine{neoverseN1, neoverseV1}}
@@ -293,7 +297,7 @@ func (t tier) l2Slowdown(r int) float64 {
 }
 
 // avx512p8Split is avx512p8 for the blocking of its split 3x3 kernels
-// (splitBase): their slices (64 to 96 KiB, splitK3Bytes) exceed L1, so
+// (capPixelsSplit): their slices (64 to 96 KiB, splitK3Bytes) exceed L1, so
 // every tile re-reads its slice from L2. 24 bytes a cycle rates tiles of 4
 // pixels L2-bound (1.33× peak) and tiles of 6 or more not: p8's 4×1-pixel
 // tiles of 4 vectors on 3x3/2 256→512 (ResNet-18, -34) ran at 0.71–0.74
@@ -301,9 +305,9 @@ func (t tier) l2Slowdown(r int) float64 {
 // its 1×7 of 2 vectors 0.87.
 var avx512p8Split = func() tier { t := avx512p8; t.L2BytesPerCycle = 24; return t }()
 
-// splitBase is the blocking the alternative's split kernel ("p8splitk")
-// is built from: alt itself for 1x1 layers, whose slices (16 KiB) stay in
-// L1, and for 3x3 layers p8's blocking with L2 reads in its cost. Measured
+// capPixelsSplit is the blocking p8's split kernels ("p8splitk") are
+// built from: capPixels for 1x1 layers, whose slices (16 KiB) stay in L1,
+// and for 3x3 layers p8's blocking with L2 reads in its cost. Measured
 // on Zen 5 (EPYC family 26 model 2) inside ResNet-18 (bench -layers, three
 // alternations), layer4.0.conv1 (3x3/2 256→512) in 1×7 pixels by 2
 // vectors, 64-channel slices: 0.549–0.576 ms against 0.691–0.725 in p8's
@@ -312,9 +316,9 @@ var avx512p8Split = func() tier { t := avx512p8; t.L2BytesPerCycle = 24; return 
 // 0.27–0.31.) The same cost term for every p8 blocking changed most 1x1
 // tiles too, and lost up to 17 % on 1x1/2 1024→2048 (its slices fit L1;
 // its 7-pixel input streams lie 8 KiB apart), so it applies here only.
-func splitBase(s convShape, alt blocking) blocking {
+func capPixelsSplit(s convShape) blocking {
 	if s.K == 1 {
-		return alt
+		return capPixels(s)
 	}
 	return chooseBlocking(s, avx512p8Split)
 }

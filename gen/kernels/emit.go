@@ -118,8 +118,11 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 					e.emitConvKernel(&conv, kernelName(s, t)+"_"+splitName, splitName, s, sb)
 				}
 				if hasAlt {
+					if t.SplitAlternative != nil {
+						alt = t.SplitAlternative(s)
+					}
 					// Not where it equals the rule's split: New then takes that.
-					if sa, ok := splitK(s, t, splitBase(s, alt)); ok && sa != sb {
+					if sa, ok := splitK(s, t, alt); ok && sa != sb {
 						v := t.AlternativeName + splitName
 						e.emitConvKernel(&conv, kernelName(s, t)+"_"+v, v, s, sa)
 					}
