@@ -200,3 +200,35 @@ func TestRunPartSplitsBigMapsByRowsSmallOnesByChannels(t *testing.T) {
 		assert.True(t, chans[c], "channel %d", c)
 	}
 }
+
+// bandsOverFirstPanel runs the layer through a stand-in micro-kernel that
+// records which weights each call reads, and returns how many separate
+// sweeps read the first channel block's panel: the number of row bands
+// (each band runs every block over its rows, reading all the weights).
+func bandsOverFirstPanel(t *testing.T, k *asm.ConvKernel) int {
+	s := k.Shape
+	packed := make([]float32, s.OutC*s.InC*s.K*s.K)
+	sweeps, onFirst := 0, false
+	call := func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr) {
+		if w == &packed[0] && !onFirst {
+			sweeps++
+		}
+		onFirst = w == &packed[0]
+	}
+	k.Main, k.Rem = call, call
+	in, out := asm.NewBuffer(s.InH, s.InW, s.InC, s.Pad), asm.NewBuffer(s.OutH, s.OutW, s.OutC, 0)
+	require.NoError(t, k.Run(in, out, nil, packed, make([]float32, s.OutC), false))
+	return sweeps
+}
+
+// A layer whose weights outweigh its input reads them once (one band of
+// rows); one with small weights on a big map goes down in bands that keep
+// their rows in L2. Before, ResNet-50's 2048→512 on 7×7 (4 MiB, tiles of
+// 4 rows) ran in two bands.
+func TestBandsReadBigWeightsOnce(t *testing.T) {
+	big := &asm.ConvKernel{Shape: shape(1, 1, 2048, 512, 7, 7), TH: 4, TW: 1, V: 4, Lanes: 16, RemTH: 3}
+	assert.Equal(t, 1, bandsOverFirstPanel(t, big), "4 MiB of weights, 400 KB of input")
+	// 64 KiB of weights, 800 KB of input: bands of 512 KiB ÷ 70 KiB a row = 7 rows.
+	small := &asm.ConvKernel{Shape: shape(1, 1, 64, 256, 56, 56), TH: 1, TW: 8, V: 4, Lanes: 16}
+	assert.Equal(t, 8, bandsOverFirstPanel(t, small))
+}
