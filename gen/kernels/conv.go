@@ -80,7 +80,8 @@ func (e emitter) forPixels(base reg.Register, strideParam string, th, tw, outC i
 // weight vectors, then for each pixel broadcasts one input scalar and does V
 // FMAs; the epilogue adds the residual, applies ReLU and stores.
 func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
-	b.TW = tw // this kernel's tile width (the remainder kernels are narrower)
+	callTiles := max(1, s.OutW/b.TW) // full tiles a call of the main kernel computes
+	b.TW = tw                        // this kernel's tile width (the remainder kernels are narrower)
 	t := e.t
 	vb := t.Lanes * 4   // bytes per vector
 	bc := b.V * t.Lanes // output channels per block
@@ -102,6 +103,35 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	res := e.Load(e.Param("res"), e.GP64())
 	n := e.Load(e.Param("n"), e.GP64())
 
+	// A split kernel whose calls compute one tile each (a tile row of a
+	// small map: every split 3x3 kernel in the family, the rule's split 1x1
+	// ones) asks for the next slice at an even pace: the call of tile row r
+	// from line r·spreadChunk on, spreadRows lines an unrolled iteration
+	// from pf, twice what covers its own chunk (spreadPrefetch). The other
+	// prefetching kernels ask for one line of every weight row per tile,
+	// (n mod 4)·64 into it (below), which spreads over a call's several
+	// tiles, but one-tile calls then asked for the whole next slice within
+	// their first two to four calls. Zen 5 (EPYC family 26 model 2), `bench
+	// -kernels -cold`, medians of three passes: p8's split 3x3/2 512→512
+	// 0.77 → 0.92 of peak, 256→512/2 0.86 → 0.93, the rule's 0.77 → 0.85
+	// and 0.81 → 0.91, the 3x3 512→512 on 7×7 splits 0.81–0.82 →
+	// 0.92–0.93; the rule's split 1x1 kernels on 7×7 and 14×14
+	// 0.81–0.83 → 0.86–0.90. Inside the networks (bench -layers, three
+	// alternations): ResNet-50's 512→512/2 1.14–1.20 ms against 1.28–1.35
+	// on one thread, 0.59–0.64 against 0.75 on two; ResNet-18's 256→512/2
+	// 0.54–0.56 against 0.61–0.65. p8's split 1x1 kernels (4×1 tiles,
+	// seven a call) lost 0.02–0.06 of peak this way, so they keep the
+	// per-tile lines. Each call asking only for its own chunk lost against
+	// twice (the rule's split 512→512/2 0.72–0.78 against 0.85–0.87).
+	var pf reg.GPVirtual
+	spreadChunk, spreadRows := spreadPrefetch(s, b, t, callTiles)
+	if spreadRows > 0 {
+		pf = e.GP64()
+		row := e.Load(e.Param("flags"), e.GP64())
+		e.SHRQ(U8(2), row)
+		e.IMUL3Q(U32(spreadChunk*64), row, pf)
+		e.ADDQ(e.Load(e.Param("w"), e.GP64()), pf)
+	}
 	e.Label(name + "_tile")
 	acc := make([][]reg.VecVirtual, th*b.TW)
 	bias := e.Load(e.Param("bias"), e.GP64())
@@ -139,8 +169,8 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 		}
 	}
 	w := e.Load(e.Param("w"), e.GP64())
-	var pf reg.GPVirtual // which line of each weight row this tile prefetches: (n mod 4)·64
-	if b.PrefetchNext {
+	if b.PrefetchNext && spreadRows == 0 {
+		// which line of each weight row this tile prefetches: (n mod 4)·64
 		pf = e.GP64()
 		e.MOVQ(n, pf)
 		if b.ICBlock > 0 {
@@ -172,7 +202,13 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 				wv[v] = e.vec()
 				e.VMOVUPS(Mem{Base: w, Disp: ui*bc*4 + v*vb}, wv[v])
 			}
-			if b.PrefetchNext {
+			if spreadRows > 0 {
+				// spreadRows of the u iterations, evenly spaced
+				if ui*spreadRows%u < spreadRows {
+					e.PREFETCHT1(Mem{Base: pf, Disp: next})
+					e.ADDQ(U32(64), pf)
+				}
+			} else if b.PrefetchNext {
 				e.PREFETCHT1(Mem{Base: w, Index: pf, Scale: 1, Disp: next + ui*bc*4})
 			}
 			for ty := 0; ty < th; ty++ {
@@ -232,4 +268,22 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	e.JNZ(LabelRef(name + "_tile"))
 	e.VZEROUPPER()
 	e.RET()
+}
+
+// spreadPrefetch is how a split kernel of one-tile calls shares the
+// prefetching of the next weight slice among its calls (emitConv): the call
+// of tile row r asks for lines from r·chunk on, perIter lines in each of its
+// unrolled iterations: twice as many as cover its own chunk, so each line is
+// asked for by its call and the one before. perIter is 0 for the kernels
+// that do not spread their prefetches.
+func spreadPrefetch(s convShape, b blocking, t tier, callTiles int) (chunk, perIter int) {
+	if !b.PrefetchNext || b.ICBlock == 0 || callTiles > 1 {
+		return 0, 0
+	}
+	tileRows := (s.OutH + b.TH - 1) / b.TH
+	lines := s.K * s.K * b.ICBlock * b.V * t.Lanes * 4 / 64
+	chunk = (lines + tileRows - 1) / tileRows
+	u := unroll(b.ICBlock)
+	iters := s.K * s.K * b.ICBlock / u
+	return chunk, min(u, 2*((chunk+iters-1)/iters))
 }

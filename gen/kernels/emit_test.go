@@ -221,3 +221,76 @@ func TestSplit3x3TilesReadL2(t *testing.T) {
 	assert.Contains(t, entry("conv3x3s2_c256k512_h14_avx512_p8"), "TH: 4, TW: 1, V: 4,")
 	assert.Contains(t, entry("conv3x3s2_c256k512_h14_avx512_splitk"), "TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, ICBlock: 64,")
 }
+
+// A split kernel of one-tile calls shares the prefetching of the next slice
+// among its calls: the call of tile row r asks from line r·chunk on, twice
+// what covers its chunk, so every line past the first chunk is asked for by
+// two calls, and none by more than four. p8's split of ResNet-50's 3x3/2
+// 512→512 (7 tile rows of 1×7 pixels, 2 vectors, 64-channel slices):
+// 9·64·32·4 B = 1152 lines, 165 a row (0x2940 B), 2·⌈165/144⌉ = 4 lines in
+// each of the 144 unrolled iterations of a call. p8's split 1x1 kernels
+// (seven 4×1 tiles a call on 7×7) keep their per-tile lines.
+func TestSplitPrefetchCoversNextSlice(t *testing.T) {
+	r50 := resnet.MustBuild("resnet50")
+	rule := func(tr tier) func(convShape) blocking {
+		return func(s convShape) blocking { return chooseBlocking(s, tr) }
+	}
+	for _, tc := range []struct {
+		s     convShape
+		tier  tier
+		block func(convShape) blocking
+	}{
+		{shapeOf(t, r50, 3, 2, 512, 512), avx512, capPixelsSplit},
+		{shapeOf(t, r50, 3, 2, 512, 512), avx512, rule(avx512)},
+		{shapeOf(t, r50, 3, 1, 512, 512), avx512, capPixelsSplit},
+		{shapeOf(t, resnet.MustBuild("resnet18"), 3, 2, 256, 512), avx512, capPixelsSplit},
+		{shapeOf(t, r50, 1, 1, 2048, 512), avx512, rule(avx512)},
+	} {
+		s := tc.s
+		b, ok := splitK(s, tc.tier, tc.block(s))
+		require.True(t, ok)
+		require.Equal(t, 1, s.OutW/b.TW, "one tile a call: %v %+v", s, b)
+		chunk, perIter := spreadPrefetch(s, b, tc.tier, 1)
+		require.Positive(t, perIter)
+		lines := s.K * s.K * b.ICBlock * b.V * tc.tier.Lanes * 4 / 64
+		asked := make([]int, lines)
+		for r := range (s.OutH + b.TH - 1) / b.TH {
+			n := s.K * s.K * b.ICBlock / unroll(b.ICBlock) * perIter
+			for l := r * chunk; l < r*chunk+n && l < lines; l++ {
+				asked[l]++
+			}
+		}
+		for l, k := range asked {
+			least := 2
+			if l < chunk {
+				least = 1
+			}
+			if !assert.True(t, k >= least && k <= 4, "%v %+v: line %d of %d asked for %d times", s, b, l, lines, k) {
+				break
+			}
+		}
+	}
+	s := shapeOf(t, r50, 3, 2, 512, 512)
+	b, _ := splitK(s, avx512, capPixelsSplit(s))
+	chunk, perIter := spreadPrefetch(s, b, avx512, 1)
+	assert.Equal(t, [2]int{165, 4}, [2]int{chunk, perIter})
+	files, err := Emit("resnet50", r50)
+	require.NoError(t, err)
+	assert.Contains(t, string(files["kernels_avx512_amd64.s"]), "IMUL3Q $0x00002940")
+	s = shapeOf(t, r50, 1, 1, 2048, 512)
+	p8, _ := splitK(s, avx512, capPixels(s))
+	require.Equal(t, 7, s.OutW/p8.TW)
+	_, perIter = spreadPrefetch(s, p8, avx512, 7)
+	assert.Zero(t, perIter, "seven tiles a call")
+}
+
+// shapeOf is net's conv shape of kernel size k, stride, in and out channels.
+func shapeOf(t *testing.T, net *resnet.Network, k, stride, in, out int) convShape {
+	for _, s := range net.ConvShapes() {
+		if s.K == k && s.Stride == stride && s.InC == in && s.OutC == out {
+			return s
+		}
+	}
+	t.Fatalf("no %dx%d/%d %d→%d convolution", k, k, stride, in, out)
+	return convShape{}
+}
