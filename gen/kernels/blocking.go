@@ -142,6 +142,11 @@ type blocking struct {
 	// the split kernels (splitK) ask for the next slice (directStreamsWeights).
 	// amd64 only.
 	PrefetchNext bool
+	// SpreadPrefetch: with PrefetchNext, the kernel's calls share the next
+	// panel or slice by tile row instead (spreadPrefetch), for kernels
+	// whose every tile row reads each panel once a layer: the split
+	// kernels of one-tile calls and the layers of one band (spreadsPrefetch).
+	SpreadPrefetch bool
 	// ICBlock, if not 0, splits the reduction of a kernel: a call
 	// covers ICBlock of the InC input channels, a slice of the weight
 	// panel, and the driver runs every tile row over one slice before the
@@ -186,6 +191,9 @@ func splitK(s convShape, t tier, b blocking) (blocking, bool) {
 	}
 	b.ICBlock = icb
 	b.PrefetchNext = true
+	// Calls of one tile (a tile row of a small map) spread their
+	// prefetches; calls of several ask per tile, which spreads by itself.
+	b.SpreadPrefetch = s.OutW/b.TW == 1
 	return b, true
 }
 
@@ -231,6 +239,25 @@ func panelBytes(s convShape, bc int) int { return s.K * s.K * s.InC * bc * 4 }
 // read by enough tiles that the first tile's wait hardly counts.
 func directStreamsWeights(s convShape) bool {
 	return panelBytes(s, s.OutC) >= 2<<20 // all the layer's weights
+}
+
+// spreadsPrefetch reports whether a direct layer's unsplit kernels prefetch
+// the next block's weights spread over their tile rows
+// (blocking.SpreadPrefetch): layers of 1 MiB of weights or more that run in
+// one band of rows, their weights outweighing their input (asm's
+// ConvKernel.bandRows), so every tile row reads each panel once and the
+// rows' shares cover it. Zen 5 (EPYC family 26 model 2), ResNet-50 on one
+// thread, bench -layers, three alternations: its eleven 1x1 layers on 14×14
+// (1 MiB) 5.36–5.45 ms against 5.61–5.68 in all, 2.78–2.84 against
+// 2.86–2.92 on two threads; the 3x3/2 256→256 on 28×28 (2.25 MiB) 1.11 ms
+// against 1.16. The 3x3/2 128→128 on 56×56 (576 KiB, in bands) lost 0.14
+// ms this way, and the 1x1 layers of 256–512 KiB on 28×28 and 56×56 (in
+// bands) were level. Before, the 1 MiB layers did not prefetch: asking
+// for the next panel per tile (as directStreamsWeights' layers do) was
+// level for them.
+func spreadsPrefetch(s convShape) bool {
+	weights := s.K * s.K * s.InC * s.OutC
+	return 4*weights >= 1<<20 && weights >= s.InH*s.InW*s.InC
 }
 
 // group is how many input channels one input load of a pixel brings to the

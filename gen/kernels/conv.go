@@ -103,26 +103,25 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	res := e.Load(e.Param("res"), e.GP64())
 	n := e.Load(e.Param("n"), e.GP64())
 
-	// A split kernel whose calls compute one tile each (a tile row of a
-	// small map: every split 3x3 kernel in the family, the rule's split 1x1
-	// ones) asks for the next slice at an even pace: the call of tile row r
-	// from line r·spreadChunk on, spreadRows lines an unrolled iteration
-	// from pf, twice what covers its own chunk (spreadPrefetch). The other
-	// prefetching kernels ask for one line of every weight row per tile,
-	// (n mod 4)·64 into it (below), which spreads over a call's several
-	// tiles, but one-tile calls then asked for the whole next slice within
-	// their first two to four calls. Zen 5 (EPYC family 26 model 2), `bench
-	// -kernels -cold`, medians of three passes: p8's split 3x3/2 512→512
-	// 0.77 → 0.92 of peak, 256→512/2 0.86 → 0.93, the rule's 0.77 → 0.85
-	// and 0.81 → 0.91, the 3x3 512→512 on 7×7 splits 0.81–0.82 →
-	// 0.92–0.93; the rule's split 1x1 kernels on 7×7 and 14×14
-	// 0.81–0.83 → 0.86–0.90. Inside the networks (bench -layers, three
-	// alternations): ResNet-50's 512→512/2 1.14–1.20 ms against 1.28–1.35
-	// on one thread, 0.59–0.64 against 0.75 on two; ResNet-18's 256→512/2
-	// 0.54–0.56 against 0.61–0.65. p8's split 1x1 kernels (4×1 tiles,
-	// seven a call) lost 0.02–0.06 of peak this way, so they keep the
-	// per-tile lines. Each call asking only for its own chunk lost against
-	// twice (the rule's split 512→512/2 0.72–0.78 against 0.85–0.87).
+	// A kernel with SpreadPrefetch asks for the next panel or slice at an
+	// even pace: the call of tile row r from line r·spreadChunk on,
+	// spreadRows lines an unrolled iteration from pf, twice what covers
+	// its own chunk (spreadPrefetch). The other prefetching kernels ask
+	// for one line of every weight row per tile, (n mod 4)·64 into it
+	// (below), which spreads over a call's several tiles, but one-tile
+	// calls then asked for the whole next slice within their first two to
+	// four calls. Zen 5 (EPYC family 26 model 2), `bench -kernels -cold`,
+	// medians of three passes: p8's split 3x3/2 512→512 0.77 → 0.92 of
+	// peak, 256→512/2 0.86 → 0.93, the rule's 0.77 → 0.85 and 0.81 → 0.91,
+	// the 3x3 512→512 on 7×7 splits 0.81–0.82 → 0.92–0.93; the rule's
+	// split 1x1 kernels on 7×7 and 14×14 0.81–0.83 → 0.86–0.90. Inside the
+	// networks (bench -layers, three alternations): ResNet-50's 512→512/2
+	// 1.14–1.20 ms against 1.28–1.35 on one thread, 0.59–0.64 against 0.75
+	// on two; ResNet-18's 256→512/2 0.54–0.56 against 0.61–0.65. p8's split
+	// 1x1 kernels (4×1 tiles, seven a call) lost 0.02–0.06 of peak this
+	// way, so they keep the per-tile lines. Each call asking only for its
+	// own chunk lost against twice (the rule's split 512→512/2 0.72–0.78
+	// against 0.85–0.87). For the unsplit layers see spreadsPrefetch.
 	var pf reg.GPVirtual
 	spreadChunk, spreadRows := spreadPrefetch(s, b, t, callTiles)
 	if spreadRows > 0 {
@@ -270,20 +269,24 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	e.RET()
 }
 
-// spreadPrefetch is how a split kernel of one-tile calls shares the
-// prefetching of the next weight slice among its calls (emitConv): the call
-// of tile row r asks for lines from r·chunk on, perIter lines in each of its
-// unrolled iterations: twice as many as cover its own chunk, so each line is
-// asked for by its call and the one before. perIter is 0 for the kernels
-// that do not spread their prefetches.
+// spreadPrefetch is how a kernel with SpreadPrefetch shares the
+// prefetching of the next weight panel or slice among its calls
+// (emitConv): the call of tile row r asks for lines from r·chunk on,
+// perIter lines in each unrolled iteration of its callTiles tiles: twice
+// as many as cover its own chunk, so each line is asked for by its call and
+// the one before. perIter is 0 for the kernels that do not spread.
 func spreadPrefetch(s convShape, b blocking, t tier, callTiles int) (chunk, perIter int) {
-	if !b.PrefetchNext || b.ICBlock == 0 || callTiles > 1 {
+	if !b.PrefetchNext || !b.SpreadPrefetch {
 		return 0, 0
 	}
+	icb := s.InC
+	if b.ICBlock > 0 {
+		icb = b.ICBlock
+	}
 	tileRows := (s.OutH + b.TH - 1) / b.TH
-	lines := s.K * s.K * b.ICBlock * b.V * t.Lanes * 4 / 64
+	lines := s.K * s.K * icb * b.V * t.Lanes * 4 / 64
 	chunk = (lines + tileRows - 1) / tileRows
-	u := unroll(b.ICBlock)
-	iters := s.K * s.K * b.ICBlock / u
+	u := unroll(icb)
+	iters := callTiles * s.K * s.K * icb / u
 	return chunk, min(u, 2*((chunk+iters-1)/iters))
 }

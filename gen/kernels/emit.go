@@ -104,7 +104,10 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 				hasAlt = alt != b
 			}
 			b.PrefetchNext = prefetch[s] || directStreamsWeights(s) && s.K == 1
-			alt.PrefetchNext = b.PrefetchNext
+			if i < len(net.ConvShapes()) && spreadsPrefetch(s) {
+				b.PrefetchNext, b.SpreadPrefetch = true, true
+			}
+			alt.PrefetchNext, alt.SpreadPrefetch = b.PrefetchNext, b.SpreadPrefetch
 			e.emitConvKernel(&conv, kernelName(s, t), "", s, b)
 			if hasAlt {
 				e.emitConvKernel(&conv, kernelName(s, t)+"_"+t.AlternativeName, t.AlternativeName, s, alt)

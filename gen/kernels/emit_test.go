@@ -26,18 +26,26 @@ var textLine = regexp.MustCompile(`(?m)^TEXT ·(\w+)\(SB\)`)
 // and 1024→2048/2, not 256→1024 or 1024→256 (1 MiB); and the split
 // variants of the 3x3 layers with 4 MiB of weights or more (9·InC·OutC·4
 // bytes: 256→512 4.5 MiB, 512→512 9 MiB; 256→256, 2.25 MiB, not), the
-// direct kernels of Winograd layers included.
+// direct kernels of Winograd layers included. And the layers of 1 MiB or
+// more that run in one band, weights ≥ input (spreadsPrefetch): ResNet-50's
+// 256→1024 and 1024→256 on 14×14 (262,144 weights against 50,176 and
+// 200,704 inputs), 3x3/2 256→256 on 28×28 (589,824 against 200,704) and
+// the direct 3x3 256→256 on 14×14; ResNet-18's 3x3/2 128→256 on 28×28
+// (294,912 weights, 1.125 MiB, against 100,352) and 3x3 256→256 on
+// 14×14. Not the 3x3/2 128→128 on 56×56 (576 KiB) or the 1x1 512→256 on
+// 28×28 (512 KiB).
 func TestPrefetchNextWhereWeightsStream(t *testing.T) {
 	wino := []string{"conv1x1s1_c128k128_h1w24", "conv1x1s1_c128k128_h1w25", // 28×28×128
 		"conv1x1s1_c128k256_h1w16", "conv1x1s1_c128k256_h1w49", "conv1x1s1_c128k512_h1w16"} // 128 input channels a call (icBlock)
-	split3 := []string{"conv3x3s1_c512k512_h7"}
+	split3 := []string{"conv3x3s1_c512k512_h7", "conv3x3s1_c256k256_h14"}
 	for _, c := range []struct {
 		net  string
 		want []string
 	}{
-		{"resnet18", append([]string{"conv3x3s2_c256k512_h14"}, append(split3, wino...)...)},
+		{"resnet18", append([]string{"conv3x3s2_c256k512_h14", "conv3x3s2_c128k256_h28"}, append(split3, wino...)...)},
 		{"resnet50", append([]string{"conv1x1s1_c1024k512_h14", "conv1x1s1_c2048k512_h7", "conv1x1s1_c512k2048_h7",
-			"conv1x1s2_c1024k2048_h14", "conv1x1s2_c512k1024_h28", "conv3x3s2_c512k512_h14"},
+			"conv1x1s2_c1024k2048_h14", "conv1x1s2_c512k1024_h28", "conv3x3s2_c512k512_h14",
+			"conv1x1s1_c256k1024_h14", "conv1x1s1_c1024k256_h14", "conv3x3s2_c256k256_h28"},
 			append(split3, wino...)...)},
 	} {
 		files, err := Emit(c.net, resnet.MustBuild(c.net))
@@ -222,15 +230,16 @@ func TestSplit3x3TilesReadL2(t *testing.T) {
 	assert.Contains(t, entry("conv3x3s2_c256k512_h14_avx512_splitk"), "TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, ICBlock: 64,")
 }
 
-// A split kernel of one-tile calls shares the prefetching of the next slice
-// among its calls: the call of tile row r asks from line r·chunk on, twice
-// what covers its chunk, so every line past the first chunk is asked for by
-// two calls, and none by more than four. p8's split of ResNet-50's 3x3/2
+// A split kernel of one-tile calls, or a layer of one band
+// (spreadsPrefetch), shares the prefetching of the next slice or panel
+// among its calls: the call of tile row r asks from line r·chunk on, at
+// least twice what covers its chunk, so every line past the first chunk is
+// asked for by two calls, and none by more than five. p8's split of ResNet-50's 3x3/2
 // 512→512 (7 tile rows of 1×7 pixels, 2 vectors, 64-channel slices):
 // 9·64·32·4 B = 1152 lines, 165 a row (0x2940 B), 2·⌈165/144⌉ = 4 lines in
 // each of the 144 unrolled iterations of a call. p8's split 1x1 kernels
 // (seven 4×1 tiles a call on 7×7) keep their per-tile lines.
-func TestSplitPrefetchCoversNextSlice(t *testing.T) {
+func TestSpreadPrefetchCoversNextPanel(t *testing.T) {
 	r50 := resnet.MustBuild("resnet50")
 	rule := func(tr tier) func(convShape) blocking {
 		return func(s convShape) blocking { return chooseBlocking(s, tr) }
@@ -245,17 +254,30 @@ func TestSplitPrefetchCoversNextSlice(t *testing.T) {
 		{shapeOf(t, r50, 3, 1, 512, 512), avx512, capPixelsSplit},
 		{shapeOf(t, resnet.MustBuild("resnet18"), 3, 2, 256, 512), avx512, capPixelsSplit},
 		{shapeOf(t, r50, 1, 1, 2048, 512), avx512, rule(avx512)},
+		{shapeOf(t, r50, 1, 1, 256, 1024), avx512, capPixels}, // unsplit, 7 tiles a call
+		{shapeOf(t, r50, 3, 2, 256, 256), avx512, capPixels},
 	} {
 		s := tc.s
-		b, ok := splitK(s, tc.tier, tc.block(s))
-		require.True(t, ok)
-		require.Equal(t, 1, s.OutW/b.TW, "one tile a call: %v %+v", s, b)
-		chunk, perIter := spreadPrefetch(s, b, tc.tier, 1)
+		b := tc.block(s)
+		if directStreamsWeights(s) && (s.K == 1 || panelBytes(s, s.OutC) >= 4<<20) {
+			var ok bool
+			b, ok = splitK(s, tc.tier, b)
+			require.True(t, ok)
+			require.Equal(t, 1, s.OutW/b.TW, "one tile a call: %v %+v", s, b)
+		} else {
+			require.True(t, spreadsPrefetch(s), "%v", s)
+			b.PrefetchNext, b.SpreadPrefetch = true, true
+		}
+		icb := s.InC
+		if b.ICBlock > 0 {
+			icb = b.ICBlock
+		}
+		chunk, perIter := spreadPrefetch(s, b, tc.tier, s.OutW/b.TW)
 		require.Positive(t, perIter)
-		lines := s.K * s.K * b.ICBlock * b.V * tc.tier.Lanes * 4 / 64
+		lines := s.K * s.K * icb * b.V * tc.tier.Lanes * 4 / 64
 		asked := make([]int, lines)
 		for r := range (s.OutH + b.TH - 1) / b.TH {
-			n := s.K * s.K * b.ICBlock / unroll(b.ICBlock) * perIter
+			n := s.OutW / b.TW * s.K * s.K * icb / unroll(icb) * perIter
 			for l := r * chunk; l < r*chunk+n && l < lines; l++ {
 				asked[l]++
 			}
@@ -265,7 +287,7 @@ func TestSplitPrefetchCoversNextSlice(t *testing.T) {
 			if l < chunk {
 				least = 1
 			}
-			if !assert.True(t, k >= least && k <= 4, "%v %+v: line %d of %d asked for %d times", s, b, l, lines, k) {
+			if !assert.True(t, k >= least && k <= 5, "%v %+v: line %d of %d asked for %d times", s, b, l, lines, k) {
 				break
 			}
 		}
