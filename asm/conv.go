@@ -370,8 +370,9 @@ func (k *ConvKernel) runBand(in, out Buffer, res *Buffer, packed, bias []float32
 				if ty+k.TH > s.OutH {
 					main, rem = k.Rem, k.RemCorner
 				}
-				// The tile row rides in flags' upper bits: a split kernel
-				// picks its prefetch line by it, the others ignore it.
+				// The tile row rides in flags' upper bits: a prefetching
+				// kernel picks the lines it asks for by it, the others
+				// ignore it.
 				fr := f | uintptr(ty/k.TH)<<2
 				var rp, rpTx *float32
 				if r != nil {

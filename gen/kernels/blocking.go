@@ -139,7 +139,9 @@ type blocking struct {
 	// layers of one chunk, plane-major otherwise: asm.WinogradKernel), so
 	// it is the panel the worker reads next however the work is split.
 	// The direct 1x1 layers with 2 MiB of weights or more get it too, and
-	// the split kernels (splitK) ask for the next slice (directStreamsWeights).
+	// the split kernels (splitK) ask for the next slice (directStreamsWeights);
+	// the layers of one band from 1 MiB (spreadsPrefetch) and the split
+	// kernels of one-tile calls ask in the form of SpreadPrefetch.
 	// amd64 only.
 	PrefetchNext bool
 	// SpreadPrefetch: with PrefetchNext, the kernel's calls share the next
@@ -227,9 +229,10 @@ func panelBytes(s convShape, bc int) int { return s.K * s.K * s.InC * bc * 4 }
 // directStreamsWeights reports whether a direct layer's weights stream
 // from memory, 2 MiB or more: such a 1x1 layer prefetches the next block's
 // weights (blocking.PrefetchNext), and such layers get split variants
-// (splitK; 3x3 layers from 4 MiB), which prefetch the next slice; an
-// unsplit 3x3 kernel does not prefetch (its panel and the next overflow
-// L2). Measured on Zen 4 as for the Winograd products (each
+// (splitK; 3x3 layers from 4 MiB), which prefetch the next slice. (Layers
+// of one band from 1 MiB, 3x3 ones included, ask for the next panel spread
+// over their tile rows instead: spreadsPrefetch, which supersedes the
+// figures below for the 1 MiB and the 3x3/2 layers.) Measured on Zen 4 as for the Winograd products (each
 // layer alone, weights cold, 20 interleaved rounds, the time with ÷
 // without, 1 and 2 threads): ResNet-50's 512→2048 on 7×7 0.85 and 0.92,
 // 1024→2048/2 on 14×14 0.92 and 0.89, 2048→512 on 7×7 1.01 and 0.93,
@@ -254,7 +257,12 @@ func directStreamsWeights(s convShape) bool {
 // ms this way, and the 1x1 layers of 256–512 KiB on 28×28 and 56×56 (in
 // bands) were level. Before, the 1 MiB layers did not prefetch: asking
 // for the next panel per tile (as directStreamsWeights' layers do) was
-// level for them.
+// level for them. The unsplit kernels of 2 MiB or more, which asked per
+// tile before, gain with their weights cold (`bench -kernels -cold`,
+// medians of three passes; New picks their split variants, which stay
+// faster): 2048→512 on 7×7 0.66 → 0.85 of peak (p8 0.62 → 0.76),
+// 1024→2048/2 on 14×14 0.71 → 0.87 (p8 0.66 → 0.81), 512→2048 on 7×7
+// 0.68 → 0.87.
 func spreadsPrefetch(s convShape) bool {
 	weights := s.K * s.K * s.InC * s.OutC
 	return 4*weights >= 1<<20 && weights >= s.InH*s.InW*s.InC

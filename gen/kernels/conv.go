@@ -20,9 +20,9 @@ import (
 //	bias:  the block's folded-BN bias
 //	res:   the residual at the first output pixel, read only if flags&2
 //	out:   the output at the first pixel and the block's first channel
-//	flags: 1 = ReLU, 2 = add res; bits 2 and up: the tile row, which a
-//	       split kernel (blocking.ICBlock) uses to pick its prefetch line
-//	       and the others ignore
+//	flags: 1 = ReLU, 2 = add res; bits 2 and up: the tile row, by which
+//	       a prefetching kernel (blocking.PrefetchNext) picks the lines it
+//	       asks for, and which the others ignore
 //	n:     tiles, each TW pixels to the right of the previous
 //
 // A split kernel reduces over ICBlock of the layer's input channels: in
