@@ -57,6 +57,11 @@ type ConvShape struct {
 	OutH, OutW     int
 }
 
+// OneBand reports whether the driver runs a layer of this shape in one band
+// of rows (ConvKernel.bandRows): its weights outweigh its input. The
+// generator's prefetching relies on it (gen/kernels.spreadsPrefetch).
+func (s ConvShape) OneBand() bool { return s.K*s.K*s.InC*s.OutC >= s.InH*s.InW*s.InC }
+
 // MACs is the number of multiply-adds of one image.
 func (s ConvShape) MACs() int64 { return int64(s.OutH*s.OutW*s.OutC) * int64(s.InC*s.K*s.K) }
 
@@ -316,7 +321,7 @@ const bandBytes = 512 << 10
 // of 1 MiB (one band now instead of three) level.
 func (k *ConvKernel) bandRows() int {
 	s := k.Shape
-	if s.K*s.K*s.InC*s.OutC >= s.InH*s.InW*s.InC {
+	if s.OneBand() {
 		return s.OutH
 	}
 	perRow := 4 * (s.OutW*s.OutC + s.Stride*s.InW*s.InC)

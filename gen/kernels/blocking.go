@@ -1,5 +1,7 @@
 package kernels
 
+import "github.com/resnetgen/resnetgen/asm"
+
 // tier describes one SIMD instruction set the generator targets: what the
 // blocking rule needs (vector width, registers, how inputs reach the FMAs,
 // the cores it models). The amd64 tiers are emitted with Avo, NEON by
@@ -247,8 +249,8 @@ func directStreamsWeights(s convShape) bool {
 // spreadsPrefetch reports whether a direct layer's unsplit kernels prefetch
 // the next block's weights spread over their tile rows
 // (blocking.SpreadPrefetch): layers of 1 MiB of weights or more that run in
-// one band of rows, their weights outweighing their input (asm's
-// ConvKernel.bandRows), so every tile row reads each panel once and the
+// one band of rows, their weights outweighing their input (asm.ConvShape's
+// OneBand, the driver's rule), so every tile row reads each panel once and the
 // rows' shares cover it. Zen 5 (EPYC family 26 model 2), ResNet-50 on one
 // thread, bench -layers, three alternations: its eleven 1x1 layers on 14×14
 // (1 MiB) 5.36–5.45 ms against 5.61–5.68 in all, 2.78–2.84 against
@@ -264,8 +266,7 @@ func directStreamsWeights(s convShape) bool {
 // 1024→2048/2 on 14×14 0.71 → 0.87 (p8 0.66 → 0.81), 512→2048 on 7×7
 // 0.68 → 0.87.
 func spreadsPrefetch(s convShape) bool {
-	weights := s.K * s.K * s.InC * s.OutC
-	return 4*weights >= 1<<20 && weights >= s.InH*s.InW*s.InC
+	return panelBytes(s, s.OutC) >= 1<<20 && asm.ConvShape(s).OneBand()
 }
 
 // group is how many input channels one input load of a pixel brings to the
