@@ -127,11 +127,12 @@ func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
 
 // TestFitScratchServesEveryLayer: one scratch fitted to several Winograd
 // layers (a network's, per worker) holds the largest of each part, worked
-// out by hand: 56×56×64 F(4,3) in chunks of 25 tiles needs 36·25·64 floats
-// of V and of M; 7×7×512 F(2,3) in one chunk of 16 tiles 16·16·512, and
-// for a batch of 3 (a one-chunk layer holds every image's planes) three
-// times that; the chunked layer ignores the batch. Fitting a smaller layer
-// afterwards keeps the room and the memory.
+// out by hand: 56×56×64 F(4,3) in chunks of 25 tiles needs 36 planes of
+// 25·64 floats (100 lines, padded to 101: planeStride) of V and of M;
+// 7×7×512 F(2,3) in one chunk of 16 tiles 16 planes of 16·512 (512 lines,
+// padded to 513), and for a batch of 3 (a one-chunk layer holds every
+// image's planes) three times that; the chunked layer ignores the batch.
+// Fitting a smaller layer afterwards keeps the room and the memory.
 func TestFitScratchServesEveryLayer(t *testing.T) {
 	sq := func(c, hw int) ConvShape {
 		return ConvShape{K: 3, Stride: 1, Pad: 1, InC: c, OutC: c, InH: hw, InW: hw, OutH: hw, OutW: hw}
@@ -139,19 +140,55 @@ func TestFitScratchServesEveryLayer(t *testing.T) {
 	big := &WinogradKernel{Shape: sq(64, 56), M: 4, Chunk: 25}
 	deep := &WinogradKernel{Shape: sq(512, 7), M: 2, Chunk: 16}
 	sc := big.NewScratch(3)
-	assert.Len(t, sc.v, 36*25*64)
-	assert.Len(t, sc.m, 36*25*64)
+	assert.Len(t, sc.v, 36*(25*64+16))
+	assert.Len(t, sc.m, 36*(25*64+16))
 	deep.FitScratch(sc, 3)
-	assert.Len(t, sc.v, 3*16*16*512)
-	assert.Len(t, sc.m, 3*16*16*512)
+	assert.Len(t, sc.v, 3*16*(16*512+16))
+	assert.Len(t, sc.m, 3*16*(16*512+16))
 	assert.Len(t, sc.edgeIn, 16*512, "a 4×4 input tile of 512 channels")
 	assert.Len(t, sc.edgeOut, 2*2*512)
 	assert.Len(t, sc.zero, 512)
 	assert.Len(t, sc.tmp, 36*16, "F(4,3)'s 36 intermediate vectors")
 	v := sc.v
 	big.FitScratch(sc, 3)
-	assert.Len(t, sc.v, 3*16*16*512, "fitting a smaller layer keeps the room")
+	assert.Len(t, sc.v, 3*16*(16*512+16), "fitting a smaller layer keeps the room")
 	assert.Same(t, &v[0], &sc.v[0], "and the same memory")
+}
+
+// TestPlanesFallInDistinctL1Sets: the transforms touch one value of each of
+// a tile's α² planes in turn, so the planes must not all map to one set of
+// the L1 (64 sets of 64-byte lines on Zen 4, Zen 5 and Sapphire Rapids).
+// Without the padding 7×7×512 by F(2,3) (planes 32 KiB apart), 14×14×256 by
+// F(4,3) in chunks of 16 (16 KiB) and the CIFAR nets' 32×32×16 by F(4,3)
+// (2 KiB) put 16, 36 and 18 planes in one or two sets.
+func TestPlanesFallInDistinctL1Sets(t *testing.T) {
+	for _, c := range []struct {
+		m, chunk, inC, outC int
+	}{
+		{2, 16, 512, 512}, // ResNet-18…152's 7×7×512
+		{2, 49, 256, 256}, // 14×14×256
+		{4, 16, 256, 256}, // 14×14×256 by F(4,3)
+		{4, 25, 64, 64},   // 56×56×64
+		{4, 32, 16, 16},   // CIFAR 32×32×16
+		{4, 4, 64, 64},    // CIFAR 8×8×64
+		{2, 3, 8, 24},     // planes of 24 and 72 floats: not whole lines, left as they are
+	} {
+		k := &WinogradKernel{M: c.m, Chunk: c.chunk}
+		for _, ch := range []int{c.inC, c.outC} {
+			stride := k.planeStride(ch)
+			require.GreaterOrEqual(t, stride, c.chunk*ch)
+			require.LessOrEqual(t, stride, c.chunk*ch+16, "at most one line more")
+			if c.chunk*ch%16 != 0 {
+				assert.Equal(t, c.chunk*ch, stride, "F(%d,3), %d tiles of %d channels", c.m, c.chunk, ch)
+				continue
+			}
+			sets := map[int]bool{}
+			for xi := range k.planes() {
+				sets[xi*stride*4/64%64] = true
+			}
+			assert.Len(t, sets, k.planes(), "F(%d,3), %d tiles of %d channels: planes %d floats apart", c.m, c.chunk, ch, stride)
+		}
+	}
 }
 
 // TestValidateWantsOneRowGEMMTiles: product calls a GEMM's micro-kernels
