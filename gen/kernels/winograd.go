@@ -445,7 +445,11 @@ func winoFor(s convShape) []winoF {
 		// (chooseGEMMBlocking) and a shared scratch, F(2,3) is faster on
 		// both: ResNet-34's eleven such layers 6.45–6.67 ms against
 		// 7.13–7.44 on one thread, 4.18–4.29 against 5.21–5.33 on two
-		// (bench -layers, tuning caches, three alternations).
+		// (bench -layers, tuning caches, three alternations). Again after
+		// the planes stopped sharing L1 sets (asm planeStride), which
+		// made F(4,3) alone and warm 2.40 effective against F(2,3)'s
+		// 1.93: inside ResNet-34 F(2,3) still won, 6.36–6.68 ms against
+		// 6.61–6.94 on one thread, 3.21–3.84 against 3.83–4.38 on two.
 		return []winoF{winoF2, winoF4}
 	}
 	return []winoF{winoF4}
