@@ -313,7 +313,8 @@ func (k *WinogradKernel) Chunks() int {
 // their share of the tiles into planes all of them read, with a barrier in
 // between, made ResNet-34's eleven 14×14×256 layers 25 % slower on two
 // threads (Zen 5, EPYC family 26 model 2, bench -layers, four
-// alternations: 4.9–5.7 ms against 4.0–4.4), its 7×7×512 ones 18 % (not
+// alternations: 4.9–5.7 ms against 4.0–4.4; on a quieter host, three
+// more: 4.6–4.7 against 3.9), its 7×7×512 ones 10–18 % (not
 // broken down; suspects: the second barrier on a shared host, and half the
 // planes coming from the other core's cache, again for each output block).
 // Skipping half of the duplicated transforms (wrong results, an upper
