@@ -63,8 +63,9 @@ func (k *WinogradKernel) alpha() int  { return k.M + 2 }
 func (k *WinogradKernel) planes() int { return k.alpha() * k.alpha() }
 
 // planeStride is the floats from one plane of a chunk's transformed tiles
-// (V, c = InC) or products (M, c = OutC) to the next: the plane, rounded
-// up to an odd number of 64-byte lines. The input transform stores each
+// (V, c = InC) or products (M, c = OutC) to the next: the plane, and where
+// it is an even number of 64-byte lines one line more (a plane that is not
+// whole lines is left as it is). The input transform stores each
 // tile's α² values one per plane and the output transform loads them so;
 // planes a multiple of 4 KiB apart put all α² in one set of the L1 (64
 // sets on Zen 4 and 5 and Sapphire Rapids), more lines than its 8–12 ways.
@@ -78,6 +79,10 @@ func (k *WinogradKernel) planeStride(c int) int {
 	}
 	return n
 }
+
+// planesLen is the floats of a chunk's α² planes of c channels (planeStride
+// apart): one image's V (c = InC) or M (c = OutC).
+func (k *WinogradKernel) planesLen(c int) int { return k.planes() * k.planeStride(c) }
 
 // Tiles is the number of output tiles: ⌈OutH/m⌉ · ⌈OutW/m⌉.
 func (k *WinogradKernel) Tiles() (th, tw int) {
@@ -172,8 +177,8 @@ func (k *WinogradKernel) FitScratch(sc *WinogradScratch, images int) {
 			*p = make([]float32, size)
 		}
 	}
-	grow(&sc.v, images*n*k.planeStride(s.InC))
-	grow(&sc.m, images*n*k.planeStride(s.OutC))
+	grow(&sc.v, images*k.planesLen(s.InC))
+	grow(&sc.m, images*k.planesLen(s.OutC))
 	grow(&sc.edgeIn, n*s.InC)
 	grow(&sc.edgeOut, k.M*k.M*s.OutC)
 	grow(&sc.zero, s.OutC)
@@ -343,7 +348,7 @@ func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float
 	th, tw := k.Tiles()
 	t0 := c * k.Chunk
 	nt := min(k.Chunk, th*tw-t0)
-	v, m := sc.v[:k.planes()*k.planeStride(k.Shape.InC)], sc.m[:k.planes()*k.planeStride(k.Shape.OutC)]
+	v, m := sc.v[:k.planesLen(k.Shape.InC)], sc.m[:k.planesLen(k.Shape.OutC)]
 	k.transformIn(in, v, sc, t0, nt)
 	gemm := k.gemm
 	if nt < k.Chunk {
@@ -538,7 +543,7 @@ func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias [
 		}
 		return &res[i]
 	}
-	vSize, mSize := k.planes()*k.planeStride(k.Shape.InC), k.planes()*k.planeStride(k.Shape.OutC)
+	vSize, mSize := k.planesLen(k.Shape.InC), k.planesLen(k.Shape.OutC)
 	fits := k.Chunks() == 1 && n*vSize <= len(sc.v) && n*mSize <= len(sc.m) // every image's planes at once
 	if !fits || !k.SharesWeights(4*len(packed), n) {
 		if n > 1 && n%parts == 0 {
