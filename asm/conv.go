@@ -2,6 +2,8 @@ package asm
 
 import (
 	"fmt"
+
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // Buffer is one image's activation in NHWC order (channels innermost) with a
@@ -48,39 +50,10 @@ func (b Buffer) check(name, role string, h, w, c, minHalo int) error {
 	return nil
 }
 
-// ConvShape is what a convolution kernel is specialised on: a K×K kernel,
-// stride and padding, channels, and the input and output sizes.
-type ConvShape struct {
-	K, Stride, Pad int
-	InC, OutC      int
-	InH, InW       int
-	OutH, OutW     int
-}
-
-// OneBand reports whether the driver runs a layer of this shape in one band
-// of rows (ConvKernel.bandRows): its weights outweigh its input. The
-// generator's prefetching relies on it (gen/kernels.spreadsPrefetch).
-func (s ConvShape) OneBand() bool { return s.K*s.K*s.InC*s.OutC >= s.InH*s.InW*s.InC }
-
-// MACs is the number of multiply-adds of one image.
-func (s ConvShape) MACs() int64 { return int64(s.OutH*s.OutW*s.OutC) * int64(s.InC*s.K*s.K) }
-
-// Name is the kernel name of the shape without its tier:
-// conv3x3s1_c64k64_h56 for a square 56×56 input, conv3x3s1_c64k64_h48w40
-// for a 48-high, 40-wide one.
-func (s ConvShape) Name() string {
-	size := fmt.Sprintf("h%d", s.InH)
-	if s.InW != s.InH {
-		size += fmt.Sprintf("w%d", s.InW)
-	}
-	return fmt.Sprintf("conv%dx%ds%d_c%dk%d_%s", s.K, s.K, s.Stride, s.InC, s.OutC, size)
-}
-
-func (s ConvShape) valid() bool {
-	out := func(in int) int { return (in+2*s.Pad-s.K)/s.Stride + 1 }
-	return s.K >= 1 && s.Stride >= 1 && s.Pad >= 0 && s.InC >= 1 && s.OutC >= 1 && s.InH >= 1 && s.InW >= 1 &&
-		s.InH+2*s.Pad >= s.K && s.InW+2*s.Pad >= s.K && s.OutH == out(s.InH) && s.OutW == out(s.InW)
-}
+// OneBand reports whether the driver runs a layer of shape s in one band of
+// rows (ConvKernel.bandRows): its weights outweigh its input. The
+// generator's prefetching relies on it (gen/plan's spread prefetch).
+func OneBand(s shape.Conv) bool { return s.K*s.K*s.InC*s.OutC >= s.InH*s.InW*s.InC }
 
 // MicroKernel is the signature of every generated convolution kernel: it
 // computes n tiles side by side along one tile row (see gen/kernels for the
@@ -108,7 +81,7 @@ type ConvKernel struct {
 	// generator's rule; "p8" tiles of at most 8 pixels); which runs faster
 	// depends on the machine.
 	Variant string
-	Shape   ConvShape
+	Shape   shape.Conv
 
 	TH, TW, V, Lanes int
 	RemTH, RemTW     int
@@ -134,7 +107,7 @@ func (k *ConvKernel) validate() error {
 	s := k.Shape
 	bad := func(why string) error { return fmt.Errorf("kernel %s: %s", k.Name, why) }
 	switch {
-	case !s.valid():
+	case !s.Valid():
 		return bad(fmt.Sprintf("invalid shape %+v", s))
 	case k.TH < 1 || k.TW < 1 || k.V < 1 || k.Lanes < 1 || s.OutC%k.BlockC() != 0:
 		return bad(fmt.Sprintf("tile %dx%d of %d×%d channels does not fit %d output channels", k.TH, k.TW, k.V, k.Lanes, s.OutC))
@@ -152,8 +125,8 @@ func (k *ConvKernel) validate() error {
 
 // PortableConv returns the portable Go kernel for shape s: it runs on every
 // machine and is what the Purego tier uses.
-func PortableConv(s ConvShape) (*ConvKernel, error) {
-	if !s.valid() {
+func PortableConv(s shape.Conv) (*ConvKernel, error) {
+	if !s.Valid() {
 		return nil, fmt.Errorf("invalid convolution shape %+v", s)
 	}
 	lanes := 16
@@ -321,7 +294,7 @@ const bandBytes = 512 << 10
 // of 1 MiB (one band now instead of three) level.
 func (k *ConvKernel) bandRows() int {
 	s := k.Shape
-	if s.OneBand() {
+	if OneBand(s) {
 		return s.OutH
 	}
 	perRow := 4 * (s.OutW*s.OutC + s.Stride*s.InW*s.InC)

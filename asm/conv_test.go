@@ -9,28 +9,29 @@ import (
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/engine/enginetest"
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // The specialised kernels live in the generated packages, whose tests hold
 // every one of them to the reference (enginetest.Kernels). Here: the
 // portable kernel, which takes any shape, and the kernel table's checks.
 
-func shape(k, stride, inC, outC, inH, inW int) asm.ConvShape {
+func convShape(k, stride, inC, outC, inH, inW int) shape.Conv {
 	pad := k / 2
 	out := func(n int) int { return (n+2*pad-k)/stride + 1 }
-	return asm.ConvShape{K: k, Stride: stride, Pad: pad, InC: inC, OutC: outC, InH: inH, InW: inW, OutH: out(inH), OutW: out(inW)}
+	return shape.Conv{K: k, Stride: stride, Pad: pad, InC: inC, OutC: outC, InH: inH, InW: inW, OutH: out(inH), OutW: out(inW)}
 }
 
 func TestPortableConvMatchesReference(t *testing.T) {
-	for i, s := range []asm.ConvShape{
-		shape(7, 2, 3, 64, 38, 30),  // a stem on a rectangular image
-		shape(3, 1, 64, 64, 14, 14), // a basic block's 3x3
-		shape(3, 2, 32, 64, 15, 9),  // odd sides, stride 2
-		shape(1, 1, 256, 64, 7, 5),  // a bottleneck's reduce
-		shape(1, 2, 64, 128, 9, 16), // a projection shortcut
-		shape(3, 1, 3, 24, 6, 4),    // channels that are not a multiple of 16
-		shape(3, 2, 16, 8, 1, 1),    // a 1x1 map
-		shape(1, 1, 5, 3, 2, 3),     // nothing a multiple of anything
+	for i, s := range []shape.Conv{
+		convShape(7, 2, 3, 64, 38, 30),  // a stem on a rectangular image
+		convShape(3, 1, 64, 64, 14, 14), // a basic block's 3x3
+		convShape(3, 2, 32, 64, 15, 9),  // odd sides, stride 2
+		convShape(1, 1, 256, 64, 7, 5),  // a bottleneck's reduce
+		convShape(1, 2, 64, 128, 9, 16), // a projection shortcut
+		convShape(3, 1, 3, 24, 6, 4),    // channels that are not a multiple of 16
+		convShape(3, 2, 16, 8, 1, 1),    // a 1x1 map
+		convShape(1, 1, 5, 3, 2, 3),     // nothing a multiple of anything
 		{K: 3, Stride: 1, Pad: 0, InC: 4, OutC: 8, InH: 5, InW: 6, OutH: 3, OutW: 4}, // no padding
 	} {
 		k, err := asm.PortableConv(s)
@@ -41,16 +42,16 @@ func TestPortableConvMatchesReference(t *testing.T) {
 }
 
 func TestConvShapeNames(t *testing.T) {
-	assert.Equal(t, "conv3x3s1_c64k64_h56", shape(3, 1, 64, 64, 56, 56).Name())
-	assert.Equal(t, "conv7x7s2_c3k64_h192w160", shape(7, 2, 3, 64, 192, 160).Name())
+	assert.Equal(t, "conv3x3s1_c64k64_h56", convShape(3, 1, 64, 64, 56, 56).Name())
+	assert.Equal(t, "conv7x7s2_c3k64_h192w160", convShape(7, 2, 3, 64, 192, 160).Name())
 }
 
 func TestConvRejectsBadArguments(t *testing.T) {
-	_, err := asm.PortableConv(asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 55, OutW: 56})
+	_, err := asm.PortableConv(shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 55, OutW: 56})
 	assert.ErrorContains(t, err, "invalid convolution shape")
-	_, err = asm.PortableConv(asm.ConvShape{K: 3, Stride: 1, Pad: 0, InC: 1, OutC: 1, InH: 2, InW: 2, OutH: 0, OutW: 0})
+	_, err = asm.PortableConv(shape.Conv{K: 3, Stride: 1, Pad: 0, InC: 1, OutC: 1, InH: 2, InW: 2, OutH: 0, OutW: 0})
 	assert.ErrorContains(t, err, "invalid convolution shape", "a kernel larger than its padded input")
-	s := shape(3, 1, 64, 64, 56, 48)
+	s := convShape(3, 1, 64, 64, 56, 48)
 	k, err := asm.PortableConv(s)
 	require.NoError(t, err)
 	_, err = k.PackWeights(make([]float32, 10))
@@ -75,7 +76,7 @@ func TestConvRejectsBadArguments(t *testing.T) {
 // A kernel table entry is checked before the driver runs it, and a lookup
 // names what is missing.
 func TestKernelSetLookups(t *testing.T) {
-	s := shape(3, 1, 32, 32, 8, 6)
+	s := convShape(3, 1, 32, 32, 8, 6)
 	var set *asm.KernelSet
 	k, err := set.ConvKernel(s, asm.Purego)
 	require.NoError(t, err, "the portable tier needs no table")
@@ -92,21 +93,21 @@ func TestKernelSetLookups(t *testing.T) {
 	noop := func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr) {}
 	set = &asm.KernelSet{Conv: []asm.ConvKernel{
 		{Name: "ok", Tier: simd, Shape: s, TH: 3, TW: 6, V: 1, Lanes: 16, RemTH: 2, Main: noop, Rem: noop},
-		{Name: "norem", Tier: simd, Shape: shape(3, 1, 32, 32, 9, 6), TH: 2, TW: 6, V: 1, Lanes: 16, RemTH: 1, Main: noop},
-		{Name: "badrem", Tier: simd, Shape: shape(3, 1, 32, 32, 10, 6), TH: 3, TW: 4, V: 1, Lanes: 16, RemTH: 1, Main: noop, Rem: noop},
-		{Name: "badblock", Tier: simd, Shape: shape(3, 1, 32, 48, 10, 6), TH: 1, TW: 6, V: 2, Lanes: 16, Main: noop},
+		{Name: "norem", Tier: simd, Shape: convShape(3, 1, 32, 32, 9, 6), TH: 2, TW: 6, V: 1, Lanes: 16, RemTH: 1, Main: noop},
+		{Name: "badrem", Tier: simd, Shape: convShape(3, 1, 32, 32, 10, 6), TH: 3, TW: 4, V: 1, Lanes: 16, RemTH: 1, Main: noop, Rem: noop},
+		{Name: "badblock", Tier: simd, Shape: convShape(3, 1, 32, 48, 10, 6), TH: 1, TW: 6, V: 2, Lanes: 16, Main: noop},
 	}}
 	assert.Equal(t, []asm.Tier{simd}, set.Tiers())
 	k, err = set.ConvKernel(s, simd)
 	require.NoError(t, err)
 	assert.Equal(t, "ok", k.Name)
-	_, err = set.ConvKernel(shape(3, 1, 32, 32, 9, 6), simd)
+	_, err = set.ConvKernel(convShape(3, 1, 32, 32, 9, 6), simd)
 	assert.ErrorContains(t, err, "remainder kernel is missing")
-	_, err = set.ConvKernel(shape(3, 1, 32, 32, 10, 6), simd)
+	_, err = set.ConvKernel(convShape(3, 1, 32, 32, 10, 6), simd)
 	assert.ErrorContains(t, err, "the 3x4 tile leaves 1, 2")
-	_, err = set.ConvKernel(shape(3, 1, 32, 48, 10, 6), simd)
+	_, err = set.ConvKernel(convShape(3, 1, 32, 48, 10, 6), simd)
 	assert.ErrorContains(t, err, "does not fit 48 output channels")
-	_, err = set.ConvKernel(shape(1, 1, 32, 32, 8, 6), simd)
+	_, err = set.ConvKernel(convShape(1, 1, 32, 32, 8, 6), simd)
 	assert.ErrorContains(t, err, "no "+simd.String()+" kernel for conv1x1s1_c32k32_h8w6")
 	_, err = set.MaxPoolKernel(64, simd)
 	assert.ErrorContains(t, err, "max-pool kernel for 64 channels")
@@ -131,27 +132,27 @@ func TestParseTier(t *testing.T) {
 // transformed tiles and products (16 planes · tiles · (InC+OutC) floats an
 // image for F(2,3)), worked out by hand for ResNet's deep layers.
 func TestWinogradSharesWeights(t *testing.T) {
-	w14 := &asm.WinogradKernel{Shape: shape(3, 1, 256, 256, 14, 14), M: 2, Chunk: 49} // 49 tiles: 1.6 MB of planes an image
-	u14 := 16 * 256 * 256 * 4                                                         // 4 MiB
+	w14 := &asm.WinogradKernel{Shape: convShape(3, 1, 256, 256, 14, 14), M: 2, Chunk: 49} // 49 tiles: 1.6 MB of planes an image
+	u14 := 16 * 256 * 256 * 4                                                             // 4 MiB
 	assert.False(t, w14.SharesWeights(u14, 1), "one image has nothing to share")
 	assert.True(t, w14.SharesWeights(u14, 2), "4 MiB ≥ 3.2 MB")
 	assert.False(t, w14.SharesWeights(u14, 3), "4 MiB < 4.8 MB")
-	w7 := &asm.WinogradKernel{Shape: shape(3, 1, 512, 512, 7, 7), M: 2, Chunk: 16} // 16 tiles: 1 MiB an image
-	u7 := 16 * 512 * 512 * 4                                                       // 16 MiB
+	w7 := &asm.WinogradKernel{Shape: convShape(3, 1, 512, 512, 7, 7), M: 2, Chunk: 16} // 16 tiles: 1 MiB an image
+	u7 := 16 * 512 * 512 * 4                                                           // 16 MiB
 	assert.True(t, w7.SharesWeights(u7, 8))
 	assert.True(t, w7.SharesWeights(u7, 16), "16 MiB ≥ 16 MiB")
 	assert.False(t, w7.SharesWeights(u7, 17))
-	c64 := &asm.WinogradKernel{Shape: shape(3, 1, 64, 64, 8, 8), M: 4, Chunk: 4} // 4 tiles, F(4,3): 72 KiB of planes an image
+	c64 := &asm.WinogradKernel{Shape: convShape(3, 1, 64, 64, 8, 8), M: 4, Chunk: 4} // 4 tiles, F(4,3): 72 KiB of planes an image
 	assert.True(t, c64.SharesWeights(36*64*64*4, 2), "576 KiB ≥ 512 KiB and ≥ 144 KiB")
-	c60 := &asm.WinogradKernel{Shape: shape(3, 1, 60, 60, 8, 8), M: 4, Chunk: 4}
+	c60 := &asm.WinogradKernel{Shape: convShape(3, 1, 60, 60, 8, 8), M: 4, Chunk: 4}
 	assert.False(t, c60.SharesWeights(36*60*60*4, 2), "506 KiB stays cached")
-	chunked := &asm.WinogradKernel{Shape: shape(3, 1, 256, 256, 14, 14), M: 2, Chunk: 25}
+	chunked := &asm.WinogradKernel{Shape: convShape(3, 1, 256, 256, 14, 14), M: 2, Chunk: 25}
 	assert.False(t, chunked.SharesWeights(u14, 2), "two chunks an image")
 }
 
 // written reports, per output pixel and channel, whether part 0 of 2 wrote
 // it (out starts as NaN; the layer's inputs and weights are ones).
-func writtenByFirstOfTwo(t *testing.T, s asm.ConvShape) (rows, chans map[int]bool) {
+func writtenByFirstOfTwo(t *testing.T, s shape.Conv) (rows, chans map[int]bool) {
 	k, err := asm.PortableConv(s)
 	require.NoError(t, err)
 	in, out := asm.NewBuffer(s.InH, s.InW, s.InC, s.Pad), asm.NewBuffer(s.OutH, s.OutW, s.OutC, 0)
@@ -190,10 +191,10 @@ func writtenByFirstOfTwo(t *testing.T, s asm.ConvShape) (rows, chans map[int]boo
 // rows of the map, as the Winograd layers and pools there do) and one with
 // a small map by output-channel blocks (each reads half the weights).
 func TestRunPartSplitsBigMapsByRowsSmallOnesByChannels(t *testing.T) {
-	rows, chans := writtenByFirstOfTwo(t, shape(1, 1, 16, 32, 28, 28))
+	rows, chans := writtenByFirstOfTwo(t, convShape(1, 1, 16, 32, 28, 28))
 	assert.Len(t, rows, 14, "28×28 map: part 0 of 2 computes the top half")
 	assert.Len(t, chans, 32, "28×28 map: every channel of its rows")
-	rows, chans = writtenByFirstOfTwo(t, shape(1, 1, 16, 32, 14, 14))
+	rows, chans = writtenByFirstOfTwo(t, convShape(1, 1, 16, 32, 14, 14))
 	assert.Len(t, rows, 14, "14×14 map: every row")
 	assert.Len(t, chans, 16, "14×14 map: the first of two channel blocks")
 	for c := range 16 {
@@ -226,9 +227,9 @@ func bandsOverFirstPanel(t *testing.T, k *asm.ConvKernel) int {
 // their rows in L2. Before, ResNet-50's 2048→512 on 7×7 (4 MiB, tiles of
 // 4 rows) ran in two bands.
 func TestBandsReadBigWeightsOnce(t *testing.T) {
-	big := &asm.ConvKernel{Shape: shape(1, 1, 2048, 512, 7, 7), TH: 4, TW: 1, V: 4, Lanes: 16, RemTH: 3}
+	big := &asm.ConvKernel{Shape: convShape(1, 1, 2048, 512, 7, 7), TH: 4, TW: 1, V: 4, Lanes: 16, RemTH: 3}
 	assert.Equal(t, 1, bandsOverFirstPanel(t, big), "4 MiB of weights, 400 KB of input")
 	// 64 KiB of weights, 800 KB of input: bands of 512 KiB ÷ 70 KiB a row = 7 rows.
-	small := &asm.ConvKernel{Shape: shape(1, 1, 64, 256, 56, 56), TH: 1, TW: 8, V: 4, Lanes: 16}
+	small := &asm.ConvKernel{Shape: convShape(1, 1, 64, 256, 56, 56), TH: 1, TW: 8, V: 4, Lanes: 16}
 	assert.Equal(t, 8, bandsOverFirstPanel(t, small))
 }

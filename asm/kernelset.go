@@ -1,6 +1,10 @@
 package asm
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/resnetgen/resnetgen/shape"
+)
 
 // KernelSet is the specialised kernels a generated package brings for the
 // shapes of its network, on every SIMD tier it was generated for. Lookups
@@ -41,12 +45,12 @@ func lookup[K any](t Tier, list []K, tier func(*K) Tier, match func(*K) bool, po
 
 // ConvKernel returns the kernel for shape s on tier t (the generator's
 // rule's blocking; see ConvVariant).
-func (ks *KernelSet) ConvKernel(s ConvShape, t Tier) (*ConvKernel, error) {
+func (ks *KernelSet) ConvKernel(s shape.Conv, t Tier) (*ConvKernel, error) {
 	return ks.ConvVariant(s, t, "")
 }
 
 // ConvVariants lists the variants the set has for shape s on tier t ("" first).
-func (ks *KernelSet) ConvVariants(s ConvShape, t Tier) []string {
+func (ks *KernelSet) ConvVariants(s shape.Conv, t Tier) []string {
 	var out []string
 	for _, k := range ks.list().Conv {
 		if k.Tier == t && k.Shape == s {
@@ -57,7 +61,7 @@ func (ks *KernelSet) ConvVariants(s ConvShape, t Tier) []string {
 }
 
 // ConvVariant returns the kernel variant v for shape s on tier t.
-func (ks *KernelSet) ConvVariant(s ConvShape, t Tier, v string) (*ConvKernel, error) {
+func (ks *KernelSet) ConvVariant(s shape.Conv, t Tier, v string) (*ConvKernel, error) {
 	what := "kernel for " + s.Name()
 	if v != "" {
 		what = fmt.Sprintf("kernel for %s (variant %s)", s.Name(), v)
@@ -75,13 +79,13 @@ func (ks *KernelSet) ConvVariant(s ConvShape, t Tier, v string) (*ConvKernel, er
 // stride-1 shape s on tier t (see WinogradM), with its GEMM kernels; an
 // error if the set has none (the portable tier has none: it runs the
 // direct convolution).
-func (ks *KernelSet) WinogradKernel(s ConvShape, t Tier) (*WinogradKernel, error) {
+func (ks *KernelSet) WinogradKernel(s shape.Conv, t Tier) (*WinogradKernel, error) {
 	return ks.WinogradM(s, t, 0)
 }
 
 // WinogradMs lists the tile sizes m of the Winograd kernels F(m×m,3×3) the
 // set has for shape s on tier t.
-func (ks *KernelSet) WinogradMs(s ConvShape, t Tier) []int {
+func (ks *KernelSet) WinogradMs(s shape.Conv, t Tier) []int {
 	var out []int
 	for _, k := range ks.list().Winograd {
 		if k.Tier == t && k.Shape == s {
@@ -93,20 +97,22 @@ func (ks *KernelSet) WinogradMs(s ConvShape, t Tier) []int {
 
 // WinogradM returns the Winograd kernel F(m×m,3×3) for shape s on tier t
 // (m 0: the first listed).
-func (ks *KernelSet) WinogradM(s ConvShape, t Tier, m int) (*WinogradKernel, error) {
+func (ks *KernelSet) WinogradM(s shape.Conv, t Tier, m int) (*WinogradKernel, error) {
 	if err := available(t); err != nil {
 		return nil, err
 	}
-	for i := range ks.list().Winograd {
-		k := &ks.Winograd[i]
-		if k.Tier != t || k.Shape != s || m != 0 && k.M != m {
+	for _, entry := range ks.list().Winograd {
+		if entry.Tier != t || entry.Shape != s || m != 0 && entry.M != m {
 			continue
 		}
+		// A copy: the table is a generated package's variable, shared by
+		// every Model that package makes, concurrently.
+		k := &entry
 		var err error
 		if k.gemm, err = ks.ConvKernel(k.GEMMShape, t); err != nil {
 			return nil, fmt.Errorf("%s: %w", k.Name, err)
 		}
-		if k.TailShape != (ConvShape{}) {
+		if k.TailShape != (shape.Conv{}) {
 			if k.tail, err = ks.ConvKernel(k.TailShape, t); err != nil {
 				return nil, fmt.Errorf("%s: %w", k.Name, err)
 			}

@@ -2,6 +2,8 @@ package asm
 
 import (
 	"fmt"
+
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // WinogradKernel computes a 3x3 stride-1 convolution with padding 1 by
@@ -18,9 +20,9 @@ import (
 type WinogradKernel struct {
 	Name  string
 	Tier  Tier
-	Shape ConvShape // K 3, stride 1, padding 1
-	M     int       // output tile side: 4 for F(4×4,3×3), 2 for F(2×2,3×3)
-	Chunk int       // tiles per GEMM
+	Shape shape.Conv // K 3, stride 1, padding 1
+	M     int        // output tile side: 4 for F(4×4,3×3), 2 for F(2×2,3×3)
+	Chunk int        // tiles per GEMM
 	// ICBlock is the input channels of one product call, a divisor of
 	// InC (0: InC). A layer whose U streams from memory splits its input
 	// channels so that each call's slice of a weight panel, read from
@@ -31,7 +33,7 @@ type WinogradKernel struct {
 	// input channels), over Chunk tiles and over the T mod Chunk tiles of
 	// the last chunk (zero if none); the kernels come from the same
 	// KernelSet.
-	GEMMShape, TailShape ConvShape
+	GEMMShape, TailShape shape.Conv
 	In                   func(in *float32, inRow, inPix uintptr, v *float32, vPlane, nvec uintptr, tmp *float32)
 	Out                  func(m *float32, mPlane uintptr, bias, res, out *float32, resRow, outRow, outPix, flags, nvec uintptr, tmp *float32)
 
@@ -102,13 +104,13 @@ func (k *WinogradKernel) validate() error {
 	switch {
 	case winoG[k.M] == nil:
 		return fmt.Errorf("%s: no Winograd F(%d,3)", k.Name, k.M)
-	case s.K != 3 || s.Stride != 1 || s.Pad != 1 || !s.valid():
+	case s.K != 3 || s.Stride != 1 || s.Pad != 1 || !s.Valid():
 		return fmt.Errorf("%s: Winograd takes 3x3 stride-1 layers with padding 1, not %+v", k.Name, s)
 	case k.Chunk < 1 || k.Chunk > t:
 		return fmt.Errorf("%s: chunk of %d tiles for %d tiles", k.Name, k.Chunk, t)
 	case k.ICBlock < 0 || k.icb() > s.InC || s.InC%k.icb() != 0:
 		return fmt.Errorf("%s: input channel blocks of %d for %d channels", k.Name, k.ICBlock, s.InC)
-	case k.GEMMShape != gemmShape(s, k.icb(), k.Chunk) || (t%k.Chunk == 0) != (k.TailShape == ConvShape{}) ||
+	case k.GEMMShape != gemmShape(s, k.icb(), k.Chunk) || (t%k.Chunk == 0) != (k.TailShape == shape.Conv{}) ||
 		t%k.Chunk != 0 && k.TailShape != gemmShape(s, k.icb(), t%k.Chunk):
 		return fmt.Errorf("%s: GEMM shapes %+v and %+v do not fit %d tiles in chunks of %d", k.Name, k.GEMMShape, k.TailShape, t, k.Chunk)
 	case k.In == nil || k.Out == nil:
@@ -123,8 +125,8 @@ func (k *WinogradKernel) validate() error {
 
 // gemmShape is the 1x1 convolution that multiplies n tiles of V_ξ by U_ξ,
 // icb input channels at a time.
-func gemmShape(s ConvShape, icb, n int) ConvShape {
-	return ConvShape{K: 1, Stride: 1, Pad: 0, InC: icb, OutC: s.OutC, InH: 1, InW: n, OutH: 1, OutW: n}
+func gemmShape(s shape.Conv, icb, n int) shape.Conv {
+	return shape.Conv{K: 1, Stride: 1, Pad: 0, InC: icb, OutC: s.OutC, InH: 1, InW: n, OutH: 1, OutW: n}
 }
 
 // icb is the input channels of one product call (ICBlock, or InC).

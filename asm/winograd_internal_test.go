@@ -2,8 +2,10 @@ package asm
 
 import (
 	"math"
+	"sync"
 	"testing"
 
+	"github.com/resnetgen/resnetgen/shape"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -21,16 +23,16 @@ import (
 func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
 	for _, c := range []struct {
 		name       string
-		s          ConvShape
+		s          shape.Conv
 		m, chunk   int
 		icb        int
 		blockMajor bool
 	}{
-		{"7×7×512 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, 0, true},
-		{"7×7×512 F(2,3), one chunk, 128 channels a call", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, 128, true},
-		{"14×14×64 F(2,3), one chunk", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 14, InW: 14, OutH: 14, OutW: 14}, 2, 49, 0, true},
-		{"56×56×64 F(4,3), 8 chunks", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, 0, false},
-		{"56×56×64 F(4,3), 8 chunks, 32 channels a call", ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, 32, false},
+		{"7×7×512 F(2,3), one chunk", shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, 0, true},
+		{"7×7×512 F(2,3), one chunk, 128 channels a call", shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, 128, true},
+		{"14×14×64 F(2,3), one chunk", shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 14, InW: 14, OutH: 14, OutW: 14}, 2, 49, 0, true},
+		{"56×56×64 F(4,3), 8 chunks", shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, 0, false},
+		{"56×56×64 F(4,3), 8 chunks, 32 channels a call", shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56}, 4, 25, 32, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			k := &WinogradKernel{Shape: c.s, M: c.m, Chunk: c.chunk, ICBlock: c.icb}
@@ -134,8 +136,8 @@ func TestWinogradWalksPanelsInMemoryOrder(t *testing.T) {
 // image's planes) three times that; the chunked layer ignores the batch.
 // Fitting a smaller layer afterwards keeps the room and the memory.
 func TestFitScratchServesEveryLayer(t *testing.T) {
-	sq := func(c, hw int) ConvShape {
-		return ConvShape{K: 3, Stride: 1, Pad: 1, InC: c, OutC: c, InH: hw, InW: hw, OutH: hw, OutW: hw}
+	sq := func(c, hw int) shape.Conv {
+		return shape.Conv{K: 3, Stride: 1, Pad: 1, InC: c, OutC: c, InH: hw, InW: hw, OutH: hw, OutW: hw}
 	}
 	big := &WinogradKernel{Shape: sq(64, 56), M: 4, Chunk: 25}
 	deep := &WinogradKernel{Shape: sq(512, 7), M: 2, Chunk: 16}
@@ -195,7 +197,7 @@ func TestPlanesFallInDistinctL1Sets(t *testing.T) {
 // for one tile row, so a table whose GEMM kernel has taller tiles is
 // refused when the kernel set is built, not run wrong.
 func TestValidateWantsOneRowGEMMTiles(t *testing.T) {
-	s := ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8}
+	s := shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8}
 	k := &WinogradKernel{Name: "w", Shape: s, M: 4, Chunk: 4,
 		In: func(*float32, uintptr, uintptr, *float32, uintptr, uintptr, *float32) {},
 		Out: func(*float32, uintptr, *float32, *float32, *float32, uintptr, uintptr, uintptr, uintptr, uintptr, *float32) {
@@ -207,4 +209,43 @@ func TestValidateWantsOneRowGEMMTiles(t *testing.T) {
 	require.NoError(t, k.validate())
 	k.gemm.TH = 2
 	require.ErrorContains(t, k.validate(), "one row high")
+}
+
+// TestWinogradMLeavesTheTableAlone: a generated package's kernel table is
+// one variable that every Model of the package reads, New after New and
+// concurrently, so looking a Winograd kernel up must not write into it
+// (it stored the resolved GEMM in the table's entry: two New calls at once
+// raced, which `go test -race` reports here).
+func TestWinogradMLeavesTheTableAlone(t *testing.T) {
+	if !Has(Best()) || Best() == Purego {
+		t.Skip("the portable tier has no Winograd kernels") // CI requires a SIMD tier on amd64 and arm64
+	}
+	s := shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8}
+	noop := func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr) {}
+	g := gemmShape(s, 64, 4)
+	ks := &KernelSet{
+		Conv: []ConvKernel{{Name: "gemm", Tier: Best(), Shape: g, TH: 1, TW: 4, V: 1, Lanes: 16, Main: noop}},
+		Winograd: []WinogradKernel{{Name: "w", Tier: Best(), Shape: s, M: 4, Chunk: 4, GEMMShape: g,
+			In: func(*float32, uintptr, uintptr, *float32, uintptr, uintptr, *float32) {},
+			Out: func(*float32, uintptr, *float32, *float32, *float32, uintptr, uintptr, uintptr, uintptr, uintptr, *float32) {
+			}}},
+	}
+	var wg sync.WaitGroup
+	got := make([]*WinogradKernel, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := ks.WinogradM(s, Best(), 4)
+			assert.NoError(t, err)
+			got[i] = k
+		}()
+	}
+	wg.Wait()
+	assert.Nil(t, ks.Winograd[0].gemm, "the table's entry was written")
+	for _, k := range got {
+		require.NotNil(t, k)
+		assert.NotSame(t, &ks.Winograd[0], k)
+		assert.Equal(t, "gemm", k.gemm.Name)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/bench/peak"
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // BenchmarkKernels runs every kernel of the generated family packages on
@@ -57,7 +58,7 @@ func TestMeasurementsAreWellFormed(t *testing.T) {
 			assert.GreaterOrEqual(t, len(jobs), 38+7, "every conv shape of the family, pools and classifiers")
 		}
 	}
-	k, err := asm.PortableConv(asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 6, OutH: 8, OutW: 6})
+	k, err := asm.PortableConv(shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 6, OutH: 8, OutW: 6})
 	require.NoError(t, err)
 	r := Conv(k, Options{Rounds: 1, MinTime: time.Millisecond, PeakTime: time.Millisecond})
 	assert.Equal(t, "conv", r.Op)

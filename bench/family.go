@@ -32,22 +32,22 @@ func FamilyKernels(t asm.Tier) ([]Job, error) {
 		}
 		ks := info.Kernels
 		for _, s := range net.ConvShapes() {
-			for _, v := range ks.ConvVariants(asm.ConvShape(s), t) {
-				k, err := ks.ConvVariant(asm.ConvShape(s), t, v)
+			for _, v := range ks.ConvVariants(s, t) {
+				k, err := ks.ConvVariant(s, t, v)
 				if err != nil {
 					return nil, err
 				}
 				add(k.Name, func(o Options) KernelResult { return Conv(k, o) })
 			}
 			if t == asm.Purego {
-				k, err := ks.ConvKernel(asm.ConvShape(s), t)
+				k, err := ks.ConvKernel(s, t)
 				if err != nil {
 					return nil, err
 				}
 				add(k.Name, func(o Options) KernelResult { return Conv(k, o) })
 			}
-			for _, m := range ks.WinogradMs(asm.ConvShape(s), t) {
-				w, err := ks.WinogradM(asm.ConvShape(s), t, m)
+			for _, m := range ks.WinogradMs(s, t) {
+				w, err := ks.WinogradM(s, t, m)
 				if err != nil {
 					return nil, err
 				}

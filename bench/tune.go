@@ -29,7 +29,7 @@ type TuneResult struct {
 func Tune(ks *asm.KernelSet, net *resnet.Network, t asm.Tier, o Options) ([]TuneResult, error) {
 	var out []TuneResult
 	for _, s := range net.ConvShapes() {
-		cs := asm.ConvShape(s)
+		cs := s
 		type cand struct {
 			name string
 			run  func(Options) KernelResult

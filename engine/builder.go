@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // Builder makes a network's layers from its folded weights and a generated
@@ -107,20 +108,20 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	in, out := ins[0], outs[0]
-	w, shape, err := b.tensor(name+".weight", -1)
+	w, dims, err := b.tensor(name+".weight", -1)
 	if b.fail(err) {
 		return
 	}
-	if len(shape) != 4 || shape[0] != out.C || shape[1] != in.C || shape[2] != shape[3] {
-		b.fail(fmt.Errorf("%s: weight %v does not fit %d→%d channels", name, shape, in.C, out.C))
+	if len(dims) != 4 || dims[0] != out.C || dims[1] != in.C || dims[2] != dims[3] {
+		b.fail(fmt.Errorf("%s: weight %v does not fit %d→%d channels", name, dims, in.C, out.C))
 		return
 	}
-	k := shape[2]
+	k := dims[2]
 	bias, _, err := b.tensor(name+".bias", out.C)
 	if b.fail(err) {
 		return
 	}
-	s := asm.ConvShape{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
+	s := shape.Conv{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
 	winograd, variant, m := b.choose(s, b.ks.WinogradMs(s, b.tier))
 	var wk *asm.WinogradKernel
 	if winograd {
@@ -175,7 +176,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 // the first tile size it lists (gen/kernels.winoFor), the direct variant
 // by CPU family. Nothing here depends on the worker count, so 1 and N
 // workers compute the same logits.
-func (b *Builder) choose(s asm.ConvShape, ms []int) (winograd bool, variant string, m int) {
+func (b *Builder) choose(s shape.Conv, ms []int) (winograd bool, variant string, m int) {
 	variant = defaultVariant(b.tier, b.ks.ConvVariants(s, b.tier))
 	if len(ms) > 0 {
 		m = ms[0]

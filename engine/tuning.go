@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // Tuning is what `resnet tune` measured on one machine: per tier and
@@ -63,7 +64,7 @@ func TuningPath() (string, error) {
 }
 
 // TuningKey names a shape on a tier in the cache.
-func TuningKey(t asm.Tier, s asm.ConvShape) string { return t.String() + "/" + s.Name() }
+func TuningKey(t asm.Tier, s shape.Conv) string { return t.String() + "/" + s.Name() }
 
 // ReadTuning reads the cache file; a missing file is an empty cache.
 func ReadTuning(path string) (*Tuning, error) {
@@ -110,7 +111,7 @@ var (
 
 // tuned returns the candidate the cache says is fastest for a shape on
 // this machine.
-func tuned(t asm.Tier, s asm.ConvShape) (string, bool) {
+func tuned(t asm.Tier, s shape.Conv) (string, bool) {
 	tuningOnce.Do(func() {
 		path, err := TuningPath()
 		if err != nil || path == "off" {

@@ -1,9 +1,10 @@
 // Package gen is resnetgen's generator: from a network of the family (named,
 // or read from a checkpoint with its own class count), an input size and a
 // package name it writes a self-contained Go package: the network's own
-// AVX-512 and AVX2 kernels (gen/kernels, Avo), its model.go and tests
-// (gen/graph, Jennifer) and, optionally, its weights with BatchNorm folded,
-// compiled in. cmd/resnetgen is its command line; this repository's
+// kernels on every tier, as the kernel plan decides them (gen/plan) and the
+// backends render them (gen/kernels: AVX-512 and AVX2 with Avo, NEON with
+// our emitter), its model.go and tests (gen/graph, Jennifer) and,
+// optionally, its weights with BatchNorm folded, compiled in. cmd/resnetgen is its command line; this repository's
 // generated/ packages are written by the same command.
 //
 // Nothing is written until every input has been checked, and a file the
@@ -77,7 +78,7 @@ type Result struct {
 	Files   []string // names written, sorted
 	Removed []string // stale generated files removed
 	Bytes   int64
-	Shapes  int // distinct convolution shapes, one kernel each per tier
+	Shapes  int // distinct convolution shapes (each with one or more kernels per tier: the plan's variants)
 }
 
 // Generate checks the options, generates the package and writes it.
@@ -167,7 +168,7 @@ func Generate(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	say("kernels: %d AVX-512 and AVX2 micro-kernels (%v)", len(shapes)*2, time.Since(start).Round(time.Millisecond))
+	say("kernels: %s (%v)", kernels.Summary(ks), time.Since(start).Round(time.Millisecond))
 	maps(files, ks)
 	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
 	if o.Embed {

@@ -1,33 +1,20 @@
 package resnet
 
 import (
-	"fmt"
 	"sort"
+
+	"github.com/resnetgen/resnetgen/shape"
 )
 
-// ConvShape is what a specialised convolution kernel depends on: square
-// kernel, stride, padding, channels and the input and output sizes.
-// (asm.ConvShape has the same fields, so one converts to the other.)
-type ConvShape struct {
-	K, Stride, Pad int
-	InC, OutC      int
-	InH, InW       int
-	OutH, OutW     int
-}
-
-func (s ConvShape) String() string {
-	return fmt.Sprintf("conv %dx%d/%d %d→%d on %dx%d", s.K, s.K, s.Stride, s.InC, s.OutC, s.InH, s.InW)
-}
-
 // ConvShape returns a conv layer's shape.
-func (l *Layer) ConvShape() ConvShape {
-	return ConvShape{l.Kernel, l.Stride, l.Pad, l.InShape.C, l.OutShape.C, l.InShape.H, l.InShape.W, l.OutShape.H, l.OutShape.W}
+func (l *Layer) ConvShape() shape.Conv {
+	return shape.Conv{K: l.Kernel, Stride: l.Stride, Pad: l.Pad, InC: l.InShape.C, OutC: l.OutShape.C, InH: l.InShape.H, InW: l.InShape.W, OutH: l.OutShape.H, OutW: l.OutShape.W}
 }
 
 // ConvShapes returns the distinct convolution shapes of the network, largest
 // maps first, in a fixed order: one specialised kernel each.
-func (n *Network) ConvShapes() []ConvShape {
-	seen := map[ConvShape]bool{}
+func (n *Network) ConvShapes() []shape.Conv {
+	seen := map[shape.Conv]bool{}
 	for i := range n.Layers {
 		if n.Layers[i].Op == OpConv {
 			seen[n.Layers[i].ConvShape()] = true
@@ -39,16 +26,16 @@ func (n *Network) ConvShapes() []ConvShape {
 // FamilyConvShapes returns the distinct convolution shapes of every
 // catalogued network (both bottleneck variants, the plain nets and the
 // CIFAR nets) at their own input sizes, in the order of ConvShapes.
-func FamilyConvShapes() []ConvShape {
-	seen := map[ConvShape]bool{}
+func FamilyConvShapes() []shape.Conv {
+	seen := map[shape.Conv]bool{}
 	for _, l := range DistinctLayers(OpConv) {
 		seen[l.ConvShape()] = true
 	}
 	return sortShapes(seen)
 }
 
-func sortShapes(seen map[ConvShape]bool) []ConvShape {
-	out := make([]ConvShape, 0, len(seen))
+func sortShapes(seen map[shape.Conv]bool) []shape.Conv {
+	out := make([]shape.Conv, 0, len(seen))
 	for s := range seen {
 		out = append(out, s)
 	}

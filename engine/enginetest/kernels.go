@@ -11,6 +11,7 @@ import (
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // KernelTolerance bounds |fp32 kernel − float64 reference| relative to the
@@ -40,14 +41,14 @@ func Kernels(t *testing.T, p Package) {
 	}
 	for i, s := range net.ConvShapes() {
 		for _, tier := range tiers {
-			k, err := p.Kernels.ConvKernel(asm.ConvShape(s), tier)
+			k, err := p.Kernels.ConvKernel(s, tier)
 			require.NoError(t, err)
 			ConvKernel(t, k, uint64(i))
-			for _, v := range p.Kernels.ConvVariants(asm.ConvShape(s), tier) {
+			for _, v := range p.Kernels.ConvVariants(s, tier) {
 				if v == "" {
 					continue
 				}
-				k, err := p.Kernels.ConvVariant(asm.ConvShape(s), tier, v)
+				k, err := p.Kernels.ConvVariant(s, tier, v)
 				require.NoError(t, err)
 				ConvKernel(t, k, uint64(i))
 				if k.ICBlock > 0 {
@@ -60,8 +61,8 @@ func Kernels(t *testing.T, p Package) {
 					}
 				}
 			}
-			for _, m := range p.Kernels.WinogradMs(asm.ConvShape(s), tier) {
-				w, err := p.Kernels.WinogradM(asm.ConvShape(s), tier, m)
+			for _, m := range p.Kernels.WinogradMs(s, tier) {
+				w, err := p.Kernels.WinogradM(s, tier, m)
 				require.NoError(t, err)
 				WinogradKernel(t, w, uint64(i))
 			}
@@ -164,7 +165,7 @@ func WinogradKernel(t *testing.T, k *asm.WinogradKernel, seed uint64) {
 
 // convCase is one shape's random data and its float64 reference result.
 type convCase struct {
-	s          asm.ConvShape
+	s          shape.Conv
 	in, res    asm.Buffer // res has a halo of 1 (as a block input feeding a 3x3 would)
 	oihw, bias []float32
 	relu       bool
@@ -206,13 +207,13 @@ var (
 )
 
 type caseKey struct {
-	s    asm.ConvShape
+	s    shape.Conv
 	seed uint64
 }
 
 // cachedConvCase computes each shape's reference once for all tiers (the
 // float64 reference is the slow part).
-func cachedConvCase(s asm.ConvShape, seed uint64) *convCase {
+func cachedConvCase(s shape.Conv, seed uint64) *convCase {
 	casesMu.Lock()
 	defer casesMu.Unlock()
 	k := caseKey{s, seed}
@@ -224,7 +225,7 @@ func cachedConvCase(s asm.ConvShape, seed uint64) *convCase {
 	return c
 }
 
-func newConvCase(s asm.ConvShape, seed uint64) *convCase {
+func newConvCase(s shape.Conv, seed uint64) *convCase {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	c := &convCase{s: s, relu: seed%2 == 0, withRes: seed%3 != 2}
 	c.in = asm.NewBuffer(s.InH, s.InW, s.InC, s.Pad)
@@ -398,7 +399,7 @@ func guardedRuns(t *testing.T, p Package, net *resnet.Network, tiers []asm.Tier)
 		for _, atEnd := range []bool{true, false} {
 			g := newGuard(t, atEnd)
 			for _, s := range net.ConvShapes() {
-				cs := asm.ConvShape(s)
+				cs := s
 				if tier == asm.Purego && s.OutH*s.OutW > 32*32 {
 					continue // the portable kernel is bounds-checked Go; keep the slow tier short
 				}

@@ -7,8 +7,7 @@ import (
 	"github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
-
-	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/gen/plan"
 )
 
 // convSignature is the Go signature of every convolution micro-kernel. It
@@ -30,24 +29,10 @@ import (
 // and the driver sums the slices in the output through res.
 const convSignature = "func(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)"
 
-// convShape is what a specialised convolution kernel is specialised on.
-type convShape = resnet.ConvShape
-
-// kernelName names a kernel by its layer shape and tier, as
-// asm.ConvShape.Name does: conv3x3s1_c64k64_h56_avx512, or
-// conv3x3s1_c64k64_h48w40_avx512 for a rectangular input.
-func kernelName(s convShape, t tier) string {
-	size := fmt.Sprintf("h%d", s.InH)
-	if s.InW != s.InH {
-		size += fmt.Sprintf("w%d", s.InW)
-	}
-	return fmt.Sprintf("conv%dx%ds%d_c%dk%d_%s_%s", s.K, s.K, s.Stride, s.InC, s.OutC, size, t.Name)
-}
-
 // emitter wraps an Avo context with the tier's vector register kind.
 type emitter struct {
 	*build.Context
-	t tier
+	t plan.Tier
 }
 
 func (e emitter) vec() reg.VecVirtual {
@@ -79,7 +64,7 @@ func (e emitter) forPixels(base reg.Register, strideParam string, th, tw, outC i
 // (a counter), kx (unrolled) and ic (a counter, unrolled by u) loads V
 // weight vectors, then for each pixel broadcasts one input scalar and does V
 // FMAs; the epilogue adds the residual, applies ReLU and stores.
-func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
+func (e emitter) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int) {
 	callTiles := max(1, s.OutW/b.TW) // full tiles a call of the main kernel computes
 	b.TW = tw                        // this kernel's tile width (the remainder kernels are narrower)
 	t := e.t
@@ -89,7 +74,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 	if b.ICBlock > 0 {
 		icb = b.ICBlock
 	}
-	u := unroll(icb)
+	u := plan.Unroll(icb)
 	px := s.Stride * s.InC * 4 // bytes between the inputs of adjacent output pixels
 	e.Function(name)
 	e.Attributes(attr.NOSPLIT)
@@ -275,7 +260,7 @@ func (e emitter) emitConv(name string, s convShape, b blocking, th, tw int) {
 // perIter lines in each unrolled iteration of its callTiles tiles: twice
 // as many as cover its own chunk, so each line is asked for by its call and
 // the one before. perIter is 0 for the kernels that do not spread.
-func spreadPrefetch(s convShape, b blocking, t tier, callTiles int) (chunk, perIter int) {
+func spreadPrefetch(s plan.Shape, b plan.Blocking, t plan.Tier, callTiles int) (chunk, perIter int) {
 	if !b.PrefetchNext || !b.SpreadPrefetch {
 		return 0, 0
 	}
@@ -286,7 +271,7 @@ func spreadPrefetch(s convShape, b blocking, t tier, callTiles int) (chunk, perI
 	tileRows := (s.OutH + b.TH - 1) / b.TH
 	lines := s.K * s.K * icb * b.V * t.Lanes * 4 / 64
 	chunk = (lines + tileRows - 1) / tileRows
-	u := unroll(icb)
+	u := plan.Unroll(icb)
 	iters := callTiles * s.K * s.K * icb / u
 	return chunk, min(u, 2*((chunk+iters-1)/iters))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/gen/plan"
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
@@ -72,69 +73,6 @@ func TestPrefetchNextWhereWeightsStream(t *testing.T) {
 	}
 }
 
-// TestP8PanelsFitL2: the p8 variant's channel block panels stay within
-// 1 MiB, worked out by hand. A 3x3 layer with 512 input channels and 64
-// output channels a block has a 9·512·64·4 = 1,179,648-byte panel, so its
-// blocks shrink to 32 channels (576 KiB), with 1×7-pixel tiles on the 7×7
-// outputs; 256 input channels (576 KiB at 64 channels) and the 1x1 layers
-// (2048·64·4 = 512 KiB) keep 64-channel blocks.
-func TestP8PanelsFitL2(t *testing.T) {
-	s3 := func(stride, inC, outC, in int) convShape {
-		out := (in+2-3)/stride + 1
-		return convShape{K: 3, Stride: stride, Pad: 1, InC: inC, OutC: outC, InH: in, InW: in, OutH: out, OutW: out}
-	}
-	for _, s := range []convShape{s3(2, 512, 512, 14), s3(1, 512, 512, 7)} {
-		b := capPixels(s)
-		assert.Equal(t, blocking{TH: 1, TW: 7, V: 2}, b, "%+v", s)
-	}
-	for _, s := range []convShape{s3(2, 256, 512, 14), s3(1, 256, 256, 14),
-		{K: 1, Stride: 1, InC: 2048, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7}} {
-		assert.Equal(t, 4, capPixels(s).V, "%+v", s)
-	}
-}
-
-// TestWinogradChunks: the tiles per chunk, worked out by hand from the
-// rule in winogradGEMMs (planes of a tile: α²·4·(InC+OutC) bytes), and the
-// input channels of a product call: 128 where U streams (4 MiB or more),
-// all of them elsewhere.
-func TestWinogradChunks(t *testing.T) {
-	sq := func(c, hw int) convShape {
-		return convShape{K: 3, Stride: 1, Pad: 1, InC: c, OutC: c, InH: hw, InW: hw, OutH: hw, OutW: hw}
-	}
-	for _, c := range []struct {
-		name        string
-		s           convShape
-		f           winoF
-		chunk, tail int
-		icb         int
-	}{
-		// U 0.6 MB: 196 tiles of 18 KiB = 3.5 MiB, 512 KiB chunks: 7, made even: 8 of 25 (the last 21).
-		{"56×56×64 F(4,3)", sq(64, 56), winoF4, 25, 21, 64},
-		// U 2.4 MB (2 to 4 MiB): 49 tiles of 36 KiB = 1.7 MiB, 1 MiB chunks: 2 of 25 (the last 24).
-		{"28×28×128 F(4,3)", sq(128, 28), winoF4, 25, 24, 128},
-		// U 4 MiB (streams): 49 tiles of 32 KiB in one chunk.
-		{"14×14×256 F(2,3)", sq(256, 14), winoF2, 49, 0, 128},
-		// U 9 MiB: 16 tiles of 72 KiB in one chunk.
-		{"14×14×256 F(4,3)", sq(256, 14), winoF4, 16, 0, 128},
-		// U 16 MiB: 16 tiles of 64 KiB in one chunk.
-		{"7×7×512 F(2,3)", sq(512, 7), winoF2, 16, 0, 128},
-		// The CIFAR layers fit one 512 KiB chunk (64 tiles of 4.5 KiB, 16 of
-		// 9 KiB, 4 of 18 KiB) but split into two where each has ≥ 8 tiles.
-		{"32×32×16 F(4,3)", sq(16, 32), winoF4, 32, 0, 16},
-		{"16×16×32 F(4,3)", sq(32, 16), winoF4, 8, 0, 32},
-		{"8×8×64 F(4,3)", sq(64, 8), winoF4, 4, 0, 64},
-	} {
-		chunk, gemm, tail := winogradGEMMs(c.s, c.f)
-		assert.Equal(t, c.chunk, chunk, c.name)
-		assert.Equal(t, c.chunk, gemm.OutW, c.name)
-		assert.Equal(t, c.tail, tail.OutW, c.name)
-		assert.Equal(t, c.icb, gemm.InC, c.name)
-		if c.tail > 0 {
-			assert.Equal(t, c.icb, tail.InC, c.name)
-		}
-	}
-}
-
 var tableEntry = regexp.MustCompile(`(?s)Name: "(\w+)", Tier: asm\.\w+, Variant: "(\w*)",.*?RemTW: \d+,(?: ICBlock: (\d+),)? Main:`)
 
 // TestSplitKVariants: the split variants (splitK) exist for exactly the
@@ -159,7 +97,7 @@ func TestSplitKVariants(t *testing.T) {
 			got[m[1]] = m[2] + " " + m[3]
 		}
 	}
-	assert.True(t, strings.HasSuffix(splitName, engine.SplitVariant))
+	assert.True(t, strings.HasSuffix(plan.SplitVariant, engine.SplitVariant))
 	want := map[string]string{}
 	for _, s := range []string{"conv1x1s2_c512k1024_h28", "conv1x1s1_c1024k512_h14", "conv1x1s2_c1024k2048_h14", "conv1x1s1_c512k2048_h7", "conv1x1s1_c2048k512_h7"} {
 		want[s+"_avx512_splitk"] = "splitk 128"
@@ -174,37 +112,6 @@ func TestSplitKVariants(t *testing.T) {
 	assert.Equal(t, want, got)
 }
 
-// TestGEMMBlockingWidestBlock: a Winograd GEMM takes the widest channel
-// block the model rates at peak (chooseGEMMBlocking), worked out by hand
-// for AVX-512 (32 registers, two loads and two FMAs a cycle, latency 5):
-// 49 tiles by 256 channels — the rule's 1×7 tiles of 2 vectors (exact, 14
-// accumulators) give way to 1×5 of 4 vectors (20 accumulators; the 1×4
-// remainder's 16 accumulators still cover the latency), not 1×6 (its 1×1
-// remainder, 4 accumulators, is latency-bound); 16 tiles by 512 channels
-// keep 1×4 of 4 vectors (already the widest), and 25 by 64 keep 1×5 of 4.
-// On AVX2 (16 registers) 4 vectors fit only 2 pixels (8 accumulators,
-// latency-bound), so the 49-tile GEMM keeps the rule's blocking.
-func TestGEMMBlockingWidestBlock(t *testing.T) {
-	gemm := func(inC, outC, tiles int) convShape {
-		return convShape{K: 1, Stride: 1, InC: inC, OutC: outC, InH: 1, InW: tiles, OutH: 1, OutW: tiles}
-	}
-	for _, c := range []struct {
-		s    convShape
-		t    tier
-		want blocking
-	}{
-		{gemm(128, 256, 49), avx512, blocking{TH: 1, TW: 5, V: 4, RemTW: 4}},
-		{gemm(128, 512, 16), avx512, blocking{TH: 1, TW: 4, V: 4}},
-		{gemm(64, 64, 25), avx512, blocking{TH: 1, TW: 5, V: 4}},
-		{gemm(128, 256, 49), avx2, chooseBlocking(gemm(128, 256, 49), avx2)},
-	} {
-		assert.Equal(t, c.want, chooseGEMMBlocking(c.s, c.t, 0), "%+v on %s", c.s, c.t.Name)
-	}
-	rule := chooseBlocking(gemm(128, 256, 49), avx512)
-	assert.Equal(t, blocking{TH: 1, TW: 7, V: 2}, rule, "the rule's own choice, which the GEMM rule widens")
-	assert.Equal(t, rule, chooseGEMMBlocking(gemm(128, 256, 49), avx512, 2), "a forced V (a tail GEMM) is kept")
-}
-
 // A split 3x3 kernel's slice exceeds L1 and every tile re-reads it from
 // L2: p8's split of ResNet-18's 3x3/2 256→512 takes 1×7-pixel tiles of 2
 // vectors (64 B of weights per input channel and tap for 14 FMAs), not
@@ -213,9 +120,6 @@ func TestGEMMBlockingWidestBlock(t *testing.T) {
 // (4·9·32) = 85 → 64 channels (a divisor of 256). 1x1 splits keep p8's
 // tiles (TestSplitKVariants), as does the unsplit p8 kernel.
 func TestSplit3x3TilesReadL2(t *testing.T) {
-	assert.InDelta(t, 4.0/3, avx512p8Split.l2Slowdown(4), 1e-9)
-	assert.InDelta(t, 64*2/24.0/7, avx512p8Split.l2Slowdown(7), 1e-9)
-	assert.Zero(t, avx512p8.l2Slowdown(4), "only the split 3x3 blockings count L2 reads")
 	files, err := Emit("resnet18", resnet.MustBuild("resnet18"))
 	require.NoError(t, err)
 	table := string(files["kernels_amd64.go"])
@@ -240,44 +144,36 @@ func TestSplit3x3TilesReadL2(t *testing.T) {
 // each of the 144 unrolled iterations of a call. p8's split 1x1 kernels
 // (seven 4×1 tiles a call on 7×7) keep their per-tile lines.
 func TestSpreadPrefetchCoversNextPanel(t *testing.T) {
-	r50 := resnet.MustBuild("resnet50")
-	rule := func(tr tier) func(convShape) blocking {
-		return func(s convShape) blocking { return chooseBlocking(s, tr) }
-	}
+	r50, r18 := resnet.MustBuild("resnet50"), resnet.MustBuild("resnet18")
+	p50, p18 := plan.For(r50, plan.AVX512), plan.For(r18, plan.AVX512)
 	for _, tc := range []struct {
-		s     convShape
-		tier  tier
-		block func(convShape) blocking
+		p    plan.Plan
+		name string
 	}{
-		{shapeOf(t, r50, 3, 2, 512, 512), avx512, capPixelsSplit},
-		{shapeOf(t, r50, 3, 2, 512, 512), avx512, rule(avx512)},
-		{shapeOf(t, r50, 3, 1, 512, 512), avx512, capPixelsSplit},
-		{shapeOf(t, resnet.MustBuild("resnet18"), 3, 2, 256, 512), avx512, capPixelsSplit},
-		{shapeOf(t, r50, 1, 1, 2048, 512), avx512, rule(avx512)},
-		{shapeOf(t, r50, 1, 1, 256, 1024), avx512, capPixels}, // unsplit, 7 tiles a call
-		{shapeOf(t, r50, 3, 2, 256, 256), avx512, capPixels},
+		{p50, "conv3x3s2_c512k512_h14_avx512_p8splitk"},
+		{p50, "conv3x3s2_c512k512_h14_avx512_splitk"},
+		{p50, "conv3x3s1_c512k512_h7_avx512_p8splitk"},
+		{p18, "conv3x3s2_c256k512_h14_avx512_p8splitk"},
+		{p50, "conv1x1s1_c2048k512_h7_avx512_splitk"},
+		{p50, "conv1x1s1_c256k1024_h14_avx512_p8"}, // unsplit, 7 tiles a call
+		{p50, "conv3x3s2_c256k256_h28_avx512_p8"},
 	} {
-		s := tc.s
-		b := tc.block(s)
-		if directStreamsWeights(s) && (s.K == 1 || panelBytes(s, s.OutC) >= 4<<20) {
-			var ok bool
-			b, ok = splitK(s, tc.tier, b)
-			require.True(t, ok)
-			require.Equal(t, 1, s.OutW/b.TW, "one tile a call: %v %+v", s, b)
-		} else {
-			require.True(t, spreadsPrefetch(s), "%v", s)
-			b.PrefetchNext, b.SpreadPrefetch = true, true
+		c := planned(t, tc.p, tc.name)
+		s, b := c.Shape, c.Blocking
+		require.True(t, b.PrefetchNext && b.SpreadPrefetch, tc.name)
+		if b.ICBlock > 0 {
+			require.Equal(t, 1, s.OutW/b.TW, "one tile a call: %s", tc.name)
 		}
 		icb := s.InC
 		if b.ICBlock > 0 {
 			icb = b.ICBlock
 		}
-		chunk, perIter := spreadPrefetch(s, b, tc.tier, s.OutW/b.TW)
+		chunk, perIter := spreadPrefetch(s, b, plan.AVX512, s.OutW/b.TW)
 		require.Positive(t, perIter)
-		lines := s.K * s.K * icb * b.V * tc.tier.Lanes * 4 / 64
+		lines := s.K * s.K * icb * b.V * plan.AVX512.Lanes * 4 / 64
 		asked := make([]int, lines)
 		for r := range (s.OutH + b.TH - 1) / b.TH {
-			n := s.OutW / b.TW * s.K * s.K * icb / unroll(icb) * perIter
+			n := s.OutW / b.TW * s.K * s.K * icb / plan.Unroll(icb) * perIter
 			for l := r * chunk; l < r*chunk+n && l < lines; l++ {
 				asked[l]++
 			}
@@ -287,32 +183,31 @@ func TestSpreadPrefetchCoversNextPanel(t *testing.T) {
 			if l < chunk {
 				least = 1
 			}
-			if !assert.True(t, k >= least && k <= 5, "%v %+v: line %d of %d asked for %d times", s, b, l, lines, k) {
+			if !assert.True(t, k >= least && k <= 5, "%s: line %d of %d asked for %d times", tc.name, l, lines, k) {
 				break
 			}
 		}
 	}
-	s := shapeOf(t, r50, 3, 2, 512, 512)
-	b, _ := splitK(s, avx512, capPixelsSplit(s))
-	chunk, perIter := spreadPrefetch(s, b, avx512, 1)
+	c := planned(t, p50, "conv3x3s2_c512k512_h14_avx512_p8splitk")
+	chunk, perIter := spreadPrefetch(c.Shape, c.Blocking, plan.AVX512, 1)
 	assert.Equal(t, [2]int{165, 4}, [2]int{chunk, perIter})
 	files, err := Emit("resnet50", r50)
 	require.NoError(t, err)
 	assert.Contains(t, string(files["kernels_avx512_amd64.s"]), "IMUL3Q $0x00002940")
-	s = shapeOf(t, r50, 1, 1, 2048, 512)
-	p8, _ := splitK(s, avx512, capPixels(s))
-	require.Equal(t, 7, s.OutW/p8.TW)
-	_, perIter = spreadPrefetch(s, p8, avx512, 7)
+	c = planned(t, p50, "conv1x1s1_c2048k512_h7_avx512_p8splitk")
+	require.Equal(t, 7, c.Shape.OutW/c.TW)
+	require.False(t, c.SpreadPrefetch)
+	_, perIter = spreadPrefetch(c.Shape, c.Blocking, plan.AVX512, 7)
 	assert.Zero(t, perIter, "seven tiles a call")
 }
 
-// shapeOf is net's conv shape of kernel size k, stride, in and out channels.
-func shapeOf(t *testing.T, net *resnet.Network, k, stride, in, out int) convShape {
-	for _, s := range net.ConvShapes() {
-		if s.K == k && s.Stride == stride && s.InC == in && s.OutC == out {
-			return s
+// planned is the kernel of plan p named name.
+func planned(t *testing.T, p plan.Plan, name string) plan.Conv {
+	for _, c := range p.Conv {
+		if c.Name == name {
+			return c
 		}
 	}
-	t.Fatalf("no %dx%d/%d %d→%d convolution", k, k, stride, in, out)
-	return convShape{}
+	t.Fatalf("the %s plan has no kernel %s", p.Tier.Name, name)
+	return plan.Conv{}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"go/format"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/resnetgen/resnetgen/gen/plan"
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
@@ -120,9 +122,9 @@ func (a *neonText) begin(name, sig, frame, doc string) {
 
 // emitConv writes one micro-kernel computing a row of th×tw-pixel tiles of
 // V vectors (the contract of convSignature).
-func (a *neonText) emitConv(name string, s convShape, b blocking, th, tw int) {
-	t := neon
-	g := t.group(s.InC)
+func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int) {
+	t := plan.NEON
+	g := t.Group(s.InC)
 	r := th * tw
 	v := b.V
 	bc := v * t.Lanes
@@ -138,7 +140,7 @@ func (a *neonText) emitConv(name string, s convShape, b blocking, th, tw int) {
 		"Inner loop per %d input channel(s): %d input and %d weight loads, %d FMLA (%.1f FMAs a load);\n"+
 		"modelled %.2f of Neoverse N1's FMA peak and %.2f of V1's.",
 		name, th, tw, bc, s.K, s.K, s.Stride, s.InC, s.OutC, s.InH, s.InW,
-		g, r, g*v, g*r*v, 1/loadsPerFMA(r, v, g), neoverseN1.efficiency(r, v, g), neoverseV1.efficiency(r, v, g))
+		g, r, g*v, g*r*v, 1/plan.LoadsPerFMA(r, v, g), plan.NeoverseN1.Efficiency(r, v, g), plan.NeoverseV1.Efficiency(r, v, g))
 	a.begin(name, convSignature, "80", doc)
 	for i, p := range []string{"in", "w", "bias", "res", "out", "inRow", "outRow", "resRow", "flags", "n"} {
 		if p == "w" {
@@ -264,7 +266,7 @@ func (a *neonText) emitConv(name string, s convShape, b blocking, th, tw int) {
 
 // emitMaxPool writes func(in, out *float32, inRow, n uintptr): n output
 // pixels of one row of a 3x3/2 max pool (see emitMaxPool on amd64).
-func (a *neonText) emitMaxPool(name string, s poolShape) {
+func (a *neonText) emitMaxPool(name string, s plan.Pool) {
 	nv := s.C / 4
 	a.begin(name, "func(in, out *float32, inRow, n uintptr)", "32",
 		fmt.Sprintf("%s max-pools n output pixels of one row of %d channels, 3x3 windows, stride 2.", name, s.C))
@@ -308,7 +310,7 @@ func (a *neonText) emitMaxPool(name string, s poolShape) {
 
 // emitAvgPool writes func(in, out *float32, inRow, h, w uintptr, scale
 // float32): scale times the sum of every channel over an h×w interior.
-func (a *neonText) emitAvgPool(name string, s poolShape) {
+func (a *neonText) emitAvgPool(name string, s plan.Pool) {
 	nv := s.C / 4
 	const chunk = 24
 	a.begin(name, "func(in, out *float32, inRow, h, w uintptr, scale float32)", "44",
@@ -350,11 +352,11 @@ func (a *neonText) emitAvgPool(name string, s poolShape) {
 // emitFC writes func(in, w, bias, out *float32, blocks uintptr): blocks
 // blocks of fcBlock(neon) outputs of the classifier, weights packed
 // [block][in][block outputs].
-func (a *neonText) emitFC(name string, s poolShape) {
+func (a *neonText) emitFC(name string, s plan.Pool) {
 	const v = 4 // vectors per block
 	bc := v * 4
 	padded := (s.Out + bc - 1) / bc * bc
-	g := neon.group(s.C)
+	g := plan.NEON.Group(s.C)
 	a.begin(name, "func(in, w, bias, out *float32, blocks uintptr)", "40",
 		fmt.Sprintf("%s computes blocks blocks of %d outputs of the %d→%d classifier (outputs padded to %d).", name, bc, s.C, s.Out, padded))
 	a.op("MOVD in+0(FP), R0")
@@ -430,57 +432,49 @@ func (a *neonText) render(pkg string) (asm, decls []byte) {
 // shapes: kernels_neon_arm64.s, kernels_neon_arm64.go and the table
 // kernels_arm64.go.
 func EmitNEON(pkg string, net *resnet.Network) (map[string][]byte, error) {
-	a := &neonText{}
-	var conv, maxp, avgp, fc bytes.Buffer
-	for _, s := range net.ConvShapes() {
-		b := chooseBlocking(s, neon)
-		name := kernelName(s, neon)
-		a.emitConv(name, s, b, b.TH, b.TW)
-		rem, remCol, remCorner := "nil", "nil", "nil"
-		if b.RemTH > 0 {
-			a.emitConv(name+"_rem", s, b, b.RemTH, b.TW)
-			rem = name + "_rem"
+	p := plan.For(net, plan.NEON)
+	// TEMPORARY: the NEON backend does not render Winograd, split or
+	// prefetching kernels yet.
+	p.Winograd, p.Transforms = nil, nil
+	layers := net.ConvShapes()
+	var conv []plan.Conv
+	for _, c := range p.Conv {
+		if c.Variant == "" && slices.Contains(layers, c.Shape) {
+			c.PrefetchNext, c.SpreadPrefetch = false, false
+			conv = append(conv, c)
 		}
-		if b.RemTW > 0 {
-			a.emitConv(name+"_remcol", s, b, b.TH, b.RemTW)
-			remCol = name + "_remcol"
-			if b.RemTH > 0 {
-				a.emitConv(name+"_remcorner", s, b, b.RemTH, b.RemTW)
-				remCorner = name + "_remcorner"
-			}
-		}
-		fmt.Fprintf(&conv, "\t\t{Name: %q, Tier: asm.NEON, Shape: asm.ConvShape{K: %d, Stride: %d, Pad: %d, InC: %d, OutC: %d, InH: %d, InW: %d, OutH: %d, OutW: %d},\n"+
-			"\t\t\tTH: %d, TW: %d, V: %d, Lanes: 4, RemTH: %d, RemTW: %d, Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
-			name, s.K, s.Stride, s.Pad, s.InC, s.OutC, s.InH, s.InW, s.OutH, s.OutW,
-			b.TH, b.TW, b.V, b.RemTH, b.RemTW, name, rem, remCol, remCorner)
 	}
-	for _, s := range poolShapes(net) {
-		name := poolName(s, neon)
+	p.Conv = conv
+	a := &neonText{}
+	for _, c := range p.Conv {
+		a.emitConv(c.Name, c.Shape, c.Blocking, c.TH, c.TW)
+		rem, remCol, remCorner := c.Remainders()
+		if rem {
+			a.emitConv(c.Name+"_rem", c.Shape, c.Blocking, c.RemTH, c.TW)
+		}
+		if remCol {
+			a.emitConv(c.Name+"_remcol", c.Shape, c.Blocking, c.TH, c.RemTW)
+		}
+		if remCorner {
+			a.emitConv(c.Name+"_remcorner", c.Shape, c.Blocking, c.RemTH, c.RemTW)
+		}
+	}
+	for _, s := range p.Pools {
 		switch s.Op {
 		case resnet.OpMaxPool:
-			a.emitMaxPool(name, s)
-			fmt.Fprintf(&maxp, "\t\t{Name: %q, Tier: asm.NEON, C: %d, F: %s},\n", name, s.C, name)
+			a.emitMaxPool(s.Name, s)
 		case resnet.OpGlobalAvgPool:
-			a.emitAvgPool(name, s)
-			fmt.Fprintf(&avgp, "\t\t{Name: %q, Tier: asm.NEON, C: %d, F: %s},\n", name, s.C, name)
+			a.emitAvgPool(s.Name, s)
 		case resnet.OpFC:
-			a.emitFC(name, s)
-			fmt.Fprintf(&fc, "\t\t{Name: %q, Tier: asm.NEON, In: %d, Out: %d, Block: %d, F: %s},\n", name, s.C, s.Out, fcBlock(neon), name)
+			a.emitFC(s.Name, s)
 		}
 	}
 	s, decls := a.render(pkg)
-	var table bytes.Buffer
-	fmt.Fprintf(&table, "%s\n\n//go:build arm64 && !purego\n\npackage %s\n\nimport %q\n\n", Header, pkg, asmImport)
-	table.WriteString("// kernels are the specialised NEON kernels of this network's shapes.\nvar kernels = asm.KernelSet{\n")
-	fmt.Fprintf(&table, "\tConv: []asm.ConvKernel{\n%s\t},\n", conv.String())
-	fmt.Fprintf(&table, "\tMaxPool: []asm.MaxPoolKernel{\n%s\t},\n", maxp.String())
-	fmt.Fprintf(&table, "\tAvgPool: []asm.AvgPoolKernel{\n%s\t},\n", avgp.String())
-	fmt.Fprintf(&table, "\tFC: []asm.FCKernel{\n%s\t},\n}\n", fc.String())
-	src, err := format.Source(table.Bytes())
+	tab, err := table(pkg, "arm64 && !purego", "on NEON", []plan.Plan{p})
 	if err != nil {
-		return nil, fmt.Errorf("formatting the NEON kernel table: %v", err)
+		return nil, err
 	}
-	return map[string][]byte{"kernels_neon_arm64.s": s, "kernels_neon_arm64.go": decls, "kernels_arm64.go": src}, nil
+	return map[string][]byte{"kernels_neon_arm64.s": s, "kernels_neon_arm64.go": decls, "kernels_arm64.go": tab}, nil
 }
 
 // EmitPeakNEON generates the NEON peak-FMA probe of package bench/peak:
@@ -492,33 +486,34 @@ func EmitPeakNEON() map[string][]byte {
 	return map[string][]byte{"peak_arm64.s": s, "peak_arm64.go": decls}
 }
 
-// NEONModel describes the NEON tiling of one convolution shape: the tile,
-// the inner loop's FMAs per load, and the modelled fraction of the FMA peak
-// on Neoverse N1 and V1 averaged over the layer's main and remainder tiles.
+// NEONModel describes one NEON convolution kernel of a plan: the tile, the
+// inner loop's FMAs per load, and the modelled fraction of the FMA peak on
+// Neoverse N1 and V1 averaged over the kernel's main and remainder tiles.
 type NEONModel struct {
 	Name            string
 	TH, TW, V       int
 	RemTH, RemTW    int
+	ICBlock         int
 	FMAsPerLoad     float64
 	N1, V1          float64
 	GroupOfChannels int
 }
 
-// ModelNEON returns the NEON tiling model of every distinct convolution
-// shape of the nets, sorted by name.
+// ModelNEON returns the NEON plan's convolution kernels (layers, their
+// variants and the Winograd products) of the nets with their modelled
+// speed, each once, sorted by name.
 func ModelNEON(nets ...*resnet.Network) []NEONModel {
 	seen := map[string]bool{}
 	var out []NEONModel
 	for _, net := range nets {
-		for _, s := range net.ConvShapes() {
-			name := kernelName(s, neon)
-			if seen[name] {
+		for _, c := range plan.For(net, plan.NEON).Conv {
+			if seen[c.Name] {
 				continue
 			}
-			seen[name] = true
-			b := chooseBlocking(s, neon)
-			g := neon.group(s.InC)
-			avg := func(m machine) float64 {
+			seen[c.Name] = true
+			s, b := c.Shape, c.Blocking
+			g := plan.NEON.Group(s.InC)
+			avg := func(m plan.Machine) float64 {
 				fullH, fullW := s.OutH-b.RemTH, s.OutW-b.RemTW
 				cyc := 0.0
 				for _, part := range []struct{ r, px int }{
@@ -526,13 +521,13 @@ func ModelNEON(nets ...*resnet.Network) []NEONModel {
 					{b.TH * b.RemTW, fullH * b.RemTW}, {b.RemTH * b.RemTW, b.RemTH * b.RemTW},
 				} {
 					if part.px > 0 {
-						cyc += float64(part.px) / m.efficiency(part.r, b.V, g)
+						cyc += float64(part.px) / m.Efficiency(part.r, b.V, g)
 					}
 				}
 				return float64(s.OutH*s.OutW) / cyc
 			}
-			out = append(out, NEONModel{Name: name, TH: b.TH, TW: b.TW, V: b.V, RemTH: b.RemTH, RemTW: b.RemTW,
-				FMAsPerLoad: 1 / loadsPerFMA(b.TH*b.TW, b.V, g), N1: avg(neoverseN1), V1: avg(neoverseV1), GroupOfChannels: g})
+			out = append(out, NEONModel{Name: c.Name, TH: b.TH, TW: b.TW, V: b.V, RemTH: b.RemTH, RemTW: b.RemTW, ICBlock: b.ICBlock,
+				FMAsPerLoad: 1 / plan.LoadsPerFMA(b.TH*b.TW, b.V, g), N1: avg(plan.NeoverseN1), V1: avg(plan.NeoverseV1), GroupOfChannels: g})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/resnetgen/resnetgen/gen/plan"
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
@@ -111,14 +112,14 @@ func TestNEONBlocking(t *testing.T) {
 		nets = append(nets, resnet.MustBuild(name))
 	}
 	for _, m := range ModelNEON(nets...) {
-		assert.LessOrEqual(t, neon.regsNeeded(m.TH*m.TW, m.V), 32, m.Name)
+		assert.LessOrEqual(t, m.TH*m.TW*m.V+m.TH*m.TW+m.V, 32, m.Name)
 		assert.GreaterOrEqual(t, m.N1, 0.85, m.Name)
 		assert.GreaterOrEqual(t, m.V1, 0.75, m.Name)
 	}
 	// A 3-channel stem loads one channel at a time; 64 channels come four
 	// at a time.
-	assert.Equal(t, 1, neon.group(3))
-	assert.Equal(t, 4, neon.group(64))
+	assert.Equal(t, 1, plan.NEON.Group(3))
+	assert.Equal(t, 4, plan.NEON.Group(64))
 	// Encodings worked out by hand from the Arm ARM (the test above checks
 	// them all against binutils).
 	e, text := arm64{}.fmlaElem(0, 1, 2, 0)

@@ -7,36 +7,8 @@ import (
 	"github.com/mmcloughlin/avo/attr"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
-
-	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/gen/plan"
 )
-
-// poolShape is a pooling or classifier layer as its kernel sees it: the
-// pools are specialised on their channels only (the map size is an
-// argument), the classifier on its inputs and outputs.
-type poolShape struct {
-	Op  resnet.Op
-	C   int // channels (fc: inputs)
-	Out int // fc outputs
-}
-
-// poolShapes lists the distinct max-pool, average-pool and fc kernels of
-// net, in layer order.
-func poolShapes(net *resnet.Network) []poolShape {
-	var out []poolShape
-	seen := map[poolShape]bool{}
-	for _, l := range net.Distinct(resnet.OpMaxPool, resnet.OpGlobalAvgPool, resnet.OpFC) {
-		s := poolShape{Op: l.Op, C: l.InShape.C}
-		if l.Op == resnet.OpFC {
-			s.Out = l.OutShape.C
-		}
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
-}
 
 // emitMaxPool writes a kernel for one output row of a 3x3 stride-2 max pool:
 // func(in, out *float32, inRow, n uintptr), in at the window origin of the
@@ -44,7 +16,7 @@ func poolShapes(net *resnet.Network) []poolShape {
 // output pixels. The halo is zero, which equals PyTorch's −inf padding
 // because the input follows a ReLU (every value ≥ 0) and every window holds
 // a real pixel.
-func (e emitter) emitMaxPool(name string, s poolShape) {
+func (e emitter) emitMaxPool(name string, s plan.Pool) {
 	vb := e.t.Lanes * 4
 	nv := s.C / e.t.Lanes
 	e.Function(name)
@@ -95,7 +67,7 @@ func (e emitter) emitMaxPool(name string, s poolShape) {
 // float32): scale times the sum of every channel over an h×w interior
 // starting at in, rows inRow bytes apart, into out[0:C]. Chunks of up to 8
 // vectors of channels are summed in registers, one pass over the map each.
-func (e emitter) emitAvgPool(name string, s poolShape) {
+func (e emitter) emitAvgPool(name string, s plan.Pool) {
 	vb := e.t.Lanes * 4
 	nv := s.C / e.t.Lanes
 	chunk := 8 // accumulators per pass over the image
@@ -141,9 +113,9 @@ func (e emitter) emitAvgPool(name string, s poolShape) {
 }
 
 // emitFC writes func(in, w, bias, out *float32, blocks uintptr): out = W·in
-// + bias for blocks blocks of fcBlock(t) outputs, W packed per block as
+// + bias for blocks blocks of plan.FCBlock(t) outputs, W packed per block as
 // [i][block], so a caller can split the blocks across workers.
-func (e emitter) emitFC(name string, s poolShape) {
+func (e emitter) emitFC(name string, s plan.Pool) {
 	vb := e.t.Lanes * 4
 	v := 4
 	bc := v * e.t.Lanes
@@ -188,16 +160,3 @@ func (e emitter) emitFC(name string, s poolShape) {
 }
 
 func f32bits(f float32) uint32 { return math.Float32bits(f) }
-
-func poolName(s poolShape, t tier) string {
-	switch s.Op {
-	case resnet.OpMaxPool:
-		return fmt.Sprintf("maxpool3x3s2_c%d_%s", s.C, t.Name)
-	case resnet.OpGlobalAvgPool:
-		return fmt.Sprintf("avgpool_c%d_%s", s.C, t.Name)
-	}
-	return fmt.Sprintf("fc_c%dk%d_%s", s.C, s.Out, t.Name)
-}
-
-// fcBlock is the number of outputs one block of the classifier covers.
-func fcBlock(t tier) int { return 4 * t.Lanes }

@@ -4,28 +4,32 @@
 
 package plain34
 
-import "github.com/resnetgen/resnetgen/asm"
+import (
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/shape"
+)
 
-// kernels are the specialised NEON kernels of this network's shapes.
+// kernels are the specialised kernels of this network's shapes, on NEON.
 var kernels = asm.KernelSet{
 	Conv: []asm.ConvKernel{
-		{Name: "conv7x7s2_c3k64_h224_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 7, Stride: 2, Pad: 3, InC: 3, OutC: 64, InH: 224, InW: 224, OutH: 112, OutW: 112},
+		{Name: "conv7x7s2_c3k64_h224_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 7, Stride: 2, Pad: 3, InC: 3, OutC: 64, InH: 224, InW: 224, OutH: 112, OutW: 112},
 			TH: 1, TW: 4, V: 4, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv7x7s2_c3k64_h224_neon, Rem: nil, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s1_c64k64_h56_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56},
+		{Name: "conv3x3s1_c64k64_h56_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56},
 			TH: 1, TW: 8, V: 2, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv3x3s1_c64k64_h56_neon, Rem: nil, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s2_c64k128_h56_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 2, Pad: 1, InC: 64, OutC: 128, InH: 56, InW: 56, OutH: 28, OutW: 28},
+		{Name: "conv3x3s2_c64k128_h56_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 2, Pad: 1, InC: 64, OutC: 128, InH: 56, InW: 56, OutH: 28, OutW: 28},
 			TH: 1, TW: 10, V: 2, Lanes: 4, RemTH: 0, RemTW: 8, Main: conv3x3s2_c64k128_h56_neon, Rem: nil, RemCol: conv3x3s2_c64k128_h56_neon_remcol, RemCorner: nil},
-		{Name: "conv3x3s1_c128k128_h28_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 128, OutC: 128, InH: 28, InW: 28, OutH: 28, OutW: 28},
+		{Name: "conv3x3s1_c128k128_h28_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 128, OutC: 128, InH: 28, InW: 28, OutH: 28, OutW: 28},
 			TH: 1, TW: 10, V: 2, Lanes: 4, RemTH: 0, RemTW: 8, Main: conv3x3s1_c128k128_h28_neon, Rem: nil, RemCol: conv3x3s1_c128k128_h28_neon_remcol, RemCorner: nil},
-		{Name: "conv3x3s2_c128k256_h28_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 2, Pad: 1, InC: 128, OutC: 256, InH: 28, InW: 28, OutH: 14, OutW: 14},
+		{Name: "conv3x3s2_c128k256_h28_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 2, Pad: 1, InC: 128, OutC: 256, InH: 28, InW: 28, OutH: 14, OutW: 14},
 			TH: 2, TW: 5, V: 2, Lanes: 4, RemTH: 0, RemTW: 4, Main: conv3x3s2_c128k256_h28_neon, Rem: nil, RemCol: conv3x3s2_c128k256_h28_neon_remcol, RemCorner: nil},
-		{Name: "conv3x3s1_c256k256_h14_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 256, OutC: 256, InH: 14, InW: 14, OutH: 14, OutW: 14},
+		{Name: "conv3x3s1_c256k256_h14_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 256, OutC: 256, InH: 14, InW: 14, OutH: 14, OutW: 14},
 			TH: 2, TW: 5, V: 2, Lanes: 4, RemTH: 0, RemTW: 4, Main: conv3x3s1_c256k256_h14_neon, Rem: nil, RemCol: conv3x3s1_c256k256_h14_neon_remcol, RemCorner: nil},
-		{Name: "conv3x3s2_c256k512_h14_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 2, Pad: 1, InC: 256, OutC: 512, InH: 14, InW: 14, OutH: 7, OutW: 7},
+		{Name: "conv3x3s2_c256k512_h14_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 2, Pad: 1, InC: 256, OutC: 512, InH: 14, InW: 14, OutH: 7, OutW: 7},
 			TH: 4, TW: 1, V: 4, Lanes: 4, RemTH: 3, RemTW: 0, Main: conv3x3s2_c256k512_h14_neon, Rem: conv3x3s2_c256k512_h14_neon_rem, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s1_c512k512_h7_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},
+		{Name: "conv3x3s1_c512k512_h7_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},
 			TH: 4, TW: 1, V: 4, Lanes: 4, RemTH: 3, RemTW: 0, Main: conv3x3s1_c512k512_h7_neon, Rem: conv3x3s1_c512k512_h7_neon_rem, RemCol: nil, RemCorner: nil},
 	},
+	Winograd: []asm.WinogradKernel{},
 	MaxPool: []asm.MaxPoolKernel{
 		{Name: "maxpool3x3s2_c64_neon", Tier: asm.NEON, C: 64, F: maxpool3x3s2_c64_neon},
 	},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/shape"
 )
 
 // nodeTests is where Debian's libonnx-testdata puts ONNX's backend node
@@ -238,7 +239,7 @@ func run(n Node, in []*Tensor) (ref []float64, kernel []float32, err error) {
 // convKernel runs asm's portable convolution kernel (the one that takes any
 // shape) on a single-image node test.
 func convKernel(x, w *Tensor, in []*Tensor, k, s, p int, out resnet.Shape) ([]float32, error) {
-	shape := asm.ConvShape{K: k, Stride: s, Pad: p, InC: x.Dims[1], OutC: out.C, InH: x.Dims[2], InW: x.Dims[3], OutH: out.H, OutW: out.W}
+	shape := shape.Conv{K: k, Stride: s, Pad: p, InC: x.Dims[1], OutC: out.C, InH: x.Dims[2], InW: x.Dims[3], OutH: out.H, OutW: out.W}
 	kern, err := asm.PortableConv(shape)
 	if err != nil {
 		return nil, err

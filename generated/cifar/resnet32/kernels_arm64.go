@@ -4,25 +4,29 @@
 
 package resnet32
 
-import "github.com/resnetgen/resnetgen/asm"
+import (
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/shape"
+)
 
-// kernels are the specialised NEON kernels of this network's shapes.
+// kernels are the specialised kernels of this network's shapes, on NEON.
 var kernels = asm.KernelSet{
 	Conv: []asm.ConvKernel{
-		{Name: "conv3x3s1_c3k16_h32_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 3, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
+		{Name: "conv3x3s1_c3k16_h32_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 3, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
 			TH: 1, TW: 4, V: 4, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv3x3s1_c3k16_h32_neon, Rem: nil, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s1_c16k16_h32_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 16, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
+		{Name: "conv3x3s1_c16k16_h32_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 16, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
 			TH: 1, TW: 8, V: 2, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv3x3s1_c16k16_h32_neon, Rem: nil, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s2_c16k32_h32_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 2, Pad: 1, InC: 16, OutC: 32, InH: 32, InW: 32, OutH: 16, OutW: 16},
+		{Name: "conv3x3s2_c16k32_h32_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 2, Pad: 1, InC: 16, OutC: 32, InH: 32, InW: 32, OutH: 16, OutW: 16},
 			TH: 1, TW: 8, V: 2, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv3x3s2_c16k32_h32_neon, Rem: nil, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s1_c32k32_h16_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 32, OutC: 32, InH: 16, InW: 16, OutH: 16, OutW: 16},
+		{Name: "conv3x3s1_c32k32_h16_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 32, OutC: 32, InH: 16, InW: 16, OutH: 16, OutW: 16},
 			TH: 1, TW: 8, V: 2, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv3x3s1_c32k32_h16_neon, Rem: nil, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s2_c32k64_h16_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 2, Pad: 1, InC: 32, OutC: 64, InH: 16, InW: 16, OutH: 8, OutW: 8},
+		{Name: "conv3x3s2_c32k64_h16_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 2, Pad: 1, InC: 32, OutC: 64, InH: 16, InW: 16, OutH: 8, OutW: 8},
 			TH: 1, TW: 8, V: 2, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv3x3s2_c32k64_h16_neon, Rem: nil, RemCol: nil, RemCorner: nil},
-		{Name: "conv3x3s1_c64k64_h8_neon", Tier: asm.NEON, Shape: asm.ConvShape{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8},
+		{Name: "conv3x3s1_c64k64_h8_neon", Tier: asm.NEON, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8},
 			TH: 1, TW: 8, V: 2, Lanes: 4, RemTH: 0, RemTW: 0, Main: conv3x3s1_c64k64_h8_neon, Rem: nil, RemCol: nil, RemCorner: nil},
 	},
-	MaxPool: []asm.MaxPoolKernel{},
+	Winograd: []asm.WinogradKernel{},
+	MaxPool:  []asm.MaxPoolKernel{},
 	AvgPool: []asm.AvgPoolKernel{
 		{Name: "avgpool_c64_neon", Tier: asm.NEON, C: 64, F: avgpool_c64_neon},
 	},
