@@ -19,6 +19,7 @@ type LayerResult struct {
 	Name       string  `json:"name"`
 	Kind       string  `json:"kind"`
 	Kernel     string  `json:"kernel"`
+	ChosenBy   string  `json:"chosen_by,omitempty"` // what chose a convolution's kernel: "flag", "tuned" or "rule"
 	MACs       int64   `json:"macs"`
 	Ms         float64 `json:"ms"` // median over the runs
 	GFLOPs     float64 `json:"gflops"`
@@ -98,7 +99,7 @@ func Layers(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) []
 	res := make([]LayerResult, len(layers))
 	for i, l := range layers {
 		m := median(times[i]) / float64(batch) // per image
-		res[i] = LayerResult{Index: i, Name: l.Name, Kind: l.Kind, Kernel: l.Kernel, MACs: l.MACs, Ms: m * 1e3, PeakGFLOPs: pk}
+		res[i] = LayerResult{Index: i, Name: l.Name, Kind: l.Kind, Kernel: l.Kernel, ChosenBy: l.ChosenBy, MACs: l.MACs, Ms: m * 1e3, PeakGFLOPs: pk}
 		if l.MACs > 0 && m > 0 {
 			res[i].GFLOPs = 2 * float64(l.MACs) / m / 1e9
 			res[i].Efficiency = res[i].GFLOPs / pk

@@ -65,7 +65,7 @@ func Tune(ks *asm.KernelSet, net *resnet.Network, t asm.Tier, o Options) ([]Tune
 		for i, c := range cands {
 			m.GFLOPs[c.name] = median(gf[i])
 		}
-		m.Best = pickBest(m.GFLOPs, engine.DefaultCandidate(t, ks.WinogradMs(cs, t), ks.ConvVariants(cs, t)), o.TieMargin)
+		m.Best = pickBest(m.GFLOPs, engine.ThisMachine().RuleCandidate(t, cs, ks.WinogradMs(cs, t), ks.ConvVariants(cs, t)), o.TieMargin)
 		out = append(out, TuneResult{Key: engine.TuningKey(t, cs), Measure: m})
 	}
 	return out, nil

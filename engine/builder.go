@@ -23,6 +23,8 @@ type Builder struct {
 	err    error
 	layers []Named
 	digest string // of f, once a Shared needs it
+	// machine is the CPU the rule chooses kernels for.
+	machine Machine
 	// scratch is each worker's working memory, shared by all the
 	// Winograd layers.
 	scratch []*asm.WinogradScratch
@@ -34,12 +36,15 @@ type Named struct {
 	Layer      Layer
 	MACs       int64  // multiply-adds per image (convolutions and classifier)
 	Kernel     string // the kernel it runs
+	// ChosenBy says what chose a convolution's kernel among the package's
+	// (Selection.By: "flag", "tuned" or "rule"); "" for other layers.
+	ChosenBy string
 }
 
 // NewBuilder starts building with the kernels ks (a generated package's
 // table) for the tier of cfg. Every layer runs on batch.N images.
 func NewBuilder(ks *asm.KernelSet, f *Folded, cfg Config, batch *Batch) *Builder {
-	return &Builder{ks: ks, f: f, tier: cfg.Tier, cfg: cfg, batch: batch}
+	return &Builder{ks: ks, f: f, tier: cfg.Tier, cfg: cfg, batch: batch, machine: ThisMachine()}
 }
 
 // Geometry is an activation buffer's H, W, C and halo.
@@ -71,11 +76,11 @@ func (b *Builder) fail(err error) bool {
 	return b.err != nil
 }
 
-func (b *Builder) add(name, kind, kernel string, macs int64, l Layer) {
+func (b *Builder) add(name, kind, kernel, by string, macs int64, l Layer) {
 	if b.fail(l.Check()) {
 		return
 	}
-	b.layers = append(b.layers, Named{Name: name, Kind: kind, Layer: l, MACs: macs, Kernel: kernel})
+	b.layers = append(b.layers, Named{Name: name, Kind: kind, Layer: l, MACs: macs, Kernel: kernel, ChosenBy: by})
 }
 
 // tensor returns the folded tensor name with the given number of values.
@@ -96,7 +101,7 @@ func (b *Builder) Input(dst *Input, bufs []asm.Buffer) {
 		return
 	}
 	*dst = Input{Dst: bufs, Batch: b.batch}
-	b.add("input", "input", "", 0, dst)
+	b.add("input", "input", "", "", 0, dst)
 }
 
 // Conv sets dst to the convolution layer name (its folded weight, OIHW with
@@ -122,15 +127,12 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	s := shape.Conv{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
-	winograd, variant, m := b.choose(s, b.ks.WinogradMs(s, b.tier))
-	var wk *asm.WinogradKernel
-	if winograd {
-		var err error
-		if wk, err = b.ks.WinogradM(s, b.tier, m); b.fail(err) {
+	sel := b.choose(s, b.ks.WinogradMs(s, b.tier))
+	if sel.Winograd {
+		wk, err := b.ks.WinogradM(s, b.tier, sel.M)
+		if b.fail(err) {
 			return
 		}
-	}
-	if winograd {
 		// Only the transformed weights: a Winograd layer never runs the
 		// direct kernel, whose packed copy would double the layer's memory
 		// (ResNet-18 held 40 MB of such dead weights before).
@@ -148,11 +150,11 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 			wk.FitScratch(sc, b.cfg.Batch)
 		}
 		dst.Scratch = b.scratch
-		b.add(name, "winograd", wk.Name, s.MACs(), dst)
+		b.add(name, "winograd", wk.Name, sel.By, s.MACs(), dst)
 		return
 	}
-	kern, err := b.ks.ConvVariant(s, b.tier, variant)
-	if variant != "" && err != nil {
+	kern, err := b.ks.ConvVariant(s, b.tier, sel.Variant)
+	if sel.Variant != "" && err != nil {
 		kern, err = b.ks.ConvKernel(s, b.tier) // the cache named a variant this package lacks
 	}
 	if b.fail(err) {
@@ -165,43 +167,48 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 	act := 4 * (in.Len() + out.Len())
 	*dst = Conv{Name: name, K: kern, In: ins, Out: outs, Res: res, Packed: packed, Bias: bias, ReLU: relu,
 		Batch: b.batch, WeightsFirst: 4*len(packed) > act}
-	b.add(name, "conv", kern.Name, s.MACs(), dst)
+	b.add(name, "conv", kern.Name, sel.By, s.MACs(), dst)
 }
 
-// choose decides how a convolution runs: by Winograd F(m×m,3×3) (ms are
-// the tile sizes the package has kernels for) or directly, in which
-// variant. WithConv(Direct) and WithConv(Winograd) force the algorithm; the
-// variants, and under Auto the algorithm, come from this CPU's tuning
-// cache, or else the default rule: Winograd wherever the package has it, in
-// the first tile size it lists (gen/kernels.winoFor), the direct variant
-// by CPU family. Nothing here depends on the worker count, so 1 and N
+// Selection is how New runs one convolution and what decided it.
+type Selection struct {
+	Winograd bool
+	M        int    // Winograd's tile size
+	Variant  string // the direct kernel's variant ("" the plan's rule)
+	// By is what decided: "flag" (WithConv), "tuned" (this CPU's entry in
+	// the tuning cache) or "rule" (the CPU rule, Machine.Rule).
+	By string
+}
+
+// choose is the one selector of a convolution's kernel, among the Winograd
+// tile sizes ms and the direct variants the package has for s: a flag
+// (WithConv(Direct), WithConv(Winograd)) over this CPU's tuning cache over
+// the CPU rule. Nothing here depends on the worker count, so 1 and N
 // workers compute the same logits.
-func (b *Builder) choose(s shape.Conv, ms []int) (winograd bool, variant string, m int) {
-	variant = defaultVariant(b.tier, b.ks.ConvVariants(s, b.tier))
-	if len(ms) > 0 {
-		m = ms[0]
-	}
-	best, ok := tuned(b.tier, s)
-	if ok {
+func (b *Builder) choose(s shape.Conv, ms []int) Selection {
+	w, m, variant := b.machine.Rule(b.tier, s, ms, b.ks.ConvVariants(s, b.tier))
+	sel := Selection{Winograd: w, M: m, Variant: variant, By: "rule"}
+	if best, ok := tuned(b.tier, s); ok {
+		sel.By = "tuned"
 		if v, isDirect := strings.CutPrefix(best, "direct"); isDirect {
-			variant = strings.TrimPrefix(v, "/")
-		}
-		if v, isWino := strings.CutPrefix(best, "winograd/"); isWino {
-			if n, err := strconv.Atoi(v); err == nil && slices.Contains(ms, n) {
-				m = n
+			sel.Winograd, sel.M, sel.Variant = false, 0, strings.TrimPrefix(v, "/")
+		} else if strings.HasPrefix(best, "winograd") && len(ms) > 0 {
+			sel.Winograd = true
+			if n, err := strconv.Atoi(strings.TrimPrefix(best, "winograd/")); err == nil && slices.Contains(ms, n) {
+				sel.M = n
 			}
 		}
 	}
 	switch b.cfg.Conv {
 	case Direct:
-		return false, variant, 0
+		sel.Winograd, sel.M, sel.By = false, 0, "flag"
 	case Winograd:
-		return len(ms) > 0, variant, m
+		sel.Winograd, sel.By = len(ms) > 0, "flag"
 	}
-	if ok {
-		return len(ms) > 0 && strings.HasPrefix(best, "winograd"), variant, m
+	if sel.Winograd && sel.M == 0 {
+		sel.M = ms[0]
 	}
-	return len(ms) > 0, variant, m
+	return sel
 }
 
 // MaxPool sets dst to the 3x3/2 max pool from the images' in to their out
@@ -215,7 +222,7 @@ func (b *Builder) MaxPool(dst *MaxPool, name string, in, out []asm.Buffer) {
 		return
 	}
 	*dst = MaxPool{K: k, In: in, Out: out, Batch: b.batch}
-	b.add(name, "maxpool", k.Name, 0, dst)
+	b.add(name, "maxpool", k.Name, "", 0, dst)
 }
 
 // Shortcut sets dst to the option-A shortcut from the images' in to their
@@ -232,7 +239,7 @@ func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out []asm
 	for i := range in {
 		dst.S = append(dst.S, asm.SubsamplePad{In: in[i], Out: out[i], Stride: stride})
 	}
-	b.add(name, "shortcut", "subsample-pad", 0, dst)
+	b.add(name, "shortcut", "subsample-pad", "", 0, dst)
 }
 
 // pack returns what pack makes of layer's weights for kernel: from the
@@ -298,7 +305,7 @@ func (b *Builder) Head(pool *AvgPool, fc *FC, name string, ins []asm.Buffer, cla
 		pooled[i], logits[i] = make([]float32, in.C), make([]float32, fk.Padded())
 	}
 	*pool = AvgPool{K: ak, In: ins, Out: pooled, Batch: b.batch}
-	b.add("avgpool", "avgpool", ak.Name, 0, pool)
+	b.add("avgpool", "avgpool", ak.Name, "", 0, pool)
 	*fc = FC{K: fk, In: pooled, W: pw, B: pb, Out: logits, Classes: classes, Batch: b.batch}
-	b.add(name, "fc", fk.Name, int64(in.C*classes), fc)
+	b.add(name, "fc", fk.Name, "", int64(in.C*classes), fc)
 }

@@ -226,7 +226,7 @@ func benchLayers(arch, tierName string, threads, batch int, conv engine.Algorith
 			ortTotal += r.ORTMs
 		}
 	}
-	fmt.Fprintln(tw, "#\tlayer\tkind\tms\tshare\tGFLOP/s\tefficiency\t"+ortCols+"kernel\t")
+	fmt.Fprintln(tw, "#\tlayer\tkind\tms\tshare\tGFLOP/s\tefficiency\t"+ortCols+"kernel\tchosen by\t")
 	for _, r := range rs {
 		eff, gf := "", ""
 		if r.MACs > 0 {
@@ -239,7 +239,7 @@ func benchLayers(arch, tierName string, threads, batch int, conv engine.Algorith
 				o = fmt.Sprintf("%.3f\t%.2f\t", r.ORTMs, r.Ms/r.ORTMs)
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.3f\t%.1f%%\t%s\t%s\t%s%s\t\n", r.Index, r.Name, r.Kind, r.Ms, 100*r.Ms/total, gf, eff, o, r.Kernel)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.3f\t%.1f%%\t%s\t%s\t%s%s\t%s\t\n", r.Index, r.Name, r.Kind, r.Ms, 100*r.Ms/total, gf, eff, o, r.Kernel, r.ChosenBy)
 	}
 	o := ""
 	if withORT {
