@@ -116,15 +116,17 @@ func TestKernelSetLookups(t *testing.T) {
 }
 
 func TestParseTier(t *testing.T) {
-	for _, tier := range []asm.Tier{asm.Purego, asm.AVX2, asm.AVX512, asm.NEON} {
+	for _, tier := range []asm.Tier{asm.Purego, asm.AVX2, asm.AVX512, asm.NEON, asm.VNNI} {
 		got, err := asm.ParseTier(tier.String())
 		require.NoError(t, err)
 		assert.Equal(t, tier, got)
 	}
 	_, err := asm.ParseTier("sse")
-	assert.ErrorContains(t, err, `unknown tier "sse" (want purego, avx2, avx512, neon)`)
+	assert.ErrorContains(t, err, `unknown tier "sse" (want purego, avx2, avx512, neon, vnni)`)
 	assert.True(t, asm.Has(asm.Purego))
 	assert.Equal(t, asm.Purego, asm.Tiers()[0])
+	assert.Equal(t, asm.Purego, asm.Int8Tiers()[0])
+	assert.NotContains(t, asm.Tiers(), asm.VNNI, "Tiers lists the float32 tiers")
 }
 
 // TestWinogradSharesWeights: a batch shares a one-chunk layer's

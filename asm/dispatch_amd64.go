@@ -17,3 +17,16 @@ var tiers = func() []Tier {
 	}
 	return t
 }()
+
+// int8Tiers: VNNI needs AVX-512 F, DQ (VXORPS on zmm), BW and VNNI (the
+// int8 kernels' byte moves and VPDPBUSD); the AVX2 int8 kernels need AVX2 only.
+var int8Tiers = func() []Tier {
+	t := []Tier{Purego}
+	if cpu.X86.HasAVX2 {
+		t = append(t, AVX2)
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VNNI {
+		t = append(t, VNNI)
+	}
+	return t
+}()

@@ -16,6 +16,12 @@ type KernelSet struct {
 	MaxPool  []MaxPoolKernel
 	AvgPool  []AvgPoolKernel
 	FC       []FCKernel
+	// Int8 is set in the tables of a package generated with int8 kernels
+	// (resnetgen -precision int8), QConv its int8 convolutions (every
+	// convolution but the stem's) on this build's SIMD int8 tiers: none on
+	// arm64 and in purego builds, where the portable int8 kernel runs.
+	Int8  bool
+	QConv []QConvKernel
 }
 
 func available(t Tier) error {
@@ -121,6 +127,21 @@ func (ks *KernelSet) WinogradM(s shape.Conv, t Tier, m int) (*WinogradKernel, er
 	}
 	return nil, fmt.Errorf("no %v Winograd kernel F(%d,3) for %s", t, m, s.Name())
 }
+
+// QConvKernel returns the int8 kernel for shape s on tier t (an int8 tier:
+// Int8Tiers).
+func (ks *KernelSet) QConvKernel(s shape.Conv, t Tier) (*QConvKernel, error) {
+	k, err := lookup(t, ks.list().QConv, func(k *QConvKernel) Tier { return k.Tier },
+		func(k *QConvKernel) bool { return k.Shape == s }, func() (*QConvKernel, error) { return PortableQConv(s) },
+		"int8 kernel for "+s.Name())
+	if err != nil {
+		return nil, err
+	}
+	return k, k.validate()
+}
+
+// HasInt8 reports whether the set's package was generated with int8 kernels.
+func (ks *KernelSet) HasInt8() bool { return ks.list().Int8 }
 
 // MaxPoolKernel returns the 3x3/2 max pool of c channels on tier t.
 func (ks *KernelSet) MaxPoolKernel(c int, t Tier) (*MaxPoolKernel, error) {

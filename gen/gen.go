@@ -51,6 +51,10 @@ type Options struct {
 	Pkg string
 	// Dir is the output directory, created if needed; "" means ".".
 	Dir string
+	// Int8 adds int8 kernels (uint8 activations × int8 weights; VNNI and
+	// AVX2 on amd64, the portable kernel elsewhere) for every convolution
+	// but the stem's: the package then runs in int8 given calibration.
+	Int8 bool
 	// Embed compiles the weights (BatchNorm folded, float32, checksummed)
 	// into the package, which then has Load.
 	Embed bool
@@ -164,7 +168,7 @@ func Generate(o Options) (*Result, error) {
 	files := map[string][]byte{}
 	shapes := net.ConvShapes()
 	say("%s on %dx%d inputs, %d classes: %d layers, %d convolution shapes", a.Name, a.InputH, a.InputW, a.Classes, len(net.Layers), len(shapes))
-	ks, err := kernels.Emit(pkg, net)
+	ks, err := kernels.Emit(pkg, net, kernels.Options{Int8: o.Int8})
 	if err != nil {
 		return nil, err
 	}

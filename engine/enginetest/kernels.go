@@ -30,6 +30,7 @@ const sentinel = float32(-12345.5)
 // and runs each with its buffers ending at an unmapped page (see Guarded).
 // A tier the machine has but the package has no kernels for fails.
 func Kernels(t *testing.T, p Package) {
+	Int8Kernels(t, p)
 	net := network(t, p)
 	tiers := Tiers(t)
 	have := map[asm.Tier]bool{}

@@ -22,23 +22,30 @@ import (
 
 const module = "github.com/resnetgen/resnetgen"
 
-// packages maps each directory under generated/ to its architecture.
-var packages = []struct{ dir, arch string }{
-	{"resnet18", "resnet18"},
-	{"resnet34", "resnet34"},
-	{"resnet50", "resnet50"},
-	{"resnet101", "resnet101"},
-	{"resnet152", "resnet152"},
-	{"resnet50v1", "resnet50v1"},
-	{"resnet101v1", "resnet101v1"},
-	{"resnet152v1", "resnet152v1"},
-	{"plain18", "plain18"},
-	{"plain34", "plain34"},
-	{"cifar/resnet20", "cifar-resnet20"},
-	{"cifar/resnet32", "cifar-resnet32"},
-	{"cifar/resnet44", "cifar-resnet44"},
-	{"cifar/resnet56", "cifar-resnet56"},
-	{"cifar/resnet110", "cifar-resnet110"},
+// packages maps each directory under generated/ to its architecture, and
+// says which carry int8 kernels besides the float32 ones: the CIFAR nets,
+// ResNet-18 and ResNet-50 (each adds its int8 kernels' assembly, ~0.5–1 MB
+// of source and a few seconds of generation; the others would cost the
+// same and share ResNet-18's or ResNet-50's shapes).
+var packages = []struct {
+	dir, arch string
+	int8      bool
+}{
+	{"resnet18", "resnet18", true},
+	{"resnet34", "resnet34", false},
+	{"resnet50", "resnet50", true},
+	{"resnet101", "resnet101", false},
+	{"resnet152", "resnet152", false},
+	{"resnet50v1", "resnet50v1", false},
+	{"resnet101v1", "resnet101v1", false},
+	{"resnet152v1", "resnet152v1", false},
+	{"plain18", "plain18", false},
+	{"plain34", "plain34", false},
+	{"cifar/resnet20", "cifar-resnet20", true},
+	{"cifar/resnet32", "cifar-resnet32", true},
+	{"cifar/resnet44", "cifar-resnet44", true},
+	{"cifar/resnet56", "cifar-resnet56", true},
+	{"cifar/resnet110", "cifar-resnet110", true},
 }
 
 func main() {
@@ -56,7 +63,11 @@ func main() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			out := filepath.Join(*dir, p.dir)
-			res, err := gen.Generate(gen.Options{Arch: p.arch, Dir: out, Command: "resnetgen -arch " + p.arch + " -o " + p.dir})
+			cmd := "resnetgen -arch " + p.arch + " -o " + p.dir
+			if p.int8 {
+				cmd = "resnetgen -arch " + p.arch + " -precision int8 -o " + p.dir
+			}
+			res, err := gen.Generate(gen.Options{Arch: p.arch, Dir: out, Int8: p.int8, Command: cmd})
 			if err != nil {
 				errs[i] = err
 				return

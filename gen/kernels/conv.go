@@ -43,9 +43,10 @@ func (e emitter) vec() reg.VecVirtual {
 }
 
 // forPixels visits the tile's output pixels of a buffer that starts at base
-// with rows strideParam bytes apart: f gets a register pointing at the
-// pixel's tile row and the pixel's byte offset within that row.
-func (e emitter) forPixels(base reg.Register, strideParam string, th, tw, outC int, f func(row reg.Register, disp int)) {
+// with rows strideParam bytes apart and pixels pixBytes apart: f gets a
+// register pointing at the pixel's tile row and the pixel's byte offset
+// within that row.
+func (e emitter) forPixels(base reg.Register, strideParam string, th, tw, pixBytes int, f func(row reg.Register, disp int)) {
 	stride := e.Load(e.Param(strideParam), e.GP64())
 	p := e.GP64()
 	e.MOVQ(base, p)
@@ -54,7 +55,7 @@ func (e emitter) forPixels(base reg.Register, strideParam string, th, tw, outC i
 			e.ADDQ(stride, p)
 		}
 		for tx := 0; tx < tw; tx++ {
-			f(p, tx*outC*4)
+			f(p, tx*pixBytes)
 		}
 	}
 }
@@ -136,7 +137,7 @@ func (e emitter) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int
 	flags := e.Load(e.Param("flags"), e.GP64())
 	e.TESTQ(U32(2), flags)
 	e.JZ(LabelRef(name + "_nopf"))
-	e.forPixels(res, "resRow", th, b.TW, s.OutC, func(row reg.Register, disp int) {
+	e.forPixels(res, "resRow", th, b.TW, 4*s.OutC, func(row reg.Register, disp int) {
 		for off := 0; off < bc*4; off += 64 {
 			e.PREFETCHT0(Mem{Base: row, Disp: disp + off})
 		}
@@ -221,7 +222,7 @@ func (e emitter) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int
 	e.TESTQ(U32(2), flags)
 	e.JZ(LabelRef(name + "_nores"))
 	r := 0
-	e.forPixels(res, "resRow", th, b.TW, s.OutC, func(row reg.Register, disp int) {
+	e.forPixels(res, "resRow", th, b.TW, 4*s.OutC, func(row reg.Register, disp int) {
 		for v := 0; v < b.V; v++ {
 			e.VADDPS(Mem{Base: row, Disp: disp + v*vb}, acc[r][v], acc[r][v])
 		}
@@ -239,7 +240,7 @@ func (e emitter) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int
 	}
 	e.Label(name + "_norelu")
 	r = 0
-	e.forPixels(out, "outRow", th, b.TW, s.OutC, func(row reg.Register, disp int) {
+	e.forPixels(out, "outRow", th, b.TW, 4*s.OutC, func(row reg.Register, disp int) {
 		for v := 0; v < b.V; v++ {
 			e.VMOVUPS(acc[r][v], Mem{Base: row, Disp: disp + v*vb})
 		}

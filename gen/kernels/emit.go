@@ -40,12 +40,22 @@ const (
 	shapeImport = "github.com/resnetgen/resnetgen/shape"
 )
 
-// amd64Tiers are the amd64 tiers Emit renders with Avo, in table order.
-var amd64Tiers = []plan.Tier{plan.AVX512, plan.AVX2}
+// amd64Tiers are the amd64 tiers Emit renders with Avo, in table order;
+// int8Tiers those of the int8 kernels.
+var (
+	amd64Tiers = []plan.Tier{plan.AVX512, plan.AVX2}
+	int8Tiers  = []plan.Tier{plan.VNNI, plan.AVX2Int8}
+)
+
+// Options are what a package's kernels include beyond the float32 ones.
+type Options struct {
+	// Int8 adds the int8 convolutions (plan.ForInt8) on every int8 tier.
+	Int8 bool
+}
 
 // Emit generates the kernel files of package pkg for net's shapes and
 // returns them by file name.
-func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
+func Emit(pkg string, net *resnet.Network, o Options) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	var amd64 []plan.Plan
 	for _, t := range amd64Tiers {
@@ -58,12 +68,24 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		files["kernels_"+t.Name+"_amd64.go"] = stubs
 		amd64 = append(amd64, p)
 	}
-	tab, err := table(pkg, "amd64 && !purego", "on every amd64 tier", amd64)
+	if o.Int8 {
+		for _, t := range int8Tiers {
+			p := plan.ForInt8(net, t)
+			s, stubs, err := renderAvo(p, pkg)
+			if err != nil {
+				return nil, fmt.Errorf("int8 %s kernels: %w", t.Name, err)
+			}
+			files["kernels_int8_"+t.Name+"_amd64.s"] = s
+			files["kernels_int8_"+t.Name+"_amd64.go"] = stubs
+			amd64 = append(amd64, p)
+		}
+	}
+	tab, err := table(pkg, "amd64 && !purego", "on every amd64 tier", o.Int8, amd64)
 	if err != nil {
 		return nil, err
 	}
 	files["kernels_amd64.go"] = tab
-	neonFiles, err := EmitNEON(pkg, net)
+	neonFiles, err := EmitNEON(pkg, net, o)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +94,10 @@ func Emit(pkg string, net *resnet.Network) (map[string][]byte, error) {
 	}
 	other := fmt.Sprintf("%s\n\n//go:build (!amd64 && !arm64) || purego\n\npackage %s\n\nimport %q\n\n"+
 		"// kernels is empty in this build: every layer runs the portable Go kernels.\nvar kernels asm.KernelSet\n", Header, pkg, asmImport)
+	if o.Int8 {
+		other = fmt.Sprintf("%s\n\n//go:build (!amd64 && !arm64) || purego\n\npackage %s\n\nimport %q\n\n"+
+			"// kernels has no kernels in this build: every layer runs the portable Go kernels, int8 included.\nvar kernels = asm.KernelSet{Int8: true}\n", Header, pkg, asmImport)
+	}
 	files["kernels_other.go"] = []byte(other)
 	return files, nil
 }
@@ -85,17 +111,21 @@ func renderAvo(p plan.Plan, pkg string) (asm, stubs []byte, err error) {
 		e.emitWinoIn(f)
 		e.emitWinoOut(f)
 	}
+	conv := e.emitConv
+	if p.Tier.Int8 {
+		conv = e.emitQConv
+	}
 	for _, c := range p.Conv {
-		e.emitConv(c.Name, c.Shape, c.Blocking, c.TH, c.TW)
+		conv(c.Name, c.Shape, c.Blocking, c.TH, c.TW)
 		rem, remCol, remCorner := c.Remainders()
 		if rem {
-			e.emitConv(c.Name+"_rem", c.Shape, c.Blocking, c.RemTH, c.TW)
+			conv(c.Name+"_rem", c.Shape, c.Blocking, c.RemTH, c.TW)
 		}
 		if remCol {
-			e.emitConv(c.Name+"_remcol", c.Shape, c.Blocking, c.TH, c.RemTW)
+			conv(c.Name+"_remcol", c.Shape, c.Blocking, c.TH, c.RemTW)
 		}
 		if remCorner {
-			e.emitConv(c.Name+"_remcorner", c.Shape, c.Blocking, c.RemTH, c.RemTW)
+			conv(c.Name+"_remcorner", c.Shape, c.Blocking, c.RemTH, c.RemTW)
 		}
 	}
 	for _, s := range p.Pools {
@@ -114,26 +144,25 @@ func renderAvo(p plan.Plan, pkg string) (asm, stubs []byte, err error) {
 // table writes the kernel table of one build (kernels_amd64.go,
 // kernels_arm64.go) from the plans of its tiers: every entry names the
 // functions the backend emitted for the plan, by the names the plan gave.
-func table(pkg, buildTag, which string, plans []plan.Plan) ([]byte, error) {
-	var conv, wino, maxp, avgp, fc bytes.Buffer
+func table(pkg, buildTag, which string, int8 bool, plans []plan.Plan) ([]byte, error) {
+	var conv, qconv, wino, maxp, avgp, fc bytes.Buffer
 	for _, p := range plans {
 		t := tierIdent(p.Tier)
+		if p.Tier.Int8 {
+			for _, c := range p.Conv {
+				rem, remCol, remCorner := remainderNames(c)
+				fmt.Fprintf(&qconv, "\t\t{Name: %q, Tier: asm.%s, Variant: %q, Shape: %s,\n"+
+					"\t\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, RemTW: %d, Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
+					c.Name, t, c.Variant, shapeLit(c.Shape), c.TH, c.TW, c.V, p.Tier.Lanes, c.RemTH, c.RemTW, c.Name, rem, remCol, remCorner)
+			}
+			continue
+		}
 		for _, w := range p.Winograd {
 			fmt.Fprintf(&wino, "\t\t{Name: %q, Tier: asm.%s, Shape: %s, M: %d, Chunk: %d, ICBlock: %d,\n\t\t\tGEMMShape: %s, TailShape: %s, In: %s, Out: %s},\n",
 				w.Name, t, shapeLit(w.Shape), w.F.M, w.Chunk, w.ICBlock, shapeLit(w.GEMM), shapeLit(w.Tail), plan.InName(w.F, p.Tier), plan.OutName(w.F, p.Tier))
 		}
 		for _, c := range p.Conv {
-			rem, remCol, remCorner := "nil", "nil", "nil"
-			r, rc, rcc := c.Remainders()
-			if r {
-				rem = c.Name + "_rem"
-			}
-			if rc {
-				remCol = c.Name + "_remcol"
-			}
-			if rcc {
-				remCorner = c.Name + "_remcorner"
-			}
+			rem, remCol, remCorner := remainderNames(c)
 			icb := ""
 			if c.ICBlock > 0 {
 				icb = fmt.Sprintf(" ICBlock: %d,", c.ICBlock)
@@ -160,12 +189,36 @@ func table(pkg, buildTag, which string, plans []plan.Plan) ([]byte, error) {
 	fmt.Fprintf(&b, "\tWinograd: []asm.WinogradKernel{\n%s\t},\n", wino.String())
 	fmt.Fprintf(&b, "\tMaxPool: []asm.MaxPoolKernel{\n%s\t},\n", maxp.String())
 	fmt.Fprintf(&b, "\tAvgPool: []asm.AvgPoolKernel{\n%s\t},\n", avgp.String())
-	fmt.Fprintf(&b, "\tFC: []asm.FCKernel{\n%s\t},\n}\n", fc.String())
+	fmt.Fprintf(&b, "\tFC: []asm.FCKernel{\n%s\t},\n", fc.String())
+	if int8 {
+		b.WriteString("\tInt8: true,\n")
+	}
+	if qconv.Len() > 0 {
+		fmt.Fprintf(&b, "\tQConv: []asm.QConvKernel{\n%s\t},\n", qconv.String())
+	}
+	b.WriteString("}\n")
 	src, err := format.Source(b.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("formatting the kernel table: %v", err)
 	}
 	return src, nil
+}
+
+// remainderNames are the Go names of a kernel's remainder kernels, "nil"
+// where it has none.
+func remainderNames(c plan.Conv) (rem, remCol, remCorner string) {
+	rem, remCol, remCorner = "nil", "nil", "nil"
+	r, rc, rcc := c.Remainders()
+	if r {
+		rem = c.Name + "_rem"
+	}
+	if rc {
+		remCol = c.Name + "_remcol"
+	}
+	if rcc {
+		remCorner = c.Name + "_remcorner"
+	}
+	return rem, remCol, remCorner
 }
 
 // shapeLit is the Go literal of a shape (shape.Conv{} for none).
@@ -218,13 +271,13 @@ func EmitPeak() (map[string][]byte, error) {
 // "avx512 212, avx2 180, neon 150".
 func Summary(files map[string][]byte) string {
 	var parts []string
-	for _, t := range append(append([]plan.Tier(nil), amd64Tiers...), plan.NEON) {
-		arch := "amd64"
-		if t.Name == plan.NEON.Name {
-			arch = "arm64"
+	for _, f := range []struct{ tier, file string }{
+		{"avx512", "kernels_avx512_amd64.s"}, {"avx2", "kernels_avx2_amd64.s"}, {"neon", "kernels_neon_arm64.s"},
+		{"int8 vnni", "kernels_int8_vnni_amd64.s"}, {"int8 avx2", "kernels_int8_avx2_amd64.s"},
+	} {
+		if b, ok := files[f.file]; ok {
+			parts = append(parts, fmt.Sprintf("%s %d", f.tier, bytes.Count(b, []byte("\nTEXT ·"))))
 		}
-		n := bytes.Count(files["kernels_"+t.Name+"_"+arch+".s"], []byte("\nTEXT ·"))
-		parts = append(parts, fmt.Sprintf("%s %d", t.Name, n))
 	}
 	return strings.Join(parts, ", ")
 }

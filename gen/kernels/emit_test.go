@@ -49,7 +49,7 @@ func TestPrefetchNextWhereWeightsStream(t *testing.T) {
 			"conv1x1s1_c256k1024_h14", "conv1x1s1_c1024k256_h14", "conv3x3s2_c256k256_h28"},
 			append(split3, wino...)...)},
 	} {
-		files, err := Emit(c.net, resnet.MustBuild(c.net))
+		files, err := Emit(c.net, resnet.MustBuild(c.net), Options{})
 		require.NoError(t, err)
 		for _, tier := range []string{"avx512", "avx2"} {
 			src := string(files["kernels_"+tier+"_amd64.s"])
@@ -89,7 +89,7 @@ var tableEntry = regexp.MustCompile(`(?s)Name: "(\w+)", Tier: asm\.\w+, Variant:
 // tilings here), AVX2 98304 / (4 · 9 · 16) = 170 → 128. Nothing else is
 // split.
 func TestSplitKVariants(t *testing.T) {
-	files, err := Emit("resnet50", resnet.MustBuild("resnet50"))
+	files, err := Emit("resnet50", resnet.MustBuild("resnet50"), Options{})
 	require.NoError(t, err)
 	got := map[string]string{}
 	for _, m := range tableEntry.FindAllStringSubmatch(string(files["kernels_amd64.go"]), -1) {
@@ -120,7 +120,7 @@ func TestSplitKVariants(t *testing.T) {
 // (4·9·32) = 85 → 64 channels (a divisor of 256). 1x1 splits keep p8's
 // tiles (TestSplitKVariants), as does the unsplit p8 kernel.
 func TestSplit3x3TilesReadL2(t *testing.T) {
-	files, err := Emit("resnet18", resnet.MustBuild("resnet18"))
+	files, err := Emit("resnet18", resnet.MustBuild("resnet18"), Options{})
 	require.NoError(t, err)
 	table := string(files["kernels_amd64.go"])
 	entry := func(name string) string {
@@ -191,7 +191,7 @@ func TestSpreadPrefetchCoversNextPanel(t *testing.T) {
 	c := planned(t, p50, "conv3x3s2_c512k512_h14_avx512_p8splitk")
 	chunk, perIter := spreadPrefetch(c.Shape, c.Blocking, plan.AVX512, 1)
 	assert.Equal(t, [2]int{165, 4}, [2]int{chunk, perIter})
-	files, err := Emit("resnet50", r50)
+	files, err := Emit("resnet50", r50, Options{})
 	require.NoError(t, err)
 	assert.Contains(t, string(files["kernels_avx512_amd64.s"]), "IMUL3Q $0x00002940")
 	c = planned(t, p50, "conv1x1s1_c2048k512_h7_avx512_p8splitk")

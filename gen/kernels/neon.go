@@ -431,7 +431,7 @@ func (a *neonText) render(pkg string) (asm, decls []byte) {
 // EmitNEON generates the arm64 NEON kernel files of package pkg for net's
 // shapes: kernels_neon_arm64.s, kernels_neon_arm64.go and the table
 // kernels_arm64.go.
-func EmitNEON(pkg string, net *resnet.Network) (map[string][]byte, error) {
+func EmitNEON(pkg string, net *resnet.Network, o Options) (map[string][]byte, error) {
 	p := plan.For(net, plan.NEON)
 	// TEMPORARY: the NEON backend does not render Winograd, split or
 	// prefetching kernels yet.
@@ -470,7 +470,7 @@ func EmitNEON(pkg string, net *resnet.Network) (map[string][]byte, error) {
 		}
 	}
 	s, decls := a.render(pkg)
-	tab, err := table(pkg, "arm64 && !purego", "on NEON", []plan.Plan{p})
+	tab, err := table(pkg, "arm64 && !purego", "on NEON", o.Int8, []plan.Plan{p})
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func TestNEONEncodings(t *testing.T) {
 			continue // the shapes of cifar-resnet20
 		}
 		net := resnet.MustBuild(name)
-		files, err := EmitNEON("main", net)
+		files, err := EmitNEON("main", net, Options{})
 		require.NoError(t, err)
 		// One file per network would repeat shared kernels: keep each
 		// kernel's text once, under its own name.

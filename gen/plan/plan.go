@@ -85,6 +85,27 @@ type Pool struct {
 	Block int // fc outputs a block of the classifier covers (FCBlock)
 }
 
+// ForInt8 plans net's int8 convolutions on the int8 tier t: every
+// convolution whose input channels come in groups of four (all but the
+// 3-channel stems, which run in float32), in the tier's rule's blocking,
+// named qconv…_<tier>. Plan.Tier is t; Transforms, Winograd and Pools are
+// empty (Winograd is not exact in integers; the pools and the classifier
+// run on float32 kernels).
+func ForInt8(net *resnet.Network, t Tier) Plan {
+	if !t.Int8 {
+		panic("plan.ForInt8 on " + t.Name)
+	}
+	p := Plan{Tier: t}
+	for _, s := range net.ConvShapes() {
+		if s.InC%4 != 0 {
+			continue
+		}
+		b := chooseBlocking(s, t)
+		p.Conv = append(p.Conv, Conv{Name: shape.Kernel("q"+s.Name(), t.Name, ""), Shape: s, Blocking: b})
+	}
+	return p
+}
+
 // FCBlock is the number of outputs one block of the classifier covers.
 func FCBlock(t Tier) int { return 4 * t.Lanes }
 

@@ -41,6 +41,16 @@ type Tier struct {
 	// Machines are the cores the cost rule models; a tile's cost is its
 	// worst slowdown against peak over them.
 	Machines []Machine
+	// MaxAcc caps a tile's accumulators (0: none): an epilogue that needs
+	// registers of its own beside them (the int8 tiers' requantization).
+	MaxAcc int
+	// FixedRegs, if set, is the registers a tile needs besides its R·V
+	// accumulators, whatever V (AVX2's int8 kernels read their weights
+	// from memory as operands, holding none).
+	FixedRegs int
+	// Int8 marks the tiers of int8 kernels (uint8 × int8 products summed
+	// into int32): their plan is ForInt8's, their kernels asm.QConvKernel.
+	Int8 bool
 	// Alternative, if set, is a second blocking planned beside the rule's
 	// where the two differ, as the kernel variant AlternativeName: which
 	// runs faster depends on the machine (see capPixels), so New picks by
@@ -85,6 +95,22 @@ var (
 	NEON = Tier{Name: "neon", Lanes: 4, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
 		Machines: []Machine{NeoverseN1, NeoverseV1}}
 
+	// VNNI is AVX-512 VNNI for int8: VPDPBUSD multiplies a broadcast dword of
+	// 4 uint8 inputs by 16 output channels × 4 int8 weights, 64
+	// multiply-adds an instruction where an FMA does 16, at the FMA's rate
+	// on our cores; the tile rule is AVX512's. The epilogue needs 4
+	// registers beside the accumulators.
+	VNNI = Tier{Name: "vnni", Lanes: 16, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []Machine{x86},
+		MaxAcc: 28, Int8: true}
+	// AVX2Int8 is AVX2 for int8, exact: each input dword of 4 uint8 is
+	// spread into two pairs of int16 (VPSHUFB) and multiplied with weights
+	// widened to int16 by VPMADDWD, whose int32 pair sums cannot saturate
+	// (VPMADDUBSW's int16 sums would). The weights are memory operands: a
+	// tile holds its accumulators, the broadcast, two pairs, a product and
+	// two shuffle masks.
+	AVX2Int8 = Tier{Name: "avx2", Lanes: 8, Regs: 16, ColumnRemainders: true, RemainderPenalty: 1, Machines: []Machine{x86},
+		FixedRegs: 6, Int8: true}
+
 	// avx512p8 is AVX512 with tiles of at most 8 pixels and panels of at
 	// most 1 MiB (capPixels).
 	avx512p8 = Tier{Name: "avx512", Lanes: 16, Regs: 32, MaxPixels: 8, MaxPanelBytes: 1 << 20, ColumnRemainders: true, RemainderPenalty: 1.03, Machines: []Machine{x86}}
@@ -108,6 +134,12 @@ func (t Tier) Group(inC int) int {
 
 // regsNeeded is the vector registers of an R-pixel × V-vector tile.
 func (t Tier) regsNeeded(r, v int) int {
+	if t.MaxAcc > 0 && r*v > t.MaxAcc {
+		return t.Regs + 1
+	}
+	if t.FixedRegs > 0 {
+		return r*v + t.FixedRegs
+	}
 	if t.ByElement {
 		return r*v + r + v
 	}

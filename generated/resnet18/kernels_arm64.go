@@ -45,4 +45,5 @@ var kernels = asm.KernelSet{
 	FC: []asm.FCKernel{
 		{Name: "fc_c512k1000_neon", Tier: asm.NEON, In: 512, Out: 1000, Block: 16, F: fc_c512k1000_neon},
 	},
+	Int8: true,
 }

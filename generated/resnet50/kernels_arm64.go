@@ -69,4 +69,5 @@ var kernels = asm.KernelSet{
 	FC: []asm.FCKernel{
 		{Name: "fc_c2048k1000_neon", Tier: asm.NEON, In: 2048, Out: 1000, Block: 16, F: fc_c2048k1000_neon},
 	},
+	Int8: true,
 }

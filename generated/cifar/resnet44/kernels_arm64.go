@@ -33,4 +33,5 @@ var kernels = asm.KernelSet{
 	FC: []asm.FCKernel{
 		{Name: "fc_c64k10_neon", Tier: asm.NEON, In: 64, Out: 10, Block: 16, F: fc_c64k10_neon},
 	},
+	Int8: true,
 }

@@ -1,0 +1,234 @@
+package enginetest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/resnet/quant"
+	"github.com/resnetgen/resnetgen/shape"
+)
+
+// Int8Tiers returns the int8 tiers to test: every int8 tier this machine
+// and build has (asm.Int8Tiers), or, where RESNET_TEST_TIERS is set, those
+// of them it names. RESNET_REQUIRE_TIERS is checked as Tiers checks it (a
+// required "vnni" must be available here).
+func Int8Tiers(t testing.TB) []asm.Tier {
+	t.Helper()
+	Tiers(t) // RESNET_REQUIRE_TIERS
+	only := os.Getenv("RESNET_TEST_TIERS")
+	var out []asm.Tier
+	for _, tier := range asm.Int8Tiers() {
+		if only == "" || slices.Contains(strings.Split(only, ","), tier.String()) {
+			out = append(out, tier)
+		}
+	}
+	if path := os.Getenv("RESNET_TIER_REPORT"); path != "" {
+		report(t, path, fmt.Sprintf("%s (int8): %v\n", t.Name(), out))
+	}
+	return out
+}
+
+// bytes is a guarded byte slice: the floats' memory, its last (atEnd) or
+// first n bytes.
+func (g *guard) bytes(n int) []byte {
+	f := g.floats((n + 3) / 4)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), len(f)*4)
+	if g.atEnd {
+		return b[len(b)-n:]
+	}
+	return b[:n]
+}
+
+func (g *guard) qbuffer(h, w, c, halo int) asm.QBuffer {
+	b := asm.QBuffer{H: h, W: w, C: c, Halo: halo}
+	b.Data = g.bytes(b.Len())
+	return b
+}
+
+// qcase is one int8 convolution's random data: uint8 inputs (a third of
+// them zero, as after a ReLU), int8 weights in [−127, 127], per-channel
+// scales and biases, and, by seed, a uint8 or int8 residual or none, a
+// ReLU or a signed output.
+type qcase struct {
+	s    shape.Conv
+	in   asm.QBuffer
+	res  *asm.QBuffer
+	oihw []int8
+	e    asm.QEpilogue
+	// ref are the exact accumulators (quant.Conv), CHW.
+	ref quant.Planes
+}
+
+func newQCase(g *guard, s shape.Conv, seed uint64) *qcase {
+	rng := rand.New(rand.NewPCG(seed, 0x1f))
+	c := &qcase{s: s}
+	c.in = g.qbuffer(s.InH, s.InW, s.InC, s.Pad+int(seed%2))
+	clear(c.in.Data)
+	inPlanes := quant.NewPlanes(s.InC, s.InH, s.InW)
+	for y := 0; y < s.InH; y++ {
+		for x := 0; x < s.InW; x++ {
+			for ch := 0; ch < s.InC; ch++ {
+				v := 0
+				if rng.IntN(3) > 0 {
+					v = rng.IntN(256)
+				}
+				c.in.Data[c.in.Index(y, x, ch)] = byte(v)
+				inPlanes.Data[(ch*s.InH+y)*s.InW+x] = int32(v)
+			}
+		}
+	}
+	c.oihw = make([]int8, s.OutC*s.InC*s.K*s.K)
+	for i := range c.oihw {
+		c.oihw[i] = int8(rng.IntN(255) - 127)
+	}
+	c.ref = quant.Conv(inPlanes, c.oihw, s.OutC, s.K, s.Stride, s.Pad)
+	c.e.Scale, c.e.Bias = make([]float32, s.OutC), make([]float32, s.OutC)
+	// Scales that put the typical accumulator (√(K²·InC)·128·73) near the
+	// middle of the output range, so rounding and clamping both happen.
+	typical := 128 * 73 * float32(s.K) * sqrt32(float32(s.InC))
+	for i := range c.e.Scale {
+		c.e.Scale[i] = (0.5 + rng.Float32()) / typical
+		c.e.Bias[i] = rng.Float32() - 0.5
+	}
+	c.e.OutInv = 40 + 40*rng.Float32()
+	switch seed % 3 {
+	case 1, 2:
+		r := g.qbuffer(s.OutH, s.OutW, s.OutC, 0)
+		for i := range r.Data {
+			r.Data[i] = byte(rng.IntN(256))
+		}
+		c.res, c.e.ResScale, c.e.ResSigned = &r, 0.004+0.004*rng.Float32(), seed%3 == 2
+	}
+	c.e.ReLU = seed%4 != 3
+	c.e.OutSigned = !c.e.ReLU
+	return c
+}
+
+func sqrt32(x float32) float32 {
+	r := x
+	for range 30 {
+		r = (r + x/r) / 2
+	}
+	return r
+}
+
+// QConvKernel holds one int8 kernel to the exact integer reference: its
+// int32 accumulators equal quant.Conv's bit for bit (the raw epilogue), its
+// requantized output is within one unit of quant.Requantize (float64) and
+// equal to the portable kernel's bit for bit, RunPart in 2, 3 and 5 parts
+// equals one part, and every buffer ends (then starts) at an unmapped
+// page, so a read or write outside it faults.
+func QConvKernel(t *testing.T, k *asm.QConvKernel, seed uint64) {
+	t.Helper()
+	s := k.Shape
+	for _, atEnd := range []bool{true, false} {
+		g := newGuard(t, atEnd)
+		c := newQCase(g, s, seed)
+		packed, err := k.PackWeights(c.oihw)
+		require.NoError(t, err)
+		pw := g.bytes(len(packed))
+		copy(pw, packed)
+
+		raw := g.qbuffer(s.OutH, s.OutW, 4*s.OutC, 0)
+		noRes := c.e
+		noRes.ResScale = 0
+		require.NoError(t, k.Check(c.in, raw, nil, pw, &noRes, true))
+		for part := 0; part < 2; part++ {
+			k.RunPartRaw(c.in, raw, pw, &noRes, part, 2)
+		}
+		for oc := 0; oc < s.OutC; oc++ {
+			for y := 0; y < s.OutH; y++ {
+				for x := 0; x < s.OutW; x++ {
+					i := raw.Index(y, x, 4*oc)
+					got := int32(uint32(raw.Data[i]) | uint32(raw.Data[i+1])<<8 | uint32(raw.Data[i+2])<<16 | uint32(raw.Data[i+3])<<24)
+					if want := c.ref.At(oc, y, x); got != want {
+						require.Equal(t, want, got, "%s: accumulator of channel %d at (%d, %d)", k.Name, oc, y, x)
+					}
+				}
+			}
+		}
+
+		out := g.qbuffer(s.OutH, s.OutW, s.OutC, int(seed%2))
+		require.NoError(t, k.Check(c.in, out, c.res, pw, &c.e, false))
+		k.RunPart(c.in, out, c.res, pw, &c.e, 0, 1)
+		for oc := 0; oc < s.OutC; oc++ {
+			for y := 0; y < s.OutH; y++ {
+				for x := 0; x < s.OutW; x++ {
+					var r int32
+					if c.res != nil {
+						r = int32(c.res.Data[c.res.Index(y, x, oc)])
+						if c.e.ResSigned {
+							r = int32(int8(c.res.Data[c.res.Index(y, x, oc)]))
+						}
+					}
+					want := quant.Requantize(c.ref.At(oc, y, x), 1, c.e.Scale[oc], c.e.Bias[oc], r, c.e.ResScale, c.e.ReLU, 1/c.e.OutInv, c.e.OutSigned)
+					v := out.Data[out.Index(y, x, oc)]
+					got := int32(v)
+					if c.e.OutSigned {
+						got = int32(int8(v))
+					}
+					if d := got - want; d < -1 || d > 1 {
+						require.InDelta(t, want, got, 1, "%s: output channel %d at (%d, %d)", k.Name, oc, y, x)
+					}
+				}
+			}
+		}
+		for i := 0; i < out.Halo*out.RowStride(); i++ {
+			require.Zero(t, out.Data[i], "%s wrote into the output's halo", k.Name)
+		}
+		if k.Tier != asm.Purego {
+			p, err := asm.PortableQConv(s)
+			require.NoError(t, err)
+			pp, err := p.PackWeights(c.oihw)
+			require.NoError(t, err)
+			po := asm.NewQBuffer(s.OutH, s.OutW, s.OutC, out.Halo)
+			require.NoError(t, p.Run(c.in, po, c.res, pp, &c.e, false))
+			require.Equal(t, po.Data, out.Data, "%s against the portable kernel", k.Name)
+		}
+		for _, parts := range []int{2, 3, 5} {
+			split := asm.NewQBuffer(s.OutH, s.OutW, s.OutC, out.Halo)
+			for part := 0; part < parts; part++ {
+				k.RunPart(c.in, split, c.res, pw, &c.e, part, parts)
+			}
+			require.Equal(t, out.Data, split.Data, "%s in %d parts", k.Name, parts)
+		}
+		g.free()
+	}
+}
+
+// Int8Kernels holds every int8 kernel of the package, on every int8 tier
+// this machine has, to the integer reference (QConvKernel). A package
+// without int8 kernels has nothing to test here.
+func Int8Kernels(t *testing.T, p Package) {
+	if !p.Kernels.HasInt8() {
+		return
+	}
+	net, err := p.Network()
+	require.NoError(t, err)
+	ran := map[asm.Tier]int{}
+	for _, tier := range Int8Tiers(t) {
+		for i, s := range net.ConvShapes() {
+			if s.InC%4 != 0 {
+				continue
+			}
+			k, err := p.Kernels.QConvKernel(s, tier)
+			require.NoError(t, err, "%v int8 kernel for %s", tier, s.Name())
+			t.Run(k.Name, func(t *testing.T) { QConvKernel(t, k, uint64(i)) })
+			ran[tier]++
+		}
+	}
+	for _, tier := range Int8Tiers(t) {
+		require.Positive(t, ran[tier], "no %v int8 kernel ran", tier)
+	}
+	if req := os.Getenv("RESNET_REQUIRE_TIERS"); slices.Contains(strings.Split(req, ","), asm.VNNI.String()) && os.Getenv("RESNET_TEST_TIERS") == "" {
+		require.Positive(t, ran[asm.VNNI], "vnni is required (RESNET_REQUIRE_TIERS=%s) and no vnni int8 kernel ran", req)
+	}
+}
