@@ -25,6 +25,8 @@ type Builder struct {
 	digest string // of f, once a Shared needs it
 	// machine is the CPU the rule chooses kernels for.
 	machine Machine
+	// q is the state of an int8 build (nil for float32).
+	q *q8
 	// scratch is each worker's working memory, shared by all the
 	// Winograd layers.
 	scratch []*asm.WinogradScratch
@@ -44,7 +46,12 @@ type Named struct {
 // NewBuilder starts building with the kernels ks (a generated package's
 // table) for the tier of cfg. Every layer runs on batch.N images.
 func NewBuilder(ks *asm.KernelSet, f *Folded, cfg Config, batch *Batch) *Builder {
-	return &Builder{ks: ks, f: f, tier: cfg.Tier, cfg: cfg, batch: batch, machine: ThisMachine()}
+	b := &Builder{ks: ks, f: f, tier: cfg.Tier, cfg: cfg, batch: batch, machine: ThisMachine()}
+	b.tier, _ = tiersFor(cfg.Tier)
+	if cfg.Precision == Int8 {
+		b.startInt8()
+	}
+	return b
 }
 
 // Geometry is an activation buffer's H, W, C and halo.
@@ -127,6 +134,11 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	s := shape.Conv{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
+	if b.q != nil && s.InC%4 == 0 {
+		b.int8Conv(dst, name, s, w, bias, ins, outs, res, relu)
+		return
+	}
+	defer b.wrote(name, outs)
 	sel := b.choose(s, b.ks.WinogradMs(s, b.tier))
 	if sel.Winograd {
 		wk, err := b.ks.WinogradM(s, b.tier, sel.M)
@@ -222,6 +234,7 @@ func (b *Builder) MaxPool(dst *MaxPool, name string, in, out []asm.Buffer) {
 		return
 	}
 	*dst = MaxPool{K: k, In: in, Out: out, Batch: b.batch}
+	b.wrote(name, out)
 	b.add(name, "maxpool", k.Name, "", 0, dst)
 }
 
@@ -235,6 +248,10 @@ func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out []asm
 		b.fail(fmt.Errorf("%s: %d input and %d output buffers", name, len(in), len(out)))
 		return
 	}
+	if b.q != nil && b.int8Shortcut(dst, name, stride, in, out) {
+		return
+	}
+	b.wrote(name, out)
 	*dst = Shortcut{Batch: b.batch}
 	for i := range in {
 		dst.S = append(dst.S, asm.SubsamplePad{In: in[i], Out: out[i], Stride: stride})
@@ -305,6 +322,11 @@ func (b *Builder) Head(pool *AvgPool, fc *FC, name string, ins []asm.Buffer, cla
 		pooled[i], logits[i] = make([]float32, in.C), make([]float32, fk.Padded())
 	}
 	*pool = AvgPool{K: ak, In: ins, Out: pooled, Batch: b.batch}
+	if b.q != nil {
+		if h := b.q.held[slotKey(ins)]; h.quantized {
+			pool.QIn, pool.QScale = b.twinOf(ins), h.scale
+		}
+	}
 	b.add("avgpool", "avgpool", ak.Name, "", 0, pool)
 	*fc = FC{K: fk, In: pooled, W: pw, B: pb, Out: logits, Classes: classes, Batch: b.batch}
 	b.add(name, "fc", fk.Name, "", int64(in.C*classes), fc)

@@ -19,6 +19,70 @@ type Config struct {
 	// Shared, when set, holds packed weights that Models of the same
 	// weights share (see WithShared).
 	Shared *Shared
+	// Precision is the convolutions' arithmetic (default FP32). Int8 needs
+	// a package generated with int8 kernels and a calibration: Calibration,
+	// or images to calibrate on at New (CalibrationImages).
+	Precision Precision
+	// Calibration holds the int8 activation scales (WithInt8).
+	Calibration *Calibration
+	// CalibrationImages are CHW images (normalised as for Forward, one
+	// after the other) New calibrates an int8 Model on (WithInt8Calibrating).
+	CalibrationImages []float32
+	// Progress, if set, receives a line per stage of long work at New
+	// (calibration).
+	Progress func(format string, args ...any)
+}
+
+// Precision is the arithmetic of a Model's convolutions.
+type Precision int
+
+const (
+	// FP32 runs every layer in float32.
+	FP32 Precision = iota
+	// Int8 runs every convolution but the stem on uint8 activations and
+	// int8 weights (int32 accumulation); the stem, the pools and the
+	// classifier stay float32.
+	Int8
+)
+
+func (p Precision) String() string {
+	if p == Int8 {
+		return "int8"
+	}
+	return "fp32"
+}
+
+// ParsePrecision is the inverse of Precision.String.
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "fp32":
+		return FP32, nil
+	case "int8":
+		return Int8, nil
+	}
+	return 0, fmt.Errorf("unknown precision %q (want fp32 or int8)", s)
+}
+
+// WithInt8 runs the Model in int8 with the activation scales of c
+// (Calibrate), which must have been measured on the Model's weights.
+func WithInt8(c *Calibration) Option {
+	return func(cfg *Config) { cfg.Precision, cfg.Calibration, cfg.CalibrationImages = Int8, c, nil }
+}
+
+// WithInt8Calibrating runs the Model in int8 with activation scales New
+// measures on images (CHW, normalised as for Forward, one after the
+// other; see Calibrate).
+func WithInt8Calibrating(images []float32) Option {
+	return func(cfg *Config) { cfg.Precision, cfg.Calibration, cfg.CalibrationImages = Int8, nil, images }
+}
+
+// WithPrecision sets the precision; WithPrecision(FP32) runs a package
+// whose default is int8 in float32.
+func WithPrecision(p Precision) Option { return func(cfg *Config) { cfg.Precision = p } }
+
+// WithProgress reports New's long stages (calibration) to f.
+func WithProgress(f func(format string, args ...any)) Option {
+	return func(cfg *Config) { cfg.Progress = f }
 }
 
 // Algorithm is how a convolution is computed.
@@ -70,6 +134,9 @@ func NewConfig(opts ...Option) (Config, error) {
 	}
 	if c.Conv < Auto || c.Conv > Winograd {
 		return c, fmt.Errorf("unknown convolution algorithm %d", c.Conv)
+	}
+	if c.Precision != FP32 && c.Precision != Int8 {
+		return c, fmt.Errorf("unknown precision %d", c.Precision)
 	}
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)

@@ -45,6 +45,9 @@ type Conv struct {
 	W       *asm.WinogradKernel
 	WPacked []float32
 	Scratch []*asm.WinogradScratch
+	// Q, when set, is the int8 convolution the layer runs instead (an int8
+	// Model: see QConv).
+	Q *QConv
 }
 
 func (c *Conv) res(i int) *asm.Buffer {
@@ -56,6 +59,9 @@ func (c *Conv) res(i int) *asm.Buffer {
 
 // Check reports whether the kernel accepts every image's buffers.
 func (c *Conv) Check() error {
+	if c.Q != nil {
+		return c.Q.Check()
+	}
 	if len(c.In) == 0 || len(c.Out) != len(c.In) || c.Res != nil && len(c.Res) != len(c.In) {
 		return fmt.Errorf("%s: %d input, %d output and %d residual buffers", c.Name, len(c.In), len(c.Out), len(c.Res))
 	}
@@ -79,6 +85,10 @@ func (c *Conv) Check() error {
 // come first, by channel blocks, each part running its blocks over every
 // image; otherwise every image is split across the parts in turn.
 func (c *Conv) RunPart(part, parts int) {
+	if c.Q != nil {
+		c.Q.RunPart(part, parts)
+		return
+	}
 	first, n := c.Batch.First, c.Batch.N
 	if c.W != nil {
 		c.runWinograd(first, n, part, parts)
@@ -151,10 +161,15 @@ func (m *MaxPool) RunPart(part, parts int) {
 type Shortcut struct {
 	S     []asm.SubsamplePad
 	Batch *Batch
+	// Q, when set, is the shortcut on an int8 Model's bytes instead.
+	Q *QShortcut
 }
 
 // Check reports whether every image's buffers describe the shortcut.
 func (s *Shortcut) Check() error {
+	if s.Q != nil {
+		return s.Q.Check()
+	}
 	if len(s.S) == 0 {
 		return fmt.Errorf("shortcut: no buffers")
 	}
@@ -168,6 +183,10 @@ func (s *Shortcut) Check() error {
 
 // RunPart writes part of parts of every image's output rows.
 func (s *Shortcut) RunPart(part, parts int) {
+	if s.Q != nil {
+		s.Q.RunPart(part, parts)
+		return
+	}
 	i0, i1 := s.Batch.images()
 	for i := i0; i < i1; i++ {
 		s.S[i].RunPart(part, parts)
@@ -181,6 +200,10 @@ type AvgPool struct {
 	In    []asm.Buffer
 	Out   [][]float32
 	Batch *Batch
+	// QIn, when set, are an int8 Model's bytes the pool reads instead of
+	// In, with their scale QScale: the mean dequantized.
+	QIn    []asm.QBuffer
+	QScale float32
 }
 
 // Check reports whether the kernel accepts every image's buffer.
@@ -201,6 +224,10 @@ func (a *AvgPool) Check() error {
 func (a *AvgPool) RunPart(part, parts int) {
 	i0, i1 := split(a.Batch.N, part, parts)
 	for i := a.Batch.First + i0; i < a.Batch.First+i1; i++ {
+		if a.QIn != nil {
+			avgPoolBytes(a.QIn[i], a.Out[i], a.QScale)
+			continue
+		}
 		if err := a.K.Run(a.In[i], a.Out[i]); err != nil {
 			panic(err) // shapes are fixed and checked at build time
 		}
@@ -306,5 +333,25 @@ func (in *Input) RunPart(part, parts int) {
 				}
 			}
 		}
+	}
+}
+
+// avgPoolBytes is the global average pool of uint8 values of scale s:
+// out[c] = s · Σ in[y][x][c] / (H·W), summed exactly in int32.
+func avgPoolBytes(in asm.QBuffer, out []float32, s float32) {
+	var sum [4096]int32
+	acc := sum[:in.C]
+	clear(acc)
+	for y := 0; y < in.H; y++ {
+		row := in.Data[in.Index(y, 0, 0):][:in.W*in.C]
+		for x := 0; x < in.W; x++ {
+			for c, v := range row[x*in.C : (x+1)*in.C] {
+				acc[c] += int32(v)
+			}
+		}
+	}
+	k := s / float32(in.H*in.W)
+	for c, v := range acc {
+		out[c] = float32(v) * k
 	}
 }

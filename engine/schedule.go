@@ -34,6 +34,10 @@ func NewSchedule(pool *Pool, layers []Named, batch *Batch) *Schedule {
 func weightsHeavy(l Layer) bool {
 	switch l := l.(type) {
 	case *Conv:
+		if l.Q != nil {
+			act := l.Q.In[0].Len() + l.Q.Out[0].Len()
+			return len(l.Q.Packed) > act
+		}
 		if l.W != nil {
 			return l.W.SharesWeights(4*len(l.WPacked), len(l.In))
 		}

@@ -14,6 +14,7 @@ import (
 
 	. "github.com/dave/jennifer/jen"
 
+	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/gen/kernels"
 	"github.com/resnetgen/resnetgen/resnet"
 )
@@ -49,7 +50,7 @@ func Emit(s Spec) (map[string][]byte, error) {
 			return nil, fmt.Errorf("%s: padding %d for a %dx%d kernel; engine pads K/2", l.Name, l.Pad, l.Kernel, l.Kernel)
 		}
 	}
-	g := &gen{Spec: s, p: planBuffers(s.Net)}
+	g := &gen{Spec: s, p: engine.PlanBuffers(s.Net)}
 	files := map[string][]byte{}
 	for name, f := range map[string]*File{"model.go": g.model(), "model_test.go": g.test()} {
 		var b bytes.Buffer
@@ -63,7 +64,7 @@ func Emit(s Spec) (map[string][]byte, error) {
 
 type gen struct {
 	Spec
-	p plan
+	p engine.BufferPlan
 }
 
 // Title describes a network in words, as its package documentation does.
@@ -94,7 +95,7 @@ func Title(net *resnet.Network) string {
 }
 
 // slot is the buffer-table entry of value v: its buffers, one per image.
-func (g *gen) slot(v int) *Statement { return Id("b").Index(Lit(g.p.slot[v])) }
+func (g *gen) slot(v int) *Statement { return Id("b").Index(Lit(g.p.Slot[v])) }
 
 func describe(l resnet.Layer) string {
 	switch l.Op {
@@ -152,7 +153,7 @@ pool made by New.
 Activation memory: %d buffers, %d bytes. Kernels, generated for this network's shapes:
 AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
 -tags purego).`,
-		g.Pkg, title, g.Command, in.C, in.H, in.W, len(net.Layers), a.Classes, load, g.Pkg, g.Pkg, len(p.slots), 4*p.floats()))
+		g.Pkg, title, g.Command, in.C, in.H, in.W, len(net.Layers), a.Classes, load, g.Pkg, g.Pkg, len(p.Slots), 4*p.Floats()))
 
 	f.Const().Defs(
 		Comment("Arch is the resnet architecture this package was generated from."),
@@ -167,7 +168,7 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		Comment("MACs is the multiply-adds of one image (convolutions and classifier)."),
 		Id("MACs").Op("=").Lit(net.MACs()),
 		Comment("ActivationBytes is the memory of the activation buffers, halos included."),
-		Id("ActivationBytes").Op("=").Lit(4*p.floats()),
+		Id("ActivationBytes").Op("=").Lit(4*p.Floats()),
 		Comment("layers is the length of the layer list this package was generated from."),
 		Id("layers").Op("=").Lit(len(net.Layers)),
 	)
@@ -176,7 +177,7 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 	count := map[resnet.Op]int{}
 	fieldOf := map[int]layerField{}
 	names := map[resnet.Op]string{resnet.OpConv: "conv", resnet.OpMaxPool: "maxpool", resnet.OpShortcutA: "shortcut"}
-	for i, l := range p.body {
+	for i, l := range p.Body {
 		fieldOf[i] = layerField{names[l.Op], count[l.Op]}
 		count[l.Op]++
 	}
@@ -255,8 +256,8 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		Id("m").Op(":=").Op("&").Id("Model").Values(Dict{Id("capacity"): Id("cfg").Dot("Batch")}),
 	}
 	var geoms []Code
-	for _, ge := range p.slots {
-		geoms = append(geoms, Line().Values(Lit(ge.H), Lit(ge.W), Lit(ge.C), Lit(ge.Halo)))
+	for _, ge := range p.Slots {
+		geoms = append(geoms, Line().Values(Lit(ge[0]), Lit(ge[1]), Lit(ge[2]), Lit(ge[3])))
 	}
 	body = append(body,
 		Comment("H, W, C, halo of each slot"),
@@ -265,7 +266,7 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		Id("l").Op(":=").Qual(enginePath, "NewBuilder").Call(Op("&").Id("kernels"), Id("f"), Id("cfg"), Op("&").Id("m").Dot("batch")),
 		Id("l").Dot("Input").Call(Op("&").Id("m").Dot("input"), g.slot(0)),
 	)
-	for i, l := range p.body {
+	for i, l := range p.Body {
 		lf := fieldOf[i]
 		dst := Op("&").Id("m").Dot(lf.field).Index(Lit(lf.index))
 		switch l.Op {
@@ -284,7 +285,7 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 		}
 	}
 	body = append(body,
-		Id("l").Dot("Head").Call(Op("&").Id("m").Dot("avgpool"), Op("&").Id("m").Dot("fc"), Lit(p.fc.Name), g.slot(p.head.In), Id("Classes")).Comment(describe(p.head)+"; "+describe(p.fc)),
+		Id("l").Dot("Head").Call(Op("&").Id("m").Dot("avgpool"), Op("&").Id("m").Dot("fc"), Lit(p.FC.Name), g.slot(p.Head.In), Id("Classes")).Comment(describe(p.Head)+"; "+describe(p.FC)),
 		If(Err().Op(":=").Id("l").Dot("Err").Call(), Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
 		Id("m").Dot("layers").Op("=").Id("l").Dot("Layers").Call(),
 		Id("m").Dot("pool").Op("=").Qual(enginePath, "NewPool").Call(Id("cfg").Dot("Workers")),

@@ -1,4 +1,4 @@
-package graph
+package engine
 
 import (
 	"testing"
@@ -19,7 +19,7 @@ import (
 func TestPlanOverwritesResidualsInPlace(t *testing.T) {
 	for _, name := range []string{"resnet18", "resnet50", "cifar-resnet20", "plain18"} {
 		net := resnet.MustBuild(name)
-		p := planBuffers(net)
+		p := PlanBuffers(net)
 		last := map[int]int{}
 		for i, l := range net.Layers {
 			last[l.In] = i
@@ -28,19 +28,19 @@ func TestPlanOverwritesResidualsInPlace(t *testing.T) {
 			}
 		}
 		holder := map[int]int{} // slot → value living in it
-		holder[p.slot[0]] = 0
+		holder[p.Slot[0]] = 0
 		inPlace := 0
-		for i, l := range p.body {
-			s := p.slot[l.Out]
+		for i, l := range p.Body {
+			s := p.Slot[l.Out]
 			require.GreaterOrEqual(t, s, 0, "%s %s", name, l.Name)
-			assert.NotEqual(t, p.slot[l.In], s, "%s %s writes its input", name, l.Name)
+			assert.NotEqual(t, p.Slot[l.In], s, "%s %s writes its input", name, l.Name)
 			if v, ok := holder[s]; ok && last[v] > i {
 				t.Errorf("%s %s overwrites value %d, read until layer %d", name, l.Name, v, last[v])
 			} else if ok && last[v] == i {
 				assert.Equal(t, l.Residual, v, "%s %s overwrites a value it reads that is not its residual", name, l.Name)
 				inPlace++
 			}
-			assert.Equal(t, p.geom[l.Out], p.slots[s], "%s %s", name, l.Name)
+			assert.Equal(t, p.Geom[l.Out], p.Slots[s], "%s %s", name, l.Name)
 			holder[s] = l.Out
 		}
 		if name != "plain18" {
@@ -50,13 +50,13 @@ func TestPlanOverwritesResidualsInPlace(t *testing.T) {
 		}
 	}
 	net := resnet.MustBuild("resnet18")
-	p := planBuffers(net)
+	p := PlanBuffers(net)
 	for _, l := range net.Layers {
 		switch l.Name {
 		case "layer1.0.conv2":
-			assert.Equal(t, p.slot[l.Residual], p.slot[l.Out], l.Name)
+			assert.Equal(t, p.Slot[l.Residual], p.Slot[l.Out], l.Name)
 		case "layer2.0.conv2":
-			assert.NotEqual(t, p.slot[l.Residual], p.slot[l.Out], "%s: halo 0 residual, halo 1 output", l.Name)
+			assert.NotEqual(t, p.Slot[l.Residual], p.Slot[l.Out], "%s: halo 0 residual, halo 1 output", l.Name)
 		}
 	}
 }

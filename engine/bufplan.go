@@ -1,4 +1,4 @@
-package graph
+package engine
 
 import (
 	"sort"
@@ -6,19 +6,20 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-// geom is a buffer's geometry: an H×W×C NHWC interior with a zero halo.
-type geom struct{ H, W, C, Halo int }
+// values is the number of values a buffer of geometry g spans, halo
+// included.
+func (g Geometry) values() int { return (g[0] + 2*g[3]) * (g[1] + 2*g[3]) * g[2] }
 
-func (g geom) floats() int { return (g.H + 2*g.Halo) * (g.W + 2*g.Halo) * g.C }
-
-// plan assigns every activation value of a network to a buffer slot.
-type plan struct {
-	slots []geom // slot geometry; a slot only ever holds values of its geometry
-	slot  []int  // value → slot, −1 for values the head keeps itself
-	geom  []geom // value → geometry (halo included)
-	body  []resnet.Layer
-	head  resnet.Layer // the global average pool; the classifier follows it
-	fc    resnet.Layer
+// BufferPlan assigns every activation value of a network to a buffer slot.
+// The generator writes it out as a package's buffer table (gen/graph);
+// Interpret builds a network from it directly.
+type BufferPlan struct {
+	Slots []Geometry // slot geometry; a slot only ever holds values of its geometry
+	Slot  []int      // value → slot, −1 for values the head keeps itself
+	Geom  []Geometry // value → geometry (halo included)
+	Body  []resnet.Layer
+	Head  resnet.Layer // the global average pool; the classifier follows it
+	FC    resnet.Layer
 }
 
 // consumerHalo is the halo a layer needs on the value it reads as input.
@@ -34,7 +35,7 @@ func consumerHalo(l resnet.Layer) int {
 	return 0
 }
 
-// planBuffers gives each value the largest halo its readers need, then
+// PlanBuffers gives each value the largest halo its readers need, then
 // assigns slots in layer order: a value's slot is freed after its last
 // reader, and a new value reuses a free slot of exactly its geometry (so
 // halos, zeroed once, stay zero) or gets a new one. A layer writes the slot
@@ -46,14 +47,14 @@ func consumerHalo(l resnet.Layer) int {
 // when the output is stored, where a separate output buffer's lines would
 // first be read from memory (ResNet-50's 1x1 expansions with cold
 // activations on Zen 4, each alone: 10–12 % faster in place).
-func planBuffers(net *resnet.Network) plan {
+func PlanBuffers(net *resnet.Network) BufferPlan {
 	n := len(net.Layers)
-	p := plan{
-		body: net.Layers[:n-2],
-		head: net.Layers[n-2],
-		fc:   net.Layers[n-1],
+	p := BufferPlan{
+		Body: net.Layers[:n-2],
+		Head: net.Layers[n-2],
+		FC:   net.Layers[n-1],
 	}
-	if p.head.Op != resnet.OpGlobalAvgPool || p.fc.Op != resnet.OpFC {
+	if p.Head.Op != resnet.OpGlobalAvgPool || p.FC.Op != resnet.OpFC {
 		panic("network does not end in average pool + classifier")
 	}
 	halo := make([]int, len(net.Values))
@@ -65,33 +66,33 @@ func planBuffers(net *resnet.Network) plan {
 			last[l.Residual] = max(last[l.Residual], i)
 		}
 	}
-	p.geom = make([]geom, len(net.Values))
+	p.Geom = make([]Geometry, len(net.Values))
 	for v, s := range net.Values {
-		p.geom[v] = geom{s.H, s.W, s.C, halo[v]}
+		p.Geom[v] = Geometry{s.H, s.W, s.C, halo[v]}
 	}
-	p.slot = make([]int, len(net.Values))
-	for v := range p.slot {
-		p.slot[v] = -1
+	p.Slot = make([]int, len(net.Values))
+	for v := range p.Slot {
+		p.Slot[v] = -1
 	}
 	var free []int
 	take := func(v int) {
 		for i, s := range free {
-			if p.slots[s] == p.geom[v] {
-				p.slot[v] = s
+			if p.Slots[s] == p.Geom[v] {
+				p.Slot[v] = s
 				free = append(free[:i], free[i+1:]...)
 				return
 			}
 		}
-		p.slots = append(p.slots, p.geom[v])
-		p.slot[v] = len(p.slots) - 1
+		p.Slots = append(p.Slots, p.Geom[v])
+		p.Slot[v] = len(p.Slots) - 1
 	}
 	take(0)
 	live := map[int]bool{0: true}
-	for i, l := range p.body {
-		if r := l.Residual; r != resnet.NoValue && last[r] == i && r != l.In && p.geom[r] == p.geom[l.Out] {
+	for i, l := range p.Body {
+		if r := l.Residual; r != resnet.NoValue && last[r] == i && r != l.In && p.Geom[r] == p.Geom[l.Out] {
 			// In place: the output overwrites the residual it is the last
 			// to read.
-			p.slot[l.Out] = p.slot[r]
+			p.Slot[l.Out] = p.Slot[r]
 			delete(live, r)
 		} else {
 			take(l.Out)
@@ -101,7 +102,7 @@ func planBuffers(net *resnet.Network) plan {
 		for v := range live {
 			if last[v] <= i && v != l.Out {
 				delete(live, v)
-				free = append(free, p.slot[v])
+				free = append(free, p.Slot[v])
 			}
 		}
 		sort.Ints(free)
@@ -109,11 +110,11 @@ func planBuffers(net *resnet.Network) plan {
 	return p
 }
 
-// floats is the activation memory of the plan.
-func (p plan) floats() int {
+// Floats is the activation memory of the plan, in values (floats).
+func (p BufferPlan) Floats() int {
 	t := 0
-	for _, g := range p.slots {
-		t += g.floats()
+	for _, g := range p.Slots {
+		t += g.values()
 	}
 	return t
 }

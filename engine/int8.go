@@ -1,0 +1,334 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/resnet/quant"
+	"github.com/resnetgen/resnetgen/shape"
+)
+
+// An int8 Model runs the layers of its float32 twin, built by the same
+// Builder calls: the stem (3 input channels) and the max pool after it in
+// float32, then a Quantize step into uint8, every other convolution on
+// uint8 activations and int8 weights (QConv), the option-A shortcuts on
+// bytes, and the average pool dequantizing into the float32 classifier. The
+// Builder keeps, beside each float32 buffer slot of the generated plan, a
+// byte twin of the same geometry (same zero halo), and tracks which value
+// each slot holds — float32 or quantized, with its scale.
+
+// QConv is an int8 convolution: Out = requantize(conv(In, W) + Bias +
+// Res), per image (asm.QConvKernel, asm.QEpilogue).
+type QConv struct {
+	K        *asm.QConvKernel
+	In, Out  []asm.QBuffer // per image
+	Res      []asm.QBuffer // per image; nil: no residual
+	Packed   []byte
+	Epilogue asm.QEpilogue
+	Batch    *Batch
+}
+
+func (c *QConv) res(i int) *asm.QBuffer {
+	if c.Res == nil {
+		return nil
+	}
+	return &c.Res[i]
+}
+
+// Check reports whether the kernel accepts every image's buffers.
+func (c *QConv) Check() error {
+	if len(c.In) == 0 || len(c.Out) != len(c.In) || c.Res != nil && len(c.Res) != len(c.In) {
+		return fmt.Errorf("%s: %d input, %d output and %d residual buffers", c.K.Name, len(c.In), len(c.Out), len(c.Res))
+	}
+	for i := range c.In {
+		if err := c.K.Check(c.In[i], c.Out[i], c.res(i), c.Packed, &c.Epilogue, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunPart computes part of parts of the layer over Batch.N images: one
+// image split as asm.QConvKernel.RunPart splits it; a batch by whole images
+// where they divide evenly among the parts, else every image split.
+func (c *QConv) RunPart(part, parts int) {
+	first, n := c.Batch.First, c.Batch.N
+	if n > 1 && n%parts == 0 {
+		i0, i1 := split(n, part, parts)
+		for i := first + i0; i < first+i1; i++ {
+			c.K.RunPart(c.In[i], c.Out[i], c.res(i), c.Packed, &c.Epilogue, 0, 1)
+		}
+		return
+	}
+	for i := first; i < first+n; i++ {
+		c.K.RunPart(c.In[i], c.Out[i], c.res(i), c.Packed, &c.Epilogue, part, parts)
+	}
+}
+
+// Quantize turns float32 activations into the uint8 ones of the int8
+// layers after them: q = round(x/scale), clamped to [0, 255] (the input
+// follows a ReLU).
+type Quantize struct {
+	In    []asm.Buffer
+	Out   []asm.QBuffer
+	Inv   float32 // 1/scale
+	Batch *Batch
+}
+
+// Check reports whether the buffers match.
+func (q *Quantize) Check() error {
+	if len(q.In) == 0 || len(q.Out) != len(q.In) {
+		return fmt.Errorf("quantize: %d input and %d output buffers", len(q.In), len(q.Out))
+	}
+	for i := range q.In {
+		a, b := q.In[i], q.Out[i]
+		if a.H != b.H || a.W != b.W || a.C != b.C || len(b.Data) != b.Len() || len(a.Data) != a.Len() {
+			return fmt.Errorf("quantize: %v into %v", a, b)
+		}
+	}
+	return nil
+}
+
+// RunPart quantizes part of parts of every image's rows.
+func (q *Quantize) RunPart(part, parts int) {
+	i0, i1 := q.Batch.images()
+	for i := i0; i < i1; i++ {
+		in, out := q.In[i], q.Out[i]
+		y0, y1 := split(in.H, part, parts)
+		for y := y0; y < y1; y++ {
+			src := in.Data[in.Index(y, 0, 0):][:in.W*in.C]
+			dst := out.Data[out.Index(y, 0, 0):][:len(src)]
+			for j, v := range src {
+				dst[j] = byte(min(max(math.RoundToEven(float64(v*q.Inv)), 0), 255))
+			}
+		}
+	}
+}
+
+// QShortcut is the option-A shortcut (asm.SubsamplePad) on bytes: the
+// same scale in and out.
+type QShortcut struct {
+	In, Out []asm.QBuffer
+	Stride  int
+	Batch   *Batch
+}
+
+// Check reports whether every image's buffers describe the shortcut.
+func (s *QShortcut) Check() error {
+	if len(s.In) == 0 || len(s.Out) != len(s.In) {
+		return fmt.Errorf("shortcut: %d input and %d output buffers", len(s.In), len(s.Out))
+	}
+	for i := range s.In {
+		in, out := s.In[i], s.Out[i]
+		if out.H != (in.H-1)/s.Stride+1 || out.W != (in.W-1)/s.Stride+1 || out.C < in.C || (out.C-in.C)%2 != 0 {
+			return fmt.Errorf("shortcut: %v to %v at stride %d", in, out, s.Stride)
+		}
+	}
+	return nil
+}
+
+// RunPart writes part of parts of every image's output rows: each output
+// pixel takes the input pixel at stride·(y, x), its channels centred in the
+// wider output, zeros around (PyTorch's option A).
+func (s *QShortcut) RunPart(part, parts int) {
+	i0, i1 := s.Batch.images()
+	for i := i0; i < i1; i++ {
+		in, out := s.In[i], s.Out[i]
+		pad := (out.C - in.C) / 2
+		y0, y1 := split(out.H, part, parts)
+		for y := y0; y < y1; y++ {
+			for x := 0; x < out.W; x++ {
+				o := out.Data[out.Index(y, x, 0):][:out.C]
+				clear(o[:pad])
+				copy(o[pad:pad+in.C], in.Data[in.Index(y*s.Stride, x*s.Stride, 0):][:in.C])
+				clear(o[pad+in.C:])
+			}
+		}
+	}
+}
+
+// q8 is what the Builder knows of an int8 build.
+type q8 struct {
+	tier asm.Tier // the int8 kernels' tier
+	cal  *Calibration
+	twin map[*float32][]asm.QBuffer // a float32 slot's byte twin
+	held map[*float32]held          // the value a slot holds now
+}
+
+// held is the value a buffer slot holds: quantized (in its twin) with a
+// scale and sign, or float32, written by the layer producer.
+type held struct {
+	quantized bool
+	scale     float32
+	signed    bool
+	producer  string
+}
+
+// tiersFor splits a Config's tier into the float32 tier of the layers that
+// stay float32 and the tier of the int8 kernels.
+func tiersFor(t asm.Tier) (fp32, int8 asm.Tier) {
+	switch t {
+	case asm.VNNI:
+		return asm.AVX512, asm.VNNI
+	case asm.AVX512:
+		if asm.Has(asm.VNNI) {
+			return asm.AVX512, asm.VNNI
+		}
+		return asm.AVX512, asm.AVX2
+	case asm.AVX2:
+		return asm.AVX2, asm.AVX2
+	}
+	return t, asm.Purego
+}
+
+// startInt8 prepares an int8 build: the calibration (measured now on the
+// Config's images if it has no scales) checked against the weights, and
+// the tiers.
+func (b *Builder) startInt8() {
+	if !b.ks.HasInt8() {
+		b.fail(fmt.Errorf("int8: this package has no int8 kernels (generate it with resnetgen -precision int8)"))
+		return
+	}
+	cal := b.cfg.Calibration
+	if cal == nil {
+		if len(b.cfg.CalibrationImages) == 0 {
+			b.fail(fmt.Errorf("int8 needs a calibration: engine.WithInt8(calibration) or engine.WithInt8Calibrating(images)"))
+			return
+		}
+		opts := []Option{WithTier(b.tier), WithWorkers(b.cfg.Workers), WithBatch(8), WithConv(b.cfg.Conv)}
+		m, err := Interpret(b.f, b.ks, opts...)
+		if b.fail(err) {
+			return
+		}
+		s := b.f.Net.Values[0]
+		cal, err = Calibrate(m, b.f, b.cfg.CalibrationImages, s.Len(), 8, CalibrateOptions{Progress: b.cfg.Progress})
+		m.Close()
+		if b.fail(err) {
+			return
+		}
+	}
+	if got := b.f.digest(); cal.WeightsSHA256 != hexDigest(got) {
+		b.fail(fmt.Errorf("int8: the calibration was measured on other weights (SHA-256 %.12s…; these weights are %.12s…): calibrate on these weights", cal.WeightsSHA256, hexDigest(got)))
+		return
+	}
+	fp, i8 := tiersFor(b.cfg.Tier)
+	b.tier = fp
+	b.q = &q8{tier: i8, cal: cal, twin: map[*float32][]asm.QBuffer{}, held: map[*float32]held{}}
+}
+
+// slotKey identifies a buffer slot by its first image's data.
+func slotKey(bufs []asm.Buffer) *float32 { return &bufs[0].Data[0] }
+
+// twinOf is the byte twin of a float32 slot, made on first use.
+func (b *Builder) twinOf(bufs []asm.Buffer) []asm.QBuffer {
+	k := slotKey(bufs)
+	if t, ok := b.q.twin[k]; ok {
+		return t
+	}
+	t := make([]asm.QBuffer, len(bufs))
+	for i, f := range bufs {
+		t[i] = asm.NewQBuffer(f.H, f.W, f.C, f.Halo)
+	}
+	b.q.twin[k] = t
+	return t
+}
+
+// scale is the calibration's scale of the tensor layer writes.
+func (b *Builder) scale(layer string) (float32, bool) {
+	s, ok := b.q.cal.Scales[layer]
+	if !ok {
+		b.fail(fmt.Errorf("int8: the calibration has no scale for the output of %s", layer))
+	}
+	return s, ok
+}
+
+// quantized returns the byte twin of a slot holding the value an int8
+// layer reads, quantizing a float32 value into it first (a Quantize step).
+func (b *Builder) quantized(bufs []asm.Buffer) ([]asm.QBuffer, held, bool) {
+	k := slotKey(bufs)
+	h, ok := b.q.held[k]
+	if !ok {
+		b.fail(fmt.Errorf("int8: a layer reads a buffer no layer wrote"))
+		return nil, h, false
+	}
+	t := b.twinOf(bufs)
+	if h.quantized {
+		return t, h, true
+	}
+	s, ok := b.scale(h.producer)
+	if !ok {
+		return nil, h, false
+	}
+	q := &Quantize{In: bufs, Out: t, Inv: 1 / s, Batch: b.batch}
+	b.add(h.producer+".quantize", "quantize", "quantize_purego", "", 0, q)
+	h = held{quantized: true, scale: s, producer: h.producer}
+	b.q.held[k] = h
+	return t, h, true
+}
+
+// int8Conv builds the int8 convolution name of shape s (see Conv).
+func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, w, bias []float32, ins, outs, res []asm.Buffer, relu bool) {
+	in, h, ok := b.quantized(ins)
+	if !ok {
+		return
+	}
+	var r []asm.QBuffer
+	var rh held
+	if res != nil {
+		if r, rh, ok = b.quantized(res); !ok {
+			return
+		}
+	}
+	outScale, ok := b.scale(name)
+	if !ok {
+		return
+	}
+	k, err := b.ks.QConvKernel(s, b.q.tier)
+	if b.fail(err) {
+		return
+	}
+	q, ws, err := quant.Weights(w, s.OutC)
+	if b.fail(err) {
+		return
+	}
+	packed, err := k.PackWeights(q)
+	if b.fail(err) {
+		return
+	}
+	e := asm.QEpilogue{Scale: make([]float32, s.OutC), Bias: bias, OutInv: 1 / outScale, ReLU: relu, OutSigned: !relu}
+	for oc := range e.Scale {
+		e.Scale[oc] = h.scale * ws[oc]
+	}
+	if r != nil {
+		e.ResScale, e.ResSigned = rh.scale, rh.signed
+	}
+	qc := &QConv{K: k, In: in, Out: b.twinOf(outs), Res: r, Packed: packed, Epilogue: e, Batch: b.batch}
+	*dst = Conv{Name: name, Q: qc, Batch: b.batch}
+	b.add(name, "int8 conv", k.Name, "int8", s.MACs(), dst)
+	b.q.held[slotKey(outs)] = held{quantized: true, scale: outScale, signed: !relu, producer: name}
+}
+
+// wrote records that a float32 layer wrote outs.
+func (b *Builder) wrote(layer string, outs []asm.Buffer) {
+	if b.q != nil {
+		b.q.held[slotKey(outs)] = held{producer: layer}
+	}
+}
+
+// int8Shortcut builds the option-A shortcut on bytes if its input slot
+// holds a quantized value; ok is false if it holds a float32 one.
+func (b *Builder) int8Shortcut(dst *Shortcut, name string, stride int, ins, outs []asm.Buffer) (done bool) {
+	h, ok := b.q.held[slotKey(ins)]
+	if !ok || !h.quantized {
+		return false
+	}
+	*dst = Shortcut{Batch: b.batch, Q: &QShortcut{In: b.twinOf(ins), Out: b.twinOf(outs), Stride: stride, Batch: b.batch}}
+	b.add(name, "shortcut", "subsample-pad-int8", "", 0, dst)
+	h.producer = name
+	b.q.held[slotKey(outs)] = h
+	return true
+}
+
+// hexDigest is the hexadecimal form of a Folded.digest.
+func hexDigest(d string) string { return fmt.Sprintf("%x", d) }
