@@ -265,6 +265,15 @@ func (c *Calibration) MarshalJSON() ([]byte, error) {
 	}{c.Method, c.Images, c.WeightsSHA256, es})
 }
 
+// ParseCalibration reads a Calibration from its JSON (MarshalJSON).
+func ParseCalibration(b []byte) (*Calibration, error) {
+	c := &Calibration{}
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // UnmarshalJSON reads what MarshalJSON writes, checking every scale is a
 // positive finite number.
 func (c *Calibration) UnmarshalJSON(b []byte) error {

@@ -55,6 +55,13 @@ type Options struct {
 	// AVX2 on amd64, the portable kernel elsewhere) for every convolution
 	// but the stem's: the package then runs in int8 given calibration.
 	Int8 bool
+	// Calibrate, with Int8 and Weights, names calibration images (an .npy
+	// of N×3×H×W float32 tensors, or a directory of images where the
+	// network has a preprocessing): their activations' scales are compiled
+	// into the package, which then runs in int8 by default. CalibrateN
+	// caps the images used (0: all).
+	Calibrate  string
+	CalibrateN int
 	// Embed compiles the weights (BatchNorm folded, float32, checksummed)
 	// into the package, which then has Load.
 	Embed bool
@@ -101,6 +108,9 @@ func Generate(o Options) (*Result, error) {
 	}
 	if o.Embed && o.Weights == "" {
 		return nil, usage("-embed needs -weights: there are no weights to compile in")
+	}
+	if o.Calibrate != "" && (!o.Int8 || o.Weights == "") {
+		return nil, usage("-calibrate needs -precision int8 and -weights")
 	}
 	if o.Classes < 0 || o.Height < 0 || o.Width < 0 || (o.Height == 0) != (o.Width == 0) {
 		return nil, usage("classes %d and size %dx%d must be positive", o.Classes, o.Height, o.Width)
@@ -175,6 +185,11 @@ func Generate(o Options) (*Result, error) {
 	say("kernels: %s (%v)", kernels.Summary(ks), time.Since(start).Round(time.Millisecond))
 	maps(files, ks)
 	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
+	if o.Calibrate != "" {
+		if spec.Calibration, err = calibrate(o, net, folded, say); err != nil {
+			return nil, err
+		}
+	}
 	if o.Embed {
 		spec.Weights = WeightsFile
 		var b bytes.Buffer

@@ -23,6 +23,12 @@
 //	-o DIR         output directory (default: the current directory)
 //	-embed         compile the weights into the package (BatchNorm folded, float32,
 //	               checksummed): it then has Load(), and needs no file at run time
+//	-precision P   fp32 (the default) or int8: the package gets int8 kernels and the
+//	               activation scales measured on -calibrate, and runs in int8 by default
+//	-calibrate X   int8 calibration images: an .npy of N×3×H×W float32 tensors, normalised
+//	               as in training, or a directory of images for a network with a
+//	               preprocessing (224×224 ImageNet, 32×32 CIFAR)
+//	-calibrate-n N calibrate on at most N of them (default: all)
 //
 // Nothing is written unless every input is valid, and a file resnetgen did
 // not write is never overwritten. The exit status is 2 for bad usage and 1
@@ -72,6 +78,9 @@ func generate(args []string, stderr io.Writer) error {
 	fs.StringVar(&o.Pkg, "pkg", "", "package name (default: $GOPACKAGE under go generate, else the directory's name)")
 	fs.StringVar(&o.Dir, "o", ".", "output directory")
 	fs.BoolVar(&o.Embed, "embed", false, "compile the weights into the package (needs -weights)")
+	precision := fs.String("precision", "fp32", "fp32, or int8: int8 kernels and activation scales calibrated on -calibrate (needs -weights)")
+	fs.StringVar(&o.Calibrate, "calibrate", "", "int8 calibration images: an .npy of N×3×H×W float32 tensors (normalised as in training), or a directory of images where the network has a preprocessing (224×224 ImageNet, 32×32 CIFAR)")
+	fs.IntVar(&o.CalibrateN, "calibrate-n", 0, "calibrate on at most N images of -calibrate (0: all)")
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,6 +98,25 @@ func generate(args []string, stderr io.Writer) error {
 	}
 	if set["o"] && o.Dir == "" {
 		return fmt.Errorf("%w: -o is empty", errUsage)
+	}
+	switch *precision {
+	case "fp32":
+		if o.Calibrate != "" || set["calibrate-n"] {
+			return fmt.Errorf("%w: -calibrate and -calibrate-n are for -precision int8", errUsage)
+		}
+	case "int8":
+		if o.Weights == "" {
+			return fmt.Errorf("%w: -precision int8 needs -weights: the scales are calibrated on the weights' activations", errUsage)
+		}
+		if o.Calibrate == "" {
+			return fmt.Errorf("%w: -precision int8 needs -calibrate: images (an .npy or a directory) to measure the activations on", errUsage)
+		}
+		if o.CalibrateN < 0 {
+			return fmt.Errorf("%w: -calibrate-n %d must be ≥ 0", errUsage, o.CalibrateN)
+		}
+		o.Int8 = true
+	default:
+		return fmt.Errorf("%w: unknown -precision %q (want fp32 or int8)", errUsage, *precision)
 	}
 	if *size != "" {
 		h, w, err := parseSize(*size)

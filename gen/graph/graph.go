@@ -37,6 +37,10 @@ type Spec struct {
 	Weights string
 	// Command is how the package was generated, for its documentation.
 	Command string
+	// Calibration, if set, is the int8 activation scales (engine.Calibration
+	// as JSON) measured when the package was generated: it is compiled in
+	// and the package runs in int8 by default.
+	Calibration []byte
 }
 
 // Emit returns model.go and model_test.go of the package.
@@ -250,11 +254,27 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 	}
 
 	// build: the buffer table, then one builder call per layer.
-	body := []Code{
+	var body []Code
+	if g.Calibration != nil {
+		f.Comment("calibrationJSON is the int8 activation scales measured when this package was generated.")
+		f.Const().Id("calibrationJSON").Op("=").Lit(string(g.Calibration))
+		f.Comment("Calibration returns the int8 activation scales compiled into this package (resnetgen -calibrate),")
+		f.Comment("measured on the weights whose SHA-256 it records: New runs in int8 with them unless told")
+		f.Comment("engine.WithPrecision(engine.FP32), and refuses other weights in int8.")
+		f.Func().Id("Calibration").Params().Params(Op("*").Qual(enginePath, "Calibration"), Error()).Block(
+			Return(Qual(enginePath, "ParseCalibration").Call(Index().Byte().Parens(Id("calibrationJSON")))),
+		)
+		body = append(body,
+			List(Id("c"), Err()).Op(":=").Id("Calibration").Call(),
+			If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+			Id("opts").Op("=").Append(Index().Qual(enginePath, "Option").Values(Qual(enginePath, "WithInt8").Call(Id("c"))), Id("opts").Op("...")),
+		)
+	}
+	body = append(body,
 		List(Id("cfg"), Err()).Op(":=").Qual(enginePath, "NewConfig").Call(Id("opts").Op("...")),
 		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
 		Id("m").Op(":=").Op("&").Id("Model").Values(Dict{Id("capacity"): Id("cfg").Dot("Batch")}),
-	}
+	)
 	var geoms []Code
 	for _, ge := range p.Slots {
 		geoms = append(geoms, Line().Values(Lit(ge[0]), Lit(ge[1]), Lit(ge[2]), Lit(ge[3])))

@@ -1,0 +1,73 @@
+package gen
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/npy"
+)
+
+// calibrationImages reads the images of path for net, at most n of them (0:
+// all): an .npy of N×C×H×W float32 tensors whose C, H and W are the
+// network's input, or a directory of image files (calibrationDir).
+func calibrationImages(path string, net *resnet.Network, n int) ([]float32, int, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("-calibrate: %w", err)
+	}
+	if st.IsDir() {
+		return calibrationDir(path, net, n)
+	}
+	a, err := npy.ReadFile(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("-calibrate %s: %w", path, err)
+	}
+	in := net.Values[0]
+	if len(a.Shape) != 4 || a.Shape[1] != in.C || a.Shape[2] != in.H || a.Shape[3] != in.W {
+		return nil, 0, fmt.Errorf("-calibrate %s: tensors of shape %v; %s takes N×%d×%d×%d", path, a.Shape, net.Arch.Name, in.C, in.H, in.W)
+	}
+	count := a.Shape[0]
+	if count == 0 {
+		return nil, 0, fmt.Errorf("-calibrate %s holds no images", path)
+	}
+	if n > 0 && n < count {
+		count = n
+	}
+	return a.Data[:count*in.Len()], count, nil
+}
+
+// calibrate measures the int8 activation scales of folded weights on the
+// images of o.Calibrate, running the network on the portable kernels
+// (the package's own do not exist yet), and returns them as the JSON the
+// package compiles in.
+func calibrate(o Options, net *resnet.Network, folded *engine.Folded, say func(string, ...any)) ([]byte, error) {
+	images, n, err := calibrationImages(o.Calibrate, net, o.CalibrateN)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	say("calibrating on %d images of %s (the portable float32 kernels: this takes a while for big networks)", n, o.Calibrate)
+	m, err := engine.Interpret(folded, nil, engine.WithBatch(8))
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	c, err := engine.Calibrate(m, folded, images, net.Values[0].Len(), 8, engine.CalibrateOptions{
+		Progress: func(format string, args ...any) { say(format, args...) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	say("calibrated %d tensors in %v", len(c.Scales), time.Since(start).Round(time.Millisecond))
+	return json.Marshal(c)
+}
+
+// calibrationDir reads a directory of images for net: not yet for any
+// network (the preprocessing at any size lands with the images issue).
+func calibrationDir(path string, net *resnet.Network, n int) ([]float32, int, error) {
+	return nil, 0, fmt.Errorf("-calibrate %s: a directory of images is not read yet; give an .npy of N×3×%d×%d float32 tensors", path, net.Values[0].H, net.Values[0].W)
+}
