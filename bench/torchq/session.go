@@ -60,7 +60,16 @@ type Session struct {
 // Start quantizes net (calibrated on calib, float32 N×3×H×W) in a Python
 // process with torch.set_num_threads(threads) and returns once both
 // networks ran warm on a batch-1 input of calib's H×W, the deterministic
-// input bench/ort's runner feeds ONNX Runtime.
+// input bench/ort's runner feeds ONNX Runtime. To alternate with our
+// runs, as bench.Versus does with ORT:
+//
+//	s, err := torchq.Start(torchq.Net{Arch: "resnet50"}, "calib.npy", threads, torchq.Options{ISA: torchq.VNNI})
+//	for range rounds {
+//		ort.WaitIdle(os.Getpid(), time.Second) // our workers parked
+//		theirs, err := s.Run(torchq.Int8, runs)
+//		s.WaitIdle(time.Second) // OpenMP's workers stopped spinning
+//		… time ours …
+//	}
 func Start(net Net, calib string, threads int, o Options) (*Session, error) {
 	if threads < 1 {
 		return nil, fmt.Errorf("torchq: %d threads", threads)
