@@ -13,22 +13,6 @@ import (
 // CIFARArchs are the published CIFAR-10 ResNets in ../shared/data.
 var CIFARArchs = []string{"cifar-resnet20", "cifar-resnet32", "cifar-resnet44", "cifar-resnet56"}
 
-// CIFARSplit splits the CIFAR-10 test set for int8 calibration: the images
-// whose index is a multiple of every calibrate, and the others to evaluate
-// on. The records are sorted by label after the first 100, so a spread
-// index is what covers the classes (every = 10: 1,000 images, 100 a class);
-// a contiguous range would not.
-func CIFARSplit(images []cifar10.Image, every int) (calib, eval []cifar10.Image) {
-	for i, img := range images {
-		if i%every == 0 {
-			calib = append(calib, img)
-		} else {
-			eval = append(eval, img)
-		}
-	}
-	return calib, eval
-}
-
 // WriteCIFAR writes images, normalised as resnetgen feeds its CIFAR
 // networks (cifar10.Image.Normalize: (pixel/255 − mean[c]) / std[c] in
 // float64, rounded to float32), to path as float32 N×3×32×32, and returns
@@ -82,7 +66,7 @@ func CIFARTable(o CIFAROptions) ([]AccuracyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	calib, eval := CIFARSplit(images, o.Every)
+	calib, eval := cifar10.Split(images, o.Every)
 	calibPath, evalPath := filepath.Join(o.Dir, "calib.npy"), filepath.Join(o.Dir, "eval.npy")
 	if _, err := WriteCIFAR(calibPath, calib); err != nil {
 		return nil, err

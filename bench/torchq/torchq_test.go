@@ -90,7 +90,7 @@ func TestSessionRuns(t *testing.T) {
 	require.NoError(t, err, "the CIFAR-10 test set is test data: see README.md")
 	weights, err := CIFARWeights(cifarWeights, "cifar-resnet20")
 	require.NoError(t, err)
-	calib, _ := CIFARSplit(images, 100)
+	calib, _ := cifar10.Split(images, 100)
 	path := filepath.Join(t.TempDir(), "calib.npy")
 	_, err = WriteCIFAR(path, calib)
 	require.NoError(t, err)

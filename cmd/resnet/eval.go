@@ -30,6 +30,8 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print a JSON object {arch, images, correct, top1}")
 	quiet := fs.Bool("q", false, "no progress on standard error")
 	useRef := fs.Bool("ref", false, "run the float64 reference instead of the generated network")
+	precision := fs.String("precision", "fp32", "fp32, or int8: calibrate on every -calibrate-every'th image (index % N == 0) and evaluate on the others")
+	every := fs.Int("calibrate-every", 10, "with -precision int8: the images with index % N == 0 calibrate, the others are evaluated (the test set is sorted by label after its first 100: never a contiguous range)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -40,6 +42,13 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	}
 	if *limit < 0 || *workers < 1 {
 		return fmt.Errorf("%w: -limit must be ≥ 0 and -workers ≥ 1", errUsage)
+	}
+	prec, err := engine.ParsePrecision(*precision)
+	if err != nil {
+		return fmt.Errorf("%w: -precision: %v", errUsage, err)
+	}
+	if prec == engine.Int8 && (*useRef || *every < 2) {
+		return fmt.Errorf("%w: -precision int8 runs the generated network (not -ref) and needs -calibrate-every ≥ 2", errUsage)
 	}
 	if err := checkArch(*arch); err != nil {
 		return err
@@ -56,11 +65,6 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err := isCIFAR(name); err != nil {
 		return fmt.Errorf("%s: %w", *weights, err)
 	}
-	classify, engineName, closeAll, err := classifier(name, net, w, *useRef, *workers)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
 	images, err := cifar10.ReadDir(*data)
 	if err != nil {
 		return err
@@ -68,6 +72,44 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if *limit > 0 && *limit < len(images) {
 		images = images[:*limit]
 	}
+	var opts []engine.Option
+	if prec == engine.Int8 {
+		var calib []cifar10.Image
+		calib, images = cifar10.Split(images, *every)
+		if len(calib) == 0 || len(images) == 0 {
+			return fmt.Errorf("%w: %d images split every %d leave nothing to calibrate on or to evaluate", errUsage, len(calib)+len(images), *every)
+		}
+		x := make([]float32, len(calib)*cifar10.Side*cifar10.Side*3)
+		for i := range calib {
+			calib[i].Normalize(x[i*3*cifar10.Side*cifar10.Side:])
+		}
+		info, err := all.Lookup(name)
+		if err != nil {
+			return err
+		}
+		f, err := engine.Fold(net, w)
+		if err != nil {
+			return err
+		}
+		m, err := engine.Interpret(f, info.Kernels, engine.WithBatch(8))
+		if err != nil {
+			return err
+		}
+		c, err := engine.Calibrate(m, f, x, 3*cifar10.Side*cifar10.Side, 8, engine.CalibrateOptions{})
+		m.Close()
+		if err != nil {
+			return err
+		}
+		if !*quiet {
+			fmt.Fprintf(stderr, "calibrated on %d images (index %% %d == 0), %d tensors\n", len(calib), *every, len(c.Scales))
+		}
+		opts = append(opts, engine.WithInt8(c))
+	}
+	classify, engineName, closeAll, err := classifier(name, net, w, *useRef, *workers, opts...)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
 	var progress io.Writer
 	if !*quiet {
 		progress = stderr
@@ -81,8 +123,8 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(evalResult{name, res})
 	}
-	fmt.Fprintf(stdout, "%s: top-1 %.2f%% (error %.2f%%), %d of %d images correct, %s\n",
-		name, res.Top1, 100-res.Top1, res.Correct, res.Images, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "%s %v: top-1 %.2f%% (error %.2f%%), %d of %d images correct, %s\n",
+		name, prec, res.Top1, 100-res.Top1, res.Correct, res.Images, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -108,7 +150,7 @@ func isCIFAR(arch string) error {
 // classifier returns a function that Evaluate may call from workers
 // goroutines at once: the float64 reference, or the generated network with
 // one single-worker Model per goroutine (a Model runs one Forward at a time).
-func classifier(arch string, net *resnet.Network, w *resnet.Weights, useRef bool, workers int) (cifar10.Classifier, string, func(), error) {
+func classifier(arch string, net *resnet.Network, w *resnet.Weights, useRef bool, workers int, opts ...engine.Option) (cifar10.Classifier, string, func(), error) {
 	if useRef {
 		ref, err := resnet.NewReference(net, w)
 		if err != nil {
@@ -128,7 +170,7 @@ func classifier(arch string, net *resnet.Network, w *resnet.Weights, useRef bool
 		}
 	}
 	for range workers {
-		n, err := info.New(w, engine.WithWorkers(1))
+		n, err := info.New(w, append([]engine.Option{engine.WithWorkers(1)}, opts...)...)
 		if err != nil {
 			closeAll()
 			return nil, "", nil, err

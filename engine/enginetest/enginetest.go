@@ -129,6 +129,7 @@ func big(net *resnet.Network) bool { return net.MACs() > 1e9 }
 // ForwardBatch equal to Forward, and no allocation in Forward or
 // ForwardBatch.
 func Forward(t *testing.T, p Package) {
+	Int8Forward(t, p)
 	net := network(t, p)
 	w := resnet.RandomWeights(net, 1)
 	ref, err := resnet.NewReference(net, w)

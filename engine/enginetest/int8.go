@@ -2,6 +2,7 @@ package enginetest
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/quant"
 	"github.com/resnetgen/resnetgen/shape"
 )
@@ -231,4 +234,122 @@ func Int8Kernels(t *testing.T, p Package) {
 	if req := os.Getenv("RESNET_REQUIRE_TIERS"); slices.Contains(strings.Split(req, ","), asm.VNNI.String()) && os.Getenv("RESNET_TEST_TIERS") == "" {
 		require.Positive(t, ran[asm.VNNI], "vnni is required (RESNET_REQUIRE_TIERS=%s) and no vnni int8 kernel ran", req)
 	}
+}
+
+// Int8Tolerance bounds |int8 logit − float32 logit| relative to the largest
+// float32 logit, on the random weights and inputs of Int8Forward: each
+// layer's requantization adds up to half a step (1/510 of its range) and
+// the errors compound over the network's depth (measured: 0.008 on CIFAR
+// ResNet-20, 0.014 on ResNet-18, 0.020 on ResNet-50; 3× the largest).
+const Int8Tolerance = 0.06
+
+// Int8Forward holds an int8 package's whole network, calibrated on random
+// images through the float32 network (as WithInt8Calibrating does at New):
+// on every int8 tier the logits are close to the float32 network's
+// (Int8Tolerance) and to the other tiers' (the int8 kernels are exact and
+// round alike, but the float32 stem before them rounds per tier, which
+// can move a quantized input by one unit), 1 and 2 workers give the same
+// logits bit for bit, a second input runs through the same buffers,
+// ForwardBatch equals Forward, nothing allocates; and New refuses a
+// calibration measured on other weights, and int8 without a calibration.
+func Int8Forward(t *testing.T, p Package) {
+	if !p.Kernels.HasInt8() {
+		return
+	}
+	net := network(t, p)
+	w := resnet.RandomWeights(net, 1)
+	classes := net.Arch.Classes
+	var cal []float32
+	for i := range 4 {
+		cal = append(cal, resnet.RandomInput(net, uint64(10+i))...)
+	}
+	xs := [][]float32{resnet.RandomInput(net, 2), resnet.RandomInput(net, 3)}
+	fp, err := p.New(w, engine.WithBatch(2))
+	require.NoError(t, err)
+	want := make([][]float32, len(xs))
+	for i, x := range xs {
+		want[i] = make([]float32, classes)
+		require.NoError(t, fp.ForwardBatch(x, want[i]))
+	}
+	fp.Close()
+	c := calibrationOf(t, p, w, cal)
+	// New calibrates as calibrationOf does.
+	m, err := p.New(w, engine.WithInt8Calibrating(cal))
+	require.NoError(t, err)
+	require.Positive(t, len(c.Scales))
+	m.Close()
+	var first [][]float32
+	for _, tier := range Int8Tiers(t) {
+		var tierFirst [][]float32
+		for _, workers := range []int{1, 2} {
+			m, err := p.New(w, engine.WithTier(tier), engine.WithWorkers(workers), engine.WithBatch(2), engine.WithInt8(c))
+			require.NoError(t, err, "%v int8", tier)
+			int8Layers := 0
+			for _, l := range m.Layers() {
+				if cv, ok := l.Layer.(*engine.Conv); ok && cv.Q != nil {
+					int8Layers++
+					require.Equal(t, tier, cv.Q.K.Tier, "%s runs a %v kernel", l.Name, cv.Q.K.Tier)
+				}
+			}
+			require.Positive(t, int8Layers, "no int8 layer on %v", tier)
+			got := make([][]float32, len(xs))
+			for i, x := range xs {
+				got[i] = make([]float32, classes)
+				p.Forward(m, x, got[i])
+			}
+			if tierFirst == nil {
+				tierFirst = got
+				for i := range xs {
+					d, scale := maxDiff(want[i], got[i])
+					t.Logf("%v int8 against float32, input %d: max |Δ| %.3g of max |logit| %.3g (%.3g)", tier, i, d, scale, d/scale)
+					require.LessOrEqual(t, d, Int8Tolerance*scale, "%v int8 logits of input %d", tier, i)
+					if first != nil {
+						d, scale := maxDiff(first[i], got[i])
+						require.LessOrEqual(t, d, Int8Tolerance/3*scale, "%v int8 logits of input %d against the first tier's", tier, i)
+					}
+				}
+				require.NotEqual(t, got[0], got[1], "two inputs, one answer: a stale buffer?")
+				if first == nil {
+					first = got
+				}
+			}
+			require.Equal(t, tierFirst, got, "%v with %d workers against 1", tier, workers)
+			batch := make([]float32, 2*classes)
+			require.NoError(t, m.ForwardBatch(append(append([]float32(nil), xs[0]...), xs[1]...), batch))
+			require.Equal(t, append(append([]float32(nil), got[0]...), got[1]...), batch, "ForwardBatch against Forward")
+			out := make([]float32, classes)
+			allocs := testing.AllocsPerRun(5, func() { p.Forward(m, xs[0], out) })
+			require.Zero(t, allocs, "%v int8 Forward allocates", tier)
+			m.Close()
+		}
+	}
+	// Another network's weights with this calibration: refused.
+	other := resnet.RandomWeights(net, 2)
+	_, err = p.New(other, engine.WithInt8(c))
+	require.ErrorContains(t, err, "other weights")
+	_, err = p.New(w, engine.WithPrecision(engine.Int8))
+	require.ErrorContains(t, err, "needs a calibration")
+}
+
+// maxDiff is max |a − b| and max |a|.
+func maxDiff(a, b []float32) (d, scale float64) {
+	for j := range a {
+		scale = math.Max(scale, math.Abs(float64(a[j])))
+		d = math.Max(d, math.Abs(float64(a[j]-b[j])))
+	}
+	return d, scale
+}
+
+// calibrationOf measures the calibration New measures on images, through
+// the float32 Model (what WithInt8Calibrating does inside New).
+func calibrationOf(t *testing.T, p Package, w *resnet.Weights, images []float32) *engine.Calibration {
+	net := network(t, p)
+	f, err := engine.Fold(net, w)
+	require.NoError(t, err)
+	m, err := engine.Interpret(f, p.Kernels, engine.WithBatch(8))
+	require.NoError(t, err)
+	defer m.Close()
+	c, err := engine.Calibrate(m, f, images, net.Input().Len(), 8, engine.CalibrateOptions{})
+	require.NoError(t, err)
+	return c
 }

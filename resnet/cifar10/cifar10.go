@@ -122,6 +122,21 @@ func (img *Image) Normalize(dst []float32) {
 	}
 }
 
+// Split divides images into a calibration set, the images whose index is a
+// multiple of every, and the rest. The test set's records are sorted by
+// label after the first 100, so a contiguous range would calibrate on a few
+// classes only; every tenth image covers all ten.
+func Split(images []Image, every int) (calib, eval []Image) {
+	for i, img := range images {
+		if i%every == 0 {
+			calib = append(calib, img)
+		} else {
+			eval = append(eval, img)
+		}
+	}
+	return calib, eval
+}
+
 // Classifier returns the logits of one normalised CHW image. Evaluate calls
 // it from several goroutines at once.
 type Classifier func(input []float32) ([]float64, error)
