@@ -118,7 +118,7 @@ func TestBuiltIn(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func FuzzRead(f *testing.F) {
 	f.Add([]byte("cat\ndog\n"), 2)
 	f.Add([]byte("cat\r\n\r\ndog"), 3)
 	f.Add([]byte("\uFEFFa\nb\nc"), 3)

@@ -30,7 +30,8 @@ import (
 // (x − mean) / std, each step rounded to float32 as torch computes it.
 //
 // The result is torchvision's tensor bit for bit whenever the decoded
-// pixels are Pillow's: see Decode for which files those are.
+// pixels are Pillow's: see the package doc for which files those are.
+// A Transform is a plain value: its methods may run concurrently.
 type Transform struct {
 	Height, Width int        // the crop: the network's input size
 	Resize        int        // the shorter side before the crop; 0: no resize
@@ -123,6 +124,9 @@ func (t Transform) File(dst []float32, file []byte) error {
 func (t Transform) Image(dst []float32, img image.Image) error {
 	if err := t.check(dst); err != nil {
 		return err
+	}
+	if b := img.Bounds(); b.Empty() {
+		return fmt.Errorf("preprocess: an empty image (%v)", b)
 	}
 	t.normalize(dst, t.pixels(ToRGB(img)))
 	return nil

@@ -337,6 +337,7 @@ func TestTransformErrors(t *testing.T) {
 	assert.NoError(t, good.Validate())
 	assert.ErrorContains(t, good.File(make([]float32, 10), nil), "a 32x32 tensor takes 3072 values, not 10")
 	assert.ErrorContains(t, good.Image(nil, image.NewGray(image.Rect(0, 0, 1, 1))), "not 0")
+	assert.ErrorContains(t, good.Image(make([]float32, good.Len()), image.NewGray(image.Rect(3, 3, 3, 9))), "an empty image")
 	// Files that are not images, or corrupt ones, are errors, never panics.
 	x := make([]float32, good.Len())
 	assert.ErrorContains(t, good.File(x, []byte("hello")), "not a JPEG or PNG image")
@@ -377,4 +378,33 @@ func ExampleTransform() {
 	// Output:
 	// Resize(343), CenterCrop((200, 300)), ToTensor(), Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
 	// <nil> 180000
+}
+
+// Any bytes: a tensor or an error, never a panic (the seeds run in every
+// go test; -fuzz explores from them).
+func FuzzFile(f *testing.F) {
+	var b bytes.Buffer
+	require.NoError(f, png.Encode(&b, image.NewGray(image.Rect(0, 0, 5, 3))))
+	f.Add(b.Bytes(), 7, 4, 0)
+	f.Add(libjpeg.Case{W: 9, H: 17, Args: []string{"-sample", "2x1"}}.Encode(f), 3, 5, 4)
+	f.Add(libjpeg.Case{W: 20, H: 2, Args: []string{"-progressive"}}.Encode(f), 8, 8, 9)
+	f.Fuzz(func(t *testing.T, file []byte, h, w, resize int) {
+		tf := Default(1+abs(h)%40, 1+abs(w)%40)
+		tf.Resize = abs(resize) % 50
+		x := make([]float32, tf.Len())
+		if err := tf.File(x, file); err != nil {
+			return
+		}
+		for i, v := range x {
+			// (0 − mean)/std … (1 − mean)/std with ImageNet's statistics
+			require.True(t, v >= -2.2 && v <= 2.7, "x[%d] = %v", i, v)
+		}
+	})
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
