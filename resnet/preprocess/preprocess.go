@@ -184,16 +184,11 @@ type RGB struct {
 func ToRGB(img image.Image) *RGB {
 	b := img.Bounds()
 	r := &RGB{W: b.Dx(), H: b.Dy(), Pix: make([]uint8, 3*b.Dx()*b.Dy())}
-	// Samples straight from the pixel arrays, for what PNGs decode to:
-	// at an offset, 4 (NRGBA) or 8 (NRGBA64: the high bytes) bytes a pixel.
-	fromPix := func(pix []uint8, size int, offset func(x, y int) int) *RGB {
+	// What PNGs decode to is read straight from the pixel arrays; each
+	// pixel as color.NRGBAModel converts it, for less than its cost.
+	rows := func(f func(y int, o []uint8)) *RGB {
 		for y := range r.H {
-			row := pix[offset(b.Min.X, b.Min.Y+y):]
-			o := r.Pix[3*y*r.W:]
-			for x := range r.W {
-				p := row[x*size:]
-				o[3*x], o[3*x+1], o[3*x+2] = p[0], p[size/4], p[2*size/4]
-			}
+			f(b.Min.Y+y, r.Pix[3*y*r.W:3*(y+1)*r.W])
 		}
 		return r
 	}
@@ -203,11 +198,55 @@ func ToRGB(img image.Image) *RGB {
 			return c
 		}
 	case *image.NRGBA:
-		return fromPix(m.Pix, 4, m.PixOffset)
+		return rows(func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, y):]
+			for x := range r.W {
+				o[3*x], o[3*x+1], o[3*x+2] = p[4*x], p[4*x+1], p[4*x+2]
+			}
+		})
 	case *image.NRGBA64:
-		// color.NRGBAModel would premultiply and lose samples under
-		// partial alpha (and all of them under alpha 0); Pillow keeps them.
-		return fromPix(m.Pix, 8, m.PixOffset)
+		// The high bytes. color.NRGBAModel would premultiply and lose
+		// samples under partial alpha (all of them under alpha 0); Pillow
+		// keeps them.
+		return rows(func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, y):]
+			for x := range r.W {
+				o[3*x], o[3*x+1], o[3*x+2] = p[8*x], p[8*x+2], p[8*x+4]
+			}
+		})
+	case *image.RGBA: // opaque pixels as they are, others un-premultiplied
+		return rows(func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, y):]
+			for x := range r.W {
+				c := color.RGBA{p[4*x], p[4*x+1], p[4*x+2], p[4*x+3]}
+				if c.A != 0xFF {
+					n := color.NRGBAModel.Convert(c).(color.NRGBA)
+					c = color.RGBA{n.R, n.G, n.B, 0xFF}
+				}
+				o[3*x], o[3*x+1], o[3*x+2] = c.R, c.G, c.B
+			}
+		})
+	case *image.Gray:
+		return rows(func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, y):]
+			for x := range r.W {
+				o[3*x], o[3*x+1], o[3*x+2] = p[x], p[x], p[x]
+			}
+		})
+	case *image.Paletted:
+		var pal [256][3]uint8
+		for i, c := range m.Palette[:min(len(m.Palette), 256)] {
+			n := color.NRGBAModel.Convert(c).(color.NRGBA)
+			pal[i] = [3]uint8{n.R, n.G, n.B}
+		}
+		// An index beyond the palette (image/png extends the palette
+		// to cover them, opaque black) is black.
+		return rows(func(y int, o []uint8) {
+			p := m.Pix[m.PixOffset(b.Min.X, y):]
+			for x := range r.W {
+				copy(o[3*x:3*x+3], pal[p[x]][:])
+			}
+		})
 	}
 	for y := 0; y < r.H; y++ {
 		for x := 0; x < r.W; x++ {

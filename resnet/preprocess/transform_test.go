@@ -46,7 +46,7 @@ var torchTransforms = map[string]Transform{
 
 // testPNGs writes PNGs of odd sizes in the colour types Go's encoder
 // writes: 8-bit RGBA with varying alpha (0 included), 8-bit RGB, grey,
-// paletted, 16-bit RGB and 16-bit RGBA with varying alpha.
+// paletted, 16-bit RGB and 16-bit RGBA with varying alpha, and a large one.
 func testPNGs(t *testing.T, dir string) []string {
 	scene := func(w, h int) *image.NRGBA {
 		m := image.NewNRGBA(image.Rect(0, 0, w, h))
@@ -96,6 +96,8 @@ func testPNGs(t *testing.T, dir string) []string {
 		"go-pal8.png":   pal,
 		"go-rgb16.png":  deep(scene(77, 45), false),
 		"go-rgba16.png": deep(scene(45, 77), true),
+		// Strong downscaling (wide filters): 1203 → 256 and → 37.
+		"go-rgb8-large.png": opaque(scene(1203, 1601)),
 	}
 	var names []string
 	for name, img := range imgs {
@@ -108,8 +110,8 @@ func testPNGs(t *testing.T, dir string) []string {
 }
 
 // testJPEGs writes JPEGs with cjpeg (libjpeg-turbo) at odd sizes in every
-// layout resnet/jpeg decodes, an image smaller than 32 on both sides and
-// one of 640×3 (its Resize(256) is 54,613 pixels wide).
+// layout resnet/jpeg decodes, an image smaller than 32 on both sides, one
+// of 640×3 (its Resize(256) is 54,613 pixels wide) and a large one.
 func testJPEGs(t *testing.T, dir string) []string {
 	cases := []libjpeg.Case{
 		{Name: "420-q75", W: 257, H: 193, Args: []string{"-quality", "75"}},
@@ -123,6 +125,7 @@ func testJPEGs(t *testing.T, dir string) []string {
 		{Name: "rgb", W: 90, H: 61, Args: []string{"-rgb"}},
 		{Name: "420-tiny", W: 31, H: 23},
 		{Name: "420-strip", W: 640, H: 3},
+		{Name: "420-large", W: 1601, H: 1203, Args: []string{"-quality", "90"}},
 	}
 	var names []string
 	for _, c := range cases {
@@ -407,4 +410,47 @@ func abs(v int) int {
 		return -v
 	}
 	return v
+}
+
+// ToRGB's fast paths give what color.NRGBAModel gives pixel by pixel (the
+// generic path, reached here by hiding the image's type), on sub-images
+// and with partial alpha; for NRGBA64 they give the high bytes instead.
+func TestToRGBFastPaths(t *testing.T) {
+	r := image.Rect(0, 0, 13, 7)
+	rgba, nrgba, grey := image.NewRGBA(r), image.NewNRGBA(r), image.NewGray(r)
+	deep := image.NewNRGBA64(r)
+	pal := image.NewPaletted(r, color.Palette{color.RGBA{10, 20, 30, 255}, color.NRGBA{200, 100, 50, 7}, color.Gray{99}})
+	for i := range rgba.Pix {
+		rgba.Pix[i], nrgba.Pix[i] = uint8(i*37), uint8(i*53)
+		if i%4 == 3 && i%3 == 0 {
+			rgba.Pix[i] = 0xFF
+		}
+	}
+	for i := range rgba.Pix { // premultiplied: no colour above alpha
+		rgba.Pix[i] = min(rgba.Pix[i], rgba.Pix[i|3])
+	}
+	for i := range grey.Pix {
+		grey.Pix[i], pal.Pix[i] = uint8(i*11), uint8(i%4) // index 3: beyond the palette
+	}
+	for i := range deep.Pix {
+		deep.Pix[i] = uint8(i * 29)
+	}
+	type hidden struct{ image.Image }
+	for _, img := range []interface {
+		image.Image
+		SubImage(image.Rectangle) image.Image
+	}{rgba, nrgba, grey, pal} {
+		for _, sub := range []image.Image{img, img.SubImage(image.Rect(2, 1, 11, 6))} {
+			got := ToRGB(sub)
+			if _, ok := sub.(*image.Paletted); ok { // At panics beyond the palette: black
+				black := image.NewPaletted(pal.Rect, append(pal.Palette, color.Black))
+				copy(black.Pix, pal.Pix)
+				sub = black.SubImage(sub.Bounds())
+			}
+			assert.Equal(t, ToRGB(hidden{sub}), got, "%T %v", sub, sub.Bounds())
+		}
+	}
+	got := ToRGB(deep.SubImage(image.Rect(1, 2, 3, 3)))
+	o := deep.PixOffset(1, 2)
+	assert.Equal(t, []uint8{deep.Pix[o], deep.Pix[o+2], deep.Pix[o+4], deep.Pix[o+8], deep.Pix[o+10], deep.Pix[o+12]}, got.Pix)
 }
