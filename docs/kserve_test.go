@@ -106,11 +106,12 @@ func TestKServeManifests(t *testing.T) {
 }
 
 // goCmd runs the go command in dir, with the checker's go.sum binding
-// (no silent updates) and outside any workspace.
+// (no silent updates), outside any workspace and without stamping VCS
+// information (no git needed).
 func goCmd(ctx context.Context, dir string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
 	return cmd
 }
 

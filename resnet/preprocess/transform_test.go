@@ -458,3 +458,31 @@ func TestToRGBFastPaths(t *testing.T) {
 	o := deep.PixOffset(1, 2)
 	assert.Equal(t, []uint8{deep.Pix[o], deep.Pix[o+2], deep.Pix[o+4], deep.Pix[o+8], deep.Pix[o+10], deep.Pix[o+12]}, got.Pix)
 }
+
+// How a generated package holds its transform as constants and turns a
+// file into its input array.
+func ExampleTransform_File() {
+	const (
+		InputHeight = 200
+		InputWidth  = 300
+		InputLen    = 3 * InputHeight * InputWidth
+	)
+	transform := Transform{Height: InputHeight, Width: InputWidth, Resize: 343,
+		Mean: [3]float64{0.485, 0.456, 0.406}, Std: [3]float64{0.229, 0.224, 0.225}}
+	preprocess := func(file []byte) (*[InputLen]float32, error) {
+		x := new([InputLen]float32)
+		if err := transform.File(x[:], file); err != nil {
+			return nil, err
+		}
+		return x, nil
+	}
+	var b bytes.Buffer
+	_ = png.Encode(&b, image.NewGray(image.Rect(0, 0, 640, 480))) // black
+	x, err := preprocess(b.Bytes())
+	fmt.Println(x[0], x[InputLen-1], err)
+	_, err = preprocess([]byte("GIF89a"))
+	fmt.Println(err)
+	// Output:
+	// -2.117904 -1.8044444 <nil>
+	// not a JPEG or PNG image: image: unknown format
+}
