@@ -1,22 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"runtime"
 	"sort"
-	"strings"
 
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/imagenet"
+	"github.com/resnetgen/resnetgen/resnet/labels"
 	"github.com/resnetgen/resnetgen/resnet/preprocess"
 )
 
@@ -39,7 +37,7 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("classify", stderr)
 	arch := fs.String("arch", "", "an ImageNet network: resnet18 … resnet152, resnet50v1 … resnet152v1 (default: the one the weights fit)")
 	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX")
-	labels := fs.String("labels", "", "file with the class names, one per line in class order (default: the ImageNet names, for 1000 classes)")
+	labelsFile := fs.String("labels", "", "file with the class names, one per line in class order (default: the ImageNet names, for 1000 classes)")
 	top := fs.Int("top", 5, "classes to print per image")
 	asJSON := fs.Bool("json", false, "print a JSON array of {image, top: [{class, label, probability}]}")
 	if err := fs.Parse(args); err != nil {
@@ -79,8 +77,8 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	}
 	var names []string
 	switch {
-	case *labels != "":
-		if names, err = readLabels(*labels, info.Classes); err != nil {
+	case *labelsFile != "":
+		if names, err = labels.ReadFile(*labelsFile, info.Classes); err != nil {
 			return err
 		}
 	case info.Classes == len(imagenet.Classes):
@@ -240,26 +238,4 @@ func topK(logits []float32, k int, names []string) []prediction {
 		}
 	}
 	return out
-}
-
-func readLabels(path string, n int) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var names []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if line := strings.TrimSpace(s.Text()); line != "" {
-			names = append(names, line)
-		}
-	}
-	if err := s.Err(); err != nil {
-		return nil, err
-	}
-	if len(names) != n {
-		return nil, fmt.Errorf("%s: %d labels, want %d", path, len(names), n)
-	}
-	return names, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet/cifar10"
 	"github.com/resnetgen/resnetgen/resnet/imagenet"
+	"github.com/resnetgen/resnetgen/resnet/labels"
 	"github.com/resnetgen/resnetgen/resnet/preprocess"
 	"github.com/resnetgen/resnetgen/serve"
 )
@@ -36,7 +37,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	replicas := fs.Int("replicas", 1, "copies of the model running batches at once")
 	workers := fs.Int("workers", 0, "goroutines each replica splits a layer across (default: CPUs ÷ replicas)")
 	queue := fs.Int("queue", 0, "requests that may wait; beyond it the server answers 503 at once (default 4 · max-batch · replicas)")
-	labels := fs.String("labels", "", "file with the class names, one per line (default: ImageNet's for 1000 classes, CIFAR-10's for the CIFAR nets)")
+	labelsFile := fs.String("labels", "", "file with the class names, one per line (default: ImageNet's for 1000 classes, CIFAR-10's for the CIFAR nets)")
 	convFlag := fs.String("conv", "auto", "3x3 stride-1 convolutions: auto, direct or winograd")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -58,7 +59,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *workers == 0 {
 		*workers = max(1, runtime.NumCPU() / *replicas)
 	}
-	spec, err := servedModel(*weights, *arch, *name, *labels, *workers, conv, stderr)
+	spec, err := servedModel(*weights, *arch, *name, *labelsFile, *workers, conv, stderr)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 // servedModel opens the weights and describes the network they fit (or
 // arch) for serve: its name in the protocol, its class names, and image
 // files for the networks that take 224x224 inputs.
-func servedModel(weights, arch, name, labels string, workers int, conv engine.Algorithm, stderr io.Writer) (serve.Spec, error) {
+func servedModel(weights, arch, name, labelsFile string, workers int, conv engine.Algorithm, stderr io.Writer) (serve.Spec, error) {
 	err := checkArch(arch)
 	if err != nil {
 		return serve.Spec{}, err
@@ -131,8 +132,8 @@ func servedModel(weights, arch, name, labels string, workers int, conv engine.Al
 		spec.Name = name
 	}
 	switch {
-	case labels != "":
-		if spec.Labels, err = readLabels(labels, info.Classes); err != nil {
+	case labelsFile != "":
+		if spec.Labels, err = labels.ReadFile(labelsFile, info.Classes); err != nil {
 			return serve.Spec{}, err
 		}
 	case info.Classes == len(imagenet.Classes):
