@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/npy"
+	"github.com/resnetgen/resnetgen/resnet/preprocess"
 )
 
 // calibrationImages reads the images of path for net, at most n of them (0:
@@ -66,8 +69,54 @@ func calibrate(o Options, net *resnet.Network, folded *engine.Folded, say func(s
 	return json.Marshal(c)
 }
 
-// calibrationDir reads a directory of images for net: not yet for any
-// network (the preprocessing at any size lands with the images issue).
-func calibrationDir(path string, net *resnet.Network, n int) ([]float32, int, error) {
-	return nil, 0, fmt.Errorf("-calibrate %s: a directory of images is not read yet; give an .npy of N×3×%d×%d float32 tensors", path, net.Values[0].H, net.Values[0].W)
+// calibrationDir reads the image files (JPEG or PNG, by name order) of a
+// directory for net, at most n of them (0: all), each through the network's
+// evaluation transform (DefaultTransform).
+func calibrationDir(dir string, net *resnet.Network, n int) ([]float32, int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("-calibrate: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		switch strings.ToLower(filepath.Ext(e.Name())) {
+		case ".jpg", ".jpeg", ".png":
+			if !e.IsDir() {
+				files = append(files, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, 0, fmt.Errorf("-calibrate %s holds no .jpg, .jpeg or .png files", dir)
+	}
+	if n > 0 && n < len(files) {
+		files = files[:n]
+	}
+	t := DefaultTransform(net)
+	x := make([]float32, len(files)*t.Len())
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, 0, fmt.Errorf("-calibrate: %w", err)
+		}
+		if err := t.File(x[i*t.Len():(i+1)*t.Len()], b); err != nil {
+			return nil, 0, fmt.Errorf("-calibrate %s: %w", f, err)
+		}
+	}
+	return x, len(files), nil
+}
+
+// DefaultTransform is the evaluation transform a network of the family was
+// trained for at its input size: torchvision's Resize(round(max(H, W) /
+// 0.875)), CenterCrop and ImageNet's normalisation, except for the CIFAR
+// networks, evaluated on their 32×32 images as they are (no resize; the
+// published ones normalise with ImageNet's mean and std, as resnet/cifar10
+// does).
+func DefaultTransform(net *resnet.Network) preprocess.Transform {
+	in := net.Values[0]
+	t := preprocess.Default(in.H, in.W)
+	if strings.HasPrefix(net.Arch.Name, "cifar-") {
+		t.Resize = 0
+	}
+	return t
 }
