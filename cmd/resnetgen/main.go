@@ -1,7 +1,8 @@
-// Command resnetgen generates a Go package for one ResNet: its own AVX-512
-// and AVX2 kernels for exactly its shapes, a zero-allocation Forward with one
-// statement per layer, tests against the float64 reference, and optionally
-// the weights compiled in. Run it from the module that will import the
+// Command resnetgen generates a Go package for one ResNet: its own AVX-512,
+// AVX2 and NEON kernels for exactly its shapes (and int8 ones with
+// -precision int8), a build with one statement per layer and a
+// zero-allocation Forward that runs them, tests against the float64
+// reference, and optionally the weights compiled in. Run it from the module that will import the
 // package, usually through go generate:
 //
 //	//go:generate go run github.com/resnetgen/resnetgen/cmd/resnetgen -weights ../models/pets.pth -size 256 -embed -pkg pets -o .

@@ -1,10 +1,11 @@
 // Package graph generates, with Jennifer, the Go code of one network's
 // package: model.go (constants, Model, New, LoadFile, Load when the weights
-// are embedded, a straight-line Forward with one statement per layer,
-// ForwardBatch, Close) and model_test.go (the kernels and the whole network
-// against the float64 reference, allocations, bad input, a benchmark and an
-// example). The layers are engine's objects; the buffers one table built
-// in New.
+// are embedded, build with one statement per layer — each a Builder call
+// that makes the layer's engine object — Forward and ForwardBatch, which run
+// those layers in order on a worker pool (engine.Schedule), Close) and
+// model_test.go (the kernels and the whole network against the float64
+// reference, allocations, bad input, a benchmark and an example). The
+// buffers are one table built in New from engine.PlanBuffers.
 package graph
 
 import (
