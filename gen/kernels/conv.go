@@ -94,20 +94,10 @@ func (e emitter) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int
 	// spreadRows lines an unrolled iteration from pf, twice what covers
 	// its own chunk (spreadPrefetch). The other prefetching kernels ask
 	// for one line of every weight row per tile, (n mod 4)·64 into it
-	// (below), which spreads over a call's several tiles, but one-tile
-	// calls then asked for the whole next slice within their first two to
-	// four calls. Zen 5 (EPYC family 26 model 2), `bench -kernels -cold`,
-	// medians of three passes: p8's split 3x3/2 512→512 0.77 → 0.92 of
-	// peak, 256→512/2 0.86 → 0.93, the rule's 0.77 → 0.85 and 0.81 → 0.91,
-	// the 3x3 512→512 on 7×7 splits 0.81–0.82 → 0.92–0.93; the rule's
-	// split 1x1 kernels on 7×7 and 14×14 0.81–0.83 → 0.86–0.90. Inside the
-	// networks (bench -layers, three alternations): ResNet-50's 512→512/2
-	// 1.14–1.20 ms against 1.28–1.35 on one thread, 0.59–0.64 against 0.75
-	// on two; ResNet-18's 256→512/2 0.54–0.56 against 0.61–0.65. p8's split
-	// 1x1 kernels (4×1 tiles, seven a call) lost 0.02–0.06 of peak this
-	// way, so they keep the per-tile lines. Each call asking only for its
-	// own chunk lost against twice (the rule's split 512→512/2 0.72–0.78
-	// against 0.85–0.87). For the unsplit layers see spreadsPrefetch.
+	// (below), which spreads over a call's several tiles; one-tile calls
+	// that did so asked for the whole next slice within their first few
+	// calls and waited for memory after. (docs/bench/history.md has the
+	// measurements.)
 	var pf reg.GPVirtual
 	spreadChunk, spreadRows := spreadPrefetch(s, b, t, callTiles)
 	if spreadRows > 0 {
