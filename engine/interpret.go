@@ -32,6 +32,9 @@ func Interpret(f *Folded, ks *asm.KernelSet, opts ...Option) (*Interpreted, erro
 		return nil, err
 	}
 	cfg.Precision, cfg.Calibration, cfg.CalibrationImages = FP32, nil, nil
+	if ks == nil {
+		cfg.Tier = asm.Purego
+	}
 	net := f.Net
 	p := PlanBuffers(net)
 	m := &Interpreted{net: net, capacity: cfg.Batch}
