@@ -61,9 +61,9 @@ const histBins = 2048
 // other; imageLen floats each) through the float32 network m in batches
 // of batch images, and returns the scale of every tensor an int8 network
 // quantizes: the outputs of the convolutions, the max pool and the option-A
-// shortcuts. Two passes: the first finds each tensor's largest magnitude,
-// the second builds a histogram of magnitudes up to it, from which o.Method
-// picks the scale. f is the folded weights m runs (for their SHA-256).
+// shortcuts. One pass builds each tensor's histogram of magnitudes
+// (histogram), from which o.Method picks the scale. f is the folded weights
+// m runs (for their SHA-256).
 func Calibrate(m Runner, f *Folded, images []float32, imageLen, batch int, o CalibrateOptions) (*Calibration, error) {
 	if o.Method == "" {
 		o.Method = ScaleMSE
@@ -85,66 +85,39 @@ func Calibrate(m Runner, f *Folded, images []float32, imageLen, batch int, o Cal
 			o.Progress(format, args...)
 		}
 	}
-	type stat struct {
-		max  float64
-		hist []int64
-		zero int64 // exact zeros (a ReLU's), which quantize without error
-	}
-	stats := map[string]*stat{}
+	stats := map[string]*histogram{}
 	var order []string
 	for _, l := range m.Layers() {
 		if outputs(l.Layer) != nil {
-			stats[l.Name] = &stat{}
+			stats[l.Name] = &histogram{}
 			order = append(order, l.Name)
 		}
 	}
 	if len(order) == 0 {
 		return nil, fmt.Errorf("calibration: the network has no layers whose outputs an int8 network quantizes")
 	}
-	classes := 0
-	logits := []float32(nil)
-	for pass := 1; pass <= 2; pass++ {
-		say("calibration pass %d of 2: %d images", pass, n)
-		for i := 0; i < n; i += batch {
-			k := min(batch, n-i)
-			if classes == 0 {
-				classes = len(m.Layers()[len(m.Layers())-1].Layer.(*FC).Out[0])
-				logits = make([]float32, batch*classes)
+	fc, ok := m.Layers()[len(m.Layers())-1].Layer.(*FC)
+	if !ok {
+		return nil, fmt.Errorf("calibration: the network does not end in its classifier")
+	}
+	logits := make([]float32, batch*fc.Classes)
+	for i := 0; i < n; i += batch {
+		k := min(batch, n-i)
+		if err := m.ForwardBatch(images[i*imageLen:(i+k)*imageLen], logits[:k*fc.Classes]); err != nil {
+			return nil, err
+		}
+		for _, l := range m.Layers() {
+			bufs := outputs(l.Layer)
+			if bufs == nil {
+				continue
 			}
-			fc := m.Layers()[len(m.Layers())-1].Layer.(*FC)
-			if err := m.ForwardBatch(images[i*imageLen:(i+k)*imageLen], logits[:k*fc.Classes]); err != nil {
-				return nil, err
-			}
-			for _, l := range m.Layers() {
-				bufs := outputs(l.Layer)
-				if bufs == nil {
-					continue
-				}
-				st := stats[l.Name]
-				for _, b := range bufs[:k] {
-					forInterior(b, func(v float32) {
-						a := math.Abs(float64(v))
-						if pass == 1 {
-							st.max = max(st.max, a)
-							return
-						}
-						if v == 0 {
-							st.zero++
-							return
-						}
-						st.hist[min(histBins-1, int(a/st.max*histBins))]++
-					})
-				}
+			h := stats[l.Name]
+			for _, b := range bufs[:k] {
+				forInterior(b, h.add)
 			}
 		}
-		if pass == 1 {
-			for _, name := range order {
-				st := stats[name]
-				st.hist = make([]int64, histBins)
-				if st.max == 0 {
-					st.max = 1 // a tensor of zeros: any scale
-				}
-			}
+		if done := i + k; o.Progress != nil && (done == n || done/max(1, n/10) != i/max(1, n/10)) {
+			say("calibration: %d of %d images", done, n)
 		}
 	}
 	c := &Calibration{Method: string(o.Method), Images: n, WeightsSHA256: hexDigest(f.digest()), Scales: map[string]float32{}}
@@ -157,7 +130,7 @@ func Calibrate(m Runner, f *Folded, images []float32, imageLen, batch int, o Cal
 		if conv, ok := l.Layer.(*Conv); ok && !conv.ReLU {
 			levels = 127 // a signed tensor (a projection shortcut's output)
 		}
-		t := threshold(o.Method, st.hist, st.zero, st.max, levels)
+		t := threshold(o.Method, st.bins[:], st.zero, st.max, st.top, levels)
 		c.Scales[l.Name] = float32(t / levels)
 	}
 	return c, nil
@@ -181,6 +154,38 @@ func outputs(l Layer) []asm.Buffer {
 	return nil
 }
 
+// histogram counts a tensor's nonzero magnitudes in histBins bins over
+// [0, top), top a power of two that doubles — merging pairs of bins — when
+// a larger magnitude comes: one pass over the images, bins at most twice as
+// coarse as a second pass over [0, max] would give. Exact zeros (a ReLU's)
+// are counted apart: they quantize without error.
+type histogram struct {
+	bins [histBins]int64
+	top  float64
+	max  float64
+	zero int64
+}
+
+func (h *histogram) add(v float32) {
+	if v == 0 {
+		h.zero++
+		return
+	}
+	a := math.Abs(float64(v))
+	h.max = max(h.max, a)
+	if h.top == 0 {
+		h.top = math.Exp2(math.Ceil(math.Log2(a)) + 1)
+	}
+	for a >= h.top {
+		for i := 0; i < histBins/2; i++ {
+			h.bins[i] = h.bins[2*i] + h.bins[2*i+1]
+		}
+		clear(h.bins[histBins/2:])
+		h.top *= 2
+	}
+	h.bins[int(a/h.top*histBins)]++
+}
+
 // forInterior calls f with every interior value of b.
 func forInterior(b asm.Buffer, f func(float32)) {
 	for y := 0; y < b.H; y++ {
@@ -191,17 +196,17 @@ func forInterior(b asm.Buffer, f func(float32)) {
 }
 
 // threshold is the clipping threshold of a tensor whose nonzero magnitudes
-// fell into hist (histBins bins up to max; zero exact zeros) for a
-// quantizer of levels steps above zero.
-func threshold(method ScaleMethod, hist []int64, zero int64, maxv, levels float64) float64 {
+// fell into hist (histBins bins up to top, the largest maxv; zero exact
+// zeros) for a quantizer of levels steps above zero.
+func threshold(method ScaleMethod, hist []int64, zero int64, maxv, top, levels float64) float64 {
 	var total int64
 	for _, c := range hist {
 		total += c
 	}
 	if total == 0 {
-		return maxv
+		return 1 // a tensor of zeros: any scale
 	}
-	width := maxv / histBins
+	width := top / histBins
 	center := func(i int) float64 { return (float64(i) + 0.5) * width }
 	switch method {
 	case ScaleMax:
@@ -212,16 +217,17 @@ func threshold(method ScaleMethod, hist []int64, zero int64, maxv, levels float6
 		for i, c := range hist {
 			run += c
 			if run >= keep {
-				return float64(i+1) * width
+				return min(maxv, float64(i+1)*width)
 			}
 		}
 		return maxv
 	}
-	// ScaleMSE: every candidate threshold at a bin's upper edge, from an
-	// eighth of the range.
+	// ScaleMSE: every candidate threshold at a bin's upper edge up to the
+	// largest magnitude, from an eighth of it.
 	best, bestErr := maxv, math.Inf(1)
-	for k := histBins / 8; k <= histBins; k++ {
-		t := float64(k) * width
+	last := min(histBins, int(math.Ceil(maxv/width)))
+	for k := max(1, last/8); k <= last; k++ {
+		t := min(maxv, float64(k)*width)
 		step := t / levels
 		e := 0.0
 		for i, c := range hist {
