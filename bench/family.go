@@ -12,6 +12,37 @@ type Job struct {
 	Run  func(Options) KernelResult
 }
 
+// FamilyInt8Kernels lists every distinct int8 kernel of the generated
+// family packages that carry them, on the int8 tier t (VNNI, AVX2 or the
+// portable one).
+func FamilyInt8Kernels(t asm.Tier) ([]Job, error) {
+	var jobs []Job
+	seen := map[string]bool{}
+	for _, info := range all.Networks {
+		if !info.Kernels.HasInt8() {
+			continue
+		}
+		net, err := info.Network()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range net.ConvShapes() {
+			if s.InC%4 != 0 {
+				continue
+			}
+			k, err := info.Kernels.QConvKernel(s, t)
+			if err != nil {
+				return nil, err
+			}
+			if !seen[k.Name] {
+				seen[k.Name] = true
+				jobs = append(jobs, Job{k.Name, func(o Options) KernelResult { return QConv(k, o) }})
+			}
+		}
+	}
+	return jobs, nil
+}
+
 // FamilyKernels lists every distinct kernel of the generated family
 // packages on tier t (each generated package carries the kernels of its own
 // shapes; a kernel shared by several packages is listed once), in the

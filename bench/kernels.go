@@ -169,6 +169,53 @@ func Conv(k *asm.ConvKernel, o Options) KernelResult {
 	}), o)
 }
 
+// QConv measures one int8 convolution kernel on one thread: its "GFLOP/s"
+// are int8 operations (2·MACs ÷ time: GOP/s), against the VNNI probe
+// (VPDPBUSD) for every int8 tier, so an AVX2 or portable kernel reads as a
+// fraction of what VNNI could do on this machine (where it has VNNI;
+// elsewhere against the tier's float32 probe). Random uint8 inputs, int8
+// weights, a uint8 residual and ReLU.
+func QConv(k *asm.QConvKernel, o Options) KernelResult {
+	s := k.Shape
+	rng := rand.New(rand.NewPCG(1, 2))
+	in := asm.NewQBuffer(s.InH, s.InW, s.InC, s.Pad)
+	out := asm.NewQBuffer(s.OutH, s.OutW, s.OutC, 1)
+	res := asm.NewQBuffer(s.OutH, s.OutW, s.OutC, 1)
+	for _, d := range [][]byte{in.Data, res.Data} {
+		for i := range d {
+			d[i] = byte(rng.IntN(256))
+		}
+	}
+	w := make([]int8, s.OutC*s.InC*s.K*s.K)
+	for i := range w {
+		w[i] = int8(rng.IntN(255) - 127)
+	}
+	packed, err := k.PackWeights(w)
+	if err != nil {
+		panic(err)
+	}
+	e := asm.QEpilogue{Scale: make([]float32, s.OutC), Bias: make([]float32, s.OutC), ResScale: 0.01, OutInv: 10, ReLU: true}
+	for i := range e.Scale {
+		e.Scale[i] = 1e-5
+	}
+	copies := [][]byte{packed}
+	for n := min(4096, (o.WeightBytes+len(packed)-1)/len(packed)); len(copies) < n; {
+		copies = append(copies, slices.Clone(packed))
+	}
+	next := 0
+	r := KernelResult{Name: k.Name, Tier: k.Tier.String(), Op: "int8 conv", Kernel: s.K, Stride: s.Stride, InH: s.InH, InW: s.InW, InC: s.InC, OutC: s.OutC}
+	probe := asm.VNNI
+	if !asm.Has(asm.VNNI) {
+		probe = k.Tier
+	}
+	return measure(r, probe, s.MACs(), func() {
+		if err := k.Run(in, out, &res, copies[next], &e, false); err != nil {
+			panic(err)
+		}
+		next = (next + 1) % len(copies)
+	}, o)
+}
+
 // measure runs f in interleaved rounds against the tier's peak and fills
 // in the speed fields of r; work is the multiply-adds (or equivalent
 // single operations) of one run.
@@ -179,11 +226,18 @@ func measure(r KernelResult, t asm.Tier, work int64, f func(), o Options) Kernel
 		pk = append(pk, peak.GFLOPs(t, o.PeakTime))
 		gf = append(gf, 2*float64(work)/timeRuns(f, o.MinTime)/1e9)
 	}
-	r.Tier, r.MACs = t.String(), work
+	if r.Tier == "" {
+		r.Tier = t.String()
+	}
+	r.MACs = work
 	r.GFLOPs, r.PeakGFLOPs = median(gf), median(pk)
 	r.Efficiency = r.GFLOPs / r.PeakGFLOPs
 	if o.Progress != nil {
-		fmt.Fprintf(o.Progress, "%-36s %-7s %7.1f GFLOP/s  %.2f of peak\n", r.Name, r.Tier, r.GFLOPs, r.Efficiency)
+		unit := "GFLOP/s"
+		if t == asm.VNNI {
+			unit = "GOP/s"
+		}
+		fmt.Fprintf(o.Progress, "%-36s %-7s %7.1f %-7s %.2f of peak\n", r.Name, r.Tier, r.GFLOPs, unit, r.Efficiency)
 	}
 	return r
 }

@@ -20,10 +20,12 @@ var probeFLOPs = map[asm.Tier]float64{
 	asm.AVX2:   12 * 2 * 8,  // 12 ymm FMAs
 	asm.NEON:   24 * 2 * 4,  // 24 128-bit FMLAs
 	asm.Purego: 12 * 2,      // 12 scalar multiply-adds
+	asm.VNNI:   24 * 2 * 64, // 24 zmm VPDPBUSD: int8 operations, not floating-point ones
 }
 
 // GFLOPs measures the single-thread peak of tier t over about d, in
-// GFLOP/s (the best of a few short runs, so a preempted run does not count).
+// GFLOP/s (the best of a few short runs, so a preempted run does not count);
+// for the int8 tier VNNI, in GOP/s of VPDPBUSD.
 func GFLOPs(t asm.Tier, d time.Duration) float64 {
 	trips := uint64(1 << 16)
 	best := 0.0

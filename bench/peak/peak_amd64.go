@@ -9,3 +9,6 @@ func fmaPeakAVX512(n uint64)
 
 // fmaPeakAVX2 runs n trips of 12 independent 8-lane FMAs (192 FLOPs a trip).
 func fmaPeakAVX2(n uint64)
+
+// vnniPeak runs n trips of 24 independent VPDPBUSD (3072 int8 OPs a trip).
+func vnniPeak(n uint64)

@@ -4,7 +4,9 @@ package peak
 
 import "github.com/resnetgen/resnetgen/asm"
 
-func hasProbe(t asm.Tier) bool { return t == asm.AVX512 || t == asm.AVX2 || t == asm.Purego }
+func hasProbe(t asm.Tier) bool {
+	return t == asm.AVX512 || t == asm.AVX2 || t == asm.Purego || t == asm.VNNI && asm.Has(asm.VNNI)
+}
 
 func run(t asm.Tier, n uint64) {
 	switch t {
@@ -12,6 +14,8 @@ func run(t asm.Tier, n uint64) {
 		fmaPeakAVX512(n)
 	case asm.AVX2:
 		fmaPeakAVX2(n)
+	case asm.VNNI:
+		vnniPeak(n)
 	default:
 		peakGo(n)
 	}

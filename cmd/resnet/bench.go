@@ -40,6 +40,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	passes := fs.Int("passes", 3, "passes over the whole kernel list; each figure is the median over all rounds of all passes")
 	cold := fs.Bool("cold", false, "with -kernels: each run reads its weights from the next of copies filling 96 MB, as cold as inside a network at batch 1 (default: one warm copy)")
 	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_w, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
+	precision := fs.String("precision", "fp32", "fp32, int8 (the packages with int8 kernels; -kernels: the int8 kernels, in GOP/s against the VNNI probe), or fp32,int8: both networks alternated, with their ratio")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +66,36 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if *cold && (!*kernels || *layers || *versus) {
 		return fmt.Errorf("%w: -cold goes with -kernels", errUsage)
 	}
+	var int8Opts []engine.Option
+	switch *precision {
+	case "fp32":
+	case "int8":
+		if *versus {
+			return fmt.Errorf("%w: -ort compares float32 networks; -precision fp32,int8 compares ours in both", errUsage)
+		}
+		if *kernels {
+			if *rounds < 1 || *passes < 1 {
+				return fmt.Errorf("%w: -rounds and -passes must be ≥ 1", errUsage)
+			}
+			opts := bench.Options{Rounds: *rounds, Progress: stderr}
+			if *cold {
+				opts.WeightBytes = coldWeightBytes
+			}
+			return benchInt8Kernels(*tiers, *filter, opts, *passes, *asJSON, stdout, stderr)
+		}
+		int8Opts = []engine.Option{engine.WithPrecision(engine.Int8)} // calibrated per network below
+	case "fp32,int8", "int8,fp32":
+		if *kernels || *layers || *versus || len(threadList) != 1 || len(batchList) != 1 {
+			return fmt.Errorf("%w: -precision fp32,int8 times whole networks (not -kernels, -layers or -ort) on one thread count and batch", errUsage)
+		}
+		tier, err := pickTier(*tiers)
+		if err != nil {
+			return err
+		}
+		return benchPrecisions(archs, tier, threadList[0], batchList[0], *rounds, *runs, conv, *asJSON, stdout, stderr)
+	default:
+		return fmt.Errorf("%w: unknown -precision %q (want fp32, int8 or fp32,int8)", errUsage, *precision)
+	}
 	switch {
 	case *versus && !*layers:
 		if *runs < 1 || *rounds < 1 {
@@ -75,12 +106,12 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		if len(archs) != 1 || len(threadList) != 1 || len(batchList) != 1 {
 			return fmt.Errorf("%w: -layers times one network (-arch) on one thread count and batch", errUsage)
 		}
-		return benchLayers(archs[0], *tiers, threadList[0], batchList[0], conv, *runs, *chart, *versus, *asJSON, stdout, stderr)
+		return benchLayers(archs[0], *tiers, threadList[0], batchList[0], conv, *runs, *chart, *versus, *asJSON, stdout, stderr, int8Opts...)
 	case !*kernels:
 		if len(threadList) != 1 || len(batchList) != 1 {
 			return fmt.Errorf("%w: -threads and -batch take one value each (lists go with -ort)", errUsage)
 		}
-		return benchNetworks(archs, *tiers, threadList[0], batchList[0], conv, *runs, *asJSON, stdout, stderr)
+		return benchNetworks(archs, *tiers, threadList[0], batchList[0], conv, *runs, *asJSON, stdout, stderr, int8Opts...)
 	}
 	if *rounds < 1 || *passes < 1 {
 		return fmt.Errorf("%w: -rounds and -passes must be ≥ 1", errUsage)
@@ -176,7 +207,7 @@ func writeChart(path string, draw func(format string) ([]byte, error)) error {
 }
 
 // benchLayers times every layer of one network inside Forward.
-func benchLayers(arch, tierName string, threads, batch int, conv engine.Algorithm, runs int, chart string, withORT, asJSON bool, stdout, stderr io.Writer) error {
+func benchLayers(arch, tierName string, threads, batch int, conv engine.Algorithm, runs int, chart string, withORT, asJSON bool, stdout, stderr io.Writer, extra ...engine.Option) error {
 	tier, err := pickTier(tierName)
 	if err != nil {
 		return err
@@ -189,7 +220,10 @@ func benchLayers(arch, tierName string, threads, batch int, conv engine.Algorith
 	if err != nil {
 		return err
 	}
-	m, err := info.New(resnet.RandomWeights(net, 1), engine.WithTier(tier), engine.WithWorkers(threads), engine.WithConv(conv), engine.WithBatch(batch))
+	if len(extra) > 0 {
+		extra = int8Options(net)
+	}
+	m, err := info.New(resnet.RandomWeights(net, 1), append([]engine.Option{engine.WithTier(tier), engine.WithWorkers(threads), engine.WithConv(conv), engine.WithBatch(batch)}, extra...)...)
 	if err != nil {
 		return err
 	}
@@ -303,7 +337,7 @@ func pickTier(name string) (asm.Tier, error) {
 }
 
 // benchNetworks times whole generated networks with synthetic weights.
-func benchNetworks(archs []string, tierName string, threads, batch int, conv engine.Algorithm, runs int, asJSON bool, stdout, stderr io.Writer) error {
+func benchNetworks(archs []string, tierName string, threads, batch int, conv engine.Algorithm, runs int, asJSON bool, stdout, stderr io.Writer, extra ...engine.Option) error {
 	if runs < 1 {
 		return fmt.Errorf("%w: -runs must be ≥ 1", errUsage)
 	}
@@ -319,7 +353,11 @@ func benchNetworks(archs []string, tierName string, threads, batch int, conv eng
 		}
 		fmt.Fprintf(stderr, "%s: %d threads, batch %d, %v, %d runs\n", a, threads, batch, tier, runs)
 		w := resnet.RandomWeights(resnet.MustBuild(a), 1)
-		net, err := info.New(w, engine.WithTier(tier), engine.WithWorkers(threads), engine.WithBatch(batch), engine.WithConv(conv))
+		opts := []engine.Option{engine.WithTier(tier), engine.WithWorkers(threads), engine.WithBatch(batch), engine.WithConv(conv)}
+		if len(extra) > 0 {
+			opts = append(opts, int8Options(resnet.MustBuild(a))...)
+		}
+		net, err := info.New(w, opts...)
 		if err != nil {
 			return err
 		}

@@ -252,13 +252,14 @@ type nopCloser struct{ *bytes.Buffer }
 
 func (nopCloser) Close() error { return nil }
 
-// EmitPeak generates the peak-FMA probe of package bench: fmaPeakAVX512 and
-// fmaPeakAVX2, as peak_amd64.s and peak_amd64.go.
+// EmitPeak generates the peak probes of the peak package: fmaPeakAVX512,
+// fmaPeakAVX2 and the int8 vnniPeak, as peak_amd64.s and peak_amd64.go.
 func EmitPeak() (map[string][]byte, error) {
 	ctx := build.NewContext()
 	ctx.ConstraintExpr("amd64,!purego")
 	emitPeak(emitter{ctx, plan.AVX512}, 24)
 	emitPeak(emitter{ctx, plan.AVX2}, 12)
+	emitPeakVNNI(emitter{ctx, plan.VNNI})
 	s, stubs, err := render(ctx, "peak")
 	if err != nil {
 		return nil, err
