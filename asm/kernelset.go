@@ -20,8 +20,10 @@ type KernelSet struct {
 	// (resnetgen -precision int8), QConv its int8 convolutions (every
 	// convolution but the stem's) on this build's SIMD int8 tiers: none on
 	// arm64 and in purego builds, where the portable int8 kernel runs.
-	Int8  bool
-	QConv []QConvKernel
+	Int8     bool
+	QConv    []QConvKernel
+	QMaxPool []QMaxPoolKernel
+	QInput   []QInputKernel
 }
 
 func available(t Tier) error {
@@ -138,6 +140,20 @@ func (ks *KernelSet) QConvKernel(s shape.Conv, t Tier) (*QConvKernel, error) {
 		return nil, err
 	}
 	return k, k.validate()
+}
+
+// QMaxPoolKernel returns the uint8 max pool of c channels on int8 tier t.
+func (ks *KernelSet) QMaxPoolKernel(c int, t Tier) (*QMaxPoolKernel, error) {
+	return lookup(t, ks.list().QMaxPool, func(k *QMaxPoolKernel) Tier { return k.Tier },
+		func(k *QMaxPoolKernel) bool { return k.C == c && k.F != nil }, func() (*QMaxPoolKernel, error) { return PortableQMaxPool(c) },
+		fmt.Sprintf("uint8 max-pool kernel for %d channels", c))
+}
+
+// QInputKernel returns the input quantizer on int8 tier t.
+func (ks *KernelSet) QInputKernel(t Tier) (*QInputKernel, error) {
+	return lookup(t, ks.list().QInput, func(k *QInputKernel) Tier { return k.Tier },
+		func(k *QInputKernel) bool { return k.F != nil && k.Lanes > 0 }, func() (*QInputKernel, error) { return PortableQInput(), nil },
+		"input quantizer")
 }
 
 // HasInt8 reports whether the set's package was generated with int8 kernels.

@@ -125,6 +125,17 @@ func (k *QConvKernel) validate() error {
 	return nil
 }
 
+// Int8Shape is the shape of s's int8 kernel: s, or for a stem of fewer
+// than 4 input channels the same convolution on 4 (int8 kernels take input
+// channels in groups of four; the stem's input is quantized into 4-byte
+// pixels, QInputKernel, and its fourth channel's weights are zero).
+func Int8Shape(s shape.Conv) shape.Conv {
+	if s.InC < 4 {
+		s.InC = 4
+	}
+	return s
+}
+
 // PortableQConv returns the portable int8 kernel for shape s: exact int32
 // accumulation in Go, the weights packed as for VNNI, and the same
 // epilogue as every tier.
@@ -421,6 +432,110 @@ func qconvGeneric(k *QConvKernel, in, out QBuffer, res *QBuffer, packed []byte, 
 					o[j] = byte(Requantize(v, e.Scale[oc], e.Bias[oc], e.ResScale, rv, r != nil, e.ReLU, e.OutInv, lo, hi))
 				}
 			}
+		}
+	}
+}
+
+// QMaxPoolKernel is the 3x3/2 max pool (padding 1) on uint8 activations of
+// C channels: the int8 network's pool after its stem, on any map size. As
+// for MaxPoolKernel, the input follows a ReLU (values ≥ 0, zero point 0)
+// and its halo of at least 1 is zero, which then equals −∞ padding; max
+// commutes with the monotone quantization, so the pool of the quantized
+// values is the quantized pool.
+type QMaxPoolKernel struct {
+	Name string
+	Tier Tier
+	C    int
+	// F pools n output pixels of one row (as MaxPoolKernel.F, in bytes);
+	// nil for the portable kernel.
+	F func(in, out *byte, inRow, n uintptr)
+}
+
+// PortableQMaxPool returns the portable uint8 max pool for c channels.
+func PortableQMaxPool(c int) (*QMaxPoolKernel, error) {
+	if c < 1 {
+		return nil, fmt.Errorf("max pool of %d channels", c)
+	}
+	return &QMaxPoolKernel{Name: fmt.Sprintf("qmaxpool3x3s2_c%d_purego", c), Tier: Purego, C: c}, nil
+}
+
+// Check reports whether RunPart accepts these buffers.
+func (k *QMaxPoolKernel) Check(in, out QBuffer) error {
+	if err := in.check(k.Name, "input", in.H, in.W, k.C, 1); err != nil {
+		return err
+	}
+	return out.check(k.Name, "output", PooledSide(in.H), PooledSide(in.W), k.C, 0)
+}
+
+// RunPart pools part of parts of the output rows (buffers checked).
+func (k *QMaxPoolKernel) RunPart(in, out QBuffer, part, parts int) {
+	y0, y1 := SplitRows(out.H, 1, part, parts)
+	for oy := y0; oy < y1; oy++ {
+		if k.F != nil {
+			k.F(&in.Data[in.Index(2*oy-1, -1, 0)], &out.Data[out.Index(oy, 0, 0)], uintptr(in.RowStride()), uintptr(out.W))
+			continue
+		}
+		for ox := 0; ox < out.W; ox++ {
+			o := out.Data[out.Index(oy, ox, 0):][:k.C]
+			copy(o, in.Data[in.Index(2*oy-1, 2*ox-1, 0):][:k.C])
+			for ky := 0; ky < 3; ky++ {
+				for kx := 0; kx < 3; kx++ {
+					for c, v := range in.Data[in.Index(2*oy-1+ky, 2*ox-1+kx, 0):][:k.C] {
+						o[c] = max(o[c], v)
+					}
+				}
+			}
+		}
+	}
+}
+
+// QInputKernel quantizes a float32 CHW image of 3 channels into the int8
+// stem's input: 4-byte NHWC pixels, u = clamp(round(clamp(x/scale, −256,
+// 256)) + zp, 0, 255) per channel (rounding half to even), with the zero
+// point zp of the calibration (the image is signed, and an asymmetric range
+// keeps all 256 levels), zp in the fourth channel, whose weights are zero.
+// The buffer's halo holds zp (the real zero), set once by whoever makes it.
+type QInputKernel struct {
+	Name  string
+	Tier  Tier
+	Lanes int // pixels F takes at a time
+	// F quantizes n pixels (a multiple of Lanes) of the three planes;
+	// nil for the portable kernel.
+	F func(red, green, blue *float32, out *byte, n uintptr, inv float32, zp uintptr)
+}
+
+// PortableQInput returns the portable input quantizer.
+func PortableQInput() *QInputKernel { return &QInputKernel{Name: "qinput_purego", Tier: Purego, Lanes: 1} }
+
+// Check reports whether Run accepts a CHW image of len floats and out.
+func (k *QInputKernel) Check(n int, out QBuffer) error {
+	if err := out.check(k.Name, "output", out.H, out.W, 4, 0); err != nil {
+		return err
+	}
+	if n != 3*out.H*out.W {
+		return fmt.Errorf("%s: %d floats for a 3×%d×%d image", k.Name, n, out.H, out.W)
+	}
+	return nil
+}
+
+// Run quantizes rows [y0, y1) of the CHW image chw into out with 1/scale
+// inv and zero point zp (arguments checked).
+func (k *QInputKernel) Run(chw []float32, out QBuffer, inv float32, zp uint8, y0, y1 int) {
+	plane := out.H * out.W
+	for y := y0; y < y1; y++ {
+		x0 := 0
+		if k.F != nil && out.W >= k.Lanes {
+			n := out.W / k.Lanes * k.Lanes
+			k.F(&chw[y*out.W], &chw[plane+y*out.W], &chw[2*plane+y*out.W], &out.Data[out.Index(y, 0, 0)], uintptr(n), inv, uintptr(zp))
+			x0 = n
+		}
+		for x := x0; x < out.W; x++ {
+			o := out.Data[out.Index(y, x, 0):][:4]
+			for c := 0; c < 3; c++ {
+				v := min(max(float32(chw[c*plane+y*out.W+x]*inv), -256), 256)
+				o[c] = byte(min(max(math.RoundToEven(float64(v))+float64(zp), 0), 255))
+			}
+			o[3] = zp
 		}
 	}
 }

@@ -108,7 +108,16 @@ func (b *Builder) Input(dst *Input, bufs []asm.Buffer) {
 		return
 	}
 	*dst = Input{Dst: bufs, Batch: b.batch}
-	b.add("input", "input", "", "", 0, dst)
+	kernel := ""
+	if b.q != nil {
+		b.int8Input(dst, bufs)
+		if dst.Q != nil {
+			kernel = dst.Q.K.Name
+		}
+	} else {
+		b.wrote("input", bufs)
+	}
+	b.add("input", "input", kernel, "", 0, dst)
 }
 
 // Conv sets dst to the convolution layer name (its folded weight, OIHW with
@@ -134,7 +143,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	s := shape.Conv{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
-	if b.q != nil && s.InC%4 == 0 {
+	if b.q != nil {
 		b.int8Conv(dst, name, s, w, bias, ins, outs, res, relu)
 		return
 	}
@@ -227,6 +236,9 @@ func (b *Builder) choose(s shape.Conv, ms []int) Selection {
 // buffers.
 func (b *Builder) MaxPool(dst *MaxPool, name string, in, out []asm.Buffer) {
 	if b.err != nil {
+		return
+	}
+	if b.q != nil && b.int8MaxPool(dst, name, in, out) {
 		return
 	}
 	k, err := b.ks.MaxPoolKernel(in[0].C, b.tier)

@@ -21,6 +21,10 @@ type Calibration struct {
 	Images        int                `json:"images"` // how many images were run
 	WeightsSHA256 string             `json:"weights_sha256"`
 	Scales        map[string]float32 `json:"scales"`
+	// InputZeroPoint is the zero point of the image's quantization (its
+	// scale is Scales["input"]): the image is signed, and an asymmetric
+	// range over its smallest and largest value keeps all 256 levels.
+	InputZeroPoint int `json:"input_zero_point"`
 }
 
 // ScaleMethod is how Calibrate turns a tensor's observed values into its
@@ -60,8 +64,8 @@ const histBins = 2048
 // Calibrate runs images (CHW, normalised as for Forward, one after the
 // other; imageLen floats each) through the float32 network m in batches
 // of batch images, and returns the scale of every tensor an int8 network
-// quantizes: the outputs of the convolutions, the max pool and the option-A
-// shortcuts. One pass builds each tensor's histogram of magnitudes
+// quantizes: the input, the outputs of the convolutions, the max pool and
+// the option-A shortcuts. One pass builds each tensor's histogram of magnitudes
 // (histogram), from which o.Method picks the scale. f is the folded weights
 // m runs (for their SHA-256).
 func Calibrate(m Runner, f *Folded, images []float32, imageLen, batch int, o CalibrateOptions) (*Calibration, error) {
@@ -130,6 +134,14 @@ func Calibrate(m Runner, f *Folded, images []float32, imageLen, batch int, o Cal
 		if conv, ok := l.Layer.(*Conv); ok && !conv.ReLU {
 			levels = 127 // a signed tensor (a projection shortcut's output)
 		}
+		if _, ok := l.Layer.(*Input); ok {
+			// The image: signed, bounded (no outliers to clip), quantized
+			// asymmetrically over [min, max] ∋ 0 with a zero point.
+			scale := max(st.hi-st.lo, 1e-30) / 255
+			c.Scales[l.Name] = float32(scale)
+			c.InputZeroPoint = int(min(max(math.Round(-st.lo/scale), 0), 255))
+			continue
+		}
 		t := threshold(o.Method, st.bins[:], st.zero, st.max, st.top, levels)
 		c.Scales[l.Name] = float32(t / levels)
 	}
@@ -140,6 +152,8 @@ func Calibrate(m Runner, f *Folded, images []float32, imageLen, batch int, o Cal
 // output an int8 network quantizes, or nil.
 func outputs(l Layer) []asm.Buffer {
 	switch l := l.(type) {
+	case *Input:
+		return l.Dst
 	case *Conv:
 		return l.Out
 	case *MaxPool:
@@ -160,13 +174,15 @@ func outputs(l Layer) []asm.Buffer {
 // coarse as a second pass over [0, max] would give. Exact zeros (a ReLU's)
 // are counted apart: they quantize without error.
 type histogram struct {
-	bins [histBins]int64
-	top  float64
-	max  float64
-	zero int64
+	bins   [histBins]int64
+	top    float64
+	max    float64
+	zero   int64
+	lo, hi float64 // the smallest and largest value, signed
 }
 
 func (h *histogram) add(v float32) {
+	h.lo, h.hi = min(h.lo, float64(v)), max(h.hi, float64(v))
 	if v == 0 {
 		h.zero++
 		return
@@ -264,11 +280,12 @@ func (c *Calibration) MarshalJSON() ([]byte, error) {
 		es[i] = entry{n, c.Scales[n]}
 	}
 	return json.Marshal(struct {
-		Method        string  `json:"method"`
-		Images        int     `json:"images"`
-		WeightsSHA256 string  `json:"weights_sha256"`
-		Scales        []entry `json:"scales"`
-	}{c.Method, c.Images, c.WeightsSHA256, es})
+		Method         string  `json:"method"`
+		Images         int     `json:"images"`
+		WeightsSHA256  string  `json:"weights_sha256"`
+		InputZeroPoint int     `json:"input_zero_point"`
+		Scales         []entry `json:"scales"`
+	}{c.Method, c.Images, c.WeightsSHA256, c.InputZeroPoint, es})
 }
 
 // ParseCalibration reads a Calibration from its JSON (MarshalJSON).
@@ -284,10 +301,11 @@ func ParseCalibration(b []byte) (*Calibration, error) {
 // positive finite number.
 func (c *Calibration) UnmarshalJSON(b []byte) error {
 	var v struct {
-		Method        string `json:"method"`
-		Images        int    `json:"images"`
-		WeightsSHA256 string `json:"weights_sha256"`
-		Scales        []struct {
+		Method         string `json:"method"`
+		Images         int    `json:"images"`
+		WeightsSHA256  string `json:"weights_sha256"`
+		InputZeroPoint int    `json:"input_zero_point"`
+		Scales         []struct {
 			Name  string  `json:"name"`
 			Scale float32 `json:"scale"`
 		} `json:"scales"`
@@ -298,7 +316,10 @@ func (c *Calibration) UnmarshalJSON(b []byte) error {
 	if _, err := hex.DecodeString(v.WeightsSHA256); err != nil || len(v.WeightsSHA256) != 64 {
 		return fmt.Errorf("calibration: weights_sha256 %q is not a SHA-256", v.WeightsSHA256)
 	}
-	c.Method, c.Images, c.WeightsSHA256, c.Scales = v.Method, v.Images, v.WeightsSHA256, map[string]float32{}
+	if v.InputZeroPoint < 0 || v.InputZeroPoint > 255 {
+		return fmt.Errorf("calibration: input zero point %d is not a byte", v.InputZeroPoint)
+	}
+	c.Method, c.Images, c.WeightsSHA256, c.InputZeroPoint, c.Scales = v.Method, v.Images, v.WeightsSHA256, v.InputZeroPoint, map[string]float32{}
 	for _, e := range v.Scales {
 		if !(e.Scale > 0) || math.IsInf(float64(e.Scale), 0) {
 			return fmt.Errorf("calibration: scale %v of %s is not a positive number", e.Scale, e.Name)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/resnet/quant"
@@ -10,10 +9,11 @@ import (
 )
 
 // An int8 Model runs the layers of its float32 twin, built by the same
-// Builder calls: the stem (3 input channels) and the max pool after it in
-// float32, then a Quantize step into uint8, every other convolution on
-// uint8 activations and int8 weights (QConv), the option-A shortcuts on
-// bytes, and the average pool dequantizing into the float32 classifier. The
+// Builder calls: the images quantized into 4-byte pixels with zero point
+// 128 (QInput), every convolution on uint8 activations and int8 weights
+// (QConv; the stem's 3 channels as 4, its bias taking off the zero point),
+// the max pool and the option-A shortcuts on bytes, and the average pool
+// dequantizing into the float32 classifier. The
 // Builder keeps, beside each float32 buffer slot of the generated plan, a
 // byte twin of the same geometry (same zero halo), and tracks which value
 // each slot holds — float32 or quantized, with its scale.
@@ -66,46 +66,6 @@ func (c *QConv) RunPart(part, parts int) {
 	}
 }
 
-// Quantize turns float32 activations into the uint8 ones of the int8
-// layers after them: q = round(x/scale), clamped to [0, 255] (the input
-// follows a ReLU).
-type Quantize struct {
-	In    []asm.Buffer
-	Out   []asm.QBuffer
-	Inv   float32 // 1/scale
-	Batch *Batch
-}
-
-// Check reports whether the buffers match.
-func (q *Quantize) Check() error {
-	if len(q.In) == 0 || len(q.Out) != len(q.In) {
-		return fmt.Errorf("quantize: %d input and %d output buffers", len(q.In), len(q.Out))
-	}
-	for i := range q.In {
-		a, b := q.In[i], q.Out[i]
-		if a.H != b.H || a.W != b.W || a.C != b.C || len(b.Data) != b.Len() || len(a.Data) != a.Len() {
-			return fmt.Errorf("quantize: %v into %v", a, b)
-		}
-	}
-	return nil
-}
-
-// RunPart quantizes part of parts of every image's rows.
-func (q *Quantize) RunPart(part, parts int) {
-	i0, i1 := q.Batch.images()
-	for i := i0; i < i1; i++ {
-		in, out := q.In[i], q.Out[i]
-		y0, y1 := split(in.H, part, parts)
-		for y := y0; y < y1; y++ {
-			src := in.Data[in.Index(y, 0, 0):][:in.W*in.C]
-			dst := out.Data[out.Index(y, 0, 0):][:len(src)]
-			for j, v := range src {
-				dst[j] = byte(min(max(math.RoundToEven(float64(v*q.Inv)), 0), 255))
-			}
-		}
-	}
-}
-
 // QShortcut is the option-A shortcut (asm.SubsamplePad) on bytes: the
 // same scale in and out.
 type QShortcut struct {
@@ -148,6 +108,43 @@ func (s *QShortcut) RunPart(part, parts int) {
 	}
 }
 
+// QInput quantizes the float32 CHW images into the int8 stem's input
+// (asm.QInputKernel: 4-byte pixels), with 1/scale Inv and zero point ZP.
+type QInput struct {
+	K   *asm.QInputKernel
+	Out []asm.QBuffer
+	Inv float32
+	ZP  uint8
+}
+
+// QMaxPool is the 3x3/2 max pool on an int8 Model's bytes.
+type QMaxPool struct {
+	K       *asm.QMaxPoolKernel
+	In, Out []asm.QBuffer
+	Batch   *Batch
+}
+
+// Check reports whether the kernel accepts every image's buffers.
+func (m *QMaxPool) Check() error {
+	if len(m.In) == 0 || len(m.Out) != len(m.In) {
+		return fmt.Errorf("max pool: %d input and %d output buffers", len(m.In), len(m.Out))
+	}
+	for i := range m.In {
+		if err := m.K.Check(m.In[i], m.Out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunPart pools part of parts of every image's output rows.
+func (m *QMaxPool) RunPart(part, parts int) {
+	i0, i1 := m.Batch.images()
+	for i := i0; i < i1; i++ {
+		m.K.RunPart(m.In[i], m.Out[i], part, parts)
+	}
+}
+
 // q8 is what the Builder knows of an int8 build.
 type q8 struct {
 	tier asm.Tier // the int8 kernels' tier
@@ -162,6 +159,7 @@ type held struct {
 	quantized bool
 	scale     float32
 	signed    bool
+	zp        int // the zero point: 0, but the stem's input's (QInput)
 	producer  string
 }
 
@@ -243,28 +241,16 @@ func (b *Builder) scale(layer string) (float32, bool) {
 	return s, ok
 }
 
-// quantized returns the byte twin of a slot holding the value an int8
-// layer reads, quantizing a float32 value into it first (a Quantize step).
+// quantized returns the byte twin of a slot holding the quantized value an
+// int8 layer reads (every layer of an int8 build writes one: the input
+// quantizer, the int8 convolutions, pools and shortcuts).
 func (b *Builder) quantized(bufs []asm.Buffer) ([]asm.QBuffer, held, bool) {
-	k := slotKey(bufs)
-	h, ok := b.q.held[k]
-	if !ok {
-		b.fail(fmt.Errorf("int8: a layer reads a buffer no layer wrote"))
+	h, ok := b.q.held[slotKey(bufs)]
+	if !ok || !h.quantized {
+		b.fail(fmt.Errorf("int8: a layer reads a buffer no int8 layer wrote (written by %q)", h.producer))
 		return nil, h, false
 	}
-	t := b.twinOf(bufs)
-	if h.quantized {
-		return t, h, true
-	}
-	s, ok := b.scale(h.producer)
-	if !ok {
-		return nil, h, false
-	}
-	q := &Quantize{In: bufs, Out: t, Inv: 1 / s, Batch: b.batch}
-	b.add(h.producer+".quantize", "quantize", "quantize_purego", "", 0, q)
-	h = held{quantized: true, scale: s, producer: h.producer}
-	b.q.held[k] = h
-	return t, h, true
+	return b.twinOf(bufs), h, true
 }
 
 // int8Conv builds the int8 convolution name of shape s (see Conv).
@@ -284,7 +270,12 @@ func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, w, bias []float
 	if !ok {
 		return
 	}
-	k, err := b.ks.QConvKernel(s, b.q.tier)
+	ks := asm.Int8Shape(s)
+	if ks != s && h.producer != "input" {
+		b.fail(fmt.Errorf("int8: %s has %d input channels and does not read the quantized image", name, s.InC))
+		return
+	}
+	k, err := b.ks.QConvKernel(ks, b.q.tier)
 	if b.fail(err) {
 		return
 	}
@@ -292,6 +283,7 @@ func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, w, bias []float
 	if b.fail(err) {
 		return
 	}
+	q = padInputChannels(q, s, ks.InC)
 	packed, err := k.PackWeights(q)
 	if b.fail(err) {
 		return
@@ -299,6 +291,20 @@ func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, w, bias []float
 	e := asm.QEpilogue{Scale: make([]float32, s.OutC), Bias: bias, OutInv: 1 / outScale, ReLU: relu, OutSigned: !relu}
 	for oc := range e.Scale {
 		e.Scale[oc] = h.scale * ws[oc]
+	}
+	if h.zp != 0 {
+		// The input is u = q + zp: Σ w·u = Σ w·q + zp·Σ w, every tap
+		// read (the halo holds zp, a zero), so the bias takes the
+		// constant off: real = Scale·(acc − zp·Σ w) + bias.
+		per := len(q) / s.OutC
+		e.Bias = make([]float32, s.OutC)
+		for oc := range e.Bias {
+			sum := 0
+			for _, v := range q[oc*per : (oc+1)*per] {
+				sum += int(v)
+			}
+			e.Bias[oc] = bias[oc] - e.Scale[oc]*float32(h.zp*sum)
+		}
 	}
 	if r != nil {
 		e.ResScale, e.ResSigned = rh.scale, rh.signed
@@ -327,6 +333,64 @@ func (b *Builder) int8Shortcut(dst *Shortcut, name string, stride int, ins, outs
 	b.add(name, "shortcut", "subsample-pad-int8", "", 0, dst)
 	h.producer = name
 	b.q.held[slotKey(outs)] = h
+	return true
+}
+
+// padInputChannels widens OIHW weights of s's InC input channels to inC,
+// the added channels' weights zero.
+func padInputChannels(q []int8, s shape.Conv, inC int) []int8 {
+	if inC == s.InC {
+		return q
+	}
+	k2 := s.K * s.K
+	out := make([]int8, s.OutC*inC*k2)
+	for o := 0; o < s.OutC; o++ {
+		copy(out[o*inC*k2:], q[o*s.InC*k2:(o+1)*s.InC*k2])
+	}
+	return out
+}
+
+// int8Input sets the input layer of an int8 build: the images quantized
+// straight into a 4-channel byte twin of the input slot (with the
+// calibration's zero point, its halo the zero point), for the stem's int8
+// kernel.
+func (b *Builder) int8Input(dst *Input, bufs []asm.Buffer) {
+	s, ok := b.scale("input")
+	if !ok {
+		return
+	}
+	zp := b.q.cal.InputZeroPoint
+	k, err := b.ks.QInputKernel(b.q.tier)
+	if b.fail(err) {
+		return
+	}
+	t := make([]asm.QBuffer, len(bufs))
+	for i, f := range bufs {
+		t[i] = asm.NewQBuffer(f.H, f.W, 4, f.Halo)
+		for j := range t[i].Data {
+			t[i].Data[j] = uint8(zp)
+		}
+	}
+	b.q.twin[slotKey(bufs)] = t
+	b.q.held[slotKey(bufs)] = held{quantized: true, scale: s, signed: true, zp: zp, producer: "input"}
+	dst.Q = &QInput{K: k, Out: t, Inv: 1 / s, ZP: uint8(zp)}
+}
+
+// int8MaxPool builds the max pool on bytes if its input slot holds a
+// quantized value (zero point 0); done is false otherwise.
+func (b *Builder) int8MaxPool(dst *MaxPool, name string, in, out []asm.Buffer) (done bool) {
+	h, ok := b.q.held[slotKey(in)]
+	if !ok || !h.quantized || h.zp != 0 || h.signed {
+		return false
+	}
+	k, err := b.ks.QMaxPoolKernel(in[0].C, b.q.tier)
+	if b.fail(err) {
+		return true
+	}
+	*dst = MaxPool{Batch: b.batch, Q: &QMaxPool{K: k, In: b.twinOf(in), Out: b.twinOf(out), Batch: b.batch}}
+	b.add(name, "maxpool", k.Name, "", 0, dst)
+	h.producer = name
+	b.q.held[slotKey(out)] = h
 	return true
 }
 

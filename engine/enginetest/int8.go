@@ -219,14 +219,20 @@ func Int8Kernels(t *testing.T, p Package) {
 	ran := map[asm.Tier]int{}
 	for _, tier := range Int8Tiers(t) {
 		for i, s := range net.ConvShapes() {
-			if s.InC%4 != 0 {
-				continue
-			}
-			k, err := p.Kernels.QConvKernel(s, tier)
+			k, err := p.Kernels.QConvKernel(asm.Int8Shape(s), tier)
 			require.NoError(t, err, "%v int8 kernel for %s", tier, s.Name())
 			t.Run(k.Name, func(t *testing.T) { QConvKernel(t, k, uint64(i)) })
 			ran[tier]++
 		}
+		for _, l := range net.Distinct(resnet.OpMaxPool) {
+			k, err := p.Kernels.QMaxPoolKernel(l.InShape.C, tier)
+			require.NoError(t, err)
+			t.Run(k.Name, func(t *testing.T) { QMaxPoolKernel(t, k, l.InShape.H, l.InShape.W) })
+		}
+		k, err := p.Kernels.QInputKernel(tier)
+		require.NoError(t, err)
+		in := net.Input()
+		t.Run(k.Name, func(t *testing.T) { QInputKernel(t, k, in.H, in.W) })
 	}
 	for _, tier := range Int8Tiers(t) {
 		require.Positive(t, ran[tier], "no %v int8 kernel ran", tier)
@@ -355,4 +361,81 @@ func calibrationOf(t *testing.T, p Package, w *resnet.Weights, images []float32)
 	c, err := engine.Calibrate(m, f, images, net.Input().Len(), 8, engine.CalibrateOptions{})
 	require.NoError(t, err)
 	return c
+}
+
+// QMaxPoolKernel holds a uint8 max pool to the definition on an h×w map
+// (random bytes, a zero halo), with its buffers at unmapped pages, and to
+// the portable kernel bit for bit.
+func QMaxPoolKernel(t *testing.T, k *asm.QMaxPoolKernel, h, w int) {
+	for _, atEnd := range []bool{true, false} {
+		g := newGuard(t, atEnd)
+		in := g.qbuffer(h, w, k.C, 1)
+		clear(in.Data)
+		rng := rand.New(rand.NewPCG(uint64(h), uint64(k.C)))
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				for c := 0; c < k.C; c++ {
+					in.Data[in.Index(y, x, c)] = byte(rng.IntN(256))
+				}
+			}
+		}
+		out := g.qbuffer(asm.PooledSide(h), asm.PooledSide(w), k.C, 0)
+		require.NoError(t, k.Check(in, out))
+		for part := 0; part < 3; part++ {
+			k.RunPart(in, out, part, 3)
+		}
+		for oy := 0; oy < out.H; oy++ {
+			for ox := 0; ox < out.W; ox++ {
+				for c := 0; c < k.C; c++ {
+					want := byte(0) // the padding: the input is ≥ 0
+					for ky := -1; ky <= 1; ky++ {
+						for kx := -1; kx <= 1; kx++ {
+							if y, x := 2*oy+ky, 2*ox+kx; y >= 0 && y < h && x >= 0 && x < w {
+								want = max(want, in.Data[in.Index(y, x, c)])
+							}
+						}
+					}
+					if got := out.Data[out.Index(oy, ox, c)]; got != want {
+						require.Equal(t, want, got, "%s at (%d, %d, %d)", k.Name, oy, ox, c)
+					}
+				}
+			}
+		}
+		g.free()
+	}
+}
+
+// QInputKernel holds the input quantizer to its definition (round half to
+// even, a zero point, clamps) on an h×w image (values past the clamp included), its
+// output at unmapped pages, and to the portable kernel bit for bit.
+func QInputKernel(t *testing.T, k *asm.QInputKernel, h, w int) {
+	rng := rand.New(rand.NewPCG(uint64(h), uint64(w)))
+	chw := make([]float32, 3*h*w)
+	for i := range chw {
+		chw[i] = float32(rng.NormFloat64() * 1.5)
+	}
+	chw[0], chw[1], chw[2] = 1e20, -1e20, 0.5/40 // clamped both ways; a tie
+	const inv, zp = 40, 120
+	for _, atEnd := range []bool{true, false} {
+		g := newGuard(t, atEnd)
+		out := g.qbuffer(h, w, 4, 0)
+		require.NoError(t, k.Check(len(chw), out))
+		k.Run(chw, out, inv, zp, 0, h/2)
+		k.Run(chw, out, inv, zp, h/2, h)
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				for c := 0; c < 3; c++ {
+					v := chw[c*h*w+y*w+x]
+					want := min(max(math.RoundToEven(float64(min(max(float32(v*inv), -256), 256)))+zp, 0), 255)
+					require.Equal(t, byte(want), out.Data[out.Index(y, x, c)], "%s channel %d at (%d, %d), x = %v", k.Name, c, y, x, v)
+				}
+				require.Equal(t, byte(zp), out.Data[out.Index(y, x, 3)])
+			}
+		}
+		p := asm.PortableQInput()
+		po := asm.NewQBuffer(h, w, 4, 0)
+		p.Run(chw, po, inv, zp, 0, h)
+		require.Equal(t, po.Data, out.Data, "%s against the portable kernel", k.Name)
+		g.free()
+	}
 }

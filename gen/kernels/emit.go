@@ -128,6 +128,12 @@ func renderAvo(p plan.Plan, pkg string) (asm, stubs []byte, err error) {
 			conv(c.Name+"_remcorner", c.Shape, c.Blocking, c.RemTH, c.RemTW)
 		}
 	}
+	for _, s := range p.QMaxPool {
+		e.emitQMaxPool(s.Name, s)
+	}
+	if p.QInput != "" {
+		e.emitQInput(p.QInput)
+	}
 	for _, s := range p.Pools {
 		switch s.Op {
 		case resnet.OpMaxPool:
@@ -145,7 +151,7 @@ func renderAvo(p plan.Plan, pkg string) (asm, stubs []byte, err error) {
 // kernels_arm64.go) from the plans of its tiers: every entry names the
 // functions the backend emitted for the plan, by the names the plan gave.
 func table(pkg, buildTag, which string, int8 bool, plans []plan.Plan) ([]byte, error) {
-	var conv, qconv, wino, maxp, avgp, fc bytes.Buffer
+	var conv, qconv, qmaxp, qin, wino, maxp, avgp, fc bytes.Buffer
 	for _, p := range plans {
 		t := tierIdent(p.Tier)
 		if p.Tier.Int8 {
@@ -154,6 +160,12 @@ func table(pkg, buildTag, which string, int8 bool, plans []plan.Plan) ([]byte, e
 				fmt.Fprintf(&qconv, "\t\t{Name: %q, Tier: asm.%s, Variant: %q, Shape: %s,\n"+
 					"\t\t\tTH: %d, TW: %d, V: %d, Lanes: %d, RemTH: %d, RemTW: %d, Main: %s, Rem: %s, RemCol: %s, RemCorner: %s},\n",
 					c.Name, t, c.Variant, shapeLit(c.Shape), c.TH, c.TW, c.V, p.Tier.Lanes, c.RemTH, c.RemTW, c.Name, rem, remCol, remCorner)
+			}
+			for _, s := range p.QMaxPool {
+				fmt.Fprintf(&qmaxp, "\t\t{Name: %q, Tier: asm.%s, C: %d, F: %s},\n", s.Name, t, s.C, s.Name)
+			}
+			if p.QInput != "" {
+				fmt.Fprintf(&qin, "\t\t{Name: %q, Tier: asm.%s, Lanes: %d, F: %s},\n", p.QInput, t, p.Tier.Lanes, p.QInput)
 			}
 			continue
 		}
@@ -195,6 +207,8 @@ func table(pkg, buildTag, which string, int8 bool, plans []plan.Plan) ([]byte, e
 	}
 	if qconv.Len() > 0 {
 		fmt.Fprintf(&b, "\tQConv: []asm.QConvKernel{\n%s\t},\n", qconv.String())
+		fmt.Fprintf(&b, "\tQMaxPool: []asm.QMaxPoolKernel{\n%s\t},\n", qmaxp.String())
+		fmt.Fprintf(&b, "\tQInput: []asm.QInputKernel{\n%s\t},\n", qin.String())
 	}
 	b.WriteString("}\n")
 	src, err := format.Source(b.Bytes())

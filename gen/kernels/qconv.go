@@ -320,3 +320,137 @@ func (e emitter) broadcastConst(c float32, x reg.VecVirtual) {
 	e.MOVD(g, x.AsX())
 	e.VBROADCASTSS(x.AsX(), x)
 }
+
+// emitQMaxPool writes func(in, out *byte, inRow, n uintptr): n output pixels
+// of one row of a 3x3/2 max pool on C uint8 channels (the zero halo is the
+// padding: the input follows a ReLU, so every value is ≥ 0, as for
+// float32), VPMAXUB on whole vectors of bytes.
+func (e emitter) emitQMaxPool(name string, s plan.Pool) {
+	vb := 4 * e.t.Lanes // bytes per vector
+	nv := s.C / vb
+	if nv*vb != s.C {
+		panic(fmt.Sprintf("%s: %d channels are not whole %d-byte vectors", name, s.C, vb))
+	}
+	e.Function(name)
+	e.Attributes(attr.NOSPLIT)
+	e.SignatureExpr("func(in, out *byte, inRow, n uintptr)")
+	e.Doc(fmt.Sprintf("%s max-pools n output pixels of one row of %d uint8 channels, 3x3 windows, stride 2.", name, s.C))
+	in := e.Load(e.Param("in"), e.GP64())
+	out := e.Load(e.Param("out"), e.GP64())
+	row := e.Load(e.Param("inRow"), e.GP64())
+	r1, r2 := e.GP64(), e.GP64()
+	e.LEAQ(Mem{Base: in, Index: row, Scale: 1}, r1)
+	e.LEAQ(Mem{Base: in, Index: row, Scale: 2}, r2)
+	n := e.Load(e.Param("n"), e.GP64())
+	e.TESTQ(n, n)
+	e.JZ(LabelRef(name + "_done"))
+	e.Label(name + "_px")
+	for v := 0; v < nv; v++ {
+		x := e.vec()
+		e.movBytes(Mem{Base: in, Disp: v * vb}, x)
+		for _, base := range []reg.Register{in, r1, r2} {
+			for kx := 0; kx < 3; kx++ {
+				if base == in && kx == 0 {
+					continue
+				}
+				e.VPMAXUB(Mem{Base: base, Disp: kx*s.C + v*vb}, x, x)
+			}
+		}
+		e.movBytes(x, Mem{Base: out, Disp: v * vb})
+	}
+	for _, p := range []reg.Register{in, r1, r2} {
+		e.ADDQ(U32(2*s.C), p)
+	}
+	e.ADDQ(U32(s.C), out)
+	e.DECQ(n)
+	e.JNZ(LabelRef(name + "_px"))
+	e.Label(name + "_done")
+	e.VZEROUPPER()
+	e.RET()
+}
+
+// movBytes moves a vector of bytes (VMOVDQU64 for zmm, VMOVDQU for ymm).
+func (e emitter) movBytes(src, dst Op) {
+	if e.t.Lanes == 16 {
+		e.VMOVDQU64(src, dst)
+		return
+	}
+	e.VMOVDQU(src, dst)
+}
+
+// emitQInput writes func(red, green, blue *float32, out *byte, n uintptr,
+// inv float32, zp uintptr): n pixels (a multiple of the tier's lanes) of a
+// float32 CHW image's three planes quantized into 4-byte NHWC pixels with
+// zero point zp: clamp(round(clamp(x·inv, −256, 256)) + zp, 0, 255) per
+// channel (the first clamp keeps the conversion from the integer
+// indefinite past ±2³¹), zp in the fourth (the int8 stem's weights there
+// are zero).
+func (e emitter) emitQInput(name string) {
+	lanes := e.t.Lanes
+	e.Function(name)
+	e.Attributes(attr.NOSPLIT)
+	e.SignatureExpr("func(red, green, blue *float32, out *byte, n uintptr, inv float32, zp uintptr)")
+	e.Doc(fmt.Sprintf("%s quantizes n pixels (a multiple of %d) of three float32 planes into 4-byte pixels with zero point zp.", name, lanes))
+	planes := []reg.Register{e.Load(e.Param("red"), e.GP64()), e.Load(e.Param("green"), e.GP64()), e.Load(e.Param("blue"), e.GP64())}
+	out := e.Load(e.Param("out"), e.GP64())
+	n := e.Load(e.Param("n"), e.GP64())
+	inv, zp, flo, fhi, ilo, ihi, alpha := e.vec(), e.vec(), e.vec(), e.vec(), e.vec(), e.vec(), e.vec()
+	e.VBROADCASTSS(e.paramAddr("inv"), inv)
+	z := e.GP32()
+	e.Load(e.Param("zp"), z.As64())
+	e.MOVD(z, zp.AsX())
+	e.VPBROADCASTD(zp.AsX(), zp)
+	e.VPSLLD(U8(24), zp, alpha)
+	e.broadcastConst(-256, flo)
+	e.broadcastConst(256, fhi)
+	e.VXORPS(ilo, ilo, ilo)
+	g := e.GP32()
+	e.MOVL(U32(255), g)
+	e.MOVD(g, ihi.AsX())
+	e.VPBROADCASTD(ihi.AsX(), ihi)
+	e.TESTQ(n, n)
+	e.JZ(LabelRef(name + "_done"))
+	e.Label(name + "_px")
+	acc := e.vec()
+	e.vmovd(alpha, acc)
+	for c, p := range planes {
+		x := e.vec()
+		e.VMULPS(Mem{Base: p}, inv, x)
+		e.VMAXPS(flo, x, x)
+		e.VMINPS(fhi, x, x)
+		e.VCVTPS2DQ(x, x)
+		e.VPADDD(zp, x, x)
+		e.VPMAXSD(ilo, x, x)
+		e.VPMINSD(ihi, x, x)
+		if c > 0 {
+			e.VPSLLD(U8(8*c), x, x)
+		}
+		e.vpor(x, acc, acc)
+		e.ADDQ(U32(4*lanes), p)
+	}
+	e.VMOVDQU32orY(acc, Mem{Base: out})
+	e.ADDQ(U32(4*lanes), out)
+	e.SUBQ(U32(lanes), n)
+	e.JNZ(LabelRef(name + "_px"))
+	e.Label(name + "_done")
+	e.VZEROUPPER()
+	e.RET()
+}
+
+// vmovd copies a vector register (VMOVDQA64 for zmm, VMOVDQA for ymm).
+func (e emitter) vmovd(src, dst reg.VecVirtual) {
+	if e.t.Lanes == 16 {
+		e.VMOVDQA64(src, dst)
+		return
+	}
+	e.VMOVDQA(src, dst)
+}
+
+// vpor is dst = a | b on vectors of int32 (VPORD for zmm, VPOR for ymm).
+func (e emitter) vpor(a, b, dst reg.VecVirtual) {
+	if e.t.Lanes == 16 {
+		e.VPORD(a, b, dst)
+		return
+	}
+	e.VPOR(a, b, dst)
+}

@@ -17,6 +17,8 @@ package plan
 import (
 	"fmt"
 
+	"github.com/resnetgen/resnetgen/asm"
+
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/shape"
 )
@@ -41,6 +43,11 @@ type Plan struct {
 	// and its variants, then the Winograd products' GEMM shapes.
 	Conv  []Conv
 	Pools []Pool
+	// Int8 plans only: QMaxPool are the max pools on uint8 activations (C
+	// channels each), QInput names the kernel that quantizes the float32
+	// CHW input into the stem's uint8 NHWC with 4 channels ("" if none).
+	QMaxPool []Pool
+	QInput   string
 }
 
 // Conv is one convolution kernel to emit (with its remainder kernels where
@@ -85,23 +92,25 @@ type Pool struct {
 	Block int // fc outputs a block of the classifier covers (FCBlock)
 }
 
-// ForInt8 plans net's int8 convolutions on the int8 tier t: every
-// convolution whose input channels come in groups of four (all but the
-// 3-channel stems, which run in float32), in the tier's rule's blocking,
-// named qconv…_<tier>. Plan.Tier is t; Transforms, Winograd and Pools are
-// empty (Winograd is not exact in integers; the pools and the classifier
+// ForInt8 plans net's int8 kernels on the int8 tier t: every convolution
+// in the tier's rule's blocking, named qconv…_<tier> — a 3-channel stem as
+// a 4-channel one (asm.Int8Shape: its input quantized with zero point 128, the
+// fourth channel's weights zero) —, the max pools on bytes and the input's
+// quantization. Plan.Tier is t; Transforms, Winograd and Pools are empty
+// (Winograd is not exact in integers; the average pool and the classifier
 // run on float32 kernels).
 func ForInt8(net *resnet.Network, t Tier) Plan {
 	if !t.Int8 {
 		panic("plan.ForInt8 on " + t.Name)
 	}
-	p := Plan{Tier: t}
+	p := Plan{Tier: t, QInput: "qinput_" + t.Name}
 	for _, s := range net.ConvShapes() {
-		if s.InC%4 != 0 {
-			continue
-		}
+		s = asm.Int8Shape(s)
 		b := chooseBlocking(s, t)
 		p.Conv = append(p.Conv, Conv{Name: shape.Kernel("q"+s.Name(), t.Name, ""), Shape: s, Blocking: b})
+	}
+	for _, l := range net.Distinct(resnet.OpMaxPool) {
+		p.QMaxPool = append(p.QMaxPool, Pool{Name: fmt.Sprintf("qmaxpool3x3s2_c%d_%s", l.InShape.C, t.Name), Op: resnet.OpMaxPool, C: l.InShape.C})
 	}
 	return p
 }

@@ -4,6 +4,1249 @@
 
 #include "textflag.h"
 
+// func qconv7x7s2_c4k64_h224_avx2(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+// Requires: AVX, AVX2, SSE2
+TEXT ·qconv7x7s2_c4k64_h224_avx2(SB), NOSPLIT, $0-96
+	MOVQ         in+0(FP), AX
+	MOVQ         out+40(FP), CX
+	MOVQ         res+32(FP), DX
+	MOVQ         n+88(FP), BX
+	MOVL         $0x80018000, SI
+	MOVD         SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x80038002, SI
+	MOVD         SI, X1
+	VPBROADCASTD X1, Y1
+
+qconv7x7s2_c4k64_h224_avx2_tile:
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	MOVQ   inRow+48(FP), SI
+	MOVQ   AX, DI
+	MOVQ   w+8(FP), R8
+	MOVQ   $0x0000000000000007, R9
+
+qconv7x7s2_c4k64_h224_avx2_ky:
+	XORQ R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_kx0_ic:
+	VPBROADCASTD (DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPBROADCASTD 8(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPBROADCASTD 16(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPBROADCASTD 24(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPBROADCASTD 32(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_kx0_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_kx1_ic:
+	VPBROADCASTD 4(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPBROADCASTD 12(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPBROADCASTD 20(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPBROADCASTD 28(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPBROADCASTD 36(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_kx1_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_kx2_ic:
+	VPBROADCASTD 8(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPBROADCASTD 16(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPBROADCASTD 24(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPBROADCASTD 32(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPBROADCASTD 40(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_kx2_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_kx3_ic:
+	VPBROADCASTD 12(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPBROADCASTD 20(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPBROADCASTD 28(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPBROADCASTD 36(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPBROADCASTD 44(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_kx3_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_kx4_ic:
+	VPBROADCASTD 16(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPBROADCASTD 24(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPBROADCASTD 32(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPBROADCASTD 40(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPBROADCASTD 48(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_kx4_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_kx5_ic:
+	VPBROADCASTD 20(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPBROADCASTD 28(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPBROADCASTD 36(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPBROADCASTD 44(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPBROADCASTD 52(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_kx5_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_kx6_ic:
+	VPBROADCASTD 24(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y2, Y2
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y3, Y3
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y3, Y3
+	VPBROADCASTD 32(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y4, Y4
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPBROADCASTD 40(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y6, Y6
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPBROADCASTD 48(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y8, Y8
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPBROADCASTD 56(DI)(R10*1), Y12
+	VPSHUFB      Y0, Y12, Y13
+	VPSHUFB      Y1, Y12, Y12
+	VPMADDWD     (R8), Y13, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     32(R8), Y12, Y14
+	VPADDD       Y14, Y10, Y10
+	VPMADDWD     64(R8), Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDWD     96(R8), Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_kx6_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          qconv7x7s2_c4k64_h224_avx2_ky
+	MOVQ         flags+80(FP), SI
+	TESTQ        $0x00000010, SI
+	JZ           qconv7x7s2_c4k64_h224_avx2_quant
+	MOVQ         outRow+56(FP), SI
+	MOVQ         CX, SI
+	VMOVDQU      Y2, (SI)
+	VMOVDQU      Y3, 32(SI)
+	VMOVDQU      Y4, 256(SI)
+	VMOVDQU      Y5, 288(SI)
+	VMOVDQU      Y6, 512(SI)
+	VMOVDQU      Y7, 544(SI)
+	VMOVDQU      Y8, 768(SI)
+	VMOVDQU      Y9, 800(SI)
+	VMOVDQU      Y10, 1024(SI)
+	VMOVDQU      Y11, 1056(SI)
+	ADDQ         $0x000003c0, CX
+	JMP          qconv7x7s2_c4k64_h224_avx2_next
+
+qconv7x7s2_c4k64_h224_avx2_quant:
+	MOVQ         scale+16(FP), DI
+	MOVQ         bias+24(FP), R8
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       (DI), Y2, Y2
+	VADDPS       (R8), Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       32(DI), Y3, Y3
+	VADDPS       32(R8), Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       (DI), Y4, Y4
+	VADDPS       (R8), Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       32(DI), Y5, Y5
+	VADDPS       32(R8), Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       (DI), Y6, Y6
+	VADDPS       (R8), Y6, Y6
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       32(DI), Y7, Y7
+	VADDPS       32(R8), Y7, Y7
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       (DI), Y8, Y8
+	VADDPS       (R8), Y8, Y8
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       32(DI), Y9, Y9
+	VADDPS       32(R8), Y9, Y9
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       (DI), Y10, Y10
+	VADDPS       (R8), Y10, Y10
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       32(DI), Y11, Y11
+	VADDPS       32(R8), Y11, Y11
+	TESTQ        $0x00000002, SI
+	JZ           qconv7x7s2_c4k64_h224_avx2_nores
+	VBROADCASTSS resScale+72(FP), Y12
+	TESTQ        $0x00000004, SI
+	JNZ          qconv7x7s2_c4k64_h224_avx2_ress
+	MOVQ         resRow+64(FP), DI
+	MOVQ         DX, DI
+	VPMOVZXBD    (DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y2, Y2
+	VPMOVZXBD    8(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y3, Y3
+	VPMOVZXBD    64(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y4, Y4
+	VPMOVZXBD    72(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y5, Y5
+	VPMOVZXBD    128(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y6, Y6
+	VPMOVZXBD    136(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y7, Y7
+	VPMOVZXBD    192(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y8, Y8
+	VPMOVZXBD    200(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y9, Y9
+	VPMOVZXBD    256(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y10, Y10
+	VPMOVZXBD    264(DI), Y13
+	VCVTDQ2PS    Y13, Y13
+	VMULPS       Y12, Y13, Y13
+	VADDPS       Y13, Y11, Y11
+	JMP          qconv7x7s2_c4k64_h224_avx2_nores
+
+qconv7x7s2_c4k64_h224_avx2_ress:
+	MOVQ      resRow+64(FP), DI
+	MOVQ      DX, DI
+	VPMOVSXBD (DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y2, Y2
+	VPMOVSXBD 8(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y3, Y3
+	VPMOVSXBD 64(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y4, Y4
+	VPMOVSXBD 72(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y5, Y5
+	VPMOVSXBD 128(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y6, Y6
+	VPMOVSXBD 136(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y7, Y7
+	VPMOVSXBD 192(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y8, Y8
+	VPMOVSXBD 200(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y9, Y9
+	VPMOVSXBD 256(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y10, Y10
+	VPMOVSXBD 264(DI), Y13
+	VCVTDQ2PS Y13, Y13
+	VMULPS    Y12, Y13, Y13
+	VADDPS    Y13, Y11, Y11
+
+qconv7x7s2_c4k64_h224_avx2_nores:
+	VXORPS Y12, Y12, Y12
+	TESTQ  $0x00000001, SI
+	JZ     qconv7x7s2_c4k64_h224_avx2_norelu
+	VMAXPS Y12, Y2, Y2
+	VMAXPS Y12, Y3, Y3
+	VMAXPS Y12, Y4, Y4
+	VMAXPS Y12, Y5, Y5
+	VMAXPS Y12, Y6, Y6
+	VMAXPS Y12, Y7, Y7
+	VMAXPS Y12, Y8, Y8
+	VMAXPS Y12, Y9, Y9
+	VMAXPS Y12, Y10, Y10
+	VMAXPS Y12, Y11, Y11
+
+qconv7x7s2_c4k64_h224_avx2_norelu:
+	VBROADCASTSS outInv+76(FP), Y12
+	VMULPS       Y12, Y2, Y2
+	VMULPS       Y12, Y3, Y3
+	VMULPS       Y12, Y4, Y4
+	VMULPS       Y12, Y5, Y5
+	VMULPS       Y12, Y6, Y6
+	VMULPS       Y12, Y7, Y7
+	VMULPS       Y12, Y8, Y8
+	VMULPS       Y12, Y9, Y9
+	VMULPS       Y12, Y10, Y10
+	VMULPS       Y12, Y11, Y11
+	TESTQ        $0x00000008, SI
+	JNZ          qconv7x7s2_c4k64_h224_avx2_outs
+	MOVL         $0x00000000, SI
+	MOVD         SI, X12
+	VBROADCASTSS X12, Y12
+	MOVL         $0x437f0000, SI
+	MOVD         SI, X13
+	VBROADCASTSS X13, Y13
+	MOVQ         outRow+56(FP), SI
+	MOVQ         CX, SI
+	VMAXPS       Y12, Y2, Y2
+	VMINPS       Y13, Y2, Y2
+	VCVTPS2DQ    Y2, Y2
+	VPACKUSDW    Y2, Y2, Y2
+	VPACKUSWB    Y2, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X14
+	VPUNPCKLDQ   X14, X2, X14
+	VMOVQ        X14, (SI)
+	VMAXPS       Y12, Y3, Y3
+	VMINPS       Y13, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VPACKUSDW    Y3, Y3, Y3
+	VPACKUSWB    Y3, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X2
+	VPUNPCKLDQ   X2, X3, X2
+	VMOVQ        X2, 8(SI)
+	VMAXPS       Y12, Y4, Y4
+	VMINPS       Y13, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VPACKUSDW    Y4, Y4, Y4
+	VPACKUSWB    Y4, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X2
+	VPUNPCKLDQ   X2, X4, X2
+	VMOVQ        X2, 64(SI)
+	VMAXPS       Y12, Y5, Y5
+	VMINPS       Y13, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VPACKUSDW    Y5, Y5, Y5
+	VPACKUSWB    Y5, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPUNPCKLDQ   X2, X5, X2
+	VMOVQ        X2, 72(SI)
+	VMAXPS       Y12, Y6, Y6
+	VMINPS       Y13, Y6, Y6
+	VCVTPS2DQ    Y6, Y6
+	VPACKUSDW    Y6, Y6, Y6
+	VPACKUSWB    Y6, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X2
+	VPUNPCKLDQ   X2, X6, X2
+	VMOVQ        X2, 128(SI)
+	VMAXPS       Y12, Y7, Y7
+	VMINPS       Y13, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VPACKUSDW    Y7, Y7, Y7
+	VPACKUSWB    Y7, Y7, Y7
+	VEXTRACTI128 $0x01, Y7, X2
+	VPUNPCKLDQ   X2, X7, X2
+	VMOVQ        X2, 136(SI)
+	VMAXPS       Y12, Y8, Y8
+	VMINPS       Y13, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VPACKUSDW    Y8, Y8, Y8
+	VPACKUSWB    Y8, Y8, Y8
+	VEXTRACTI128 $0x01, Y8, X2
+	VPUNPCKLDQ   X2, X8, X2
+	VMOVQ        X2, 192(SI)
+	VMAXPS       Y12, Y9, Y9
+	VMINPS       Y13, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VPACKUSDW    Y9, Y9, Y9
+	VPACKUSWB    Y9, Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X2
+	VPUNPCKLDQ   X2, X9, X2
+	VMOVQ        X2, 200(SI)
+	VMAXPS       Y12, Y10, Y10
+	VMINPS       Y13, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKUSDW    Y10, Y10, Y10
+	VPACKUSWB    Y10, Y10, Y10
+	VEXTRACTI128 $0x01, Y10, X2
+	VPUNPCKLDQ   X2, X10, X2
+	VMOVQ        X2, 256(SI)
+	VMAXPS       Y12, Y11, Y11
+	VMINPS       Y13, Y11, Y11
+	VCVTPS2DQ    Y11, Y11
+	VPACKUSDW    Y11, Y11, Y11
+	VPACKUSWB    Y11, Y11, Y11
+	VEXTRACTI128 $0x01, Y11, X2
+	VPUNPCKLDQ   X2, X11, X2
+	VMOVQ        X2, 264(SI)
+	JMP          qconv7x7s2_c4k64_h224_avx2_next
+
+qconv7x7s2_c4k64_h224_avx2_outs:
+	MOVL         $0xc3000000, SI
+	MOVD         SI, X12
+	VBROADCASTSS X12, Y12
+	MOVL         $0x42fe0000, SI
+	MOVD         SI, X13
+	VBROADCASTSS X13, Y13
+	MOVQ         outRow+56(FP), SI
+	MOVQ         CX, SI
+	VMAXPS       Y12, Y2, Y2
+	VMINPS       Y13, Y2, Y2
+	VCVTPS2DQ    Y2, Y2
+	VPACKSSDW    Y2, Y2, Y2
+	VPACKSSWB    Y2, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X14
+	VPUNPCKLDQ   X14, X2, X14
+	VMOVQ        X14, (SI)
+	VMAXPS       Y12, Y3, Y3
+	VMINPS       Y13, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VPACKSSDW    Y3, Y3, Y3
+	VPACKSSWB    Y3, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X2
+	VPUNPCKLDQ   X2, X3, X2
+	VMOVQ        X2, 8(SI)
+	VMAXPS       Y12, Y4, Y4
+	VMINPS       Y13, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VPACKSSDW    Y4, Y4, Y4
+	VPACKSSWB    Y4, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X2
+	VPUNPCKLDQ   X2, X4, X2
+	VMOVQ        X2, 64(SI)
+	VMAXPS       Y12, Y5, Y5
+	VMINPS       Y13, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VPACKSSDW    Y5, Y5, Y5
+	VPACKSSWB    Y5, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPUNPCKLDQ   X2, X5, X2
+	VMOVQ        X2, 72(SI)
+	VMAXPS       Y12, Y6, Y6
+	VMINPS       Y13, Y6, Y6
+	VCVTPS2DQ    Y6, Y6
+	VPACKSSDW    Y6, Y6, Y6
+	VPACKSSWB    Y6, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X2
+	VPUNPCKLDQ   X2, X6, X2
+	VMOVQ        X2, 128(SI)
+	VMAXPS       Y12, Y7, Y7
+	VMINPS       Y13, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VPACKSSDW    Y7, Y7, Y7
+	VPACKSSWB    Y7, Y7, Y7
+	VEXTRACTI128 $0x01, Y7, X2
+	VPUNPCKLDQ   X2, X7, X2
+	VMOVQ        X2, 136(SI)
+	VMAXPS       Y12, Y8, Y8
+	VMINPS       Y13, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VPACKSSDW    Y8, Y8, Y8
+	VPACKSSWB    Y8, Y8, Y8
+	VEXTRACTI128 $0x01, Y8, X2
+	VPUNPCKLDQ   X2, X8, X2
+	VMOVQ        X2, 192(SI)
+	VMAXPS       Y12, Y9, Y9
+	VMINPS       Y13, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VPACKSSDW    Y9, Y9, Y9
+	VPACKSSWB    Y9, Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X2
+	VPUNPCKLDQ   X2, X9, X2
+	VMOVQ        X2, 200(SI)
+	VMAXPS       Y12, Y10, Y10
+	VMINPS       Y13, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y10, Y10, Y10
+	VPACKSSWB    Y10, Y10, Y10
+	VEXTRACTI128 $0x01, Y10, X2
+	VPUNPCKLDQ   X2, X10, X2
+	VMOVQ        X2, 256(SI)
+	VMAXPS       Y12, Y11, Y11
+	VMINPS       Y13, Y11, Y11
+	VCVTPS2DQ    Y11, Y11
+	VPACKSSDW    Y11, Y11, Y11
+	VPACKSSWB    Y11, Y11, Y11
+	VEXTRACTI128 $0x01, Y11, X2
+	VPUNPCKLDQ   X2, X11, X2
+	VMOVQ        X2, 264(SI)
+
+qconv7x7s2_c4k64_h224_avx2_next:
+	ADDQ $0x00000028, AX
+	ADDQ $0x00000140, CX
+	ADDQ $0x00000140, DX
+	DECQ BX
+	JNZ  qconv7x7s2_c4k64_h224_avx2_tile
+	VZEROUPPER
+	RET
+
+// func qconv7x7s2_c4k64_h224_avx2_remcol(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+// Requires: AVX, AVX2, SSE2
+TEXT ·qconv7x7s2_c4k64_h224_avx2_remcol(SB), NOSPLIT, $0-96
+	MOVQ         in+0(FP), AX
+	MOVQ         out+40(FP), CX
+	MOVQ         res+32(FP), DX
+	MOVQ         n+88(FP), BX
+	MOVL         $0x80018000, SI
+	MOVD         SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x80038002, SI
+	MOVD         SI, X1
+	VPBROADCASTD X1, Y1
+
+qconv7x7s2_c4k64_h224_avx2_remcol_tile:
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	MOVQ   inRow+48(FP), SI
+	MOVQ   AX, DI
+	MOVQ   w+8(FP), R8
+	MOVQ   $0x0000000000000007, R9
+
+qconv7x7s2_c4k64_h224_avx2_remcol_ky:
+	XORQ R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_remcol_kx0_ic:
+	VPBROADCASTD (DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTD 8(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_remcol_kx0_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_remcol_kx1_ic:
+	VPBROADCASTD 4(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTD 12(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_remcol_kx1_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_remcol_kx2_ic:
+	VPBROADCASTD 8(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTD 16(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_remcol_kx2_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_remcol_kx3_ic:
+	VPBROADCASTD 12(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTD 20(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_remcol_kx3_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_remcol_kx4_ic:
+	VPBROADCASTD 16(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTD 24(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_remcol_kx4_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_remcol_kx5_ic:
+	VPBROADCASTD 20(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTD 28(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_remcol_kx5_ic
+	XORQ         R10, R10
+
+qconv7x7s2_c4k64_h224_avx2_remcol_kx6_ic:
+	VPBROADCASTD 24(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPBROADCASTD 32(DI)(R10*1), Y6
+	VPSHUFB      Y0, Y6, Y7
+	VPSHUFB      Y1, Y6, Y6
+	VPMADDWD     (R8), Y7, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     32(R8), Y6, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDWD     64(R8), Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     96(R8), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x00000004, R10
+	CMPQ         R10, $0x00000004
+	JNE          qconv7x7s2_c4k64_h224_avx2_remcol_kx6_ic
+	ADDQ         SI, DI
+	DECQ         R9
+	JNZ          qconv7x7s2_c4k64_h224_avx2_remcol_ky
+	MOVQ         flags+80(FP), SI
+	TESTQ        $0x00000010, SI
+	JZ           qconv7x7s2_c4k64_h224_avx2_remcol_quant
+	MOVQ         outRow+56(FP), SI
+	MOVQ         CX, SI
+	VMOVDQU      Y2, (SI)
+	VMOVDQU      Y3, 32(SI)
+	VMOVDQU      Y4, 256(SI)
+	VMOVDQU      Y5, 288(SI)
+	ADDQ         $0x00000180, CX
+	JMP          qconv7x7s2_c4k64_h224_avx2_remcol_next
+
+qconv7x7s2_c4k64_h224_avx2_remcol_quant:
+	MOVQ         scale+16(FP), DI
+	MOVQ         bias+24(FP), R8
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       (DI), Y2, Y2
+	VADDPS       (R8), Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       32(DI), Y3, Y3
+	VADDPS       32(R8), Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       (DI), Y4, Y4
+	VADDPS       (R8), Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       32(DI), Y5, Y5
+	VADDPS       32(R8), Y5, Y5
+	TESTQ        $0x00000002, SI
+	JZ           qconv7x7s2_c4k64_h224_avx2_remcol_nores
+	VBROADCASTSS resScale+72(FP), Y6
+	TESTQ        $0x00000004, SI
+	JNZ          qconv7x7s2_c4k64_h224_avx2_remcol_ress
+	MOVQ         resRow+64(FP), DI
+	MOVQ         DX, DI
+	VPMOVZXBD    (DI), Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VPMOVZXBD    8(DI), Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPMOVZXBD    64(DI), Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y4, Y4
+	VPMOVZXBD    72(DI), Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y5, Y5
+	JMP          qconv7x7s2_c4k64_h224_avx2_remcol_nores
+
+qconv7x7s2_c4k64_h224_avx2_remcol_ress:
+	MOVQ      resRow+64(FP), DI
+	MOVQ      DX, DI
+	VPMOVSXBD (DI), Y7
+	VCVTDQ2PS Y7, Y7
+	VMULPS    Y6, Y7, Y7
+	VADDPS    Y7, Y2, Y2
+	VPMOVSXBD 8(DI), Y7
+	VCVTDQ2PS Y7, Y7
+	VMULPS    Y6, Y7, Y7
+	VADDPS    Y7, Y3, Y3
+	VPMOVSXBD 64(DI), Y7
+	VCVTDQ2PS Y7, Y7
+	VMULPS    Y6, Y7, Y7
+	VADDPS    Y7, Y4, Y4
+	VPMOVSXBD 72(DI), Y7
+	VCVTDQ2PS Y7, Y7
+	VMULPS    Y6, Y7, Y7
+	VADDPS    Y7, Y5, Y5
+
+qconv7x7s2_c4k64_h224_avx2_remcol_nores:
+	VXORPS Y6, Y6, Y6
+	TESTQ  $0x00000001, SI
+	JZ     qconv7x7s2_c4k64_h224_avx2_remcol_norelu
+	VMAXPS Y6, Y2, Y2
+	VMAXPS Y6, Y3, Y3
+	VMAXPS Y6, Y4, Y4
+	VMAXPS Y6, Y5, Y5
+
+qconv7x7s2_c4k64_h224_avx2_remcol_norelu:
+	VBROADCASTSS outInv+76(FP), Y6
+	VMULPS       Y6, Y2, Y2
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y6, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	TESTQ        $0x00000008, SI
+	JNZ          qconv7x7s2_c4k64_h224_avx2_remcol_outs
+	MOVL         $0x00000000, SI
+	MOVD         SI, X6
+	VBROADCASTSS X6, Y6
+	MOVL         $0x437f0000, SI
+	MOVD         SI, X7
+	VBROADCASTSS X7, Y7
+	MOVQ         outRow+56(FP), SI
+	MOVQ         CX, SI
+	VMAXPS       Y6, Y2, Y2
+	VMINPS       Y7, Y2, Y2
+	VCVTPS2DQ    Y2, Y2
+	VPACKUSDW    Y2, Y2, Y2
+	VPACKUSWB    Y2, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X8
+	VPUNPCKLDQ   X8, X2, X8
+	VMOVQ        X8, (SI)
+	VMAXPS       Y6, Y3, Y3
+	VMINPS       Y7, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VPACKUSDW    Y3, Y3, Y3
+	VPACKUSWB    Y3, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X2
+	VPUNPCKLDQ   X2, X3, X2
+	VMOVQ        X2, 8(SI)
+	VMAXPS       Y6, Y4, Y4
+	VMINPS       Y7, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VPACKUSDW    Y4, Y4, Y4
+	VPACKUSWB    Y4, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X2
+	VPUNPCKLDQ   X2, X4, X2
+	VMOVQ        X2, 64(SI)
+	VMAXPS       Y6, Y5, Y5
+	VMINPS       Y7, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VPACKUSDW    Y5, Y5, Y5
+	VPACKUSWB    Y5, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPUNPCKLDQ   X2, X5, X2
+	VMOVQ        X2, 72(SI)
+	JMP          qconv7x7s2_c4k64_h224_avx2_remcol_next
+
+qconv7x7s2_c4k64_h224_avx2_remcol_outs:
+	MOVL         $0xc3000000, SI
+	MOVD         SI, X6
+	VBROADCASTSS X6, Y6
+	MOVL         $0x42fe0000, SI
+	MOVD         SI, X7
+	VBROADCASTSS X7, Y7
+	MOVQ         outRow+56(FP), SI
+	MOVQ         CX, SI
+	VMAXPS       Y6, Y2, Y2
+	VMINPS       Y7, Y2, Y2
+	VCVTPS2DQ    Y2, Y2
+	VPACKSSDW    Y2, Y2, Y2
+	VPACKSSWB    Y2, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X8
+	VPUNPCKLDQ   X8, X2, X8
+	VMOVQ        X8, (SI)
+	VMAXPS       Y6, Y3, Y3
+	VMINPS       Y7, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VPACKSSDW    Y3, Y3, Y3
+	VPACKSSWB    Y3, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X2
+	VPUNPCKLDQ   X2, X3, X2
+	VMOVQ        X2, 8(SI)
+	VMAXPS       Y6, Y4, Y4
+	VMINPS       Y7, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VPACKSSDW    Y4, Y4, Y4
+	VPACKSSWB    Y4, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X2
+	VPUNPCKLDQ   X2, X4, X2
+	VMOVQ        X2, 64(SI)
+	VMAXPS       Y6, Y5, Y5
+	VMINPS       Y7, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VPACKSSDW    Y5, Y5, Y5
+	VPACKSSWB    Y5, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X2
+	VPUNPCKLDQ   X2, X5, X2
+	VMOVQ        X2, 72(SI)
+
+qconv7x7s2_c4k64_h224_avx2_remcol_next:
+	ADDQ $0x00000010, AX
+	ADDQ $0x00000080, CX
+	ADDQ $0x00000080, DX
+	DECQ BX
+	JNZ  qconv7x7s2_c4k64_h224_avx2_remcol_tile
+	VZEROUPPER
+	RET
+
 // func qconv1x1s2_c64k128_h56_avx2(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
 // Requires: AVX, AVX2, SSE2
 TEXT ·qconv1x1s2_c64k128_h56_avx2(SB), NOSPLIT, $0-96
@@ -15077,5 +16320,115 @@ qconv3x3s1_c512k512_h7_avx2_remcol_next:
 	ADDQ $0x00000400, DX
 	DECQ BX
 	JNZ  qconv3x3s1_c512k512_h7_avx2_remcol_tile
+	VZEROUPPER
+	RET
+
+// func qmaxpool3x3s2_c64_avx2(in *byte, out *byte, inRow uintptr, n uintptr)
+// Requires: AVX, AVX2
+TEXT ·qmaxpool3x3s2_c64_avx2(SB), NOSPLIT, $0-32
+	MOVQ  in+0(FP), AX
+	MOVQ  out+8(FP), CX
+	MOVQ  inRow+16(FP), DX
+	LEAQ  (AX)(DX*1), BX
+	LEAQ  (AX)(DX*2), DX
+	MOVQ  n+24(FP), SI
+	TESTQ SI, SI
+	JZ    qmaxpool3x3s2_c64_avx2_done
+
+qmaxpool3x3s2_c64_avx2_px:
+	VMOVDQU (AX), Y0
+	VPMAXUB 64(AX), Y0, Y0
+	VPMAXUB 128(AX), Y0, Y0
+	VPMAXUB (BX), Y0, Y0
+	VPMAXUB 64(BX), Y0, Y0
+	VPMAXUB 128(BX), Y0, Y0
+	VPMAXUB (DX), Y0, Y0
+	VPMAXUB 64(DX), Y0, Y0
+	VPMAXUB 128(DX), Y0, Y0
+	VMOVDQU Y0, (CX)
+	VMOVDQU 32(AX), Y0
+	VPMAXUB 96(AX), Y0, Y0
+	VPMAXUB 160(AX), Y0, Y0
+	VPMAXUB 32(BX), Y0, Y0
+	VPMAXUB 96(BX), Y0, Y0
+	VPMAXUB 160(BX), Y0, Y0
+	VPMAXUB 32(DX), Y0, Y0
+	VPMAXUB 96(DX), Y0, Y0
+	VPMAXUB 160(DX), Y0, Y0
+	VMOVDQU Y0, 32(CX)
+	ADDQ    $0x00000080, AX
+	ADDQ    $0x00000080, BX
+	ADDQ    $0x00000080, DX
+	ADDQ    $0x00000040, CX
+	DECQ    SI
+	JNZ     qmaxpool3x3s2_c64_avx2_px
+
+qmaxpool3x3s2_c64_avx2_done:
+	VZEROUPPER
+	RET
+
+// func qinput_avx2(red *float32, green *float32, blue *float32, out *byte, n uintptr, inv float32, zp uintptr)
+// Requires: AVX, AVX2, SSE2
+TEXT ·qinput_avx2(SB), NOSPLIT, $0-56
+	MOVQ         red+0(FP), AX
+	MOVQ         green+8(FP), CX
+	MOVQ         blue+16(FP), DX
+	MOVQ         out+24(FP), BX
+	MOVQ         n+32(FP), SI
+	VBROADCASTSS inv+40(FP), Y0
+	MOVQ         zp+48(FP), DI
+	MOVD         DI, X1
+	VPBROADCASTD X1, Y1
+	VPSLLD       $0x18, Y1, Y6
+	MOVL         $0xc3800000, DI
+	MOVD         DI, X2
+	VBROADCASTSS X2, Y2
+	MOVL         $0x43800000, DI
+	MOVD         DI, X3
+	VBROADCASTSS X3, Y3
+	VXORPS       Y4, Y4, Y4
+	MOVL         $0x000000ff, DI
+	MOVD         DI, X5
+	VPBROADCASTD X5, Y5
+	TESTQ        SI, SI
+	JZ           qinput_avx2_done
+
+qinput_avx2_px:
+	VMOVDQA   Y6, Y7
+	VMULPS    (AX), Y0, Y8
+	VMAXPS    Y2, Y8, Y8
+	VMINPS    Y3, Y8, Y8
+	VCVTPS2DQ Y8, Y8
+	VPADDD    Y1, Y8, Y8
+	VPMAXSD   Y4, Y8, Y8
+	VPMINSD   Y5, Y8, Y8
+	VPOR      Y8, Y7, Y7
+	ADDQ      $0x00000020, AX
+	VMULPS    (CX), Y0, Y8
+	VMAXPS    Y2, Y8, Y8
+	VMINPS    Y3, Y8, Y8
+	VCVTPS2DQ Y8, Y8
+	VPADDD    Y1, Y8, Y8
+	VPMAXSD   Y4, Y8, Y8
+	VPMINSD   Y5, Y8, Y8
+	VPSLLD    $0x08, Y8, Y8
+	VPOR      Y8, Y7, Y7
+	ADDQ      $0x00000020, CX
+	VMULPS    (DX), Y0, Y8
+	VMAXPS    Y2, Y8, Y8
+	VMINPS    Y3, Y8, Y8
+	VCVTPS2DQ Y8, Y8
+	VPADDD    Y1, Y8, Y8
+	VPMAXSD   Y4, Y8, Y8
+	VPMINSD   Y5, Y8, Y8
+	VPSLLD    $0x10, Y8, Y8
+	VPOR      Y8, Y7, Y7
+	ADDQ      $0x00000020, DX
+	VMOVDQU   Y7, (BX)
+	ADDQ      $0x00000020, BX
+	SUBQ      $0x00000008, SI
+	JNZ       qinput_avx2_px
+
+qinput_avx2_done:
 	VZEROUPPER
 	RET

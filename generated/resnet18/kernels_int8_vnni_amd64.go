@@ -4,6 +4,10 @@
 
 package resnet18
 
+// qconv7x7s2_c4k64_h224_vnni computes n 1x14-pixel by 32-channel tiles of an int8 7x7 stride-2 convolution,
+// 4→64 channels on a 224x224 input: uint8 inputs × int8 weights in int32, requantized to bytes.
+func qconv7x7s2_c4k64_h224_vnni(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
 // qconv1x1s2_c64k128_h56_vnni computes n 1x14-pixel by 32-channel tiles of an int8 1x1 stride-2 convolution,
 // 64→128 channels on a 56x56 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv1x1s2_c64k128_h56_vnni(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
@@ -55,3 +59,9 @@ func qconv3x3s1_c512k512_h7_vnni(in *byte, w *byte, scale *float32, bias *float3
 // qconv3x3s1_c512k512_h7_vnni_rem computes n 1x7-pixel by 32-channel tiles of an int8 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv3x3s1_c512k512_h7_vnni_rem(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
+// qmaxpool3x3s2_c64_vnni max-pools n output pixels of one row of 64 uint8 channels, 3x3 windows, stride 2.
+func qmaxpool3x3s2_c64_vnni(in *byte, out *byte, inRow uintptr, n uintptr)
+
+// qinput_vnni quantizes n pixels (a multiple of 16) of three float32 planes into 4-byte pixels with zero point zp.
+func qinput_vnni(red *float32, green *float32, blue *float32, out *byte, n uintptr, inv float32, zp uintptr)

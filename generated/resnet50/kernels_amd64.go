@@ -257,6 +257,8 @@ var kernels = asm.KernelSet{
 	},
 	Int8: true,
 	QConv: []asm.QConvKernel{
+		{Name: "qconv7x7s2_c4k64_h224_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 7, Stride: 2, Pad: 3, InC: 4, OutC: 64, InH: 224, InW: 224, OutH: 112, OutW: 112},
+			TH: 1, TW: 14, V: 2, Lanes: 16, RemTH: 0, RemTW: 0, Main: qconv7x7s2_c4k64_h224_vnni, Rem: nil, RemCol: nil, RemCorner: nil},
 		{Name: "qconv1x1s1_c64k64_h56_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 1, Stride: 1, Pad: 0, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56},
 			TH: 1, TW: 14, V: 2, Lanes: 16, RemTH: 0, RemTW: 0, Main: qconv1x1s1_c64k64_h56_vnni, Rem: nil, RemCol: nil, RemCorner: nil},
 		{Name: "qconv1x1s1_c64k256_h56_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 1, Stride: 1, Pad: 0, InC: 64, OutC: 256, InH: 56, InW: 56, OutH: 56, OutW: 56},
@@ -301,6 +303,8 @@ var kernels = asm.KernelSet{
 			TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, Main: qconv1x1s1_c2048k512_h7_vnni, Rem: qconv1x1s1_c2048k512_h7_vnni_rem, RemCol: nil, RemCorner: nil},
 		{Name: "qconv3x3s1_c512k512_h7_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},
 			TH: 2, TW: 7, V: 2, Lanes: 16, RemTH: 1, RemTW: 0, Main: qconv3x3s1_c512k512_h7_vnni, Rem: qconv3x3s1_c512k512_h7_vnni_rem, RemCol: nil, RemCorner: nil},
+		{Name: "qconv7x7s2_c4k64_h224_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 7, Stride: 2, Pad: 3, InC: 4, OutC: 64, InH: 224, InW: 224, OutH: 112, OutW: 112},
+			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 2, Main: qconv7x7s2_c4k64_h224_avx2, Rem: nil, RemCol: qconv7x7s2_c4k64_h224_avx2_remcol, RemCorner: nil},
 		{Name: "qconv1x1s1_c64k64_h56_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 1, Stride: 1, Pad: 0, InC: 64, OutC: 64, InH: 56, InW: 56, OutH: 56, OutW: 56},
 			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 1, Main: qconv1x1s1_c64k64_h56_avx2, Rem: nil, RemCol: qconv1x1s1_c64k64_h56_avx2_remcol, RemCorner: nil},
 		{Name: "qconv1x1s1_c64k256_h56_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 1, Stride: 1, Pad: 0, InC: 64, OutC: 256, InH: 56, InW: 56, OutH: 56, OutW: 56},
@@ -345,5 +349,13 @@ var kernels = asm.KernelSet{
 			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 2, Main: qconv1x1s1_c2048k512_h7_avx2, Rem: nil, RemCol: qconv1x1s1_c2048k512_h7_avx2_remcol, RemCorner: nil},
 		{Name: "qconv3x3s1_c512k512_h7_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 512, OutC: 512, InH: 7, InW: 7, OutH: 7, OutW: 7},
 			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 2, Main: qconv3x3s1_c512k512_h7_avx2, Rem: nil, RemCol: qconv3x3s1_c512k512_h7_avx2_remcol, RemCorner: nil},
+	},
+	QMaxPool: []asm.QMaxPoolKernel{
+		{Name: "qmaxpool3x3s2_c64_vnni", Tier: asm.VNNI, C: 64, F: qmaxpool3x3s2_c64_vnni},
+		{Name: "qmaxpool3x3s2_c64_avx2", Tier: asm.AVX2, C: 64, F: qmaxpool3x3s2_c64_avx2},
+	},
+	QInput: []asm.QInputKernel{
+		{Name: "qinput_vnni", Tier: asm.VNNI, Lanes: 16, F: qinput_vnni},
+		{Name: "qinput_avx2", Tier: asm.AVX2, Lanes: 8, F: qinput_avx2},
 	},
 }

@@ -4,6 +4,14 @@
 
 package resnet50
 
+// qconv7x7s2_c4k64_h224_avx2 computes n 1x5-pixel by 16-channel tiles of an int8 7x7 stride-2 convolution,
+// 4→64 channels on a 224x224 input: uint8 inputs × int8 weights in int32, requantized to bytes.
+func qconv7x7s2_c4k64_h224_avx2(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
+// qconv7x7s2_c4k64_h224_avx2_remcol computes n 1x2-pixel by 16-channel tiles of an int8 7x7 stride-2 convolution,
+// 4→64 channels on a 224x224 input: uint8 inputs × int8 weights in int32, requantized to bytes.
+func qconv7x7s2_c4k64_h224_avx2_remcol(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
 // qconv1x1s1_c64k64_h56_avx2 computes n 1x5-pixel by 16-channel tiles of an int8 1x1 stride-1 convolution,
 // 64→64 channels on a 56x56 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv1x1s1_c64k64_h56_avx2(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
@@ -179,3 +187,9 @@ func qconv3x3s1_c512k512_h7_avx2(in *byte, w *byte, scale *float32, bias *float3
 // qconv3x3s1_c512k512_h7_avx2_remcol computes n 1x2-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv3x3s1_c512k512_h7_avx2_remcol(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
+// qmaxpool3x3s2_c64_avx2 max-pools n output pixels of one row of 64 uint8 channels, 3x3 windows, stride 2.
+func qmaxpool3x3s2_c64_avx2(in *byte, out *byte, inRow uintptr, n uintptr)
+
+// qinput_avx2 quantizes n pixels (a multiple of 8) of three float32 planes into 4-byte pixels with zero point zp.
+func qinput_avx2(red *float32, green *float32, blue *float32, out *byte, n uintptr, inv float32, zp uintptr)

@@ -4,6 +4,14 @@
 
 package resnet20
 
+// qconv3x3s1_c4k16_h32_avx2 computes n 1x5-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
+// 4→16 channels on a 32x32 input: uint8 inputs × int8 weights in int32, requantized to bytes.
+func qconv3x3s1_c4k16_h32_avx2(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
+// qconv3x3s1_c4k16_h32_avx2_remcol computes n 1x2-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
+// 4→16 channels on a 32x32 input: uint8 inputs × int8 weights in int32, requantized to bytes.
+func qconv3x3s1_c4k16_h32_avx2_remcol(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
 // qconv3x3s1_c16k16_h32_avx2 computes n 1x5-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
 // 16→16 channels on a 32x32 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv3x3s1_c16k16_h32_avx2(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
@@ -43,3 +51,6 @@ func qconv3x3s1_c64k64_h8_avx2(in *byte, w *byte, scale *float32, bias *float32,
 // qconv3x3s1_c64k64_h8_avx2_remcol computes n 1x3-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
 // 64→64 channels on a 8x8 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv3x3s1_c64k64_h8_avx2_remcol(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
+// qinput_avx2 quantizes n pixels (a multiple of 8) of three float32 planes into 4-byte pixels with zero point zp.
+func qinput_avx2(red *float32, green *float32, blue *float32, out *byte, n uintptr, inv float32, zp uintptr)

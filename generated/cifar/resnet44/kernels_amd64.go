@@ -78,6 +78,8 @@ var kernels = asm.KernelSet{
 	},
 	Int8: true,
 	QConv: []asm.QConvKernel{
+		{Name: "qconv3x3s1_c4k16_h32_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 4, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
+			TH: 3, TW: 8, V: 1, Lanes: 16, RemTH: 2, RemTW: 0, Main: qconv3x3s1_c4k16_h32_vnni, Rem: qconv3x3s1_c4k16_h32_vnni_rem, RemCol: nil, RemCorner: nil},
 		{Name: "qconv3x3s1_c16k16_h32_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 16, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
 			TH: 3, TW: 8, V: 1, Lanes: 16, RemTH: 2, RemTW: 0, Main: qconv3x3s1_c16k16_h32_vnni, Rem: qconv3x3s1_c16k16_h32_vnni_rem, RemCol: nil, RemCorner: nil},
 		{Name: "qconv3x3s2_c16k32_h32_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 3, Stride: 2, Pad: 1, InC: 16, OutC: 32, InH: 32, InW: 32, OutH: 16, OutW: 16},
@@ -88,6 +90,8 @@ var kernels = asm.KernelSet{
 			TH: 3, TW: 2, V: 4, Lanes: 16, RemTH: 2, RemTW: 0, Main: qconv3x3s2_c32k64_h16_vnni, Rem: qconv3x3s2_c32k64_h16_vnni_rem, RemCol: nil, RemCorner: nil},
 		{Name: "qconv3x3s1_c64k64_h8_vnni", Tier: asm.VNNI, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8},
 			TH: 3, TW: 2, V: 4, Lanes: 16, RemTH: 2, RemTW: 0, Main: qconv3x3s1_c64k64_h8_vnni, Rem: qconv3x3s1_c64k64_h8_vnni_rem, RemCol: nil, RemCorner: nil},
+		{Name: "qconv3x3s1_c4k16_h32_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 4, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
+			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 2, Main: qconv3x3s1_c4k16_h32_avx2, Rem: nil, RemCol: qconv3x3s1_c4k16_h32_avx2_remcol, RemCorner: nil},
 		{Name: "qconv3x3s1_c16k16_h32_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 16, OutC: 16, InH: 32, InW: 32, OutH: 32, OutW: 32},
 			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 2, Main: qconv3x3s1_c16k16_h32_avx2, Rem: nil, RemCol: qconv3x3s1_c16k16_h32_avx2_remcol, RemCorner: nil},
 		{Name: "qconv3x3s2_c16k32_h32_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 3, Stride: 2, Pad: 1, InC: 16, OutC: 32, InH: 32, InW: 32, OutH: 16, OutW: 16},
@@ -98,5 +102,10 @@ var kernels = asm.KernelSet{
 			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 3, Main: qconv3x3s2_c32k64_h16_avx2, Rem: nil, RemCol: qconv3x3s2_c32k64_h16_avx2_remcol, RemCorner: nil},
 		{Name: "qconv3x3s1_c64k64_h8_avx2", Tier: asm.AVX2, Variant: "", Shape: shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8},
 			TH: 1, TW: 5, V: 2, Lanes: 8, RemTH: 0, RemTW: 3, Main: qconv3x3s1_c64k64_h8_avx2, Rem: nil, RemCol: qconv3x3s1_c64k64_h8_avx2_remcol, RemCorner: nil},
+	},
+	QMaxPool: []asm.QMaxPoolKernel{},
+	QInput: []asm.QInputKernel{
+		{Name: "qinput_vnni", Tier: asm.VNNI, Lanes: 16, F: qinput_vnni},
+		{Name: "qinput_avx2", Tier: asm.AVX2, Lanes: 8, F: qinput_avx2},
 	},
 }

@@ -4,6 +4,14 @@
 
 package resnet44
 
+// qconv3x3s1_c4k16_h32_vnni computes n 3x8-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
+// 4→16 channels on a 32x32 input: uint8 inputs × int8 weights in int32, requantized to bytes.
+func qconv3x3s1_c4k16_h32_vnni(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
+// qconv3x3s1_c4k16_h32_vnni_rem computes n 2x8-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
+// 4→16 channels on a 32x32 input: uint8 inputs × int8 weights in int32, requantized to bytes.
+func qconv3x3s1_c4k16_h32_vnni_rem(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
 // qconv3x3s1_c16k16_h32_vnni computes n 3x8-pixel by 16-channel tiles of an int8 3x3 stride-1 convolution,
 // 16→16 channels on a 32x32 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv3x3s1_c16k16_h32_vnni(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
@@ -35,3 +43,6 @@ func qconv3x3s1_c64k64_h8_vnni(in *byte, w *byte, scale *float32, bias *float32,
 // qconv3x3s1_c64k64_h8_vnni_rem computes n 2x2-pixel by 64-channel tiles of an int8 3x3 stride-1 convolution,
 // 64→64 channels on a 8x8 input: uint8 inputs × int8 weights in int32, requantized to bytes.
 func qconv3x3s1_c64k64_h8_vnni_rem(in *byte, w *byte, scale *float32, bias *float32, res *byte, out *byte, inRow uintptr, outRow uintptr, resRow uintptr, resScale float32, outInv float32, flags uintptr, n uintptr)
+
+// qinput_vnni quantizes n pixels (a multiple of 16) of three float32 planes into 4-byte pixels with zero point zp.
+func qinput_vnni(red *float32, green *float32, blue *float32, out *byte, n uintptr, inv float32, zp uintptr)
