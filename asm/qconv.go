@@ -505,7 +505,9 @@ type QInputKernel struct {
 }
 
 // PortableQInput returns the portable input quantizer.
-func PortableQInput() *QInputKernel { return &QInputKernel{Name: "qinput_purego", Tier: Purego, Lanes: 1} }
+func PortableQInput() *QInputKernel {
+	return &QInputKernel{Name: "qinput_purego", Tier: Purego, Lanes: 1}
+}
 
 // Check reports whether Run accepts a CHW image of len floats and out.
 func (k *QInputKernel) Check(n int, out QBuffer) error {
