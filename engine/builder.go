@@ -77,10 +77,11 @@ func (b *Builder) add(name, kind, kernel string, macs int64, l Layer) {
 	b.layers = append(b.layers, Named{Name: name, Kind: kind, Layer: l, MACs: macs, Kernel: kernel})
 }
 
-// tensor returns the folded tensor name with the given number of values.
+// tensor returns the folded tensor name with the given number of values
+// (a convolution's weight only until the next call: see Folded.tensor).
 func (b *Builder) tensor(name string, n int) ([]float32, []int, error) {
-	t, ok := b.f.Tensors[name]
-	if !ok {
+	t := b.f.tensor(name)
+	if t == nil {
 		return nil, nil, fmt.Errorf("folded weights have no tensor %s", name)
 	}
 	if n >= 0 && len(t.Data) != n {
@@ -107,7 +108,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	in, out := ins[0], outs[0]
-	w, shape, err := b.tensor(name+".weight", -1)
+	shape, err := b.shape(name + ".weight")
 	if b.fail(err) {
 		return
 	}
@@ -133,7 +134,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		// Only the transformed weights: a Winograd layer never runs the
 		// direct kernel, whose packed copy would double the layer's memory
 		// (ResNet-18 held 40 MB of such dead weights before).
-		wp, err := b.pack1(name, wk.Name, func() ([]float32, error) { return wk.PackWeights(w) })
+		wp, err := b.pack1(name, wk.Name, func(w []float32) ([]float32, error) { return wk.PackWeights(w) })
 		if b.fail(err) {
 			return
 		}
@@ -157,7 +158,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 	if b.fail(err) {
 		return
 	}
-	packed, err := b.pack1(name, kern.Name, func() ([]float32, error) { return kern.PackWeights(w) })
+	packed, err := b.pack1(name, kern.Name, func(w []float32) ([]float32, error) { return kern.PackWeights(w) })
 	if b.fail(err) {
 		return
 	}
@@ -248,16 +249,31 @@ func (b *Builder) pack(layer, kernel string, pack func() ([][]float32, error)) (
 	return sh.get(b.digest+"\x00"+layer+"\x00"+kernel, pack)
 }
 
-// pack1 is pack for one packed slice.
-func (b *Builder) pack1(layer, kernel string, pack func() ([]float32, error)) ([]float32, error) {
+// pack1 packs the folded weight of the convolution layer, which it folds
+// only if b.pack needs it packed, then lets go of the layer's tensors.
+func (b *Builder) pack1(layer, kernel string, pack func(w []float32) ([]float32, error)) ([]float32, error) {
 	p, err := b.pack(layer, kernel, func() ([][]float32, error) {
-		p, err := pack()
+		w, _, err := b.tensor(layer+".weight", -1)
+		if err != nil {
+			return nil, err
+		}
+		p, err := pack(w)
 		return [][]float32{p}, err
 	})
 	if err != nil {
 		return nil, err
 	}
+	b.f.release(layer)
 	return p[0], nil
+}
+
+// shape returns the shape of the folded tensor name.
+func (b *Builder) shape(name string) ([]int, error) {
+	s := b.f.shape(name)
+	if s == nil {
+		return nil, fmt.Errorf("folded weights have no tensor %s", name)
+	}
+	return s, nil
 }
 
 // Head sets pool and fc to the global average pool of the images' in
@@ -291,6 +307,7 @@ func (b *Builder) Head(pool *AvgPool, fc *FC, name string, ins []asm.Buffer, cla
 	if b.fail(err) {
 		return
 	}
+	b.f.release(name)
 	pw, pb := p[0], p[1]
 	pooled, logits := make([][]float32, len(ins)), make([][]float32, len(ins))
 	for i := range ins {

@@ -6,7 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/resnetgen/resnetgen/resnet"
@@ -14,35 +18,131 @@ import (
 )
 
 // Folded is a network's weights ready to pack: every BatchNorm folded into
-// the convolution before it. Tensors holds, per convolution layer L,
+// the convolution before it. Its tensors are, per convolution layer L,
 // "L.weight" (OIHW, scaled by BatchNorm) and "L.bias"; and the classifier's
 // weight and bias under their checkpoint names.
+//
+// A Folded serves one build: a Builder takes each layer's tensors out of it
+// once it has packed them, so that memory the caller no longer holds (a
+// checkpoint read only to build this Model) is free for the next layer's
+// packed weights instead of staying until the whole network is packed.
 type Folded struct {
-	Net     *resnet.Network
-	Tensors map[string]*resnet.Tensor
+	Net *resnet.Network
+	// stored holds folded tensors by name (ReadFolded); nil when Fold made f.
+	stored map[string]*resnet.Tensor
+	// src holds the checkpoint's tensors by checkpoint name (Fold): each
+	// convolution is folded when a Builder asks for it, into scratch.
+	src     map[string]*resnet.Tensor
+	convs   map[string]*resnet.Layer // convolution layers by name (Fold)
+	scratch []float32
 }
 
 // Fold validates w against net (every tensor's name, shape and finite
-// values) and folds each BatchNorm into its convolution, in float64.
+// values) and returns its weights with each BatchNorm folded into its
+// convolution, in float64 (resnet.FoldBN). The folding happens layer by
+// layer as a Builder packs them: no second copy of the weights is made.
+// f holds w's tensors, not w, until they are packed.
 func Fold(net *resnet.Network, w *resnet.Weights) (*Folded, error) {
 	if err := w.Validate(net); err != nil {
 		return nil, err
 	}
-	f := &Folded{Net: net, Tensors: map[string]*resnet.Tensor{}}
-	for _, l := range net.Layers {
-		switch l.Op {
-		case resnet.OpConv:
-			t := w.Tensors
-			wt, bias := resnet.FoldBN(t[l.Weight].Data, t[l.BN+".weight"].Data, t[l.BN+".bias"].Data,
-				t[l.BN+".running_mean"].Data, t[l.BN+".running_var"].Data, resnet.BNEpsilon)
-			f.Tensors[l.Name+".weight"] = &resnet.Tensor{Shape: t[l.Weight].Shape, Data: wt}
-			f.Tensors[l.Name+".bias"] = &resnet.Tensor{Shape: []int{l.OutShape.C}, Data: bias}
-		case resnet.OpFC:
-			f.Tensors[l.Weight] = w.Tensors[l.Weight]
-			f.Tensors[l.Bias] = w.Tensors[l.Bias]
+	f := &Folded{Net: net, src: map[string]*resnet.Tensor{}, convs: map[string]*resnet.Layer{}}
+	for i, l := range net.Layers {
+		for _, s := range l.Tensors() {
+			f.src[s.Name] = w.Tensors[s.Name]
+		}
+		if l.Op == resnet.OpConv {
+			f.convs[l.Name] = &net.Layers[i]
 		}
 	}
 	return f, nil
+}
+
+// tensor returns the folded tensor name, or nil if f has none (or no
+// longer has it: see release). A convolution's weight that f folds here
+// lives in f's scratch, valid until the next call.
+func (f *Folded) tensor(name string) *resnet.Tensor {
+	if f.stored != nil {
+		return f.stored[name]
+	}
+	i := strings.LastIndexByte(name, '.')
+	l := f.convs[name[:max(i, 0)]]
+	if l == nil {
+		return f.src[name] // the classifier's, as they are
+	}
+	t := f.src
+	wt, gamma, beta, mean, variance := t[l.Weight], t[l.BN+".weight"], t[l.BN+".bias"], t[l.BN+".running_mean"], t[l.BN+".running_var"]
+	if wt == nil || gamma == nil || beta == nil || mean == nil || variance == nil {
+		return nil
+	}
+	bias := make([]float32, len(gamma.Data))
+	var folded, weight []float32 // none: the bias alone
+	if name[i+1:] == "weight" {
+		if cap(f.scratch) < len(wt.Data) {
+			f.scratch = make([]float32, len(wt.Data))
+		}
+		folded, weight = f.scratch[:len(wt.Data)], wt.Data
+	} else if name[i+1:] != "bias" {
+		return nil
+	}
+	resnet.FoldBNInto(folded, bias, weight, gamma.Data, beta.Data, mean.Data, variance.Data, resnet.BNEpsilon)
+	if weight == nil {
+		return &resnet.Tensor{Shape: []int{len(bias)}, Data: bias}
+	}
+	return &resnet.Tensor{Shape: wt.Shape, Data: folded}
+}
+
+// shape returns the shape of the folded tensor name, nil if f has none,
+// without folding it.
+func (f *Folded) shape(name string) []int {
+	if f.stored != nil {
+		if t := f.stored[name]; t != nil {
+			return t.Shape
+		}
+		return nil
+	}
+	if l := f.convs[strings.TrimSuffix(name, ".weight")]; l != nil && f.src[l.Weight] != nil {
+		return f.src[l.Weight].Shape
+	}
+	if t := f.tensor(name); t != nil {
+		return t.Shape
+	}
+	return nil
+}
+
+// release lets go of the tensors of layer (a convolution's name, or the
+// classifier's), once packed: f then no longer has them.
+func (f *Folded) release(layer string) {
+	if f.stored != nil {
+		delete(f.stored, layer+".weight")
+		delete(f.stored, layer+".bias")
+		return
+	}
+	if l := f.convs[layer]; l != nil {
+		for _, s := range l.Tensors() {
+			delete(f.src, s.Name)
+		}
+		delete(f.convs, layer)
+		return
+	}
+	delete(f.src, layer+".weight")
+	delete(f.src, layer+".bias")
+}
+
+// names lists f's folded tensors, sorted.
+func (f *Folded) names() []string {
+	if f.stored != nil {
+		return slices.Sorted(maps.Keys(f.stored))
+	}
+	var names []string
+	for _, s := range foldedSpecs(f.Net) {
+		i := strings.LastIndexByte(s.Name, '.')
+		if l := f.convs[s.Name[:i]]; l != nil && f.src[l.Weight] != nil || f.src[s.Name] != nil && l == nil {
+			names = append(names, s.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // foldedSpecs lists the tensors of net's folded weights with their shapes.
@@ -74,7 +174,11 @@ const (
 
 // WriteFolded writes f in the embedded weights format.
 func WriteFolded(out io.Writer, f *Folded) error {
-	w := &resnet.Weights{Tensors: f.Tensors}
+	w := resnet.NewWeights()
+	for _, name := range f.names() {
+		t := f.tensor(name)
+		w.Set(name, t.Shape, slices.Clone(t.Data))
+	}
 	sum := sha256.New()
 	if err := safetensors.WriteData(sum, w); err != nil {
 		return err
@@ -158,5 +262,5 @@ func ReadFolded(embedded string, net *resnet.Network) (*Folded, error) {
 	if len(v.Missing)+len(v.WrongShape)+len(v.NonFinite)+len(v.Unexpected) > 0 {
 		return nil, fmt.Errorf("embedded weights: %w", v)
 	}
-	return &Folded{Net: net, Tensors: w.Tensors}, nil
+	return &Folded{Net: net, stored: w.Tensors}, nil
 }

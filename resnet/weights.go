@@ -179,19 +179,28 @@ const BNEpsilon = 1e-5
 // conv(x, W') + b where W'[o,…] = W[o,…]·s[o] and b[o] = beta[o] − mean[o]·s[o].
 // weight is OIHW with len(gamma) output channels; the arithmetic is float64.
 func FoldBN(weight, gamma, beta, mean, variance []float32, eps float64) (folded, bias []float32) {
+	folded, bias = make([]float32, len(weight)), make([]float32, len(gamma))
+	FoldBNInto(folded, bias, weight, gamma, beta, mean, variance, eps)
+	return folded, bias
+}
+
+// FoldBNInto is FoldBN writing into folded (len(weight) values; it may be
+// weight itself) and bias (len(gamma)), so that a loader can fold layer
+// after layer into one buffer. The values are FoldBN's, bit for bit.
+func FoldBNInto(folded, bias, weight, gamma, beta, mean, variance []float32, eps float64) {
 	oc := len(gamma)
-	if oc == 0 || len(weight)%oc != 0 || len(beta) != oc || len(mean) != oc || len(variance) != oc {
-		panic(fmt.Sprintf("resnet: FoldBN: %d weights, %d/%d/%d/%d BN values", len(weight), len(gamma), len(beta), len(mean), len(variance)))
+	if oc == 0 || len(weight)%oc != 0 || len(beta) != oc || len(mean) != oc || len(variance) != oc ||
+		len(folded) != len(weight) || len(bias) != oc {
+		panic(fmt.Sprintf("resnet: FoldBN: %d weights into %d, %d/%d/%d/%d BN values into %d",
+			len(weight), len(folded), len(gamma), len(beta), len(mean), len(variance), len(bias)))
 	}
 	per := len(weight) / oc
-	folded = make([]float32, len(weight))
-	bias = make([]float32, oc)
 	for o := 0; o < oc; o++ {
 		s := float64(gamma[o]) / math.Sqrt(float64(variance[o])+eps)
-		for i := o * per; i < (o+1)*per; i++ {
-			folded[i] = float32(float64(weight[i]) * s)
+		src, dst := weight[o*per:][:per], folded[o*per:][:per]
+		for i, x := range src {
+			dst[i] = float32(float64(x) * s)
 		}
 		bias[o] = float32(float64(beta[o]) - float64(mean[o])*s)
 	}
-	return folded, bias
 }
