@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +24,7 @@ type Builder struct {
 	err    error
 	layers []Named
 	digest string // of f, once a Shared needs it
+	packed int    // bytes packed since the last collect
 	// scratch is each worker's working memory, shared by all the
 	// Winograd layers.
 	scratch []*asm.WinogradScratch
@@ -239,6 +242,14 @@ func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out []asm
 // Shared of the Config when there is one (packing them there the first
 // time), else freshly packed.
 func (b *Builder) pack(layer, kernel string, pack func() ([][]float32, error)) ([][]float32, error) {
+	pack0 := pack
+	pack = func() ([][]float32, error) {
+		p, err := pack0()
+		for _, s := range p {
+			b.packed += 4 * len(s)
+		}
+		return p, err
+	}
 	sh := b.cfg.Shared
 	if sh == nil {
 		return pack()
@@ -247,6 +258,28 @@ func (b *Builder) pack(layer, kernel string, pack func() ([][]float32, error)) (
 		b.digest = b.f.digest()
 	}
 	return sh.get(b.digest+"\x00"+layer+"\x00"+kernel, pack)
+}
+
+// collect runs a garbage collection once the Builder has packed, since
+// the last one, an eighth of the live heap (16 MB at least). Packing makes
+// garbage as fast as it makes packed weights: the checkpoint's tensors
+// once packed (when the caller no longer holds them) and the Winograd
+// transform's planes. The collector lets the heap grow to twice what was
+// live at its last cycle, so a load would peak near twice its live memory;
+// collecting as it goes keeps the peak near what is live. A load's heap is
+// float arrays, with no pointers to mark, so these collections are short;
+// the eighth keeps their number small in a process with a large heap.
+func (b *Builder) collect() {
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(live)
+	step := uint64(16 << 20)
+	if live[0].Value.Kind() == metrics.KindUint64 {
+		step = max(step, live[0].Value.Uint64()/8)
+	}
+	if uint64(b.packed) >= step {
+		b.packed = 0
+		runtime.GC()
+	}
 }
 
 // pack1 packs the folded weight of the convolution layer, which it folds
@@ -264,6 +297,7 @@ func (b *Builder) pack1(layer, kernel string, pack func(w []float32) ([]float32,
 		return nil, err
 	}
 	b.f.release(layer)
+	b.collect()
 	return p[0], nil
 }
 
@@ -308,6 +342,7 @@ func (b *Builder) Head(pool *AvgPool, fc *FC, name string, ins []asm.Buffer, cla
 		return
 	}
 	b.f.release(name)
+	b.collect()
 	pw, pb := p[0], p[1]
 	pooled, logits := make([][]float32, len(ins)), make([][]float32, len(ins))
 	for i := range ins {
