@@ -34,6 +34,7 @@ type Folded struct {
 	// convolution is folded when a Builder asks for it, into scratch.
 	src     map[string]*resnet.Tensor
 	convs   map[string]*resnet.Layer // convolution layers by name (Fold)
+	fc      map[string]bool          // the classifier's tensors, folded as they are (Fold)
 	scratch []float32
 }
 
@@ -46,16 +47,28 @@ func Fold(net *resnet.Network, w *resnet.Weights) (*Folded, error) {
 	if err := w.Validate(net); err != nil {
 		return nil, err
 	}
-	f := &Folded{Net: net, src: map[string]*resnet.Tensor{}, convs: map[string]*resnet.Layer{}}
+	f := &Folded{Net: net, src: map[string]*resnet.Tensor{}, convs: map[string]*resnet.Layer{}, fc: map[string]bool{}}
 	for i, l := range net.Layers {
 		for _, s := range l.Tensors() {
 			f.src[s.Name] = w.Tensors[s.Name]
+			f.fc[s.Name] = l.Op == resnet.OpFC
 		}
 		if l.Op == resnet.OpConv {
 			f.convs[l.Name] = &net.Layers[i]
 		}
 	}
 	return f, nil
+}
+
+// conv returns the convolution layer whose folded tensor name is (L.weight
+// or L.bias) in a Folded that Fold made, with its tensors' suffix; nil if
+// name is not one or f no longer has the layer.
+func (f *Folded) conv(name string) (*resnet.Layer, string) {
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 {
+		return nil, ""
+	}
+	return f.convs[name[:i]], name[i+1:]
 }
 
 // tensor returns the folded tensor name, or nil if f has none (or no
@@ -65,49 +78,52 @@ func (f *Folded) tensor(name string) *resnet.Tensor {
 	if f.stored != nil {
 		return f.stored[name]
 	}
-	i := strings.LastIndexByte(name, '.')
-	l := f.convs[name[:max(i, 0)]]
+	l, part := f.conv(name)
 	if l == nil {
-		return f.src[name] // the classifier's, as they are
+		if f.fc[name] {
+			return f.src[name] // as they are
+		}
+		return nil
 	}
 	t := f.src
 	wt, gamma, beta, mean, variance := t[l.Weight], t[l.BN+".weight"], t[l.BN+".bias"], t[l.BN+".running_mean"], t[l.BN+".running_var"]
-	if wt == nil || gamma == nil || beta == nil || mean == nil || variance == nil {
-		return nil
-	}
 	bias := make([]float32, len(gamma.Data))
-	var folded, weight []float32 // none: the bias alone
-	if name[i+1:] == "weight" {
+	switch part {
+	case "weight":
 		if cap(f.scratch) < len(wt.Data) {
 			f.scratch = make([]float32, len(wt.Data))
 		}
-		folded, weight = f.scratch[:len(wt.Data)], wt.Data
-	} else if name[i+1:] != "bias" {
-		return nil
-	}
-	resnet.FoldBNInto(folded, bias, weight, gamma.Data, beta.Data, mean.Data, variance.Data, resnet.BNEpsilon)
-	if weight == nil {
+		folded := f.scratch[:len(wt.Data)]
+		resnet.FoldBNInto(folded, bias, wt.Data, gamma.Data, beta.Data, mean.Data, variance.Data, resnet.BNEpsilon)
+		return &resnet.Tensor{Shape: wt.Shape, Data: folded}
+	case "bias":
+		resnet.FoldBNInto(nil, bias, nil, gamma.Data, beta.Data, mean.Data, variance.Data, resnet.BNEpsilon)
 		return &resnet.Tensor{Shape: []int{len(bias)}, Data: bias}
 	}
-	return &resnet.Tensor{Shape: wt.Shape, Data: folded}
+	return nil
 }
 
 // shape returns the shape of the folded tensor name, nil if f has none,
 // without folding it.
 func (f *Folded) shape(name string) []int {
+	var t *resnet.Tensor
 	if f.stored != nil {
-		if t := f.stored[name]; t != nil {
-			return t.Shape
+		t = f.stored[name]
+	} else if f.fc[name] {
+		t = f.src[name]
+	} else if l, part := f.conv(name); l != nil {
+		if part != "weight" && part != "bias" {
+			return nil
 		}
+		t = f.src[l.Weight]
+		if part == "bias" {
+			return []int{l.OutShape.C}
+		}
+	}
+	if t == nil {
 		return nil
 	}
-	if l := f.convs[strings.TrimSuffix(name, ".weight")]; l != nil && f.src[l.Weight] != nil {
-		return f.src[l.Weight].Shape
-	}
-	if t := f.tensor(name); t != nil {
-		return t.Shape
-	}
-	return nil
+	return t.Shape
 }
 
 // release lets go of the tensors of layer (a convolution's name, or the
@@ -136,8 +152,7 @@ func (f *Folded) names() []string {
 	}
 	var names []string
 	for _, s := range foldedSpecs(f.Net) {
-		i := strings.LastIndexByte(s.Name, '.')
-		if l := f.convs[s.Name[:i]]; l != nil && f.src[l.Weight] != nil || f.src[s.Name] != nil && l == nil {
+		if f.shape(s.Name) != nil {
 			names = append(names, s.Name)
 		}
 	}
