@@ -3,8 +3,8 @@ package onnx
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"os"
