@@ -2,12 +2,17 @@ package engine
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/safetensors"
 )
 
 // Fold folds each layer when asked, bit for bit as resnet.FoldBN, and
@@ -59,4 +64,39 @@ func TestFoldIsFoldBNLayerByLayer(t *testing.T) {
 		assert.Len(t, g.names(), n-4)
 	}
 	assert.NotContains(t, f.src, "layer2.1.bn1.running_var", "the checkpoint's tensors of a released layer are let go")
+}
+
+// ReadFolded refuses embedded weights that are damaged, for another
+// network, or hold NaN, naming the tensor.
+func TestReadFoldedRefuses(t *testing.T) {
+	net := resnet.MustBuild("cifar-resnet20")
+	f, err := Fold(net, resnet.RandomWeights(net, 3))
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, WriteFolded(&b, f))
+	good := b.Bytes()
+
+	damaged := bytes.Clone(good)
+	damaged[len(damaged)-5] ^= 1
+	_, err = ReadFolded(string(damaged), net)
+	assert.ErrorContains(t, err, "the file is damaged")
+	_, err = ReadFolded(string(good), resnet.MustBuild("cifar-resnet32"))
+	assert.ErrorContains(t, err, "embedded weights are for cifar-resnet20")
+
+	// NaN, with the checksum made for it.
+	w := resnet.NewWeights()
+	for _, name := range f.names() {
+		x := f.tensor(name)
+		w.Set(name, x.Shape, slices.Clone(x.Data))
+	}
+	w.Tensors["layer3.2.conv2.weight"].Data[7] = float32(math.NaN())
+	sum := sha256.New()
+	require.NoError(t, safetensors.WriteData(sum, w))
+	b.Reset()
+	require.NoError(t, safetensors.WriteMetadata(&b, w, map[string]string{"format": foldedFormat, "version": foldedVersion,
+		"arch": "cifar-resnet20", "input": "32x32", "classes": "10", "sha256": hex.EncodeToString(sum.Sum(nil))}))
+	_, err = ReadFolded(b.String(), net)
+	assert.ErrorContains(t, err, "1 tensors with NaN or Inf: layer3.2.conv2.weight")
+	var v *resnet.ValidationError
+	assert.ErrorAs(t, err, &v)
 }
