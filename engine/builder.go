@@ -243,7 +243,7 @@ func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out []asm
 // time), else freshly packed.
 func (b *Builder) pack(layer, kernel string, pack func() ([][]float32, error)) ([][]float32, error) {
 	pack0 := pack
-	pack = func() ([][]float32, error) {
+	pack = func() ([][]float32, error) { // counting what it packs, for collect
 		p, err := pack0()
 		for _, s := range p {
 			b.packed += 4 * len(s)
