@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +25,7 @@ type Builder struct {
 	err    error
 	layers []Named
 	digest string // of f, once a Shared needs it
+	packed int    // bytes packed since the last collect
 	// machine is the CPU the rule chooses kernels for.
 	machine Machine
 	// q is the state of an int8 build (nil for float32).
@@ -90,10 +93,11 @@ func (b *Builder) add(name, kind, kernel, by string, macs int64, l Layer) {
 	b.layers = append(b.layers, Named{Name: name, Kind: kind, Layer: l, MACs: macs, Kernel: kernel, ChosenBy: by})
 }
 
-// tensor returns the folded tensor name with the given number of values.
+// tensor returns the folded tensor name with the given number of values
+// (a convolution's weight only until the next call: see Folded.tensor).
 func (b *Builder) tensor(name string, n int) ([]float32, []int, error) {
-	t, ok := b.f.Tensors[name]
-	if !ok {
+	t := b.f.tensor(name)
+	if t == nil {
 		return nil, nil, fmt.Errorf("folded weights have no tensor %s", name)
 	}
 	if n >= 0 && len(t.Data) != n {
@@ -129,7 +133,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		return
 	}
 	in, out := ins[0], outs[0]
-	w, dims, err := b.tensor(name+".weight", -1)
+	dims, err := b.shape(name + ".weight")
 	if b.fail(err) {
 		return
 	}
@@ -144,7 +148,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 	}
 	s := shape.Conv{K: k, Stride: stride, Pad: k / 2, InC: in.C, OutC: out.C, InH: in.H, InW: in.W, OutH: out.H, OutW: out.W}
 	if b.q != nil {
-		b.int8Conv(dst, name, s, w, bias, ins, outs, res, relu)
+		b.int8Conv(dst, name, s, bias, ins, outs, res, relu)
 		return
 	}
 	defer b.wrote(name, outs)
@@ -157,7 +161,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 		// Only the transformed weights: a Winograd layer never runs the
 		// direct kernel, whose packed copy would double the layer's memory
 		// (ResNet-18 held 40 MB of such dead weights before).
-		wp, err := b.pack1(name, wk.Name, func() ([]float32, error) { return wk.PackWeights(w) })
+		wp, err := b.pack1(name, wk.Name, func(w []float32) ([]float32, error) { return wk.PackWeights(w) })
 		if b.fail(err) {
 			return
 		}
@@ -181,7 +185,7 @@ func (b *Builder) Conv(dst *Conv, name string, stride int, ins, outs, res []asm.
 	if b.fail(err) {
 		return
 	}
-	packed, err := b.pack1(name, kern.Name, func() ([]float32, error) { return kern.PackWeights(w) })
+	packed, err := b.pack1(name, kern.Name, func(w []float32) ([]float32, error) { return kern.PackWeights(w) })
 	if b.fail(err) {
 		return
 	}
@@ -275,6 +279,14 @@ func (b *Builder) Shortcut(dst *Shortcut, name string, stride int, in, out []asm
 // Shared of the Config when there is one (packing them there the first
 // time), else freshly packed.
 func (b *Builder) pack(layer, kernel string, pack func() ([][]float32, error)) ([][]float32, error) {
+	pack0 := pack
+	pack = func() ([][]float32, error) { // counting what it packs, for collect
+		p, err := pack0()
+		for _, s := range p {
+			b.packed += 4 * len(s)
+		}
+		return p, err
+	}
 	sh := b.cfg.Shared
 	if sh == nil {
 		return pack()
@@ -285,16 +297,63 @@ func (b *Builder) pack(layer, kernel string, pack func() ([][]float32, error)) (
 	return sh.get(b.digest+"\x00"+layer+"\x00"+kernel, pack)
 }
 
-// pack1 is pack for one packed slice.
-func (b *Builder) pack1(layer, kernel string, pack func() ([]float32, error)) ([]float32, error) {
+// collect runs a garbage collection once the Builder has packed, since
+// the last one, an eighth of the live heap (16 MB at least). Packing makes
+// garbage as fast as it makes packed weights: the checkpoint's tensors
+// once packed (when the caller no longer holds them) and the Winograd
+// transform's planes. The collector lets the heap grow to twice what was
+// live at its last cycle, so a load would peak near twice its live memory;
+// collecting as it goes keeps the peak near what is live. A load's heap is
+// float arrays, with no pointers to mark, so these collections are short;
+// the eighth keeps their number small in a process with a large heap.
+func (b *Builder) collect() {
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(live)
+	step := uint64(16 << 20)
+	if live[0].Value.Kind() == metrics.KindUint64 {
+		step = max(step, live[0].Value.Uint64()/8)
+	}
+	if uint64(b.packed) >= step {
+		b.packed = 0
+		runtime.GC()
+	}
+}
+
+// pack1 packs the folded weight of the convolution layer, which it folds
+// only if b.pack needs it packed, then lets go of the layer's tensors.
+func (b *Builder) pack1(layer, kernel string, pack func(w []float32) ([]float32, error)) ([]float32, error) {
 	p, err := b.pack(layer, kernel, func() ([][]float32, error) {
-		p, err := pack()
+		w, _, err := b.tensor(layer+".weight", -1)
+		if err != nil {
+			return nil, err
+		}
+		p, err := pack(w)
 		return [][]float32{p}, err
 	})
 	if err != nil {
 		return nil, err
 	}
+	b.release(layer)
 	return p[0], nil
+}
+
+// release lets go of a packed layer's tensors in f (unless the Config keeps
+// them: Interpret's network for a calibration, after which the same f
+// builds the int8 network) and collects as it goes (collect).
+func (b *Builder) release(layer string) {
+	if !b.cfg.keepWeights {
+		b.f.release(layer)
+	}
+	b.collect()
+}
+
+// shape returns the shape of the folded tensor name.
+func (b *Builder) shape(name string) ([]int, error) {
+	s := b.f.shape(name)
+	if s == nil {
+		return nil, fmt.Errorf("folded weights have no tensor %s", name)
+	}
+	return s, nil
 }
 
 // Head sets pool and fc to the global average pool of the images' in
@@ -328,6 +387,7 @@ func (b *Builder) Head(pool *AvgPool, fc *FC, name string, ins []asm.Buffer, cla
 	if b.fail(err) {
 		return
 	}
+	b.release(name)
 	pw, pb := p[0], p[1]
 	pooled, logits := make([][]float32, len(ins)), make([][]float32, len(ins))
 	for i := range ins {

@@ -31,6 +31,9 @@ type Config struct {
 	// Progress, if set, receives a line per stage of long work at New
 	// (calibration).
 	Progress func(format string, args ...any)
+	// keepWeights: the Builder leaves the folded weights in place (the
+	// network Interpret builds to calibrate on them).
+	keepWeights bool
 }
 
 // Precision is the arithmetic of a Model's convolutions.

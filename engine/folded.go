@@ -6,7 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/resnetgen/resnetgen/resnet"
@@ -14,35 +18,146 @@ import (
 )
 
 // Folded is a network's weights ready to pack: every BatchNorm folded into
-// the convolution before it. Tensors holds, per convolution layer L,
+// the convolution before it. Its tensors are, per convolution layer L,
 // "L.weight" (OIHW, scaled by BatchNorm) and "L.bias"; and the classifier's
 // weight and bias under their checkpoint names.
+//
+// A Folded serves one build: a Builder takes each layer's tensors out of it
+// once it has packed them, so that memory the caller no longer holds (a
+// checkpoint read only to build this Model) is free for the next layer's
+// packed weights instead of staying until the whole network is packed.
 type Folded struct {
-	Net     *resnet.Network
-	Tensors map[string]*resnet.Tensor
+	Net *resnet.Network
+	// stored holds folded tensors by name (ReadFolded); nil when Fold made f.
+	stored map[string]*resnet.Tensor
+	// src holds the checkpoint's tensors by checkpoint name (Fold): each
+	// convolution is folded when a Builder asks for it, into scratch.
+	src     map[string]*resnet.Tensor
+	convs   map[string]*resnet.Layer // convolution layers by name (Fold)
+	fc      map[string]bool          // the classifier's tensors, folded as they are (Fold)
+	scratch []float32
 }
 
 // Fold validates w against net (every tensor's name, shape and finite
-// values) and folds each BatchNorm into its convolution, in float64.
+// values) and returns its weights with each BatchNorm folded into its
+// convolution, in float64 (resnet.FoldBN). The folding happens layer by
+// layer as a Builder packs them: no second copy of the weights is made.
+// f holds w's tensors, not w, until they are packed.
 func Fold(net *resnet.Network, w *resnet.Weights) (*Folded, error) {
 	if err := w.Validate(net); err != nil {
 		return nil, err
 	}
-	f := &Folded{Net: net, Tensors: map[string]*resnet.Tensor{}}
-	for _, l := range net.Layers {
-		switch l.Op {
-		case resnet.OpConv:
-			t := w.Tensors
-			wt, bias := resnet.FoldBN(t[l.Weight].Data, t[l.BN+".weight"].Data, t[l.BN+".bias"].Data,
-				t[l.BN+".running_mean"].Data, t[l.BN+".running_var"].Data, resnet.BNEpsilon)
-			f.Tensors[l.Name+".weight"] = &resnet.Tensor{Shape: t[l.Weight].Shape, Data: wt}
-			f.Tensors[l.Name+".bias"] = &resnet.Tensor{Shape: []int{l.OutShape.C}, Data: bias}
-		case resnet.OpFC:
-			f.Tensors[l.Weight] = w.Tensors[l.Weight]
-			f.Tensors[l.Bias] = w.Tensors[l.Bias]
+	f := &Folded{Net: net, src: map[string]*resnet.Tensor{}, convs: map[string]*resnet.Layer{}, fc: map[string]bool{}}
+	for i, l := range net.Layers {
+		for _, s := range l.Tensors() {
+			f.src[s.Name] = w.Tensors[s.Name]
+			f.fc[s.Name] = l.Op == resnet.OpFC
+		}
+		if l.Op == resnet.OpConv {
+			f.convs[l.Name] = &net.Layers[i]
 		}
 	}
 	return f, nil
+}
+
+// conv returns the convolution layer whose folded tensor name is (L.weight
+// or L.bias) in a Folded that Fold made, with its tensors' suffix; nil if
+// name is not one or f no longer has the layer.
+func (f *Folded) conv(name string) (*resnet.Layer, string) {
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 {
+		return nil, ""
+	}
+	return f.convs[name[:i]], name[i+1:]
+}
+
+// tensor returns the folded tensor name, or nil if f has none (or no
+// longer has it: see release). A convolution's weight that f folds here
+// lives in f's scratch, valid until the next call.
+func (f *Folded) tensor(name string) *resnet.Tensor {
+	if f.stored != nil {
+		return f.stored[name]
+	}
+	l, part := f.conv(name)
+	if l == nil {
+		if f.fc[name] {
+			return f.src[name] // as they are
+		}
+		return nil
+	}
+	t := f.src
+	wt, gamma, beta, mean, variance := t[l.Weight], t[l.BN+".weight"], t[l.BN+".bias"], t[l.BN+".running_mean"], t[l.BN+".running_var"]
+	bias := make([]float32, len(gamma.Data))
+	switch part {
+	case "weight":
+		if cap(f.scratch) < len(wt.Data) {
+			f.scratch = make([]float32, len(wt.Data))
+		}
+		folded := f.scratch[:len(wt.Data)]
+		resnet.FoldBNInto(folded, bias, wt.Data, gamma.Data, beta.Data, mean.Data, variance.Data, resnet.BNEpsilon)
+		return &resnet.Tensor{Shape: wt.Shape, Data: folded}
+	case "bias":
+		resnet.FoldBNInto(nil, bias, nil, gamma.Data, beta.Data, mean.Data, variance.Data, resnet.BNEpsilon)
+		return &resnet.Tensor{Shape: []int{len(bias)}, Data: bias}
+	}
+	return nil
+}
+
+// shape returns the shape of the folded tensor name, nil if f has none,
+// without folding it.
+func (f *Folded) shape(name string) []int {
+	var t *resnet.Tensor
+	if f.stored != nil {
+		t = f.stored[name]
+	} else if f.fc[name] {
+		t = f.src[name]
+	} else if l, part := f.conv(name); l != nil {
+		if part != "weight" && part != "bias" {
+			return nil
+		}
+		t = f.src[l.Weight]
+		if part == "bias" {
+			return []int{l.OutShape.C}
+		}
+	}
+	if t == nil {
+		return nil
+	}
+	return t.Shape
+}
+
+// release lets go of the tensors of layer (a convolution's name, or the
+// classifier's), once packed: f then no longer has them.
+func (f *Folded) release(layer string) {
+	if f.stored != nil {
+		delete(f.stored, layer+".weight")
+		delete(f.stored, layer+".bias")
+		return
+	}
+	if l := f.convs[layer]; l != nil {
+		for _, s := range l.Tensors() {
+			delete(f.src, s.Name)
+		}
+		delete(f.convs, layer)
+		return
+	}
+	delete(f.src, layer+".weight")
+	delete(f.src, layer+".bias")
+}
+
+// names lists f's folded tensors, sorted.
+func (f *Folded) names() []string {
+	if f.stored != nil {
+		return slices.Sorted(maps.Keys(f.stored))
+	}
+	var names []string
+	for _, s := range foldedSpecs(f.Net) {
+		if f.shape(s.Name) != nil {
+			names = append(names, s.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // foldedSpecs lists the tensors of net's folded weights with their shapes.
@@ -74,7 +189,11 @@ const (
 
 // WriteFolded writes f in the embedded weights format.
 func WriteFolded(out io.Writer, f *Folded) error {
-	w := &resnet.Weights{Tensors: f.Tensors}
+	w := resnet.NewWeights()
+	for _, name := range f.names() {
+		t := f.tensor(name)
+		w.Set(name, t.Shape, slices.Clone(t.Data))
+	}
 	sum := sha256.New()
 	if err := safetensors.WriteData(sum, w); err != nil {
 		return err
@@ -158,5 +277,5 @@ func ReadFolded(embedded string, net *resnet.Network) (*Folded, error) {
 	if len(v.Missing)+len(v.WrongShape)+len(v.NonFinite)+len(v.Unexpected) > 0 {
 		return nil, fmt.Errorf("embedded weights: %w", v)
 	}
-	return &Folded{Net: net, Tensors: w.Tensors}, nil
+	return &Folded{Net: net, stored: w.Tensors}, nil
 }

@@ -254,7 +254,7 @@ func (b *Builder) quantized(bufs []asm.Buffer) ([]asm.QBuffer, held, bool) {
 }
 
 // int8Conv builds the int8 convolution name of shape s (see Conv).
-func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, w, bias []float32, ins, outs, res []asm.Buffer, relu bool) {
+func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, bias []float32, ins, outs, res []asm.Buffer, relu bool) {
 	in, h, ok := b.quantized(ins)
 	if !ok {
 		return
@@ -279,10 +279,15 @@ func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, w, bias []float
 	if b.fail(err) {
 		return
 	}
+	w, _, err := b.tensor(name+".weight", -1)
+	if b.fail(err) {
+		return
+	}
 	q, ws, err := quant.Weights(w, s.OutC)
 	if b.fail(err) {
 		return
 	}
+	b.release(name)
 	q = padInputChannels(q, s, ks.InC)
 	packed, err := k.PackWeights(q)
 	if b.fail(err) {

@@ -25,13 +25,15 @@ type Interpreted struct {
 }
 
 // Interpret builds f's network with the kernels ks (nil: the portable
-// kernels only) and the options (precision float32 whatever they say).
+// kernels only) and the options (precision float32 whatever they say),
+// leaving f's tensors in place for another build.
 func Interpret(f *Folded, ks *asm.KernelSet, opts ...Option) (*Interpreted, error) {
 	cfg, err := NewConfig(opts...)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Precision, cfg.Calibration, cfg.CalibrationImages = FP32, nil, nil
+	cfg.keepWeights = true // the caller builds or writes f again
 	if ks == nil {
 		cfg.Tier = asm.Purego
 	}

@@ -3,7 +3,6 @@ package engine
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"sort"
 	"sync"
 	"unsafe"
 )
@@ -53,15 +52,10 @@ func (s *Shared) get(key string, pack func() ([][]float32, error)) ([][]float32,
 // digest identifies folded weights by content: SHA-256 over every tensor's
 // name, shape and bits, in name order.
 func (f *Folded) digest() string {
-	names := make([]string, 0, len(f.Tensors))
-	for n := range f.Tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	h := sha256.New()
 	var b [8]byte
-	for _, n := range names {
-		t := f.Tensors[n]
+	for _, n := range f.names() {
+		t := f.tensor(n)
 		h.Write([]byte(n))
 		for _, d := range t.Shape {
 			binary.LittleEndian.PutUint64(b[:], uint64(d))

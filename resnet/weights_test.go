@@ -1,6 +1,9 @@
 package resnet
 
 import (
+	"bytes"
+	"encoding/binary"
+	"io"
 	"math"
 	"testing"
 
@@ -88,4 +91,58 @@ func TestFinite(t *testing.T) {
 	for _, x := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(0x7fc00001), math.Float32frombits(0xff800001)} {
 		assert.False(t, finite([]float32{1, x, 2}), "%g", x)
 	}
+}
+
+// An Index validates like the Weights it reads, and reads each tensor
+// into its own array, naming the tensor whose read fails.
+func TestIndex(t *testing.T) {
+	net := MustBuild("cifar-resnet20")
+	w := RandomWeights(net, 1)
+	x := NewIndex()
+	for _, name := range w.Names() {
+		data := w.Tensors[name].Data
+		x.Add(name, w.Tensors[name].Shape, func(_ io.ReaderAt, dst []float32) error { copy(dst, data); return nil })
+	}
+	require.NoError(t, x.ValidateShapes(net))
+	got, err := x.Read(nil)
+	require.NoError(t, err)
+	assert.Equal(t, w, got)
+	got.Tensors["conv1.weight"].Data[0] = 42
+	assert.NotEqual(t, float32(42), w.Tensors["conv1.weight"].Data[0], "Read copies")
+
+	delete(w.Tensors, "linear.bias")
+	delete(x.Tensors, "linear.bias")
+	x.Add("extra", []int{1}, func(io.ReaderAt, []float32) error { return io.ErrUnexpectedEOF })
+	w.Set("extra", []int{1}, []float32{0})
+	assert.Equal(t, w.ValidateShapes(net).Error(), x.ValidateShapes(net).Error())
+	_, err = x.Read(nil)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.ErrorContains(t, err, "tensor extra: ")
+}
+
+func TestReadFloats(t *testing.T) {
+	b := []byte{0xff, 0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0} // a byte, then 1.0f and -2.0f
+	got := make([]float32, 2)
+	require.NoError(t, ReadFloat32s(bytes.NewReader(b), 1, got))
+	assert.Equal(t, []float32{1, -2}, got)
+	assert.ErrorIs(t, ReadFloat32s(bytes.NewReader(b[:8]), 1, got), io.ErrUnexpectedEOF)
+	assert.NoError(t, ReadFloat32s(bytes.NewReader(nil), 0, nil))
+
+	// float16 values, converted a chunk at a time: more values than one chunk.
+	n := 40000
+	h := make([]byte, 2*n)
+	for i := range n {
+		binary.LittleEndian.PutUint16(h[2*i:], uint16(0x3c00+i%1024)) // 1 + (i%1024)/1024
+	}
+	half := func(b []byte, dst []float32) {
+		for i := range dst {
+			dst[i] = HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	}
+	f := make([]float32, n)
+	require.NoError(t, ReadConverted(bytes.NewReader(h), 0, 2, f, half))
+	for i := range n {
+		require.Equal(t, 1+float32(i%1024)/1024, f[i], "value %d", i)
+	}
+	assert.ErrorIs(t, ReadConverted(bytes.NewReader(h[:2*n-1]), 0, 2, f, half), io.ErrUnexpectedEOF)
 }

@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -10,30 +11,52 @@ import (
 	"github.com/resnetgen/resnetgen/resnet"
 )
 
-// ReadFile reads the ONNX model at path.
+// ReadFile reads the ONNX model at path, its initializers' values too.
 func ReadFile(path string) (*Model, error) {
-	b, err := os.ReadFile(path)
+	var m *Model
+	err := open(path, func(r io.ReaderAt, size int64) (err error) {
+		if m, err = ReadModelAt(r, size); err == nil {
+			err = m.readAll()
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	m, err := ReadModel(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
+	m.r = nil
 	return m, nil
 }
 
-// Load reads the ONNX model at path and returns its weights for net.
+// Load reads the ONNX model at path and returns its weights for net,
+// reading from the file only the tensors' values it takes.
 func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
-	m, err := ReadFile(path)
+	var w *resnet.Weights
+	err := open(path, func(r io.ReaderAt, size int64) error {
+		m, err := ReadModelAt(r, size)
+		if err != nil {
+			return err
+		}
+		w, err = Weights(m, net)
+		return err
+	})
+	return w, err
+}
+
+// open calls read with the file at path, prefixing its error with the path.
+func open(path string, read func(r io.ReaderAt, size int64) error) error {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	w, err := Weights(m, net)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return err
 	}
-	return w, nil
+	if err := read(f, st.Size()); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // Weights takes the weights of a ResNet exported with torch.onnx.export.
@@ -55,8 +78,20 @@ func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
 // zeros, for instance) and hands the other names out through Identity
 // nodes; those are followed back to their initializer.
 func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
+	x, err := Index(m, net)
+	if err != nil {
+		return nil, err
+	}
+	return x.Read(m.r)
+}
+
+// Index is Weights without reading any value: which tensor of m each of
+// the weights is, with its shape (or the values it stands for, for the
+// BatchNorm of a folded export), to be read from the model's file.
+func Index(m *Model, net *resnet.Network) (*resnet.Index, error) {
 	init := constants(m)
-	w := resnet.NewWeights()
+	x := resnet.NewIndex()
+	from := func(t *Tensor) func(io.ReaderAt, []float32) error { return t.read }
 	first := net.Layers[0]
 	if _, named := init[first.Weight]; named {
 		for _, name := range slices.Sorted(maps.Keys(init)) {
@@ -65,13 +100,10 @@ func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
 			if strings.Contains(name, "::") || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "num_batches_tracked") {
 				continue
 			}
-			t, data := init[name], init[name].Float
-			if name != t.Name {
-				data = slices.Clone(data) // an Identity's copy must not alias its source
-			}
-			w.Set(name, t.Dims, data)
+			// Each name, an Identity's too, is read into its own array.
+			x.Add(name, init[name].Dims, from(init[name]))
 		}
-		return w, nil
+		return x, nil
 	}
 	var convs, gemms []Node
 	for _, n := range m.Nodes {
@@ -94,6 +126,14 @@ func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
 		}
 		return init[n.Inputs[i]], nil
 	}
+	fill := func(v float32) func(io.ReaderAt, []float32) error {
+		return func(_ io.ReaderAt, dst []float32) error {
+			for i := range dst {
+				dst[i] = v
+			}
+			return nil
+		}
+	}
 	for i, l := range layers {
 		n := convs[i]
 		wt, err := tensor(n, 1, "weight")
@@ -105,26 +145,22 @@ func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
 			return nil, fmt.Errorf("Conv node %d (%q) has a %v weight, layer %s of %s wants %v", i, n.Name, wt.Dims, l.Name, net.Arch.Name, want)
 		}
 		c := l.OutShape.C
-		bias := make([]float32, c)
+		bias := fill(0)
 		if len(n.Inputs) > 2 {
 			bt, err := tensor(n, 2, "bias")
 			if err != nil {
 				return nil, err
 			}
-			if len(bt.Float) != c {
-				return nil, fmt.Errorf("Conv node %d (%q) has %d biases, layer %s wants %d", i, n.Name, len(bt.Float), l.Name, c)
+			if bt.Len() != c {
+				return nil, fmt.Errorf("Conv node %d (%q) has %d biases, layer %s wants %d", i, n.Name, bt.Len(), l.Name, c)
 			}
-			bias = bt.Float
+			bias = from(bt)
 		}
-		ones, zeros, vars := make([]float32, c), make([]float32, c), make([]float32, c)
-		for j := range ones {
-			ones[j], vars[j] = 1, float32(1-resnet.BNEpsilon)
-		}
-		w.Set(l.Weight, want, wt.Float)
-		w.Set(l.BN+".weight", []int{c}, ones)
-		w.Set(l.BN+".bias", []int{c}, bias)
-		w.Set(l.BN+".running_mean", []int{c}, zeros)
-		w.Set(l.BN+".running_var", []int{c}, vars)
+		x.Add(l.Weight, want, from(wt))
+		x.Add(l.BN+".weight", []int{c}, fill(1))
+		x.Add(l.BN+".bias", []int{c}, bias)
+		x.Add(l.BN+".running_mean", []int{c}, fill(0))
+		x.Add(l.BN+".running_var", []int{c}, fill(float32(1-resnet.BNEpsilon)))
 	}
 	fc := net.Layers[len(net.Layers)-1]
 	if len(gemms) != 1 {
@@ -142,9 +178,9 @@ func Weights(m *Model, net *resnet.Network) (*resnet.Weights, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.Set(fc.Weight, wt.Dims, wt.Float)
-	w.Set(fc.Bias, bt.Dims, bt.Float)
-	return w, nil
+	x.Add(fc.Weight, wt.Dims, from(wt))
+	x.Add(fc.Bias, bt.Dims, from(bt))
+	return x, nil
 }
 
 // constants maps every value that holds a constant tensor to it: the

@@ -1,8 +1,10 @@
 package onnx
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"os"
@@ -207,4 +209,48 @@ func TestNamedExportAndFiles(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("garbage"), 0o644))
 	_, err = Load(path, net)
 	assert.Error(t, err)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReaderAt
+	n int64
+}
+
+func (c *countingReader) ReadAt(b []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(b, off)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadModelAt reads the graph and not the initializers' values, which
+// Weights then reads, each once; what it returns equals ReadModel's.
+func TestReadModelAtLeavesTheValuesInTheFile(t *testing.T) {
+	net := resnet.MustBuild("resnet18")
+	w := resnet.RandomWeights(net, 8)
+	b := foldedExport(net, w)
+	r := &countingReader{r: bytes.NewReader(b)}
+	m, err := ReadModelAt(r, int64(len(b)))
+	require.NoError(t, err)
+	assert.Less(t, r.n, int64(len(b)/100), "ReadModelAt read %d of %d bytes", r.n, len(b))
+	for _, x := range m.Initializers {
+		require.Nil(t, x.Float, "%s was read", x.Name)
+	}
+	r.n = 0
+	got, err := Weights(m, net)
+	require.NoError(t, err)
+	assert.InDelta(t, len(b), r.n, float64(len(b))/100, "Weights read each value once")
+	full, err := ReadModel(b)
+	require.NoError(t, err)
+	want, err := Weights(full, net)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	// Every value is where the file was: a file cut short is an error
+	// when the values are read, if not before.
+	cut := b[:len(b)-1]
+	if m, err := ReadModelAt(bytes.NewReader(cut), int64(len(cut))); err == nil {
+		_, err = Weights(m, net)
+		assert.Error(t, err)
+	}
 }

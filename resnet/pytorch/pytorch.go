@@ -41,6 +41,18 @@ func Load(path string) (*resnet.Weights, error) { return resnet.ReadFile(path, R
 // removed and "num_batches_tracked" counters are skipped. Tensors of any
 // floating dtype are converted to float32.
 func Read(r io.ReaderAt, size int64) (*resnet.Weights, error) {
+	x, err := Index(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return x.Read(r)
+}
+
+// Index reads what a checkpoint of size bytes in r holds without the
+// tensors' values: the tensors Read would return, with their shapes, each
+// read from r, straight into its float32 array, when asked. Only the
+// pickle is read whole.
+func Index(r io.ReaderAt, size int64) (*resnet.Index, error) {
 	obj, err := readObject(r, size)
 	if err != nil {
 		return nil, err
@@ -110,13 +122,14 @@ var dtypes = map[string]dtype{
 // storageClass is what the unpickler returns for torch.FloatStorage & co.
 type storageClass struct{ dt dtype }
 
-// storage is one persistent storage; its bytes are filled after unpickling.
+// storage is one persistent storage; where its bytes are is filled in
+// after unpickling.
 type storage struct {
 	dt    dtype
 	key   string
 	numel int
-	raw   []byte
-	f32   []float32 // raw converted, once, on first use
+	at    int64  // where its bytes start in the file, or -1
+	raw   []byte // its bytes, when the file holds them compressed
 }
 
 // tensorRef is a tensor as the pickle describes it: a strided view of a storage.
@@ -221,7 +234,7 @@ func newUnpickler(data []byte, storages map[string]*storage) pickle.Unpickler {
 			}
 			return st, nil
 		}
-		st := &storage{dt: cls.dt, key: key, numel: numel}
+		st := &storage{dt: cls.dt, key: key, numel: numel, at: -1}
 		storages[key] = st
 		return st, nil
 	}
@@ -285,11 +298,22 @@ func readZip(r io.ReaderAt, size int64) (any, error) {
 			return nil, fmt.Errorf("zip checkpoint: storage %s has no record %sdata/%s", key, prefix, key)
 		}
 		want := int64(st.numel) * int64(st.dt.size)
-		if st.raw, err = readEntry(f, want); err != nil {
-			return nil, err
+		held := int64(0)
+		if f.Method == zip.Store {
+			// Stored as they are (torch.save does): read in place when needed.
+			at, err := f.DataOffset()
+			if err != nil {
+				return nil, fmt.Errorf("zip record %s: %w", f.Name, err)
+			}
+			st.at, held = at, min(int64(f.CompressedSize64), max(size-at, 0))
+		} else {
+			if st.raw, err = readEntry(f, want); err != nil {
+				return nil, err
+			}
+			held = int64(len(st.raw))
 		}
-		if int64(len(st.raw)) != want {
-			return nil, fmt.Errorf("zip checkpoint: storage %s holds %d bytes, want %d (%d×%s)", key, len(st.raw), want, st.numel, st.dt.name)
+		if held < want {
+			return nil, fmt.Errorf("zip checkpoint: storage %s holds %d bytes, want %d (%d×%s)", key, held, want, st.numel, st.dt.name)
 		}
 	}
 	return obj, nil
@@ -312,9 +336,21 @@ func readEntry(f *zip.File, limit int64) ([]byte, error) {
 
 // readLegacy reads the pre-1.6 format: pickles of the magic number, the
 // protocol version, sys_info, the object and the storage keys, followed by
-// each storage as an int64 element count and its raw elements.
+// each storage as an int64 element count and its raw elements. The pickles
+// are read from a prefix of the file that doubles until they fit in it;
+// the storages are only located.
 func readLegacy(r io.ReaderAt, size int64) (any, error) {
-	data := make([]byte, size)
+	for n := min(size, 1<<16); ; n = min(2*n, size) {
+		obj, err := readLegacyPrefix(r, size, n)
+		if err == nil || n == size {
+			return obj, err
+		}
+	}
+}
+
+// readLegacyPrefix is readLegacy reading the pickles from the first n bytes.
+func readLegacyPrefix(r io.ReaderAt, size, n int64) (any, error) {
+	data := make([]byte, n)
 	if _, err := r.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
@@ -355,32 +391,37 @@ func readLegacy(r io.ReaderAt, size int64) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("legacy checkpoint: storage keys are %T, want a list", rawKeys)
 	}
+	at := int64(p)
 	for i, k := range *list {
 		key, ok := k.(string)
 		st := storages[key]
 		if !ok || st == nil {
 			return nil, fmt.Errorf("legacy checkpoint: storage key %d (%v) names no storage", i, k)
 		}
-		if len(data)-p < 8 {
-			return nil, fmt.Errorf("legacy checkpoint truncated: storage %s starts at byte %d of %d", key, p, len(data))
+		var count [8]byte
+		if size-at < 8 {
+			return nil, fmt.Errorf("legacy checkpoint truncated: storage %s starts at byte %d of %d", key, at, size)
 		}
-		n := binary.LittleEndian.Uint64(data[p:])
-		p += 8
+		if _, err := r.ReadAt(count[:], at); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		n := binary.LittleEndian.Uint64(count[:])
+		at += 8
 		if n != uint64(st.numel) {
 			return nil, fmt.Errorf("legacy checkpoint: storage %s has %d elements, the pickle says %d", key, n, st.numel)
 		}
 		want := uint64(st.numel) * uint64(st.dt.size)
-		if want > uint64(len(data)-p) {
-			return nil, fmt.Errorf("legacy checkpoint truncated: storage %s needs %d bytes at byte %d, %d remain", key, want, p, len(data)-p)
+		if want > uint64(size-at) {
+			return nil, fmt.Errorf("legacy checkpoint truncated: storage %s needs %d bytes at byte %d, %d remain", key, want, at, size-at)
 		}
-		st.raw = data[p : p+int(want)]
-		p += int(want)
+		st.at = at
+		at += int64(want)
 	}
 	return obj, nil
 }
 
-// stateDict unwraps the checkpoint object and converts its tensors.
-func stateDict(obj any) (*resnet.Weights, error) {
+// stateDict unwraps the checkpoint object and lists its tensors.
+func stateDict(obj any) (*resnet.Index, error) {
 	entries, err := dictEntries(obj)
 	if err != nil {
 		return nil, err
@@ -394,7 +435,7 @@ func stateDict(obj any) (*resnet.Weights, error) {
 			}
 		}
 	}
-	w := resnet.NewWeights()
+	x := resnet.NewIndex()
 	for _, e := range entries {
 		name := strings.TrimPrefix(e.key, "module.")
 		if strings.HasSuffix(name, "num_batches_tracked") {
@@ -404,19 +445,18 @@ func stateDict(obj any) (*resnet.Weights, error) {
 		if !ok {
 			return nil, fmt.Errorf("checkpoint entry %q is %T, not a tensor", e.key, e.value)
 		}
-		data, err := t.materialize()
-		if err != nil {
+		if err := t.check(); err != nil {
 			return nil, fmt.Errorf("tensor %s: %w", name, err)
 		}
-		if _, dup := w.Tensors[name]; dup {
+		if _, dup := x.Tensors[name]; dup {
 			return nil, fmt.Errorf("tensor %s appears twice (with and without a module. prefix)", name)
 		}
-		w.Set(name, t.size, data)
+		x.Add(name, t.size, t.read)
 	}
-	if len(w.Tensors) == 0 {
+	if len(x.Tensors) == 0 {
 		return nil, errors.New("checkpoint holds no tensors")
 	}
-	return w, nil
+	return x, nil
 }
 
 type entry struct {
@@ -454,23 +494,23 @@ func dictEntries(obj any) ([]entry, error) {
 	return out, nil
 }
 
-// materialize gathers the strided view into a dense float32 array, checking
-// every index against the storage first.
-func (t *tensorRef) materialize() ([]float32, error) {
+// check checks the strided view against its storage (every index in
+// it), and that it is of a floating dtype, before anything is read.
+func (t *tensorRef) check() error {
 	st := t.st
 	if st.dt.convert == nil {
-		return nil, fmt.Errorf("dtype %s: only floating-point tensors are supported", st.dt.name)
+		return fmt.Errorf("dtype %s: only floating-point tensors are supported", st.dt.name)
 	}
-	if st.raw == nil && st.numel > 0 {
-		return nil, fmt.Errorf("storage %s was never read", st.key)
+	if st.at < 0 && st.raw == nil && st.numel > 0 {
+		return fmt.Errorf("storage %s was never read", st.key)
 	}
 	n, last := 1, t.offset
 	for i, d := range t.size {
 		if d < 0 || t.stride[i] < 0 {
-			return nil, fmt.Errorf("size %v stride %v: negative", t.size, t.stride)
+			return fmt.Errorf("size %v stride %v: negative", t.size, t.stride)
 		}
 		if d > 0 && n > math.MaxInt32/d {
-			return nil, fmt.Errorf("size %v: too many elements", t.size)
+			return fmt.Errorf("size %v: too many elements", t.size)
 		}
 		n *= d
 		if d > 0 {
@@ -478,27 +518,62 @@ func (t *tensorRef) materialize() ([]float32, error) {
 		}
 	}
 	if t.offset < 0 || (n > 0 && last >= st.numel) {
-		return nil, fmt.Errorf("view offset %d size %v stride %v reaches element %d of a %d-element storage", t.offset, t.size, t.stride, last, st.numel)
+		return fmt.Errorf("view offset %d size %v stride %v reaches element %d of a %d-element storage", t.offset, t.size, t.stride, last, st.numel)
 	}
 	if n > st.numel {
 		// Only a view that overlaps itself (stride 0, as expand() makes)
 		// has more elements than its storage; no state_dict holds one, and
 		// a corrupt size could otherwise ask for gigabytes.
-		return nil, fmt.Errorf("view size %v stride %v: %d elements from a %d-element storage", t.size, t.stride, n, st.numel)
+		return fmt.Errorf("view size %v stride %v: %d elements from a %d-element storage", t.size, t.stride, n, st.numel)
 	}
-	if st.f32 == nil {
-		st.f32 = make([]float32, st.numel)
-		st.dt.convert(st.raw, st.f32)
+	return nil
+}
+
+// contiguous reports whether the view is a row-major run of its storage.
+func (t *tensorRef) contiguous() bool {
+	want := 1
+	for i := len(t.size) - 1; i >= 0; i-- {
+		if t.size[i] != 1 && t.stride[i] != want {
+			return false
+		}
+		want *= t.size[i]
 	}
-	all := st.f32
-	out := make([]float32, n)
+	return true
+}
+
+// read puts the view's values (checked) into dst: read in place from r
+// when the view is a run of its storage, else gathered from the whole
+// storage.
+func (t *tensorRef) read(r io.ReaderAt, dst []float32) error {
+	st := t.st
+	at := st.at
+	if st.raw != nil {
+		r, at = bytes.NewReader(st.raw), 0
+	}
+	size := st.dt.size
+	get := func(offset int, dst []float32) error {
+		if len(dst) == 0 {
+			return nil
+		}
+		if st.dt.name == "float32" {
+			return resnet.ReadFloat32s(r, at+int64(offset*size), dst)
+		}
+		return resnet.ReadConverted(r, at+int64(offset*size), size, dst, st.dt.convert)
+	}
+	if t.contiguous() {
+		return get(t.offset, dst)
+	}
+	all := make([]float32, st.numel)
+	if err := get(0, all); err != nil {
+		return err
+	}
 	idx := make([]int, len(t.size))
-	for i := range out {
+	for i := range dst {
 		src := t.offset
 		for d := range idx {
 			src += idx[d] * t.stride[d]
 		}
-		out[i] = all[src]
+		dst[i] = all[src]
 		for d := len(idx) - 1; d >= 0; d-- {
 			if idx[d]++; idx[d] < t.size[d] {
 				break
@@ -506,5 +581,5 @@ func (t *tensorRef) materialize() ([]float32, error) {
 			idx[d] = 0
 		}
 	}
-	return out, nil
+	return nil
 }

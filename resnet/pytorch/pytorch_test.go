@@ -3,6 +3,7 @@ package pytorch
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -71,8 +72,9 @@ func TestReadsWhatTorchWrote(t *testing.T) {
 			ref, ok := obj.(*tensorRef)
 			require.True(t, ok, "%s holds %T", name, obj)
 			assert.Equal(t, []int{4}, ref.size, name)
-			got, err := ref.materialize()
-			require.NoError(t, err, name)
+			require.NoError(t, ref.check(), name)
+			got := make([]float32, 4)
+			require.NoError(t, ref.read(bytes.NewReader(b), got), name)
 			for i := range want {
 				assert.InEpsilon(t, want[i], got[i], rel+1e-9, "%s[%d]", name, i)
 			}
@@ -220,4 +222,39 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReaderAt
+	n int64
+}
+
+func (c *countingReader) ReadAt(b []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(b, off)
+	c.n += int64(n)
+	return n, err
+}
+
+// Index reads the pickle, not the storages, in both formats; Read then
+// reads each value once, in place.
+func TestIndexLeavesTheValuesInTheFile(t *testing.T) {
+	big := make([]float32, 1<<20)
+	for i := range big {
+		big[i] = float32(i%977) / 7
+	}
+	views := append(stateViews(), view{name: "module.big.weight", st: floatStorage("3", big...), size: []int{1024, 1024}, stride: []int{1024, 1}})
+	for _, b := range [][]byte{zipCheckpoint(t, views, true), legacyCheckpoint(views, true)} {
+		r := &countingReader{r: bytes.NewReader(b)}
+		x, err := Index(r, int64(len(b)))
+		require.NoError(t, err)
+		assert.Less(t, r.n, int64(len(b)/20), "Index read %d of %d bytes", r.n, len(b))
+		r.n = 0
+		w, err := x.Read(r)
+		require.NoError(t, err)
+		assert.Less(t, r.n, int64(len(b))*11/10, "Read read %d of %d bytes", r.n, len(b))
+		assert.Equal(t, big, w.Tensors["big.weight"].Data)
+		checkStateViews(t, &resnet.Weights{Tensors: map[string]*resnet.Tensor{
+			"conv.weight": w.Tensors["conv.weight"], "conv.bias": w.Tensors["conv.bias"], "fc.weight": w.Tensors["fc.weight"]}})
+	}
 }

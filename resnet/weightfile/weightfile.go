@@ -33,43 +33,67 @@ const (
 	ONNX        Format = "onnx"        // torch.onnx.export, BatchNorm as nodes or folded
 )
 
-// File is an opened weight file.
+// File is an opened weight file: what it holds, without the tensors'
+// values, which Weights reads from the file when asked.
 type File struct {
 	Path   string
 	Format Format
-	named  *resnet.Weights // PyTorch and safetensors: tensors by state_dict name
-	model  *onnx.Model     // ONNX: which tensor is which depends on the network
+	named  *resnet.Index // PyTorch and safetensors: tensors by state_dict name
+	model  *onnx.Model   // ONNX: which tensor is which depends on the network
+	stat   os.FileInfo   // the file Open read, which Weights reads again
 }
 
-// Open reads the weight file at path. A zip archive or a pickle is a PyTorch
-// checkpoint; an 8-byte little-endian length followed by '{' is safetensors;
-// a protobuf starting with ir_version (field 1, varint) is an ONNX model.
+// Open reads the weight file at path: its header, pickle or graph, not
+// the tensors' values. A zip archive or a pickle is a PyTorch checkpoint;
+// an 8-byte little-endian length followed by '{' is safetensors; a
+// protobuf starting with ir_version (field 1, varint) is an ONNX model.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	var head [9]byte
-	n, _ := io.ReadFull(f, head[:])
-	f.Close()
 	out := &File{Path: path}
-	switch {
-	case n >= 4 && bytes.Equal(head[:4], []byte("PK\x03\x04")), n >= 1 && head[0] == 0x80:
-		out.Format = PyTorch
-		out.named, err = pytorch.Load(path)
-	case n == 9 && head[8] == '{':
-		out.Format = Safetensors
-		out.named, err = safetensors.Load(path)
-	case n >= 1 && head[0] == 0x08:
-		out.Format = ONNX
-		out.model, err = onnx.ReadFile(path)
-	default:
-		return nil, fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors; ONNX)", path)
-	}
+	err := out.read(func(r io.ReaderAt, size int64) (err error) {
+		var head [9]byte
+		n, _ := r.ReadAt(head[:], 0)
+		switch {
+		case n >= 4 && bytes.Equal(head[:4], []byte("PK\x03\x04")), n >= 1 && head[0] == 0x80:
+			out.Format = PyTorch
+			out.named, err = pytorch.Index(r, size)
+		case n == 9 && head[8] == '{':
+			out.Format = Safetensors
+			out.named, err = safetensors.Index(r, size)
+		case n >= 1 && head[0] == 0x08:
+			out.Format = ONNX
+			out.model, err = onnx.ReadModelAt(r, size)
+		default:
+			return fmt.Errorf("%s: not a weight file resnet reads (PyTorch .pth/.th, zip or legacy; safetensors; ONNX)", path)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// read calls read with the file, open for the call: the same file Open
+// read (an error if it has changed since).
+func (f *File) read(read func(r io.ReaderAt, size int64) error) error {
+	file, err := os.Open(f.Path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return err
+	}
+	if f.stat == nil {
+		f.stat = st
+	} else if !os.SameFile(f.stat, st) || st.Size() != f.stat.Size() || !st.ModTime().Equal(f.stat.ModTime()) {
+		return fmt.Errorf("%s: the file changed after it was opened", f.Path)
+	}
+	return read(file, st.Size())
 }
 
 // Load opens path and returns its weights for net (see File.Weights).
@@ -84,33 +108,33 @@ func Load(path string, net *resnet.Network) (*resnet.Weights, error) {
 // Weights returns the file's weights for net, validated: every tensor net
 // reads is present with its shape and finite values, and no other tensor is.
 // The error names the offending tensors with both shapes
-// (a *resnet.ValidationError inside).
+// (a *resnet.ValidationError inside). The values are read from the file
+// now, each tensor straight into its own array.
 func (f *File) Weights(net *resnet.Network) (*resnet.Weights, error) {
-	w, err := f.weights(net, true)
+	x, err := f.index(net)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	var w *resnet.Weights
+	err = f.read(func(r io.ReaderAt, _ int64) (err error) {
+		w, err = x.Read(r)
+		return err
+	})
+	if err == nil {
+		err = w.Validate(net)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	return w, nil
 }
 
-// weights maps the file's tensors to net and validates them: their values
-// too, or (for Detect, which tries every network) only names and shapes.
-func (f *File) weights(net *resnet.Network, values bool) (*resnet.Weights, error) {
-	w := f.named
+// index returns the file's tensors for net (an ONNX model's depend on it).
+func (f *File) index(net *resnet.Network) (*resnet.Index, error) {
 	if f.model != nil {
-		var err error
-		if w, err = onnx.Weights(f.model, net); err != nil {
-			return nil, err
-		}
+		return onnx.Index(f.model, net)
 	}
-	validate := w.ValidateShapes
-	if values {
-		validate = w.Validate
-	}
-	if err := validate(net); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return f.named, nil
 }
 
 // Detect names the catalogued network (resnet.Names) whose tensors the file
@@ -153,7 +177,10 @@ func (f *File) DetectArch() (resnet.Arch, error) {
 		}
 		net, err := resnet.Build(a)
 		if err == nil {
-			_, err = f.weights(net, false)
+			var x *resnet.Index
+			if x, err = f.index(net); err == nil {
+				err = x.ValidateShapes(net)
+			}
 		}
 		if err != nil {
 			misses = append(misses, miss{problems(err), err})

@@ -90,3 +90,27 @@ func TestNotAWeightFile(t *testing.T) {
 	_, err = Open(path)
 	assert.ErrorContains(t, err, path)
 }
+
+// Open reads what a file holds; Weights reads the values later, from the
+// same file, and says so if the file changed in between.
+func TestWeightsReadsTheFileOpenRead(t *testing.T) {
+	net := resnet.MustBuild("cifar-resnet20")
+	w := resnet.RandomWeights(net, 4)
+	path := writeSafetensors(t, w)
+	f, err := Open(path)
+	require.NoError(t, err)
+	got, err := f.Weights(net)
+	require.NoError(t, err)
+	assert.Equal(t, w, got)
+	got, err = f.Weights(net)
+	require.NoError(t, err, "a second read")
+	assert.Equal(t, w, got)
+
+	other := writeSafetensors(t, resnet.RandomWeights(net, 5))
+	require.NoError(t, os.Rename(other, path))
+	_, err = f.Weights(net)
+	assert.ErrorContains(t, err, "changed after it was opened")
+	require.NoError(t, os.Remove(path))
+	_, err = f.Weights(net)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
