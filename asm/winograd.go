@@ -188,54 +188,35 @@ func (k *WinogradKernel) FitScratch(sc *WinogradScratch, images int) {
 }
 
 // PackWeights transforms OIHW 3x3 weights (BN folded) into U = G g G^T in
-// float64 and packs each of the α² planes U_ξ (OutC × InC) for the GEMM.
+// float64 and writes each U_ξ[o][i] where the GEMM reads it.
 func (k *WinogradKernel) PackWeights(oihw []float32) ([]float32, error) {
 	g, a := winoG[k.M], k.alpha()
 	s := k.Shape
 	if len(oihw) != s.OutC*s.InC*9 {
 		return nil, fmt.Errorf("%s: %d weights, want %d×%d×3×3", k.Name, len(oihw), s.OutC, s.InC)
 	}
-	planes := make([][]float32, k.planes())
-	for xi := range planes {
-		planes[xi] = make([]float32, s.OutC*s.InC)
-	}
-	for o := 0; o < s.OutC; o++ {
-		for i := 0; i < s.InC; i++ {
-			w := oihw[(o*s.InC+i)*9:][:9]
-			var gw [6][3]float64 // G·w
-			for x := 0; x < a; x++ {
-				for c := 0; c < 3; c++ {
-					for r := 0; r < 3; r++ {
-						gw[x][c] += g[x][r] * float64(w[r*3+c])
-					}
-				}
-			}
-			for x := 0; x < a; x++ {
-				for y := 0; y < a; y++ {
-					u := 0.0
-					for c := 0; c < 3; c++ {
-						u += gw[x][c] * g[y][c]
-					}
-					planes[x*a+y][o*s.InC+i] = float32(u)
-				}
-			}
-		}
-	}
 	packed := make([]float32, k.planes()*s.OutC*s.InC)
-	icb := k.icb()
-	panel := icb * k.BlockC()
-	slice := make([]float32, s.OutC*icb) // one plane's input channels [j·icb, (j+1)·icb)
-	for xi, p := range planes {
-		for j := range s.InC / icb {
-			for o := range s.OutC {
-				copy(slice[o*icb:][:icb], p[o*s.InC+j*icb:][:icb])
+	icb, bc := k.icb(), k.BlockC()
+	at := make([]int, k.planes())
+	var gw [6][3]float64
+	for b := 0; b < s.OutC/bc; b++ {
+		for i := 0; i < s.InC; i++ {
+			j, ic := i/icb, i%icb
+			for xi := range at {
+				at[xi] = k.panelAt(xi, b, j) + ic*bc
 			}
-			q, err := k.gemm.PackWeights(slice)
-			if err != nil {
-				return nil, err
-			}
-			for b := range s.OutC / k.BlockC() {
-				copy(packed[k.panelAt(xi, b, j):][:panel], q[b*panel:][:panel])
+			for jj := 0; jj < bc; jj++ {
+				w := oihw[((b*bc+jj)*s.InC+i)*9:][:9]
+				for x := 0; x < a; x++ {
+					for c := 0; c < 3; c++ {
+						gw[x][c] = g[x][0]*float64(w[c]) + g[x][1]*float64(w[3+c]) + g[x][2]*float64(w[6+c])
+					}
+				}
+				for x := 0; x < a; x++ {
+					for y := 0; y < a; y++ {
+						packed[at[x*a+y]+jj] = float32(gw[x][0]*g[y][0] + gw[x][1]*g[y][1] + gw[x][2]*g[y][2])
+					}
+				}
 			}
 		}
 	}

@@ -1,7 +1,9 @@
 package asm
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"testing"
 
@@ -247,5 +249,98 @@ func TestWinogradMLeavesTheTableAlone(t *testing.T) {
 		require.NotNil(t, k)
 		assert.NotSame(t, &ks.Winograd[0], k)
 		assert.Equal(t, "gemm", k.gemm.Name)
+	}
+}
+
+// packWeightsPlanes is PackWeights as it was written first: every plane
+// U_ξ computed whole, then packed by the GEMM kernel's PackWeights slice by
+// slice. The test holds the direct version to it bit for bit.
+func packWeightsPlanes(k *WinogradKernel, oihw []float32) ([]float32, error) {
+	g, a := winoG[k.M], k.alpha()
+	s := k.Shape
+	if len(oihw) != s.OutC*s.InC*9 {
+		return nil, fmt.Errorf("%s: %d weights, want %d×%d×3×3", k.Name, len(oihw), s.OutC, s.InC)
+	}
+	planes := make([][]float32, k.planes())
+	for xi := range planes {
+		planes[xi] = make([]float32, s.OutC*s.InC)
+	}
+	for o := 0; o < s.OutC; o++ {
+		for i := 0; i < s.InC; i++ {
+			w := oihw[(o*s.InC+i)*9:][:9]
+			var gw [6][3]float64 // G·w
+			for x := 0; x < a; x++ {
+				for c := 0; c < 3; c++ {
+					for r := 0; r < 3; r++ {
+						gw[x][c] += g[x][r] * float64(w[r*3+c])
+					}
+				}
+			}
+			for x := 0; x < a; x++ {
+				for y := 0; y < a; y++ {
+					u := 0.0
+					for c := 0; c < 3; c++ {
+						u += gw[x][c] * g[y][c]
+					}
+					planes[x*a+y][o*s.InC+i] = float32(u)
+				}
+			}
+		}
+	}
+	packed := make([]float32, k.planes()*s.OutC*s.InC)
+	icb := k.icb()
+	panel := icb * k.BlockC()
+	slice := make([]float32, s.OutC*icb) // one plane's input channels [j·icb, (j+1)·icb)
+	for xi, p := range planes {
+		for j := range s.InC / icb {
+			for o := range s.OutC {
+				copy(slice[o*icb:][:icb], p[o*s.InC+j*icb:][:icb])
+			}
+			q, err := k.gemm.PackWeights(slice)
+			if err != nil {
+				return nil, err
+			}
+			for b := range s.OutC / k.BlockC() {
+				copy(packed[k.panelAt(xi, b, j):][:panel], q[b*panel:][:panel])
+			}
+		}
+	}
+	return packed, nil
+}
+
+// TestPackWeightsWritesWhatTheGEMMReads: PackWeights, which writes each
+// U_ξ[o][i] straight where the product reads it, equals the plane-by-plane
+// packing through the GEMM kernel's own PackWeights bit for bit, for
+// block-major (one chunk) and plane-major U, with and without input
+// channel blocks.
+func TestPackWeightsWritesWhatTheGEMMReads(t *testing.T) {
+	for _, c := range []struct {
+		s             shape.Conv
+		m, chunk, icb int
+	}{
+		{shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 64, InH: 8, InW: 8, OutH: 8, OutW: 8}, 4, 4, 0},
+		{shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 64, OutC: 128, InH: 16, InW: 16, OutH: 16, OutW: 16}, 4, 8, 32},
+		{shape.Conv{K: 3, Stride: 1, Pad: 1, InC: 256, OutC: 64, InH: 7, InW: 7, OutH: 7, OutW: 7}, 2, 16, 128},
+	} {
+		k := &WinogradKernel{Name: "w", Shape: c.s, M: c.m, Chunk: c.chunk, ICBlock: c.icb}
+		th, tw := k.Tiles()
+		k.GEMMShape = gemmShape(c.s, k.icb(), c.chunk)
+		if r := th * tw % c.chunk; r > 0 {
+			k.TailShape = gemmShape(c.s, k.icb(), r)
+		}
+		var err error
+		k.gemm, err = PortableConv(k.GEMMShape)
+		require.NoError(t, err)
+		k.gemm.V, k.gemm.Lanes = 2, 16
+		rng := rand.New(rand.NewPCG(1, 2))
+		w := make([]float32, c.s.OutC*c.s.InC*9)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64())
+		}
+		got, err := k.PackWeights(w)
+		require.NoError(t, err)
+		want, err := packWeightsPlanes(k, w)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "%+v", c)
 	}
 }
