@@ -53,6 +53,8 @@ func NewBuilder(ks *asm.KernelSet, f *Folded, cfg Config, batch *Batch) *Builder
 	b.tier, _ = tiersFor(cfg.Tier)
 	if cfg.Precision == Int8 {
 		b.startInt8()
+	} else if f.quantized() {
+		b.fail(fmt.Errorf("the weights are int8 (a package generated with -precision int8 -embed): the Model runs in int8 only, not %v", cfg.Precision))
 	}
 	return b
 }

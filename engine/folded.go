@@ -36,6 +36,13 @@ type Folded struct {
 	convs   map[string]*resnet.Layer // convolution layers by name (Fold)
 	fc      map[string]bool          // the classifier's tensors, folded as they are (Fold)
 	scratch []float32
+	// q holds int8 convolution weights by name (the int8 embedded format,
+	// ReadFolded), the rest in stored; sha is then the SHA-256 of the
+	// float32 weights they were quantized from, and Calibration the scales
+	// measured on them.
+	q           map[string]*qweight
+	sha         string
+	Calibration *Calibration
 }
 
 // Fold validates w against net (every tensor's name, shape and finite
@@ -106,6 +113,9 @@ func (f *Folded) tensor(name string) *resnet.Tensor {
 // shape returns the shape of the folded tensor name, nil if f has none,
 // without folding it.
 func (f *Folded) shape(name string) []int {
+	if q, ok := f.q[name]; ok {
+		return q.Shape
+	}
 	var t *resnet.Tensor
 	if f.stored != nil {
 		t = f.stored[name]
@@ -129,6 +139,7 @@ func (f *Folded) shape(name string) []int {
 // release lets go of the tensors of layer (a convolution's name, or the
 // classifier's), once packed: f then no longer has them.
 func (f *Folded) release(layer string) {
+	delete(f.q, layer+".weight")
 	if f.stored != nil {
 		delete(f.stored, layer+".weight")
 		delete(f.stored, layer+".bias")
@@ -222,8 +233,9 @@ func foldedMeta(data []byte) (map[string]string, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("embedded weights: %w", err)
 	}
-	if meta["format"] != foldedFormat || meta["version"] != foldedVersion {
-		return nil, 0, fmt.Errorf("embedded weights: format %q version %q, want %q version %s", meta["format"], meta["version"], foldedFormat, foldedVersion)
+	if (meta["format"] != foldedFormat || meta["version"] != foldedVersion) && (meta["format"] != quantFormat || meta["version"] != quantVersion) {
+		return nil, 0, fmt.Errorf("embedded weights: format %q version %q, want %q version %s or %q version %s",
+			meta["format"], meta["version"], foldedFormat, foldedVersion, quantFormat, quantVersion)
 	}
 	return meta, start, nil
 }
@@ -246,6 +258,9 @@ func ReadFolded(embedded string, net *resnet.Network) (*Folded, error) {
 			return nil, fmt.Errorf("embedded weights are for %s %s input, %s classes; this network is %s %s, %s classes",
 				meta["arch"], meta["input"], meta["classes"], want["arch"], want["input"], want["classes"])
 		}
+	}
+	if meta["format"] == quantFormat {
+		return readQuantized(data, meta, start, net)
 	}
 	got := sha256.Sum256(data[start:])
 	if hex.EncodeToString(got[:]) != meta["sha256"] {

@@ -184,6 +184,9 @@ func tiersFor(t asm.Tier) (fp32, int8 asm.Tier) {
 // Config's images if it has no scales) checked against the weights, and
 // the tiers.
 func (b *Builder) startInt8() {
+	if b.cfg.Calibration == nil && len(b.cfg.CalibrationImages) == 0 && b.f.Calibration != nil {
+		b.cfg.Calibration = b.f.Calibration // the int8 weights' own
+	}
 	if !b.ks.HasInt8() {
 		b.fail(fmt.Errorf("int8: this package has no int8 kernels (generate it with resnetgen -precision int8)"))
 		return
@@ -279,13 +282,18 @@ func (b *Builder) int8Conv(dst *Conv, name string, s shape.Conv, bias []float32,
 	if b.fail(err) {
 		return
 	}
-	w, _, err := b.tensor(name+".weight", -1)
-	if b.fail(err) {
-		return
-	}
-	q, ws, err := quant.Weights(w, s.OutC)
-	if b.fail(err) {
-		return
+	var q []int8
+	var ws []float32
+	if qw, ok := b.f.qweights(name); ok {
+		q, ws = qw.Q, qw.Scale
+	} else {
+		w, _, err := b.tensor(name+".weight", -1)
+		if b.fail(err) {
+			return
+		}
+		if q, ws, err = quant.Weights(w, s.OutC); b.fail(err) {
+			return
+		}
 	}
 	b.release(name)
 	q = padInputChannels(q, s, ks.InC)

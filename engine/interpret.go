@@ -9,9 +9,9 @@ import (
 
 // Interpreted is a network built from its layer list at run time, where a
 // generated package's build has one statement per layer: the same Builder
-// calls on the same buffer plan (PlanBuffers), in float32. resnetgen
-// calibrates a user's network with it before the package exists (with the
-// portable kernels); Calibrate runs on it with a package's own kernels.
+// calls on the same buffer plan (PlanBuffers). resnetgen calibrates a
+// user's network with it before the package exists (in float32, with the
+// portable kernels); New calibrates on it with a package's own kernels.
 type Interpreted struct {
 	net      *resnet.Network
 	pool     *Pool
@@ -25,14 +25,13 @@ type Interpreted struct {
 }
 
 // Interpret builds f's network with the kernels ks (nil: the portable
-// kernels only) and the options (precision float32 whatever they say),
-// leaving f's tensors in place for another build.
+// kernels only, float32) and the options, leaving f's tensors in place for
+// another build.
 func Interpret(f *Folded, ks *asm.KernelSet, opts ...Option) (*Interpreted, error) {
 	cfg, err := NewConfig(opts...)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Precision, cfg.Calibration, cfg.CalibrationImages = FP32, nil, nil
 	cfg.keepWeights = true // the caller builds or writes f again
 	if ks == nil {
 		cfg.Tier = asm.Purego

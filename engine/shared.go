@@ -52,6 +52,9 @@ func (s *Shared) get(key string, pack func() ([][]float32, error)) ([][]float32,
 // digest identifies folded weights by content: SHA-256 over every tensor's
 // name, shape and bits, in name order.
 func (f *Folded) digest() string {
+	if f.sha != "" {
+		return f.sha // int8 weights: the digest of the float32 ones they came from
+	}
 	h := sha256.New()
 	var b [8]byte
 	for _, n := range f.names() {

@@ -185,15 +185,22 @@ func Generate(o Options) (*Result, error) {
 	say("kernels: %s (%v)", kernels.Summary(ks), time.Since(start).Round(time.Millisecond))
 	maps(files, ks)
 	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
+	var cal *engine.Calibration
 	if o.Calibrate != "" {
-		if spec.Calibration, err = calibrate(o, net, folded, say); err != nil {
+		if cal, spec.Calibration, err = calibrate(o, net, folded, say); err != nil {
 			return nil, err
 		}
 	}
 	if o.Embed {
 		spec.Weights = WeightsFile
 		var b bytes.Buffer
-		if err := engine.WriteFolded(&b, folded); err != nil {
+		write := engine.WriteFolded
+		if cal != nil {
+			// An int8 package embeds its weights quantized (a quarter of
+			// the bytes), with the calibration they run with.
+			write = func(w io.Writer, f *engine.Folded) error { return engine.WriteQuantized(w, f, cal) }
+		}
+		if err := write(&b, folded); err != nil {
 			return nil, err
 		}
 		files[WeightsFile] = b.Bytes()
