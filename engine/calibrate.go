@@ -182,6 +182,8 @@ func outputs(l Layer) []asm.Buffer {
 // ran on.
 func batchOf(l Layer) *Batch {
 	switch l := l.(type) {
+	case *Input:
+		return l.Batch
 	case *Conv:
 		return l.Batch
 	case *MaxPool:

@@ -63,6 +63,14 @@ func TestCalibrateSeesEveryLayersOwnOutput(t *testing.T) {
 				assert.InEpsilon(t, maxOf[l.Out], float64(s)*levels, 1e-4, "%s", l.Name)
 				checked++
 			}
+			// The image: asymmetric over its range, with a zero point.
+			lo, hi := 0.0, 0.0
+			for _, v := range x {
+				lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
+			}
+			assert.InEpsilon(t, (hi-lo)/255, float64(cal.Scales["input"]), 1e-6, "input")
+			assert.Equal(t, int(math.Round(-lo/((hi-lo)/255))), cal.InputZeroPoint)
+			checked++
 			assert.Equal(t, len(cal.Scales), checked)
 			assert.Greater(t, checked, 10)
 		})
