@@ -11,6 +11,9 @@ import (
 	"github.com/resnetgen/resnetgen/serve"
 )
 
+// Model is what the commands need of a generated package's Model.
+type Model = serve.Network
+
 // A Package is a generated package as its command (resnetgen -main) uses
 // it: the generated main fills one from the package's constants and
 // functions and calls Main.
@@ -29,10 +32,10 @@ type Package struct {
 	// Network and New are the package's: New makes a Model of weights
 	// read from a file (-weights).
 	Network func() (*resnet.Network, error)
-	New     func(w *resnet.Weights, opts ...engine.Option) (serve.Network, error)
+	New     func(w *resnet.Weights, opts ...engine.Option) (Model, error)
 	// Load makes a Model of the weights compiled into the package; nil
 	// when there are none (then -weights is required).
-	Load func(opts ...engine.Option) (serve.Network, error)
+	Load func(opts ...engine.Option) (Model, error)
 	// Int8 says the package runs in int8 by default (int8 kernels and a
 	// calibration compiled in): its commands take -precision fp32|int8.
 	Int8 bool
@@ -114,6 +117,10 @@ func (p Package) open(f netFlags) (Net, error) {
 
 func (p Package) classify(args []string, stdout, stderr io.Writer) error {
 	fs := NewFlags(p.Name+" classify", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s classify [flags] IMAGE…\n\n", p.Name)
+		fs.PrintDefaults()
+	}
 	nf := p.addNetFlags(fs)
 	cf := AddClassifyFlags(fs)
 	if err := ParseArgs(fs, args); err != nil {
