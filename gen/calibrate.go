@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/npy"
@@ -54,7 +55,9 @@ func calibrate(o Options, net *resnet.Network, folded *engine.Folded, say func(s
 	}
 	start := time.Now()
 	say("calibrating on %d images of %s (the portable float32 kernels: this takes a while for big networks)", n, o.Calibrate)
-	m, err := engine.Interpret(folded, nil, engine.WithBatch(8))
+	// The package's kernels do not exist yet: the portable tier, whatever
+	// the machine's best (Interpret's default) is.
+	m, err := engine.Interpret(folded, nil, engine.WithBatch(8), engine.WithTier(asm.Purego))
 	if err != nil {
 		return nil, err
 	}
