@@ -54,6 +54,8 @@ func calibrate(o Options, net *resnet.Network, folded *engine.Folded, say func(s
 	}
 	start := time.Now()
 	say("calibrating on %d images of %s (the portable float32 kernels: this takes a while for big networks)", n, o.Calibrate)
+	// The package's kernels do not exist yet: nil kernels, the portable
+	// tier.
 	m, err := engine.Interpret(folded, nil, engine.WithBatch(8))
 	if err != nil {
 		return nil, nil, err

@@ -65,6 +65,22 @@ type Options struct {
 	// Embed compiles the weights (BatchNorm folded, float32, checksummed)
 	// into the package, which then has Load.
 	Embed bool
+	// Resize, Mean and Std change the evaluation transform the package's
+	// Preprocess applies (DefaultTransform's otherwise; nil keeps the
+	// default): torchvision's Resize(Resize) (0: none), CenterCrop to the
+	// input, Normalize(Mean, Std).
+	Resize    *int
+	Mean, Std *[3]float64
+	// Labels is a labels file (one name per line; labels.ReadFile) naming
+	// the classes. "" means ImageNet's names for a 1000-class network of
+	// the ImageNet family, CIFAR-10's for a 10-class CIFAR network, and
+	// none otherwise.
+	Labels string
+	// Main, if set, is a directory to write a command for the package
+	// into: main.go (NAME classify, NAME serve; package cli) and a
+	// Dockerfile. It must be inside the package's module, and hold no Go
+	// code but what resnetgen wrote there.
+	Main string
 	// Command is how the generator was called, quoted in the package doc.
 	Command string
 	// Progress receives a line per stage; nil for silence.
@@ -88,6 +104,7 @@ type Result struct {
 	Dir     string
 	Files   []string // names written, sorted
 	Removed []string // stale generated files removed
+	Main    []string // the command's files written to Options.Main
 	Bytes   int64
 	Shapes  int // distinct convolution shapes (each with one or more kernels per tier: the plan's variants)
 }
@@ -118,6 +135,12 @@ func Generate(o Options) (*Result, error) {
 	pkg, err := packageName(o)
 	if err != nil {
 		return nil, err
+	}
+	var cmd *graph.Command
+	if o.Main != "" {
+		if cmd, err = command(o, pkg); err != nil {
+			return nil, err
+		}
 	}
 	if o.Arch != "" {
 		if _, err := resnet.Lookup(o.Arch); err != nil {
@@ -161,6 +184,11 @@ func Generate(o Options) (*Result, error) {
 	if err != nil {
 		return nil, usage("%v", err)
 	}
+	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
+	if err := images(o, &spec); err != nil {
+		return nil, err
+	}
+	say("preprocessing: %s; class names: %s", spec.Transform, labelsSaid(spec))
 	var folded *engine.Folded
 	if wf != nil {
 		w, err := wf.Weights(net)
@@ -184,7 +212,6 @@ func Generate(o Options) (*Result, error) {
 	}
 	say("kernels: %s (%v)", kernels.Summary(ks), time.Since(start).Round(time.Millisecond))
 	maps(files, ks)
-	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
 	var cal *engine.Calibration
 	if o.Calibrate != "" {
 		if cal, spec.Calibration, err = calibrate(o, net, folded, say); err != nil {
@@ -214,16 +241,19 @@ func Generate(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Net: net, Dir: o.Dir, Shapes: len(shapes)}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	for _, name := range sortedNames(files) {
-		if err := writeFile(filepath.Join(o.Dir, name), files[name]); err != nil {
+	var mainFiles map[string][]byte
+	if cmd != nil {
+		cmd.Title, cmd.Transform, cmd.Embedded, cmd.Int8 = graph.Title(net), spec.Transform.String(), o.Embed, spec.Calibration != nil
+		if mainFiles, err = graph.EmitCommand(*cmd); err != nil {
 			return nil, err
 		}
-		res.Files = append(res.Files, name)
-		res.Bytes += int64(len(files[name]))
+		if err := checkMainDir(o.Main, mainFiles); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{Net: net, Dir: o.Dir, Shapes: len(shapes)}
+	if res.Files, err = writeFiles(o.Dir, files, &res.Bytes); err != nil {
+		return nil, err
 	}
 	for _, name := range stale {
 		if err := os.Remove(filepath.Join(o.Dir, name)); err != nil {
@@ -231,8 +261,31 @@ func Generate(o Options) (*Result, error) {
 		}
 		res.Removed = append(res.Removed, name)
 	}
+	if mainFiles != nil {
+		if res.Main, err = writeFiles(o.Main, mainFiles, &res.Bytes); err != nil {
+			return nil, err
+		}
+		say("wrote the command %s to %s: go build ./%s", pkg, o.Main, cmd.Dir)
+	}
 	say("wrote %d files (%.1f MB) to %s in %v", len(res.Files), float64(res.Bytes)/1e6, o.Dir, time.Since(start).Round(time.Millisecond))
 	return res, nil
+}
+
+// writeFiles writes files into dir, creating it if needed, and returns
+// their names, sorted; it adds their sizes to bytes.
+func writeFiles(dir string, files map[string][]byte, bytes *int64) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var written []string
+	for _, name := range sortedNames(files) {
+		if err := writeFile(filepath.Join(dir, name), files[name]); err != nil {
+			return written, err
+		}
+		written = append(written, name)
+		*bytes += int64(len(files[name]))
+	}
+	return written, nil
 }
 
 func maps(dst, src map[string][]byte) {
@@ -287,6 +340,9 @@ func generatedByUs(path string) (bool, error) {
 	if filepath.Base(path) == WeightsFile {
 		_, err := engine.FoldedInfo(b)
 		return err == nil, nil
+	}
+	if filepath.Base(path) == "Dockerfile" {
+		return bytes.HasPrefix(b, []byte(graph.DockerHeader+"\n")), nil
 	}
 	return bytes.HasPrefix(b, []byte(kernels.Header+"\n")), nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/bench"
 	"github.com/resnetgen/resnetgen/bench/ort"
+	"github.com/resnetgen/resnetgen/cli"
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet"
@@ -44,7 +45,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	conv, err := parseConv(*convFlag)
+	conv, err := cli.ParseConv(*convFlag)
 	if err != nil {
 		return err
 	}
@@ -313,16 +314,6 @@ func benchVersus(archs []string, threads, batches []int, conv engine.Algorithm, 
 }
 
 func cpuModel() string { return engine.CPUModel() }
-
-// parseConv reads -conv.
-func parseConv(s string) (engine.Algorithm, error) {
-	for _, a := range []engine.Algorithm{engine.Auto, engine.Direct, engine.Winograd} {
-		if a.String() == s {
-			return a, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: -conv %q: want auto, direct or winograd", errUsage, s)
-}
 
 // pickTier is the named tier, or the best this machine has.
 func pickTier(name string) (asm.Tier, error) {

@@ -25,84 +25,37 @@
 package main
 
 import (
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
+
+	"github.com/resnetgen/resnetgen/cli"
 )
 
-type command struct {
-	name, summary string
-	run           func(args []string, stdout, stderr io.Writer) error
-}
-
-var commands = []command{
-	{"flops", "print Table 1: multiply-adds (the paper's FLOPs) and parameters per depth", runFlops},
-	{"eval", "measure top-1 accuracy of a CIFAR-10 ResNet on the CIFAR-10 test set", runEval},
-	{"classify", "top-5 ImageNet classes of JPEG/PNG images (torchvision's eval preprocessing)", runClassify},
-	{"run", "run a network on float32 NCHW tensors from a .npy file, write the logits as .npy", runRun},
-	{"bench", "measure network (or, with -kernels, kernel) speed against the machine's FMA peak", runBench},
-	{"tune", "measure direct and Winograd kernels on this CPU and cache the faster for each shape", runTune},
-	{"serve", "serve a network over the Open Inference Protocol (KServe v2): REST and gRPC, dynamic batching", runServe},
-	{"loadtest", "load a server (this one, batching off and on, or a running one) with concurrent clients: images/s, p50/p99", runLoadtest},
+var commands = []cli.Command{
+	{Name: "flops", Summary: "print Table 1: multiply-adds (the paper's FLOPs) and parameters per depth", Run: runFlops},
+	{Name: "eval", Summary: "measure top-1 accuracy of a CIFAR-10 ResNet on the CIFAR-10 test set", Run: runEval},
+	{Name: "classify", Summary: "top-5 ImageNet classes of JPEG/PNG images (torchvision's eval preprocessing)", Run: runClassify},
+	{Name: "run", Summary: "run a network on float32 NCHW tensors from a .npy file, write the logits as .npy", Run: runRun},
+	{Name: "bench", Summary: "measure network (or, with -kernels, kernel) speed against the machine's FMA peak", Run: runBench},
+	{Name: "tune", Summary: "measure direct and Winograd kernels on this CPU and cache the faster for each shape", Run: runTune},
+	{Name: "serve", Summary: "serve a network over the Open Inference Protocol (KServe v2): REST and gRPC, dynamic batching", Run: runServe},
+	{Name: "loadtest", Summary: "load a server (this one, batching off and on, or a running one) with concurrent clients: images/s, p50/p99", Run: runLoadtest},
 }
 
 // errUsage marks errors caused by how the command was called.
-var errUsage = errors.New("usage")
+var errUsage = cli.ErrUsage
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	usage := func() {
-		fmt.Fprintln(stderr, "usage: resnet <command> [flags]\n\ncommands:")
-		for _, c := range commands {
-			fmt.Fprintf(stderr, "  %-6s %s\n", c.name, c.summary)
-		}
-		fmt.Fprintln(stderr, "\nrun 'resnet <command> -h' for a command's flags")
-	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
-		usage()
-		return 2
-	}
-	for _, c := range commands {
-		if c.name == args[0] {
-			err := c.run(args[1:], stdout, stderr)
-			switch {
-			case err == nil:
-				return 0
-			case errors.Is(err, flag.ErrHelp):
-				return 2
-			case errors.Is(err, errUsage):
-				fmt.Fprintf(stderr, "resnet %s: %v\n", c.name, err)
-				return 2
-			}
-			fmt.Fprintf(stderr, "resnet %s: %v\n", c.name, err)
-			return 1
-		}
-	}
-	fmt.Fprintf(stderr, "resnet: unknown command %q\n", args[0])
-	usage()
-	return 2
+	return cli.Run("resnet", commands, args, stdout, stderr)
 }
 
 // newFlags returns a flag set that reports errors instead of exiting.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("resnet "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+	return cli.NewFlags("resnet "+name, stderr)
 }
 
 // parse parses flags and refuses stray arguments.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return nil
-}
+func parse(fs *flag.FlagSet, args []string) error { return cli.Parse(fs, args) }

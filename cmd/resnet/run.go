@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/resnetgen/resnetgen/cli"
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
 	"github.com/resnetgen/resnetgen/resnet/npy"
@@ -19,7 +20,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	conv, err := parseConv(*convFlag)
+	conv, err := cli.ParseConv(*convFlag)
 	if err != nil {
 		return err
 	}

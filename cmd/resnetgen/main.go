@@ -30,6 +30,17 @@
 //	               as in training, or a directory of images for a network with a
 //	               preprocessing (224×224 ImageNet, 32×32 CIFAR)
 //	-calibrate-n N calibrate on at most N of them (default: all)
+//	-resize N      the evaluation transform the package's Preprocess applies, torchvision's
+//	-mean R,G,B    Resize(N), CenterCrop((H, W)), ToTensor(), Normalize(mean, std): the
+//	-std R,G,B     default is round(max(H, W) / 0.875) (256 for 224; none for the CIFAR
+//	               networks) and ImageNet's mean and std; -resize 0: no resize
+//	-labels FILE   class names, one per line in class order, as many as the classes
+//	               (default: ImageNet's for a 1000-class ImageNet network, CIFAR-10's for a
+//	               10-class CIFAR network; none otherwise: Labels is nil and Classify's
+//	               predictions carry the class index only)
+//	-main DIR      also write a command for the package into DIR, in the package's module:
+//	               NAME classify IMAGE… and NAME serve (resnet serve's flags and behaviour),
+//	               and a Dockerfile (one static binary in an empty image)
 //
 // Nothing is written unless every input is valid, and a file resnetgen did
 // not write is never overwritten. The exit status is 2 for bad usage and 1
@@ -82,6 +93,11 @@ func generate(args []string, stderr io.Writer) error {
 	precision := fs.String("precision", "fp32", "fp32, or int8: int8 kernels and activation scales calibrated on -calibrate (needs -weights)")
 	fs.StringVar(&o.Calibrate, "calibrate", "", "int8 calibration images: an .npy of N×3×H×W float32 tensors (normalised as in training), or a directory of images where the network has a preprocessing (224×224 ImageNet, 32×32 CIFAR)")
 	fs.IntVar(&o.CalibrateN, "calibrate-n", 0, "calibrate on at most N images of -calibrate (0: all)")
+	resize := fs.Int("resize", 0, "Preprocess resizes the shorter side to N before the centre crop (default: round(max(H, W) / 0.875), none for CIFAR; 0: none)")
+	mean := fs.String("mean", "", "Preprocess normalises with this mean per RGB channel, e.g. 0.485,0.456,0.406 (the default: ImageNet's)")
+	std := fs.String("std", "", "and this standard deviation, e.g. 0.229,0.224,0.225 (the default: ImageNet's)")
+	fs.StringVar(&o.Labels, "labels", "", "class names, one per line (default: ImageNet's for 1000-class ImageNet networks, CIFAR-10's for 10-class CIFAR ones, else none)")
+	fs.StringVar(&o.Main, "main", "", "also write a command for the package (classify, serve) and a Dockerfile into this directory")
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -99,6 +115,27 @@ func generate(args []string, stderr io.Writer) error {
 	}
 	if set["o"] && o.Dir == "" {
 		return fmt.Errorf("%w: -o is empty", errUsage)
+	}
+	if set["resize"] {
+		o.Resize = resize
+	}
+	for _, v := range []struct {
+		name, s string
+		dst     **[3]float64
+	}{{"mean", *mean, &o.Mean}, {"std", *std, &o.Std}} {
+		if !set[v.name] {
+			continue
+		}
+		rgb, err := parseRGB(v.s)
+		if err != nil {
+			return fmt.Errorf("%w: -%s %q: %v", errUsage, v.name, v.s, err)
+		}
+		*v.dst = &rgb
+	}
+	for _, v := range []struct{ name, val string }{{"labels", o.Labels}, {"main", o.Main}} {
+		if set[v.name] && v.val == "" {
+			return fmt.Errorf("%w: -%s is empty", errUsage, v.name)
+		}
 	}
 	switch *precision {
 	case "fp32":
@@ -132,6 +169,23 @@ func generate(args []string, stderr io.Writer) error {
 	}
 	_, err := gen.Generate(o)
 	return err
+}
+
+// parseRGB reads three numbers separated by commas, one per RGB channel.
+func parseRGB(s string) ([3]float64, error) {
+	var v [3]float64
+	parts := strings.Split(s, ",")
+	if len(parts) != 3 {
+		return v, fmt.Errorf("want three numbers separated by commas, one per RGB channel, e.g. 0.485,0.456,0.406 (got %d)", len(parts))
+	}
+	for i, p := range parts {
+		x, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil {
+			return v, fmt.Errorf("%q is not a number", p)
+		}
+		v[i] = x
+	}
+	return v, nil
 }
 
 // parseSize reads "H" (a square input) or "HxW".

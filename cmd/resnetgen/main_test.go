@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -86,6 +87,18 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"package name with a dash", []string{"-arch", "resnet18", "-pkg", "my-pets"}, 2, `-pkg "my-pets" is not a valid package name`},
 		{"package main", []string{"-arch", "resnet18", "-pkg", "main"}, 2, `-pkg "main" is not a valid package name`},
 		{"stray argument", []string{"-arch", "resnet18", "extra"}, 2, `unexpected argument "extra"`},
+		{"labels: one too few", []string{"-arch", "cifar-resnet20", "-labels", labelsFile(t, "a\nb\nc\nd\ne\nf\ng\nh\ni\n")}, 1,
+			"labels.txt: 9 labels, want 10 (the network's classes)"},
+		{"labels: a blank line", []string{"-arch", "resnet18", "-classes", "3", "-labels", labelsFile(t, "cat\n\ndog\n")}, 1, "labels.txt:2: empty name"},
+		{"labels: a duplicate", []string{"-arch", "resnet18", "-classes", "3", "-labels", labelsFile(t, "cat\ndog\ncat\n")}, 1,
+			`labels.txt:3: "cat" again, as on line 1`},
+		{"labels: no file", []string{"-arch", "resnet18", "-labels", "nowhere.txt"}, 1, "-labels open nowhere.txt: no such file"},
+		{"mean of two numbers", []string{"-arch", "resnet18", "-mean", "0.5,0.5"}, 2,
+			`-mean "0.5,0.5": want three numbers separated by commas, one per RGB channel, e.g. 0.485,0.456,0.406 (got 2)`},
+		{"std not a number", []string{"-arch", "resnet18", "-std", "0.2,x,0.2"}, 2, `-std "0.2,x,0.2": "x" is not a number`},
+		{"std zero", []string{"-arch", "resnet18", "-std", "0.2,0,0.2"}, 2, "std [0.2 0 0.2]: each must be a finite float32 other than 0"},
+		{"negative resize", []string{"-arch", "resnet18", "-resize", "-1"}, 2, "resize -1: must be 0 (none) to 65536"},
+		{"main outside a module", []string{"-arch", "resnet18", "-main", "cmd"}, 2, "-main needs the package inside a Go module: no go.mod in"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -99,6 +112,104 @@ func TestBadInputWritesNothing(t *testing.T) {
 			assert.Equal(t, c.code, code, stderr)
 			assert.Contains(t, stderr, c.want)
 			assert.Equal(t, before, listDir(t, dir), "files written")
+		})
+	}
+}
+
+// labelsFile writes a labels file named labels.txt and returns its path.
+func labelsFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "labels.txt")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+// userModule makes an empty module example.com/user and returns its
+// directory.
+func emptyModule(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/user\n\ngo 1.26.0\n"), 0o644))
+	return dir
+}
+
+// A -main directory holding code of its own, the package's own directory,
+// and one outside the package's module are refused before anything is
+// written; a command resnetgen wrote is rewritten, and the files beside it
+// kept.
+func TestMainDirectoryIsRespected(t *testing.T) {
+	mod := emptyModule(t)
+	pkgDir, mainDir := filepath.Join(mod, "pets"), filepath.Join(mod, "cmd", "pets")
+	require.NoError(t, os.MkdirAll(mainDir, 0o755))
+	hand := "package main\n\nfunc helper() {}\n"
+	require.NoError(t, os.WriteFile(filepath.Join(mainDir, "helper.go"), []byte(hand), 0o644))
+	code, stderr := runGen("-arch", "cifar-resnet20", "-pkg", "pets", "-o", pkgDir, "-main", mainDir, "-q")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "-main "+mainDir+" holds other Go code (helper.go): the command is package main and needs a directory of its own")
+	assert.NoDirExists(t, pkgDir, "nothing written")
+	assert.Equal(t, map[string]string{"helper.go": hand}, listDir(t, mainDir))
+
+	require.NoError(t, os.Remove(filepath.Join(mainDir, "helper.go")))
+	require.NoError(t, os.WriteFile(filepath.Join(mainDir, "Dockerfile"), []byte("FROM alpine\n"), 0o644))
+	code, stderr = runGen("-arch", "cifar-resnet20", "-pkg", "pets", "-o", pkgDir, "-main", mainDir, "-q")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, filepath.Join(mainDir, "Dockerfile")+" exists and was not written by resnetgen: refusing to overwrite it")
+	assert.NoDirExists(t, pkgDir, "nothing written")
+
+	code, stderr = runGen("-arch", "cifar-resnet20", "-pkg", "pets", "-o", pkgDir, "-main", pkgDir, "-q")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "is the package's own directory: the command is package main, so it needs a directory of its own (e.g. -main cmd/pets)")
+	code, stderr = runGen("-arch", "cifar-resnet20", "-pkg", "pets", "-o", pkgDir, "-main", t.TempDir(), "-q")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "is outside the package's module ("+mod+")")
+	assert.NoDirExists(t, pkgDir, "nothing written")
+
+	require.NoError(t, os.Remove(filepath.Join(mainDir, "Dockerfile")))
+	require.NoError(t, os.WriteFile(filepath.Join(mainDir, "README.md"), []byte("mine"), 0o644))
+	code, stderr = runGen("-arch", "cifar-resnet20", "-pkg", "pets", "-o", pkgDir, "-main", mainDir)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "wrote the command pets to "+mainDir+": go build ./cmd/pets")
+	first := listDir(t, mainDir)
+	assert.Equal(t, []string{"Dockerfile", "README.md", "main.go"}, names(first))
+	assert.Contains(t, first["main.go"], `pets "example.com/user/pets"`)
+	assert.NotContains(t, first["main.go"], "Load:", "no embedded weights")
+	assert.NotContains(t, first["main.go"], "Int8:", "no int8 by default")
+	assert.Contains(t, first["Dockerfile"], "FROM golang:1.26 AS build")
+	assert.Contains(t, first["Dockerfile"], "RUN CGO_ENABLED=0 go build -trimpath -o /pets ./cmd/pets")
+	assert.Contains(t, first["Dockerfile"], `CMD ["serve", "-weights=/mnt/models",`)
+	code, stderr = runGen("-arch", "cifar-resnet20", "-pkg", "pets", "-o", pkgDir, "-main", mainDir)
+	require.Equal(t, 0, code, stderr)
+	assert.True(t, reflect.DeepEqual(first, listDir(t, mainDir)), "a second run writes the same, and keeps README.md")
+}
+
+// The transform and the class names compiled into the package: the
+// defaults of each family, and the flags' values.
+func TestPreprocessingAndLabels(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"ImageNet", []string{"-arch", "resnet50"}, []string{"Resize: 256,", "Mean:   [3]float64{0.485, 0.456, 0.406},", "Std:    [3]float64{0.229, 0.224, 0.225},",
+			"var classNames = labels.ImageNet()", "Labels names the classes: ImageNet-1k's"}},
+		{"ImageNet family at 200x300", []string{"-arch", "resnet18", "-size", "200x300"}, []string{"Resize: 343,", "var classNames = labels.ImageNet()"}},
+		{"CIFAR", []string{"-arch", "cifar-resnet20"}, []string{"Resize: 0,", "var classNames = labels.CIFAR10()"}},
+		{"CIFAR-sized ImageNet-family net without names", []string{"-arch", "resnet18", "-classes", "10", "-size", "32"},
+			[]string{"Resize: 37,", "var classNames []string", "The package has no class names (Labels returns nil"}},
+		{"CIFAR net of 100 classes", []string{"-arch", "cifar-resnet20", "-classes", "100"}, []string{"var classNames []string"}},
+		{"flags", []string{"-arch", "resnet18", "-classes", "3", "-resize", "0", "-mean", "0.5,0.5,0.5", "-std", " 0.25, 0.5 ,1", "-labels", labelsFile(t, "\uFEFFcat\r\n\"dog\"\r\nbird\r\n")},
+			[]string{"Resize: 0,", "Mean:   [3]float64{0.5, 0.5, 0.5},", "Std:    [3]float64{0.25, 0.5, 1.0},",
+				"var classNames = []string{\n\t\"cat\",\n\t\"\\\"dog\\\"\",\n\t\"bird\",\n}", "Labels names the classes: from labels.txt."}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			code, stderr := runGen(append(c.args, "-pkg", "pets", "-o", dir, "-q")...)
+			require.Equal(t, 0, code, stderr)
+			model, err := os.ReadFile(filepath.Join(dir, "model.go"))
+			require.NoError(t, err)
+			for _, w := range c.want {
+				assert.Contains(t, string(model), w)
+			}
 		})
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/gen/kernels"
 	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/labels"
+	"github.com/resnetgen/resnetgen/resnet/preprocess"
 )
 
 const (
@@ -27,6 +29,9 @@ const (
 	engineTestPath = module + "/engine/enginetest"
 	resnetPath     = module + "/resnet"
 	weightfilePath = module + "/resnet/weightfile"
+	preprocessPath = module + "/resnet/preprocess"
+	labelsPath     = module + "/resnet/labels"
+	requirePath    = "github.com/stretchr/testify/require"
 )
 
 // Spec is one package to generate.
@@ -42,7 +47,21 @@ type Spec struct {
 	// as JSON) measured when the package was generated: it is compiled in
 	// and the package runs in int8 by default.
 	Calibration []byte
+	// Transform is the evaluation transform Preprocess applies; its
+	// Height and Width must be the network's input.
+	Transform preprocess.Transform
+	// Labels names the classes (Labels[i] logit i), compiled in as a list;
+	// LabelsSource says where they came from (a file's name), for the
+	// documentation. Or LabelsFunc names the function of resnet/labels
+	// that returns them ("ImageNet", "CIFAR10"). Neither: no names.
+	Labels       []string
+	LabelsSource string
+	LabelsFunc   string
 }
+
+// LabelsFuncs are the functions of resnet/labels Spec.LabelsFunc may name,
+// with the classes each returns.
+var LabelsFuncs = map[string]int{"ImageNet": 1000, "CIFAR10": 10}
 
 // Emit returns model.go and model_test.go of the package.
 func Emit(s Spec) (map[string][]byte, error) {
@@ -53,6 +72,21 @@ func Emit(s Spec) (map[string][]byte, error) {
 	for _, l := range s.Net.Layers {
 		if l.Op == resnet.OpConv && (l.Pad != l.Kernel/2 || l.InShape.C*l.Kernel*l.Kernel == 0) {
 			return nil, fmt.Errorf("%s: padding %d for a %dx%d kernel; engine pads K/2", l.Name, l.Pad, l.Kernel, l.Kernel)
+		}
+	}
+	in := s.Net.Input()
+	if err := s.Transform.Validate(); err != nil {
+		return nil, err
+	}
+	if s.Transform.Height != in.H || s.Transform.Width != in.W {
+		return nil, fmt.Errorf("%s: a transform to %dx%d for a %dx%d input", s.Net.Arch.Name, s.Transform.Height, s.Transform.Width, in.H, in.W)
+	}
+	switch n, ok := LabelsFuncs[s.LabelsFunc]; {
+	case s.LabelsFunc != "" && (!ok || n != s.Net.Arch.Classes || s.Labels != nil):
+		return nil, fmt.Errorf("%s: labels.%s() for %d classes (and %d names besides)", s.Net.Arch.Name, s.LabelsFunc, s.Net.Arch.Classes, len(s.Labels))
+	case s.Labels != nil:
+		if err := labels.Check(s.Labels, s.Net.Arch.Classes); err != nil {
+			return nil, fmt.Errorf("%s: labels: %w", s.Net.Arch.Name, err)
 		}
 	}
 	g := &gen{Spec: s, p: engine.PlanBuffers(s.Net)}
@@ -99,6 +133,162 @@ func Title(net *resnet.Network) string {
 	return t
 }
 
+// labelsSource says where the class names come from, for the documentation.
+func (g *gen) labelsSource() string {
+	switch {
+	case g.LabelsFunc == "ImageNet":
+		return "ImageNet-1k's, in torchvision's order (labels.ImageNet)"
+	case g.LabelsFunc == "CIFAR10":
+		return "CIFAR-10's (labels.CIFAR10)"
+	case g.LabelsSource != "":
+		return "from " + g.LabelsSource
+	}
+	return "none"
+}
+
+// images emits what takes an image file to named classes: Transform,
+// Preprocess, the class names and Classify.
+func (g *gen) images(f *File) {
+	t := g.Transform
+	floats := func(v [3]float64) Code {
+		return Index(Lit(3)).Float64().Values(Lit(v[0]), Lit(v[1]), Lit(v[2]))
+	}
+	f.Comment("Transform returns the evaluation transform Preprocess applies, torchvision's")
+	f.Comment("")
+	f.Comment("\t" + t.String())
+	f.Comment("")
+	f.Comment("(see preprocess.Transform; Resize 0: none).")
+	f.Func().Id("Transform").Params().Qual(preprocessPath, "Transform").Block(
+		Return(Qual(preprocessPath, "Transform").Values(
+			Line().Id("Height").Op(":").Id("InputHeight"),
+			Line().Id("Width").Op(":").Id("InputWidth"),
+			Line().Id("Resize").Op(":").Lit(t.Resize),
+			Line().Id("Mean").Op(":").Add(floats(t.Mean)),
+			Line().Id("Std").Op(":").Add(floats(t.Std)),
+			Line(),
+		)),
+	)
+	f.Comment("Preprocess decodes a JPEG or PNG file and makes it this network's input: Transform, bit")
+	f.Comment("for bit torchvision's for the files package preprocess decodes as Pillow does. A file that")
+	f.Comment("is not such an image, is corrupt or too large is an error.")
+	f.Func().Id("Preprocess").Params(Id("file").Index().Byte()).Params(Op("*").Index(Id("InputLen")).Float32(), Error()).Block(
+		Id("x").Op(":=").New(Index(Id("InputLen")).Float32()),
+		If(Err().Op(":=").Id("Transform").Call().Dot("File").Call(Id("x").Index(Op(":")), Id("file")), Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		Return(Id("x"), Nil()),
+	)
+	switch {
+	case g.LabelsFunc != "":
+		f.Comment("classNames names the classes, classNames[i] logit i: " + g.labelsSource() + ".")
+		f.Var().Id("classNames").Op("=").Qual(labelsPath, g.LabelsFunc).Call()
+	case g.Labels != nil:
+		f.Comment("classNames names the classes, classNames[i] logit i: " + g.labelsSource() + ".")
+		f.Var().Id("classNames").Op("=").Index().String().ValuesFunc(func(gr *Group) {
+			for _, n := range g.Labels {
+				gr.Line().Lit(n)
+			}
+			gr.Line()
+		})
+	default:
+		f.Comment("classNames is nil: no class names were given (resnetgen -labels) and the network is")
+		f.Comment("neither ImageNet's nor CIFAR-10's.")
+		f.Var().Id("classNames").Index().String()
+	}
+	f.Comment("Labels returns the class names, Labels()[i] naming logit i (a copy), or nil if the package")
+	f.Comment("has none.")
+	f.Func().Id("Labels").Params().Index().String().Block(Return(Qual("slices", "Clone").Call(Id("classNames"))))
+	f.Comment("Prediction is one of an image's most probable classes: its index, its name (\"\" without")
+	f.Comment("Labels) and its probability.")
+	f.Type().Id("Prediction").Op("=").Qual(labelsPath, "Prediction")
+	f.Comment("Classify runs an image file through Preprocess and Forward and returns its k most probable")
+	f.Comment("classes, best first, named by Labels, with their probabilities: the softmax of the logits,")
+	f.Comment("computed in float64 (labels.Top). It allocates; a Model runs one Classify or Forward at a time.")
+	f.Func().Params(Id("m").Op("*").Id("Model")).Id("Classify").Params(Id("file").Index().Byte(), Id("k").Int()).
+		Params(Index().Id("Prediction"), Error()).Block(
+		If(Id("k").Op("<").Lit(1).Op("||").Id("k").Op(">").Id("Classes")).Block(
+			Return(Nil(), Qual("fmt", "Errorf").Call(Lit(g.Pkg+": the top %d classes of %d: want 1 to %d"), Id("k"), Id("Classes"), Id("Classes"))),
+		),
+		List(Id("x"), Err()).Op(":=").Id("Preprocess").Call(Id("file")),
+		If(Err().Op("!=").Nil()).Block(Return(Nil(), Err())),
+		Var().Id("logits").Index(Id("Classes")).Float32(),
+		Id("m").Dot("Forward").Call(Id("x"), Op("&").Id("logits")),
+		Return(Qual(labelsPath, "Top").Call(Id("logits").Index(Op(":")), Id("k"), Id("classNames"))),
+	)
+}
+
+// imagesTest emits the tests of Transform, Preprocess, Labels and Classify.
+func (g *gen) imagesTest(f *File) {
+	req := func(name string, args ...Code) *Statement {
+		return Qual(requirePath, name).Call(append([]Code{Id("t")}, args...)...)
+	}
+	f.Comment("testImage is a 301×203 PNG of a pattern: odd sizes, so that Resize and CenterCrop both work.")
+	f.Func().Id("testImage").Params(Id("t").Op("*").Qual("testing", "T")).Index().Byte().Block(
+		Id("img").Op(":=").Qual("image", "NewNRGBA").Call(Qual("image", "Rect").Call(Lit(0), Lit(0), Lit(301), Lit(203))),
+		For(Id("i").Op(":=").Range().Id("img").Dot("Pix")).Block(
+			Id("img").Dot("Pix").Index(Id("i")).Op("=").Uint8().Call(Id("i").Op("*").Lit(7).Op("+").Id("i").Op("/").Lit(1013)),
+		),
+		Var().Id("b").Qual("bytes", "Buffer"),
+		req("NoError", Qual("image/png", "Encode").Call(Op("&").Id("b"), Id("img"))),
+		Return(Id("b").Dot("Bytes").Call()),
+	)
+	f.Comment("Transform fits the input and is valid, Preprocess applies it, and a file that is not an")
+	f.Comment("image is an error; the class names keep the rules of a labels file, and Labels is a copy.")
+	f.Func().Id("TestPreprocess").Params(Id("t").Op("*").Qual("testing", "T")).Block(
+		Id("tf").Op(":=").Id("Transform").Call(),
+		req("NoError", Id("tf").Dot("Validate").Call()),
+		req("Equal", Id("InputLen"), Id("tf").Dot("Len").Call()),
+		Id("file").Op(":=").Id("testImage").Call(Id("t")),
+		List(Id("x"), Err()).Op(":=").Id("Preprocess").Call(Id("file")),
+		req("NoError", Err()),
+		Id("want").Op(":=").Make(Index().Float32(), Id("InputLen")),
+		req("NoError", Id("tf").Dot("File").Call(Id("want"), Id("file"))),
+		req("Equal", Id("want"), Id("x").Index(Op(":"))),
+		List(Id("_"), Err()).Op("=").Id("Preprocess").Call(Index().Byte().Parens(Lit("GIF89a"))),
+		req("ErrorContains", Err(), Lit("not a JPEG or PNG image")),
+		If(Id("names").Op(":=").Id("Labels").Call(), Id("names").Op("!=").Nil()).Block(
+			req("NoError", Qual(labelsPath, "Check").Call(Id("names"), Id("Classes"))),
+			Id("names").Index(Lit(0)).Op("=").Lit("changed"),
+			req("NotEqual", Lit("changed"), Id("Labels").Call().Index(Lit(0)), Lit("Labels returns a copy")),
+		),
+	)
+	var model []Code
+	switch {
+	case g.Weights != "":
+		model = append(model, List(Id("m"), Err()).Op(":=").Id("Load").Call())
+	default:
+		opts := []Code{Qual(resnetPath, "RandomWeights").Call(Id("net"), Lit(1))}
+		if g.Calibration != nil { // the calibration is the real weights': run random ones in float32
+			opts = append(opts, Qual(enginePath, "WithPrecision").Call(Qual(enginePath, "FP32")))
+		}
+		model = append(model,
+			List(Id("net"), Err()).Op(":=").Id("Network").Call(),
+			req("NoError", Err()),
+			List(Id("m"), Err()).Op(":=").Id("New").Call(opts...),
+		)
+	}
+	f.Comment("Classify is Preprocess, Forward and labels.Top; a bad file or k is an error.")
+	f.Func().Id("TestClassify").Params(Id("t").Op("*").Qual("testing", "T")).Block(append(model,
+		req("NoError", Err()),
+		Defer().Id("m").Dot("Close").Call(),
+		Id("file").Op(":=").Id("testImage").Call(Id("t")),
+		Const().Id("k").Op("=").Id("min").Call(Lit(3), Id("Classes")),
+		List(Id("got"), Err()).Op(":=").Id("m").Dot("Classify").Call(Id("file"), Id("k")),
+		req("NoError", Err()),
+		List(Id("x"), Err()).Op(":=").Id("Preprocess").Call(Id("file")),
+		req("NoError", Err()),
+		Var().Id("logits").Index(Id("Classes")).Float32(),
+		Id("m").Dot("Forward").Call(Id("x"), Op("&").Id("logits")),
+		List(Id("want"), Err()).Op(":=").Qual(labelsPath, "Top").Call(Id("logits").Index(Op(":")), Id("k"), Id("Labels").Call()),
+		req("NoError", Err()),
+		req("Equal", Id("want"), Id("got")),
+		List(Id("_"), Err()).Op("=").Id("m").Dot("Classify").Call(Index().Byte().Parens(Lit("not an image")), Lit(1)),
+		req("ErrorContains", Err(), Lit("not a JPEG or PNG image")),
+		For(List(Id("_"), Id("bad")).Op(":=").Range().Index().Int().Values(Lit(0), Id("Classes").Op("+").Lit(1))).Block(
+			List(Id("_"), Err()).Op("=").Id("m").Dot("Classify").Call(Id("file"), Id("bad")),
+			req("ErrorContains", Err(), Lit("want 1 to")),
+		),
+	)...)
+}
+
 // slot is the buffer-table entry of value v: its buffers, one per image.
 func (g *gen) slot(v int) *Statement { return Id("b").Index(Lit(g.p.Slot[v])) }
 
@@ -140,25 +330,44 @@ func (g *gen) model() *File {
 	f.HeaderComment(kernels.Header)
 	in := net.Input()
 	title := Title(net)
-	load := fmt.Sprintf("m, err := %s.LoadFile(\"weights.pth\")       // .pth, .onnx or .safetensors, validated for this network", g.Pkg)
+	// The example's lines, their comments in one column.
+	ex := func(code, comment string) string { return fmt.Sprintf("%-40s // %s", code, comment) }
+	load := ex(fmt.Sprintf("m, err := %s.LoadFile(\"weights.pth\")", g.Pkg), ".pth, .onnx or .safetensors, validated for this network")
 	if g.Weights != "" {
-		load = fmt.Sprintf("m, err := %s.Load()                          // the weights compiled into this package", g.Pkg)
+		load = ex(fmt.Sprintf("m, err := %s.Load()", g.Pkg), "the weights compiled into this package")
+	}
+	named := "Labels names the classes: " + g.labelsSource() + "."
+	if g.Labels == nil && g.LabelsFunc == "" {
+		named = "The package has no class names (Labels returns nil; Classify's predictions carry the class index only)."
 	}
 	f.PackageComment(fmt.Sprintf(`Package %s is %s, generated by resnetgen (%s).
 
+Classify takes an image file (JPEG or PNG) to its most probable classes. Preprocess makes the
+file this network's input as torchvision's evaluation transform does, bit for bit for the files
+package preprocess decodes as Pillow does (Transform: %s).
 Forward runs one %dx%dx%d image (CHW, normalised as the network was trained) through
 %d layers to %d logits, allocating nothing; each layer is split across the workers of a
-pool made by New.
+pool made by New. %s
 
 	%s
 	defer m.Close()
+	%s
+	fmt.Println(top[0].Label, top[0].Probability)
+
+	%s
 	var logits [%s.Classes]float32
-	m.Forward(&image, &logits)                    // image: [%s.InputLen]float32
+	m.Forward(x, &logits)
+
+The package imports no serving code: resnetgen -main DIR writes a command that classifies image
+files and serves the network over the Open Inference Protocol.
 
 Activation memory: %d buffers, %d bytes. Kernels, generated for this network's shapes:
 AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere else (and with
 -tags purego).`,
-		g.Pkg, title, g.Command, in.C, in.H, in.W, len(net.Layers), a.Classes, load, g.Pkg, g.Pkg, len(p.Slots), 4*p.Floats()))
+		g.Pkg, title, g.Command, g.Transform, in.C, in.H, in.W, len(net.Layers), a.Classes, named, load,
+		ex(fmt.Sprintf("top, err := m.Classify(file, %d)", min(5, a.Classes)), "file: a JPEG or PNG, as bytes"),
+		ex(fmt.Sprintf("x, err := %s.Preprocess(file)", g.Pkg), fmt.Sprintf("*[%s.InputLen]float32", g.Pkg)),
+		g.Pkg, len(p.Slots), 4*p.Floats()))
 
 	f.Const().Defs(
 		Comment("Arch is the resnet architecture this package was generated from."),
@@ -253,6 +462,8 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 			Return(Id("build").Call(Id("f"), Id("opts"))),
 		)
 	}
+
+	g.images(f)
 
 	// build: the buffer table, then one builder call per layer.
 	var body []Code
@@ -398,6 +609,7 @@ func (g *gen) test() *File {
 			Qual(engineTestPath, "Runs").Call(Id("t"), Id("pkg").Call(), Id("m")),
 		)
 	}
+	g.imagesTest(f)
 	f.Comment("BenchmarkForward reports the latency of one image and the fraction of the machine's FMA")
 	f.Comment("peak it reaches: go test -bench Forward -run '^$'.")
 	f.Func().Id("BenchmarkForward").Params(Id("b").Op("*").Qual("testing", "B")).Block(Qual(engineTestPath, "Benchmark").Call(Id("b"), Id("pkg").Call()))

@@ -3,10 +3,15 @@
 package plain18
 
 import (
+	"bytes"
 	"fmt"
 	engine "github.com/resnetgen/resnetgen/engine"
 	enginetest "github.com/resnetgen/resnetgen/engine/enginetest"
 	resnet "github.com/resnetgen/resnetgen/resnet"
+	labels "github.com/resnetgen/resnetgen/resnet/labels"
+	require "github.com/stretchr/testify/require"
+	"image"
+	"image/png"
 	"testing"
 )
 
@@ -39,6 +44,64 @@ func TestForward(t *testing.T) {
 // Wrong weights, options and batches are errors that say what is wrong.
 func TestBadInput(t *testing.T) {
 	enginetest.BadInput(t, pkg())
+}
+
+// testImage is a 301×203 PNG of a pattern: odd sizes, so that Resize and CenterCrop both work.
+func testImage(t *testing.T) []byte {
+	img := image.NewNRGBA(image.Rect(0, 0, 301, 203))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i*7 + i/1013)
+	}
+	var b bytes.Buffer
+	require.NoError(t, png.Encode(&b, img))
+	return b.Bytes()
+}
+
+// Transform fits the input and is valid, Preprocess applies it, and a file that is not an
+// image is an error; the class names keep the rules of a labels file, and Labels is a copy.
+func TestPreprocess(t *testing.T) {
+	tf := Transform()
+	require.NoError(t, tf.Validate())
+	require.Equal(t, InputLen, tf.Len())
+	file := testImage(t)
+	x, err := Preprocess(file)
+	require.NoError(t, err)
+	want := make([]float32, InputLen)
+	require.NoError(t, tf.File(want, file))
+	require.Equal(t, want, x[:])
+	_, err = Preprocess([]byte("GIF89a"))
+	require.ErrorContains(t, err, "not a JPEG or PNG image")
+	if names := Labels(); names != nil {
+		require.NoError(t, labels.Check(names, Classes))
+		names[0] = "changed"
+		require.NotEqual(t, "changed", Labels()[0], "Labels returns a copy")
+	}
+}
+
+// Classify is Preprocess, Forward and labels.Top; a bad file or k is an error.
+func TestClassify(t *testing.T) {
+	net, err := Network()
+	require.NoError(t, err)
+	m, err := New(resnet.RandomWeights(net, 1))
+	require.NoError(t, err)
+	defer m.Close()
+	file := testImage(t)
+	const k = min(3, Classes)
+	got, err := m.Classify(file, k)
+	require.NoError(t, err)
+	x, err := Preprocess(file)
+	require.NoError(t, err)
+	var logits [Classes]float32
+	m.Forward(x, &logits)
+	want, err := labels.Top(logits[:], k, Labels())
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	_, err = m.Classify([]byte("not an image"), 1)
+	require.ErrorContains(t, err, "not a JPEG or PNG image")
+	for _, bad := range []int{0, Classes + 1} {
+		_, err = m.Classify(file, bad)
+		require.ErrorContains(t, err, "want 1 to")
+	}
 }
 
 // BenchmarkForward reports the latency of one image and the fraction of the machine's FMA

@@ -2,6 +2,7 @@
 // in the order of the classifier's outputs (line i+1 names logit i). It is
 // the one reader of resnet's -labels flag (classify, serve) and of
 // resnetgen's; ImageNet and CIFAR10 are the names a generator defaults to.
+// Top ranks a network's logits into named Predictions.
 //
 // The format, strictly: UTF-8 text (an initial byte-order mark is skipped);
 // lines end in "\n" or "\r\n", and the last one may end in neither (a

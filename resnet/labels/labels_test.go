@@ -1,6 +1,7 @@
 package labels
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,4 +135,53 @@ func FuzzRead(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, names, again)
 	})
+}
+
+// Top ranks by logit (ties in class order), names the classes and gives
+// the softmax in float64: exp(l − max) / Σ exp(l − max).
+func TestTop(t *testing.T) {
+	logits := []float32{1, 3, -2, 3, 0.5}
+	names := []string{"a", "b", "c", "d", "e"}
+	got, err := Top(logits, 3, names)
+	require.NoError(t, err)
+	sum := 0.0
+	for _, l := range logits {
+		sum += math.Exp(float64(l) - 3)
+	}
+	assert.Equal(t, []Prediction{
+		{Class: 1, Label: "b", Probability: 1 / sum},
+		{Class: 3, Label: "d", Probability: 1 / sum},
+		{Class: 0, Label: "a", Probability: math.Exp(-2) / sum},
+	}, got)
+	all, err := Top(logits, 5, nil)
+	require.NoError(t, err)
+	total := 0.0
+	for i, p := range all {
+		assert.Empty(t, p.Label)
+		total += p.Probability
+		if i > 0 {
+			assert.LessOrEqual(t, p.Probability, all[i-1].Probability)
+		}
+	}
+	assert.InDelta(t, 1, total, 1e-15)
+	// Large logits do not overflow: the softmax is shifted by the largest.
+	big, err := Top([]float32{1000, 999}, 1, nil)
+	require.NoError(t, err)
+	assert.InDelta(t, 1/(1+math.Exp(-1)), big[0].Probability, 1e-15)
+
+	for _, c := range []struct {
+		logits []float32
+		k      int
+		names  []string
+		want   string
+	}{
+		{logits, 0, nil, "top 0 of 5 classes: want 1 to 5"},
+		{logits, 6, nil, "top 6 of 5 classes: want 1 to 5"},
+		{logits, 1, names[:4], "4 names for 5 classes"},
+		{[]float32{1, float32(math.NaN())}, 1, nil, "logit 1 is NaN"},
+		{[]float32{float32(math.Inf(1)), 1}, 1, nil, "logit 0 is +Inf"},
+	} {
+		_, err := Top(c.logits, c.k, c.names)
+		assert.EqualError(t, err, c.want)
+	}
 }
