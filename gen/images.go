@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/mod/modfile"
 
+	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/gen/graph"
 	"github.com/resnetgen/resnetgen/resnet"
 	"github.com/resnetgen/resnetgen/resnet/labels"
@@ -23,7 +24,7 @@ func isCIFAR(net *resnet.Network) bool { return strings.HasPrefix(net.Arch.Name,
 // images sets the transform and the class names of spec from o: the
 // network's defaults, changed by o.Resize, o.Mean, o.Std and o.Labels.
 func images(o Options, spec *graph.Spec) error {
-	t := DefaultTransform(spec.Net)
+	t := engine.DefaultTransform(spec.Net)
 	if o.Resize != nil {
 		t.Resize = *o.Resize
 	}

@@ -23,7 +23,11 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX")
 	labelsFile := fs.String("labels", "", "file with the class names, one per line in class order (default: the ImageNet names, for 1000 classes)")
 	flags := cli.AddClassifyFlags(fs)
+	prec := addPrecisionFlags(fs)
 	if err := cli.ParseArgs(fs, args); err != nil {
+		return err
+	}
+	if _, err := prec.check(); err != nil {
 		return err
 	}
 	images := fs.Args()
@@ -41,7 +45,7 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	if err := flags.Check(); err != nil {
 		return err
 	}
-	name, _, w, err := openWeights(*weights, *arch, stderr)
+	name, rnet, w, err := openWeights(*weights, *arch, stderr)
 	if err != nil {
 		return err
 	}
@@ -52,8 +56,12 @@ func runClassify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	extra, err := prec.options(info, rnet, stderr)
+	if err != nil {
+		return err
+	}
 	net := cli.Net{Name: name, Arch: name, InputH: info.InputHeight, InputW: info.InputWidth, Classes: info.Classes, Images: serve.ImageNet,
-		New: func(opts ...engine.Option) (serve.Network, error) { return info.New(w, opts...) }}
+		New: func(opts ...engine.Option) (serve.Network, error) { return info.New(w, append(opts, extra...)...) }}
 	switch {
 	case *labelsFile != "":
 		if net.Labels, err = labels.ReadFile(*labelsFile, info.Classes); err != nil {

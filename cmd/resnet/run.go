@@ -17,7 +17,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	in := fs.String("in", "", "input .npy: float32, NCHW (N,3,H,W) or one CHW image (3,H,W), normalised")
 	out := fs.String("out", "", "output .npy: float32 logits (N, classes)")
 	convFlag := fs.String("conv", "auto", "3x3 stride-1 convolutions: auto (tuning cache or default rule), direct (most accurate) or winograd")
+	prec := addPrecisionFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if _, err := prec.check(); err != nil {
 		return err
 	}
 	conv, err := cli.ParseConv(*convFlag)
@@ -56,7 +60,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: shape %v, want (N, %d, %d, %d) or (%d, %d, %d) float32 for %s", *in, x.Shape, want.C, want.H, want.W, want.C, want.H, want.W, name)
 	}
 	n := shape[0]
-	m, err := info.New(w, engine.WithBatch(n), engine.WithConv(conv))
+	opts, err := prec.options(info, net, stderr)
+	if err != nil {
+		return err
+	}
+	m, err := info.New(w, append([]engine.Option{engine.WithBatch(n), engine.WithConv(conv)}, opts...)...)
 	if err != nil {
 		return err
 	}

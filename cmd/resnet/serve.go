@@ -20,7 +20,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	weights := fs.String("weights", "", "weights: PyTorch checkpoint, safetensors or ONNX, or a directory holding one")
 	labelsFile := fs.String("labels", "", "file with the class names, one per line (default: ImageNet's for 1000 classes, CIFAR-10's for the CIFAR nets)")
 	flags := cli.AddServeFlags(fs, "the architecture's, e.g. resnet50")
+	prec := addPrecisionFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if _, err := prec.check(); err != nil {
 		return err
 	}
 	if *weights == "" {
@@ -29,12 +33,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err := checkArch(*arch); err != nil {
 		return err
 	}
-	return cli.Serve("resnet serve", flags, func() (cli.Net, error) { return servedNet(*weights, *arch, *labelsFile, stderr) }, stderr)
+	return cli.Serve("resnet serve", flags, func() (cli.Net, error) { return servedNet(*weights, *arch, *labelsFile, stderr, &prec) }, stderr)
 }
 
 // servedModel is servedNet for package serve, as `resnet serve` makes it.
 func servedModel(weights, arch, name, labelsFile string, workers int, conv engine.Algorithm, stderr io.Writer) (serve.Spec, error) {
-	net, err := servedNet(weights, arch, labelsFile, stderr)
+	net, err := servedNet(weights, arch, labelsFile, stderr, nil)
 	if err != nil {
 		return serve.Spec{}, err
 	}
@@ -46,8 +50,9 @@ func servedModel(weights, arch, name, labelsFile string, workers int, conv engin
 
 // servedNet opens the weights and describes the network they fit (or
 // arch): named by its architecture, its class names, and image files for
-// the networks that take 224x224 inputs.
-func servedNet(weights, arch, labelsFile string, stderr io.Writer) (cli.Net, error) {
+// the networks that take 224x224 inputs; in int8 where prec says so (nil:
+// float32).
+func servedNet(weights, arch, labelsFile string, stderr io.Writer, prec *precisionFlags) (cli.Net, error) {
 	err := checkArch(arch)
 	if err != nil {
 		return cli.Net{}, err
@@ -55,7 +60,7 @@ func servedNet(weights, arch, labelsFile string, stderr io.Writer) (cli.Net, err
 	if weights, err = cli.WeightsInDir(weights); err != nil {
 		return cli.Net{}, err
 	}
-	archName, _, w, err := openWeights(weights, arch, stderr)
+	archName, rnet, w, err := openWeights(weights, arch, stderr)
 	if err != nil {
 		return cli.Net{}, err
 	}
@@ -63,8 +68,14 @@ func servedNet(weights, arch, labelsFile string, stderr io.Writer) (cli.Net, err
 	if err != nil {
 		return cli.Net{}, err
 	}
+	var extra []engine.Option
+	if prec != nil {
+		if extra, err = prec.options(info, rnet, stderr); err != nil {
+			return cli.Net{}, err
+		}
+	}
 	net := cli.Net{Name: archName, Arch: archName, InputH: info.InputHeight, InputW: info.InputWidth, Classes: info.Classes,
-		New: func(opts ...engine.Option) (serve.Network, error) { return info.New(w, opts...) }}
+		New: func(opts ...engine.Option) (serve.Network, error) { return info.New(w, append(opts, extra...)...) }}
 	switch {
 	case labelsFile != "":
 		if net.Labels, err = labels.ReadFile(labelsFile, info.Classes); err != nil {
