@@ -254,11 +254,15 @@ func (e emitter) emitQConv(name string, s plan.Shape, b plan.Blocking, th, tw in
 				m := Mem{Base: row, Disp: disp + v*lanes}
 				if vnni {
 					e.VCVTPS2DQ(a, a)
+					// Narrowed into a register, then stored: the memory
+					// forms of VPMOV*DB are microcoded on Zen 4 and 5.
+					x := e.XMM()
 					if signed {
-						e.VPMOVSDB(a, m)
+						e.VPMOVSDB(a, x)
 					} else {
-						e.VPMOVUSDB(a, m)
+						e.VPMOVUSDB(a, x)
 					}
+					e.VMOVDQU32(x, m)
 					continue
 				}
 				e.VMAXPS(lo, a, a)
