@@ -222,13 +222,8 @@ func (k *ConvKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []float32
 // and the pools by rows, so a worker keeps its rows of the map in its own
 // cache from layer to layer, while a direct layer split by channel blocks
 // reads every pixel its neighbours wrote, half of them from the other
-// core; these layers' weights are the smaller stream (in the family at
-// 224×224 at most 2.25 MiB, mostly far less; a larger input moves bigger
-// weights onto such maps, but bigger activations with them). Zen 5 (EPYC
-// family 26 model 2), two threads, three alternations of two builds:
-// ResNet-50 17.51–17.60 ms against 17.78–17.95; inside it (bench -layers) the 56×56×64 F(4,3) layers 0.21–0.23 ms
-// against 0.24–0.25 and 28×28×128 0.19–0.21 against 0.22–0.24; in
-// ResNet-18 the max pool after the stem 0.036–0.039 against 0.060–0.061.
+// core; these layers' weights are the smaller stream. (Measured:
+// docs/bench/history.md.)
 const rowSplitPixels = 28 * 28
 
 // RunBlocks computes output channel blocks [b0, b1) of the whole image; the
@@ -280,18 +275,11 @@ const bandBytes = 512 << 10
 // bandRows is the number of output rows (a multiple of TH) computed for all
 // channel blocks before moving down. A band keeps its input and output in
 // L2 while the blocks' weights stream past; big maps get thin bands, and
-// small ones a single band, so large weights are read once.
-//
-// A layer whose weights outweigh its whole input runs in one band whatever
-// its map: each further band reads all the weights again (from memory, for
-// the megabytes of ResNet-50's last stage), while one band only re-reads
-// its input per block, the smaller stream. Before, ResNet-50's 1x1 layers on
-// 7×7 ran in two bands of 4 MiB weights and its 1024→2048/2 in three of 8
-// MiB. Zen 5 (EPYC family 26 model 2), one thread, bench -layers, three
-// alternations: layer4 in all 7.96 ms against 8.39 (every 1x1 layer
-// 0.016–0.071 ms faster, and the F(2,3) layers after them 0.06–0.08), the
-// 3x3/2 256→256 on 28×28 1.13–1.18 against 1.17–1.20; the 14×14 1x1 layers
-// of 1 MiB (one band now instead of three) level.
+// small ones a single band, so large weights are read once. A layer whose
+// weights outweigh its whole input runs in one band whatever its map: each
+// further band would read all the weights again, from memory for the
+// megabytes of ResNet-50's last stage, while one band only re-reads its
+// input per block, the smaller stream. (Measured: docs/bench/history.md.)
 func (k *ConvKernel) bandRows() int {
 	s := k.Shape
 	if OneBand(s) {

@@ -161,13 +161,9 @@ func (k *WinogradKernel) NewScratch(images int) *WinogradScratch {
 // computed in one chunk per image; one chunk's otherwise), keeping the
 // room it has for other layers. A network's Winograd layers share one
 // scratch per worker: the planes each layer writes and reads then stay
-// cached from one layer to the next, where a scratch per layer (ResNet-18:
-// 13 layers, ~13 MB) went cold between images and every transform's stores
-// first fetched their lines from memory. Measured on Zen 5 (EPYC family 26
-// model 2), bench -layers, three alternations against a scratch per layer:
-// the Winograd layers of ResNet-18 on one thread 7.41–7.83 ms against
-// 7.81–8.33, on two 4.07–4.19 against 4.39–4.62; ResNet-34 on one thread
-// 16.54–16.88 against 17.20–17.92.
+// cached from one layer to the next, where a scratch per layer went cold
+// between images and every transform's stores first fetched their lines
+// from memory. (Measured: docs/bench/history.md.)
 func (k *WinogradKernel) FitScratch(sc *WinogradScratch, images int) {
 	s := k.Shape
 	n := k.planes()
@@ -297,16 +293,10 @@ func (k *WinogradKernel) Chunks() int {
 // Parts take whole chunks of tiles when there are at least as many chunks
 // as parts; otherwise every part transforms every chunk's input and
 // computes its share of the output channel blocks. Transforming each input
-// tile once instead costs more than it saves: parts that each transformed
-// their share of the tiles into planes all of them read, with a barrier in
-// between, made ResNet-34's eleven 14×14×256 layers 25 % slower on two
-// threads (Zen 5, EPYC family 26 model 2, bench -layers, four
-// alternations: 4.9–5.7 ms against 4.0–4.4; on a quieter host, three
-// more: 4.6–4.7 against 3.9), its 7×7×512 ones 10–18 % (not
-// broken down; suspects: the second barrier on a shared host, and half the
-// planes coming from the other core's cache, again for each output block).
-// Skipping half of the duplicated transforms (wrong results, an upper
-// bound) gained at most 9 % on those layers.
+// tile once instead — parts transforming their share of the tiles into
+// planes all of them read, with a barrier between — measured slower: the
+// second barrier and half the planes coming from the other core's cache
+// cost more than the duplicated transforms (docs/bench/history.md).
 func (k *WinogradKernel) RunPart(in, out Buffer, res *Buffer, packed, bias []float32, relu bool, sc *WinogradScratch, part, parts int) {
 	nc := k.Chunks()
 	nb := k.Shape.OutC / k.BlockC()
@@ -348,10 +338,9 @@ func (k *WinogradKernel) chunk(in, out Buffer, res *Buffer, packed, bias []float
 // (as the residual of their 1x1 convolution, in place). It calls the GEMM's
 // micro-kernels itself: a product is one tile row of a 1×nt map (validate),
 // and the general driver (RunBlocks: buffers, bands, tile rows, index
-// arithmetic) showed as ~4 % of ResNet-18's profile over its ~3,500
-// product calls a Forward (Zen 5, three alternations: ResNet-18 11.07–11.24
-// ms against 11.37–11.66, ResNet-34 20.39–20.71 against 21.27–21.42). The
-// portable tier, which has no micro-kernels, goes through RunBlocks.
+// arithmetic) showed in profiles over the thousands of product calls of a
+// Forward. The portable tier, which has no micro-kernels, goes through
+// RunBlocks.
 func (k *WinogradKernel) product(gemm *ConvKernel, v, m, packed, zero []float32, xi, b, nt int) {
 	s := k.Shape
 	icb := k.icb()
@@ -497,9 +486,7 @@ const sharedWeightsMin = 512 << 10
 // stay cached anyway and outweigh the batch's transformed tiles and
 // products, which sharing keeps for the whole batch instead of one image.
 // At batch 8 14×14×256 by F(2,3) (4 MiB of weights, 12.8 MB of planes)
-// no longer shares, 7×7×512 (16 MiB, 8 MB of planes) still does: on Zen 4,
-// interleaved against sharing both, ResNet-50 batch 8 on two threads
-// 0.935 and 0.986 the time, on one 1.00; ResNet-18 0.964 and 1.00.
+// no longer shares, 7×7×512 (16 MiB, 8 MB of planes) still does.
 func (k *WinogradKernel) SharesWeights(bytes, n int) bool {
 	th, tw := k.Tiles()
 	planes := 4 * k.planes() * th * tw * (k.Shape.InC + k.Shape.OutC)
@@ -516,9 +503,7 @@ func (k *WinogradKernel) SharesWeights(bytes, n int) bool {
 // evenly, otherwise every image across the parts. So do layers whose
 // transformed weights stay cached anyway (sharedWeightsMin) or weigh less
 // than the batch's transformed tiles: there sharing buys little, while
-// the batch's tiles spill from cache and each part transforms every image
-// (the CIFAR nets: batches of 8 ran 2× slower per image than one image on
-// Zen 4 before the first bound).
+// the batch's tiles spill from cache and each part transforms every image.
 func (k *WinogradKernel) RunBatch(ins, outs, res []Buffer, n int, packed, bias []float32, relu bool, sc *WinogradScratch, part, parts int) {
 	resOf := func(i int) *Buffer {
 		if res == nil {
