@@ -133,16 +133,7 @@ func (e emitter) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int
 		}
 	})
 	e.Label(name + "_nopf")
-	// One base pointer per tile row: row ty starts ty·S input rows down.
-	inRow := e.Load(e.Param("inRow"), e.GP64())
-	rows := make([]reg.GPVirtual, th)
-	for ty := range rows {
-		rows[ty] = e.GP64()
-		e.MOVQ(in, rows[ty])
-		for i := 0; i < ty*s.Stride; i++ {
-			e.ADDQ(inRow, rows[ty])
-		}
-	}
+	inRow, rows := e.tileRows(in, th, s.Stride)
 	w := e.Load(e.Param("w"), e.GP64())
 	if b.PrefetchNext && spreadRows == 0 {
 		// which line of each weight row this tile prefetches: (n mod 4)·64
@@ -243,6 +234,21 @@ func (e emitter) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int
 	e.JNZ(LabelRef(name + "_tile"))
 	e.VZEROUPPER()
 	e.RET()
+}
+
+// tileRows loads the inRow argument and makes one base pointer per tile
+// row from in: row ty starts ty·stride input rows down.
+func (e emitter) tileRows(in reg.Register, th, stride int) (inRow reg.Register, rows []reg.GPVirtual) {
+	inRow = e.Load(e.Param("inRow"), e.GP64())
+	rows = make([]reg.GPVirtual, th)
+	for ty := range rows {
+		rows[ty] = e.GP64()
+		e.MOVQ(in, rows[ty])
+		for i := 0; i < ty*stride; i++ {
+			e.ADDQ(inRow, rows[ty])
+		}
+	}
+	return inRow, rows
 }
 
 // spreadPrefetch is how a kernel with SpreadPrefetch shares the

@@ -79,15 +79,7 @@ func (e emitter) emitQConv(name string, s plan.Shape, b plan.Blocking, th, tw in
 			e.VXORPS(acc[p][v], acc[p][v], acc[p][v])
 		}
 	}
-	inRow := e.Load(e.Param("inRow"), e.GP64())
-	rows := make([]reg.GPVirtual, th)
-	for ty := range rows {
-		rows[ty] = e.GP64()
-		e.MOVQ(in, rows[ty])
-		for i := 0; i < ty*s.Stride; i++ {
-			e.ADDQ(inRow, rows[ty])
-		}
-	}
+	inRow, rows := e.tileRows(in, th, s.Stride)
 	w := e.Load(e.Param("w"), e.GP64())
 	ky := e.GP64()
 	e.MOVQ(U64(s.K), ky)
