@@ -298,3 +298,38 @@ func kernelText(t *testing.T, src, name string) string {
 	body := src[i:]
 	return body[:strings.Index(body, "\tRET\n")]
 }
+
+// TestNEONDocListsThePlan: docs/neon.md (NEONDoc) has a row for every
+// kernel of the family's NEON plans — layers, split variants, Winograd
+// products and Winograd layers — and says which F each Winograd layer runs
+// and in what chunks; by hand, 56×56×64 by F(4,3): 196 tiles in 8 chunks of
+// 25 (the last 21), the default; 14×14×256 by F(2,3) (default) and F(4,3).
+func TestNEONDocListsThePlan(t *testing.T) {
+	var nets []*resnet.Network
+	for _, name := range resnet.Names() {
+		nets = append(nets, resnet.MustBuild(name))
+	}
+	doc := string(NEONDoc(nets...))
+	rows := map[string]string{}
+	for _, line := range strings.Split(doc, "\n") {
+		if f := strings.Split(line, " | "); len(f) > 2 {
+			rows[strings.TrimPrefix(f[0], "| ")] = line
+		}
+	}
+	for _, p := range neonFamilyPlans() {
+		for _, c := range p.Conv {
+			assert.Contains(t, rows, c.Name)
+		}
+		for _, w := range p.Winograd {
+			if assert.Contains(t, rows, w.Name) {
+				assert.Contains(t, rows[w.Name], fmt.Sprintf("| F(%d,3) |", w.F.M), w.Name)
+			}
+		}
+	}
+	assert.Contains(t, rows["wino4_c64k64_h56_neon"], "| F(4,3) | yes | 196 | 25 × 8 | 64 |")
+	assert.Contains(t, rows["wino4_c64k64_h56_neon"], "conv1x1s1_c64k64_h1w25_neon (conv1x1s1_c64k64_h1w21_neon)")
+	assert.Contains(t, rows["wino2_c256k256_h14_neon"], "| F(2,3) | yes |")
+	assert.Contains(t, rows["wino4_c256k256_h14_neon"], "| F(4,3) | — |")
+	assert.Contains(t, rows["conv3x3s1_c512k512_h7_neon_splitk"], "| variant splitk |")
+	assert.Contains(t, rows["conv1x1s1_c64k64_h1w21_neon"], "| products of wino4_c64k64_h56_neon |")
+}
