@@ -220,15 +220,7 @@ func TestNEONSpreadPrefetchCoversNextPanel(t *testing.T) {
 					}
 				}
 			}
-			for l, k := range asked {
-				least := 2
-				if l < chunk {
-					least = 1
-				}
-				if !assert.True(t, k >= least && k <= 5, "%s: line %d of %d asked for %d times", c.Name, l, lines, k) {
-					break
-				}
-			}
+			assertSpreadCovers(t, c.Name, asked, chunk)
 		}
 	}
 	assert.GreaterOrEqual(t, n, 9, "the family's NEON kernels that spread their prefetching")
