@@ -7,11 +7,9 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"log"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/resnetgen/resnetgen/gen"
@@ -100,39 +98,12 @@ func main() {
 	}
 }
 
-// neonDoc is docs/neon.md: the NEON tiling of every convolution shape of
-// the family and what the cost rule models for it on Neoverse N1 and V1
-// (no arm64 machine is at hand to measure).
+// neonDoc is docs/neon.md: the NEON plan of the family's shapes and what
+// the cost rule models for it on Neoverse N1 and V1 (kernels.NEONDoc).
 func neonDoc() []byte {
 	var nets []*resnet.Network
 	for _, p := range packages {
 		nets = append(nets, resnet.MustBuild(p.arch))
 	}
-	var b strings.Builder
-	b.WriteString(`# NEON kernels: tiles and their modelled speed
-
-Written by gen/family (go generate ./...); do not edit. No arm64 machine is reachable from the project,
-so no NEON speed has been measured: the figures are the cost rule's (gen/kernels/blocking.go), for each
-convolution shape of the family's packages. The kernels are tested for correctness under
-qemu-aarch64 (every shape against the float64 reference; whole networks).
-
-The inner loop loads 4 input channels of a pixel with one 128-bit load and multiplies them by element
-(FMLA Vd.4S, Vn.4S, Vm.S[i]): per group of 4 channels a tile of R pixels × V vectors makes R input and
-4·V weight loads for 4·R·V FMAs. The 3-channel stems load one channel at a time (into lane 0). A tile
-needs R·V accumulators, R input and V weight registers of the 32.
-
-The model: Neoverse N1 (Graviton2, Ampere Altra) has 2 FMA pipes and 2 load ports, V1 (Graviton3) 4
-and 3; FMLA latency 4 on both. A tile's cost is the largest of FMAs ÷ pipes, loads ÷ ports and
-latency ÷ accumulators; "N1" and "V1" are the modelled fractions of each core's FMA peak, averaged
-over the layer's full and remainder tiles. V1 needs 16 independent accumulators to hide its latency,
-which the 7×7 and remainder tiles do not always have.
-
-| kernel | tile (TH×TW px × V·4 channels) | remainders (rows, cols) | channels per input load | FMAs per load | N1 | V1 |
-| --- | --- | --- | --- | --- | --- | --- |
-`)
-	for _, m := range kernels.ModelNEON(nets...) {
-		fmt.Fprintf(&b, "| %s | %d×%d × %d | %d, %d | %d | %.1f | %.2f | %.2f |\n",
-			m.Name, m.TH, m.TW, m.V*4, m.RemTH, m.RemTW, m.GroupOfChannels, m.FMAsPerLoad, m.N1, m.V1)
-	}
-	return []byte(b.String())
+	return kernels.NEONDoc(nets...)
 }

@@ -178,15 +178,7 @@ func TestSpreadPrefetchCoversNextPanel(t *testing.T) {
 				asked[l]++
 			}
 		}
-		for l, k := range asked {
-			least := 2
-			if l < chunk {
-				least = 1
-			}
-			if !assert.True(t, k >= least && k <= 5, "%s: line %d of %d asked for %d times", tc.name, l, lines, k) {
-				break
-			}
-		}
+		assertSpreadCovers(t, tc.name, asked, chunk)
 	}
 	c := planned(t, p50, "conv3x3s2_c512k512_h14_avx512_p8splitk")
 	chunk, perIter := spreadPrefetch(c.Shape, c.Blocking, plan.AVX512, 1)
@@ -199,6 +191,22 @@ func TestSpreadPrefetchCoversNextPanel(t *testing.T) {
 	require.False(t, c.SpreadPrefetch)
 	_, perIter = spreadPrefetch(c.Shape, c.Blocking, plan.AVX512, 7)
 	assert.Zero(t, perIter, "seven tiles a call")
+}
+
+// assertSpreadCovers checks how often a spreading kernel's calls ask for
+// each line of the next panel (asked): at least twice, once in the first
+// row's chunk, and at most five times.
+func assertSpreadCovers(t *testing.T, name string, asked []int, chunk int) {
+	t.Helper()
+	for l, k := range asked {
+		least := 2
+		if l < chunk {
+			least = 1
+		}
+		if !assert.True(t, k >= least && k <= 5, "%s: line %d of %d asked for %d times", name, l, len(asked), k) {
+			break
+		}
+	}
 }
 
 // planned is the kernel of plan p named name.

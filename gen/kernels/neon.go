@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"go/format"
-	"slices"
-	"sort"
 	"strings"
 
 	"github.com/resnetgen/resnetgen/gen/plan"
@@ -22,17 +20,21 @@ import (
 // group of 4 channels, R input loads and 4·V weight loads feed 4·R·V FMAs,
 // against one broadcast per pixel and channel on amd64. Layers whose input
 // channels are not a multiple of 4 (the 3-channel stems) load one channel
-// at a time into lane 0. Go's arm64 assembler has no FMLA by element, FADD,
-// FMUL or FMAX on vectors: those are WORD encodings, each followed by the
-// instruction it encodes as a comment, which TestNEONEncodings holds to
-// binutils' disassembler.
+// at a time into lane 0. Go's arm64 assembler has no FMLA or FMLS by
+// element, FADD, FSUB, FMUL or FMAX on vectors: those are WORD encodings,
+// each followed by the instruction it encodes as a comment, which
+// TestNEONEncodings holds to binutils' disassembler (with the Go mnemonics
+// whose operands are easy to misread: goMnemonics).
 //
 // Registers: R0 input, R2 bias, R3 residual, R4 output, R5 input row
 // stride, R6 output row stride, R7 residual row stride, R8 flags, R9 tiles,
 // R10–R13 the input rows of the tile, R14 weights, R15 ky counter, R16
-// channel counter, R17 the tile's row at ky, R19 stride·inRow, R20 a
-// scratch address. V0… accumulators (pixel-major), then input registers,
-// then weight registers.
+// channel counter, R17 the tile's row at ky, R19 stride·inRow, R20 and R21
+// scratch addresses, R22 the next weights to prefetch, R23–R24 scratch.
+// Never R18 (the platform register) nor R26–R29 (Go's closure context,
+// the assembler's temporary, g, the frame pointer). V0… accumulators
+// (pixel-major), then input registers, then weight registers. The
+// Winograd transforms are in neon_winograd.go.
 
 // arm64 encodes the vector instructions Go's assembler lacks.
 type arm64 struct{}
@@ -121,19 +123,37 @@ func (a *neonText) begin(name, sig, frame, doc string) {
 }
 
 // emitConv writes one micro-kernel computing a row of th×tw-pixel tiles of
-// V vectors (the contract of convSignature).
+// V vectors (the contract of convSignature). A split kernel (ICBlock)
+// reduces over ICBlock input channels, its pixels still InC channels
+// apart. A prefetching kernel (PrefetchNext) asks for the next weights in
+// memory into L2 (PRFM PLDL2KEEP, as amd64's PREFETCHT1): per tile one line
+// in four, a different one on each of four consecutive tiles
+// (neonTilePrefetch), or with SpreadPrefetch its call's share of the next
+// panel by tile row (neonSpreadPrefetch).
 func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw int) {
 	t := plan.NEON
+	callTiles := max(1, s.OutW/b.TW) // full tiles a call of the main kernel computes
 	g := t.Group(s.InC)
+	icb := sliceChannels(s, b)
 	r := th * tw
 	v := b.V
 	bc := v * t.Lanes
 	px := s.Stride * s.InC * 4 // bytes between the inputs of adjacent output pixels
+	iterBytes := g * bc * 4    // weights one trip of the channel loop reads
+	next := s.K * s.K * icb * bc * 4
+	spreadChunk, spreadStep := neonSpreadPrefetch(s, b, callTiles)
+	tilePer := 0
+	if b.PrefetchNext && spreadStep == 0 {
+		tilePer = neonTilePrefetch(g, v)
+	}
 	acc := func(p, j int) int { return p*v + j }
 	in := func(p int) int { return r*v + p }
 	wreg := r*v + r
 	if wreg+v > 32 {
 		panic(fmt.Sprintf("%s: %d registers", name, wreg+v))
+	}
+	if g != t.Lanes && (b.ICBlock > 0 || b.PrefetchNext) {
+		panic(fmt.Sprintf("%s: split or prefetching kernels take whole vectors of input channels", name))
 	}
 	doc := fmt.Sprintf("%s computes n %dx%d-pixel by %d-channel tiles of a %dx%d stride-%d convolution,\n"+
 		"%d→%d channels on a %dx%d input, with bias, optional residual and optional ReLU.\n"+
@@ -141,6 +161,15 @@ func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw i
 		"modelled %.2f of Neoverse N1's FMA peak and %.2f of V1's.",
 		name, th, tw, bc, s.K, s.K, s.Stride, s.InC, s.OutC, s.InH, s.InW,
 		g, r, g*v, g*r*v, 1/plan.LoadsPerFMA(r, v, g), plan.NeoverseN1.Efficiency(r, v, g), plan.NeoverseV1.Efficiency(r, v, g))
+	if b.ICBlock > 0 {
+		doc += fmt.Sprintf("\nA call reduces over %d of the %d input channels (a slice of the weights).", icb, s.InC)
+	}
+	switch {
+	case spreadStep > 0:
+		doc += fmt.Sprintf("\nPrefetches the next weights into L2: the call of tile row r from line %d·r on, %d bytes a trip.", spreadChunk, spreadStep)
+	case tilePer > 0:
+		doc += "\nPrefetches the next weights into L2: each tile one line in four."
+	}
 	a.begin(name, convSignature, "80", doc)
 	for i, p := range []string{"in", "w", "bias", "res", "out", "inRow", "outRow", "resRow", "flags", "n"} {
 		if p == "w" {
@@ -151,6 +180,14 @@ func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw i
 	a.op("MOVD R5, R19")
 	for i := 1; i < s.Stride; i++ {
 		a.op("ADD R5, R19")
+	}
+	if spreadStep > 0 {
+		// R22: the next weights from line (flags>>2)·spreadChunk on.
+		a.op("MOVD w+8(FP), R22")
+		a.op("LSR $2, R8, R23")
+		a.op("MOVD $%d, R24", spreadChunk*64)
+		a.op("MADD R23, R22, R24, R22")
+		a.op("ADD $%d, R22", next)
 	}
 	a.label("tile")
 	// Accumulators start from the bias.
@@ -179,6 +216,18 @@ func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw i
 	}
 	a.label("nopf")
 	a.op("MOVD w+8(FP), R14")
+	if tilePer > 0 {
+		// R22: the next weights, (n mod 4)·64 bytes in (a split kernel
+		// adds its tile row, flags>>2: its calls are often of one tile).
+		if b.ICBlock > 0 {
+			a.op("ADD R8>>2, R9, R23")
+		} else {
+			a.op("MOVD R9, R23")
+		}
+		a.op("AND $3, R23")
+		a.op("ADD R23<<6, R14, R22")
+		a.op("ADD $%d, R22", next)
+	}
 	a.op("MOVD R0, R17")
 	a.op("MOVD $%d, R15", s.K)
 	a.label("ky")
@@ -188,7 +237,7 @@ func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw i
 		a.op("ADD R19, %s, %s", rows[ty-1], rows[ty])
 	}
 	for kx := 0; kx < s.K; kx++ {
-		a.op("MOVD $%d, R16", s.InC/g)
+		a.op("MOVD $%d, R16", icb/g)
 		loop := fmt.Sprintf("kx%d", kx)
 		a.label(loop)
 		for ty := 0; ty < th; ty++ {
@@ -199,6 +248,18 @@ func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw i
 					a.load32(rows[ty], tx*px, in(ty*tw+tx))
 				}
 			}
+		}
+		switch {
+		case spreadStep > 0:
+			for k := 0; k < max(1, spreadStep/64); k++ {
+				a.op("PRFM %d(R22), PLDL2KEEP", 64*k)
+			}
+			a.op("ADD $%d, R22", spreadStep)
+		case tilePer > 0:
+			for k := 0; k < tilePer; k++ {
+				a.op("PRFM %d(R22), PLDL2KEEP", 256*k)
+			}
+			a.op("ADD $%d, R22", iterBytes)
 		}
 		for lane := 0; lane < g; lane++ {
 			a.loadVectors("R14", wreg, v)
@@ -213,9 +274,14 @@ func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw i
 		}
 		a.op("SUBS $1, R16")
 		a.op("BNE %s", loop)
+		if icb < s.InC && kx < s.K-1 {
+			// Past the slice to the next kernel column's pixel.
+			for _, row := range rows {
+				a.op("ADD $%d, %s", (s.InC-icb)*4, row)
+			}
+		}
 	}
-	// The rows now point at the next kernel column's pixel: one input row
-	// down for the next ky.
+	// The next ky starts one input row down.
 	a.op("ADD R5, R17")
 	a.op("SUBS $1, R15")
 	a.op("BNE ky")
@@ -262,6 +328,54 @@ func (a *neonText) emitConv(name string, s plan.Shape, b plan.Blocking, th, tw i
 	a.op("SUBS $1, R9")
 	a.op("BNE tile")
 	a.op("RET")
+}
+
+// neonTilePrefetch is how many lines a trip of a prefetching kernel's
+// channel loop asks for (PrefetchNext without SpreadPrefetch): a trip reads
+// group·V·16 bytes of weights, and each tile asks for one line in four of
+// the next weights, (n mod 4)·64 bytes into every 256 (neonText.emitConv),
+// so that four consecutive tiles ask for every line, as amd64's kernels
+// ask for one line of each weight row; at least one a trip.
+func neonTilePrefetch(group, v int) int {
+	return max(1, (group*v*16+255)/256)
+}
+
+// neonSpreadPrefetch is how a NEON kernel with SpreadPrefetch shares the
+// prefetching of the next panel or slice among its calls: the call of tile
+// row r asks from line r·chunk on (chunk as on amd64: spreadPrefetch),
+// moving step bytes on a trip of its channel loop (a group of 4 input
+// channels), so that a call's trips cover twice its chunk (each line is
+// asked for by its call and the one before, as on amd64). A trip reads
+// only V·64 bytes of weights, and a call often needs less than a line a
+// trip: step is then a power of two below 64 and consecutive trips ask for
+// the same line again (a PRFM of a line already on its way costs a load
+// slot); above 64, a multiple of 64 (one PRFM a line), at most 4 lines a
+// trip (one per channel, amd64's cap). step is 0 for the kernels that do
+// not spread.
+func neonSpreadPrefetch(s plan.Shape, b plan.Blocking, callTiles int) (chunk, step int) {
+	if !b.PrefetchNext || !b.SpreadPrefetch {
+		return 0, 0
+	}
+	chunk, _ = spreadPrefetch(s, b, plan.NEON, callTiles)
+	trips := callTiles * s.K * s.K * sliceChannels(s, b) / plan.NEON.Group(s.InC)
+	need := (2*chunk*64 + trips - 1) / trips // bytes a trip
+	if need > 64 {
+		return chunk, min(4, (need+63)/64) * 64
+	}
+	step = 4
+	for step < need {
+		step *= 2
+	}
+	return chunk, step
+}
+
+// sliceChannels is the input channels one call of a kernel reduces over:
+// ICBlock for a split kernel, InC otherwise.
+func sliceChannels(s plan.Shape, b plan.Blocking) int {
+	if b.ICBlock > 0 {
+		return b.ICBlock
+	}
+	return s.InC
 }
 
 // emitMaxPool writes func(in, out *float32, inRow, n uintptr): n output
@@ -433,19 +547,11 @@ func (a *neonText) render(pkg string) (asm, decls []byte) {
 // kernels_arm64.go.
 func EmitNEON(pkg string, net *resnet.Network, o Options) (map[string][]byte, error) {
 	p := plan.For(net, plan.NEON)
-	// TEMPORARY: the NEON backend does not render Winograd, split or
-	// prefetching kernels yet.
-	p.Winograd, p.Transforms = nil, nil
-	layers := net.ConvShapes()
-	var conv []plan.Conv
-	for _, c := range p.Conv {
-		if c.Variant == "" && slices.Contains(layers, c.Shape) {
-			c.PrefetchNext, c.SpreadPrefetch = false, false
-			conv = append(conv, c)
-		}
-	}
-	p.Conv = conv
 	a := &neonText{}
+	for _, f := range p.Transforms {
+		a.emitWinoIn(f)
+		a.emitWinoOut(f)
+	}
 	for _, c := range p.Conv {
 		a.emitConv(c.Name, c.Shape, c.Blocking, c.TH, c.TW)
 		rem, remCol, remCorner := c.Remainders()
@@ -484,52 +590,4 @@ func EmitPeakNEON() map[string][]byte {
 	a.emitPeak()
 	s, decls := a.render("peak")
 	return map[string][]byte{"peak_arm64.s": s, "peak_arm64.go": decls}
-}
-
-// NEONModel describes one NEON convolution kernel of a plan: the tile, the
-// inner loop's FMAs per load, and the modelled fraction of the FMA peak on
-// Neoverse N1 and V1 averaged over the kernel's main and remainder tiles.
-type NEONModel struct {
-	Name            string
-	TH, TW, V       int
-	RemTH, RemTW    int
-	ICBlock         int
-	FMAsPerLoad     float64
-	N1, V1          float64
-	GroupOfChannels int
-}
-
-// ModelNEON returns the NEON plan's convolution kernels (layers, their
-// variants and the Winograd products) of the nets with their modelled
-// speed, each once, sorted by name.
-func ModelNEON(nets ...*resnet.Network) []NEONModel {
-	seen := map[string]bool{}
-	var out []NEONModel
-	for _, net := range nets {
-		for _, c := range plan.For(net, plan.NEON).Conv {
-			if seen[c.Name] {
-				continue
-			}
-			seen[c.Name] = true
-			s, b := c.Shape, c.Blocking
-			g := plan.NEON.Group(s.InC)
-			avg := func(m plan.Machine) float64 {
-				fullH, fullW := s.OutH-b.RemTH, s.OutW-b.RemTW
-				cyc := 0.0
-				for _, part := range []struct{ r, px int }{
-					{b.TH * b.TW, fullH * fullW}, {b.RemTH * b.TW, b.RemTH * fullW},
-					{b.TH * b.RemTW, fullH * b.RemTW}, {b.RemTH * b.RemTW, b.RemTH * b.RemTW},
-				} {
-					if part.px > 0 {
-						cyc += float64(part.px) / m.Efficiency(part.r, b.V, g)
-					}
-				}
-				return float64(s.OutH*s.OutW) / cyc
-			}
-			out = append(out, NEONModel{Name: c.Name, TH: b.TH, TW: b.TW, V: b.V, RemTH: b.RemTH, RemTW: b.RemTW, ICBlock: b.ICBlock,
-				FMAsPerLoad: 1 / plan.LoadsPerFMA(b.TH*b.TW, b.V, g), N1: avg(plan.NeoverseN1), V1: avg(plan.NeoverseV1), GroupOfChannels: g})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }

@@ -160,7 +160,8 @@ func chooseBlockingV(s Shape, t Tier, onlyV int) Blocking {
 		for th := 1; th <= 4 && th <= s.OutH; th++ {
 			for tw := 1; tw <= s.OutW; tw++ {
 				r := th * tw
-				if t.regsNeeded(r, v) > t.Regs || t.MaxPixels > 0 && r > t.MaxPixels {
+				if t.regsNeeded(r, v) > t.Regs || t.MaxPixels > 0 && r > t.MaxPixels ||
+					t.PageAliasPixels > 0 && r > t.PageAliasPixels && pageAliased(s) {
 					continue
 				}
 				remH, remW := s.OutH%th, s.OutW%tw
@@ -190,6 +191,11 @@ func chooseBlockingV(s Shape, t Tier, onlyV int) Blocking {
 	}
 	return best
 }
+
+// pageAliased reports whether the inputs of adjacent output pixels lie a
+// multiple of 4 KiB apart, so that all of a tile's input streams share one
+// page offset (Tier.PageAliasPixels).
+func pageAliased(s Shape) bool { return s.Stride*s.InC*4%4096 == 0 }
 
 // tilingSlowdown is b's modelled slowdown against peak over the output,
 // its main and remainder tiles weighted by the pixels they cover.

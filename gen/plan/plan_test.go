@@ -109,3 +109,32 @@ func TestSplit3x3TilesReadL2(t *testing.T) {
 	assert.InDelta(t, 64*2/24.0/7, avx512p8Split.l2Slowdown(7), 1e-9)
 	assert.Zero(t, avx512p8.l2Slowdown(4), "only the split 3x3 blockings count L2 reads")
 }
+
+// TestNEONPageAliasCap: on NEON, tiles of layers whose input pixels lie a
+// multiple of 4 KiB apart (Tier.PageAliasPixels) keep to 4 pixels, worked
+// out by hand. 1024 channels at stride 1 (4 KiB) on 14×14, and 512 at
+// stride 2 on 28×28 → 14×14: 2×2 pixels × 4 vectors (exact, 16
+// accumulators, (4+16)/64 loads an FMA: at peak on N1 and V1) where the
+// uncapped rule takes 2×5 × 2 vectors (20 accumulators, remainder column
+// of 4). 2048 channels on 7×7 already had 4×1. 512 channels at stride 1 (2
+// KiB apart) are not capped; nor are the other tiers (AVX2 has its own
+// MaxPixels).
+func TestNEONPageAliasCap(t *testing.T) {
+	s1 := func(inC, outC, hw int) Shape {
+		return Shape{K: 1, Stride: 1, InC: inC, OutC: outC, InH: hw, InW: hw, OutH: hw, OutW: hw}
+	}
+	s2 := Shape{K: 1, Stride: 2, InC: 512, OutC: 1024, InH: 28, InW: 28, OutH: 14, OutW: 14}
+	uncapped := NEON
+	uncapped.PageAliasPixels = 0
+	for _, s := range []Shape{s1(1024, 256, 14), s1(1024, 512, 14), s2} {
+		assert.Equal(t, Blocking{TH: 2, TW: 2, V: 4}, chooseBlocking(s, NEON), "%+v", s)
+		assert.Equal(t, Blocking{TH: 2, TW: 5, V: 2, RemTW: 4}, chooseBlocking(s, uncapped), "%+v", s)
+		assert.InDelta(t, 1, NEON.Efficiency(s, chooseBlocking(s, NEON)), 1e-9, "%+v", s)
+	}
+	assert.Equal(t, Blocking{TH: 4, TW: 1, V: 4, RemTH: 3}, chooseBlocking(s1(2048, 512, 7), NEON))
+	assert.Equal(t, chooseBlocking(s1(512, 256, 28), uncapped), chooseBlocking(s1(512, 256, 28), NEON), "2 KiB apart")
+	assert.Greater(t, chooseBlocking(s1(512, 256, 28), NEON).TH*chooseBlocking(s1(512, 256, 28), NEON).TW, 4)
+	for _, tier := range []Tier{AVX512, AVX2} {
+		assert.Zero(t, tier.PageAliasPixels, tier.Name)
+	}
+}

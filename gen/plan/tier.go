@@ -13,6 +13,11 @@ type Tier struct {
 	// in one L1 set: AVX2 (a broadcast per FMA) runs faster capped at 12;
 	// AVX-512 (half the broadcasts per FMA) ran slower capped, so it is not.
 	MaxPixels int
+	// PageAliasPixels, if set, caps the pixels of a tile whose input
+	// pixels lie a multiple of 4 KiB apart (Stride·InC·4 bytes: 1024 input
+	// channels and more, or 512 at stride 2; the tile's rows then too), so
+	// that every stream shares one page offset (see NEON).
+	PageAliasPixels int
 	// MaxPanelBytes caps a channel block's weight panel (K²·InC·V·Lanes
 	// floats, read once per tile) by limiting V (0: no cap), so that it
 	// stays in L2 from one tile to the next (see capPixels).
@@ -91,8 +96,17 @@ var (
 	// AVX2 is AVX2 + FMA: 16 ymm registers of 8 floats.
 	AVX2 = Tier{Name: "avx2", Lanes: 8, Regs: 16, MaxPixels: 12, ColumnRemainders: true, RemainderPenalty: 1, Machines: []Machine{x86}}
 	// NEON is arm64's Advanced SIMD: 32 registers of 4 floats, multiplied
-	// by element.
-	NEON = Tier{Name: "neon", Lanes: 4, Regs: 32, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
+	// by element. Neoverse N1 and V1 both have a 64 KiB 4-way L1D: 256 sets
+	// indexed by address bits 6–13, of which 12–13 lie above a 4 KiB page
+	// (and the cache behaves as physically indexed), so input pixels that
+	// share their page offset compete for the 4 ways of the 4 sets their
+	// offset selects, wherever their pages land. A tile of more than 4 such
+	// pixels can put 5 input streams into one set, beside the weights':
+	// PageAliasPixels caps them at 4. Tiles of 4 pixels × 4 vectors (16
+	// accumulators) model at peak on both cores, so the cap costs nothing
+	// in the model; the cores agree on it, so it is the rule's blocking, not
+	// a second blocking to choose between per core (as AVX512's p8 is).
+	NEON = Tier{Name: "neon", Lanes: 4, Regs: 32, PageAliasPixels: 4, ColumnRemainders: true, RemainderPenalty: 1, ByElement: true,
 		Machines: []Machine{NeoverseN1, NeoverseV1}}
 
 	// VNNI is AVX-512 VNNI for int8: VPDPBUSD multiplies a broadcast dword of

@@ -4,6 +4,30 @@
 
 package resnet101
 
+// wino4in_neon transforms one 6x6 input tile for Winograd F(4x4,3x3): V = B^T d B, nvec vectors of channels,
+// into 36 planes vPlane bytes apart.
+//
+//go:noescape
+func wino4in_neon(in *float32, inRow, inPix uintptr, v *float32, vPlane, nvec uintptr, tmp *float32)
+
+// wino4out_neon transforms one tile of Winograd F(4x4,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 4x4-pixel output tile.
+//
+//go:noescape
+func wino4out_neon(m *float32, mPlane uintptr, bias, res, out *float32, resRow, outRow, outPix, flags, nvec uintptr, tmp *float32)
+
+// wino2in_neon transforms one 4x4 input tile for Winograd F(2x2,3x3): V = B^T d B, nvec vectors of channels,
+// into 16 planes vPlane bytes apart.
+//
+//go:noescape
+func wino2in_neon(in *float32, inRow, inPix uintptr, v *float32, vPlane, nvec uintptr, tmp *float32)
+
+// wino2out_neon transforms one tile of Winograd F(2x2,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 2x2-pixel output tile.
+//
+//go:noescape
+func wino2out_neon(m *float32, mPlane uintptr, bias, res, out *float32, resRow, outRow, outPix, flags, nvec uintptr, tmp *float32)
+
 // conv7x7s2_c3k64_h224_neon computes n 1x4-pixel by 16-channel tiles of a 7x7 stride-2 convolution,
 // 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
 // Inner loop per 1 input channel(s): 4 input and 4 weight loads, 16 FMLA (2.0 FMAs a load);
@@ -132,21 +156,24 @@ func conv1x1s1_c512k256_h28_neon(in, w, bias, res, out *float32, inRow, outRow, 
 //go:noescape
 func conv1x1s1_c512k256_h28_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
-// conv1x1s2_c512k1024_h28_neon computes n 2x5-pixel by 8-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k1024_h28_neon computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 74·r on, 16 bytes a trip.
 //
 //go:noescape
 func conv1x1s2_c512k1024_h28_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
-// conv1x1s2_c512k1024_h28_neon_remcol computes n 2x4-pixel by 8-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k1024_h28_neon_splitk computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
 //
 //go:noescape
-func conv1x1s2_c512k1024_h28_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+func conv1x1s2_c512k1024_h28_neon_splitk(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // conv3x3s1_c128k128_h28_neon computes n 1x10-pixel by 8-channel tiles of a 3x3 stride-1 convolution,
 // 128→128 channels on a 28x28 input, with bias, optional residual and optional ReLU.
@@ -168,6 +195,7 @@ func conv3x3s1_c128k128_h28_neon_remcol(in, w, bias, res, out *float32, inRow, o
 // 256→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 165·r on, 32 bytes a trip.
 //
 //go:noescape
 func conv3x3s2_c256k256_h28_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -176,6 +204,7 @@ func conv3x3s2_c256k256_h28_neon(in, w, bias, res, out *float32, inRow, outRow, 
 // 256→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 165·r on, 32 bytes a trip.
 //
 //go:noescape
 func conv3x3s2_c256k256_h28_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -184,6 +213,7 @@ func conv3x3s2_c256k256_h28_neon_remcol(in, w, bias, res, out *float32, inRow, o
 // 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 19·r on, 32 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c256k1024_h14_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -192,46 +222,44 @@ func conv1x1s1_c256k1024_h14_neon(in, w, bias, res, out *float32, inRow, outRow,
 // 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 19·r on, 32 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c256k1024_h14_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
-// conv1x1s1_c1024k256_h14_neon computes n 2x5-pixel by 8-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k256_h14_neon computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 147·r on, 16 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c1024k256_h14_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
-// conv1x1s1_c1024k256_h14_neon_remcol computes n 2x4-pixel by 8-channel tiles of a 1x1 stride-1 convolution,
-// 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
-// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
-//
-//go:noescape
-func conv1x1s1_c1024k256_h14_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
-
-// conv1x1s1_c1024k512_h14_neon computes n 2x5-pixel by 8-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k512_h14_neon computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 147·r on, 16 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c1024k512_h14_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
-// conv1x1s1_c1024k512_h14_neon_remcol computes n 2x4-pixel by 8-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k512_h14_neon_splitk computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 1024 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
 //
 //go:noescape
-func conv1x1s1_c1024k512_h14_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+func conv1x1s1_c1024k512_h14_neon_splitk(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // conv1x1s2_c1024k2048_h14_neon computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 512·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv1x1s2_c1024k2048_h14_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -240,14 +268,36 @@ func conv1x1s2_c1024k2048_h14_neon(in, w, bias, res, out *float32, inRow, outRow
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 512·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv1x1s2_c1024k2048_h14_neon_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 1024 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s2_c1024k2048_h14_neon_splitk(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s2_c1024k2048_h14_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 256 of the 1024 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s2_c1024k2048_h14_neon_splitk_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // conv3x3s1_c256k256_h14_neon computes n 2x5-pixel by 8-channel tiles of a 3x3 stride-1 convolution,
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 165·r on, 32 bytes a trip.
 //
 //go:noescape
 func conv3x3s1_c256k256_h14_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -256,6 +306,7 @@ func conv3x3s1_c256k256_h14_neon(in, w, bias, res, out *float32, inRow, outRow, 
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 165·r on, 32 bytes a trip.
 //
 //go:noescape
 func conv3x3s1_c256k256_h14_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -264,6 +315,7 @@ func conv3x3s1_c256k256_h14_neon_remcol(in, w, bias, res, out *float32, inRow, o
 // 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 2304·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv3x3s2_c512k512_h14_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -272,14 +324,36 @@ func conv3x3s2_c512k512_h14_neon(in, w, bias, res, out *float32, inRow, outRow, 
 // 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 2304·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv3x3s2_c512k512_h14_neon_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv3x3s2_c512k512_h14_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 128 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv3x3s2_c512k512_h14_neon_splitk(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv3x3s2_c512k512_h14_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 3x3 stride-2 convolution,
+// 512→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 128 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv3x3s2_c512k512_h14_neon_splitk_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // conv1x1s1_c512k2048_h7_neon computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 256·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c512k2048_h7_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -288,14 +362,36 @@ func conv1x1s1_c512k2048_h7_neon(in, w, bias, res, out *float32, inRow, outRow, 
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 256·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c512k2048_h7_neon_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c512k2048_h7_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c512k2048_h7_neon_splitk(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c512k2048_h7_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 256 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c512k2048_h7_neon_splitk_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // conv1x1s1_c2048k512_h7_neon computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 1024·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c2048k512_h7_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -304,14 +400,36 @@ func conv1x1s1_c2048k512_h7_neon(in, w, bias, res, out *float32, inRow, outRow, 
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 1024·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv1x1s1_c2048k512_h7_neon_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c2048k512_h7_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 2048 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c2048k512_h7_neon_splitk(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c2048k512_h7_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 256 of the 2048 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c2048k512_h7_neon_splitk_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // conv3x3s1_c512k512_h7_neon computes n 4x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 2304·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv3x3s1_c512k512_h7_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
@@ -320,9 +438,117 @@ func conv3x3s1_c512k512_h7_neon(in, w, bias, res, out *float32, inRow, outRow, r
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 2304·r on, 64 bytes a trip.
 //
 //go:noescape
 func conv3x3s1_c512k512_h7_neon_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv3x3s1_c512k512_h7_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 128 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv3x3s1_c512k512_h7_neon_splitk(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv3x3s1_c512k512_h7_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 128 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv3x3s1_c512k512_h7_neon_splitk_rem(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c64k64_h1w25_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x25 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+//
+//go:noescape
+func conv1x1s1_c64k64_h1w25_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c64k64_h1w21_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+//
+//go:noescape
+func conv1x1s1_c64k64_h1w21_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c64k64_h1w21_neon_remcol computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 1 input and 16 weight loads, 16 FMLA (0.9 FMAs a load);
+// modelled 0.50 of Neoverse N1's FMA peak and 0.25 of V1's.
+//
+//go:noescape
+func conv1x1s1_c64k64_h1w21_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c128k128_h1w25_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x25 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c128k128_h1w25_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c128k128_h1w24_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x24 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c128k128_h1w24_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c128k128_h1w24_neon_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x24 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c128k128_h1w24_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c128k256_h1w49_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c128k256_h1w49_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c128k256_h1w49_neon_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c128k256_h1w49_neon_remcol(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c128k256_h1w16_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c128k256_h1w16_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c128k512_h1w16_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 128→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+//
+//go:noescape
+func conv1x1s1_c128k512_h1w16_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // maxpool3x3s2_c64_neon max-pools n output pixels of one row of 64 channels, 3x3 windows, stride 2.
 //

@@ -4,6 +4,1222 @@
 
 #include "textflag.h"
 
+// wino4in_neon transforms one 6x6 input tile for Winograd F(4x4,3x3): V = B^T d B, nvec vectors of channels,
+// into 36 planes vPlane bytes apart.
+TEXT ·wino4in_neon(SB), NOSPLIT, $0-56
+	MOVD in+0(FP), R0
+	MOVD inRow+8(FP), R1
+	MOVD inPix+16(FP), R2
+	MOVD v+24(FP), R3
+	MOVD vPlane+32(FP), R4
+	MOVD nvec+40(FP), R5
+	MOVD tmp+48(FP), R6
+	MOVW $0x40000000, R7 // 2
+	VMOV R7, V31.S[0]
+	MOVW $0x40800000, R7 // 4
+	VMOV R7, V31.S[1]
+	MOVW $0x40a00000, R7 // 5
+	VMOV R7, V31.S[2]
+	MOVD $6, R11
+	MUL R4, R11, R11
+	CBZ R5, done
+vec:
+	MOVD R0, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 16(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 32(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 48(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 64(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 80(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 96(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 112(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 128(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 144(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 160(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 176(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 192(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 208(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 224(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 240(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 256(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 272(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 288(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 304(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 320(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 336(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 352(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 368(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 384(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 400(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 416(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 432(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 448(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 464(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 480(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 496(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 512(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 528(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 544(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 560(R6)
+	MOVD R3, R9
+	FMOVQ (R6), F0
+	FMOVQ 96(R6), F1
+	FMOVQ 192(R6), F2
+	FMOVQ 288(R6), F3
+	FMOVQ 384(R6), F4
+	FMOVQ 480(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 16(R6), F0
+	FMOVQ 112(R6), F1
+	FMOVQ 208(R6), F2
+	FMOVQ 304(R6), F3
+	FMOVQ 400(R6), F4
+	FMOVQ 496(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 32(R6), F0
+	FMOVQ 128(R6), F1
+	FMOVQ 224(R6), F2
+	FMOVQ 320(R6), F3
+	FMOVQ 416(R6), F4
+	FMOVQ 512(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 48(R6), F0
+	FMOVQ 144(R6), F1
+	FMOVQ 240(R6), F2
+	FMOVQ 336(R6), F3
+	FMOVQ 432(R6), F4
+	FMOVQ 528(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 64(R6), F0
+	FMOVQ 160(R6), F1
+	FMOVQ 256(R6), F2
+	FMOVQ 352(R6), F3
+	FMOVQ 448(R6), F4
+	FMOVQ 544(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 80(R6), F0
+	FMOVQ 176(R6), F1
+	FMOVQ 272(R6), F2
+	FMOVQ 368(R6), F3
+	FMOVQ 464(R6), F4
+	FMOVQ 560(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD $16, R0
+	ADD $16, R3
+	SUBS $1, R5
+	BNE vec
+done:
+	RET
+
+// wino4out_neon transforms one tile of Winograd F(4x4,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 4x4-pixel output tile.
+TEXT ·wino4out_neon(SB), NOSPLIT, $0-88
+	MOVD m+0(FP), R0
+	MOVD mPlane+8(FP), R1
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD resRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD outPix+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD nvec+72(FP), R9
+	MOVD tmp+80(FP), R10
+	MOVW $0x40000000, R11 // 2
+	VMOV R11, V31.S[0]
+	MOVW $0x40800000, R11 // 4
+	VMOV R11, V31.S[1]
+	MOVW $0x41000000, R11 // 8
+	VMOV R11, V31.S[2]
+	CBZ R9, done
+vec:
+	MOVD R0, R11
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, (R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 16(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 32(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 48(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 64(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 80(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 96(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 112(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 128(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 144(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 160(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 176(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 192(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 208(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 224(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 240(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 256(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 272(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 288(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 304(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 320(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 336(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 352(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 368(R10)
+	FMOVQ (R10), F16
+	FMOVQ 64(R10), F17
+	FMOVQ 128(R10), F18
+	FMOVQ 192(R10), F19
+	FMOVQ 256(R10), F20
+	FMOVQ 320(R10), F21
+	WORD $0x4e31d600 // fadd v0.4s, v16.4s, v17.4s
+	WORD $0x4e32d400 // fadd v0.4s, v0.4s, v18.4s
+	WORD $0x4e33d400 // fadd v0.4s, v0.4s, v19.4s
+	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
+	WORD $0x4eb2d624 // fsub v4.4s, v17.4s, v18.4s
+	WORD $0x4f9f1264 // fmla v4.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5284 // fmls v4.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d628 // fadd v8.4s, v17.4s, v18.4s
+	WORD $0x4fbf1268 // fmla v8.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1288 // fmla v8.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62c // fadd v12.4s, v17.4s, v21.4s
+	WORD $0x4eb2d58c // fsub v12.4s, v12.4s, v18.4s
+	WORD $0x4f9f1a6c // fmla v12.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8c // fmls v12.4s, v20.4s, v31.s[2]
+	FMOVQ 16(R10), F16
+	FMOVQ 80(R10), F17
+	FMOVQ 144(R10), F18
+	FMOVQ 208(R10), F19
+	FMOVQ 272(R10), F20
+	FMOVQ 336(R10), F21
+	WORD $0x4e31d601 // fadd v1.4s, v16.4s, v17.4s
+	WORD $0x4e32d421 // fadd v1.4s, v1.4s, v18.4s
+	WORD $0x4e33d421 // fadd v1.4s, v1.4s, v19.4s
+	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
+	WORD $0x4eb2d625 // fsub v5.4s, v17.4s, v18.4s
+	WORD $0x4f9f1265 // fmla v5.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5285 // fmls v5.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d629 // fadd v9.4s, v17.4s, v18.4s
+	WORD $0x4fbf1269 // fmla v9.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1289 // fmla v9.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62d // fadd v13.4s, v17.4s, v21.4s
+	WORD $0x4eb2d5ad // fsub v13.4s, v13.4s, v18.4s
+	WORD $0x4f9f1a6d // fmla v13.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8d // fmls v13.4s, v20.4s, v31.s[2]
+	FMOVQ 32(R10), F16
+	FMOVQ 96(R10), F17
+	FMOVQ 160(R10), F18
+	FMOVQ 224(R10), F19
+	FMOVQ 288(R10), F20
+	FMOVQ 352(R10), F21
+	WORD $0x4e31d602 // fadd v2.4s, v16.4s, v17.4s
+	WORD $0x4e32d442 // fadd v2.4s, v2.4s, v18.4s
+	WORD $0x4e33d442 // fadd v2.4s, v2.4s, v19.4s
+	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
+	WORD $0x4eb2d626 // fsub v6.4s, v17.4s, v18.4s
+	WORD $0x4f9f1266 // fmla v6.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5286 // fmls v6.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d62a // fadd v10.4s, v17.4s, v18.4s
+	WORD $0x4fbf126a // fmla v10.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf128a // fmla v10.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62e // fadd v14.4s, v17.4s, v21.4s
+	WORD $0x4eb2d5ce // fsub v14.4s, v14.4s, v18.4s
+	WORD $0x4f9f1a6e // fmla v14.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8e // fmls v14.4s, v20.4s, v31.s[2]
+	FMOVQ 48(R10), F16
+	FMOVQ 112(R10), F17
+	FMOVQ 176(R10), F18
+	FMOVQ 240(R10), F19
+	FMOVQ 304(R10), F20
+	FMOVQ 368(R10), F21
+	WORD $0x4e31d603 // fadd v3.4s, v16.4s, v17.4s
+	WORD $0x4e32d463 // fadd v3.4s, v3.4s, v18.4s
+	WORD $0x4e33d463 // fadd v3.4s, v3.4s, v19.4s
+	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
+	WORD $0x4eb2d627 // fsub v7.4s, v17.4s, v18.4s
+	WORD $0x4f9f1267 // fmla v7.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5287 // fmls v7.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d62b // fadd v11.4s, v17.4s, v18.4s
+	WORD $0x4fbf126b // fmla v11.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf128b // fmla v11.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62f // fadd v15.4s, v17.4s, v21.4s
+	WORD $0x4eb2d5ef // fsub v15.4s, v15.4s, v18.4s
+	WORD $0x4f9f1a6f // fmla v15.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8f // fmls v15.4s, v20.4s, v31.s[2]
+	FMOVQ (R2), F26
+	WORD $0x4e3ad400 // fadd v0.4s, v0.4s, v26.4s
+	WORD $0x4e3ad421 // fadd v1.4s, v1.4s, v26.4s
+	WORD $0x4e3ad442 // fadd v2.4s, v2.4s, v26.4s
+	WORD $0x4e3ad463 // fadd v3.4s, v3.4s, v26.4s
+	WORD $0x4e3ad484 // fadd v4.4s, v4.4s, v26.4s
+	WORD $0x4e3ad4a5 // fadd v5.4s, v5.4s, v26.4s
+	WORD $0x4e3ad4c6 // fadd v6.4s, v6.4s, v26.4s
+	WORD $0x4e3ad4e7 // fadd v7.4s, v7.4s, v26.4s
+	WORD $0x4e3ad508 // fadd v8.4s, v8.4s, v26.4s
+	WORD $0x4e3ad529 // fadd v9.4s, v9.4s, v26.4s
+	WORD $0x4e3ad54a // fadd v10.4s, v10.4s, v26.4s
+	WORD $0x4e3ad56b // fadd v11.4s, v11.4s, v26.4s
+	WORD $0x4e3ad58c // fadd v12.4s, v12.4s, v26.4s
+	WORD $0x4e3ad5ad // fadd v13.4s, v13.4s, v26.4s
+	WORD $0x4e3ad5ce // fadd v14.4s, v14.4s, v26.4s
+	WORD $0x4e3ad5ef // fadd v15.4s, v15.4s, v26.4s
+	TBZ $1, R8, nores
+	MOVD R3, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd400 // fadd v0.4s, v0.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd421 // fadd v1.4s, v1.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd442 // fadd v2.4s, v2.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd463 // fadd v3.4s, v3.4s, v27.4s
+	ADD R5, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd484 // fadd v4.4s, v4.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd4a5 // fadd v5.4s, v5.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd4c6 // fadd v6.4s, v6.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd4e7 // fadd v7.4s, v7.4s, v27.4s
+	ADD R5, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd508 // fadd v8.4s, v8.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd529 // fadd v9.4s, v9.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd54a // fadd v10.4s, v10.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd56b // fadd v11.4s, v11.4s, v27.4s
+	ADD R5, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd58c // fadd v12.4s, v12.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd5ad // fadd v13.4s, v13.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd5ce // fadd v14.4s, v14.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd5ef // fadd v15.4s, v15.4s, v27.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V28.B16, V28.B16, V28.B16
+	WORD $0x4e3cf400 // fmax v0.4s, v0.4s, v28.4s
+	WORD $0x4e3cf421 // fmax v1.4s, v1.4s, v28.4s
+	WORD $0x4e3cf442 // fmax v2.4s, v2.4s, v28.4s
+	WORD $0x4e3cf463 // fmax v3.4s, v3.4s, v28.4s
+	WORD $0x4e3cf484 // fmax v4.4s, v4.4s, v28.4s
+	WORD $0x4e3cf4a5 // fmax v5.4s, v5.4s, v28.4s
+	WORD $0x4e3cf4c6 // fmax v6.4s, v6.4s, v28.4s
+	WORD $0x4e3cf4e7 // fmax v7.4s, v7.4s, v28.4s
+	WORD $0x4e3cf508 // fmax v8.4s, v8.4s, v28.4s
+	WORD $0x4e3cf529 // fmax v9.4s, v9.4s, v28.4s
+	WORD $0x4e3cf54a // fmax v10.4s, v10.4s, v28.4s
+	WORD $0x4e3cf56b // fmax v11.4s, v11.4s, v28.4s
+	WORD $0x4e3cf58c // fmax v12.4s, v12.4s, v28.4s
+	WORD $0x4e3cf5ad // fmax v13.4s, v13.4s, v28.4s
+	WORD $0x4e3cf5ce // fmax v14.4s, v14.4s, v28.4s
+	WORD $0x4e3cf5ef // fmax v15.4s, v15.4s, v28.4s
+norelu:
+	MOVD R4, R12
+	MOVD R12, R13
+	FMOVQ F0, (R13)
+	ADD R7, R13
+	FMOVQ F1, (R13)
+	ADD R7, R13
+	FMOVQ F2, (R13)
+	ADD R7, R13
+	FMOVQ F3, (R13)
+	ADD R6, R12
+	MOVD R12, R13
+	FMOVQ F4, (R13)
+	ADD R7, R13
+	FMOVQ F5, (R13)
+	ADD R7, R13
+	FMOVQ F6, (R13)
+	ADD R7, R13
+	FMOVQ F7, (R13)
+	ADD R6, R12
+	MOVD R12, R13
+	FMOVQ F8, (R13)
+	ADD R7, R13
+	FMOVQ F9, (R13)
+	ADD R7, R13
+	FMOVQ F10, (R13)
+	ADD R7, R13
+	FMOVQ F11, (R13)
+	ADD R6, R12
+	MOVD R12, R13
+	FMOVQ F12, (R13)
+	ADD R7, R13
+	FMOVQ F13, (R13)
+	ADD R7, R13
+	FMOVQ F14, (R13)
+	ADD R7, R13
+	FMOVQ F15, (R13)
+	ADD $16, R0
+	ADD $16, R2
+	ADD $16, R3
+	ADD $16, R4
+	SUBS $1, R9
+	BNE vec
+done:
+	RET
+
+// wino2in_neon transforms one 4x4 input tile for Winograd F(2x2,3x3): V = B^T d B, nvec vectors of channels,
+// into 16 planes vPlane bytes apart.
+TEXT ·wino2in_neon(SB), NOSPLIT, $0-56
+	MOVD in+0(FP), R0
+	MOVD inRow+8(FP), R1
+	MOVD inPix+16(FP), R2
+	MOVD v+24(FP), R3
+	MOVD vPlane+32(FP), R4
+	MOVD nvec+40(FP), R5
+	MOVD tmp+48(FP), R6
+	MOVD $4, R11
+	MUL R4, R11, R11
+	CBZ R5, done
+vec:
+	MOVD R0, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, (R6)
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, 16(R6)
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, 32(R6)
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, 48(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, 64(R6)
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, 80(R6)
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, 96(R6)
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, 112(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, 128(R6)
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, 144(R6)
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, 160(R6)
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, 176(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, 192(R6)
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, 208(R6)
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, 224(R6)
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, 240(R6)
+	MOVD R3, R9
+	FMOVQ (R6), F0
+	FMOVQ 64(R6), F1
+	FMOVQ 128(R6), F2
+	FMOVQ 192(R6), F3
+	MOVD R9, R10
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, (R10)
+	ADD R11, R10
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, (R10)
+	ADD R11, R10
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, (R10)
+	ADD R4, R9
+	FMOVQ 16(R6), F0
+	FMOVQ 80(R6), F1
+	FMOVQ 144(R6), F2
+	FMOVQ 208(R6), F3
+	MOVD R9, R10
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, (R10)
+	ADD R11, R10
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, (R10)
+	ADD R11, R10
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, (R10)
+	ADD R4, R9
+	FMOVQ 32(R6), F0
+	FMOVQ 96(R6), F1
+	FMOVQ 160(R6), F2
+	FMOVQ 224(R6), F3
+	MOVD R9, R10
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, (R10)
+	ADD R11, R10
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, (R10)
+	ADD R11, R10
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, (R10)
+	ADD R4, R9
+	FMOVQ 48(R6), F0
+	FMOVQ 112(R6), F1
+	FMOVQ 176(R6), F2
+	FMOVQ 240(R6), F3
+	MOVD R9, R10
+	WORD $0x4ea2d404 // fsub v4.4s, v0.4s, v2.4s
+	FMOVQ F4, (R10)
+	ADD R11, R10
+	WORD $0x4e22d425 // fadd v5.4s, v1.4s, v2.4s
+	FMOVQ F5, (R10)
+	ADD R11, R10
+	WORD $0x4ea1d446 // fsub v6.4s, v2.4s, v1.4s
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4ea3d427 // fsub v7.4s, v1.4s, v3.4s
+	FMOVQ F7, (R10)
+	ADD $16, R0
+	ADD $16, R3
+	SUBS $1, R5
+	BNE vec
+done:
+	RET
+
+// wino2out_neon transforms one tile of Winograd F(2x2,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 2x2-pixel output tile.
+TEXT ·wino2out_neon(SB), NOSPLIT, $0-88
+	MOVD m+0(FP), R0
+	MOVD mPlane+8(FP), R1
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD resRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD outPix+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD nvec+72(FP), R9
+	MOVD tmp+80(FP), R10
+	CBZ R9, done
+vec:
+	MOVD R0, R11
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	FMOVQ F22, (R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4eb3d6f7 // fsub v23.4s, v23.4s, v19.4s
+	FMOVQ F23, 16(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	FMOVQ F22, 32(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4eb3d6f7 // fsub v23.4s, v23.4s, v19.4s
+	FMOVQ F23, 48(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	FMOVQ F22, 64(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4eb3d6f7 // fsub v23.4s, v23.4s, v19.4s
+	FMOVQ F23, 80(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	FMOVQ F22, 96(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4eb3d6f7 // fsub v23.4s, v23.4s, v19.4s
+	FMOVQ F23, 112(R10)
+	FMOVQ (R10), F16
+	FMOVQ 32(R10), F17
+	FMOVQ 64(R10), F18
+	FMOVQ 96(R10), F19
+	WORD $0x4e31d600 // fadd v0.4s, v16.4s, v17.4s
+	WORD $0x4e32d400 // fadd v0.4s, v0.4s, v18.4s
+	WORD $0x4eb2d622 // fsub v2.4s, v17.4s, v18.4s
+	WORD $0x4eb3d442 // fsub v2.4s, v2.4s, v19.4s
+	FMOVQ 16(R10), F16
+	FMOVQ 48(R10), F17
+	FMOVQ 80(R10), F18
+	FMOVQ 112(R10), F19
+	WORD $0x4e31d601 // fadd v1.4s, v16.4s, v17.4s
+	WORD $0x4e32d421 // fadd v1.4s, v1.4s, v18.4s
+	WORD $0x4eb2d623 // fsub v3.4s, v17.4s, v18.4s
+	WORD $0x4eb3d463 // fsub v3.4s, v3.4s, v19.4s
+	FMOVQ (R2), F26
+	WORD $0x4e3ad400 // fadd v0.4s, v0.4s, v26.4s
+	WORD $0x4e3ad421 // fadd v1.4s, v1.4s, v26.4s
+	WORD $0x4e3ad442 // fadd v2.4s, v2.4s, v26.4s
+	WORD $0x4e3ad463 // fadd v3.4s, v3.4s, v26.4s
+	TBZ $1, R8, nores
+	MOVD R3, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd400 // fadd v0.4s, v0.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd421 // fadd v1.4s, v1.4s, v27.4s
+	ADD R5, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd442 // fadd v2.4s, v2.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd463 // fadd v3.4s, v3.4s, v27.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V28.B16, V28.B16, V28.B16
+	WORD $0x4e3cf400 // fmax v0.4s, v0.4s, v28.4s
+	WORD $0x4e3cf421 // fmax v1.4s, v1.4s, v28.4s
+	WORD $0x4e3cf442 // fmax v2.4s, v2.4s, v28.4s
+	WORD $0x4e3cf463 // fmax v3.4s, v3.4s, v28.4s
+norelu:
+	MOVD R4, R12
+	MOVD R12, R13
+	FMOVQ F0, (R13)
+	ADD R7, R13
+	FMOVQ F1, (R13)
+	ADD R6, R12
+	MOVD R12, R13
+	FMOVQ F2, (R13)
+	ADD R7, R13
+	FMOVQ F3, (R13)
+	ADD $16, R0
+	ADD $16, R2
+	ADD $16, R3
+	ADD $16, R4
+	SUBS $1, R9
+	BNE vec
+done:
+	RET
+
 // conv7x7s2_c3k64_h224_neon computes n 1x4-pixel by 16-channel tiles of a 7x7 stride-2 convolution,
 // 3→64 channels on a 224x224 input, with bias, optional residual and optional ReLU.
 // Inner loop per 1 input channel(s): 4 input and 4 weight loads, 16 FMLA (2.0 FMAs a load);
@@ -3156,9 +4372,9 @@ norelu:
 	BNE tile
 	RET
 
-// conv1x1s2_c512k256_h28_neon computes n 2x5-pixel by 8-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k256_h28_neon computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
 TEXT ·conv1x1s2_c512k256_h28_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
@@ -3174,288 +4390,26 @@ TEXT ·conv1x1s2_c512k256_h28_neon(SB), NOSPLIT, $0-80
 	ADD R5, R19
 tile:
 	MOVD R2, R20
-	VLD1.P 32(R20), [V0.S4, V1.S4]
-	VORR V0.B16, V0.B16, V2.B16
-	VORR V1.B16, V1.B16, V3.B16
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
 	VORR V0.B16, V0.B16, V4.B16
 	VORR V1.B16, V1.B16, V5.B16
-	VORR V0.B16, V0.B16, V6.B16
-	VORR V1.B16, V1.B16, V7.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
 	VORR V0.B16, V0.B16, V8.B16
 	VORR V1.B16, V1.B16, V9.B16
-	VORR V0.B16, V0.B16, V10.B16
-	VORR V1.B16, V1.B16, V11.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
 	VORR V0.B16, V0.B16, V12.B16
 	VORR V1.B16, V1.B16, V13.B16
-	VORR V0.B16, V0.B16, V14.B16
-	VORR V1.B16, V1.B16, V15.B16
-	VORR V0.B16, V0.B16, V16.B16
-	VORR V1.B16, V1.B16, V17.B16
-	VORR V0.B16, V0.B16, V18.B16
-	VORR V1.B16, V1.B16, V19.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
 	TBZ $1, R8, nopf
 	MOVD R3, R20
 	PRFM 0(R20), PLDL1KEEP
 	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
-	PRFM 4096(R20), PLDL1KEEP
 	ADD R7, R20
 	PRFM 0(R20), PLDL1KEEP
 	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
-	PRFM 4096(R20), PLDL1KEEP
-nopf:
-	MOVD w+8(FP), R14
-	MOVD R0, R17
-	MOVD $1, R15
-ky:
-	MOVD R17, R10
-	ADD R19, R10, R11
-	MOVD $128, R16
-kx0:
-	FMOVQ (R10), F20
-	FMOVQ 4096(R10), F21
-	FMOVQ 8192(R10), F22
-	FMOVQ 12288(R10), F23
-	FMOVQ 16384(R10), F24
-	FMOVQ (R11), F25
-	FMOVQ 4096(R11), F26
-	FMOVQ 8192(R11), F27
-	FMOVQ 12288(R11), F28
-	FMOVQ 16384(R11), F29
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4f9413c0 // fmla v0.4s, v30.4s, v20.s[0]
-	WORD $0x4f9413e1 // fmla v1.4s, v31.4s, v20.s[0]
-	WORD $0x4f9513c2 // fmla v2.4s, v30.4s, v21.s[0]
-	WORD $0x4f9513e3 // fmla v3.4s, v31.4s, v21.s[0]
-	WORD $0x4f9613c4 // fmla v4.4s, v30.4s, v22.s[0]
-	WORD $0x4f9613e5 // fmla v5.4s, v31.4s, v22.s[0]
-	WORD $0x4f9713c6 // fmla v6.4s, v30.4s, v23.s[0]
-	WORD $0x4f9713e7 // fmla v7.4s, v31.4s, v23.s[0]
-	WORD $0x4f9813c8 // fmla v8.4s, v30.4s, v24.s[0]
-	WORD $0x4f9813e9 // fmla v9.4s, v31.4s, v24.s[0]
-	WORD $0x4f9913ca // fmla v10.4s, v30.4s, v25.s[0]
-	WORD $0x4f9913eb // fmla v11.4s, v31.4s, v25.s[0]
-	WORD $0x4f9a13cc // fmla v12.4s, v30.4s, v26.s[0]
-	WORD $0x4f9a13ed // fmla v13.4s, v31.4s, v26.s[0]
-	WORD $0x4f9b13ce // fmla v14.4s, v30.4s, v27.s[0]
-	WORD $0x4f9b13ef // fmla v15.4s, v31.4s, v27.s[0]
-	WORD $0x4f9c13d0 // fmla v16.4s, v30.4s, v28.s[0]
-	WORD $0x4f9c13f1 // fmla v17.4s, v31.4s, v28.s[0]
-	WORD $0x4f9d13d2 // fmla v18.4s, v30.4s, v29.s[0]
-	WORD $0x4f9d13f3 // fmla v19.4s, v31.4s, v29.s[0]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4fb413c0 // fmla v0.4s, v30.4s, v20.s[1]
-	WORD $0x4fb413e1 // fmla v1.4s, v31.4s, v20.s[1]
-	WORD $0x4fb513c2 // fmla v2.4s, v30.4s, v21.s[1]
-	WORD $0x4fb513e3 // fmla v3.4s, v31.4s, v21.s[1]
-	WORD $0x4fb613c4 // fmla v4.4s, v30.4s, v22.s[1]
-	WORD $0x4fb613e5 // fmla v5.4s, v31.4s, v22.s[1]
-	WORD $0x4fb713c6 // fmla v6.4s, v30.4s, v23.s[1]
-	WORD $0x4fb713e7 // fmla v7.4s, v31.4s, v23.s[1]
-	WORD $0x4fb813c8 // fmla v8.4s, v30.4s, v24.s[1]
-	WORD $0x4fb813e9 // fmla v9.4s, v31.4s, v24.s[1]
-	WORD $0x4fb913ca // fmla v10.4s, v30.4s, v25.s[1]
-	WORD $0x4fb913eb // fmla v11.4s, v31.4s, v25.s[1]
-	WORD $0x4fba13cc // fmla v12.4s, v30.4s, v26.s[1]
-	WORD $0x4fba13ed // fmla v13.4s, v31.4s, v26.s[1]
-	WORD $0x4fbb13ce // fmla v14.4s, v30.4s, v27.s[1]
-	WORD $0x4fbb13ef // fmla v15.4s, v31.4s, v27.s[1]
-	WORD $0x4fbc13d0 // fmla v16.4s, v30.4s, v28.s[1]
-	WORD $0x4fbc13f1 // fmla v17.4s, v31.4s, v28.s[1]
-	WORD $0x4fbd13d2 // fmla v18.4s, v30.4s, v29.s[1]
-	WORD $0x4fbd13f3 // fmla v19.4s, v31.4s, v29.s[1]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4f941bc0 // fmla v0.4s, v30.4s, v20.s[2]
-	WORD $0x4f941be1 // fmla v1.4s, v31.4s, v20.s[2]
-	WORD $0x4f951bc2 // fmla v2.4s, v30.4s, v21.s[2]
-	WORD $0x4f951be3 // fmla v3.4s, v31.4s, v21.s[2]
-	WORD $0x4f961bc4 // fmla v4.4s, v30.4s, v22.s[2]
-	WORD $0x4f961be5 // fmla v5.4s, v31.4s, v22.s[2]
-	WORD $0x4f971bc6 // fmla v6.4s, v30.4s, v23.s[2]
-	WORD $0x4f971be7 // fmla v7.4s, v31.4s, v23.s[2]
-	WORD $0x4f981bc8 // fmla v8.4s, v30.4s, v24.s[2]
-	WORD $0x4f981be9 // fmla v9.4s, v31.4s, v24.s[2]
-	WORD $0x4f991bca // fmla v10.4s, v30.4s, v25.s[2]
-	WORD $0x4f991beb // fmla v11.4s, v31.4s, v25.s[2]
-	WORD $0x4f9a1bcc // fmla v12.4s, v30.4s, v26.s[2]
-	WORD $0x4f9a1bed // fmla v13.4s, v31.4s, v26.s[2]
-	WORD $0x4f9b1bce // fmla v14.4s, v30.4s, v27.s[2]
-	WORD $0x4f9b1bef // fmla v15.4s, v31.4s, v27.s[2]
-	WORD $0x4f9c1bd0 // fmla v16.4s, v30.4s, v28.s[2]
-	WORD $0x4f9c1bf1 // fmla v17.4s, v31.4s, v28.s[2]
-	WORD $0x4f9d1bd2 // fmla v18.4s, v30.4s, v29.s[2]
-	WORD $0x4f9d1bf3 // fmla v19.4s, v31.4s, v29.s[2]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4fb41bc0 // fmla v0.4s, v30.4s, v20.s[3]
-	WORD $0x4fb41be1 // fmla v1.4s, v31.4s, v20.s[3]
-	WORD $0x4fb51bc2 // fmla v2.4s, v30.4s, v21.s[3]
-	WORD $0x4fb51be3 // fmla v3.4s, v31.4s, v21.s[3]
-	WORD $0x4fb61bc4 // fmla v4.4s, v30.4s, v22.s[3]
-	WORD $0x4fb61be5 // fmla v5.4s, v31.4s, v22.s[3]
-	WORD $0x4fb71bc6 // fmla v6.4s, v30.4s, v23.s[3]
-	WORD $0x4fb71be7 // fmla v7.4s, v31.4s, v23.s[3]
-	WORD $0x4fb81bc8 // fmla v8.4s, v30.4s, v24.s[3]
-	WORD $0x4fb81be9 // fmla v9.4s, v31.4s, v24.s[3]
-	WORD $0x4fb91bca // fmla v10.4s, v30.4s, v25.s[3]
-	WORD $0x4fb91beb // fmla v11.4s, v31.4s, v25.s[3]
-	WORD $0x4fba1bcc // fmla v12.4s, v30.4s, v26.s[3]
-	WORD $0x4fba1bed // fmla v13.4s, v31.4s, v26.s[3]
-	WORD $0x4fbb1bce // fmla v14.4s, v30.4s, v27.s[3]
-	WORD $0x4fbb1bef // fmla v15.4s, v31.4s, v27.s[3]
-	WORD $0x4fbc1bd0 // fmla v16.4s, v30.4s, v28.s[3]
-	WORD $0x4fbc1bf1 // fmla v17.4s, v31.4s, v28.s[3]
-	WORD $0x4fbd1bd2 // fmla v18.4s, v30.4s, v29.s[3]
-	WORD $0x4fbd1bf3 // fmla v19.4s, v31.4s, v29.s[3]
-	ADD $16, R10
-	ADD $16, R11
-	SUBS $1, R16
-	BNE kx0
-	ADD R5, R17
-	SUBS $1, R15
-	BNE ky
-	TBZ $1, R8, nores
-	MOVD R3, R21
-	FMOVQ (R21), F20
-	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
-	FMOVQ 16(R21), F20
-	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
-	FMOVQ 1024(R21), F20
-	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
-	FMOVQ 1040(R21), F20
-	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
-	FMOVQ 2048(R21), F20
-	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
-	FMOVQ 2064(R21), F20
-	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
-	FMOVQ 3072(R21), F20
-	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
-	FMOVQ 3088(R21), F20
-	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
-	FMOVQ 4096(R21), F20
-	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
-	FMOVQ 4112(R21), F20
-	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
-	ADD R7, R21
-	FMOVQ (R21), F20
-	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
-	FMOVQ 16(R21), F20
-	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
-	FMOVQ 1024(R21), F20
-	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
-	FMOVQ 1040(R21), F20
-	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
-	FMOVQ 2048(R21), F20
-	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
-	FMOVQ 2064(R21), F20
-	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
-	FMOVQ 3072(R21), F20
-	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
-	FMOVQ 3088(R21), F20
-	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
-	FMOVQ 4096(R21), F20
-	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
-	FMOVQ 4112(R21), F20
-	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
-nores:
-	TBZ $0, R8, norelu
-	VEOR V20.B16, V20.B16, V20.B16
-	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
-	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
-	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
-	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
-	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
-	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
-	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
-	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
-	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
-	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
-	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
-	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
-	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
-	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
-	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
-	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
-	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
-	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
-	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
-	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
-norelu:
-	MOVD R4, R21
-	FMOVQ F0, (R21)
-	FMOVQ F1, 16(R21)
-	FMOVQ F2, 1024(R21)
-	FMOVQ F3, 1040(R21)
-	FMOVQ F4, 2048(R21)
-	FMOVQ F5, 2064(R21)
-	FMOVQ F6, 3072(R21)
-	FMOVQ F7, 3088(R21)
-	FMOVQ F8, 4096(R21)
-	FMOVQ F9, 4112(R21)
-	ADD R6, R21
-	FMOVQ F10, (R21)
-	FMOVQ F11, 16(R21)
-	FMOVQ F12, 1024(R21)
-	FMOVQ F13, 1040(R21)
-	FMOVQ F14, 2048(R21)
-	FMOVQ F15, 2064(R21)
-	FMOVQ F16, 3072(R21)
-	FMOVQ F17, 3088(R21)
-	FMOVQ F18, 4096(R21)
-	FMOVQ F19, 4112(R21)
-	ADD $20480, R0
-	ADD $5120, R4
-	ADD $5120, R3
-	SUBS $1, R9
-	BNE tile
-	RET
-
-// conv1x1s2_c512k256_h28_neon_remcol computes n 2x4-pixel by 8-channel tiles of a 1x1 stride-2 convolution,
-// 512→256 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
-// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
-TEXT ·conv1x1s2_c512k256_h28_neon_remcol(SB), NOSPLIT, $0-80
-	MOVD in+0(FP), R0
-	MOVD bias+16(FP), R2
-	MOVD res+24(FP), R3
-	MOVD out+32(FP), R4
-	MOVD inRow+40(FP), R5
-	MOVD outRow+48(FP), R6
-	MOVD resRow+56(FP), R7
-	MOVD flags+64(FP), R8
-	MOVD n+72(FP), R9
-	MOVD R5, R19
-	ADD R5, R19
-tile:
-	MOVD R2, R20
-	VLD1.P 32(R20), [V0.S4, V1.S4]
-	VORR V0.B16, V0.B16, V2.B16
-	VORR V1.B16, V1.B16, V3.B16
-	VORR V0.B16, V0.B16, V4.B16
-	VORR V1.B16, V1.B16, V5.B16
-	VORR V0.B16, V0.B16, V6.B16
-	VORR V1.B16, V1.B16, V7.B16
-	VORR V0.B16, V0.B16, V8.B16
-	VORR V1.B16, V1.B16, V9.B16
-	VORR V0.B16, V0.B16, V10.B16
-	VORR V1.B16, V1.B16, V11.B16
-	VORR V0.B16, V0.B16, V12.B16
-	VORR V1.B16, V1.B16, V13.B16
-	VORR V0.B16, V0.B16, V14.B16
-	VORR V1.B16, V1.B16, V15.B16
-	TBZ $1, R8, nopf
-	MOVD R3, R20
-	PRFM 0(R20), PLDL1KEEP
-	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
-	ADD R7, R20
-	PRFM 0(R20), PLDL1KEEP
-	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
 nopf:
 	MOVD w+8(FP), R14
 	MOVD R0, R17
@@ -3467,80 +4421,76 @@ ky:
 kx0:
 	FMOVQ (R10), F16
 	FMOVQ 4096(R10), F17
-	FMOVQ 8192(R10), F18
-	FMOVQ 12288(R10), F19
-	FMOVQ (R11), F20
-	FMOVQ 4096(R11), F21
-	FMOVQ 8192(R11), F22
-	FMOVQ 12288(R11), F23
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4f901300 // fmla v0.4s, v24.4s, v16.s[0]
-	WORD $0x4f901321 // fmla v1.4s, v25.4s, v16.s[0]
-	WORD $0x4f911302 // fmla v2.4s, v24.4s, v17.s[0]
-	WORD $0x4f911323 // fmla v3.4s, v25.4s, v17.s[0]
-	WORD $0x4f921304 // fmla v4.4s, v24.4s, v18.s[0]
-	WORD $0x4f921325 // fmla v5.4s, v25.4s, v18.s[0]
-	WORD $0x4f931306 // fmla v6.4s, v24.4s, v19.s[0]
-	WORD $0x4f931327 // fmla v7.4s, v25.4s, v19.s[0]
-	WORD $0x4f941308 // fmla v8.4s, v24.4s, v20.s[0]
-	WORD $0x4f941329 // fmla v9.4s, v25.4s, v20.s[0]
-	WORD $0x4f95130a // fmla v10.4s, v24.4s, v21.s[0]
-	WORD $0x4f95132b // fmla v11.4s, v25.4s, v21.s[0]
-	WORD $0x4f96130c // fmla v12.4s, v24.4s, v22.s[0]
-	WORD $0x4f96132d // fmla v13.4s, v25.4s, v22.s[0]
-	WORD $0x4f97130e // fmla v14.4s, v24.4s, v23.s[0]
-	WORD $0x4f97132f // fmla v15.4s, v25.4s, v23.s[0]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4fb01300 // fmla v0.4s, v24.4s, v16.s[1]
-	WORD $0x4fb01321 // fmla v1.4s, v25.4s, v16.s[1]
-	WORD $0x4fb11302 // fmla v2.4s, v24.4s, v17.s[1]
-	WORD $0x4fb11323 // fmla v3.4s, v25.4s, v17.s[1]
-	WORD $0x4fb21304 // fmla v4.4s, v24.4s, v18.s[1]
-	WORD $0x4fb21325 // fmla v5.4s, v25.4s, v18.s[1]
-	WORD $0x4fb31306 // fmla v6.4s, v24.4s, v19.s[1]
-	WORD $0x4fb31327 // fmla v7.4s, v25.4s, v19.s[1]
-	WORD $0x4fb41308 // fmla v8.4s, v24.4s, v20.s[1]
-	WORD $0x4fb41329 // fmla v9.4s, v25.4s, v20.s[1]
-	WORD $0x4fb5130a // fmla v10.4s, v24.4s, v21.s[1]
-	WORD $0x4fb5132b // fmla v11.4s, v25.4s, v21.s[1]
-	WORD $0x4fb6130c // fmla v12.4s, v24.4s, v22.s[1]
-	WORD $0x4fb6132d // fmla v13.4s, v25.4s, v22.s[1]
-	WORD $0x4fb7130e // fmla v14.4s, v24.4s, v23.s[1]
-	WORD $0x4fb7132f // fmla v15.4s, v25.4s, v23.s[1]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4f901b00 // fmla v0.4s, v24.4s, v16.s[2]
-	WORD $0x4f901b21 // fmla v1.4s, v25.4s, v16.s[2]
-	WORD $0x4f911b02 // fmla v2.4s, v24.4s, v17.s[2]
-	WORD $0x4f911b23 // fmla v3.4s, v25.4s, v17.s[2]
-	WORD $0x4f921b04 // fmla v4.4s, v24.4s, v18.s[2]
-	WORD $0x4f921b25 // fmla v5.4s, v25.4s, v18.s[2]
-	WORD $0x4f931b06 // fmla v6.4s, v24.4s, v19.s[2]
-	WORD $0x4f931b27 // fmla v7.4s, v25.4s, v19.s[2]
-	WORD $0x4f941b08 // fmla v8.4s, v24.4s, v20.s[2]
-	WORD $0x4f941b29 // fmla v9.4s, v25.4s, v20.s[2]
-	WORD $0x4f951b0a // fmla v10.4s, v24.4s, v21.s[2]
-	WORD $0x4f951b2b // fmla v11.4s, v25.4s, v21.s[2]
-	WORD $0x4f961b0c // fmla v12.4s, v24.4s, v22.s[2]
-	WORD $0x4f961b2d // fmla v13.4s, v25.4s, v22.s[2]
-	WORD $0x4f971b0e // fmla v14.4s, v24.4s, v23.s[2]
-	WORD $0x4f971b2f // fmla v15.4s, v25.4s, v23.s[2]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4fb01b00 // fmla v0.4s, v24.4s, v16.s[3]
-	WORD $0x4fb01b21 // fmla v1.4s, v25.4s, v16.s[3]
-	WORD $0x4fb11b02 // fmla v2.4s, v24.4s, v17.s[3]
-	WORD $0x4fb11b23 // fmla v3.4s, v25.4s, v17.s[3]
-	WORD $0x4fb21b04 // fmla v4.4s, v24.4s, v18.s[3]
-	WORD $0x4fb21b25 // fmla v5.4s, v25.4s, v18.s[3]
-	WORD $0x4fb31b06 // fmla v6.4s, v24.4s, v19.s[3]
-	WORD $0x4fb31b27 // fmla v7.4s, v25.4s, v19.s[3]
-	WORD $0x4fb41b08 // fmla v8.4s, v24.4s, v20.s[3]
-	WORD $0x4fb41b29 // fmla v9.4s, v25.4s, v20.s[3]
-	WORD $0x4fb51b0a // fmla v10.4s, v24.4s, v21.s[3]
-	WORD $0x4fb51b2b // fmla v11.4s, v25.4s, v21.s[3]
-	WORD $0x4fb61b0c // fmla v12.4s, v24.4s, v22.s[3]
-	WORD $0x4fb61b2d // fmla v13.4s, v25.4s, v22.s[3]
-	WORD $0x4fb71b0e // fmla v14.4s, v24.4s, v23.s[3]
-	WORD $0x4fb71b2f // fmla v15.4s, v25.4s, v23.s[3]
+	FMOVQ (R11), F18
+	FMOVQ 4096(R11), F19
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
 	ADD $16, R10
 	ADD $16, R11
 	SUBS $1, R16
@@ -3554,34 +4504,34 @@ kx0:
 	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
 	FMOVQ 16(R21), F16
 	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
-	FMOVQ 1024(R21), F16
+	FMOVQ 32(R21), F16
 	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
-	FMOVQ 1040(R21), F16
+	FMOVQ 48(R21), F16
 	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
-	FMOVQ 2048(R21), F16
+	FMOVQ 1024(R21), F16
 	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
-	FMOVQ 2064(R21), F16
+	FMOVQ 1040(R21), F16
 	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
-	FMOVQ 3072(R21), F16
+	FMOVQ 1056(R21), F16
 	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
-	FMOVQ 3088(R21), F16
+	FMOVQ 1072(R21), F16
 	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
 	ADD R7, R21
 	FMOVQ (R21), F16
 	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
 	FMOVQ 16(R21), F16
 	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
-	FMOVQ 1024(R21), F16
+	FMOVQ 32(R21), F16
 	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
-	FMOVQ 1040(R21), F16
+	FMOVQ 48(R21), F16
 	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
-	FMOVQ 2048(R21), F16
+	FMOVQ 1024(R21), F16
 	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
-	FMOVQ 2064(R21), F16
+	FMOVQ 1040(R21), F16
 	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
-	FMOVQ 3072(R21), F16
+	FMOVQ 1056(R21), F16
 	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
-	FMOVQ 3088(R21), F16
+	FMOVQ 1072(R21), F16
 	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
 nores:
 	TBZ $0, R8, norelu
@@ -3606,32 +4556,33 @@ norelu:
 	MOVD R4, R21
 	FMOVQ F0, (R21)
 	FMOVQ F1, 16(R21)
-	FMOVQ F2, 1024(R21)
-	FMOVQ F3, 1040(R21)
-	FMOVQ F4, 2048(R21)
-	FMOVQ F5, 2064(R21)
-	FMOVQ F6, 3072(R21)
-	FMOVQ F7, 3088(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 1024(R21)
+	FMOVQ F5, 1040(R21)
+	FMOVQ F6, 1056(R21)
+	FMOVQ F7, 1072(R21)
 	ADD R6, R21
 	FMOVQ F8, (R21)
 	FMOVQ F9, 16(R21)
-	FMOVQ F10, 1024(R21)
-	FMOVQ F11, 1040(R21)
-	FMOVQ F12, 2048(R21)
-	FMOVQ F13, 2064(R21)
-	FMOVQ F14, 3072(R21)
-	FMOVQ F15, 3088(R21)
-	ADD $16384, R0
-	ADD $4096, R4
-	ADD $4096, R3
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	FMOVQ F12, 1024(R21)
+	FMOVQ F13, 1040(R21)
+	FMOVQ F14, 1056(R21)
+	FMOVQ F15, 1072(R21)
+	ADD $8192, R0
+	ADD $2048, R4
+	ADD $2048, R3
 	SUBS $1, R9
 	BNE tile
 	RET
 
-// conv1x1s2_c512k1024_h28_neon computes n 2x5-pixel by 8-channel tiles of a 1x1 stride-2 convolution,
+// conv1x1s2_c512k1024_h28_neon computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
 // 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 74·r on, 16 bytes a trip.
 TEXT ·conv1x1s2_c512k1024_h28_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -3644,290 +4595,33 @@ TEXT ·conv1x1s2_c512k1024_h28_neon(SB), NOSPLIT, $0-80
 	MOVD n+72(FP), R9
 	MOVD R5, R19
 	ADD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $4736, R24
+	MADD R23, R22, R24, R22
+	ADD $32768, R22
 tile:
 	MOVD R2, R20
-	VLD1.P 32(R20), [V0.S4, V1.S4]
-	VORR V0.B16, V0.B16, V2.B16
-	VORR V1.B16, V1.B16, V3.B16
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
 	VORR V0.B16, V0.B16, V4.B16
 	VORR V1.B16, V1.B16, V5.B16
-	VORR V0.B16, V0.B16, V6.B16
-	VORR V1.B16, V1.B16, V7.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
 	VORR V0.B16, V0.B16, V8.B16
 	VORR V1.B16, V1.B16, V9.B16
-	VORR V0.B16, V0.B16, V10.B16
-	VORR V1.B16, V1.B16, V11.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
 	VORR V0.B16, V0.B16, V12.B16
 	VORR V1.B16, V1.B16, V13.B16
-	VORR V0.B16, V0.B16, V14.B16
-	VORR V1.B16, V1.B16, V15.B16
-	VORR V0.B16, V0.B16, V16.B16
-	VORR V1.B16, V1.B16, V17.B16
-	VORR V0.B16, V0.B16, V18.B16
-	VORR V1.B16, V1.B16, V19.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
 	TBZ $1, R8, nopf
 	MOVD R3, R20
 	PRFM 0(R20), PLDL1KEEP
 	PRFM 4096(R20), PLDL1KEEP
-	PRFM 8192(R20), PLDL1KEEP
-	PRFM 12288(R20), PLDL1KEEP
-	PRFM 16384(R20), PLDL1KEEP
 	ADD R7, R20
 	PRFM 0(R20), PLDL1KEEP
 	PRFM 4096(R20), PLDL1KEEP
-	PRFM 8192(R20), PLDL1KEEP
-	PRFM 12288(R20), PLDL1KEEP
-	PRFM 16384(R20), PLDL1KEEP
-nopf:
-	MOVD w+8(FP), R14
-	MOVD R0, R17
-	MOVD $1, R15
-ky:
-	MOVD R17, R10
-	ADD R19, R10, R11
-	MOVD $128, R16
-kx0:
-	FMOVQ (R10), F20
-	FMOVQ 4096(R10), F21
-	FMOVQ 8192(R10), F22
-	FMOVQ 12288(R10), F23
-	FMOVQ 16384(R10), F24
-	FMOVQ (R11), F25
-	FMOVQ 4096(R11), F26
-	FMOVQ 8192(R11), F27
-	FMOVQ 12288(R11), F28
-	FMOVQ 16384(R11), F29
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4f9413c0 // fmla v0.4s, v30.4s, v20.s[0]
-	WORD $0x4f9413e1 // fmla v1.4s, v31.4s, v20.s[0]
-	WORD $0x4f9513c2 // fmla v2.4s, v30.4s, v21.s[0]
-	WORD $0x4f9513e3 // fmla v3.4s, v31.4s, v21.s[0]
-	WORD $0x4f9613c4 // fmla v4.4s, v30.4s, v22.s[0]
-	WORD $0x4f9613e5 // fmla v5.4s, v31.4s, v22.s[0]
-	WORD $0x4f9713c6 // fmla v6.4s, v30.4s, v23.s[0]
-	WORD $0x4f9713e7 // fmla v7.4s, v31.4s, v23.s[0]
-	WORD $0x4f9813c8 // fmla v8.4s, v30.4s, v24.s[0]
-	WORD $0x4f9813e9 // fmla v9.4s, v31.4s, v24.s[0]
-	WORD $0x4f9913ca // fmla v10.4s, v30.4s, v25.s[0]
-	WORD $0x4f9913eb // fmla v11.4s, v31.4s, v25.s[0]
-	WORD $0x4f9a13cc // fmla v12.4s, v30.4s, v26.s[0]
-	WORD $0x4f9a13ed // fmla v13.4s, v31.4s, v26.s[0]
-	WORD $0x4f9b13ce // fmla v14.4s, v30.4s, v27.s[0]
-	WORD $0x4f9b13ef // fmla v15.4s, v31.4s, v27.s[0]
-	WORD $0x4f9c13d0 // fmla v16.4s, v30.4s, v28.s[0]
-	WORD $0x4f9c13f1 // fmla v17.4s, v31.4s, v28.s[0]
-	WORD $0x4f9d13d2 // fmla v18.4s, v30.4s, v29.s[0]
-	WORD $0x4f9d13f3 // fmla v19.4s, v31.4s, v29.s[0]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4fb413c0 // fmla v0.4s, v30.4s, v20.s[1]
-	WORD $0x4fb413e1 // fmla v1.4s, v31.4s, v20.s[1]
-	WORD $0x4fb513c2 // fmla v2.4s, v30.4s, v21.s[1]
-	WORD $0x4fb513e3 // fmla v3.4s, v31.4s, v21.s[1]
-	WORD $0x4fb613c4 // fmla v4.4s, v30.4s, v22.s[1]
-	WORD $0x4fb613e5 // fmla v5.4s, v31.4s, v22.s[1]
-	WORD $0x4fb713c6 // fmla v6.4s, v30.4s, v23.s[1]
-	WORD $0x4fb713e7 // fmla v7.4s, v31.4s, v23.s[1]
-	WORD $0x4fb813c8 // fmla v8.4s, v30.4s, v24.s[1]
-	WORD $0x4fb813e9 // fmla v9.4s, v31.4s, v24.s[1]
-	WORD $0x4fb913ca // fmla v10.4s, v30.4s, v25.s[1]
-	WORD $0x4fb913eb // fmla v11.4s, v31.4s, v25.s[1]
-	WORD $0x4fba13cc // fmla v12.4s, v30.4s, v26.s[1]
-	WORD $0x4fba13ed // fmla v13.4s, v31.4s, v26.s[1]
-	WORD $0x4fbb13ce // fmla v14.4s, v30.4s, v27.s[1]
-	WORD $0x4fbb13ef // fmla v15.4s, v31.4s, v27.s[1]
-	WORD $0x4fbc13d0 // fmla v16.4s, v30.4s, v28.s[1]
-	WORD $0x4fbc13f1 // fmla v17.4s, v31.4s, v28.s[1]
-	WORD $0x4fbd13d2 // fmla v18.4s, v30.4s, v29.s[1]
-	WORD $0x4fbd13f3 // fmla v19.4s, v31.4s, v29.s[1]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4f941bc0 // fmla v0.4s, v30.4s, v20.s[2]
-	WORD $0x4f941be1 // fmla v1.4s, v31.4s, v20.s[2]
-	WORD $0x4f951bc2 // fmla v2.4s, v30.4s, v21.s[2]
-	WORD $0x4f951be3 // fmla v3.4s, v31.4s, v21.s[2]
-	WORD $0x4f961bc4 // fmla v4.4s, v30.4s, v22.s[2]
-	WORD $0x4f961be5 // fmla v5.4s, v31.4s, v22.s[2]
-	WORD $0x4f971bc6 // fmla v6.4s, v30.4s, v23.s[2]
-	WORD $0x4f971be7 // fmla v7.4s, v31.4s, v23.s[2]
-	WORD $0x4f981bc8 // fmla v8.4s, v30.4s, v24.s[2]
-	WORD $0x4f981be9 // fmla v9.4s, v31.4s, v24.s[2]
-	WORD $0x4f991bca // fmla v10.4s, v30.4s, v25.s[2]
-	WORD $0x4f991beb // fmla v11.4s, v31.4s, v25.s[2]
-	WORD $0x4f9a1bcc // fmla v12.4s, v30.4s, v26.s[2]
-	WORD $0x4f9a1bed // fmla v13.4s, v31.4s, v26.s[2]
-	WORD $0x4f9b1bce // fmla v14.4s, v30.4s, v27.s[2]
-	WORD $0x4f9b1bef // fmla v15.4s, v31.4s, v27.s[2]
-	WORD $0x4f9c1bd0 // fmla v16.4s, v30.4s, v28.s[2]
-	WORD $0x4f9c1bf1 // fmla v17.4s, v31.4s, v28.s[2]
-	WORD $0x4f9d1bd2 // fmla v18.4s, v30.4s, v29.s[2]
-	WORD $0x4f9d1bf3 // fmla v19.4s, v31.4s, v29.s[2]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4fb41bc0 // fmla v0.4s, v30.4s, v20.s[3]
-	WORD $0x4fb41be1 // fmla v1.4s, v31.4s, v20.s[3]
-	WORD $0x4fb51bc2 // fmla v2.4s, v30.4s, v21.s[3]
-	WORD $0x4fb51be3 // fmla v3.4s, v31.4s, v21.s[3]
-	WORD $0x4fb61bc4 // fmla v4.4s, v30.4s, v22.s[3]
-	WORD $0x4fb61be5 // fmla v5.4s, v31.4s, v22.s[3]
-	WORD $0x4fb71bc6 // fmla v6.4s, v30.4s, v23.s[3]
-	WORD $0x4fb71be7 // fmla v7.4s, v31.4s, v23.s[3]
-	WORD $0x4fb81bc8 // fmla v8.4s, v30.4s, v24.s[3]
-	WORD $0x4fb81be9 // fmla v9.4s, v31.4s, v24.s[3]
-	WORD $0x4fb91bca // fmla v10.4s, v30.4s, v25.s[3]
-	WORD $0x4fb91beb // fmla v11.4s, v31.4s, v25.s[3]
-	WORD $0x4fba1bcc // fmla v12.4s, v30.4s, v26.s[3]
-	WORD $0x4fba1bed // fmla v13.4s, v31.4s, v26.s[3]
-	WORD $0x4fbb1bce // fmla v14.4s, v30.4s, v27.s[3]
-	WORD $0x4fbb1bef // fmla v15.4s, v31.4s, v27.s[3]
-	WORD $0x4fbc1bd0 // fmla v16.4s, v30.4s, v28.s[3]
-	WORD $0x4fbc1bf1 // fmla v17.4s, v31.4s, v28.s[3]
-	WORD $0x4fbd1bd2 // fmla v18.4s, v30.4s, v29.s[3]
-	WORD $0x4fbd1bf3 // fmla v19.4s, v31.4s, v29.s[3]
-	ADD $16, R10
-	ADD $16, R11
-	SUBS $1, R16
-	BNE kx0
-	ADD R5, R17
-	SUBS $1, R15
-	BNE ky
-	TBZ $1, R8, nores
-	MOVD R3, R21
-	FMOVQ (R21), F20
-	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
-	FMOVQ 16(R21), F20
-	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
-	FMOVQ 4096(R21), F20
-	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
-	FMOVQ 4112(R21), F20
-	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
-	FMOVQ 8192(R21), F20
-	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
-	FMOVQ 8208(R21), F20
-	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
-	FMOVQ 12288(R21), F20
-	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
-	FMOVQ 12304(R21), F20
-	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
-	FMOVQ 16384(R21), F20
-	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
-	FMOVQ 16400(R21), F20
-	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
-	ADD R7, R21
-	FMOVQ (R21), F20
-	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
-	FMOVQ 16(R21), F20
-	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
-	FMOVQ 4096(R21), F20
-	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
-	FMOVQ 4112(R21), F20
-	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
-	FMOVQ 8192(R21), F20
-	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
-	FMOVQ 8208(R21), F20
-	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
-	FMOVQ 12288(R21), F20
-	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
-	FMOVQ 12304(R21), F20
-	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
-	FMOVQ 16384(R21), F20
-	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
-	FMOVQ 16400(R21), F20
-	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
-nores:
-	TBZ $0, R8, norelu
-	VEOR V20.B16, V20.B16, V20.B16
-	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
-	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
-	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
-	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
-	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
-	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
-	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
-	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
-	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
-	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
-	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
-	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
-	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
-	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
-	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
-	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
-	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
-	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
-	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
-	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
-norelu:
-	MOVD R4, R21
-	FMOVQ F0, (R21)
-	FMOVQ F1, 16(R21)
-	FMOVQ F2, 4096(R21)
-	FMOVQ F3, 4112(R21)
-	FMOVQ F4, 8192(R21)
-	FMOVQ F5, 8208(R21)
-	FMOVQ F6, 12288(R21)
-	FMOVQ F7, 12304(R21)
-	FMOVQ F8, 16384(R21)
-	FMOVQ F9, 16400(R21)
-	ADD R6, R21
-	FMOVQ F10, (R21)
-	FMOVQ F11, 16(R21)
-	FMOVQ F12, 4096(R21)
-	FMOVQ F13, 4112(R21)
-	FMOVQ F14, 8192(R21)
-	FMOVQ F15, 8208(R21)
-	FMOVQ F16, 12288(R21)
-	FMOVQ F17, 12304(R21)
-	FMOVQ F18, 16384(R21)
-	FMOVQ F19, 16400(R21)
-	ADD $20480, R0
-	ADD $20480, R4
-	ADD $20480, R3
-	SUBS $1, R9
-	BNE tile
-	RET
-
-// conv1x1s2_c512k1024_h28_neon_remcol computes n 2x4-pixel by 8-channel tiles of a 1x1 stride-2 convolution,
-// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
-// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
-TEXT ·conv1x1s2_c512k1024_h28_neon_remcol(SB), NOSPLIT, $0-80
-	MOVD in+0(FP), R0
-	MOVD bias+16(FP), R2
-	MOVD res+24(FP), R3
-	MOVD out+32(FP), R4
-	MOVD inRow+40(FP), R5
-	MOVD outRow+48(FP), R6
-	MOVD resRow+56(FP), R7
-	MOVD flags+64(FP), R8
-	MOVD n+72(FP), R9
-	MOVD R5, R19
-	ADD R5, R19
-tile:
-	MOVD R2, R20
-	VLD1.P 32(R20), [V0.S4, V1.S4]
-	VORR V0.B16, V0.B16, V2.B16
-	VORR V1.B16, V1.B16, V3.B16
-	VORR V0.B16, V0.B16, V4.B16
-	VORR V1.B16, V1.B16, V5.B16
-	VORR V0.B16, V0.B16, V6.B16
-	VORR V1.B16, V1.B16, V7.B16
-	VORR V0.B16, V0.B16, V8.B16
-	VORR V1.B16, V1.B16, V9.B16
-	VORR V0.B16, V0.B16, V10.B16
-	VORR V1.B16, V1.B16, V11.B16
-	VORR V0.B16, V0.B16, V12.B16
-	VORR V1.B16, V1.B16, V13.B16
-	VORR V0.B16, V0.B16, V14.B16
-	VORR V1.B16, V1.B16, V15.B16
-	TBZ $1, R8, nopf
-	MOVD R3, R20
-	PRFM 0(R20), PLDL1KEEP
-	PRFM 4096(R20), PLDL1KEEP
-	PRFM 8192(R20), PLDL1KEEP
-	PRFM 12288(R20), PLDL1KEEP
-	ADD R7, R20
-	PRFM 0(R20), PLDL1KEEP
-	PRFM 4096(R20), PLDL1KEEP
-	PRFM 8192(R20), PLDL1KEEP
-	PRFM 12288(R20), PLDL1KEEP
 nopf:
 	MOVD w+8(FP), R14
 	MOVD R0, R17
@@ -3939,80 +4633,78 @@ ky:
 kx0:
 	FMOVQ (R10), F16
 	FMOVQ 4096(R10), F17
-	FMOVQ 8192(R10), F18
-	FMOVQ 12288(R10), F19
-	FMOVQ (R11), F20
-	FMOVQ 4096(R11), F21
-	FMOVQ 8192(R11), F22
-	FMOVQ 12288(R11), F23
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4f901300 // fmla v0.4s, v24.4s, v16.s[0]
-	WORD $0x4f901321 // fmla v1.4s, v25.4s, v16.s[0]
-	WORD $0x4f911302 // fmla v2.4s, v24.4s, v17.s[0]
-	WORD $0x4f911323 // fmla v3.4s, v25.4s, v17.s[0]
-	WORD $0x4f921304 // fmla v4.4s, v24.4s, v18.s[0]
-	WORD $0x4f921325 // fmla v5.4s, v25.4s, v18.s[0]
-	WORD $0x4f931306 // fmla v6.4s, v24.4s, v19.s[0]
-	WORD $0x4f931327 // fmla v7.4s, v25.4s, v19.s[0]
-	WORD $0x4f941308 // fmla v8.4s, v24.4s, v20.s[0]
-	WORD $0x4f941329 // fmla v9.4s, v25.4s, v20.s[0]
-	WORD $0x4f95130a // fmla v10.4s, v24.4s, v21.s[0]
-	WORD $0x4f95132b // fmla v11.4s, v25.4s, v21.s[0]
-	WORD $0x4f96130c // fmla v12.4s, v24.4s, v22.s[0]
-	WORD $0x4f96132d // fmla v13.4s, v25.4s, v22.s[0]
-	WORD $0x4f97130e // fmla v14.4s, v24.4s, v23.s[0]
-	WORD $0x4f97132f // fmla v15.4s, v25.4s, v23.s[0]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4fb01300 // fmla v0.4s, v24.4s, v16.s[1]
-	WORD $0x4fb01321 // fmla v1.4s, v25.4s, v16.s[1]
-	WORD $0x4fb11302 // fmla v2.4s, v24.4s, v17.s[1]
-	WORD $0x4fb11323 // fmla v3.4s, v25.4s, v17.s[1]
-	WORD $0x4fb21304 // fmla v4.4s, v24.4s, v18.s[1]
-	WORD $0x4fb21325 // fmla v5.4s, v25.4s, v18.s[1]
-	WORD $0x4fb31306 // fmla v6.4s, v24.4s, v19.s[1]
-	WORD $0x4fb31327 // fmla v7.4s, v25.4s, v19.s[1]
-	WORD $0x4fb41308 // fmla v8.4s, v24.4s, v20.s[1]
-	WORD $0x4fb41329 // fmla v9.4s, v25.4s, v20.s[1]
-	WORD $0x4fb5130a // fmla v10.4s, v24.4s, v21.s[1]
-	WORD $0x4fb5132b // fmla v11.4s, v25.4s, v21.s[1]
-	WORD $0x4fb6130c // fmla v12.4s, v24.4s, v22.s[1]
-	WORD $0x4fb6132d // fmla v13.4s, v25.4s, v22.s[1]
-	WORD $0x4fb7130e // fmla v14.4s, v24.4s, v23.s[1]
-	WORD $0x4fb7132f // fmla v15.4s, v25.4s, v23.s[1]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4f901b00 // fmla v0.4s, v24.4s, v16.s[2]
-	WORD $0x4f901b21 // fmla v1.4s, v25.4s, v16.s[2]
-	WORD $0x4f911b02 // fmla v2.4s, v24.4s, v17.s[2]
-	WORD $0x4f911b23 // fmla v3.4s, v25.4s, v17.s[2]
-	WORD $0x4f921b04 // fmla v4.4s, v24.4s, v18.s[2]
-	WORD $0x4f921b25 // fmla v5.4s, v25.4s, v18.s[2]
-	WORD $0x4f931b06 // fmla v6.4s, v24.4s, v19.s[2]
-	WORD $0x4f931b27 // fmla v7.4s, v25.4s, v19.s[2]
-	WORD $0x4f941b08 // fmla v8.4s, v24.4s, v20.s[2]
-	WORD $0x4f941b29 // fmla v9.4s, v25.4s, v20.s[2]
-	WORD $0x4f951b0a // fmla v10.4s, v24.4s, v21.s[2]
-	WORD $0x4f951b2b // fmla v11.4s, v25.4s, v21.s[2]
-	WORD $0x4f961b0c // fmla v12.4s, v24.4s, v22.s[2]
-	WORD $0x4f961b2d // fmla v13.4s, v25.4s, v22.s[2]
-	WORD $0x4f971b0e // fmla v14.4s, v24.4s, v23.s[2]
-	WORD $0x4f971b2f // fmla v15.4s, v25.4s, v23.s[2]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4fb01b00 // fmla v0.4s, v24.4s, v16.s[3]
-	WORD $0x4fb01b21 // fmla v1.4s, v25.4s, v16.s[3]
-	WORD $0x4fb11b02 // fmla v2.4s, v24.4s, v17.s[3]
-	WORD $0x4fb11b23 // fmla v3.4s, v25.4s, v17.s[3]
-	WORD $0x4fb21b04 // fmla v4.4s, v24.4s, v18.s[3]
-	WORD $0x4fb21b25 // fmla v5.4s, v25.4s, v18.s[3]
-	WORD $0x4fb31b06 // fmla v6.4s, v24.4s, v19.s[3]
-	WORD $0x4fb31b27 // fmla v7.4s, v25.4s, v19.s[3]
-	WORD $0x4fb41b08 // fmla v8.4s, v24.4s, v20.s[3]
-	WORD $0x4fb41b29 // fmla v9.4s, v25.4s, v20.s[3]
-	WORD $0x4fb51b0a // fmla v10.4s, v24.4s, v21.s[3]
-	WORD $0x4fb51b2b // fmla v11.4s, v25.4s, v21.s[3]
-	WORD $0x4fb61b0c // fmla v12.4s, v24.4s, v22.s[3]
-	WORD $0x4fb61b2d // fmla v13.4s, v25.4s, v22.s[3]
-	WORD $0x4fb71b0e // fmla v14.4s, v24.4s, v23.s[3]
-	WORD $0x4fb71b2f // fmla v15.4s, v25.4s, v23.s[3]
+	FMOVQ (R11), F18
+	FMOVQ 4096(R11), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $16, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
 	ADD $16, R10
 	ADD $16, R11
 	SUBS $1, R16
@@ -4026,34 +4718,34 @@ kx0:
 	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
 	FMOVQ 16(R21), F16
 	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
-	FMOVQ 4096(R21), F16
+	FMOVQ 32(R21), F16
 	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
-	FMOVQ 4112(R21), F16
+	FMOVQ 48(R21), F16
 	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
-	FMOVQ 8192(R21), F16
+	FMOVQ 4096(R21), F16
 	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
-	FMOVQ 8208(R21), F16
+	FMOVQ 4112(R21), F16
 	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
-	FMOVQ 12288(R21), F16
+	FMOVQ 4128(R21), F16
 	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
-	FMOVQ 12304(R21), F16
+	FMOVQ 4144(R21), F16
 	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
 	ADD R7, R21
 	FMOVQ (R21), F16
 	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
 	FMOVQ 16(R21), F16
 	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
-	FMOVQ 4096(R21), F16
+	FMOVQ 32(R21), F16
 	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
-	FMOVQ 4112(R21), F16
+	FMOVQ 48(R21), F16
 	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
-	FMOVQ 8192(R21), F16
+	FMOVQ 4096(R21), F16
 	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
-	FMOVQ 8208(R21), F16
+	FMOVQ 4112(R21), F16
 	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
-	FMOVQ 12288(R21), F16
+	FMOVQ 4128(R21), F16
 	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
-	FMOVQ 12304(R21), F16
+	FMOVQ 4144(R21), F16
 	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
 nores:
 	TBZ $0, R8, norelu
@@ -4078,24 +4770,238 @@ norelu:
 	MOVD R4, R21
 	FMOVQ F0, (R21)
 	FMOVQ F1, 16(R21)
-	FMOVQ F2, 4096(R21)
-	FMOVQ F3, 4112(R21)
-	FMOVQ F4, 8192(R21)
-	FMOVQ F5, 8208(R21)
-	FMOVQ F6, 12288(R21)
-	FMOVQ F7, 12304(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 4096(R21)
+	FMOVQ F5, 4112(R21)
+	FMOVQ F6, 4128(R21)
+	FMOVQ F7, 4144(R21)
 	ADD R6, R21
 	FMOVQ F8, (R21)
 	FMOVQ F9, 16(R21)
-	FMOVQ F10, 4096(R21)
-	FMOVQ F11, 4112(R21)
-	FMOVQ F12, 8192(R21)
-	FMOVQ F13, 8208(R21)
-	FMOVQ F14, 12288(R21)
-	FMOVQ F15, 12304(R21)
-	ADD $16384, R0
-	ADD $16384, R4
-	ADD $16384, R3
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	FMOVQ F12, 4096(R21)
+	FMOVQ F13, 4112(R21)
+	FMOVQ F14, 4128(R21)
+	FMOVQ F15, 4144(R21)
+	ADD $8192, R0
+	ADD $8192, R4
+	ADD $8192, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s2_c512k1024_h28_neon_splitk computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 512→1024 channels on a 28x28 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s2_c512k1024_h28_neon_splitk(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+	ADD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 4096(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 4096(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 4096(R10), F17
+	FMOVQ (R11), F18
+	FMOVQ 4096(R11), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 4096(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 4112(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 4128(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 4144(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 4096(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 4112(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 4128(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 4144(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 4096(R21)
+	FMOVQ F5, 4112(R21)
+	FMOVQ F6, 4128(R21)
+	FMOVQ F7, 4144(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	FMOVQ F12, 4096(R21)
+	FMOVQ F13, 4112(R21)
+	FMOVQ F14, 4128(R21)
+	FMOVQ F15, 4144(R21)
+	ADD $8192, R0
+	ADD $8192, R4
+	ADD $8192, R3
 	SUBS $1, R9
 	BNE tile
 	RET
@@ -4924,6 +5830,7 @@ norelu:
 // 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 19·r on, 32 bytes a trip.
 TEXT ·conv1x1s1_c256k1024_h14_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -4935,6 +5842,11 @@ TEXT ·conv1x1s1_c256k1024_h14_neon(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $1216, R24
+	MADD R23, R22, R24, R22
+	ADD $8192, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 32(R20), [V0.S4, V1.S4]
@@ -4988,6 +5900,8 @@ kx0:
 	FMOVQ 2048(R11), F27
 	FMOVQ 3072(R11), F28
 	FMOVQ 4096(R11), F29
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V30.S4, V31.S4]
 	WORD $0x4f9413c0 // fmla v0.4s, v30.4s, v20.s[0]
 	WORD $0x4f9413e1 // fmla v1.4s, v31.4s, v20.s[0]
@@ -5179,6 +6093,7 @@ norelu:
 // 256→1024 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 19·r on, 32 bytes a trip.
 TEXT ·conv1x1s1_c256k1024_h14_neon_remcol(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -5190,6 +6105,11 @@ TEXT ·conv1x1s1_c256k1024_h14_neon_remcol(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $1216, R24
+	MADD R23, R22, R24, R22
+	ADD $8192, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 32(R20), [V0.S4, V1.S4]
@@ -5235,6 +6155,8 @@ kx0:
 	FMOVQ 1024(R11), F21
 	FMOVQ 2048(R11), F22
 	FMOVQ 3072(R11), F23
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V24.S4, V25.S4]
 	WORD $0x4f901300 // fmla v0.4s, v24.4s, v16.s[0]
 	WORD $0x4f901321 // fmla v1.4s, v25.4s, v16.s[0]
@@ -5390,10 +6312,11 @@ norelu:
 	BNE tile
 	RET
 
-// conv1x1s1_c1024k256_h14_neon computes n 2x5-pixel by 8-channel tiles of a 1x1 stride-1 convolution,
+// conv1x1s1_c1024k256_h14_neon computes n 2x2-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
 // 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 147·r on, 16 bytes a trip.
 TEXT ·conv1x1s1_c1024k256_h14_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -5405,289 +6328,33 @@ TEXT ·conv1x1s1_c1024k256_h14_neon(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $9408, R24
+	MADD R23, R22, R24, R22
+	ADD $65536, R22
 tile:
 	MOVD R2, R20
-	VLD1.P 32(R20), [V0.S4, V1.S4]
-	VORR V0.B16, V0.B16, V2.B16
-	VORR V1.B16, V1.B16, V3.B16
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
 	VORR V0.B16, V0.B16, V4.B16
 	VORR V1.B16, V1.B16, V5.B16
-	VORR V0.B16, V0.B16, V6.B16
-	VORR V1.B16, V1.B16, V7.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
 	VORR V0.B16, V0.B16, V8.B16
 	VORR V1.B16, V1.B16, V9.B16
-	VORR V0.B16, V0.B16, V10.B16
-	VORR V1.B16, V1.B16, V11.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
 	VORR V0.B16, V0.B16, V12.B16
 	VORR V1.B16, V1.B16, V13.B16
-	VORR V0.B16, V0.B16, V14.B16
-	VORR V1.B16, V1.B16, V15.B16
-	VORR V0.B16, V0.B16, V16.B16
-	VORR V1.B16, V1.B16, V17.B16
-	VORR V0.B16, V0.B16, V18.B16
-	VORR V1.B16, V1.B16, V19.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
 	TBZ $1, R8, nopf
 	MOVD R3, R20
 	PRFM 0(R20), PLDL1KEEP
 	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
-	PRFM 4096(R20), PLDL1KEEP
 	ADD R7, R20
 	PRFM 0(R20), PLDL1KEEP
 	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
-	PRFM 4096(R20), PLDL1KEEP
-nopf:
-	MOVD w+8(FP), R14
-	MOVD R0, R17
-	MOVD $1, R15
-ky:
-	MOVD R17, R10
-	ADD R19, R10, R11
-	MOVD $256, R16
-kx0:
-	FMOVQ (R10), F20
-	FMOVQ 4096(R10), F21
-	FMOVQ 8192(R10), F22
-	FMOVQ 12288(R10), F23
-	FMOVQ 16384(R10), F24
-	FMOVQ (R11), F25
-	FMOVQ 4096(R11), F26
-	FMOVQ 8192(R11), F27
-	FMOVQ 12288(R11), F28
-	FMOVQ 16384(R11), F29
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4f9413c0 // fmla v0.4s, v30.4s, v20.s[0]
-	WORD $0x4f9413e1 // fmla v1.4s, v31.4s, v20.s[0]
-	WORD $0x4f9513c2 // fmla v2.4s, v30.4s, v21.s[0]
-	WORD $0x4f9513e3 // fmla v3.4s, v31.4s, v21.s[0]
-	WORD $0x4f9613c4 // fmla v4.4s, v30.4s, v22.s[0]
-	WORD $0x4f9613e5 // fmla v5.4s, v31.4s, v22.s[0]
-	WORD $0x4f9713c6 // fmla v6.4s, v30.4s, v23.s[0]
-	WORD $0x4f9713e7 // fmla v7.4s, v31.4s, v23.s[0]
-	WORD $0x4f9813c8 // fmla v8.4s, v30.4s, v24.s[0]
-	WORD $0x4f9813e9 // fmla v9.4s, v31.4s, v24.s[0]
-	WORD $0x4f9913ca // fmla v10.4s, v30.4s, v25.s[0]
-	WORD $0x4f9913eb // fmla v11.4s, v31.4s, v25.s[0]
-	WORD $0x4f9a13cc // fmla v12.4s, v30.4s, v26.s[0]
-	WORD $0x4f9a13ed // fmla v13.4s, v31.4s, v26.s[0]
-	WORD $0x4f9b13ce // fmla v14.4s, v30.4s, v27.s[0]
-	WORD $0x4f9b13ef // fmla v15.4s, v31.4s, v27.s[0]
-	WORD $0x4f9c13d0 // fmla v16.4s, v30.4s, v28.s[0]
-	WORD $0x4f9c13f1 // fmla v17.4s, v31.4s, v28.s[0]
-	WORD $0x4f9d13d2 // fmla v18.4s, v30.4s, v29.s[0]
-	WORD $0x4f9d13f3 // fmla v19.4s, v31.4s, v29.s[0]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4fb413c0 // fmla v0.4s, v30.4s, v20.s[1]
-	WORD $0x4fb413e1 // fmla v1.4s, v31.4s, v20.s[1]
-	WORD $0x4fb513c2 // fmla v2.4s, v30.4s, v21.s[1]
-	WORD $0x4fb513e3 // fmla v3.4s, v31.4s, v21.s[1]
-	WORD $0x4fb613c4 // fmla v4.4s, v30.4s, v22.s[1]
-	WORD $0x4fb613e5 // fmla v5.4s, v31.4s, v22.s[1]
-	WORD $0x4fb713c6 // fmla v6.4s, v30.4s, v23.s[1]
-	WORD $0x4fb713e7 // fmla v7.4s, v31.4s, v23.s[1]
-	WORD $0x4fb813c8 // fmla v8.4s, v30.4s, v24.s[1]
-	WORD $0x4fb813e9 // fmla v9.4s, v31.4s, v24.s[1]
-	WORD $0x4fb913ca // fmla v10.4s, v30.4s, v25.s[1]
-	WORD $0x4fb913eb // fmla v11.4s, v31.4s, v25.s[1]
-	WORD $0x4fba13cc // fmla v12.4s, v30.4s, v26.s[1]
-	WORD $0x4fba13ed // fmla v13.4s, v31.4s, v26.s[1]
-	WORD $0x4fbb13ce // fmla v14.4s, v30.4s, v27.s[1]
-	WORD $0x4fbb13ef // fmla v15.4s, v31.4s, v27.s[1]
-	WORD $0x4fbc13d0 // fmla v16.4s, v30.4s, v28.s[1]
-	WORD $0x4fbc13f1 // fmla v17.4s, v31.4s, v28.s[1]
-	WORD $0x4fbd13d2 // fmla v18.4s, v30.4s, v29.s[1]
-	WORD $0x4fbd13f3 // fmla v19.4s, v31.4s, v29.s[1]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4f941bc0 // fmla v0.4s, v30.4s, v20.s[2]
-	WORD $0x4f941be1 // fmla v1.4s, v31.4s, v20.s[2]
-	WORD $0x4f951bc2 // fmla v2.4s, v30.4s, v21.s[2]
-	WORD $0x4f951be3 // fmla v3.4s, v31.4s, v21.s[2]
-	WORD $0x4f961bc4 // fmla v4.4s, v30.4s, v22.s[2]
-	WORD $0x4f961be5 // fmla v5.4s, v31.4s, v22.s[2]
-	WORD $0x4f971bc6 // fmla v6.4s, v30.4s, v23.s[2]
-	WORD $0x4f971be7 // fmla v7.4s, v31.4s, v23.s[2]
-	WORD $0x4f981bc8 // fmla v8.4s, v30.4s, v24.s[2]
-	WORD $0x4f981be9 // fmla v9.4s, v31.4s, v24.s[2]
-	WORD $0x4f991bca // fmla v10.4s, v30.4s, v25.s[2]
-	WORD $0x4f991beb // fmla v11.4s, v31.4s, v25.s[2]
-	WORD $0x4f9a1bcc // fmla v12.4s, v30.4s, v26.s[2]
-	WORD $0x4f9a1bed // fmla v13.4s, v31.4s, v26.s[2]
-	WORD $0x4f9b1bce // fmla v14.4s, v30.4s, v27.s[2]
-	WORD $0x4f9b1bef // fmla v15.4s, v31.4s, v27.s[2]
-	WORD $0x4f9c1bd0 // fmla v16.4s, v30.4s, v28.s[2]
-	WORD $0x4f9c1bf1 // fmla v17.4s, v31.4s, v28.s[2]
-	WORD $0x4f9d1bd2 // fmla v18.4s, v30.4s, v29.s[2]
-	WORD $0x4f9d1bf3 // fmla v19.4s, v31.4s, v29.s[2]
-	VLD1.P 32(R14), [V30.S4, V31.S4]
-	WORD $0x4fb41bc0 // fmla v0.4s, v30.4s, v20.s[3]
-	WORD $0x4fb41be1 // fmla v1.4s, v31.4s, v20.s[3]
-	WORD $0x4fb51bc2 // fmla v2.4s, v30.4s, v21.s[3]
-	WORD $0x4fb51be3 // fmla v3.4s, v31.4s, v21.s[3]
-	WORD $0x4fb61bc4 // fmla v4.4s, v30.4s, v22.s[3]
-	WORD $0x4fb61be5 // fmla v5.4s, v31.4s, v22.s[3]
-	WORD $0x4fb71bc6 // fmla v6.4s, v30.4s, v23.s[3]
-	WORD $0x4fb71be7 // fmla v7.4s, v31.4s, v23.s[3]
-	WORD $0x4fb81bc8 // fmla v8.4s, v30.4s, v24.s[3]
-	WORD $0x4fb81be9 // fmla v9.4s, v31.4s, v24.s[3]
-	WORD $0x4fb91bca // fmla v10.4s, v30.4s, v25.s[3]
-	WORD $0x4fb91beb // fmla v11.4s, v31.4s, v25.s[3]
-	WORD $0x4fba1bcc // fmla v12.4s, v30.4s, v26.s[3]
-	WORD $0x4fba1bed // fmla v13.4s, v31.4s, v26.s[3]
-	WORD $0x4fbb1bce // fmla v14.4s, v30.4s, v27.s[3]
-	WORD $0x4fbb1bef // fmla v15.4s, v31.4s, v27.s[3]
-	WORD $0x4fbc1bd0 // fmla v16.4s, v30.4s, v28.s[3]
-	WORD $0x4fbc1bf1 // fmla v17.4s, v31.4s, v28.s[3]
-	WORD $0x4fbd1bd2 // fmla v18.4s, v30.4s, v29.s[3]
-	WORD $0x4fbd1bf3 // fmla v19.4s, v31.4s, v29.s[3]
-	ADD $16, R10
-	ADD $16, R11
-	SUBS $1, R16
-	BNE kx0
-	ADD R5, R17
-	SUBS $1, R15
-	BNE ky
-	TBZ $1, R8, nores
-	MOVD R3, R21
-	FMOVQ (R21), F20
-	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
-	FMOVQ 16(R21), F20
-	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
-	FMOVQ 1024(R21), F20
-	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
-	FMOVQ 1040(R21), F20
-	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
-	FMOVQ 2048(R21), F20
-	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
-	FMOVQ 2064(R21), F20
-	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
-	FMOVQ 3072(R21), F20
-	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
-	FMOVQ 3088(R21), F20
-	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
-	FMOVQ 4096(R21), F20
-	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
-	FMOVQ 4112(R21), F20
-	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
-	ADD R7, R21
-	FMOVQ (R21), F20
-	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
-	FMOVQ 16(R21), F20
-	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
-	FMOVQ 1024(R21), F20
-	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
-	FMOVQ 1040(R21), F20
-	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
-	FMOVQ 2048(R21), F20
-	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
-	FMOVQ 2064(R21), F20
-	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
-	FMOVQ 3072(R21), F20
-	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
-	FMOVQ 3088(R21), F20
-	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
-	FMOVQ 4096(R21), F20
-	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
-	FMOVQ 4112(R21), F20
-	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
-nores:
-	TBZ $0, R8, norelu
-	VEOR V20.B16, V20.B16, V20.B16
-	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
-	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
-	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
-	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
-	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
-	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
-	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
-	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
-	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
-	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
-	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
-	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
-	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
-	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
-	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
-	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
-	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
-	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
-	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
-	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
-norelu:
-	MOVD R4, R21
-	FMOVQ F0, (R21)
-	FMOVQ F1, 16(R21)
-	FMOVQ F2, 1024(R21)
-	FMOVQ F3, 1040(R21)
-	FMOVQ F4, 2048(R21)
-	FMOVQ F5, 2064(R21)
-	FMOVQ F6, 3072(R21)
-	FMOVQ F7, 3088(R21)
-	FMOVQ F8, 4096(R21)
-	FMOVQ F9, 4112(R21)
-	ADD R6, R21
-	FMOVQ F10, (R21)
-	FMOVQ F11, 16(R21)
-	FMOVQ F12, 1024(R21)
-	FMOVQ F13, 1040(R21)
-	FMOVQ F14, 2048(R21)
-	FMOVQ F15, 2064(R21)
-	FMOVQ F16, 3072(R21)
-	FMOVQ F17, 3088(R21)
-	FMOVQ F18, 4096(R21)
-	FMOVQ F19, 4112(R21)
-	ADD $20480, R0
-	ADD $5120, R4
-	ADD $5120, R3
-	SUBS $1, R9
-	BNE tile
-	RET
-
-// conv1x1s1_c1024k256_h14_neon_remcol computes n 2x4-pixel by 8-channel tiles of a 1x1 stride-1 convolution,
-// 1024→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
-// Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
-// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
-TEXT ·conv1x1s1_c1024k256_h14_neon_remcol(SB), NOSPLIT, $0-80
-	MOVD in+0(FP), R0
-	MOVD bias+16(FP), R2
-	MOVD res+24(FP), R3
-	MOVD out+32(FP), R4
-	MOVD inRow+40(FP), R5
-	MOVD outRow+48(FP), R6
-	MOVD resRow+56(FP), R7
-	MOVD flags+64(FP), R8
-	MOVD n+72(FP), R9
-	MOVD R5, R19
-tile:
-	MOVD R2, R20
-	VLD1.P 32(R20), [V0.S4, V1.S4]
-	VORR V0.B16, V0.B16, V2.B16
-	VORR V1.B16, V1.B16, V3.B16
-	VORR V0.B16, V0.B16, V4.B16
-	VORR V1.B16, V1.B16, V5.B16
-	VORR V0.B16, V0.B16, V6.B16
-	VORR V1.B16, V1.B16, V7.B16
-	VORR V0.B16, V0.B16, V8.B16
-	VORR V1.B16, V1.B16, V9.B16
-	VORR V0.B16, V0.B16, V10.B16
-	VORR V1.B16, V1.B16, V11.B16
-	VORR V0.B16, V0.B16, V12.B16
-	VORR V1.B16, V1.B16, V13.B16
-	VORR V0.B16, V0.B16, V14.B16
-	VORR V1.B16, V1.B16, V15.B16
-	TBZ $1, R8, nopf
-	MOVD R3, R20
-	PRFM 0(R20), PLDL1KEEP
-	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
-	ADD R7, R20
-	PRFM 0(R20), PLDL1KEEP
-	PRFM 1024(R20), PLDL1KEEP
-	PRFM 2048(R20), PLDL1KEEP
-	PRFM 3072(R20), PLDL1KEEP
 nopf:
 	MOVD w+8(FP), R14
 	MOVD R0, R17
@@ -5699,80 +6366,78 @@ ky:
 kx0:
 	FMOVQ (R10), F16
 	FMOVQ 4096(R10), F17
-	FMOVQ 8192(R10), F18
-	FMOVQ 12288(R10), F19
-	FMOVQ (R11), F20
-	FMOVQ 4096(R11), F21
-	FMOVQ 8192(R11), F22
-	FMOVQ 12288(R11), F23
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4f901300 // fmla v0.4s, v24.4s, v16.s[0]
-	WORD $0x4f901321 // fmla v1.4s, v25.4s, v16.s[0]
-	WORD $0x4f911302 // fmla v2.4s, v24.4s, v17.s[0]
-	WORD $0x4f911323 // fmla v3.4s, v25.4s, v17.s[0]
-	WORD $0x4f921304 // fmla v4.4s, v24.4s, v18.s[0]
-	WORD $0x4f921325 // fmla v5.4s, v25.4s, v18.s[0]
-	WORD $0x4f931306 // fmla v6.4s, v24.4s, v19.s[0]
-	WORD $0x4f931327 // fmla v7.4s, v25.4s, v19.s[0]
-	WORD $0x4f941308 // fmla v8.4s, v24.4s, v20.s[0]
-	WORD $0x4f941329 // fmla v9.4s, v25.4s, v20.s[0]
-	WORD $0x4f95130a // fmla v10.4s, v24.4s, v21.s[0]
-	WORD $0x4f95132b // fmla v11.4s, v25.4s, v21.s[0]
-	WORD $0x4f96130c // fmla v12.4s, v24.4s, v22.s[0]
-	WORD $0x4f96132d // fmla v13.4s, v25.4s, v22.s[0]
-	WORD $0x4f97130e // fmla v14.4s, v24.4s, v23.s[0]
-	WORD $0x4f97132f // fmla v15.4s, v25.4s, v23.s[0]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4fb01300 // fmla v0.4s, v24.4s, v16.s[1]
-	WORD $0x4fb01321 // fmla v1.4s, v25.4s, v16.s[1]
-	WORD $0x4fb11302 // fmla v2.4s, v24.4s, v17.s[1]
-	WORD $0x4fb11323 // fmla v3.4s, v25.4s, v17.s[1]
-	WORD $0x4fb21304 // fmla v4.4s, v24.4s, v18.s[1]
-	WORD $0x4fb21325 // fmla v5.4s, v25.4s, v18.s[1]
-	WORD $0x4fb31306 // fmla v6.4s, v24.4s, v19.s[1]
-	WORD $0x4fb31327 // fmla v7.4s, v25.4s, v19.s[1]
-	WORD $0x4fb41308 // fmla v8.4s, v24.4s, v20.s[1]
-	WORD $0x4fb41329 // fmla v9.4s, v25.4s, v20.s[1]
-	WORD $0x4fb5130a // fmla v10.4s, v24.4s, v21.s[1]
-	WORD $0x4fb5132b // fmla v11.4s, v25.4s, v21.s[1]
-	WORD $0x4fb6130c // fmla v12.4s, v24.4s, v22.s[1]
-	WORD $0x4fb6132d // fmla v13.4s, v25.4s, v22.s[1]
-	WORD $0x4fb7130e // fmla v14.4s, v24.4s, v23.s[1]
-	WORD $0x4fb7132f // fmla v15.4s, v25.4s, v23.s[1]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4f901b00 // fmla v0.4s, v24.4s, v16.s[2]
-	WORD $0x4f901b21 // fmla v1.4s, v25.4s, v16.s[2]
-	WORD $0x4f911b02 // fmla v2.4s, v24.4s, v17.s[2]
-	WORD $0x4f911b23 // fmla v3.4s, v25.4s, v17.s[2]
-	WORD $0x4f921b04 // fmla v4.4s, v24.4s, v18.s[2]
-	WORD $0x4f921b25 // fmla v5.4s, v25.4s, v18.s[2]
-	WORD $0x4f931b06 // fmla v6.4s, v24.4s, v19.s[2]
-	WORD $0x4f931b27 // fmla v7.4s, v25.4s, v19.s[2]
-	WORD $0x4f941b08 // fmla v8.4s, v24.4s, v20.s[2]
-	WORD $0x4f941b29 // fmla v9.4s, v25.4s, v20.s[2]
-	WORD $0x4f951b0a // fmla v10.4s, v24.4s, v21.s[2]
-	WORD $0x4f951b2b // fmla v11.4s, v25.4s, v21.s[2]
-	WORD $0x4f961b0c // fmla v12.4s, v24.4s, v22.s[2]
-	WORD $0x4f961b2d // fmla v13.4s, v25.4s, v22.s[2]
-	WORD $0x4f971b0e // fmla v14.4s, v24.4s, v23.s[2]
-	WORD $0x4f971b2f // fmla v15.4s, v25.4s, v23.s[2]
-	VLD1.P 32(R14), [V24.S4, V25.S4]
-	WORD $0x4fb01b00 // fmla v0.4s, v24.4s, v16.s[3]
-	WORD $0x4fb01b21 // fmla v1.4s, v25.4s, v16.s[3]
-	WORD $0x4fb11b02 // fmla v2.4s, v24.4s, v17.s[3]
-	WORD $0x4fb11b23 // fmla v3.4s, v25.4s, v17.s[3]
-	WORD $0x4fb21b04 // fmla v4.4s, v24.4s, v18.s[3]
-	WORD $0x4fb21b25 // fmla v5.4s, v25.4s, v18.s[3]
-	WORD $0x4fb31b06 // fmla v6.4s, v24.4s, v19.s[3]
-	WORD $0x4fb31b27 // fmla v7.4s, v25.4s, v19.s[3]
-	WORD $0x4fb41b08 // fmla v8.4s, v24.4s, v20.s[3]
-	WORD $0x4fb41b29 // fmla v9.4s, v25.4s, v20.s[3]
-	WORD $0x4fb51b0a // fmla v10.4s, v24.4s, v21.s[3]
-	WORD $0x4fb51b2b // fmla v11.4s, v25.4s, v21.s[3]
-	WORD $0x4fb61b0c // fmla v12.4s, v24.4s, v22.s[3]
-	WORD $0x4fb61b2d // fmla v13.4s, v25.4s, v22.s[3]
-	WORD $0x4fb71b0e // fmla v14.4s, v24.4s, v23.s[3]
-	WORD $0x4fb71b2f // fmla v15.4s, v25.4s, v23.s[3]
+	FMOVQ (R11), F18
+	FMOVQ 4096(R11), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $16, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
 	ADD $16, R10
 	ADD $16, R11
 	SUBS $1, R16
@@ -5786,34 +6451,34 @@ kx0:
 	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
 	FMOVQ 16(R21), F16
 	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
-	FMOVQ 1024(R21), F16
+	FMOVQ 32(R21), F16
 	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
-	FMOVQ 1040(R21), F16
+	FMOVQ 48(R21), F16
 	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
-	FMOVQ 2048(R21), F16
+	FMOVQ 1024(R21), F16
 	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
-	FMOVQ 2064(R21), F16
+	FMOVQ 1040(R21), F16
 	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
-	FMOVQ 3072(R21), F16
+	FMOVQ 1056(R21), F16
 	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
-	FMOVQ 3088(R21), F16
+	FMOVQ 1072(R21), F16
 	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
 	ADD R7, R21
 	FMOVQ (R21), F16
 	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
 	FMOVQ 16(R21), F16
 	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
-	FMOVQ 1024(R21), F16
+	FMOVQ 32(R21), F16
 	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
-	FMOVQ 1040(R21), F16
+	FMOVQ 48(R21), F16
 	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
-	FMOVQ 2048(R21), F16
+	FMOVQ 1024(R21), F16
 	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
-	FMOVQ 2064(R21), F16
+	FMOVQ 1040(R21), F16
 	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
-	FMOVQ 3072(R21), F16
+	FMOVQ 1056(R21), F16
 	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
-	FMOVQ 3088(R21), F16
+	FMOVQ 1072(R21), F16
 	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
 nores:
 	TBZ $0, R8, norelu
@@ -5838,24 +6503,24 @@ norelu:
 	MOVD R4, R21
 	FMOVQ F0, (R21)
 	FMOVQ F1, 16(R21)
-	FMOVQ F2, 1024(R21)
-	FMOVQ F3, 1040(R21)
-	FMOVQ F4, 2048(R21)
-	FMOVQ F5, 2064(R21)
-	FMOVQ F6, 3072(R21)
-	FMOVQ F7, 3088(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 1024(R21)
+	FMOVQ F5, 1040(R21)
+	FMOVQ F6, 1056(R21)
+	FMOVQ F7, 1072(R21)
 	ADD R6, R21
 	FMOVQ F8, (R21)
 	FMOVQ F9, 16(R21)
-	FMOVQ F10, 1024(R21)
-	FMOVQ F11, 1040(R21)
-	FMOVQ F12, 2048(R21)
-	FMOVQ F13, 2064(R21)
-	FMOVQ F14, 3072(R21)
-	FMOVQ F15, 3088(R21)
-	ADD $16384, R0
-	ADD $4096, R4
-	ADD $4096, R3
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	FMOVQ F12, 1024(R21)
+	FMOVQ F13, 1040(R21)
+	FMOVQ F14, 1056(R21)
+	FMOVQ F15, 1072(R21)
+	ADD $8192, R0
+	ADD $2048, R4
+	ADD $2048, R3
 	SUBS $1, R9
 	BNE tile
 	RET
@@ -5864,6 +6529,7 @@ norelu:
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 512·r on, 64 bytes a trip.
 TEXT ·conv1x1s2_c1024k512_h14_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -5876,6 +6542,11 @@ TEXT ·conv1x1s2_c1024k512_h14_neon(SB), NOSPLIT, $0-80
 	MOVD n+72(FP), R9
 	MOVD R5, R19
 	ADD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $32768, R24
+	MADD R23, R22, R24, R22
+	ADD $65536, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -5915,6 +6586,8 @@ kx0:
 	FMOVQ (R11), F17
 	FMOVQ (R12), F18
 	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
 	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
 	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
@@ -6080,6 +6753,7 @@ norelu:
 // 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 512·r on, 64 bytes a trip.
 TEXT ·conv1x1s2_c1024k512_h14_neon_rem(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -6092,6 +6766,11 @@ TEXT ·conv1x1s2_c1024k512_h14_neon_rem(SB), NOSPLIT, $0-80
 	MOVD n+72(FP), R9
 	MOVD R5, R19
 	ADD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $32768, R24
+	MADD R23, R22, R24, R22
+	ADD $65536, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -6123,6 +6802,413 @@ kx0:
 	FMOVQ (R10), F12
 	FMOVQ (R11), F13
 	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
+	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
+	WORD $0x4f8c1222 // fmla v2.4s, v17.4s, v12.s[0]
+	WORD $0x4f8c1243 // fmla v3.4s, v18.4s, v12.s[0]
+	WORD $0x4f8d11e4 // fmla v4.4s, v15.4s, v13.s[0]
+	WORD $0x4f8d1205 // fmla v5.4s, v16.4s, v13.s[0]
+	WORD $0x4f8d1226 // fmla v6.4s, v17.4s, v13.s[0]
+	WORD $0x4f8d1247 // fmla v7.4s, v18.4s, v13.s[0]
+	WORD $0x4f8e11e8 // fmla v8.4s, v15.4s, v14.s[0]
+	WORD $0x4f8e1209 // fmla v9.4s, v16.4s, v14.s[0]
+	WORD $0x4f8e122a // fmla v10.4s, v17.4s, v14.s[0]
+	WORD $0x4f8e124b // fmla v11.4s, v18.4s, v14.s[0]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac11e0 // fmla v0.4s, v15.4s, v12.s[1]
+	WORD $0x4fac1201 // fmla v1.4s, v16.4s, v12.s[1]
+	WORD $0x4fac1222 // fmla v2.4s, v17.4s, v12.s[1]
+	WORD $0x4fac1243 // fmla v3.4s, v18.4s, v12.s[1]
+	WORD $0x4fad11e4 // fmla v4.4s, v15.4s, v13.s[1]
+	WORD $0x4fad1205 // fmla v5.4s, v16.4s, v13.s[1]
+	WORD $0x4fad1226 // fmla v6.4s, v17.4s, v13.s[1]
+	WORD $0x4fad1247 // fmla v7.4s, v18.4s, v13.s[1]
+	WORD $0x4fae11e8 // fmla v8.4s, v15.4s, v14.s[1]
+	WORD $0x4fae1209 // fmla v9.4s, v16.4s, v14.s[1]
+	WORD $0x4fae122a // fmla v10.4s, v17.4s, v14.s[1]
+	WORD $0x4fae124b // fmla v11.4s, v18.4s, v14.s[1]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c19e0 // fmla v0.4s, v15.4s, v12.s[2]
+	WORD $0x4f8c1a01 // fmla v1.4s, v16.4s, v12.s[2]
+	WORD $0x4f8c1a22 // fmla v2.4s, v17.4s, v12.s[2]
+	WORD $0x4f8c1a43 // fmla v3.4s, v18.4s, v12.s[2]
+	WORD $0x4f8d19e4 // fmla v4.4s, v15.4s, v13.s[2]
+	WORD $0x4f8d1a05 // fmla v5.4s, v16.4s, v13.s[2]
+	WORD $0x4f8d1a26 // fmla v6.4s, v17.4s, v13.s[2]
+	WORD $0x4f8d1a47 // fmla v7.4s, v18.4s, v13.s[2]
+	WORD $0x4f8e19e8 // fmla v8.4s, v15.4s, v14.s[2]
+	WORD $0x4f8e1a09 // fmla v9.4s, v16.4s, v14.s[2]
+	WORD $0x4f8e1a2a // fmla v10.4s, v17.4s, v14.s[2]
+	WORD $0x4f8e1a4b // fmla v11.4s, v18.4s, v14.s[2]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac19e0 // fmla v0.4s, v15.4s, v12.s[3]
+	WORD $0x4fac1a01 // fmla v1.4s, v16.4s, v12.s[3]
+	WORD $0x4fac1a22 // fmla v2.4s, v17.4s, v12.s[3]
+	WORD $0x4fac1a43 // fmla v3.4s, v18.4s, v12.s[3]
+	WORD $0x4fad19e4 // fmla v4.4s, v15.4s, v13.s[3]
+	WORD $0x4fad1a05 // fmla v5.4s, v16.4s, v13.s[3]
+	WORD $0x4fad1a26 // fmla v6.4s, v17.4s, v13.s[3]
+	WORD $0x4fad1a47 // fmla v7.4s, v18.4s, v13.s[3]
+	WORD $0x4fae19e8 // fmla v8.4s, v15.4s, v14.s[3]
+	WORD $0x4fae1a09 // fmla v9.4s, v16.4s, v14.s[3]
+	WORD $0x4fae1a2a // fmla v10.4s, v17.4s, v14.s[3]
+	WORD $0x4fae1a4b // fmla v11.4s, v18.4s, v14.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd400 // fadd v0.4s, v0.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd421 // fadd v1.4s, v1.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd442 // fadd v2.4s, v2.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd463 // fadd v3.4s, v3.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd484 // fadd v4.4s, v4.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd4a5 // fadd v5.4s, v5.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd4c6 // fadd v6.4s, v6.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd4e7 // fadd v7.4s, v7.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd508 // fadd v8.4s, v8.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd529 // fadd v9.4s, v9.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd54a // fadd v10.4s, v10.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd56b // fadd v11.4s, v11.4s, v12.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V12.B16, V12.B16, V12.B16
+	WORD $0x4e2cf400 // fmax v0.4s, v0.4s, v12.4s
+	WORD $0x4e2cf421 // fmax v1.4s, v1.4s, v12.4s
+	WORD $0x4e2cf442 // fmax v2.4s, v2.4s, v12.4s
+	WORD $0x4e2cf463 // fmax v3.4s, v3.4s, v12.4s
+	WORD $0x4e2cf484 // fmax v4.4s, v4.4s, v12.4s
+	WORD $0x4e2cf4a5 // fmax v5.4s, v5.4s, v12.4s
+	WORD $0x4e2cf4c6 // fmax v6.4s, v6.4s, v12.4s
+	WORD $0x4e2cf4e7 // fmax v7.4s, v7.4s, v12.4s
+	WORD $0x4e2cf508 // fmax v8.4s, v8.4s, v12.4s
+	WORD $0x4e2cf529 // fmax v9.4s, v9.4s, v12.4s
+	WORD $0x4e2cf54a // fmax v10.4s, v10.4s, v12.4s
+	WORD $0x4e2cf56b // fmax v11.4s, v11.4s, v12.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD $8192, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s2_c1024k512_h14_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 1024 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s2_c1024k512_h14_neon_splitk(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+	ADD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	ADD R19, R12, R13
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ (R11), F17
+	FMOVQ (R12), F18
+	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	ADD $16, R13
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD R6, R21
+	FMOVQ F12, (R21)
+	FMOVQ F13, 16(R21)
+	FMOVQ F14, 32(R21)
+	FMOVQ F15, 48(R21)
+	ADD $8192, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s2_c1024k512_h14_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→512 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 256 of the 1024 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s2_c1024k512_h14_neon_splitk_rem(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+	ADD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F12
+	FMOVQ (R11), F13
+	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
 	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
 	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
 	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
@@ -6253,6 +7339,7 @@ norelu:
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 512·r on, 64 bytes a trip.
 TEXT ·conv1x1s2_c1024k2048_h14_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -6265,6 +7352,11 @@ TEXT ·conv1x1s2_c1024k2048_h14_neon(SB), NOSPLIT, $0-80
 	MOVD n+72(FP), R9
 	MOVD R5, R19
 	ADD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $32768, R24
+	MADD R23, R22, R24, R22
+	ADD $65536, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -6304,6 +7396,8 @@ kx0:
 	FMOVQ (R11), F17
 	FMOVQ (R12), F18
 	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
 	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
 	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
@@ -6469,6 +7563,7 @@ norelu:
 // 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 512·r on, 64 bytes a trip.
 TEXT ·conv1x1s2_c1024k2048_h14_neon_rem(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -6481,6 +7576,11 @@ TEXT ·conv1x1s2_c1024k2048_h14_neon_rem(SB), NOSPLIT, $0-80
 	MOVD n+72(FP), R9
 	MOVD R5, R19
 	ADD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $32768, R24
+	MADD R23, R22, R24, R22
+	ADD $65536, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -6512,6 +7612,413 @@ kx0:
 	FMOVQ (R10), F12
 	FMOVQ (R11), F13
 	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
+	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
+	WORD $0x4f8c1222 // fmla v2.4s, v17.4s, v12.s[0]
+	WORD $0x4f8c1243 // fmla v3.4s, v18.4s, v12.s[0]
+	WORD $0x4f8d11e4 // fmla v4.4s, v15.4s, v13.s[0]
+	WORD $0x4f8d1205 // fmla v5.4s, v16.4s, v13.s[0]
+	WORD $0x4f8d1226 // fmla v6.4s, v17.4s, v13.s[0]
+	WORD $0x4f8d1247 // fmla v7.4s, v18.4s, v13.s[0]
+	WORD $0x4f8e11e8 // fmla v8.4s, v15.4s, v14.s[0]
+	WORD $0x4f8e1209 // fmla v9.4s, v16.4s, v14.s[0]
+	WORD $0x4f8e122a // fmla v10.4s, v17.4s, v14.s[0]
+	WORD $0x4f8e124b // fmla v11.4s, v18.4s, v14.s[0]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac11e0 // fmla v0.4s, v15.4s, v12.s[1]
+	WORD $0x4fac1201 // fmla v1.4s, v16.4s, v12.s[1]
+	WORD $0x4fac1222 // fmla v2.4s, v17.4s, v12.s[1]
+	WORD $0x4fac1243 // fmla v3.4s, v18.4s, v12.s[1]
+	WORD $0x4fad11e4 // fmla v4.4s, v15.4s, v13.s[1]
+	WORD $0x4fad1205 // fmla v5.4s, v16.4s, v13.s[1]
+	WORD $0x4fad1226 // fmla v6.4s, v17.4s, v13.s[1]
+	WORD $0x4fad1247 // fmla v7.4s, v18.4s, v13.s[1]
+	WORD $0x4fae11e8 // fmla v8.4s, v15.4s, v14.s[1]
+	WORD $0x4fae1209 // fmla v9.4s, v16.4s, v14.s[1]
+	WORD $0x4fae122a // fmla v10.4s, v17.4s, v14.s[1]
+	WORD $0x4fae124b // fmla v11.4s, v18.4s, v14.s[1]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c19e0 // fmla v0.4s, v15.4s, v12.s[2]
+	WORD $0x4f8c1a01 // fmla v1.4s, v16.4s, v12.s[2]
+	WORD $0x4f8c1a22 // fmla v2.4s, v17.4s, v12.s[2]
+	WORD $0x4f8c1a43 // fmla v3.4s, v18.4s, v12.s[2]
+	WORD $0x4f8d19e4 // fmla v4.4s, v15.4s, v13.s[2]
+	WORD $0x4f8d1a05 // fmla v5.4s, v16.4s, v13.s[2]
+	WORD $0x4f8d1a26 // fmla v6.4s, v17.4s, v13.s[2]
+	WORD $0x4f8d1a47 // fmla v7.4s, v18.4s, v13.s[2]
+	WORD $0x4f8e19e8 // fmla v8.4s, v15.4s, v14.s[2]
+	WORD $0x4f8e1a09 // fmla v9.4s, v16.4s, v14.s[2]
+	WORD $0x4f8e1a2a // fmla v10.4s, v17.4s, v14.s[2]
+	WORD $0x4f8e1a4b // fmla v11.4s, v18.4s, v14.s[2]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac19e0 // fmla v0.4s, v15.4s, v12.s[3]
+	WORD $0x4fac1a01 // fmla v1.4s, v16.4s, v12.s[3]
+	WORD $0x4fac1a22 // fmla v2.4s, v17.4s, v12.s[3]
+	WORD $0x4fac1a43 // fmla v3.4s, v18.4s, v12.s[3]
+	WORD $0x4fad19e4 // fmla v4.4s, v15.4s, v13.s[3]
+	WORD $0x4fad1a05 // fmla v5.4s, v16.4s, v13.s[3]
+	WORD $0x4fad1a26 // fmla v6.4s, v17.4s, v13.s[3]
+	WORD $0x4fad1a47 // fmla v7.4s, v18.4s, v13.s[3]
+	WORD $0x4fae19e8 // fmla v8.4s, v15.4s, v14.s[3]
+	WORD $0x4fae1a09 // fmla v9.4s, v16.4s, v14.s[3]
+	WORD $0x4fae1a2a // fmla v10.4s, v17.4s, v14.s[3]
+	WORD $0x4fae1a4b // fmla v11.4s, v18.4s, v14.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd400 // fadd v0.4s, v0.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd421 // fadd v1.4s, v1.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd442 // fadd v2.4s, v2.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd463 // fadd v3.4s, v3.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd484 // fadd v4.4s, v4.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd4a5 // fadd v5.4s, v5.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd4c6 // fadd v6.4s, v6.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd4e7 // fadd v7.4s, v7.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd508 // fadd v8.4s, v8.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd529 // fadd v9.4s, v9.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd54a // fadd v10.4s, v10.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd56b // fadd v11.4s, v11.4s, v12.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V12.B16, V12.B16, V12.B16
+	WORD $0x4e2cf400 // fmax v0.4s, v0.4s, v12.4s
+	WORD $0x4e2cf421 // fmax v1.4s, v1.4s, v12.4s
+	WORD $0x4e2cf442 // fmax v2.4s, v2.4s, v12.4s
+	WORD $0x4e2cf463 // fmax v3.4s, v3.4s, v12.4s
+	WORD $0x4e2cf484 // fmax v4.4s, v4.4s, v12.4s
+	WORD $0x4e2cf4a5 // fmax v5.4s, v5.4s, v12.4s
+	WORD $0x4e2cf4c6 // fmax v6.4s, v6.4s, v12.4s
+	WORD $0x4e2cf4e7 // fmax v7.4s, v7.4s, v12.4s
+	WORD $0x4e2cf508 // fmax v8.4s, v8.4s, v12.4s
+	WORD $0x4e2cf529 // fmax v9.4s, v9.4s, v12.4s
+	WORD $0x4e2cf54a // fmax v10.4s, v10.4s, v12.4s
+	WORD $0x4e2cf56b // fmax v11.4s, v11.4s, v12.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD $8192, R0
+	ADD $8192, R4
+	ADD $8192, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s2_c1024k2048_h14_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 1024 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s2_c1024k2048_h14_neon_splitk(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+	ADD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	ADD R19, R12, R13
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ (R11), F17
+	FMOVQ (R12), F18
+	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	ADD $16, R13
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD R6, R21
+	FMOVQ F12, (R21)
+	FMOVQ F13, 16(R21)
+	FMOVQ F14, 32(R21)
+	FMOVQ F15, 48(R21)
+	ADD $8192, R0
+	ADD $8192, R4
+	ADD $8192, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s2_c1024k2048_h14_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 1x1 stride-2 convolution,
+// 1024→2048 channels on a 14x14 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 256 of the 1024 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s2_c1024k2048_h14_neon_splitk_rem(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+	ADD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F12
+	FMOVQ (R11), F13
+	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
 	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
 	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
 	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
@@ -6642,6 +8149,7 @@ norelu:
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 10 input and 8 weight loads, 80 FMLA (4.4 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 165·r on, 32 bytes a trip.
 TEXT ·conv3x3s1_c256k256_h14_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -6653,6 +8161,11 @@ TEXT ·conv3x3s1_c256k256_h14_neon(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $10560, R24
+	MADD R23, R22, R24, R22
+	ADD $73728, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 32(R20), [V0.S4, V1.S4]
@@ -6706,6 +8219,8 @@ kx0:
 	FMOVQ 2048(R11), F27
 	FMOVQ 3072(R11), F28
 	FMOVQ 4096(R11), F29
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V30.S4, V31.S4]
 	WORD $0x4f9413c0 // fmla v0.4s, v30.4s, v20.s[0]
 	WORD $0x4f9413e1 // fmla v1.4s, v31.4s, v20.s[0]
@@ -6806,6 +8321,8 @@ kx1:
 	FMOVQ 2048(R11), F27
 	FMOVQ 3072(R11), F28
 	FMOVQ 4096(R11), F29
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V30.S4, V31.S4]
 	WORD $0x4f9413c0 // fmla v0.4s, v30.4s, v20.s[0]
 	WORD $0x4f9413e1 // fmla v1.4s, v31.4s, v20.s[0]
@@ -6906,6 +8423,8 @@ kx2:
 	FMOVQ 2048(R11), F27
 	FMOVQ 3072(R11), F28
 	FMOVQ 4096(R11), F29
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V30.S4, V31.S4]
 	WORD $0x4f9413c0 // fmla v0.4s, v30.4s, v20.s[0]
 	WORD $0x4f9413e1 // fmla v1.4s, v31.4s, v20.s[0]
@@ -7097,6 +8616,7 @@ norelu:
 // 256→256 channels on a 14x14 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 8 input and 8 weight loads, 64 FMLA (4.0 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 165·r on, 32 bytes a trip.
 TEXT ·conv3x3s1_c256k256_h14_neon_remcol(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -7108,6 +8628,11 @@ TEXT ·conv3x3s1_c256k256_h14_neon_remcol(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $10560, R24
+	MADD R23, R22, R24, R22
+	ADD $73728, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 32(R20), [V0.S4, V1.S4]
@@ -7153,6 +8678,8 @@ kx0:
 	FMOVQ 1024(R11), F21
 	FMOVQ 2048(R11), F22
 	FMOVQ 3072(R11), F23
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V24.S4, V25.S4]
 	WORD $0x4f901300 // fmla v0.4s, v24.4s, v16.s[0]
 	WORD $0x4f901321 // fmla v1.4s, v25.4s, v16.s[0]
@@ -7235,6 +8762,8 @@ kx1:
 	FMOVQ 1024(R11), F21
 	FMOVQ 2048(R11), F22
 	FMOVQ 3072(R11), F23
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V24.S4, V25.S4]
 	WORD $0x4f901300 // fmla v0.4s, v24.4s, v16.s[0]
 	WORD $0x4f901321 // fmla v1.4s, v25.4s, v16.s[0]
@@ -7317,6 +8846,8 @@ kx2:
 	FMOVQ 1024(R11), F21
 	FMOVQ 2048(R11), F22
 	FMOVQ 3072(R11), F23
+	PRFM 0(R22), PLDL2KEEP
+	ADD $32, R22
 	VLD1.P 32(R14), [V24.S4, V25.S4]
 	WORD $0x4f901300 // fmla v0.4s, v24.4s, v16.s[0]
 	WORD $0x4f901321 // fmla v1.4s, v25.4s, v16.s[0]
@@ -7476,6 +9007,7 @@ norelu:
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 256·r on, 64 bytes a trip.
 TEXT ·conv1x1s1_c512k2048_h7_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -7487,6 +9019,11 @@ TEXT ·conv1x1s1_c512k2048_h7_neon(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $16384, R24
+	MADD R23, R22, R24, R22
+	ADD $32768, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -7526,6 +9063,8 @@ kx0:
 	FMOVQ (R11), F17
 	FMOVQ (R12), F18
 	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
 	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
 	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
@@ -7691,6 +9230,7 @@ norelu:
 // 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 256·r on, 64 bytes a trip.
 TEXT ·conv1x1s1_c512k2048_h7_neon_rem(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -7702,6 +9242,11 @@ TEXT ·conv1x1s1_c512k2048_h7_neon_rem(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $16384, R24
+	MADD R23, R22, R24, R22
+	ADD $32768, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -7733,6 +9278,411 @@ kx0:
 	FMOVQ (R10), F12
 	FMOVQ (R11), F13
 	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
+	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
+	WORD $0x4f8c1222 // fmla v2.4s, v17.4s, v12.s[0]
+	WORD $0x4f8c1243 // fmla v3.4s, v18.4s, v12.s[0]
+	WORD $0x4f8d11e4 // fmla v4.4s, v15.4s, v13.s[0]
+	WORD $0x4f8d1205 // fmla v5.4s, v16.4s, v13.s[0]
+	WORD $0x4f8d1226 // fmla v6.4s, v17.4s, v13.s[0]
+	WORD $0x4f8d1247 // fmla v7.4s, v18.4s, v13.s[0]
+	WORD $0x4f8e11e8 // fmla v8.4s, v15.4s, v14.s[0]
+	WORD $0x4f8e1209 // fmla v9.4s, v16.4s, v14.s[0]
+	WORD $0x4f8e122a // fmla v10.4s, v17.4s, v14.s[0]
+	WORD $0x4f8e124b // fmla v11.4s, v18.4s, v14.s[0]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac11e0 // fmla v0.4s, v15.4s, v12.s[1]
+	WORD $0x4fac1201 // fmla v1.4s, v16.4s, v12.s[1]
+	WORD $0x4fac1222 // fmla v2.4s, v17.4s, v12.s[1]
+	WORD $0x4fac1243 // fmla v3.4s, v18.4s, v12.s[1]
+	WORD $0x4fad11e4 // fmla v4.4s, v15.4s, v13.s[1]
+	WORD $0x4fad1205 // fmla v5.4s, v16.4s, v13.s[1]
+	WORD $0x4fad1226 // fmla v6.4s, v17.4s, v13.s[1]
+	WORD $0x4fad1247 // fmla v7.4s, v18.4s, v13.s[1]
+	WORD $0x4fae11e8 // fmla v8.4s, v15.4s, v14.s[1]
+	WORD $0x4fae1209 // fmla v9.4s, v16.4s, v14.s[1]
+	WORD $0x4fae122a // fmla v10.4s, v17.4s, v14.s[1]
+	WORD $0x4fae124b // fmla v11.4s, v18.4s, v14.s[1]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c19e0 // fmla v0.4s, v15.4s, v12.s[2]
+	WORD $0x4f8c1a01 // fmla v1.4s, v16.4s, v12.s[2]
+	WORD $0x4f8c1a22 // fmla v2.4s, v17.4s, v12.s[2]
+	WORD $0x4f8c1a43 // fmla v3.4s, v18.4s, v12.s[2]
+	WORD $0x4f8d19e4 // fmla v4.4s, v15.4s, v13.s[2]
+	WORD $0x4f8d1a05 // fmla v5.4s, v16.4s, v13.s[2]
+	WORD $0x4f8d1a26 // fmla v6.4s, v17.4s, v13.s[2]
+	WORD $0x4f8d1a47 // fmla v7.4s, v18.4s, v13.s[2]
+	WORD $0x4f8e19e8 // fmla v8.4s, v15.4s, v14.s[2]
+	WORD $0x4f8e1a09 // fmla v9.4s, v16.4s, v14.s[2]
+	WORD $0x4f8e1a2a // fmla v10.4s, v17.4s, v14.s[2]
+	WORD $0x4f8e1a4b // fmla v11.4s, v18.4s, v14.s[2]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac19e0 // fmla v0.4s, v15.4s, v12.s[3]
+	WORD $0x4fac1a01 // fmla v1.4s, v16.4s, v12.s[3]
+	WORD $0x4fac1a22 // fmla v2.4s, v17.4s, v12.s[3]
+	WORD $0x4fac1a43 // fmla v3.4s, v18.4s, v12.s[3]
+	WORD $0x4fad19e4 // fmla v4.4s, v15.4s, v13.s[3]
+	WORD $0x4fad1a05 // fmla v5.4s, v16.4s, v13.s[3]
+	WORD $0x4fad1a26 // fmla v6.4s, v17.4s, v13.s[3]
+	WORD $0x4fad1a47 // fmla v7.4s, v18.4s, v13.s[3]
+	WORD $0x4fae19e8 // fmla v8.4s, v15.4s, v14.s[3]
+	WORD $0x4fae1a09 // fmla v9.4s, v16.4s, v14.s[3]
+	WORD $0x4fae1a2a // fmla v10.4s, v17.4s, v14.s[3]
+	WORD $0x4fae1a4b // fmla v11.4s, v18.4s, v14.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd400 // fadd v0.4s, v0.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd421 // fadd v1.4s, v1.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd442 // fadd v2.4s, v2.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd463 // fadd v3.4s, v3.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd484 // fadd v4.4s, v4.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd4a5 // fadd v5.4s, v5.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd4c6 // fadd v6.4s, v6.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd4e7 // fadd v7.4s, v7.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd508 // fadd v8.4s, v8.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd529 // fadd v9.4s, v9.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd54a // fadd v10.4s, v10.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd56b // fadd v11.4s, v11.4s, v12.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V12.B16, V12.B16, V12.B16
+	WORD $0x4e2cf400 // fmax v0.4s, v0.4s, v12.4s
+	WORD $0x4e2cf421 // fmax v1.4s, v1.4s, v12.4s
+	WORD $0x4e2cf442 // fmax v2.4s, v2.4s, v12.4s
+	WORD $0x4e2cf463 // fmax v3.4s, v3.4s, v12.4s
+	WORD $0x4e2cf484 // fmax v4.4s, v4.4s, v12.4s
+	WORD $0x4e2cf4a5 // fmax v5.4s, v5.4s, v12.4s
+	WORD $0x4e2cf4c6 // fmax v6.4s, v6.4s, v12.4s
+	WORD $0x4e2cf4e7 // fmax v7.4s, v7.4s, v12.4s
+	WORD $0x4e2cf508 // fmax v8.4s, v8.4s, v12.4s
+	WORD $0x4e2cf529 // fmax v9.4s, v9.4s, v12.4s
+	WORD $0x4e2cf54a // fmax v10.4s, v10.4s, v12.4s
+	WORD $0x4e2cf56b // fmax v11.4s, v11.4s, v12.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD $2048, R0
+	ADD $8192, R4
+	ADD $8192, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c512k2048_h7_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c512k2048_h7_neon_splitk(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	ADD R19, R12, R13
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ (R11), F17
+	FMOVQ (R12), F18
+	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	ADD $16, R13
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD R6, R21
+	FMOVQ F12, (R21)
+	FMOVQ F13, 16(R21)
+	FMOVQ F14, 32(R21)
+	FMOVQ F15, 48(R21)
+	ADD $2048, R0
+	ADD $8192, R4
+	ADD $8192, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c512k2048_h7_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 512→2048 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 256 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c512k2048_h7_neon_splitk_rem(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F12
+	FMOVQ (R11), F13
+	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
 	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
 	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
 	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
@@ -7863,6 +9813,7 @@ norelu:
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 1024·r on, 64 bytes a trip.
 TEXT ·conv1x1s1_c2048k512_h7_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -7874,6 +9825,11 @@ TEXT ·conv1x1s1_c2048k512_h7_neon(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $65536, R24
+	MADD R23, R22, R24, R22
+	ADD $131072, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -7913,6 +9869,8 @@ kx0:
 	FMOVQ (R11), F17
 	FMOVQ (R12), F18
 	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
 	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
 	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
@@ -8078,6 +10036,7 @@ norelu:
 // 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 1024·r on, 64 bytes a trip.
 TEXT ·conv1x1s1_c2048k512_h7_neon_rem(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -8089,6 +10048,11 @@ TEXT ·conv1x1s1_c2048k512_h7_neon_rem(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $65536, R24
+	MADD R23, R22, R24, R22
+	ADD $131072, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -8120,6 +10084,411 @@ kx0:
 	FMOVQ (R10), F12
 	FMOVQ (R11), F13
 	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
+	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
+	WORD $0x4f8c1222 // fmla v2.4s, v17.4s, v12.s[0]
+	WORD $0x4f8c1243 // fmla v3.4s, v18.4s, v12.s[0]
+	WORD $0x4f8d11e4 // fmla v4.4s, v15.4s, v13.s[0]
+	WORD $0x4f8d1205 // fmla v5.4s, v16.4s, v13.s[0]
+	WORD $0x4f8d1226 // fmla v6.4s, v17.4s, v13.s[0]
+	WORD $0x4f8d1247 // fmla v7.4s, v18.4s, v13.s[0]
+	WORD $0x4f8e11e8 // fmla v8.4s, v15.4s, v14.s[0]
+	WORD $0x4f8e1209 // fmla v9.4s, v16.4s, v14.s[0]
+	WORD $0x4f8e122a // fmla v10.4s, v17.4s, v14.s[0]
+	WORD $0x4f8e124b // fmla v11.4s, v18.4s, v14.s[0]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac11e0 // fmla v0.4s, v15.4s, v12.s[1]
+	WORD $0x4fac1201 // fmla v1.4s, v16.4s, v12.s[1]
+	WORD $0x4fac1222 // fmla v2.4s, v17.4s, v12.s[1]
+	WORD $0x4fac1243 // fmla v3.4s, v18.4s, v12.s[1]
+	WORD $0x4fad11e4 // fmla v4.4s, v15.4s, v13.s[1]
+	WORD $0x4fad1205 // fmla v5.4s, v16.4s, v13.s[1]
+	WORD $0x4fad1226 // fmla v6.4s, v17.4s, v13.s[1]
+	WORD $0x4fad1247 // fmla v7.4s, v18.4s, v13.s[1]
+	WORD $0x4fae11e8 // fmla v8.4s, v15.4s, v14.s[1]
+	WORD $0x4fae1209 // fmla v9.4s, v16.4s, v14.s[1]
+	WORD $0x4fae122a // fmla v10.4s, v17.4s, v14.s[1]
+	WORD $0x4fae124b // fmla v11.4s, v18.4s, v14.s[1]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c19e0 // fmla v0.4s, v15.4s, v12.s[2]
+	WORD $0x4f8c1a01 // fmla v1.4s, v16.4s, v12.s[2]
+	WORD $0x4f8c1a22 // fmla v2.4s, v17.4s, v12.s[2]
+	WORD $0x4f8c1a43 // fmla v3.4s, v18.4s, v12.s[2]
+	WORD $0x4f8d19e4 // fmla v4.4s, v15.4s, v13.s[2]
+	WORD $0x4f8d1a05 // fmla v5.4s, v16.4s, v13.s[2]
+	WORD $0x4f8d1a26 // fmla v6.4s, v17.4s, v13.s[2]
+	WORD $0x4f8d1a47 // fmla v7.4s, v18.4s, v13.s[2]
+	WORD $0x4f8e19e8 // fmla v8.4s, v15.4s, v14.s[2]
+	WORD $0x4f8e1a09 // fmla v9.4s, v16.4s, v14.s[2]
+	WORD $0x4f8e1a2a // fmla v10.4s, v17.4s, v14.s[2]
+	WORD $0x4f8e1a4b // fmla v11.4s, v18.4s, v14.s[2]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac19e0 // fmla v0.4s, v15.4s, v12.s[3]
+	WORD $0x4fac1a01 // fmla v1.4s, v16.4s, v12.s[3]
+	WORD $0x4fac1a22 // fmla v2.4s, v17.4s, v12.s[3]
+	WORD $0x4fac1a43 // fmla v3.4s, v18.4s, v12.s[3]
+	WORD $0x4fad19e4 // fmla v4.4s, v15.4s, v13.s[3]
+	WORD $0x4fad1a05 // fmla v5.4s, v16.4s, v13.s[3]
+	WORD $0x4fad1a26 // fmla v6.4s, v17.4s, v13.s[3]
+	WORD $0x4fad1a47 // fmla v7.4s, v18.4s, v13.s[3]
+	WORD $0x4fae19e8 // fmla v8.4s, v15.4s, v14.s[3]
+	WORD $0x4fae1a09 // fmla v9.4s, v16.4s, v14.s[3]
+	WORD $0x4fae1a2a // fmla v10.4s, v17.4s, v14.s[3]
+	WORD $0x4fae1a4b // fmla v11.4s, v18.4s, v14.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd400 // fadd v0.4s, v0.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd421 // fadd v1.4s, v1.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd442 // fadd v2.4s, v2.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd463 // fadd v3.4s, v3.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd484 // fadd v4.4s, v4.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd4a5 // fadd v5.4s, v5.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd4c6 // fadd v6.4s, v6.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd4e7 // fadd v7.4s, v7.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd508 // fadd v8.4s, v8.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd529 // fadd v9.4s, v9.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd54a // fadd v10.4s, v10.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd56b // fadd v11.4s, v11.4s, v12.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V12.B16, V12.B16, V12.B16
+	WORD $0x4e2cf400 // fmax v0.4s, v0.4s, v12.4s
+	WORD $0x4e2cf421 // fmax v1.4s, v1.4s, v12.4s
+	WORD $0x4e2cf442 // fmax v2.4s, v2.4s, v12.4s
+	WORD $0x4e2cf463 // fmax v3.4s, v3.4s, v12.4s
+	WORD $0x4e2cf484 // fmax v4.4s, v4.4s, v12.4s
+	WORD $0x4e2cf4a5 // fmax v5.4s, v5.4s, v12.4s
+	WORD $0x4e2cf4c6 // fmax v6.4s, v6.4s, v12.4s
+	WORD $0x4e2cf4e7 // fmax v7.4s, v7.4s, v12.4s
+	WORD $0x4e2cf508 // fmax v8.4s, v8.4s, v12.4s
+	WORD $0x4e2cf529 // fmax v9.4s, v9.4s, v12.4s
+	WORD $0x4e2cf54a // fmax v10.4s, v10.4s, v12.4s
+	WORD $0x4e2cf56b // fmax v11.4s, v11.4s, v12.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD $8192, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c2048k512_h7_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 256 of the 2048 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c2048k512_h7_neon_splitk(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	ADD R19, R12, R13
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ (R11), F17
+	FMOVQ (R12), F18
+	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	ADD $16, R13
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD R6, R21
+	FMOVQ F12, (R21)
+	FMOVQ F13, 16(R21)
+	FMOVQ F14, 32(R21)
+	FMOVQ F15, 48(R21)
+	ADD $8192, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c2048k512_h7_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 2048→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 256 of the 2048 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c2048k512_h7_neon_splitk_rem(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	MOVD $64, R16
+kx0:
+	FMOVQ (R10), F12
+	FMOVQ (R11), F13
+	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
 	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
 	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
 	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
@@ -8250,6 +10619,7 @@ norelu:
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 2304·r on, 64 bytes a trip.
 TEXT ·conv3x3s1_c512k512_h7_neon(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -8261,6 +10631,11 @@ TEXT ·conv3x3s1_c512k512_h7_neon(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $147456, R24
+	MADD R23, R22, R24, R22
+	ADD $294912, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -8300,6 +10675,8 @@ kx0:
 	FMOVQ (R11), F17
 	FMOVQ (R12), F18
 	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
 	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
 	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
@@ -8380,6 +10757,8 @@ kx1:
 	FMOVQ (R11), F17
 	FMOVQ (R12), F18
 	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
 	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
 	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
@@ -8460,6 +10839,8 @@ kx2:
 	FMOVQ (R11), F17
 	FMOVQ (R12), F18
 	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
 	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
 	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
@@ -8625,6 +11006,7 @@ norelu:
 // 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
 // Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
 // modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// Prefetches the next weights into L2: the call of tile row r from line 2304·r on, 64 bytes a trip.
 TEXT ·conv3x3s1_c512k512_h7_neon_rem(SB), NOSPLIT, $0-80
 	MOVD in+0(FP), R0
 	MOVD bias+16(FP), R2
@@ -8636,6 +11018,11 @@ TEXT ·conv3x3s1_c512k512_h7_neon_rem(SB), NOSPLIT, $0-80
 	MOVD flags+64(FP), R8
 	MOVD n+72(FP), R9
 	MOVD R5, R19
+	MOVD w+8(FP), R22
+	LSR $2, R8, R23
+	MOVD $147456, R24
+	MADD R23, R22, R24, R22
+	ADD $294912, R22
 tile:
 	MOVD R2, R20
 	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
@@ -8667,6 +11054,8 @@ kx0:
 	FMOVQ (R10), F12
 	FMOVQ (R11), F13
 	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
 	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
 	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
@@ -8729,6 +11118,8 @@ kx1:
 	FMOVQ (R10), F12
 	FMOVQ (R11), F13
 	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
 	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
 	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
@@ -8791,6 +11182,8 @@ kx2:
 	FMOVQ (R10), F12
 	FMOVQ (R11), F13
 	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $64, R22
 	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
 	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
 	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
@@ -8913,6 +11306,2840 @@ norelu:
 	ADD $2048, R0
 	ADD $2048, R4
 	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv3x3s1_c512k512_h7_neon_splitk computes n 4x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// A call reduces over 128 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv3x3s1_c512k512_h7_neon_splitk(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $73728, R22
+	MOVD R0, R17
+	MOVD $3, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	ADD R19, R12, R13
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ (R11), F17
+	FMOVQ (R12), F18
+	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	ADD $16, R13
+	SUBS $1, R16
+	BNE kx0
+	ADD $1536, R10
+	ADD $1536, R11
+	ADD $1536, R12
+	ADD $1536, R13
+	MOVD $32, R16
+kx1:
+	FMOVQ (R10), F16
+	FMOVQ (R11), F17
+	FMOVQ (R12), F18
+	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	ADD $16, R13
+	SUBS $1, R16
+	BNE kx1
+	ADD $1536, R10
+	ADD $1536, R11
+	ADD $1536, R12
+	ADD $1536, R13
+	MOVD $32, R16
+kx2:
+	FMOVQ (R10), F16
+	FMOVQ (R11), F17
+	FMOVQ (R12), F18
+	FMOVQ (R13), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	ADD $16, R13
+	SUBS $1, R16
+	BNE kx2
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	ADD R7, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD R6, R21
+	FMOVQ F12, (R21)
+	FMOVQ F13, 16(R21)
+	FMOVQ F14, 32(R21)
+	FMOVQ F15, 48(R21)
+	ADD $2048, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv3x3s1_c512k512_h7_neon_splitk_rem computes n 3x1-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
+// 512→512 channels on a 7x7 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 3 input and 16 weight loads, 48 FMLA (2.5 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 0.75 of V1's.
+// A call reduces over 128 of the 512 input channels (a slice of the weights).
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv3x3s1_c512k512_h7_neon_splitk_rem(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+	ADD R7, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	ADD R8>>2, R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $73728, R22
+	MOVD R0, R17
+	MOVD $3, R15
+ky:
+	MOVD R17, R10
+	ADD R19, R10, R11
+	ADD R19, R11, R12
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F12
+	FMOVQ (R11), F13
+	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
+	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
+	WORD $0x4f8c1222 // fmla v2.4s, v17.4s, v12.s[0]
+	WORD $0x4f8c1243 // fmla v3.4s, v18.4s, v12.s[0]
+	WORD $0x4f8d11e4 // fmla v4.4s, v15.4s, v13.s[0]
+	WORD $0x4f8d1205 // fmla v5.4s, v16.4s, v13.s[0]
+	WORD $0x4f8d1226 // fmla v6.4s, v17.4s, v13.s[0]
+	WORD $0x4f8d1247 // fmla v7.4s, v18.4s, v13.s[0]
+	WORD $0x4f8e11e8 // fmla v8.4s, v15.4s, v14.s[0]
+	WORD $0x4f8e1209 // fmla v9.4s, v16.4s, v14.s[0]
+	WORD $0x4f8e122a // fmla v10.4s, v17.4s, v14.s[0]
+	WORD $0x4f8e124b // fmla v11.4s, v18.4s, v14.s[0]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac11e0 // fmla v0.4s, v15.4s, v12.s[1]
+	WORD $0x4fac1201 // fmla v1.4s, v16.4s, v12.s[1]
+	WORD $0x4fac1222 // fmla v2.4s, v17.4s, v12.s[1]
+	WORD $0x4fac1243 // fmla v3.4s, v18.4s, v12.s[1]
+	WORD $0x4fad11e4 // fmla v4.4s, v15.4s, v13.s[1]
+	WORD $0x4fad1205 // fmla v5.4s, v16.4s, v13.s[1]
+	WORD $0x4fad1226 // fmla v6.4s, v17.4s, v13.s[1]
+	WORD $0x4fad1247 // fmla v7.4s, v18.4s, v13.s[1]
+	WORD $0x4fae11e8 // fmla v8.4s, v15.4s, v14.s[1]
+	WORD $0x4fae1209 // fmla v9.4s, v16.4s, v14.s[1]
+	WORD $0x4fae122a // fmla v10.4s, v17.4s, v14.s[1]
+	WORD $0x4fae124b // fmla v11.4s, v18.4s, v14.s[1]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c19e0 // fmla v0.4s, v15.4s, v12.s[2]
+	WORD $0x4f8c1a01 // fmla v1.4s, v16.4s, v12.s[2]
+	WORD $0x4f8c1a22 // fmla v2.4s, v17.4s, v12.s[2]
+	WORD $0x4f8c1a43 // fmla v3.4s, v18.4s, v12.s[2]
+	WORD $0x4f8d19e4 // fmla v4.4s, v15.4s, v13.s[2]
+	WORD $0x4f8d1a05 // fmla v5.4s, v16.4s, v13.s[2]
+	WORD $0x4f8d1a26 // fmla v6.4s, v17.4s, v13.s[2]
+	WORD $0x4f8d1a47 // fmla v7.4s, v18.4s, v13.s[2]
+	WORD $0x4f8e19e8 // fmla v8.4s, v15.4s, v14.s[2]
+	WORD $0x4f8e1a09 // fmla v9.4s, v16.4s, v14.s[2]
+	WORD $0x4f8e1a2a // fmla v10.4s, v17.4s, v14.s[2]
+	WORD $0x4f8e1a4b // fmla v11.4s, v18.4s, v14.s[2]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac19e0 // fmla v0.4s, v15.4s, v12.s[3]
+	WORD $0x4fac1a01 // fmla v1.4s, v16.4s, v12.s[3]
+	WORD $0x4fac1a22 // fmla v2.4s, v17.4s, v12.s[3]
+	WORD $0x4fac1a43 // fmla v3.4s, v18.4s, v12.s[3]
+	WORD $0x4fad19e4 // fmla v4.4s, v15.4s, v13.s[3]
+	WORD $0x4fad1a05 // fmla v5.4s, v16.4s, v13.s[3]
+	WORD $0x4fad1a26 // fmla v6.4s, v17.4s, v13.s[3]
+	WORD $0x4fad1a47 // fmla v7.4s, v18.4s, v13.s[3]
+	WORD $0x4fae19e8 // fmla v8.4s, v15.4s, v14.s[3]
+	WORD $0x4fae1a09 // fmla v9.4s, v16.4s, v14.s[3]
+	WORD $0x4fae1a2a // fmla v10.4s, v17.4s, v14.s[3]
+	WORD $0x4fae1a4b // fmla v11.4s, v18.4s, v14.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	SUBS $1, R16
+	BNE kx0
+	ADD $1536, R10
+	ADD $1536, R11
+	ADD $1536, R12
+	MOVD $32, R16
+kx1:
+	FMOVQ (R10), F12
+	FMOVQ (R11), F13
+	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
+	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
+	WORD $0x4f8c1222 // fmla v2.4s, v17.4s, v12.s[0]
+	WORD $0x4f8c1243 // fmla v3.4s, v18.4s, v12.s[0]
+	WORD $0x4f8d11e4 // fmla v4.4s, v15.4s, v13.s[0]
+	WORD $0x4f8d1205 // fmla v5.4s, v16.4s, v13.s[0]
+	WORD $0x4f8d1226 // fmla v6.4s, v17.4s, v13.s[0]
+	WORD $0x4f8d1247 // fmla v7.4s, v18.4s, v13.s[0]
+	WORD $0x4f8e11e8 // fmla v8.4s, v15.4s, v14.s[0]
+	WORD $0x4f8e1209 // fmla v9.4s, v16.4s, v14.s[0]
+	WORD $0x4f8e122a // fmla v10.4s, v17.4s, v14.s[0]
+	WORD $0x4f8e124b // fmla v11.4s, v18.4s, v14.s[0]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac11e0 // fmla v0.4s, v15.4s, v12.s[1]
+	WORD $0x4fac1201 // fmla v1.4s, v16.4s, v12.s[1]
+	WORD $0x4fac1222 // fmla v2.4s, v17.4s, v12.s[1]
+	WORD $0x4fac1243 // fmla v3.4s, v18.4s, v12.s[1]
+	WORD $0x4fad11e4 // fmla v4.4s, v15.4s, v13.s[1]
+	WORD $0x4fad1205 // fmla v5.4s, v16.4s, v13.s[1]
+	WORD $0x4fad1226 // fmla v6.4s, v17.4s, v13.s[1]
+	WORD $0x4fad1247 // fmla v7.4s, v18.4s, v13.s[1]
+	WORD $0x4fae11e8 // fmla v8.4s, v15.4s, v14.s[1]
+	WORD $0x4fae1209 // fmla v9.4s, v16.4s, v14.s[1]
+	WORD $0x4fae122a // fmla v10.4s, v17.4s, v14.s[1]
+	WORD $0x4fae124b // fmla v11.4s, v18.4s, v14.s[1]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c19e0 // fmla v0.4s, v15.4s, v12.s[2]
+	WORD $0x4f8c1a01 // fmla v1.4s, v16.4s, v12.s[2]
+	WORD $0x4f8c1a22 // fmla v2.4s, v17.4s, v12.s[2]
+	WORD $0x4f8c1a43 // fmla v3.4s, v18.4s, v12.s[2]
+	WORD $0x4f8d19e4 // fmla v4.4s, v15.4s, v13.s[2]
+	WORD $0x4f8d1a05 // fmla v5.4s, v16.4s, v13.s[2]
+	WORD $0x4f8d1a26 // fmla v6.4s, v17.4s, v13.s[2]
+	WORD $0x4f8d1a47 // fmla v7.4s, v18.4s, v13.s[2]
+	WORD $0x4f8e19e8 // fmla v8.4s, v15.4s, v14.s[2]
+	WORD $0x4f8e1a09 // fmla v9.4s, v16.4s, v14.s[2]
+	WORD $0x4f8e1a2a // fmla v10.4s, v17.4s, v14.s[2]
+	WORD $0x4f8e1a4b // fmla v11.4s, v18.4s, v14.s[2]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac19e0 // fmla v0.4s, v15.4s, v12.s[3]
+	WORD $0x4fac1a01 // fmla v1.4s, v16.4s, v12.s[3]
+	WORD $0x4fac1a22 // fmla v2.4s, v17.4s, v12.s[3]
+	WORD $0x4fac1a43 // fmla v3.4s, v18.4s, v12.s[3]
+	WORD $0x4fad19e4 // fmla v4.4s, v15.4s, v13.s[3]
+	WORD $0x4fad1a05 // fmla v5.4s, v16.4s, v13.s[3]
+	WORD $0x4fad1a26 // fmla v6.4s, v17.4s, v13.s[3]
+	WORD $0x4fad1a47 // fmla v7.4s, v18.4s, v13.s[3]
+	WORD $0x4fae19e8 // fmla v8.4s, v15.4s, v14.s[3]
+	WORD $0x4fae1a09 // fmla v9.4s, v16.4s, v14.s[3]
+	WORD $0x4fae1a2a // fmla v10.4s, v17.4s, v14.s[3]
+	WORD $0x4fae1a4b // fmla v11.4s, v18.4s, v14.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	SUBS $1, R16
+	BNE kx1
+	ADD $1536, R10
+	ADD $1536, R11
+	ADD $1536, R12
+	MOVD $32, R16
+kx2:
+	FMOVQ (R10), F12
+	FMOVQ (R11), F13
+	FMOVQ (R12), F14
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c11e0 // fmla v0.4s, v15.4s, v12.s[0]
+	WORD $0x4f8c1201 // fmla v1.4s, v16.4s, v12.s[0]
+	WORD $0x4f8c1222 // fmla v2.4s, v17.4s, v12.s[0]
+	WORD $0x4f8c1243 // fmla v3.4s, v18.4s, v12.s[0]
+	WORD $0x4f8d11e4 // fmla v4.4s, v15.4s, v13.s[0]
+	WORD $0x4f8d1205 // fmla v5.4s, v16.4s, v13.s[0]
+	WORD $0x4f8d1226 // fmla v6.4s, v17.4s, v13.s[0]
+	WORD $0x4f8d1247 // fmla v7.4s, v18.4s, v13.s[0]
+	WORD $0x4f8e11e8 // fmla v8.4s, v15.4s, v14.s[0]
+	WORD $0x4f8e1209 // fmla v9.4s, v16.4s, v14.s[0]
+	WORD $0x4f8e122a // fmla v10.4s, v17.4s, v14.s[0]
+	WORD $0x4f8e124b // fmla v11.4s, v18.4s, v14.s[0]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac11e0 // fmla v0.4s, v15.4s, v12.s[1]
+	WORD $0x4fac1201 // fmla v1.4s, v16.4s, v12.s[1]
+	WORD $0x4fac1222 // fmla v2.4s, v17.4s, v12.s[1]
+	WORD $0x4fac1243 // fmla v3.4s, v18.4s, v12.s[1]
+	WORD $0x4fad11e4 // fmla v4.4s, v15.4s, v13.s[1]
+	WORD $0x4fad1205 // fmla v5.4s, v16.4s, v13.s[1]
+	WORD $0x4fad1226 // fmla v6.4s, v17.4s, v13.s[1]
+	WORD $0x4fad1247 // fmla v7.4s, v18.4s, v13.s[1]
+	WORD $0x4fae11e8 // fmla v8.4s, v15.4s, v14.s[1]
+	WORD $0x4fae1209 // fmla v9.4s, v16.4s, v14.s[1]
+	WORD $0x4fae122a // fmla v10.4s, v17.4s, v14.s[1]
+	WORD $0x4fae124b // fmla v11.4s, v18.4s, v14.s[1]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4f8c19e0 // fmla v0.4s, v15.4s, v12.s[2]
+	WORD $0x4f8c1a01 // fmla v1.4s, v16.4s, v12.s[2]
+	WORD $0x4f8c1a22 // fmla v2.4s, v17.4s, v12.s[2]
+	WORD $0x4f8c1a43 // fmla v3.4s, v18.4s, v12.s[2]
+	WORD $0x4f8d19e4 // fmla v4.4s, v15.4s, v13.s[2]
+	WORD $0x4f8d1a05 // fmla v5.4s, v16.4s, v13.s[2]
+	WORD $0x4f8d1a26 // fmla v6.4s, v17.4s, v13.s[2]
+	WORD $0x4f8d1a47 // fmla v7.4s, v18.4s, v13.s[2]
+	WORD $0x4f8e19e8 // fmla v8.4s, v15.4s, v14.s[2]
+	WORD $0x4f8e1a09 // fmla v9.4s, v16.4s, v14.s[2]
+	WORD $0x4f8e1a2a // fmla v10.4s, v17.4s, v14.s[2]
+	WORD $0x4f8e1a4b // fmla v11.4s, v18.4s, v14.s[2]
+	VLD1.P 64(R14), [V15.S4, V16.S4, V17.S4, V18.S4]
+	WORD $0x4fac19e0 // fmla v0.4s, v15.4s, v12.s[3]
+	WORD $0x4fac1a01 // fmla v1.4s, v16.4s, v12.s[3]
+	WORD $0x4fac1a22 // fmla v2.4s, v17.4s, v12.s[3]
+	WORD $0x4fac1a43 // fmla v3.4s, v18.4s, v12.s[3]
+	WORD $0x4fad19e4 // fmla v4.4s, v15.4s, v13.s[3]
+	WORD $0x4fad1a05 // fmla v5.4s, v16.4s, v13.s[3]
+	WORD $0x4fad1a26 // fmla v6.4s, v17.4s, v13.s[3]
+	WORD $0x4fad1a47 // fmla v7.4s, v18.4s, v13.s[3]
+	WORD $0x4fae19e8 // fmla v8.4s, v15.4s, v14.s[3]
+	WORD $0x4fae1a09 // fmla v9.4s, v16.4s, v14.s[3]
+	WORD $0x4fae1a2a // fmla v10.4s, v17.4s, v14.s[3]
+	WORD $0x4fae1a4b // fmla v11.4s, v18.4s, v14.s[3]
+	ADD $16, R10
+	ADD $16, R11
+	ADD $16, R12
+	SUBS $1, R16
+	BNE kx2
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd400 // fadd v0.4s, v0.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd421 // fadd v1.4s, v1.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd442 // fadd v2.4s, v2.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd463 // fadd v3.4s, v3.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd484 // fadd v4.4s, v4.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd4a5 // fadd v5.4s, v5.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd4c6 // fadd v6.4s, v6.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd4e7 // fadd v7.4s, v7.4s, v12.4s
+	ADD R7, R21
+	FMOVQ (R21), F12
+	WORD $0x4e2cd508 // fadd v8.4s, v8.4s, v12.4s
+	FMOVQ 16(R21), F12
+	WORD $0x4e2cd529 // fadd v9.4s, v9.4s, v12.4s
+	FMOVQ 32(R21), F12
+	WORD $0x4e2cd54a // fadd v10.4s, v10.4s, v12.4s
+	FMOVQ 48(R21), F12
+	WORD $0x4e2cd56b // fadd v11.4s, v11.4s, v12.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V12.B16, V12.B16, V12.B16
+	WORD $0x4e2cf400 // fmax v0.4s, v0.4s, v12.4s
+	WORD $0x4e2cf421 // fmax v1.4s, v1.4s, v12.4s
+	WORD $0x4e2cf442 // fmax v2.4s, v2.4s, v12.4s
+	WORD $0x4e2cf463 // fmax v3.4s, v3.4s, v12.4s
+	WORD $0x4e2cf484 // fmax v4.4s, v4.4s, v12.4s
+	WORD $0x4e2cf4a5 // fmax v5.4s, v5.4s, v12.4s
+	WORD $0x4e2cf4c6 // fmax v6.4s, v6.4s, v12.4s
+	WORD $0x4e2cf4e7 // fmax v7.4s, v7.4s, v12.4s
+	WORD $0x4e2cf508 // fmax v8.4s, v8.4s, v12.4s
+	WORD $0x4e2cf529 // fmax v9.4s, v9.4s, v12.4s
+	WORD $0x4e2cf54a // fmax v10.4s, v10.4s, v12.4s
+	WORD $0x4e2cf56b // fmax v11.4s, v11.4s, v12.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD R6, R21
+	FMOVQ F4, (R21)
+	FMOVQ F5, 16(R21)
+	FMOVQ F6, 32(R21)
+	FMOVQ F7, 48(R21)
+	ADD R6, R21
+	FMOVQ F8, (R21)
+	FMOVQ F9, 16(R21)
+	FMOVQ F10, 32(R21)
+	FMOVQ F11, 48(R21)
+	ADD $2048, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c64k64_h1w25_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x25 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+TEXT ·conv1x1s1_c64k64_h1w25_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	VORR V0.B16, V0.B16, V16.B16
+	VORR V1.B16, V1.B16, V17.B16
+	VORR V2.B16, V2.B16, V18.B16
+	VORR V3.B16, V3.B16, V19.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 256(R20), PLDL1KEEP
+	PRFM 512(R20), PLDL1KEEP
+	PRFM 768(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $16, R16
+kx0:
+	FMOVQ (R10), F20
+	FMOVQ 256(R10), F21
+	FMOVQ 512(R10), F22
+	FMOVQ 768(R10), F23
+	FMOVQ 1024(R10), F24
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941320 // fmla v0.4s, v25.4s, v20.s[0]
+	WORD $0x4f941341 // fmla v1.4s, v26.4s, v20.s[0]
+	WORD $0x4f941362 // fmla v2.4s, v27.4s, v20.s[0]
+	WORD $0x4f941383 // fmla v3.4s, v28.4s, v20.s[0]
+	WORD $0x4f951324 // fmla v4.4s, v25.4s, v21.s[0]
+	WORD $0x4f951345 // fmla v5.4s, v26.4s, v21.s[0]
+	WORD $0x4f951366 // fmla v6.4s, v27.4s, v21.s[0]
+	WORD $0x4f951387 // fmla v7.4s, v28.4s, v21.s[0]
+	WORD $0x4f961328 // fmla v8.4s, v25.4s, v22.s[0]
+	WORD $0x4f961349 // fmla v9.4s, v26.4s, v22.s[0]
+	WORD $0x4f96136a // fmla v10.4s, v27.4s, v22.s[0]
+	WORD $0x4f96138b // fmla v11.4s, v28.4s, v22.s[0]
+	WORD $0x4f97132c // fmla v12.4s, v25.4s, v23.s[0]
+	WORD $0x4f97134d // fmla v13.4s, v26.4s, v23.s[0]
+	WORD $0x4f97136e // fmla v14.4s, v27.4s, v23.s[0]
+	WORD $0x4f97138f // fmla v15.4s, v28.4s, v23.s[0]
+	WORD $0x4f981330 // fmla v16.4s, v25.4s, v24.s[0]
+	WORD $0x4f981351 // fmla v17.4s, v26.4s, v24.s[0]
+	WORD $0x4f981372 // fmla v18.4s, v27.4s, v24.s[0]
+	WORD $0x4f981393 // fmla v19.4s, v28.4s, v24.s[0]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41320 // fmla v0.4s, v25.4s, v20.s[1]
+	WORD $0x4fb41341 // fmla v1.4s, v26.4s, v20.s[1]
+	WORD $0x4fb41362 // fmla v2.4s, v27.4s, v20.s[1]
+	WORD $0x4fb41383 // fmla v3.4s, v28.4s, v20.s[1]
+	WORD $0x4fb51324 // fmla v4.4s, v25.4s, v21.s[1]
+	WORD $0x4fb51345 // fmla v5.4s, v26.4s, v21.s[1]
+	WORD $0x4fb51366 // fmla v6.4s, v27.4s, v21.s[1]
+	WORD $0x4fb51387 // fmla v7.4s, v28.4s, v21.s[1]
+	WORD $0x4fb61328 // fmla v8.4s, v25.4s, v22.s[1]
+	WORD $0x4fb61349 // fmla v9.4s, v26.4s, v22.s[1]
+	WORD $0x4fb6136a // fmla v10.4s, v27.4s, v22.s[1]
+	WORD $0x4fb6138b // fmla v11.4s, v28.4s, v22.s[1]
+	WORD $0x4fb7132c // fmla v12.4s, v25.4s, v23.s[1]
+	WORD $0x4fb7134d // fmla v13.4s, v26.4s, v23.s[1]
+	WORD $0x4fb7136e // fmla v14.4s, v27.4s, v23.s[1]
+	WORD $0x4fb7138f // fmla v15.4s, v28.4s, v23.s[1]
+	WORD $0x4fb81330 // fmla v16.4s, v25.4s, v24.s[1]
+	WORD $0x4fb81351 // fmla v17.4s, v26.4s, v24.s[1]
+	WORD $0x4fb81372 // fmla v18.4s, v27.4s, v24.s[1]
+	WORD $0x4fb81393 // fmla v19.4s, v28.4s, v24.s[1]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941b20 // fmla v0.4s, v25.4s, v20.s[2]
+	WORD $0x4f941b41 // fmla v1.4s, v26.4s, v20.s[2]
+	WORD $0x4f941b62 // fmla v2.4s, v27.4s, v20.s[2]
+	WORD $0x4f941b83 // fmla v3.4s, v28.4s, v20.s[2]
+	WORD $0x4f951b24 // fmla v4.4s, v25.4s, v21.s[2]
+	WORD $0x4f951b45 // fmla v5.4s, v26.4s, v21.s[2]
+	WORD $0x4f951b66 // fmla v6.4s, v27.4s, v21.s[2]
+	WORD $0x4f951b87 // fmla v7.4s, v28.4s, v21.s[2]
+	WORD $0x4f961b28 // fmla v8.4s, v25.4s, v22.s[2]
+	WORD $0x4f961b49 // fmla v9.4s, v26.4s, v22.s[2]
+	WORD $0x4f961b6a // fmla v10.4s, v27.4s, v22.s[2]
+	WORD $0x4f961b8b // fmla v11.4s, v28.4s, v22.s[2]
+	WORD $0x4f971b2c // fmla v12.4s, v25.4s, v23.s[2]
+	WORD $0x4f971b4d // fmla v13.4s, v26.4s, v23.s[2]
+	WORD $0x4f971b6e // fmla v14.4s, v27.4s, v23.s[2]
+	WORD $0x4f971b8f // fmla v15.4s, v28.4s, v23.s[2]
+	WORD $0x4f981b30 // fmla v16.4s, v25.4s, v24.s[2]
+	WORD $0x4f981b51 // fmla v17.4s, v26.4s, v24.s[2]
+	WORD $0x4f981b72 // fmla v18.4s, v27.4s, v24.s[2]
+	WORD $0x4f981b93 // fmla v19.4s, v28.4s, v24.s[2]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41b20 // fmla v0.4s, v25.4s, v20.s[3]
+	WORD $0x4fb41b41 // fmla v1.4s, v26.4s, v20.s[3]
+	WORD $0x4fb41b62 // fmla v2.4s, v27.4s, v20.s[3]
+	WORD $0x4fb41b83 // fmla v3.4s, v28.4s, v20.s[3]
+	WORD $0x4fb51b24 // fmla v4.4s, v25.4s, v21.s[3]
+	WORD $0x4fb51b45 // fmla v5.4s, v26.4s, v21.s[3]
+	WORD $0x4fb51b66 // fmla v6.4s, v27.4s, v21.s[3]
+	WORD $0x4fb51b87 // fmla v7.4s, v28.4s, v21.s[3]
+	WORD $0x4fb61b28 // fmla v8.4s, v25.4s, v22.s[3]
+	WORD $0x4fb61b49 // fmla v9.4s, v26.4s, v22.s[3]
+	WORD $0x4fb61b6a // fmla v10.4s, v27.4s, v22.s[3]
+	WORD $0x4fb61b8b // fmla v11.4s, v28.4s, v22.s[3]
+	WORD $0x4fb71b2c // fmla v12.4s, v25.4s, v23.s[3]
+	WORD $0x4fb71b4d // fmla v13.4s, v26.4s, v23.s[3]
+	WORD $0x4fb71b6e // fmla v14.4s, v27.4s, v23.s[3]
+	WORD $0x4fb71b8f // fmla v15.4s, v28.4s, v23.s[3]
+	WORD $0x4fb81b30 // fmla v16.4s, v25.4s, v24.s[3]
+	WORD $0x4fb81b51 // fmla v17.4s, v26.4s, v24.s[3]
+	WORD $0x4fb81b72 // fmla v18.4s, v27.4s, v24.s[3]
+	WORD $0x4fb81b93 // fmla v19.4s, v28.4s, v24.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F20
+	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
+	FMOVQ 16(R21), F20
+	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
+	FMOVQ 32(R21), F20
+	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
+	FMOVQ 48(R21), F20
+	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
+	FMOVQ 256(R21), F20
+	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
+	FMOVQ 272(R21), F20
+	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
+	FMOVQ 288(R21), F20
+	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
+	FMOVQ 304(R21), F20
+	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
+	FMOVQ 512(R21), F20
+	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
+	FMOVQ 528(R21), F20
+	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
+	FMOVQ 544(R21), F20
+	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
+	FMOVQ 560(R21), F20
+	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
+	FMOVQ 768(R21), F20
+	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
+	FMOVQ 784(R21), F20
+	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
+	FMOVQ 800(R21), F20
+	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
+	FMOVQ 816(R21), F20
+	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
+	FMOVQ 1024(R21), F20
+	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
+	FMOVQ 1040(R21), F20
+	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
+	FMOVQ 1056(R21), F20
+	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
+	FMOVQ 1072(R21), F20
+	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V20.B16, V20.B16, V20.B16
+	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
+	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
+	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
+	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
+	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
+	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
+	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
+	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
+	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
+	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
+	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
+	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
+	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
+	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
+	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
+	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
+	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
+	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
+	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
+	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 256(R21)
+	FMOVQ F5, 272(R21)
+	FMOVQ F6, 288(R21)
+	FMOVQ F7, 304(R21)
+	FMOVQ F8, 512(R21)
+	FMOVQ F9, 528(R21)
+	FMOVQ F10, 544(R21)
+	FMOVQ F11, 560(R21)
+	FMOVQ F12, 768(R21)
+	FMOVQ F13, 784(R21)
+	FMOVQ F14, 800(R21)
+	FMOVQ F15, 816(R21)
+	FMOVQ F16, 1024(R21)
+	FMOVQ F17, 1040(R21)
+	FMOVQ F18, 1056(R21)
+	FMOVQ F19, 1072(R21)
+	ADD $1280, R0
+	ADD $1280, R4
+	ADD $1280, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c64k64_h1w21_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+TEXT ·conv1x1s1_c64k64_h1w21_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	VORR V0.B16, V0.B16, V16.B16
+	VORR V1.B16, V1.B16, V17.B16
+	VORR V2.B16, V2.B16, V18.B16
+	VORR V3.B16, V3.B16, V19.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 256(R20), PLDL1KEEP
+	PRFM 512(R20), PLDL1KEEP
+	PRFM 768(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $16, R16
+kx0:
+	FMOVQ (R10), F20
+	FMOVQ 256(R10), F21
+	FMOVQ 512(R10), F22
+	FMOVQ 768(R10), F23
+	FMOVQ 1024(R10), F24
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941320 // fmla v0.4s, v25.4s, v20.s[0]
+	WORD $0x4f941341 // fmla v1.4s, v26.4s, v20.s[0]
+	WORD $0x4f941362 // fmla v2.4s, v27.4s, v20.s[0]
+	WORD $0x4f941383 // fmla v3.4s, v28.4s, v20.s[0]
+	WORD $0x4f951324 // fmla v4.4s, v25.4s, v21.s[0]
+	WORD $0x4f951345 // fmla v5.4s, v26.4s, v21.s[0]
+	WORD $0x4f951366 // fmla v6.4s, v27.4s, v21.s[0]
+	WORD $0x4f951387 // fmla v7.4s, v28.4s, v21.s[0]
+	WORD $0x4f961328 // fmla v8.4s, v25.4s, v22.s[0]
+	WORD $0x4f961349 // fmla v9.4s, v26.4s, v22.s[0]
+	WORD $0x4f96136a // fmla v10.4s, v27.4s, v22.s[0]
+	WORD $0x4f96138b // fmla v11.4s, v28.4s, v22.s[0]
+	WORD $0x4f97132c // fmla v12.4s, v25.4s, v23.s[0]
+	WORD $0x4f97134d // fmla v13.4s, v26.4s, v23.s[0]
+	WORD $0x4f97136e // fmla v14.4s, v27.4s, v23.s[0]
+	WORD $0x4f97138f // fmla v15.4s, v28.4s, v23.s[0]
+	WORD $0x4f981330 // fmla v16.4s, v25.4s, v24.s[0]
+	WORD $0x4f981351 // fmla v17.4s, v26.4s, v24.s[0]
+	WORD $0x4f981372 // fmla v18.4s, v27.4s, v24.s[0]
+	WORD $0x4f981393 // fmla v19.4s, v28.4s, v24.s[0]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41320 // fmla v0.4s, v25.4s, v20.s[1]
+	WORD $0x4fb41341 // fmla v1.4s, v26.4s, v20.s[1]
+	WORD $0x4fb41362 // fmla v2.4s, v27.4s, v20.s[1]
+	WORD $0x4fb41383 // fmla v3.4s, v28.4s, v20.s[1]
+	WORD $0x4fb51324 // fmla v4.4s, v25.4s, v21.s[1]
+	WORD $0x4fb51345 // fmla v5.4s, v26.4s, v21.s[1]
+	WORD $0x4fb51366 // fmla v6.4s, v27.4s, v21.s[1]
+	WORD $0x4fb51387 // fmla v7.4s, v28.4s, v21.s[1]
+	WORD $0x4fb61328 // fmla v8.4s, v25.4s, v22.s[1]
+	WORD $0x4fb61349 // fmla v9.4s, v26.4s, v22.s[1]
+	WORD $0x4fb6136a // fmla v10.4s, v27.4s, v22.s[1]
+	WORD $0x4fb6138b // fmla v11.4s, v28.4s, v22.s[1]
+	WORD $0x4fb7132c // fmla v12.4s, v25.4s, v23.s[1]
+	WORD $0x4fb7134d // fmla v13.4s, v26.4s, v23.s[1]
+	WORD $0x4fb7136e // fmla v14.4s, v27.4s, v23.s[1]
+	WORD $0x4fb7138f // fmla v15.4s, v28.4s, v23.s[1]
+	WORD $0x4fb81330 // fmla v16.4s, v25.4s, v24.s[1]
+	WORD $0x4fb81351 // fmla v17.4s, v26.4s, v24.s[1]
+	WORD $0x4fb81372 // fmla v18.4s, v27.4s, v24.s[1]
+	WORD $0x4fb81393 // fmla v19.4s, v28.4s, v24.s[1]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941b20 // fmla v0.4s, v25.4s, v20.s[2]
+	WORD $0x4f941b41 // fmla v1.4s, v26.4s, v20.s[2]
+	WORD $0x4f941b62 // fmla v2.4s, v27.4s, v20.s[2]
+	WORD $0x4f941b83 // fmla v3.4s, v28.4s, v20.s[2]
+	WORD $0x4f951b24 // fmla v4.4s, v25.4s, v21.s[2]
+	WORD $0x4f951b45 // fmla v5.4s, v26.4s, v21.s[2]
+	WORD $0x4f951b66 // fmla v6.4s, v27.4s, v21.s[2]
+	WORD $0x4f951b87 // fmla v7.4s, v28.4s, v21.s[2]
+	WORD $0x4f961b28 // fmla v8.4s, v25.4s, v22.s[2]
+	WORD $0x4f961b49 // fmla v9.4s, v26.4s, v22.s[2]
+	WORD $0x4f961b6a // fmla v10.4s, v27.4s, v22.s[2]
+	WORD $0x4f961b8b // fmla v11.4s, v28.4s, v22.s[2]
+	WORD $0x4f971b2c // fmla v12.4s, v25.4s, v23.s[2]
+	WORD $0x4f971b4d // fmla v13.4s, v26.4s, v23.s[2]
+	WORD $0x4f971b6e // fmla v14.4s, v27.4s, v23.s[2]
+	WORD $0x4f971b8f // fmla v15.4s, v28.4s, v23.s[2]
+	WORD $0x4f981b30 // fmla v16.4s, v25.4s, v24.s[2]
+	WORD $0x4f981b51 // fmla v17.4s, v26.4s, v24.s[2]
+	WORD $0x4f981b72 // fmla v18.4s, v27.4s, v24.s[2]
+	WORD $0x4f981b93 // fmla v19.4s, v28.4s, v24.s[2]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41b20 // fmla v0.4s, v25.4s, v20.s[3]
+	WORD $0x4fb41b41 // fmla v1.4s, v26.4s, v20.s[3]
+	WORD $0x4fb41b62 // fmla v2.4s, v27.4s, v20.s[3]
+	WORD $0x4fb41b83 // fmla v3.4s, v28.4s, v20.s[3]
+	WORD $0x4fb51b24 // fmla v4.4s, v25.4s, v21.s[3]
+	WORD $0x4fb51b45 // fmla v5.4s, v26.4s, v21.s[3]
+	WORD $0x4fb51b66 // fmla v6.4s, v27.4s, v21.s[3]
+	WORD $0x4fb51b87 // fmla v7.4s, v28.4s, v21.s[3]
+	WORD $0x4fb61b28 // fmla v8.4s, v25.4s, v22.s[3]
+	WORD $0x4fb61b49 // fmla v9.4s, v26.4s, v22.s[3]
+	WORD $0x4fb61b6a // fmla v10.4s, v27.4s, v22.s[3]
+	WORD $0x4fb61b8b // fmla v11.4s, v28.4s, v22.s[3]
+	WORD $0x4fb71b2c // fmla v12.4s, v25.4s, v23.s[3]
+	WORD $0x4fb71b4d // fmla v13.4s, v26.4s, v23.s[3]
+	WORD $0x4fb71b6e // fmla v14.4s, v27.4s, v23.s[3]
+	WORD $0x4fb71b8f // fmla v15.4s, v28.4s, v23.s[3]
+	WORD $0x4fb81b30 // fmla v16.4s, v25.4s, v24.s[3]
+	WORD $0x4fb81b51 // fmla v17.4s, v26.4s, v24.s[3]
+	WORD $0x4fb81b72 // fmla v18.4s, v27.4s, v24.s[3]
+	WORD $0x4fb81b93 // fmla v19.4s, v28.4s, v24.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F20
+	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
+	FMOVQ 16(R21), F20
+	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
+	FMOVQ 32(R21), F20
+	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
+	FMOVQ 48(R21), F20
+	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
+	FMOVQ 256(R21), F20
+	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
+	FMOVQ 272(R21), F20
+	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
+	FMOVQ 288(R21), F20
+	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
+	FMOVQ 304(R21), F20
+	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
+	FMOVQ 512(R21), F20
+	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
+	FMOVQ 528(R21), F20
+	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
+	FMOVQ 544(R21), F20
+	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
+	FMOVQ 560(R21), F20
+	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
+	FMOVQ 768(R21), F20
+	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
+	FMOVQ 784(R21), F20
+	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
+	FMOVQ 800(R21), F20
+	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
+	FMOVQ 816(R21), F20
+	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
+	FMOVQ 1024(R21), F20
+	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
+	FMOVQ 1040(R21), F20
+	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
+	FMOVQ 1056(R21), F20
+	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
+	FMOVQ 1072(R21), F20
+	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V20.B16, V20.B16, V20.B16
+	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
+	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
+	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
+	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
+	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
+	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
+	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
+	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
+	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
+	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
+	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
+	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
+	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
+	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
+	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
+	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
+	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
+	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
+	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
+	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 256(R21)
+	FMOVQ F5, 272(R21)
+	FMOVQ F6, 288(R21)
+	FMOVQ F7, 304(R21)
+	FMOVQ F8, 512(R21)
+	FMOVQ F9, 528(R21)
+	FMOVQ F10, 544(R21)
+	FMOVQ F11, 560(R21)
+	FMOVQ F12, 768(R21)
+	FMOVQ F13, 784(R21)
+	FMOVQ F14, 800(R21)
+	FMOVQ F15, 816(R21)
+	FMOVQ F16, 1024(R21)
+	FMOVQ F17, 1040(R21)
+	FMOVQ F18, 1056(R21)
+	FMOVQ F19, 1072(R21)
+	ADD $1280, R0
+	ADD $1280, R4
+	ADD $1280, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c64k64_h1w21_neon_remcol computes n 1x1-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x21 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 1 input and 16 weight loads, 16 FMLA (0.9 FMAs a load);
+// modelled 0.50 of Neoverse N1's FMA peak and 0.25 of V1's.
+TEXT ·conv1x1s1_c64k64_h1w21_neon_remcol(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $16, R16
+kx0:
+	FMOVQ (R10), F4
+	VLD1.P 64(R14), [V5.S4, V6.S4, V7.S4, V8.S4]
+	WORD $0x4f8410a0 // fmla v0.4s, v5.4s, v4.s[0]
+	WORD $0x4f8410c1 // fmla v1.4s, v6.4s, v4.s[0]
+	WORD $0x4f8410e2 // fmla v2.4s, v7.4s, v4.s[0]
+	WORD $0x4f841103 // fmla v3.4s, v8.4s, v4.s[0]
+	VLD1.P 64(R14), [V5.S4, V6.S4, V7.S4, V8.S4]
+	WORD $0x4fa410a0 // fmla v0.4s, v5.4s, v4.s[1]
+	WORD $0x4fa410c1 // fmla v1.4s, v6.4s, v4.s[1]
+	WORD $0x4fa410e2 // fmla v2.4s, v7.4s, v4.s[1]
+	WORD $0x4fa41103 // fmla v3.4s, v8.4s, v4.s[1]
+	VLD1.P 64(R14), [V5.S4, V6.S4, V7.S4, V8.S4]
+	WORD $0x4f8418a0 // fmla v0.4s, v5.4s, v4.s[2]
+	WORD $0x4f8418c1 // fmla v1.4s, v6.4s, v4.s[2]
+	WORD $0x4f8418e2 // fmla v2.4s, v7.4s, v4.s[2]
+	WORD $0x4f841903 // fmla v3.4s, v8.4s, v4.s[2]
+	VLD1.P 64(R14), [V5.S4, V6.S4, V7.S4, V8.S4]
+	WORD $0x4fa418a0 // fmla v0.4s, v5.4s, v4.s[3]
+	WORD $0x4fa418c1 // fmla v1.4s, v6.4s, v4.s[3]
+	WORD $0x4fa418e2 // fmla v2.4s, v7.4s, v4.s[3]
+	WORD $0x4fa41903 // fmla v3.4s, v8.4s, v4.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F4
+	WORD $0x4e24d400 // fadd v0.4s, v0.4s, v4.4s
+	FMOVQ 16(R21), F4
+	WORD $0x4e24d421 // fadd v1.4s, v1.4s, v4.4s
+	FMOVQ 32(R21), F4
+	WORD $0x4e24d442 // fadd v2.4s, v2.4s, v4.4s
+	FMOVQ 48(R21), F4
+	WORD $0x4e24d463 // fadd v3.4s, v3.4s, v4.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V4.B16, V4.B16, V4.B16
+	WORD $0x4e24f400 // fmax v0.4s, v0.4s, v4.4s
+	WORD $0x4e24f421 // fmax v1.4s, v1.4s, v4.4s
+	WORD $0x4e24f442 // fmax v2.4s, v2.4s, v4.4s
+	WORD $0x4e24f463 // fmax v3.4s, v3.4s, v4.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	ADD $256, R0
+	ADD $256, R4
+	ADD $256, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c128k128_h1w25_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x25 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c128k128_h1w25_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	VORR V0.B16, V0.B16, V16.B16
+	VORR V1.B16, V1.B16, V17.B16
+	VORR V2.B16, V2.B16, V18.B16
+	VORR V3.B16, V3.B16, V19.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 512(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+	PRFM 1536(R20), PLDL1KEEP
+	PRFM 2048(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $8192, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F20
+	FMOVQ 512(R10), F21
+	FMOVQ 1024(R10), F22
+	FMOVQ 1536(R10), F23
+	FMOVQ 2048(R10), F24
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941320 // fmla v0.4s, v25.4s, v20.s[0]
+	WORD $0x4f941341 // fmla v1.4s, v26.4s, v20.s[0]
+	WORD $0x4f941362 // fmla v2.4s, v27.4s, v20.s[0]
+	WORD $0x4f941383 // fmla v3.4s, v28.4s, v20.s[0]
+	WORD $0x4f951324 // fmla v4.4s, v25.4s, v21.s[0]
+	WORD $0x4f951345 // fmla v5.4s, v26.4s, v21.s[0]
+	WORD $0x4f951366 // fmla v6.4s, v27.4s, v21.s[0]
+	WORD $0x4f951387 // fmla v7.4s, v28.4s, v21.s[0]
+	WORD $0x4f961328 // fmla v8.4s, v25.4s, v22.s[0]
+	WORD $0x4f961349 // fmla v9.4s, v26.4s, v22.s[0]
+	WORD $0x4f96136a // fmla v10.4s, v27.4s, v22.s[0]
+	WORD $0x4f96138b // fmla v11.4s, v28.4s, v22.s[0]
+	WORD $0x4f97132c // fmla v12.4s, v25.4s, v23.s[0]
+	WORD $0x4f97134d // fmla v13.4s, v26.4s, v23.s[0]
+	WORD $0x4f97136e // fmla v14.4s, v27.4s, v23.s[0]
+	WORD $0x4f97138f // fmla v15.4s, v28.4s, v23.s[0]
+	WORD $0x4f981330 // fmla v16.4s, v25.4s, v24.s[0]
+	WORD $0x4f981351 // fmla v17.4s, v26.4s, v24.s[0]
+	WORD $0x4f981372 // fmla v18.4s, v27.4s, v24.s[0]
+	WORD $0x4f981393 // fmla v19.4s, v28.4s, v24.s[0]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41320 // fmla v0.4s, v25.4s, v20.s[1]
+	WORD $0x4fb41341 // fmla v1.4s, v26.4s, v20.s[1]
+	WORD $0x4fb41362 // fmla v2.4s, v27.4s, v20.s[1]
+	WORD $0x4fb41383 // fmla v3.4s, v28.4s, v20.s[1]
+	WORD $0x4fb51324 // fmla v4.4s, v25.4s, v21.s[1]
+	WORD $0x4fb51345 // fmla v5.4s, v26.4s, v21.s[1]
+	WORD $0x4fb51366 // fmla v6.4s, v27.4s, v21.s[1]
+	WORD $0x4fb51387 // fmla v7.4s, v28.4s, v21.s[1]
+	WORD $0x4fb61328 // fmla v8.4s, v25.4s, v22.s[1]
+	WORD $0x4fb61349 // fmla v9.4s, v26.4s, v22.s[1]
+	WORD $0x4fb6136a // fmla v10.4s, v27.4s, v22.s[1]
+	WORD $0x4fb6138b // fmla v11.4s, v28.4s, v22.s[1]
+	WORD $0x4fb7132c // fmla v12.4s, v25.4s, v23.s[1]
+	WORD $0x4fb7134d // fmla v13.4s, v26.4s, v23.s[1]
+	WORD $0x4fb7136e // fmla v14.4s, v27.4s, v23.s[1]
+	WORD $0x4fb7138f // fmla v15.4s, v28.4s, v23.s[1]
+	WORD $0x4fb81330 // fmla v16.4s, v25.4s, v24.s[1]
+	WORD $0x4fb81351 // fmla v17.4s, v26.4s, v24.s[1]
+	WORD $0x4fb81372 // fmla v18.4s, v27.4s, v24.s[1]
+	WORD $0x4fb81393 // fmla v19.4s, v28.4s, v24.s[1]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941b20 // fmla v0.4s, v25.4s, v20.s[2]
+	WORD $0x4f941b41 // fmla v1.4s, v26.4s, v20.s[2]
+	WORD $0x4f941b62 // fmla v2.4s, v27.4s, v20.s[2]
+	WORD $0x4f941b83 // fmla v3.4s, v28.4s, v20.s[2]
+	WORD $0x4f951b24 // fmla v4.4s, v25.4s, v21.s[2]
+	WORD $0x4f951b45 // fmla v5.4s, v26.4s, v21.s[2]
+	WORD $0x4f951b66 // fmla v6.4s, v27.4s, v21.s[2]
+	WORD $0x4f951b87 // fmla v7.4s, v28.4s, v21.s[2]
+	WORD $0x4f961b28 // fmla v8.4s, v25.4s, v22.s[2]
+	WORD $0x4f961b49 // fmla v9.4s, v26.4s, v22.s[2]
+	WORD $0x4f961b6a // fmla v10.4s, v27.4s, v22.s[2]
+	WORD $0x4f961b8b // fmla v11.4s, v28.4s, v22.s[2]
+	WORD $0x4f971b2c // fmla v12.4s, v25.4s, v23.s[2]
+	WORD $0x4f971b4d // fmla v13.4s, v26.4s, v23.s[2]
+	WORD $0x4f971b6e // fmla v14.4s, v27.4s, v23.s[2]
+	WORD $0x4f971b8f // fmla v15.4s, v28.4s, v23.s[2]
+	WORD $0x4f981b30 // fmla v16.4s, v25.4s, v24.s[2]
+	WORD $0x4f981b51 // fmla v17.4s, v26.4s, v24.s[2]
+	WORD $0x4f981b72 // fmla v18.4s, v27.4s, v24.s[2]
+	WORD $0x4f981b93 // fmla v19.4s, v28.4s, v24.s[2]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41b20 // fmla v0.4s, v25.4s, v20.s[3]
+	WORD $0x4fb41b41 // fmla v1.4s, v26.4s, v20.s[3]
+	WORD $0x4fb41b62 // fmla v2.4s, v27.4s, v20.s[3]
+	WORD $0x4fb41b83 // fmla v3.4s, v28.4s, v20.s[3]
+	WORD $0x4fb51b24 // fmla v4.4s, v25.4s, v21.s[3]
+	WORD $0x4fb51b45 // fmla v5.4s, v26.4s, v21.s[3]
+	WORD $0x4fb51b66 // fmla v6.4s, v27.4s, v21.s[3]
+	WORD $0x4fb51b87 // fmla v7.4s, v28.4s, v21.s[3]
+	WORD $0x4fb61b28 // fmla v8.4s, v25.4s, v22.s[3]
+	WORD $0x4fb61b49 // fmla v9.4s, v26.4s, v22.s[3]
+	WORD $0x4fb61b6a // fmla v10.4s, v27.4s, v22.s[3]
+	WORD $0x4fb61b8b // fmla v11.4s, v28.4s, v22.s[3]
+	WORD $0x4fb71b2c // fmla v12.4s, v25.4s, v23.s[3]
+	WORD $0x4fb71b4d // fmla v13.4s, v26.4s, v23.s[3]
+	WORD $0x4fb71b6e // fmla v14.4s, v27.4s, v23.s[3]
+	WORD $0x4fb71b8f // fmla v15.4s, v28.4s, v23.s[3]
+	WORD $0x4fb81b30 // fmla v16.4s, v25.4s, v24.s[3]
+	WORD $0x4fb81b51 // fmla v17.4s, v26.4s, v24.s[3]
+	WORD $0x4fb81b72 // fmla v18.4s, v27.4s, v24.s[3]
+	WORD $0x4fb81b93 // fmla v19.4s, v28.4s, v24.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F20
+	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
+	FMOVQ 16(R21), F20
+	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
+	FMOVQ 32(R21), F20
+	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
+	FMOVQ 48(R21), F20
+	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
+	FMOVQ 512(R21), F20
+	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
+	FMOVQ 528(R21), F20
+	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
+	FMOVQ 544(R21), F20
+	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
+	FMOVQ 560(R21), F20
+	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
+	FMOVQ 1024(R21), F20
+	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
+	FMOVQ 1040(R21), F20
+	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
+	FMOVQ 1056(R21), F20
+	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
+	FMOVQ 1072(R21), F20
+	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
+	FMOVQ 1536(R21), F20
+	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
+	FMOVQ 1552(R21), F20
+	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
+	FMOVQ 1568(R21), F20
+	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
+	FMOVQ 1584(R21), F20
+	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
+	FMOVQ 2048(R21), F20
+	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
+	FMOVQ 2064(R21), F20
+	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
+	FMOVQ 2080(R21), F20
+	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
+	FMOVQ 2096(R21), F20
+	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V20.B16, V20.B16, V20.B16
+	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
+	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
+	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
+	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
+	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
+	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
+	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
+	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
+	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
+	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
+	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
+	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
+	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
+	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
+	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
+	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
+	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
+	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
+	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
+	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 512(R21)
+	FMOVQ F5, 528(R21)
+	FMOVQ F6, 544(R21)
+	FMOVQ F7, 560(R21)
+	FMOVQ F8, 1024(R21)
+	FMOVQ F9, 1040(R21)
+	FMOVQ F10, 1056(R21)
+	FMOVQ F11, 1072(R21)
+	FMOVQ F12, 1536(R21)
+	FMOVQ F13, 1552(R21)
+	FMOVQ F14, 1568(R21)
+	FMOVQ F15, 1584(R21)
+	FMOVQ F16, 2048(R21)
+	FMOVQ F17, 2064(R21)
+	FMOVQ F18, 2080(R21)
+	FMOVQ F19, 2096(R21)
+	ADD $2560, R0
+	ADD $2560, R4
+	ADD $2560, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c128k128_h1w24_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x24 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c128k128_h1w24_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	VORR V0.B16, V0.B16, V16.B16
+	VORR V1.B16, V1.B16, V17.B16
+	VORR V2.B16, V2.B16, V18.B16
+	VORR V3.B16, V3.B16, V19.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 512(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+	PRFM 1536(R20), PLDL1KEEP
+	PRFM 2048(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $8192, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F20
+	FMOVQ 512(R10), F21
+	FMOVQ 1024(R10), F22
+	FMOVQ 1536(R10), F23
+	FMOVQ 2048(R10), F24
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941320 // fmla v0.4s, v25.4s, v20.s[0]
+	WORD $0x4f941341 // fmla v1.4s, v26.4s, v20.s[0]
+	WORD $0x4f941362 // fmla v2.4s, v27.4s, v20.s[0]
+	WORD $0x4f941383 // fmla v3.4s, v28.4s, v20.s[0]
+	WORD $0x4f951324 // fmla v4.4s, v25.4s, v21.s[0]
+	WORD $0x4f951345 // fmla v5.4s, v26.4s, v21.s[0]
+	WORD $0x4f951366 // fmla v6.4s, v27.4s, v21.s[0]
+	WORD $0x4f951387 // fmla v7.4s, v28.4s, v21.s[0]
+	WORD $0x4f961328 // fmla v8.4s, v25.4s, v22.s[0]
+	WORD $0x4f961349 // fmla v9.4s, v26.4s, v22.s[0]
+	WORD $0x4f96136a // fmla v10.4s, v27.4s, v22.s[0]
+	WORD $0x4f96138b // fmla v11.4s, v28.4s, v22.s[0]
+	WORD $0x4f97132c // fmla v12.4s, v25.4s, v23.s[0]
+	WORD $0x4f97134d // fmla v13.4s, v26.4s, v23.s[0]
+	WORD $0x4f97136e // fmla v14.4s, v27.4s, v23.s[0]
+	WORD $0x4f97138f // fmla v15.4s, v28.4s, v23.s[0]
+	WORD $0x4f981330 // fmla v16.4s, v25.4s, v24.s[0]
+	WORD $0x4f981351 // fmla v17.4s, v26.4s, v24.s[0]
+	WORD $0x4f981372 // fmla v18.4s, v27.4s, v24.s[0]
+	WORD $0x4f981393 // fmla v19.4s, v28.4s, v24.s[0]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41320 // fmla v0.4s, v25.4s, v20.s[1]
+	WORD $0x4fb41341 // fmla v1.4s, v26.4s, v20.s[1]
+	WORD $0x4fb41362 // fmla v2.4s, v27.4s, v20.s[1]
+	WORD $0x4fb41383 // fmla v3.4s, v28.4s, v20.s[1]
+	WORD $0x4fb51324 // fmla v4.4s, v25.4s, v21.s[1]
+	WORD $0x4fb51345 // fmla v5.4s, v26.4s, v21.s[1]
+	WORD $0x4fb51366 // fmla v6.4s, v27.4s, v21.s[1]
+	WORD $0x4fb51387 // fmla v7.4s, v28.4s, v21.s[1]
+	WORD $0x4fb61328 // fmla v8.4s, v25.4s, v22.s[1]
+	WORD $0x4fb61349 // fmla v9.4s, v26.4s, v22.s[1]
+	WORD $0x4fb6136a // fmla v10.4s, v27.4s, v22.s[1]
+	WORD $0x4fb6138b // fmla v11.4s, v28.4s, v22.s[1]
+	WORD $0x4fb7132c // fmla v12.4s, v25.4s, v23.s[1]
+	WORD $0x4fb7134d // fmla v13.4s, v26.4s, v23.s[1]
+	WORD $0x4fb7136e // fmla v14.4s, v27.4s, v23.s[1]
+	WORD $0x4fb7138f // fmla v15.4s, v28.4s, v23.s[1]
+	WORD $0x4fb81330 // fmla v16.4s, v25.4s, v24.s[1]
+	WORD $0x4fb81351 // fmla v17.4s, v26.4s, v24.s[1]
+	WORD $0x4fb81372 // fmla v18.4s, v27.4s, v24.s[1]
+	WORD $0x4fb81393 // fmla v19.4s, v28.4s, v24.s[1]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941b20 // fmla v0.4s, v25.4s, v20.s[2]
+	WORD $0x4f941b41 // fmla v1.4s, v26.4s, v20.s[2]
+	WORD $0x4f941b62 // fmla v2.4s, v27.4s, v20.s[2]
+	WORD $0x4f941b83 // fmla v3.4s, v28.4s, v20.s[2]
+	WORD $0x4f951b24 // fmla v4.4s, v25.4s, v21.s[2]
+	WORD $0x4f951b45 // fmla v5.4s, v26.4s, v21.s[2]
+	WORD $0x4f951b66 // fmla v6.4s, v27.4s, v21.s[2]
+	WORD $0x4f951b87 // fmla v7.4s, v28.4s, v21.s[2]
+	WORD $0x4f961b28 // fmla v8.4s, v25.4s, v22.s[2]
+	WORD $0x4f961b49 // fmla v9.4s, v26.4s, v22.s[2]
+	WORD $0x4f961b6a // fmla v10.4s, v27.4s, v22.s[2]
+	WORD $0x4f961b8b // fmla v11.4s, v28.4s, v22.s[2]
+	WORD $0x4f971b2c // fmla v12.4s, v25.4s, v23.s[2]
+	WORD $0x4f971b4d // fmla v13.4s, v26.4s, v23.s[2]
+	WORD $0x4f971b6e // fmla v14.4s, v27.4s, v23.s[2]
+	WORD $0x4f971b8f // fmla v15.4s, v28.4s, v23.s[2]
+	WORD $0x4f981b30 // fmla v16.4s, v25.4s, v24.s[2]
+	WORD $0x4f981b51 // fmla v17.4s, v26.4s, v24.s[2]
+	WORD $0x4f981b72 // fmla v18.4s, v27.4s, v24.s[2]
+	WORD $0x4f981b93 // fmla v19.4s, v28.4s, v24.s[2]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41b20 // fmla v0.4s, v25.4s, v20.s[3]
+	WORD $0x4fb41b41 // fmla v1.4s, v26.4s, v20.s[3]
+	WORD $0x4fb41b62 // fmla v2.4s, v27.4s, v20.s[3]
+	WORD $0x4fb41b83 // fmla v3.4s, v28.4s, v20.s[3]
+	WORD $0x4fb51b24 // fmla v4.4s, v25.4s, v21.s[3]
+	WORD $0x4fb51b45 // fmla v5.4s, v26.4s, v21.s[3]
+	WORD $0x4fb51b66 // fmla v6.4s, v27.4s, v21.s[3]
+	WORD $0x4fb51b87 // fmla v7.4s, v28.4s, v21.s[3]
+	WORD $0x4fb61b28 // fmla v8.4s, v25.4s, v22.s[3]
+	WORD $0x4fb61b49 // fmla v9.4s, v26.4s, v22.s[3]
+	WORD $0x4fb61b6a // fmla v10.4s, v27.4s, v22.s[3]
+	WORD $0x4fb61b8b // fmla v11.4s, v28.4s, v22.s[3]
+	WORD $0x4fb71b2c // fmla v12.4s, v25.4s, v23.s[3]
+	WORD $0x4fb71b4d // fmla v13.4s, v26.4s, v23.s[3]
+	WORD $0x4fb71b6e // fmla v14.4s, v27.4s, v23.s[3]
+	WORD $0x4fb71b8f // fmla v15.4s, v28.4s, v23.s[3]
+	WORD $0x4fb81b30 // fmla v16.4s, v25.4s, v24.s[3]
+	WORD $0x4fb81b51 // fmla v17.4s, v26.4s, v24.s[3]
+	WORD $0x4fb81b72 // fmla v18.4s, v27.4s, v24.s[3]
+	WORD $0x4fb81b93 // fmla v19.4s, v28.4s, v24.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F20
+	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
+	FMOVQ 16(R21), F20
+	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
+	FMOVQ 32(R21), F20
+	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
+	FMOVQ 48(R21), F20
+	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
+	FMOVQ 512(R21), F20
+	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
+	FMOVQ 528(R21), F20
+	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
+	FMOVQ 544(R21), F20
+	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
+	FMOVQ 560(R21), F20
+	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
+	FMOVQ 1024(R21), F20
+	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
+	FMOVQ 1040(R21), F20
+	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
+	FMOVQ 1056(R21), F20
+	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
+	FMOVQ 1072(R21), F20
+	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
+	FMOVQ 1536(R21), F20
+	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
+	FMOVQ 1552(R21), F20
+	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
+	FMOVQ 1568(R21), F20
+	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
+	FMOVQ 1584(R21), F20
+	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
+	FMOVQ 2048(R21), F20
+	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
+	FMOVQ 2064(R21), F20
+	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
+	FMOVQ 2080(R21), F20
+	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
+	FMOVQ 2096(R21), F20
+	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V20.B16, V20.B16, V20.B16
+	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
+	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
+	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
+	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
+	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
+	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
+	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
+	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
+	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
+	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
+	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
+	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
+	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
+	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
+	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
+	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
+	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
+	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
+	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
+	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 512(R21)
+	FMOVQ F5, 528(R21)
+	FMOVQ F6, 544(R21)
+	FMOVQ F7, 560(R21)
+	FMOVQ F8, 1024(R21)
+	FMOVQ F9, 1040(R21)
+	FMOVQ F10, 1056(R21)
+	FMOVQ F11, 1072(R21)
+	FMOVQ F12, 1536(R21)
+	FMOVQ F13, 1552(R21)
+	FMOVQ F14, 1568(R21)
+	FMOVQ F15, 1584(R21)
+	FMOVQ F16, 2048(R21)
+	FMOVQ F17, 2064(R21)
+	FMOVQ F18, 2080(R21)
+	FMOVQ F19, 2096(R21)
+	ADD $2560, R0
+	ADD $2560, R4
+	ADD $2560, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c128k128_h1w24_neon_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→128 channels on a 1x24 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c128k128_h1w24_neon_remcol(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 512(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+	PRFM 1536(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $8192, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 512(R10), F17
+	FMOVQ 1024(R10), F18
+	FMOVQ 1536(R10), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 512(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 528(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 544(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 560(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	FMOVQ 1024(R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 1040(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 1056(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 1072(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 1536(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 1552(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 1568(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 1584(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 512(R21)
+	FMOVQ F5, 528(R21)
+	FMOVQ F6, 544(R21)
+	FMOVQ F7, 560(R21)
+	FMOVQ F8, 1024(R21)
+	FMOVQ F9, 1040(R21)
+	FMOVQ F10, 1056(R21)
+	FMOVQ F11, 1072(R21)
+	FMOVQ F12, 1536(R21)
+	FMOVQ F13, 1552(R21)
+	FMOVQ F14, 1568(R21)
+	FMOVQ F15, 1584(R21)
+	ADD $2048, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c128k256_h1w49_neon computes n 1x5-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 5 input and 16 weight loads, 80 FMLA (3.8 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c128k256_h1w49_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	VORR V0.B16, V0.B16, V16.B16
+	VORR V1.B16, V1.B16, V17.B16
+	VORR V2.B16, V2.B16, V18.B16
+	VORR V3.B16, V3.B16, V19.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+	PRFM 2048(R20), PLDL1KEEP
+	PRFM 3072(R20), PLDL1KEEP
+	PRFM 4096(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $8192, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F20
+	FMOVQ 512(R10), F21
+	FMOVQ 1024(R10), F22
+	FMOVQ 1536(R10), F23
+	FMOVQ 2048(R10), F24
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941320 // fmla v0.4s, v25.4s, v20.s[0]
+	WORD $0x4f941341 // fmla v1.4s, v26.4s, v20.s[0]
+	WORD $0x4f941362 // fmla v2.4s, v27.4s, v20.s[0]
+	WORD $0x4f941383 // fmla v3.4s, v28.4s, v20.s[0]
+	WORD $0x4f951324 // fmla v4.4s, v25.4s, v21.s[0]
+	WORD $0x4f951345 // fmla v5.4s, v26.4s, v21.s[0]
+	WORD $0x4f951366 // fmla v6.4s, v27.4s, v21.s[0]
+	WORD $0x4f951387 // fmla v7.4s, v28.4s, v21.s[0]
+	WORD $0x4f961328 // fmla v8.4s, v25.4s, v22.s[0]
+	WORD $0x4f961349 // fmla v9.4s, v26.4s, v22.s[0]
+	WORD $0x4f96136a // fmla v10.4s, v27.4s, v22.s[0]
+	WORD $0x4f96138b // fmla v11.4s, v28.4s, v22.s[0]
+	WORD $0x4f97132c // fmla v12.4s, v25.4s, v23.s[0]
+	WORD $0x4f97134d // fmla v13.4s, v26.4s, v23.s[0]
+	WORD $0x4f97136e // fmla v14.4s, v27.4s, v23.s[0]
+	WORD $0x4f97138f // fmla v15.4s, v28.4s, v23.s[0]
+	WORD $0x4f981330 // fmla v16.4s, v25.4s, v24.s[0]
+	WORD $0x4f981351 // fmla v17.4s, v26.4s, v24.s[0]
+	WORD $0x4f981372 // fmla v18.4s, v27.4s, v24.s[0]
+	WORD $0x4f981393 // fmla v19.4s, v28.4s, v24.s[0]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41320 // fmla v0.4s, v25.4s, v20.s[1]
+	WORD $0x4fb41341 // fmla v1.4s, v26.4s, v20.s[1]
+	WORD $0x4fb41362 // fmla v2.4s, v27.4s, v20.s[1]
+	WORD $0x4fb41383 // fmla v3.4s, v28.4s, v20.s[1]
+	WORD $0x4fb51324 // fmla v4.4s, v25.4s, v21.s[1]
+	WORD $0x4fb51345 // fmla v5.4s, v26.4s, v21.s[1]
+	WORD $0x4fb51366 // fmla v6.4s, v27.4s, v21.s[1]
+	WORD $0x4fb51387 // fmla v7.4s, v28.4s, v21.s[1]
+	WORD $0x4fb61328 // fmla v8.4s, v25.4s, v22.s[1]
+	WORD $0x4fb61349 // fmla v9.4s, v26.4s, v22.s[1]
+	WORD $0x4fb6136a // fmla v10.4s, v27.4s, v22.s[1]
+	WORD $0x4fb6138b // fmla v11.4s, v28.4s, v22.s[1]
+	WORD $0x4fb7132c // fmla v12.4s, v25.4s, v23.s[1]
+	WORD $0x4fb7134d // fmla v13.4s, v26.4s, v23.s[1]
+	WORD $0x4fb7136e // fmla v14.4s, v27.4s, v23.s[1]
+	WORD $0x4fb7138f // fmla v15.4s, v28.4s, v23.s[1]
+	WORD $0x4fb81330 // fmla v16.4s, v25.4s, v24.s[1]
+	WORD $0x4fb81351 // fmla v17.4s, v26.4s, v24.s[1]
+	WORD $0x4fb81372 // fmla v18.4s, v27.4s, v24.s[1]
+	WORD $0x4fb81393 // fmla v19.4s, v28.4s, v24.s[1]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4f941b20 // fmla v0.4s, v25.4s, v20.s[2]
+	WORD $0x4f941b41 // fmla v1.4s, v26.4s, v20.s[2]
+	WORD $0x4f941b62 // fmla v2.4s, v27.4s, v20.s[2]
+	WORD $0x4f941b83 // fmla v3.4s, v28.4s, v20.s[2]
+	WORD $0x4f951b24 // fmla v4.4s, v25.4s, v21.s[2]
+	WORD $0x4f951b45 // fmla v5.4s, v26.4s, v21.s[2]
+	WORD $0x4f951b66 // fmla v6.4s, v27.4s, v21.s[2]
+	WORD $0x4f951b87 // fmla v7.4s, v28.4s, v21.s[2]
+	WORD $0x4f961b28 // fmla v8.4s, v25.4s, v22.s[2]
+	WORD $0x4f961b49 // fmla v9.4s, v26.4s, v22.s[2]
+	WORD $0x4f961b6a // fmla v10.4s, v27.4s, v22.s[2]
+	WORD $0x4f961b8b // fmla v11.4s, v28.4s, v22.s[2]
+	WORD $0x4f971b2c // fmla v12.4s, v25.4s, v23.s[2]
+	WORD $0x4f971b4d // fmla v13.4s, v26.4s, v23.s[2]
+	WORD $0x4f971b6e // fmla v14.4s, v27.4s, v23.s[2]
+	WORD $0x4f971b8f // fmla v15.4s, v28.4s, v23.s[2]
+	WORD $0x4f981b30 // fmla v16.4s, v25.4s, v24.s[2]
+	WORD $0x4f981b51 // fmla v17.4s, v26.4s, v24.s[2]
+	WORD $0x4f981b72 // fmla v18.4s, v27.4s, v24.s[2]
+	WORD $0x4f981b93 // fmla v19.4s, v28.4s, v24.s[2]
+	VLD1.P 64(R14), [V25.S4, V26.S4, V27.S4, V28.S4]
+	WORD $0x4fb41b20 // fmla v0.4s, v25.4s, v20.s[3]
+	WORD $0x4fb41b41 // fmla v1.4s, v26.4s, v20.s[3]
+	WORD $0x4fb41b62 // fmla v2.4s, v27.4s, v20.s[3]
+	WORD $0x4fb41b83 // fmla v3.4s, v28.4s, v20.s[3]
+	WORD $0x4fb51b24 // fmla v4.4s, v25.4s, v21.s[3]
+	WORD $0x4fb51b45 // fmla v5.4s, v26.4s, v21.s[3]
+	WORD $0x4fb51b66 // fmla v6.4s, v27.4s, v21.s[3]
+	WORD $0x4fb51b87 // fmla v7.4s, v28.4s, v21.s[3]
+	WORD $0x4fb61b28 // fmla v8.4s, v25.4s, v22.s[3]
+	WORD $0x4fb61b49 // fmla v9.4s, v26.4s, v22.s[3]
+	WORD $0x4fb61b6a // fmla v10.4s, v27.4s, v22.s[3]
+	WORD $0x4fb61b8b // fmla v11.4s, v28.4s, v22.s[3]
+	WORD $0x4fb71b2c // fmla v12.4s, v25.4s, v23.s[3]
+	WORD $0x4fb71b4d // fmla v13.4s, v26.4s, v23.s[3]
+	WORD $0x4fb71b6e // fmla v14.4s, v27.4s, v23.s[3]
+	WORD $0x4fb71b8f // fmla v15.4s, v28.4s, v23.s[3]
+	WORD $0x4fb81b30 // fmla v16.4s, v25.4s, v24.s[3]
+	WORD $0x4fb81b51 // fmla v17.4s, v26.4s, v24.s[3]
+	WORD $0x4fb81b72 // fmla v18.4s, v27.4s, v24.s[3]
+	WORD $0x4fb81b93 // fmla v19.4s, v28.4s, v24.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F20
+	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
+	FMOVQ 16(R21), F20
+	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
+	FMOVQ 32(R21), F20
+	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
+	FMOVQ 48(R21), F20
+	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
+	FMOVQ 1024(R21), F20
+	WORD $0x4e34d484 // fadd v4.4s, v4.4s, v20.4s
+	FMOVQ 1040(R21), F20
+	WORD $0x4e34d4a5 // fadd v5.4s, v5.4s, v20.4s
+	FMOVQ 1056(R21), F20
+	WORD $0x4e34d4c6 // fadd v6.4s, v6.4s, v20.4s
+	FMOVQ 1072(R21), F20
+	WORD $0x4e34d4e7 // fadd v7.4s, v7.4s, v20.4s
+	FMOVQ 2048(R21), F20
+	WORD $0x4e34d508 // fadd v8.4s, v8.4s, v20.4s
+	FMOVQ 2064(R21), F20
+	WORD $0x4e34d529 // fadd v9.4s, v9.4s, v20.4s
+	FMOVQ 2080(R21), F20
+	WORD $0x4e34d54a // fadd v10.4s, v10.4s, v20.4s
+	FMOVQ 2096(R21), F20
+	WORD $0x4e34d56b // fadd v11.4s, v11.4s, v20.4s
+	FMOVQ 3072(R21), F20
+	WORD $0x4e34d58c // fadd v12.4s, v12.4s, v20.4s
+	FMOVQ 3088(R21), F20
+	WORD $0x4e34d5ad // fadd v13.4s, v13.4s, v20.4s
+	FMOVQ 3104(R21), F20
+	WORD $0x4e34d5ce // fadd v14.4s, v14.4s, v20.4s
+	FMOVQ 3120(R21), F20
+	WORD $0x4e34d5ef // fadd v15.4s, v15.4s, v20.4s
+	FMOVQ 4096(R21), F20
+	WORD $0x4e34d610 // fadd v16.4s, v16.4s, v20.4s
+	FMOVQ 4112(R21), F20
+	WORD $0x4e34d631 // fadd v17.4s, v17.4s, v20.4s
+	FMOVQ 4128(R21), F20
+	WORD $0x4e34d652 // fadd v18.4s, v18.4s, v20.4s
+	FMOVQ 4144(R21), F20
+	WORD $0x4e34d673 // fadd v19.4s, v19.4s, v20.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V20.B16, V20.B16, V20.B16
+	WORD $0x4e34f400 // fmax v0.4s, v0.4s, v20.4s
+	WORD $0x4e34f421 // fmax v1.4s, v1.4s, v20.4s
+	WORD $0x4e34f442 // fmax v2.4s, v2.4s, v20.4s
+	WORD $0x4e34f463 // fmax v3.4s, v3.4s, v20.4s
+	WORD $0x4e34f484 // fmax v4.4s, v4.4s, v20.4s
+	WORD $0x4e34f4a5 // fmax v5.4s, v5.4s, v20.4s
+	WORD $0x4e34f4c6 // fmax v6.4s, v6.4s, v20.4s
+	WORD $0x4e34f4e7 // fmax v7.4s, v7.4s, v20.4s
+	WORD $0x4e34f508 // fmax v8.4s, v8.4s, v20.4s
+	WORD $0x4e34f529 // fmax v9.4s, v9.4s, v20.4s
+	WORD $0x4e34f54a // fmax v10.4s, v10.4s, v20.4s
+	WORD $0x4e34f56b // fmax v11.4s, v11.4s, v20.4s
+	WORD $0x4e34f58c // fmax v12.4s, v12.4s, v20.4s
+	WORD $0x4e34f5ad // fmax v13.4s, v13.4s, v20.4s
+	WORD $0x4e34f5ce // fmax v14.4s, v14.4s, v20.4s
+	WORD $0x4e34f5ef // fmax v15.4s, v15.4s, v20.4s
+	WORD $0x4e34f610 // fmax v16.4s, v16.4s, v20.4s
+	WORD $0x4e34f631 // fmax v17.4s, v17.4s, v20.4s
+	WORD $0x4e34f652 // fmax v18.4s, v18.4s, v20.4s
+	WORD $0x4e34f673 // fmax v19.4s, v19.4s, v20.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 1024(R21)
+	FMOVQ F5, 1040(R21)
+	FMOVQ F6, 1056(R21)
+	FMOVQ F7, 1072(R21)
+	FMOVQ F8, 2048(R21)
+	FMOVQ F9, 2064(R21)
+	FMOVQ F10, 2080(R21)
+	FMOVQ F11, 2096(R21)
+	FMOVQ F12, 3072(R21)
+	FMOVQ F13, 3088(R21)
+	FMOVQ F14, 3104(R21)
+	FMOVQ F15, 3120(R21)
+	FMOVQ F16, 4096(R21)
+	FMOVQ F17, 4112(R21)
+	FMOVQ F18, 4128(R21)
+	FMOVQ F19, 4144(R21)
+	ADD $2560, R0
+	ADD $5120, R4
+	ADD $5120, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c128k256_h1w49_neon_remcol computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x49 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c128k256_h1w49_neon_remcol(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+	PRFM 2048(R20), PLDL1KEEP
+	PRFM 3072(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $8192, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 512(R10), F17
+	FMOVQ 1024(R10), F18
+	FMOVQ 1536(R10), F19
+	PRFM 0(R22), PLDL2KEEP
+	ADD $256, R22
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 1024(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 1040(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 1056(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 1072(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	FMOVQ 2048(R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 2064(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 2080(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 2096(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 3072(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 3088(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 3104(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 3120(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 1024(R21)
+	FMOVQ F5, 1040(R21)
+	FMOVQ F6, 1056(R21)
+	FMOVQ F7, 1072(R21)
+	FMOVQ F8, 2048(R21)
+	FMOVQ F9, 2064(R21)
+	FMOVQ F10, 2080(R21)
+	FMOVQ F11, 2096(R21)
+	FMOVQ F12, 3072(R21)
+	FMOVQ F13, 3088(R21)
+	FMOVQ F14, 3104(R21)
+	FMOVQ F15, 3120(R21)
+	ADD $2048, R0
+	ADD $4096, R4
+	ADD $4096, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c128k256_h1w16_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 128→256 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c128k256_h1w16_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R20), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V4.B16, V4.B16, V12.B16
+	VORR V5.B16, V5.B16, V13.B16
+	VORR V6.B16, V6.B16, V14.B16
+	VORR V7.B16, V7.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 64(R20), PLDL1KEEP
+	PRFM 1024(R20), PLDL1KEEP
+	PRFM 1088(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 512(R10), F17
+	PRFM 0(R22), PLDL2KEEP
+	PRFM 256(R22), PLDL2KEEP
+	ADD $512, R22
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901240 // fmla v0.4s, v18.4s, v16.s[0]
+	WORD $0x4f901261 // fmla v1.4s, v19.4s, v16.s[0]
+	WORD $0x4f901282 // fmla v2.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a3 // fmla v3.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c4 // fmla v4.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e5 // fmla v5.4s, v23.4s, v16.s[0]
+	WORD $0x4f901306 // fmla v6.4s, v24.4s, v16.s[0]
+	WORD $0x4f901327 // fmla v7.4s, v25.4s, v16.s[0]
+	WORD $0x4f911248 // fmla v8.4s, v18.4s, v17.s[0]
+	WORD $0x4f911269 // fmla v9.4s, v19.4s, v17.s[0]
+	WORD $0x4f91128a // fmla v10.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112ab // fmla v11.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112cc // fmla v12.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112ed // fmla v13.4s, v23.4s, v17.s[0]
+	WORD $0x4f91130e // fmla v14.4s, v24.4s, v17.s[0]
+	WORD $0x4f91132f // fmla v15.4s, v25.4s, v17.s[0]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01240 // fmla v0.4s, v18.4s, v16.s[1]
+	WORD $0x4fb01261 // fmla v1.4s, v19.4s, v16.s[1]
+	WORD $0x4fb01282 // fmla v2.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a3 // fmla v3.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c4 // fmla v4.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e5 // fmla v5.4s, v23.4s, v16.s[1]
+	WORD $0x4fb01306 // fmla v6.4s, v24.4s, v16.s[1]
+	WORD $0x4fb01327 // fmla v7.4s, v25.4s, v16.s[1]
+	WORD $0x4fb11248 // fmla v8.4s, v18.4s, v17.s[1]
+	WORD $0x4fb11269 // fmla v9.4s, v19.4s, v17.s[1]
+	WORD $0x4fb1128a // fmla v10.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112ab // fmla v11.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112cc // fmla v12.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112ed // fmla v13.4s, v23.4s, v17.s[1]
+	WORD $0x4fb1130e // fmla v14.4s, v24.4s, v17.s[1]
+	WORD $0x4fb1132f // fmla v15.4s, v25.4s, v17.s[1]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901a40 // fmla v0.4s, v18.4s, v16.s[2]
+	WORD $0x4f901a61 // fmla v1.4s, v19.4s, v16.s[2]
+	WORD $0x4f901a82 // fmla v2.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa3 // fmla v3.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac4 // fmla v4.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae5 // fmla v5.4s, v23.4s, v16.s[2]
+	WORD $0x4f901b06 // fmla v6.4s, v24.4s, v16.s[2]
+	WORD $0x4f901b27 // fmla v7.4s, v25.4s, v16.s[2]
+	WORD $0x4f911a48 // fmla v8.4s, v18.4s, v17.s[2]
+	WORD $0x4f911a69 // fmla v9.4s, v19.4s, v17.s[2]
+	WORD $0x4f911a8a // fmla v10.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aab // fmla v11.4s, v21.4s, v17.s[2]
+	WORD $0x4f911acc // fmla v12.4s, v22.4s, v17.s[2]
+	WORD $0x4f911aed // fmla v13.4s, v23.4s, v17.s[2]
+	WORD $0x4f911b0e // fmla v14.4s, v24.4s, v17.s[2]
+	WORD $0x4f911b2f // fmla v15.4s, v25.4s, v17.s[2]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01a40 // fmla v0.4s, v18.4s, v16.s[3]
+	WORD $0x4fb01a61 // fmla v1.4s, v19.4s, v16.s[3]
+	WORD $0x4fb01a82 // fmla v2.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa3 // fmla v3.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac4 // fmla v4.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae5 // fmla v5.4s, v23.4s, v16.s[3]
+	WORD $0x4fb01b06 // fmla v6.4s, v24.4s, v16.s[3]
+	WORD $0x4fb01b27 // fmla v7.4s, v25.4s, v16.s[3]
+	WORD $0x4fb11a48 // fmla v8.4s, v18.4s, v17.s[3]
+	WORD $0x4fb11a69 // fmla v9.4s, v19.4s, v17.s[3]
+	WORD $0x4fb11a8a // fmla v10.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aab // fmla v11.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11acc // fmla v12.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11aed // fmla v13.4s, v23.4s, v17.s[3]
+	WORD $0x4fb11b0e // fmla v14.4s, v24.4s, v17.s[3]
+	WORD $0x4fb11b2f // fmla v15.4s, v25.4s, v17.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 64(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 80(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 96(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 112(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	FMOVQ 1024(R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 1040(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 1056(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 1072(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 1088(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 1104(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 1120(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 1136(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 64(R21)
+	FMOVQ F5, 80(R21)
+	FMOVQ F6, 96(R21)
+	FMOVQ F7, 112(R21)
+	FMOVQ F8, 1024(R21)
+	FMOVQ F9, 1040(R21)
+	FMOVQ F10, 1056(R21)
+	FMOVQ F11, 1072(R21)
+	FMOVQ F12, 1088(R21)
+	FMOVQ F13, 1104(R21)
+	FMOVQ F14, 1120(R21)
+	FMOVQ F15, 1136(R21)
+	ADD $1024, R0
+	ADD $2048, R4
+	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c128k512_h1w16_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 128→512 channels on a 1x16 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+// Prefetches the next weights into L2: each tile one line in four.
+TEXT ·conv1x1s1_c128k512_h1w16_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R20), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V4.B16, V4.B16, V12.B16
+	VORR V5.B16, V5.B16, V13.B16
+	VORR V6.B16, V6.B16, V14.B16
+	VORR V7.B16, V7.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 64(R20), PLDL1KEEP
+	PRFM 2048(R20), PLDL1KEEP
+	PRFM 2112(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R9, R23
+	AND $3, R23
+	ADD R23<<6, R14, R22
+	ADD $16384, R22
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $32, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 512(R10), F17
+	PRFM 0(R22), PLDL2KEEP
+	PRFM 256(R22), PLDL2KEEP
+	ADD $512, R22
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901240 // fmla v0.4s, v18.4s, v16.s[0]
+	WORD $0x4f901261 // fmla v1.4s, v19.4s, v16.s[0]
+	WORD $0x4f901282 // fmla v2.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a3 // fmla v3.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c4 // fmla v4.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e5 // fmla v5.4s, v23.4s, v16.s[0]
+	WORD $0x4f901306 // fmla v6.4s, v24.4s, v16.s[0]
+	WORD $0x4f901327 // fmla v7.4s, v25.4s, v16.s[0]
+	WORD $0x4f911248 // fmla v8.4s, v18.4s, v17.s[0]
+	WORD $0x4f911269 // fmla v9.4s, v19.4s, v17.s[0]
+	WORD $0x4f91128a // fmla v10.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112ab // fmla v11.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112cc // fmla v12.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112ed // fmla v13.4s, v23.4s, v17.s[0]
+	WORD $0x4f91130e // fmla v14.4s, v24.4s, v17.s[0]
+	WORD $0x4f91132f // fmla v15.4s, v25.4s, v17.s[0]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01240 // fmla v0.4s, v18.4s, v16.s[1]
+	WORD $0x4fb01261 // fmla v1.4s, v19.4s, v16.s[1]
+	WORD $0x4fb01282 // fmla v2.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a3 // fmla v3.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c4 // fmla v4.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e5 // fmla v5.4s, v23.4s, v16.s[1]
+	WORD $0x4fb01306 // fmla v6.4s, v24.4s, v16.s[1]
+	WORD $0x4fb01327 // fmla v7.4s, v25.4s, v16.s[1]
+	WORD $0x4fb11248 // fmla v8.4s, v18.4s, v17.s[1]
+	WORD $0x4fb11269 // fmla v9.4s, v19.4s, v17.s[1]
+	WORD $0x4fb1128a // fmla v10.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112ab // fmla v11.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112cc // fmla v12.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112ed // fmla v13.4s, v23.4s, v17.s[1]
+	WORD $0x4fb1130e // fmla v14.4s, v24.4s, v17.s[1]
+	WORD $0x4fb1132f // fmla v15.4s, v25.4s, v17.s[1]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901a40 // fmla v0.4s, v18.4s, v16.s[2]
+	WORD $0x4f901a61 // fmla v1.4s, v19.4s, v16.s[2]
+	WORD $0x4f901a82 // fmla v2.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa3 // fmla v3.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac4 // fmla v4.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae5 // fmla v5.4s, v23.4s, v16.s[2]
+	WORD $0x4f901b06 // fmla v6.4s, v24.4s, v16.s[2]
+	WORD $0x4f901b27 // fmla v7.4s, v25.4s, v16.s[2]
+	WORD $0x4f911a48 // fmla v8.4s, v18.4s, v17.s[2]
+	WORD $0x4f911a69 // fmla v9.4s, v19.4s, v17.s[2]
+	WORD $0x4f911a8a // fmla v10.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aab // fmla v11.4s, v21.4s, v17.s[2]
+	WORD $0x4f911acc // fmla v12.4s, v22.4s, v17.s[2]
+	WORD $0x4f911aed // fmla v13.4s, v23.4s, v17.s[2]
+	WORD $0x4f911b0e // fmla v14.4s, v24.4s, v17.s[2]
+	WORD $0x4f911b2f // fmla v15.4s, v25.4s, v17.s[2]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01a40 // fmla v0.4s, v18.4s, v16.s[3]
+	WORD $0x4fb01a61 // fmla v1.4s, v19.4s, v16.s[3]
+	WORD $0x4fb01a82 // fmla v2.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa3 // fmla v3.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac4 // fmla v4.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae5 // fmla v5.4s, v23.4s, v16.s[3]
+	WORD $0x4fb01b06 // fmla v6.4s, v24.4s, v16.s[3]
+	WORD $0x4fb01b27 // fmla v7.4s, v25.4s, v16.s[3]
+	WORD $0x4fb11a48 // fmla v8.4s, v18.4s, v17.s[3]
+	WORD $0x4fb11a69 // fmla v9.4s, v19.4s, v17.s[3]
+	WORD $0x4fb11a8a // fmla v10.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aab // fmla v11.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11acc // fmla v12.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11aed // fmla v13.4s, v23.4s, v17.s[3]
+	WORD $0x4fb11b0e // fmla v14.4s, v24.4s, v17.s[3]
+	WORD $0x4fb11b2f // fmla v15.4s, v25.4s, v17.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 64(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 80(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 96(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 112(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	FMOVQ 2048(R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 2064(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 2080(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 2096(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 2112(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 2128(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 2144(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 2160(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 64(R21)
+	FMOVQ F5, 80(R21)
+	FMOVQ F6, 96(R21)
+	FMOVQ F7, 112(R21)
+	FMOVQ F8, 2048(R21)
+	FMOVQ F9, 2064(R21)
+	FMOVQ F10, 2080(R21)
+	FMOVQ F11, 2096(R21)
+	FMOVQ F12, 2112(R21)
+	FMOVQ F13, 2128(R21)
+	FMOVQ F14, 2144(R21)
+	FMOVQ F15, 2160(R21)
+	ADD $1024, R0
+	ADD $4096, R4
+	ADD $4096, R3
 	SUBS $1, R9
 	BNE tile
 	RET

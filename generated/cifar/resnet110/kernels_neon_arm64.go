@@ -4,6 +4,18 @@
 
 package resnet110
 
+// wino4in_neon transforms one 6x6 input tile for Winograd F(4x4,3x3): V = B^T d B, nvec vectors of channels,
+// into 36 planes vPlane bytes apart.
+//
+//go:noescape
+func wino4in_neon(in *float32, inRow, inPix uintptr, v *float32, vPlane, nvec uintptr, tmp *float32)
+
+// wino4out_neon transforms one tile of Winograd F(4x4,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 4x4-pixel output tile.
+//
+//go:noescape
+func wino4out_neon(m *float32, mPlane uintptr, bias, res, out *float32, resRow, outRow, outPix, flags, nvec uintptr, tmp *float32)
+
 // conv3x3s1_c3k16_h32_neon computes n 1x4-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 // Inner loop per 1 input channel(s): 4 input and 4 weight loads, 16 FMLA (2.0 FMAs a load);
@@ -51,6 +63,30 @@ func conv3x3s2_c32k64_h16_neon(in, w, bias, res, out *float32, inRow, outRow, re
 //
 //go:noescape
 func conv3x3s1_c64k64_h8_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c16k16_h1w32_neon computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 16→16 channels on a 1x32 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+//
+//go:noescape
+func conv1x1s1_c16k16_h1w32_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c32k32_h1w8_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 32→32 channels on a 1x8 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+//
+//go:noescape
+func conv1x1s1_c32k32_h1w8_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
+
+// conv1x1s1_c64k64_h1w4_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x4 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+//
+//go:noescape
+func conv1x1s1_c64k64_h1w4_neon(in, w, bias, res, out *float32, inRow, outRow, resRow, flags, n uintptr)
 
 // avgpool_c64_neon averages each of 64 channels over an h×w map: out = scale·Σ in.
 //

@@ -4,6 +4,930 @@
 
 #include "textflag.h"
 
+// wino4in_neon transforms one 6x6 input tile for Winograd F(4x4,3x3): V = B^T d B, nvec vectors of channels,
+// into 36 planes vPlane bytes apart.
+TEXT ·wino4in_neon(SB), NOSPLIT, $0-56
+	MOVD in+0(FP), R0
+	MOVD inRow+8(FP), R1
+	MOVD inPix+16(FP), R2
+	MOVD v+24(FP), R3
+	MOVD vPlane+32(FP), R4
+	MOVD nvec+40(FP), R5
+	MOVD tmp+48(FP), R6
+	MOVW $0x40000000, R7 // 2
+	VMOV R7, V31.S[0]
+	MOVW $0x40800000, R7 // 4
+	VMOV R7, V31.S[1]
+	MOVW $0x40a00000, R7 // 5
+	VMOV R7, V31.S[2]
+	MOVD $6, R11
+	MUL R4, R11, R11
+	CBZ R5, done
+vec:
+	MOVD R0, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 16(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 32(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 48(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 64(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 80(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 96(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 112(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 128(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 144(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 160(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 176(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 192(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 208(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 224(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 240(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 256(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 272(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 288(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 304(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 320(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 336(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 352(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 368(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 384(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 400(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 416(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 432(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 448(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 464(R6)
+	ADD R1, R7
+	MOVD R7, R8
+	FMOVQ (R8), F0
+	ADD R2, R8
+	FMOVQ (R8), F1
+	ADD R2, R8
+	FMOVQ (R8), F2
+	ADD R2, R8
+	FMOVQ (R8), F3
+	ADD R2, R8
+	FMOVQ (R8), F4
+	ADD R2, R8
+	FMOVQ (R8), F5
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, 480(R6)
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, 496(R6)
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, 512(R6)
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, 528(R6)
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, 544(R6)
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, 560(R6)
+	MOVD R3, R9
+	FMOVQ (R6), F0
+	FMOVQ 96(R6), F1
+	FMOVQ 192(R6), F2
+	FMOVQ 288(R6), F3
+	FMOVQ 384(R6), F4
+	FMOVQ 480(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 16(R6), F0
+	FMOVQ 112(R6), F1
+	FMOVQ 208(R6), F2
+	FMOVQ 304(R6), F3
+	FMOVQ 400(R6), F4
+	FMOVQ 496(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 32(R6), F0
+	FMOVQ 128(R6), F1
+	FMOVQ 224(R6), F2
+	FMOVQ 320(R6), F3
+	FMOVQ 416(R6), F4
+	FMOVQ 512(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 48(R6), F0
+	FMOVQ 144(R6), F1
+	FMOVQ 240(R6), F2
+	FMOVQ 336(R6), F3
+	FMOVQ 432(R6), F4
+	FMOVQ 528(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 64(R6), F0
+	FMOVQ 160(R6), F1
+	FMOVQ 256(R6), F2
+	FMOVQ 352(R6), F3
+	FMOVQ 448(R6), F4
+	FMOVQ 544(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD R4, R9
+	FMOVQ 80(R6), F0
+	FMOVQ 176(R6), F1
+	FMOVQ 272(R6), F2
+	FMOVQ 368(R6), F3
+	FMOVQ 464(R6), F4
+	FMOVQ 560(R6), F5
+	MOVD R9, R10
+	VORR V4.B16, V4.B16, V6.B16
+	WORD $0x4fbf1006 // fmla v6.4s, v0.4s, v31.s[1]
+	WORD $0x4f9f5846 // fmls v6.4s, v2.4s, v31.s[2]
+	FMOVQ F6, (R10)
+	ADD R11, R10
+	WORD $0x4e24d467 // fadd v7.4s, v3.4s, v4.4s
+	WORD $0x4fbf5027 // fmls v7.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5047 // fmls v7.4s, v2.4s, v31.s[1]
+	FMOVQ F7, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V8.B16
+	WORD $0x4fbf1028 // fmla v8.4s, v1.4s, v31.s[1]
+	WORD $0x4fbf5048 // fmls v8.4s, v2.4s, v31.s[1]
+	WORD $0x4ea3d508 // fsub v8.4s, v8.4s, v3.4s
+	FMOVQ F8, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V9.B16
+	WORD $0x4f9f5029 // fmls v9.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d529 // fsub v9.4s, v9.4s, v2.4s
+	WORD $0x4f9f1069 // fmla v9.4s, v3.4s, v31.s[0]
+	FMOVQ F9, (R10)
+	ADD R11, R10
+	VORR V4.B16, V4.B16, V10.B16
+	WORD $0x4f9f102a // fmla v10.4s, v1.4s, v31.s[0]
+	WORD $0x4ea2d54a // fsub v10.4s, v10.4s, v2.4s
+	WORD $0x4f9f506a // fmls v10.4s, v3.4s, v31.s[0]
+	FMOVQ F10, (R10)
+	ADD R11, R10
+	VORR V5.B16, V5.B16, V11.B16
+	WORD $0x4fbf102b // fmla v11.4s, v1.4s, v31.s[1]
+	WORD $0x4f9f586b // fmls v11.4s, v3.4s, v31.s[2]
+	FMOVQ F11, (R10)
+	ADD $16, R0
+	ADD $16, R3
+	SUBS $1, R5
+	BNE vec
+done:
+	RET
+
+// wino4out_neon transforms one tile of Winograd F(4x4,3x3) products back: Y = A^T M A + bias (+ residual)
+// (ReLU), nvec vectors of channels, into a 4x4-pixel output tile.
+TEXT ·wino4out_neon(SB), NOSPLIT, $0-88
+	MOVD m+0(FP), R0
+	MOVD mPlane+8(FP), R1
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD resRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD outPix+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD nvec+72(FP), R9
+	MOVD tmp+80(FP), R10
+	MOVW $0x40000000, R11 // 2
+	VMOV R11, V31.S[0]
+	MOVW $0x40800000, R11 // 4
+	VMOV R11, V31.S[1]
+	MOVW $0x41000000, R11 // 8
+	VMOV R11, V31.S[2]
+	CBZ R9, done
+vec:
+	MOVD R0, R11
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, (R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 16(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 32(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 48(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 64(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 80(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 96(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 112(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 128(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 144(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 160(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 176(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 192(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 208(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 224(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 240(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	ADD R1, R11
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 256(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 272(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 288(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 304(R10)
+	FMOVQ (R11), F16
+	ADD R1, R11
+	FMOVQ (R11), F17
+	ADD R1, R11
+	FMOVQ (R11), F18
+	ADD R1, R11
+	FMOVQ (R11), F19
+	ADD R1, R11
+	FMOVQ (R11), F20
+	ADD R1, R11
+	FMOVQ (R11), F21
+	WORD $0x4e31d616 // fadd v22.4s, v16.4s, v17.4s
+	WORD $0x4e32d6d6 // fadd v22.4s, v22.4s, v18.4s
+	WORD $0x4e33d6d6 // fadd v22.4s, v22.4s, v19.4s
+	WORD $0x4e34d6d6 // fadd v22.4s, v22.4s, v20.4s
+	FMOVQ F22, 320(R10)
+	WORD $0x4eb2d637 // fsub v23.4s, v17.4s, v18.4s
+	WORD $0x4f9f1277 // fmla v23.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5297 // fmls v23.4s, v20.4s, v31.s[0]
+	FMOVQ F23, 336(R10)
+	WORD $0x4e32d638 // fadd v24.4s, v17.4s, v18.4s
+	WORD $0x4fbf1278 // fmla v24.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1298 // fmla v24.4s, v20.4s, v31.s[1]
+	FMOVQ F24, 352(R10)
+	WORD $0x4e35d639 // fadd v25.4s, v17.4s, v21.4s
+	WORD $0x4eb2d739 // fsub v25.4s, v25.4s, v18.4s
+	WORD $0x4f9f1a79 // fmla v25.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a99 // fmls v25.4s, v20.4s, v31.s[2]
+	FMOVQ F25, 368(R10)
+	FMOVQ (R10), F16
+	FMOVQ 64(R10), F17
+	FMOVQ 128(R10), F18
+	FMOVQ 192(R10), F19
+	FMOVQ 256(R10), F20
+	FMOVQ 320(R10), F21
+	WORD $0x4e31d600 // fadd v0.4s, v16.4s, v17.4s
+	WORD $0x4e32d400 // fadd v0.4s, v0.4s, v18.4s
+	WORD $0x4e33d400 // fadd v0.4s, v0.4s, v19.4s
+	WORD $0x4e34d400 // fadd v0.4s, v0.4s, v20.4s
+	WORD $0x4eb2d624 // fsub v4.4s, v17.4s, v18.4s
+	WORD $0x4f9f1264 // fmla v4.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5284 // fmls v4.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d628 // fadd v8.4s, v17.4s, v18.4s
+	WORD $0x4fbf1268 // fmla v8.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1288 // fmla v8.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62c // fadd v12.4s, v17.4s, v21.4s
+	WORD $0x4eb2d58c // fsub v12.4s, v12.4s, v18.4s
+	WORD $0x4f9f1a6c // fmla v12.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8c // fmls v12.4s, v20.4s, v31.s[2]
+	FMOVQ 16(R10), F16
+	FMOVQ 80(R10), F17
+	FMOVQ 144(R10), F18
+	FMOVQ 208(R10), F19
+	FMOVQ 272(R10), F20
+	FMOVQ 336(R10), F21
+	WORD $0x4e31d601 // fadd v1.4s, v16.4s, v17.4s
+	WORD $0x4e32d421 // fadd v1.4s, v1.4s, v18.4s
+	WORD $0x4e33d421 // fadd v1.4s, v1.4s, v19.4s
+	WORD $0x4e34d421 // fadd v1.4s, v1.4s, v20.4s
+	WORD $0x4eb2d625 // fsub v5.4s, v17.4s, v18.4s
+	WORD $0x4f9f1265 // fmla v5.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5285 // fmls v5.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d629 // fadd v9.4s, v17.4s, v18.4s
+	WORD $0x4fbf1269 // fmla v9.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf1289 // fmla v9.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62d // fadd v13.4s, v17.4s, v21.4s
+	WORD $0x4eb2d5ad // fsub v13.4s, v13.4s, v18.4s
+	WORD $0x4f9f1a6d // fmla v13.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8d // fmls v13.4s, v20.4s, v31.s[2]
+	FMOVQ 32(R10), F16
+	FMOVQ 96(R10), F17
+	FMOVQ 160(R10), F18
+	FMOVQ 224(R10), F19
+	FMOVQ 288(R10), F20
+	FMOVQ 352(R10), F21
+	WORD $0x4e31d602 // fadd v2.4s, v16.4s, v17.4s
+	WORD $0x4e32d442 // fadd v2.4s, v2.4s, v18.4s
+	WORD $0x4e33d442 // fadd v2.4s, v2.4s, v19.4s
+	WORD $0x4e34d442 // fadd v2.4s, v2.4s, v20.4s
+	WORD $0x4eb2d626 // fsub v6.4s, v17.4s, v18.4s
+	WORD $0x4f9f1266 // fmla v6.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5286 // fmls v6.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d62a // fadd v10.4s, v17.4s, v18.4s
+	WORD $0x4fbf126a // fmla v10.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf128a // fmla v10.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62e // fadd v14.4s, v17.4s, v21.4s
+	WORD $0x4eb2d5ce // fsub v14.4s, v14.4s, v18.4s
+	WORD $0x4f9f1a6e // fmla v14.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8e // fmls v14.4s, v20.4s, v31.s[2]
+	FMOVQ 48(R10), F16
+	FMOVQ 112(R10), F17
+	FMOVQ 176(R10), F18
+	FMOVQ 240(R10), F19
+	FMOVQ 304(R10), F20
+	FMOVQ 368(R10), F21
+	WORD $0x4e31d603 // fadd v3.4s, v16.4s, v17.4s
+	WORD $0x4e32d463 // fadd v3.4s, v3.4s, v18.4s
+	WORD $0x4e33d463 // fadd v3.4s, v3.4s, v19.4s
+	WORD $0x4e34d463 // fadd v3.4s, v3.4s, v20.4s
+	WORD $0x4eb2d627 // fsub v7.4s, v17.4s, v18.4s
+	WORD $0x4f9f1267 // fmla v7.4s, v19.4s, v31.s[0]
+	WORD $0x4f9f5287 // fmls v7.4s, v20.4s, v31.s[0]
+	WORD $0x4e32d62b // fadd v11.4s, v17.4s, v18.4s
+	WORD $0x4fbf126b // fmla v11.4s, v19.4s, v31.s[1]
+	WORD $0x4fbf128b // fmla v11.4s, v20.4s, v31.s[1]
+	WORD $0x4e35d62f // fadd v15.4s, v17.4s, v21.4s
+	WORD $0x4eb2d5ef // fsub v15.4s, v15.4s, v18.4s
+	WORD $0x4f9f1a6f // fmla v15.4s, v19.4s, v31.s[2]
+	WORD $0x4f9f5a8f // fmls v15.4s, v20.4s, v31.s[2]
+	FMOVQ (R2), F26
+	WORD $0x4e3ad400 // fadd v0.4s, v0.4s, v26.4s
+	WORD $0x4e3ad421 // fadd v1.4s, v1.4s, v26.4s
+	WORD $0x4e3ad442 // fadd v2.4s, v2.4s, v26.4s
+	WORD $0x4e3ad463 // fadd v3.4s, v3.4s, v26.4s
+	WORD $0x4e3ad484 // fadd v4.4s, v4.4s, v26.4s
+	WORD $0x4e3ad4a5 // fadd v5.4s, v5.4s, v26.4s
+	WORD $0x4e3ad4c6 // fadd v6.4s, v6.4s, v26.4s
+	WORD $0x4e3ad4e7 // fadd v7.4s, v7.4s, v26.4s
+	WORD $0x4e3ad508 // fadd v8.4s, v8.4s, v26.4s
+	WORD $0x4e3ad529 // fadd v9.4s, v9.4s, v26.4s
+	WORD $0x4e3ad54a // fadd v10.4s, v10.4s, v26.4s
+	WORD $0x4e3ad56b // fadd v11.4s, v11.4s, v26.4s
+	WORD $0x4e3ad58c // fadd v12.4s, v12.4s, v26.4s
+	WORD $0x4e3ad5ad // fadd v13.4s, v13.4s, v26.4s
+	WORD $0x4e3ad5ce // fadd v14.4s, v14.4s, v26.4s
+	WORD $0x4e3ad5ef // fadd v15.4s, v15.4s, v26.4s
+	TBZ $1, R8, nores
+	MOVD R3, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd400 // fadd v0.4s, v0.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd421 // fadd v1.4s, v1.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd442 // fadd v2.4s, v2.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd463 // fadd v3.4s, v3.4s, v27.4s
+	ADD R5, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd484 // fadd v4.4s, v4.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd4a5 // fadd v5.4s, v5.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd4c6 // fadd v6.4s, v6.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd4e7 // fadd v7.4s, v7.4s, v27.4s
+	ADD R5, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd508 // fadd v8.4s, v8.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd529 // fadd v9.4s, v9.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd54a // fadd v10.4s, v10.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd56b // fadd v11.4s, v11.4s, v27.4s
+	ADD R5, R12
+	MOVD R12, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd58c // fadd v12.4s, v12.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd5ad // fadd v13.4s, v13.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd5ce // fadd v14.4s, v14.4s, v27.4s
+	ADD R7, R13
+	FMOVQ (R13), F27
+	WORD $0x4e3bd5ef // fadd v15.4s, v15.4s, v27.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V28.B16, V28.B16, V28.B16
+	WORD $0x4e3cf400 // fmax v0.4s, v0.4s, v28.4s
+	WORD $0x4e3cf421 // fmax v1.4s, v1.4s, v28.4s
+	WORD $0x4e3cf442 // fmax v2.4s, v2.4s, v28.4s
+	WORD $0x4e3cf463 // fmax v3.4s, v3.4s, v28.4s
+	WORD $0x4e3cf484 // fmax v4.4s, v4.4s, v28.4s
+	WORD $0x4e3cf4a5 // fmax v5.4s, v5.4s, v28.4s
+	WORD $0x4e3cf4c6 // fmax v6.4s, v6.4s, v28.4s
+	WORD $0x4e3cf4e7 // fmax v7.4s, v7.4s, v28.4s
+	WORD $0x4e3cf508 // fmax v8.4s, v8.4s, v28.4s
+	WORD $0x4e3cf529 // fmax v9.4s, v9.4s, v28.4s
+	WORD $0x4e3cf54a // fmax v10.4s, v10.4s, v28.4s
+	WORD $0x4e3cf56b // fmax v11.4s, v11.4s, v28.4s
+	WORD $0x4e3cf58c // fmax v12.4s, v12.4s, v28.4s
+	WORD $0x4e3cf5ad // fmax v13.4s, v13.4s, v28.4s
+	WORD $0x4e3cf5ce // fmax v14.4s, v14.4s, v28.4s
+	WORD $0x4e3cf5ef // fmax v15.4s, v15.4s, v28.4s
+norelu:
+	MOVD R4, R12
+	MOVD R12, R13
+	FMOVQ F0, (R13)
+	ADD R7, R13
+	FMOVQ F1, (R13)
+	ADD R7, R13
+	FMOVQ F2, (R13)
+	ADD R7, R13
+	FMOVQ F3, (R13)
+	ADD R6, R12
+	MOVD R12, R13
+	FMOVQ F4, (R13)
+	ADD R7, R13
+	FMOVQ F5, (R13)
+	ADD R7, R13
+	FMOVQ F6, (R13)
+	ADD R7, R13
+	FMOVQ F7, (R13)
+	ADD R6, R12
+	MOVD R12, R13
+	FMOVQ F8, (R13)
+	ADD R7, R13
+	FMOVQ F9, (R13)
+	ADD R7, R13
+	FMOVQ F10, (R13)
+	ADD R7, R13
+	FMOVQ F11, (R13)
+	ADD R6, R12
+	MOVD R12, R13
+	FMOVQ F12, (R13)
+	ADD R7, R13
+	FMOVQ F13, (R13)
+	ADD R7, R13
+	FMOVQ F14, (R13)
+	ADD R7, R13
+	FMOVQ F15, (R13)
+	ADD $16, R0
+	ADD $16, R2
+	ADD $16, R3
+	ADD $16, R4
+	SUBS $1, R9
+	BNE vec
+done:
+	RET
+
 // conv3x3s1_c3k16_h32_neon computes n 1x4-pixel by 16-channel tiles of a 3x3 stride-1 convolution,
 // 3→16 channels on a 32x32 input, with bias, optional residual and optional ReLU.
 // Inner loop per 1 input channel(s): 4 input and 4 weight loads, 16 FMLA (2.0 FMAs a load);
@@ -2063,6 +2987,604 @@ norelu:
 	ADD $2048, R0
 	ADD $2048, R4
 	ADD $2048, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c16k16_h1w32_neon computes n 1x4-pixel by 16-channel tiles of a 1x1 stride-1 convolution,
+// 16→16 channels on a 1x32 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 4 input and 16 weight loads, 64 FMLA (3.2 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+TEXT ·conv1x1s1_c16k16_h1w32_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VORR V0.B16, V0.B16, V4.B16
+	VORR V1.B16, V1.B16, V5.B16
+	VORR V2.B16, V2.B16, V6.B16
+	VORR V3.B16, V3.B16, V7.B16
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V0.B16, V0.B16, V12.B16
+	VORR V1.B16, V1.B16, V13.B16
+	VORR V2.B16, V2.B16, V14.B16
+	VORR V3.B16, V3.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 64(R20), PLDL1KEEP
+	PRFM 128(R20), PLDL1KEEP
+	PRFM 192(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $4, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 64(R10), F17
+	FMOVQ 128(R10), F18
+	FMOVQ 192(R10), F19
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901280 // fmla v0.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a1 // fmla v1.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c2 // fmla v2.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e3 // fmla v3.4s, v23.4s, v16.s[0]
+	WORD $0x4f911284 // fmla v4.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112a5 // fmla v5.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112c6 // fmla v6.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112e7 // fmla v7.4s, v23.4s, v17.s[0]
+	WORD $0x4f921288 // fmla v8.4s, v20.4s, v18.s[0]
+	WORD $0x4f9212a9 // fmla v9.4s, v21.4s, v18.s[0]
+	WORD $0x4f9212ca // fmla v10.4s, v22.4s, v18.s[0]
+	WORD $0x4f9212eb // fmla v11.4s, v23.4s, v18.s[0]
+	WORD $0x4f93128c // fmla v12.4s, v20.4s, v19.s[0]
+	WORD $0x4f9312ad // fmla v13.4s, v21.4s, v19.s[0]
+	WORD $0x4f9312ce // fmla v14.4s, v22.4s, v19.s[0]
+	WORD $0x4f9312ef // fmla v15.4s, v23.4s, v19.s[0]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01280 // fmla v0.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a1 // fmla v1.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c2 // fmla v2.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e3 // fmla v3.4s, v23.4s, v16.s[1]
+	WORD $0x4fb11284 // fmla v4.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112a5 // fmla v5.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112c6 // fmla v6.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112e7 // fmla v7.4s, v23.4s, v17.s[1]
+	WORD $0x4fb21288 // fmla v8.4s, v20.4s, v18.s[1]
+	WORD $0x4fb212a9 // fmla v9.4s, v21.4s, v18.s[1]
+	WORD $0x4fb212ca // fmla v10.4s, v22.4s, v18.s[1]
+	WORD $0x4fb212eb // fmla v11.4s, v23.4s, v18.s[1]
+	WORD $0x4fb3128c // fmla v12.4s, v20.4s, v19.s[1]
+	WORD $0x4fb312ad // fmla v13.4s, v21.4s, v19.s[1]
+	WORD $0x4fb312ce // fmla v14.4s, v22.4s, v19.s[1]
+	WORD $0x4fb312ef // fmla v15.4s, v23.4s, v19.s[1]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4f901a80 // fmla v0.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa1 // fmla v1.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac2 // fmla v2.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae3 // fmla v3.4s, v23.4s, v16.s[2]
+	WORD $0x4f911a84 // fmla v4.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aa5 // fmla v5.4s, v21.4s, v17.s[2]
+	WORD $0x4f911ac6 // fmla v6.4s, v22.4s, v17.s[2]
+	WORD $0x4f911ae7 // fmla v7.4s, v23.4s, v17.s[2]
+	WORD $0x4f921a88 // fmla v8.4s, v20.4s, v18.s[2]
+	WORD $0x4f921aa9 // fmla v9.4s, v21.4s, v18.s[2]
+	WORD $0x4f921aca // fmla v10.4s, v22.4s, v18.s[2]
+	WORD $0x4f921aeb // fmla v11.4s, v23.4s, v18.s[2]
+	WORD $0x4f931a8c // fmla v12.4s, v20.4s, v19.s[2]
+	WORD $0x4f931aad // fmla v13.4s, v21.4s, v19.s[2]
+	WORD $0x4f931ace // fmla v14.4s, v22.4s, v19.s[2]
+	WORD $0x4f931aef // fmla v15.4s, v23.4s, v19.s[2]
+	VLD1.P 64(R14), [V20.S4, V21.S4, V22.S4, V23.S4]
+	WORD $0x4fb01a80 // fmla v0.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa1 // fmla v1.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac2 // fmla v2.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae3 // fmla v3.4s, v23.4s, v16.s[3]
+	WORD $0x4fb11a84 // fmla v4.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aa5 // fmla v5.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11ac6 // fmla v6.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11ae7 // fmla v7.4s, v23.4s, v17.s[3]
+	WORD $0x4fb21a88 // fmla v8.4s, v20.4s, v18.s[3]
+	WORD $0x4fb21aa9 // fmla v9.4s, v21.4s, v18.s[3]
+	WORD $0x4fb21aca // fmla v10.4s, v22.4s, v18.s[3]
+	WORD $0x4fb21aeb // fmla v11.4s, v23.4s, v18.s[3]
+	WORD $0x4fb31a8c // fmla v12.4s, v20.4s, v19.s[3]
+	WORD $0x4fb31aad // fmla v13.4s, v21.4s, v19.s[3]
+	WORD $0x4fb31ace // fmla v14.4s, v22.4s, v19.s[3]
+	WORD $0x4fb31aef // fmla v15.4s, v23.4s, v19.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 64(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 80(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 96(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 112(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	FMOVQ 128(R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 144(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 160(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 176(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 192(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 208(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 224(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 240(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 64(R21)
+	FMOVQ F5, 80(R21)
+	FMOVQ F6, 96(R21)
+	FMOVQ F7, 112(R21)
+	FMOVQ F8, 128(R21)
+	FMOVQ F9, 144(R21)
+	FMOVQ F10, 160(R21)
+	FMOVQ F11, 176(R21)
+	FMOVQ F12, 192(R21)
+	FMOVQ F13, 208(R21)
+	FMOVQ F14, 224(R21)
+	FMOVQ F15, 240(R21)
+	ADD $256, R0
+	ADD $256, R4
+	ADD $256, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c32k32_h1w8_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 32→32 channels on a 1x8 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+TEXT ·conv1x1s1_c32k32_h1w8_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R20), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V4.B16, V4.B16, V12.B16
+	VORR V5.B16, V5.B16, V13.B16
+	VORR V6.B16, V6.B16, V14.B16
+	VORR V7.B16, V7.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 64(R20), PLDL1KEEP
+	PRFM 128(R20), PLDL1KEEP
+	PRFM 192(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $8, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 128(R10), F17
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901240 // fmla v0.4s, v18.4s, v16.s[0]
+	WORD $0x4f901261 // fmla v1.4s, v19.4s, v16.s[0]
+	WORD $0x4f901282 // fmla v2.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a3 // fmla v3.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c4 // fmla v4.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e5 // fmla v5.4s, v23.4s, v16.s[0]
+	WORD $0x4f901306 // fmla v6.4s, v24.4s, v16.s[0]
+	WORD $0x4f901327 // fmla v7.4s, v25.4s, v16.s[0]
+	WORD $0x4f911248 // fmla v8.4s, v18.4s, v17.s[0]
+	WORD $0x4f911269 // fmla v9.4s, v19.4s, v17.s[0]
+	WORD $0x4f91128a // fmla v10.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112ab // fmla v11.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112cc // fmla v12.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112ed // fmla v13.4s, v23.4s, v17.s[0]
+	WORD $0x4f91130e // fmla v14.4s, v24.4s, v17.s[0]
+	WORD $0x4f91132f // fmla v15.4s, v25.4s, v17.s[0]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01240 // fmla v0.4s, v18.4s, v16.s[1]
+	WORD $0x4fb01261 // fmla v1.4s, v19.4s, v16.s[1]
+	WORD $0x4fb01282 // fmla v2.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a3 // fmla v3.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c4 // fmla v4.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e5 // fmla v5.4s, v23.4s, v16.s[1]
+	WORD $0x4fb01306 // fmla v6.4s, v24.4s, v16.s[1]
+	WORD $0x4fb01327 // fmla v7.4s, v25.4s, v16.s[1]
+	WORD $0x4fb11248 // fmla v8.4s, v18.4s, v17.s[1]
+	WORD $0x4fb11269 // fmla v9.4s, v19.4s, v17.s[1]
+	WORD $0x4fb1128a // fmla v10.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112ab // fmla v11.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112cc // fmla v12.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112ed // fmla v13.4s, v23.4s, v17.s[1]
+	WORD $0x4fb1130e // fmla v14.4s, v24.4s, v17.s[1]
+	WORD $0x4fb1132f // fmla v15.4s, v25.4s, v17.s[1]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901a40 // fmla v0.4s, v18.4s, v16.s[2]
+	WORD $0x4f901a61 // fmla v1.4s, v19.4s, v16.s[2]
+	WORD $0x4f901a82 // fmla v2.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa3 // fmla v3.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac4 // fmla v4.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae5 // fmla v5.4s, v23.4s, v16.s[2]
+	WORD $0x4f901b06 // fmla v6.4s, v24.4s, v16.s[2]
+	WORD $0x4f901b27 // fmla v7.4s, v25.4s, v16.s[2]
+	WORD $0x4f911a48 // fmla v8.4s, v18.4s, v17.s[2]
+	WORD $0x4f911a69 // fmla v9.4s, v19.4s, v17.s[2]
+	WORD $0x4f911a8a // fmla v10.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aab // fmla v11.4s, v21.4s, v17.s[2]
+	WORD $0x4f911acc // fmla v12.4s, v22.4s, v17.s[2]
+	WORD $0x4f911aed // fmla v13.4s, v23.4s, v17.s[2]
+	WORD $0x4f911b0e // fmla v14.4s, v24.4s, v17.s[2]
+	WORD $0x4f911b2f // fmla v15.4s, v25.4s, v17.s[2]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01a40 // fmla v0.4s, v18.4s, v16.s[3]
+	WORD $0x4fb01a61 // fmla v1.4s, v19.4s, v16.s[3]
+	WORD $0x4fb01a82 // fmla v2.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa3 // fmla v3.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac4 // fmla v4.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae5 // fmla v5.4s, v23.4s, v16.s[3]
+	WORD $0x4fb01b06 // fmla v6.4s, v24.4s, v16.s[3]
+	WORD $0x4fb01b27 // fmla v7.4s, v25.4s, v16.s[3]
+	WORD $0x4fb11a48 // fmla v8.4s, v18.4s, v17.s[3]
+	WORD $0x4fb11a69 // fmla v9.4s, v19.4s, v17.s[3]
+	WORD $0x4fb11a8a // fmla v10.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aab // fmla v11.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11acc // fmla v12.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11aed // fmla v13.4s, v23.4s, v17.s[3]
+	WORD $0x4fb11b0e // fmla v14.4s, v24.4s, v17.s[3]
+	WORD $0x4fb11b2f // fmla v15.4s, v25.4s, v17.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 64(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 80(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 96(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 112(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	FMOVQ 128(R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 144(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 160(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 176(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 192(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 208(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 224(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 240(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 64(R21)
+	FMOVQ F5, 80(R21)
+	FMOVQ F6, 96(R21)
+	FMOVQ F7, 112(R21)
+	FMOVQ F8, 128(R21)
+	FMOVQ F9, 144(R21)
+	FMOVQ F10, 160(R21)
+	FMOVQ F11, 176(R21)
+	FMOVQ F12, 192(R21)
+	FMOVQ F13, 208(R21)
+	FMOVQ F14, 224(R21)
+	FMOVQ F15, 240(R21)
+	ADD $256, R0
+	ADD $256, R4
+	ADD $256, R3
+	SUBS $1, R9
+	BNE tile
+	RET
+
+// conv1x1s1_c64k64_h1w4_neon computes n 1x2-pixel by 32-channel tiles of a 1x1 stride-1 convolution,
+// 64→64 channels on a 1x4 input, with bias, optional residual and optional ReLU.
+// Inner loop per 4 input channel(s): 2 input and 32 weight loads, 64 FMLA (1.9 FMAs a load);
+// modelled 1.00 of Neoverse N1's FMA peak and 1.00 of V1's.
+TEXT ·conv1x1s1_c64k64_h1w4_neon(SB), NOSPLIT, $0-80
+	MOVD in+0(FP), R0
+	MOVD bias+16(FP), R2
+	MOVD res+24(FP), R3
+	MOVD out+32(FP), R4
+	MOVD inRow+40(FP), R5
+	MOVD outRow+48(FP), R6
+	MOVD resRow+56(FP), R7
+	MOVD flags+64(FP), R8
+	MOVD n+72(FP), R9
+	MOVD R5, R19
+tile:
+	MOVD R2, R20
+	VLD1.P 64(R20), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R20), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VORR V0.B16, V0.B16, V8.B16
+	VORR V1.B16, V1.B16, V9.B16
+	VORR V2.B16, V2.B16, V10.B16
+	VORR V3.B16, V3.B16, V11.B16
+	VORR V4.B16, V4.B16, V12.B16
+	VORR V5.B16, V5.B16, V13.B16
+	VORR V6.B16, V6.B16, V14.B16
+	VORR V7.B16, V7.B16, V15.B16
+	TBZ $1, R8, nopf
+	MOVD R3, R20
+	PRFM 0(R20), PLDL1KEEP
+	PRFM 64(R20), PLDL1KEEP
+	PRFM 256(R20), PLDL1KEEP
+	PRFM 320(R20), PLDL1KEEP
+nopf:
+	MOVD w+8(FP), R14
+	MOVD R0, R17
+	MOVD $1, R15
+ky:
+	MOVD R17, R10
+	MOVD $16, R16
+kx0:
+	FMOVQ (R10), F16
+	FMOVQ 256(R10), F17
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901240 // fmla v0.4s, v18.4s, v16.s[0]
+	WORD $0x4f901261 // fmla v1.4s, v19.4s, v16.s[0]
+	WORD $0x4f901282 // fmla v2.4s, v20.4s, v16.s[0]
+	WORD $0x4f9012a3 // fmla v3.4s, v21.4s, v16.s[0]
+	WORD $0x4f9012c4 // fmla v4.4s, v22.4s, v16.s[0]
+	WORD $0x4f9012e5 // fmla v5.4s, v23.4s, v16.s[0]
+	WORD $0x4f901306 // fmla v6.4s, v24.4s, v16.s[0]
+	WORD $0x4f901327 // fmla v7.4s, v25.4s, v16.s[0]
+	WORD $0x4f911248 // fmla v8.4s, v18.4s, v17.s[0]
+	WORD $0x4f911269 // fmla v9.4s, v19.4s, v17.s[0]
+	WORD $0x4f91128a // fmla v10.4s, v20.4s, v17.s[0]
+	WORD $0x4f9112ab // fmla v11.4s, v21.4s, v17.s[0]
+	WORD $0x4f9112cc // fmla v12.4s, v22.4s, v17.s[0]
+	WORD $0x4f9112ed // fmla v13.4s, v23.4s, v17.s[0]
+	WORD $0x4f91130e // fmla v14.4s, v24.4s, v17.s[0]
+	WORD $0x4f91132f // fmla v15.4s, v25.4s, v17.s[0]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01240 // fmla v0.4s, v18.4s, v16.s[1]
+	WORD $0x4fb01261 // fmla v1.4s, v19.4s, v16.s[1]
+	WORD $0x4fb01282 // fmla v2.4s, v20.4s, v16.s[1]
+	WORD $0x4fb012a3 // fmla v3.4s, v21.4s, v16.s[1]
+	WORD $0x4fb012c4 // fmla v4.4s, v22.4s, v16.s[1]
+	WORD $0x4fb012e5 // fmla v5.4s, v23.4s, v16.s[1]
+	WORD $0x4fb01306 // fmla v6.4s, v24.4s, v16.s[1]
+	WORD $0x4fb01327 // fmla v7.4s, v25.4s, v16.s[1]
+	WORD $0x4fb11248 // fmla v8.4s, v18.4s, v17.s[1]
+	WORD $0x4fb11269 // fmla v9.4s, v19.4s, v17.s[1]
+	WORD $0x4fb1128a // fmla v10.4s, v20.4s, v17.s[1]
+	WORD $0x4fb112ab // fmla v11.4s, v21.4s, v17.s[1]
+	WORD $0x4fb112cc // fmla v12.4s, v22.4s, v17.s[1]
+	WORD $0x4fb112ed // fmla v13.4s, v23.4s, v17.s[1]
+	WORD $0x4fb1130e // fmla v14.4s, v24.4s, v17.s[1]
+	WORD $0x4fb1132f // fmla v15.4s, v25.4s, v17.s[1]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4f901a40 // fmla v0.4s, v18.4s, v16.s[2]
+	WORD $0x4f901a61 // fmla v1.4s, v19.4s, v16.s[2]
+	WORD $0x4f901a82 // fmla v2.4s, v20.4s, v16.s[2]
+	WORD $0x4f901aa3 // fmla v3.4s, v21.4s, v16.s[2]
+	WORD $0x4f901ac4 // fmla v4.4s, v22.4s, v16.s[2]
+	WORD $0x4f901ae5 // fmla v5.4s, v23.4s, v16.s[2]
+	WORD $0x4f901b06 // fmla v6.4s, v24.4s, v16.s[2]
+	WORD $0x4f901b27 // fmla v7.4s, v25.4s, v16.s[2]
+	WORD $0x4f911a48 // fmla v8.4s, v18.4s, v17.s[2]
+	WORD $0x4f911a69 // fmla v9.4s, v19.4s, v17.s[2]
+	WORD $0x4f911a8a // fmla v10.4s, v20.4s, v17.s[2]
+	WORD $0x4f911aab // fmla v11.4s, v21.4s, v17.s[2]
+	WORD $0x4f911acc // fmla v12.4s, v22.4s, v17.s[2]
+	WORD $0x4f911aed // fmla v13.4s, v23.4s, v17.s[2]
+	WORD $0x4f911b0e // fmla v14.4s, v24.4s, v17.s[2]
+	WORD $0x4f911b2f // fmla v15.4s, v25.4s, v17.s[2]
+	VLD1.P 64(R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VLD1.P 64(R14), [V22.S4, V23.S4, V24.S4, V25.S4]
+	WORD $0x4fb01a40 // fmla v0.4s, v18.4s, v16.s[3]
+	WORD $0x4fb01a61 // fmla v1.4s, v19.4s, v16.s[3]
+	WORD $0x4fb01a82 // fmla v2.4s, v20.4s, v16.s[3]
+	WORD $0x4fb01aa3 // fmla v3.4s, v21.4s, v16.s[3]
+	WORD $0x4fb01ac4 // fmla v4.4s, v22.4s, v16.s[3]
+	WORD $0x4fb01ae5 // fmla v5.4s, v23.4s, v16.s[3]
+	WORD $0x4fb01b06 // fmla v6.4s, v24.4s, v16.s[3]
+	WORD $0x4fb01b27 // fmla v7.4s, v25.4s, v16.s[3]
+	WORD $0x4fb11a48 // fmla v8.4s, v18.4s, v17.s[3]
+	WORD $0x4fb11a69 // fmla v9.4s, v19.4s, v17.s[3]
+	WORD $0x4fb11a8a // fmla v10.4s, v20.4s, v17.s[3]
+	WORD $0x4fb11aab // fmla v11.4s, v21.4s, v17.s[3]
+	WORD $0x4fb11acc // fmla v12.4s, v22.4s, v17.s[3]
+	WORD $0x4fb11aed // fmla v13.4s, v23.4s, v17.s[3]
+	WORD $0x4fb11b0e // fmla v14.4s, v24.4s, v17.s[3]
+	WORD $0x4fb11b2f // fmla v15.4s, v25.4s, v17.s[3]
+	ADD $16, R10
+	SUBS $1, R16
+	BNE kx0
+	ADD R5, R17
+	SUBS $1, R15
+	BNE ky
+	TBZ $1, R8, nores
+	MOVD R3, R21
+	FMOVQ (R21), F16
+	WORD $0x4e30d400 // fadd v0.4s, v0.4s, v16.4s
+	FMOVQ 16(R21), F16
+	WORD $0x4e30d421 // fadd v1.4s, v1.4s, v16.4s
+	FMOVQ 32(R21), F16
+	WORD $0x4e30d442 // fadd v2.4s, v2.4s, v16.4s
+	FMOVQ 48(R21), F16
+	WORD $0x4e30d463 // fadd v3.4s, v3.4s, v16.4s
+	FMOVQ 64(R21), F16
+	WORD $0x4e30d484 // fadd v4.4s, v4.4s, v16.4s
+	FMOVQ 80(R21), F16
+	WORD $0x4e30d4a5 // fadd v5.4s, v5.4s, v16.4s
+	FMOVQ 96(R21), F16
+	WORD $0x4e30d4c6 // fadd v6.4s, v6.4s, v16.4s
+	FMOVQ 112(R21), F16
+	WORD $0x4e30d4e7 // fadd v7.4s, v7.4s, v16.4s
+	FMOVQ 256(R21), F16
+	WORD $0x4e30d508 // fadd v8.4s, v8.4s, v16.4s
+	FMOVQ 272(R21), F16
+	WORD $0x4e30d529 // fadd v9.4s, v9.4s, v16.4s
+	FMOVQ 288(R21), F16
+	WORD $0x4e30d54a // fadd v10.4s, v10.4s, v16.4s
+	FMOVQ 304(R21), F16
+	WORD $0x4e30d56b // fadd v11.4s, v11.4s, v16.4s
+	FMOVQ 320(R21), F16
+	WORD $0x4e30d58c // fadd v12.4s, v12.4s, v16.4s
+	FMOVQ 336(R21), F16
+	WORD $0x4e30d5ad // fadd v13.4s, v13.4s, v16.4s
+	FMOVQ 352(R21), F16
+	WORD $0x4e30d5ce // fadd v14.4s, v14.4s, v16.4s
+	FMOVQ 368(R21), F16
+	WORD $0x4e30d5ef // fadd v15.4s, v15.4s, v16.4s
+nores:
+	TBZ $0, R8, norelu
+	VEOR V16.B16, V16.B16, V16.B16
+	WORD $0x4e30f400 // fmax v0.4s, v0.4s, v16.4s
+	WORD $0x4e30f421 // fmax v1.4s, v1.4s, v16.4s
+	WORD $0x4e30f442 // fmax v2.4s, v2.4s, v16.4s
+	WORD $0x4e30f463 // fmax v3.4s, v3.4s, v16.4s
+	WORD $0x4e30f484 // fmax v4.4s, v4.4s, v16.4s
+	WORD $0x4e30f4a5 // fmax v5.4s, v5.4s, v16.4s
+	WORD $0x4e30f4c6 // fmax v6.4s, v6.4s, v16.4s
+	WORD $0x4e30f4e7 // fmax v7.4s, v7.4s, v16.4s
+	WORD $0x4e30f508 // fmax v8.4s, v8.4s, v16.4s
+	WORD $0x4e30f529 // fmax v9.4s, v9.4s, v16.4s
+	WORD $0x4e30f54a // fmax v10.4s, v10.4s, v16.4s
+	WORD $0x4e30f56b // fmax v11.4s, v11.4s, v16.4s
+	WORD $0x4e30f58c // fmax v12.4s, v12.4s, v16.4s
+	WORD $0x4e30f5ad // fmax v13.4s, v13.4s, v16.4s
+	WORD $0x4e30f5ce // fmax v14.4s, v14.4s, v16.4s
+	WORD $0x4e30f5ef // fmax v15.4s, v15.4s, v16.4s
+norelu:
+	MOVD R4, R21
+	FMOVQ F0, (R21)
+	FMOVQ F1, 16(R21)
+	FMOVQ F2, 32(R21)
+	FMOVQ F3, 48(R21)
+	FMOVQ F4, 64(R21)
+	FMOVQ F5, 80(R21)
+	FMOVQ F6, 96(R21)
+	FMOVQ F7, 112(R21)
+	FMOVQ F8, 256(R21)
+	FMOVQ F9, 272(R21)
+	FMOVQ F10, 288(R21)
+	FMOVQ F11, 304(R21)
+	FMOVQ F12, 320(R21)
+	FMOVQ F13, 336(R21)
+	FMOVQ F14, 352(R21)
+	FMOVQ F15, 368(R21)
+	ADD $512, R0
+	ADD $512, R4
+	ADD $512, R3
 	SUBS $1, R9
 	BNE tile
 	RET
