@@ -231,7 +231,7 @@ func TestNEONSpreadPrefetchCoversNextPanel(t *testing.T) {
 	c = planned(t, p18, "conv3x3s1_c256k256_h14_neon")
 	chunk, step = neonSpreadPrefetch(c.Shape, c.Blocking, 2)
 	assert.Equal(t, [2]int{165, 32}, [2]int{chunk, step})
-	files, err := EmitNEON("resnet50", resnet.MustBuild("resnet50"))
+	files, err := EmitNEON("resnet50", resnet.MustBuild("resnet50"), Options{})
 	require.NoError(t, err)
 	body := kernelText(t, string(files["kernels_neon_arm64.s"]), "conv3x3s1_c512k512_h7_neon")
 	assert.Contains(t, body, "MOVD $147456, R24", "2304 lines of 64 bytes a tile row")
