@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
 )
@@ -48,10 +49,12 @@ type CalibrateOptions struct {
 }
 
 // Runner is what Calibrate runs: a float32 network (a generated Model, or
-// an Interpreted one) that computes batches and exposes its layers.
+// an Interpreted one) that computes batches, exposes its layers and reports
+// each layer as it finishes (Trace: the step's index in Layers).
 type Runner interface {
 	ForwardBatch(in, out []float32) error
 	Layers() []Named
+	Trace(func(step int, d time.Duration))
 }
 
 // histBins is the resolution of the magnitude histograms.
@@ -100,21 +103,28 @@ func Calibrate(m Runner, f *Folded, images []float32, imageLen, batch int, o Cal
 	if !ok {
 		return nil, fmt.Errorf("calibration: the network does not end in its classifier")
 	}
+	// Each layer's outputs are read as soon as it has run: the buffer plan
+	// hands a layer's buffers on to later values, so after the pass they
+	// hold the last writer's (a ResNet-18 calibrated after the pass gave the
+	// max pool the scale of layer1.1.conv2's sum).
+	layers := m.Layers()
+	m.Trace(func(step int, _ time.Duration) {
+		l := layers[step]
+		h := stats[l.Name]
+		if h == nil {
+			return
+		}
+		i0, i1 := batchOf(l.Layer).images()
+		for _, b := range outputs(l.Layer)[i0:i1] {
+			forInterior(b, h.add)
+		}
+	})
+	defer m.Trace(nil)
 	logits := make([]float32, batch*fc.Classes)
 	for i := 0; i < n; i += batch {
 		k := min(batch, n-i)
 		if err := m.ForwardBatch(images[i*imageLen:(i+k)*imageLen], logits[:k*fc.Classes]); err != nil {
 			return nil, err
-		}
-		for _, l := range m.Layers() {
-			bufs := outputs(l.Layer)
-			if bufs == nil {
-				continue
-			}
-			h := stats[l.Name]
-			for _, b := range bufs[:k] {
-				forInterior(b, h.add)
-			}
 		}
 		if done := i + k; o.Progress != nil && (done == n || done/max(1, n/10) != i/max(1, n/10)) {
 			say("calibration: %d of %d images", done, n)
@@ -150,6 +160,20 @@ func outputs(l Layer) []asm.Buffer {
 			out[i] = l.S[i].Out
 		}
 		return out
+	}
+	return nil
+}
+
+// batchOf is the Batch of a layer outputs lists: the images its last step
+// ran on.
+func batchOf(l Layer) *Batch {
+	switch l := l.(type) {
+	case *Conv:
+		return l.Batch
+	case *MaxPool:
+		return l.Batch
+	case *Shortcut:
+		return l.Batch
 	}
 	return nil
 }

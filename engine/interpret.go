@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/resnet"
@@ -89,6 +90,10 @@ func (m *Interpreted) ForwardBatch(in, out []float32) error {
 
 // Layers lists the layers in the order they run.
 func (m *Interpreted) Layers() []Named { return m.layers }
+
+// Trace makes ForwardBatch report each step to f as it finishes, by its
+// index in Layers (nil: off); see Pool.SetTrace.
+func (m *Interpreted) Trace(f func(step int, d time.Duration)) { m.pool.SetTrace(f) }
 
 // Close stops the workers.
 func (m *Interpreted) Close() { m.pool.Close() }
