@@ -29,7 +29,18 @@ computed here:
                          "output": {"scale": s, "signed": false}},
                "layer1.0.conv2": {..., "output": {"scale": s, "signed": true}},
                "layer2.0.downsample.0": {..., "output": {"scale": s, "signed": true}}},
-     "adds": {"layer1.0": {"output": {"scale": s, "signed": false}}}}
+     "adds": {"layer1.0": {"output": {"scale": s, "signed": false}}},
+     "float": ["conv1"],                                  (optional)
+     "pools": {"maxpool": {"output": {"scale": s, "signed": false}}}}  (optional)
+
+A conv with "float_output": true keeps its output float: int8 weights and
+input, but the sum after it (resnetgen's fused residual) in float up to the
+add's Q — the network exactly as resnetgen rounds it, which ORT runs
+unfused (for its reference run, not its speed).
+"float" names convolutions left in float (no Q/DQ: resnetgen's stem, whose
+input then needs no "input" scale); "pools" gives a max pool's output a
+scale of its own (resnetgen quantizes after the stem's max pool), where
+otherwise a max pool of a quantized input keeps its input's.
 
 A conv is named by its module (as bench.ORTLayer names ORT's nodes); its
 output is the tensor after its ReLU when one follows. An add is named by
@@ -96,23 +107,32 @@ def build(model, spec):
         return c[0][0].output[0] if len(c) == 1 and c[0][0].op_type == "Relu" else t
 
     # Which tensors are quantized, with which parameters.
-    q = {g.input[0].name: qparams(spec["input"])}
+    q = {g.input[0].name: qparams(spec["input"])} if spec.get("input") else {}
     convs, adds = dict(spec.get("convs", {})), dict(spec.get("adds", {}))
+    floats, pools = set(spec.get("float") or []), dict(spec.get("pools") or {})
+    float_left = set(floats)
+    if floats & set(convs):
+        raise KeyError("convs both float and quantized: %s" % sorted(floats & set(convs)))
     for n in nodes:
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and module_name(n) in floats:
+            float_left.discard(module_name(n))
+        elif n.op_type == "Conv":
             s = convs.pop(module_name(n), None)
             if s is None:
                 raise KeyError("no scales for conv %s (node %s)" % (module_name(n), n.name))
-            q[after_relu(n.output[0])] = qparams(s["output"])
+            if not s.get("float_output"):
+                q[after_relu(n.output[0])] = qparams(s["output"])
         elif n.op_type == "Add":
             s = adds.pop(module_name(n), None)
             if s is None:
                 raise KeyError("no scales for add %s (node %s)" % (module_name(n), n.name))
             q[after_relu(n.output[0])] = qparams(s["output"])
+        elif n.op_type == "MaxPool" and module_name(n) in pools:
+            q[n.output[0]] = qparams(pools.pop(module_name(n))["output"])
         elif n.op_type == "MaxPool" and n.input[0] in q:
             q[n.output[0]] = q[n.input[0]]
-    if convs or adds:
-        raise KeyError("scales for layers the graph does not have: %s" % sorted(list(convs) + list(adds)))
+    if convs or adds or pools or float_left:
+        raise KeyError("scales for layers the graph does not have: %s" % sorted(list(convs) + list(adds) + list(pools) + list(float_left)))
 
     new_inits, out_nodes = [], []
 
@@ -144,7 +164,7 @@ def build(model, spec):
         for i, x in enumerate(ins):
             if (x, id(n), i) in dq_of:
                 ins[i] = dq_of[(x, id(n), i)]
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and module_name(n) not in floats:
             w, b = const(ins[1]), const(ins[2]) if len(ins) > 2 else None
             s = spec["convs"][module_name(n)]
             ws = np.asarray(s["weight_scales"], dtype=np.float32)

@@ -11,6 +11,12 @@ Run with Debian's python3-torchvision (torch 1.13, torchvision 0.14):
         one JSON line on stdout:
           {"run": N, "precision": "int8" | "fp32"}  N batch-1 inferences,
                                                    answers {"seconds": [t1, ...]}
+          {"logits": "X.npy", "out": PREFIX}       the int8 network's and the
+                                                   eager float32 one's logits on
+                                                   X.npy's images, written to
+                                                   PREFIX_int8.npy and
+                                                   PREFIX_fp32.npy; answers
+                                                   {"images": N}
         Errors are answered as {"error": "..."}; stdin's end ends the process.
 
 Networks (--arch):
@@ -258,6 +264,13 @@ def serve(a, out):
     for line in sys.stdin:
         try:
             cmd = json.loads(line)
+            if "logits" in cmd:
+                x = load_npy(cmd["logits"])
+                np.save(cmd["out"] + "_int8.npy", run_all(q, x).astype(np.float32))
+                np.save(cmd["out"] + "_fp32.npy", run_all(model, x).astype(np.float32))
+                out.write(json.dumps({"images": len(x)}) + "\n")
+                out.flush()
+                continue
             net = nets[cmd.get("precision", "int8")]
             t = []
             with torch.no_grad():
