@@ -148,12 +148,18 @@ func (s *Session) Run(p Precision, n int) ([]float64, error) {
 	if _, err := fmt.Fprintf(s.in, `{"run": %d, "precision": %q}`+"\n", n, p); err != nil {
 		return nil, err
 	}
-	var r struct{ Seconds []float64 }
+	var r struct {
+		Seconds []float64
+		Batch   int
+	}
 	if err := s.read(&r); err != nil {
 		return nil, err
 	}
 	if len(r.Seconds) != n {
 		return nil, fmt.Errorf("torchq ran %d of %d inferences", len(r.Seconds), n)
+	}
+	if r.Batch != 1 {
+		return nil, fmt.Errorf("torchq timed batches of %d images, not 1", r.Batch)
 	}
 	return r.Seconds, nil
 }
