@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/bench/ort"
+	"github.com/resnetgen/resnetgen/bench/torchq"
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/resnet"
+	"github.com/resnetgen/resnetgen/resnet/quant"
+)
+
+// smallNet is ResNet-18 at 64×64 with seeded weights, folded, and two
+// seeded images: small enough for the portable kernels.
+func smallNet(t *testing.T) (*engine.Folded, []float32) {
+	t.Helper()
+	a, err := resnet.Lookup("resnet18")
+	require.NoError(t, err)
+	a.InputH, a.InputW = 64, 64
+	net, err := resnet.Build(a)
+	require.NoError(t, err)
+	f, err := engine.Fold(net, resnet.RandomWeights(net, 5))
+	require.NoError(t, err)
+	return f, PeerImages(2, 9, 64, 64)
+}
+
+// The pre-add twins are measured on the network as it is: every other
+// scale of the twinned network equals our calibration's, and each twin's
+// scale is its own (not its convolution's post-sum one).
+func TestPreAddScales(t *testing.T) {
+	f, x := smallNet(t)
+	cal, err := calibrate(f, nil, x)
+	require.NoError(t, err)
+	twin, names := preAddNetwork(f)
+	require.Len(t, names, 8, "ResNet-18's eight blocks end in a conv that adds the residual")
+	assert.Equal(t, "layer1.0.conv2", names[0])
+	tc, err := calibrate(twin, nil, x)
+	require.NoError(t, err)
+	for name, s := range cal.Scales {
+		assert.InEpsilon(t, s, tc.Scales[name], 1e-6, name)
+	}
+	pre, err := PreAddScales(f, nil, x)
+	require.NoError(t, err)
+	require.Len(t, pre, 8)
+	for _, n := range names {
+		assert.Equal(t, tc.Scales[n+".preadd"], pre[n])
+		assert.NotEqual(t, cal.Scales[n], pre[n], n)
+	}
+}
+
+// The QDQ mapping: our scales where we have them, quant.Weights' weight
+// scales, the pre-add scales before each sum, the stem float or quantized.
+func TestQDQScalesOf(t *testing.T) {
+	f, x := smallNet(t)
+	cal, err := calibrate(f, nil, x)
+	require.NoError(t, err)
+	pre, err := PreAddScales(f, nil, x)
+	require.NoError(t, err)
+
+	s, err := QDQScalesOf(f, cal, pre, QDQOurs, 0)
+	require.NoError(t, err)
+	assert.Nil(t, s.Input)
+	assert.Equal(t, []string{"conv1"}, s.Float)
+	assert.Equal(t, float64(cal.Scales["maxpool"]), s.Pools["maxpool"].Output.Scale)
+	assert.Len(t, s.Convs, 19)
+	assert.Len(t, s.Adds, 8)
+	c := s.Convs["layer1.0.conv1"]
+	assert.Equal(t, torchq.QParams{Scale: float64(cal.Scales["layer1.0.conv1"])}, c.Output)
+	_, ws, err := quant.Weights(f.Tensors["layer1.0.conv1.weight"].Data, 64)
+	require.NoError(t, err)
+	assert.Equal(t, ws, c.WeightScales)
+	assert.Equal(t, torchq.QParams{Scale: float64(pre["layer2.0.conv2"]), Signed: true}, s.Convs["layer2.0.conv2"].Output)
+	assert.Equal(t, torchq.QParams{Scale: float64(cal.Scales["layer2.0.conv2"])}, s.Adds["layer2.0"].Output)
+	assert.Equal(t, torchq.QParams{Scale: float64(cal.Scales["layer2.0.downsample.0"]), Signed: true}, s.Convs["layer2.0.downsample.0"].Output)
+
+	all, err := QDQScalesOf(f, cal, pre, QDQInt8Stem, 0.02)
+	require.NoError(t, err)
+	assert.Equal(t, &torchq.QParams{Scale: 0.02, Signed: true}, all.Input)
+	assert.Empty(t, all.Float)
+	assert.Empty(t, all.Pools)
+	assert.Len(t, all.Convs, 20)
+	assert.Equal(t, float64(cal.Scales["conv1"]), all.Convs["conv1"].Output.Scale)
+
+	exact, err := QDQScalesOf(f, cal, nil, QDQExact, 0)
+	require.NoError(t, err)
+	assert.True(t, exact.Convs["layer2.0.conv2"].FloatOutput)
+	assert.False(t, exact.Convs["layer2.0.conv1"].FloatOutput)
+	assert.Equal(t, s.Adds, exact.Adds)
+
+	delete(pre, "layer3.1.conv2")
+	_, err = QDQScalesOf(f, cal, pre, QDQOurs, 0)
+	assert.ErrorContains(t, err, "no pre-add scale for layer3.1.conv2")
+}
+
+// peersReady skips a test unless onnxruntime-node is installed (bench -ort
+// installs it) and /usr/bin/python3 (or RESNET_TORCH_PYTHON) has torch,
+// torchvision and onnx; RESNET_REQUIRE_ORT makes that a failure.
+func peersReady(t *testing.T) {
+	t.Helper()
+	dir, err := ort.Dir()
+	require.NoError(t, err)
+	var missing []string
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "onnxruntime-node", "package.json")); err != nil {
+		missing = append(missing, "onnxruntime-node in "+dir)
+	}
+	if out, err := exec.Command(torchq.Python(), "-c", "import torch, torchvision, onnx").CombinedOutput(); err != nil {
+		missing = append(missing, torchq.Python()+" with torch, torchvision and onnx ("+strings.TrimSpace(string(out))+")")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("RESNET_REQUIRE_ORT") != "" {
+		t.Fatalf("RESNET_REQUIRE_ORT is set and these are missing: %s", strings.Join(missing, "; "))
+	}
+	t.Skipf("missing: %s", strings.Join(missing, "; "))
+}
+
+// ResNet-18 with torchvision's seeded weights on a few seeded images: our
+// int8 against our float32, PyTorch's int8 and ORT running our scales.
+func TestInt8PeersResNet18(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: torch and ONNX Runtime take a minute")
+	}
+	peersReady(t)
+	p, err := PrepareInt8Peers("resnet18", Int8PeersOptions{Calibration: 8, Images: 4, Log: testLog{t}})
+	require.NoError(t, err)
+	defer p.Close()
+	assert.Equal(t, 19, p.QDQ.Check.QLinearConv, "every conv we quantize runs as QLinearConv")
+	assert.Equal(t, 20, p.QDQInt8.Check.QLinearConv)
+	s, err := p.StartTorch(2)
+	require.NoError(t, err)
+	defer s.Close()
+	n, err := p.Numerics(s, 2)
+	require.NoError(t, err)
+	for _, pr := range n.Pairs {
+		t.Logf("%-18s vs %-13s top-1 %d/%d  max|Δ|/max|b| %.4f  r %.5f  centred: r %.4f, RMS %.4f, top-1 %d",
+			pr.A, pr.B, pr.AgreeTop1, pr.Images, pr.MaxAbsRel, pr.Correlation, pr.CentredCorrelation, pr.CentredRMSRel, pr.CentredAgreeTop1)
+	}
+	get := func(a, b string) LogitsPair {
+		pr, ok := n.Pair(a, b)
+		require.True(t, ok, "%s vs %s", a, b)
+		return pr
+	}
+	fp := get(OursFP32, TorchFP32)
+	assert.Less(t, fp.MaxAbsRel, 1e-3, "our float32 is torch's network")
+	q := get(OursInt8, OursFP32)
+	assert.Less(t, q.MaxAbsRel, 0.1)
+	assert.Equal(t, 4, q.AgreeTop1)
+	o := get(ORTQDQ, OursInt8)
+	assert.Less(t, o.MaxAbsRel, 0.05)
+	e := get(ORTExactRef, OursInt8)
+	assert.Less(t, e.MaxAbsRel, 0.01)
+	assert.Less(t, e.MaxAbsRel, q.MaxAbsRel/2, "the fake-quantized twin of our network is nearer our int8 than our float32 is")
+	tq := get(OursInt8, TorchInt8)
+	assert.Less(t, tq.MaxAbsRel, 0.15)
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
