@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -128,6 +129,14 @@ func PrepareInt8Peers(arch string, o Int8PeersOptions) (*Int8Peers, error) {
 	if err != nil {
 		return nil, err
 	}
+	py := o.Python
+	if py == "" {
+		py = torchq.Python()
+	}
+	if _, err := exec.LookPath(py); err != nil {
+		return nil, fmt.Errorf("the int8 peers need Python with torch, torchvision and onnx (Debian: apt-get install python3-torchvision python3-onnx; or RESNET_TORCH_PYTHON): %s: %v", py, err)
+	}
+	o.Python = py
 	p := &Int8Peers{Info: info, opts: o, classes: info.Classes, height: info.InputHeight, width: info.InputWidth,
 		evalCount: o.Images, calibCount: o.Calibration}
 	if p.ortDir, err = ort.Dir(); err != nil {
