@@ -616,31 +616,45 @@ func (p *Int8Peers) Numerics(s *torchq.Session, workers int) (*Int8Numerics, err
 // Int8Latency is our int8 network's batch-1 latency beside its peers',
 // alternated in one run; the JSON keys are a contract.
 type Int8Latency struct {
-	Arch    string  `json:"arch"`
-	Threads int     `json:"threads"`
-	OursMs  float64 `json:"ours_int8_ms"`  // median over rounds of each round's median
+	Arch    string `json:"arch"`
+	Threads int    `json:"threads"`
+	// Each figure is the median over rounds of each round's median.
+	OursMs  float64 `json:"ours_int8_ms"`
 	TorchMs float64 `json:"torch_int8_ms"` // PyTorch's int8 (oneDNN)
-	ORTMs   float64 `json:"ort_qdq_ms"`    // ONNX Runtime on our QDQ model, stem quantized too
-	// OverTorch and OverORT are the medians over rounds of ours ÷ theirs
-	// (< 1: we are faster).
-	OverTorch float64 `json:"ours_over_torch"`
-	OverORT   float64 `json:"ours_over_ort"`
-	Rounds    int     `json:"rounds"`
-	Runs      int     `json:"runs"` // per round and side
+	ORTMs   float64 `json:"ort_qdq_ms"`    // ONNX Runtime on QDQInt8Stem, its fastest form of our network
+	// ORTFloatStemMs is ORT on QDQOurs: our network as we run it, the
+	// stem float32.
+	ORTFloatStemMs float64 `json:"ort_qdq_float_stem_ms"`
+	// OverTorch, OverORT and OverORTFloatStem are the medians over rounds
+	// of ours ÷ theirs (< 1: we are faster).
+	OverTorch        float64 `json:"ours_over_torch"`
+	OverORT          float64 `json:"ours_over_ort"`
+	OverORTFloatStem float64 `json:"ours_over_ort_float_stem"`
+	Rounds           int     `json:"rounds"`
+	Runs             int     `json:"runs"` // per round and side
 	// Torch is what PyTorch's process reported: its ISA and the oneDNN
 	// implementations of its int8 convolutions.
 	Torch torchq.Ready `json:"torch"`
-	// Busy counts the rounds a side started while another process was
+	// Busy counts the times a side started while another process was
 	// still busy after a second of waiting (timed regardless).
 	Busy int `json:"busy"`
 }
 
+// side is one of the networks Latency alternates: a process and a way to
+// time runs inferences in it.
+type side struct {
+	name string
+	pid  int
+	run  func(n int) ([]float64, error)
+	ms   []float64 // each round's median
+}
+
 // Latency times our int8 Model (threads workers, batch 1, our scales),
-// PyTorch's int8 (s, a Session on threads threads) and ORT's int8 on the
-// QDQ model with the stem quantized (ORT's fastest int8 form of our
-// network) in rounds: each side runs runs inferences once the other two
-// processes are idle (ort.WaitIdle), on the deterministic input bench/ort
-// and torchq feed.
+// PyTorch's int8 (s, a Session on threads threads) and ORT's int8 on two
+// QDQ forms of our network (QDQInt8Stem, its fastest; QDQOurs, ours as it
+// runs) in rounds: each side runs runs inferences once the other processes
+// are idle (ort.WaitIdle), on the deterministic input bench/ort and
+// torchq feed.
 func (p *Int8Peers) Latency(s *torchq.Session, threads, rounds, runs int) (*Int8Latency, error) {
 	if rounds < 1 || runs < 1 {
 		return nil, fmt.Errorf("int8 latency: %d rounds of %d runs", rounds, runs)
@@ -653,11 +667,6 @@ func (p *Int8Peers) Latency(s *torchq.Session, threads, rounds, runs int) (*Int8
 		return nil, err
 	}
 	defer m.Close()
-	o, err := ort.Start(p.ortDir, p.QDQInt8.Path, threads, 1, p.height, p.width)
-	if err != nil {
-		return nil, err
-	}
-	defer o.Close()
 	in := make([]float32, p.Info.InputLen)
 	for i := range in {
 		in[i] = float32((i*7919)%401)/100 - 2
@@ -677,46 +686,51 @@ func (p *Int8Peers) Latency(s *torchq.Session, threads, rounds, runs int) (*Int8
 	if _, err := ours(3); err != nil { // warm
 		return nil, err
 	}
-	r := &Int8Latency{Arch: p.Info.Arch, Threads: threads, Rounds: rounds, Runs: runs, Torch: s.Ready()}
-	// Before each side: the other two processes idle (ORT's and OpenMP's
-	// workers spin on after a run; our parked workers do not, but our
-	// process is waited for too, in case).
-	pids := map[string]int{"ours": os.Getpid(), "torch": s.Pid(), "ort": o.Pid()}
-	idle := func(side string) {
-		for other, pid := range pids {
-			if other != side {
-				if err := ort.WaitIdle(pid, time.Second); err != nil {
-					r.Busy++
-					p.opts.logf("warning: %s's round may share its cores: %v\n", side, err)
-				}
-			}
-		}
+	sides := []*side{
+		{name: "ours int8", pid: os.Getpid(), run: ours},
+		{name: "PyTorch int8", pid: s.Pid(), run: func(n int) ([]float64, error) { return s.Run(torchq.Int8, n) }},
 	}
-	var oursT, torchT, ortT, overTorch, overORT []float64
-	for round := range rounds {
-		idle("ours")
-		t, err := ours(runs)
+	for _, q := range []*QDQModel{p.QDQInt8, p.QDQ} {
+		o, err := ort.Start(p.ortDir, q.Path, threads, 1, p.height, p.width)
 		if err != nil {
 			return nil, err
 		}
-		a := median(t)
-		idle("torch")
-		if t, err = s.Run(torchq.Int8, runs); err != nil {
-			return nil, err
-		}
-		b := median(t)
-		idle("ort")
-		if t, err = o.Run(runs); err != nil {
-			return nil, err
-		}
-		c := median(t)
-		oursT, torchT, ortT = append(oursT, a), append(torchT, b), append(ortT, c)
-		overTorch, overORT = append(overTorch, a/b), append(overORT, a/c)
-		p.opts.logf("%s %d thread(s) round %d: ours int8 %.2f ms, PyTorch int8 %.2f ms, ORT QDQ %.2f ms; ours ÷ PyTorch %.3f, ours ÷ ORT %.3f\n",
-			p.Info.Arch, threads, round+1, a*1e3, b*1e3, c*1e3, a/b, a/c)
+		defer o.Close()
+		sides = append(sides, &side{name: "ORT " + q.Form.String(), pid: o.Pid(), run: o.Run})
 	}
-	r.OursMs, r.TorchMs, r.ORTMs = median(oursT)*1e3, median(torchT)*1e3, median(ortT)*1e3
-	r.OverTorch, r.OverORT = median(overTorch), median(overORT)
+	r := &Int8Latency{Arch: p.Info.Arch, Threads: threads, Rounds: rounds, Runs: runs, Torch: s.Ready()}
+	var over [3][]float64 // ours ÷ each peer, per round
+	for round := range rounds {
+		for _, sd := range sides {
+			// The others idle first: ORT's and OpenMP's workers spin on
+			// after a run (our parked workers do not; waited for too).
+			for _, other := range sides {
+				if other != sd {
+					if err := ort.WaitIdle(other.pid, time.Second); err != nil {
+						r.Busy++
+						p.opts.logf("warning: %s's round may share its cores: %v\n", sd.name, err)
+					}
+				}
+			}
+			t, err := sd.run(runs)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", sd.name, err)
+			}
+			sd.ms = append(sd.ms, median(t)*1e3)
+		}
+		line := fmt.Sprintf("%s %d thread(s) round %d:", p.Info.Arch, threads, round+1)
+		for i, sd := range sides {
+			line += fmt.Sprintf(" %s %.2f ms", sd.name, sd.ms[round])
+			if i > 0 {
+				over[i-1] = append(over[i-1], sides[0].ms[round]/sd.ms[round])
+				line += fmt.Sprintf(" (ours ÷ it %.3f)", sides[0].ms[round]/sd.ms[round])
+			}
+			line += ";"
+		}
+		p.opts.logf("%s\n", strings.TrimSuffix(line, ";"))
+	}
+	r.OursMs, r.TorchMs, r.ORTMs, r.ORTFloatStemMs = median(sides[0].ms), median(sides[1].ms), median(sides[2].ms), median(sides[3].ms)
+	r.OverTorch, r.OverORT, r.OverORTFloatStem = median(over[0]), median(over[1]), median(over[2])
 	return r, nil
 }
 

@@ -164,6 +164,18 @@ func TestInt8PeersResNet18(t *testing.T) {
 	assert.Less(t, e.MaxAbsRel, q.MaxAbsRel/2, "the fake-quantized twin of our network is nearer our int8 than our float32 is")
 	tq := get(OursInt8, TorchInt8)
 	assert.Less(t, tq.MaxAbsRel, 0.15)
+
+	// The latency harness, once (its figures are a benchmark's, not this
+	// test's).
+	l, err := p.Latency(s, 2, 1, 2)
+	require.NoError(t, err)
+	t.Logf("%+v", *l)
+	for _, v := range []float64{l.OursMs, l.TorchMs, l.ORTMs, l.ORTFloatStemMs, l.OverTorch, l.OverORT, l.OverORTFloatStem} {
+		assert.Greater(t, v, 0.0)
+	}
+	assert.InDelta(t, l.OursMs/l.TorchMs, l.OverTorch, 1e-9, "one round: the ratio of the medians")
+	_, err = p.Latency(s, 1, 1, 2)
+	assert.ErrorContains(t, err, "runs on 2 threads, not 1")
 }
 
 type testLog struct{ t *testing.T }

@@ -68,12 +68,14 @@ func benchInt8Peers(precision string, archs []string, threads, batches []int, ro
 		return nil
 	}
 	l0 := r.Latency[0]
-	fmt.Fprintf(stdout, "\nbatch-1 latency, %d rounds of %d runs, each side once the others are idle; PyTorch int8 on %s (%v); ORT on our QDQ model with the stem quantized too. Ratios: medians over rounds of ours ÷ theirs.\n",
+	fmt.Fprintf(stdout, "\nbatch-1 latency, %d rounds of %d runs, each side once the others are idle; PyTorch int8 on %s (%v); "+
+		"ORT on our QDQ model with the stem quantized too (ORT) and float as ours (ORT fp32 stem). Ratios: medians over rounds of ours ÷ theirs.\n",
 		l0.Rounds, l0.Runs, l0.Torch.ISA, l0.Torch.Int8Conv)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "arch\tthreads\tours int8 ms\tPyTorch int8 ms\tORT QDQ ms\tours ÷ PyTorch\tours ÷ ORT\t")
+	fmt.Fprintln(tw, "arch\tthreads\tours int8 ms\tPyTorch int8 ms\tORT ms\tORT fp32 stem ms\tours ÷ PyTorch\tours ÷ ORT\tours ÷ ORT fp32 stem\t")
 	for _, l := range r.Latency {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t\n", l.Arch, l.Threads, l.OursMs, l.TorchMs, l.ORTMs, l.OverTorch, l.OverORT)
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.3f\t\n", l.Arch, l.Threads, l.OursMs, l.TorchMs, l.ORTMs, l.ORTFloatStemMs,
+			l.OverTorch, l.OverORT, l.OverORTFloatStem)
 	}
 	return tw.Flush()
 }
