@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -18,53 +19,76 @@ import (
 	"github.com/resnetgen/resnetgen/resnet/quant"
 )
 
-// smallNet is ResNet-18 at 32×32 with seeded weights, folded, and two
-// seeded images: small enough for the portable kernels (and qemu).
-func smallNet(t *testing.T) (*engine.Folded, []float32) {
+// small is ResNet-18 at 32×32 with seeded weights, folded, one seeded
+// image, our calibration on it and that of the pre-add twin network:
+// small enough for the portable kernels (and qemu), made once.
+var small struct {
+	sync.Once
+	f         *engine.Folded
+	names     []string
+	cal, twin *engine.Calibration
+	err       error
+}
+
+func smallNet(t *testing.T) (f *engine.Folded, names []string, cal, twin *engine.Calibration) {
 	t.Helper()
-	a, err := resnet.Lookup("resnet18")
-	require.NoError(t, err)
-	a.InputH, a.InputW = 32, 32
-	net, err := resnet.Build(a)
-	require.NoError(t, err)
-	f, err := engine.Fold(net, resnet.RandomWeights(net, 5))
-	require.NoError(t, err)
-	return f, PeerImages(2, 9, 32, 32)
+	small.Do(func() {
+		a, err := resnet.Lookup("resnet18")
+		if small.err = err; err != nil {
+			return
+		}
+		a.InputH, a.InputW = 32, 32
+		net, err := resnet.Build(a)
+		if small.err = err; err != nil {
+			return
+		}
+		if small.f, small.err = engine.Fold(net, resnet.RandomWeights(net, 5)); small.err != nil {
+			return
+		}
+		x := PeerImages(1, 9, 32, 32)
+		if small.cal, small.err = calibrate(small.f, nil, x); small.err != nil {
+			return
+		}
+		var tw *engine.Folded
+		tw, small.names = preAddNetwork(small.f)
+		small.twin, small.err = calibrate(tw, nil, x)
+	})
+	require.NoError(t, small.err)
+	return small.f, small.names, small.cal, small.twin
 }
 
 // The pre-add twins are measured on the network as it is: every other
 // scale of the twinned network equals our calibration's, and each twin's
 // scale is its own (not its convolution's post-sum one).
 func TestPreAddScales(t *testing.T) {
-	f, x := smallNet(t)
-	cal, err := calibrate(f, nil, x)
-	require.NoError(t, err)
-	twin, names := preAddNetwork(f)
+	_, names, cal, twin := smallNet(t)
 	require.Len(t, names, 8, "ResNet-18's eight blocks end in a conv that adds the residual")
 	assert.Equal(t, "layer1.0.conv2", names[0])
-	tc, err := calibrate(twin, nil, x)
-	require.NoError(t, err)
 	for name, s := range cal.Scales {
-		assert.InEpsilon(t, s, tc.Scales[name], 1e-6, name)
+		assert.InEpsilon(t, s, twin.Scales[name], 1e-6, name)
 	}
-	pre, err := PreAddScales(f, nil, x)
-	require.NoError(t, err)
-	require.Len(t, pre, 8)
 	for _, n := range names {
-		assert.Equal(t, tc.Scales[n+".preadd"], pre[n])
-		assert.NotEqual(t, cal.Scales[n], pre[n], n)
+		assert.Contains(t, twin.Scales, n+".preadd")
+		assert.NotEqual(t, cal.Scales[n], twin.Scales[n+".preadd"], n)
 	}
+	assert.Len(t, twin.Scales, len(cal.Scales)+8)
+}
+
+// preAdd is the twins' scales by their convolution's name, as
+// PreAddScales returns them.
+func preAdd(names []string, twin *engine.Calibration) map[string]float32 {
+	m := map[string]float32{}
+	for _, n := range names {
+		m[n] = twin.Scales[n+".preadd"]
+	}
+	return m
 }
 
 // The QDQ mapping: our scales where we have them, quant.Weights' weight
 // scales, the pre-add scales before each sum, the stem float or quantized.
 func TestQDQScalesOf(t *testing.T) {
-	f, x := smallNet(t)
-	cal, err := calibrate(f, nil, x)
-	require.NoError(t, err)
-	pre, err := PreAddScales(f, nil, x)
-	require.NoError(t, err)
-
+	f, names, cal, twin := smallNet(t)
+	pre := preAdd(names, twin)
 	s, err := QDQScalesOf(f, cal, pre, QDQOurs, 0)
 	require.NoError(t, err)
 	assert.Nil(t, s.Input)
