@@ -294,3 +294,17 @@ func ReadFolded(embedded string, net *resnet.Network) (*Folded, error) {
 	}
 	return &Folded{Net: net, stored: w.Tensors}, nil
 }
+
+// Tensor returns a copy of the folded tensor name (a convolution's L.weight
+// or L.bias, the classifier's fc.weight or fc.bias), for tools that
+// quantize or export the folded weights themselves (bench's QDQ models); an
+// error if f has none — a quantized Folded keeps its convolutions' weights
+// as int8, and a Builder that packed a layer without keepWeights released
+// it.
+func (f *Folded) Tensor(name string) (*resnet.Tensor, error) {
+	t := f.tensor(name)
+	if t == nil {
+		return nil, fmt.Errorf("%s: no folded tensor %s", f.Net.Arch.Name, name)
+	}
+	return &resnet.Tensor{Shape: slices.Clone(t.Shape), Data: slices.Clone(t.Data)}, nil
+}

@@ -186,6 +186,9 @@ func (s *Session) Profile(n int) (map[string]float64, error) {
 	return r.Nodes, nil
 }
 
+// Pid is the Node.js process's id (e.g. for WaitIdle from another side).
+func (s *Session) Pid() int { return s.cmd.Process.Pid }
+
 // Close ends the Node.js process.
 func (s *Session) Close() error {
 	s.in.Close()

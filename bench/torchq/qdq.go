@@ -22,12 +22,15 @@ var qdqPy []byte
 var qdqCheckJS []byte
 
 // QParams quantizes one activation tensor per tensor. Unsigned: uint8 with
-// zero point 0 (ReLU outputs). Signed: the symmetric int8 grid Scale·q,
-// q ∈ [−127, 127], which the QDQ model stores as uint8 with zero point 128
-// (ORT fuses a Conv only when its input and output types agree).
+// zero point ZeroPoint (0 for ReLU outputs; the network input's, which
+// resnetgen quantizes asymmetrically over its range, its own). Signed: the
+// symmetric int8 grid Scale·q, q ∈ [−127, 127], which the QDQ model stores
+// as uint8 with zero point 128 (ORT fuses a Conv only when its input and
+// output types agree).
 type QParams struct {
-	Scale  float64 `json:"scale"`
-	Signed bool    `json:"signed"`
+	Scale     float64 `json:"scale"`
+	Signed    bool    `json:"signed"`
+	ZeroPoint int     `json:"zero_point,omitempty"` // unsigned only, in [0, 255]
 }
 
 // QDQConv is one convolution's quantization: symmetric int8 weights per
@@ -35,6 +38,10 @@ type QParams struct {
 type QDQConv struct {
 	WeightScales []float32 `json:"weight_scales"`
 	Output       QParams   `json:"output"`
+	// FloatOutput leaves the output float (Output unused): a residual
+	// sum after it in float, quantized once after the add, as resnetgen
+	// computes it; ORT then cannot fuse the conv.
+	FloatOutput bool `json:"float_output,omitempty"`
 }
 
 // QDQAdd is a residual block's sum (after the block's ReLU).
@@ -49,9 +56,19 @@ type QDQAdd struct {
 // projection shortcut are signed; ORT needs them quantized before the sum,
 // which resnetgen fuses into the convolution's epilogue instead.
 type QDQScales struct {
-	Input QParams            `json:"input"`
+	// Input is nil when the network input stays float32 (its first
+	// convolutions in Float).
+	Input *QParams           `json:"input,omitempty"`
 	Convs map[string]QDQConv `json:"convs"`
 	Adds  map[string]QDQAdd  `json:"adds"`
+	// Float names convolutions left in float32, without Q or DQ (resnetgen
+	// keeps its stem so); ORT's optimised graph then keeps them as float
+	// convolutions (QDQCheck.FloatConvs counts them).
+	Float []string `json:"float,omitempty"`
+	// Pools gives a max pool's output (by module name, maxpool) a scale of
+	// its own, as resnetgen quantizes after the stem's max pool; without an
+	// entry a max pool of a quantized input keeps its input's scale.
+	Pools map[string]QDQAdd `json:"pools,omitempty"`
 }
 
 // WriteQDQ writes to out the float ONNX model floatONNX (a torch.onnx

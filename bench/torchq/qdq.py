@@ -24,12 +24,23 @@ Run with Debian's python3-onnx (and python3-torchvision for `toy`):
 SCALES.json — the scales are the caller's (resnetgen's calibration), not
 computed here:
 
-    {"input": {"scale": s, "signed": true},
+    {"input": {"scale": s, "zero_point": z},
      "convs": {"conv1": {"weight_scales": [one per output channel],
                          "output": {"scale": s, "signed": false}},
                "layer1.0.conv2": {..., "output": {"scale": s, "signed": true}},
                "layer2.0.downsample.0": {..., "output": {"scale": s, "signed": true}}},
-     "adds": {"layer1.0": {"output": {"scale": s, "signed": false}}}}
+     "adds": {"layer1.0": {"output": {"scale": s, "signed": false}}},
+     "float": ["conv1"],                                  (optional)
+     "pools": {"maxpool": {"output": {"scale": s, "signed": false}}}}  (optional)
+
+A conv with "float_output": true keeps its output float: int8 weights and
+input, but the sum after it (resnetgen's fused residual) in float up to the
+add's Q — the network exactly as resnetgen rounds it, which ORT runs
+unfused (for its reference run, not its speed).
+"float" names convolutions left in float (no Q/DQ; a float stem's input
+then needs no "input" scale); "pools" gives a max pool's output a scale of
+its own, where otherwise a max pool of a quantized input keeps its
+input's (resnetgen's: it pools the stem's bytes).
 
 A conv is named by its module (as bench.ORTLayer names ORT's nodes); its
 output is the tensor after its ReLU when one follows. An add is named by
@@ -37,7 +48,9 @@ its block; its output is the tensor after the block's ReLU. Weights:
 q = clamp(round_half_even(w / scale[c]), -127, 127), int8, per output
 channel (axis 0), zero point 0. Biases: int32, round(b / (s_in * scale[c])),
 as QLinearConv adds them to the int32 accumulator. Activations, per tensor:
-"signed": false is uint8 with zero point 0 (ReLU outputs); "signed": true is
+"signed": false is uint8 with zero point 0 (ReLU outputs) or "zero_point"
+(the network input, which resnetgen quantizes asymmetrically over the
+calibration images' range); "signed": true is
 the int8 symmetric grid s·q, q in [-127, 127], stored as uint8 with zero
 point 128 (the same values: q + 128) — ORT fuses a Conv only when its input
 and output types agree (ConvNodeGroupSelector), and a block's post-ReLU input
@@ -72,7 +85,12 @@ def module_name(node):
 
 def qparams(spec):
     """(scale, zero point) of a uint8 tensor."""
-    return float(spec["scale"]), 128 if spec.get("signed") else 0
+    if spec.get("signed"):
+        return float(spec["scale"]), 128
+    zp = int(spec.get("zero_point", 0))
+    if not 0 <= zp <= 255:
+        raise ValueError("zero point %d outside uint8" % zp)
+    return float(spec["scale"]), zp
 
 
 def build(model, spec):
@@ -96,23 +114,32 @@ def build(model, spec):
         return c[0][0].output[0] if len(c) == 1 and c[0][0].op_type == "Relu" else t
 
     # Which tensors are quantized, with which parameters.
-    q = {g.input[0].name: qparams(spec["input"])}
+    q = {g.input[0].name: qparams(spec["input"])} if spec.get("input") else {}
     convs, adds = dict(spec.get("convs", {})), dict(spec.get("adds", {}))
+    floats, pools = set(spec.get("float") or []), dict(spec.get("pools") or {})
+    float_left = set(floats)
+    if floats & set(convs):
+        raise KeyError("convs both float and quantized: %s" % sorted(floats & set(convs)))
     for n in nodes:
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and module_name(n) in floats:
+            float_left.discard(module_name(n))
+        elif n.op_type == "Conv":
             s = convs.pop(module_name(n), None)
             if s is None:
                 raise KeyError("no scales for conv %s (node %s)" % (module_name(n), n.name))
-            q[after_relu(n.output[0])] = qparams(s["output"])
+            if not s.get("float_output"):
+                q[after_relu(n.output[0])] = qparams(s["output"])
         elif n.op_type == "Add":
             s = adds.pop(module_name(n), None)
             if s is None:
                 raise KeyError("no scales for add %s (node %s)" % (module_name(n), n.name))
             q[after_relu(n.output[0])] = qparams(s["output"])
+        elif n.op_type == "MaxPool" and module_name(n) in pools:
+            q[n.output[0]] = qparams(pools.pop(module_name(n))["output"])
         elif n.op_type == "MaxPool" and n.input[0] in q:
             q[n.output[0]] = q[n.input[0]]
-    if convs or adds:
-        raise KeyError("scales for layers the graph does not have: %s" % sorted(list(convs) + list(adds)))
+    if convs or adds or pools or float_left:
+        raise KeyError("scales for layers the graph does not have: %s" % sorted(list(convs) + list(adds) + list(pools) + list(float_left)))
 
     new_inits, out_nodes = [], []
 
@@ -144,7 +171,7 @@ def build(model, spec):
         for i, x in enumerate(ins):
             if (x, id(n), i) in dq_of:
                 ins[i] = dq_of[(x, id(n), i)]
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and module_name(n) not in floats:
             w, b = const(ins[1]), const(ins[2]) if len(ins) > 2 else None
             s = spec["convs"][module_name(n)]
             ws = np.asarray(s["weight_scales"], dtype=np.float32)

@@ -48,12 +48,7 @@ func TestQDQToyFusesEveryConv(t *testing.T) {
 
 	qdq := filepath.Join(t.TempDir(), "toy_qdq.onnx")
 	require.NoError(t, WriteQDQ(filepath.Join(toy, "toy.onnx"), &s, qdq, Options{}))
-	raw, err := os.ReadFile(filepath.Join(toy, "toy_input.bin"))
-	require.NoError(t, err)
-	in := make([]float32, len(raw)/4)
-	for i := range in {
-		in[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
+	in := toyInput(t, toy)
 	c, err := CheckQDQ(dir, qdq, in, [4]int{1, 3, 16, 16}, "", Options{})
 	require.NoError(t, err)
 	t.Logf("optimised QDQ graph: %v", c.Ops)
@@ -123,4 +118,50 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(toyOnce.dir)
 	}
 	os.Exit(code)
+}
+
+// A residual sum kept float up to the add's Q (resnetgen's fused sum): ORT
+// fuses the other convs and leaves that one float, with no QLinearAdd. (A
+// float stem, Float, needs a quantized tensor after it, as a ResNet's max
+// pool gives (Pools): bench's ResNet-18 peers test runs that form.)
+func TestQDQFloatSum(t *testing.T) {
+	dir := ortDir(t)
+	toy, s := toyQDQ(t)
+	c2 := s.Convs["layer1.0.conv2"]
+	c2.FloatOutput = true
+	s.Convs = maps.Clone(s.Convs)
+	s.Convs["layer1.0.conv2"] = c2
+	qdq := filepath.Join(t.TempDir(), "toy_float.onnx")
+	require.NoError(t, WriteQDQ(filepath.Join(toy, "toy.onnx"), &s, qdq, Options{}))
+	in := toyInput(t, toy)
+	c, err := CheckQDQ(dir, qdq, in, [4]int{1, 3, 16, 16}, "", Options{})
+	require.NoError(t, err)
+	t.Logf("optimised: %v", c.Ops)
+	assert.Equal(t, 3, c.QLinearConv, "the stem, layer1.0.conv1 and the projection")
+	floats := 0
+	for _, n := range c.FloatConvs {
+		floats += n
+	}
+	assert.Equal(t, 1, floats, "the conv whose sum stays float")
+	assert.Zero(t, c.Ops["com.microsoft:QLinearAdd"])
+
+	s.Float = []string{"conv1"}
+	err = WriteQDQ(filepath.Join(toy, "toy.onnx"), &s, filepath.Join(t.TempDir(), "x.onnx"), Options{})
+	assert.ErrorContains(t, err, "convs both float and quantized: ['conv1']")
+	s.Float = nil
+	s.Pools = map[string]QDQAdd{"maxpool": {Output: QParams{Scale: 0.1}}}
+	err = WriteQDQ(filepath.Join(toy, "toy.onnx"), &s, filepath.Join(t.TempDir(), "x.onnx"), Options{})
+	assert.ErrorContains(t, err, "maxpool", "the toy has no max pool")
+}
+
+// toyInput is the toy network's input image (toy_input.bin).
+func toyInput(t *testing.T, toy string) []float32 {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(toy, "toy_input.bin"))
+	require.NoError(t, err)
+	in := make([]float32, len(raw)/4)
+	for i := range in {
+		in[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return in
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resnetgen/resnetgen/bench/ort"
+	"github.com/resnetgen/resnetgen/resnet/npy"
 )
 
 // Precision selects which of a Session's two networks runs.
@@ -147,14 +148,48 @@ func (s *Session) Run(p Precision, n int) ([]float64, error) {
 	if _, err := fmt.Fprintf(s.in, `{"run": %d, "precision": %q}`+"\n", n, p); err != nil {
 		return nil, err
 	}
-	var r struct{ Seconds []float64 }
+	var r struct {
+		Seconds []float64
+		Batch   int
+	}
 	if err := s.read(&r); err != nil {
 		return nil, err
 	}
 	if len(r.Seconds) != n {
 		return nil, fmt.Errorf("torchq ran %d of %d inferences", len(r.Seconds), n)
 	}
+	if r.Batch != 1 {
+		return nil, fmt.Errorf("torchq timed batches of %d images, not 1", r.Batch)
+	}
 	return r.Seconds, nil
+}
+
+// Logits runs the session's int8 network and the eager float32 network it
+// was quantized from on the images of in (.npy, float32 N×3×H×W) and
+// returns their N×classes logits (written beside in, as in's name with
+// _torch_int8.npy and _torch_fp32.npy).
+func (s *Session) Logits(in string) (int8, fp32 *npy.Array, err error) {
+	if in, err = filepath.Abs(in); err != nil {
+		return nil, nil, err
+	}
+	prefix := strings.TrimSuffix(in, ".npy") + "_torch"
+	if _, err := fmt.Fprintf(s.in, `{"logits": %q, "out": %q}`+"\n", in, prefix); err != nil {
+		return nil, nil, err
+	}
+	var r struct{ Images int }
+	if err := s.read(&r); err != nil {
+		return nil, nil, err
+	}
+	if int8, err = npy.ReadFile(prefix + "_int8.npy"); err != nil {
+		return nil, nil, err
+	}
+	if fp32, err = npy.ReadFile(prefix + "_fp32.npy"); err != nil {
+		return nil, nil, err
+	}
+	if len(int8.Shape) != 2 || int8.Shape[0] != r.Images || fmt.Sprint(int8.Shape) != fmt.Sprint(fp32.Shape) {
+		return nil, nil, fmt.Errorf("torchq logits of %s: shapes %v and %v for %d images", in, int8.Shape, fp32.Shape, r.Images)
+	}
+	return int8, fp32, nil
 }
 
 // WaitIdle returns once the Python process has been idle (OpenMP's workers

@@ -10,7 +10,14 @@ Run with Debian's python3-torchvision (torch 1.13, torchvision 0.14):
         Quantizes A, then answers one JSON command per line on stdin with
         one JSON line on stdout:
           {"run": N, "precision": "int8" | "fp32"}  N batch-1 inferences,
-                                                   answers {"seconds": [t1, ...]}
+                                                   answers {"seconds": [t1, ...],
+                                                   "batch": 1}
+          {"logits": "X.npy", "out": PREFIX}       the int8 network's and the
+                                                   eager float32 one's logits on
+                                                   X.npy's images, written to
+                                                   PREFIX_int8.npy and
+                                                   PREFIX_fp32.npy; answers
+                                                   {"images": N}
         Errors are answered as {"error": "..."}; stdin's end ends the process.
 
 Networks (--arch):
@@ -258,6 +265,13 @@ def serve(a, out):
     for line in sys.stdin:
         try:
             cmd = json.loads(line)
+            if "logits" in cmd:
+                images = load_npy(cmd["logits"])  # not x: the timed closures read x
+                np.save(cmd["out"] + "_int8.npy", run_all(q, images).astype(np.float32))
+                np.save(cmd["out"] + "_fp32.npy", run_all(model, images).astype(np.float32))
+                out.write(json.dumps({"images": len(images)}) + "\n")
+                out.flush()
+                continue
             net = nets[cmd.get("precision", "int8")]
             t = []
             with torch.no_grad():
@@ -265,7 +279,7 @@ def serve(a, out):
                     s = time.perf_counter()
                     net()
                     t.append(time.perf_counter() - s)
-            out.write(json.dumps({"seconds": t}) + "\n")
+            out.write(json.dumps({"seconds": t, "batch": int(x.shape[0])}) + "\n")
         except Exception as e:  # answered, not fatal: the Go side reports it
             out.write(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}) + "\n")
         out.flush()

@@ -115,6 +115,16 @@ func TestSessionRuns(t *testing.T) {
 			assert.Less(t, v, 5.0)
 		}
 	}
+	// Logits between timings: the int8 network near the float32 one, and
+	// the timed input left alone (Run checks it still times batch 1).
+	q, f, err := s.Logits(path)
+	require.NoError(t, err)
+	assert.Equal(t, []int{100, 10}, q.Shape)
+	d, err := Compare(q, f)
+	require.NoError(t, err)
+	assert.Greater(t, d.AgreeTop1, 90)
+	_, err = s.Run(Int8, 2)
+	require.NoError(t, err)
 	_, err = s.Run("bf16", 1)
 	assert.ErrorContains(t, err, `precision "bf16"`)
 	require.NoError(t, s.Close())

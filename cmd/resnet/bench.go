@@ -41,6 +41,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	passes := fs.Int("passes", 3, "passes over the whole kernel list; each figure is the median over all rounds of all passes")
 	cold := fs.Bool("cold", false, "with -kernels: each run reads its weights from the next of copies filling 96 MB, as cold as inside a network at batch 1 (default: one warm copy)")
 	asJSON := fs.Bool("json", false, "print a JSON array of {name, tier, op, kernel, stride, in_h, in_w, in_c, out_c, macs, gflops, peak_gflops, efficiency}")
+	peers := fs.Bool("peers", false, "with -precision int8: our int8 beside PyTorch's (oneDNN, AVX-512 VNNI) and ONNX Runtime's on our scales: logits, then batch-1 latency alternated (-rounds 0: logits only)")
 	precision := fs.String("precision", "fp32", "fp32, int8 (the packages with int8 kernels; -kernels: the int8 kernels, in GOP/s against the VNNI probe), or fp32,int8: both networks alternated, with their ratio")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -66,6 +67,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if *cold && (!*kernels || *layers || *versus) {
 		return fmt.Errorf("%w: -cold goes with -kernels", errUsage)
+	}
+	if *peers {
+		return benchInt8Peers(*precision, archs, threadList, batchList, *rounds, *runs, *asJSON, stdout, stderr)
 	}
 	var int8Opts []engine.Option
 	switch *precision {
