@@ -9,6 +9,7 @@ import (
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/bench/ort"
 	"github.com/resnetgen/resnetgen/bench/peak"
+	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
 )
 
@@ -63,7 +64,9 @@ func ORTLayer(node string) string {
 // through the network's trace, per image:
 // each layer's median wall time, its GFLOP/s (2·MACs per second; 0 for the
 // pools, the shortcut and the input copy) and the fraction of the peak of
-// threads probes on tier t, measured between the runs.
+// threads probes on tier t, measured between the runs — an int8 layer's
+// (GOP/s) of the VNNI probe's when its kernel is VNNI's (the other int8
+// tiers have no probe: they are held to t's).
 func Layers(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) []LayerResult {
 	layers := net.Layers()
 	in := make([]float32, batch*info.InputLen)
@@ -82,10 +85,21 @@ func Layers(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) []
 		}
 	})
 	defer net.Trace(nil)
-	var peaks []float64
+	probeOf := func(l engine.Named) asm.Tier {
+		if strings.HasSuffix(l.Kernel, "_vnni") {
+			return asm.VNNI
+		}
+		return t
+	}
+	peaks := map[asm.Tier][]float64{}
+	for _, l := range layers {
+		peaks[probeOf(l)] = nil
+	}
 	for r := 0; r < runs; r++ {
 		if r%max(1, runs/3) == 0 {
-			peaks = append(peaks, peak.GFLOPsThreads(t, threads, 20*time.Millisecond))
+			for pt := range peaks {
+				peaks[pt] = append(peaks[pt], peak.GFLOPsThreads(pt, threads, 20*time.Millisecond))
+			}
 		}
 		clear(cur)
 		if err := net.ForwardBatch(in, out); err != nil {
@@ -95,9 +109,9 @@ func Layers(info all.Info, net all.Net, t asm.Tier, threads, batch, runs int) []
 			times[i] = append(times[i], t)
 		}
 	}
-	pk := median(peaks)
 	res := make([]LayerResult, len(layers))
 	for i, l := range layers {
+		pk := median(peaks[probeOf(l)])
 		m := median(times[i]) / float64(batch) // per image
 		res[i] = LayerResult{Index: i, Name: l.Name, Kind: l.Kind, Kernel: l.Kernel, ChosenBy: l.ChosenBy, MACs: l.MACs, Ms: m * 1e3, PeakGFLOPs: pk}
 		if l.MACs > 0 && m > 0 {
