@@ -654,9 +654,14 @@ func TestUserModuleInt8Command(t *testing.T) {
 		}
 		return tops
 	}
-	int8, explicit, fp32 := classify(), classify("-precision", "int8"), classify("-precision", "fp32")
+	// The embedded weights are int8 only (a quarter of fp32's size): fp32
+	// needs the checkpoint, and without it the command says so.
+	int8, explicit, fp32 := classify(), classify("-precision", "int8"), classify("-precision", "fp32", "-weights", weights)
 	assert.Equal(t, int8, explicit, "int8 is the default")
 	assert.NotEqual(t, int8, fp32, "-precision fp32 runs another arithmetic")
+	out, err := exec.Command(bin, "classify", "-precision", "fp32", files[0]).CombinedOutput()
+	assert.Error(t, err, "fp32 from int8 weights")
+	assert.Contains(t, string(out), "the weights are int8 (a package generated with -precision int8 -embed): the Model runs in int8 only, not fp32")
 	sure := 0
 	for i := range files {
 		if fp32[i][0].Probability > 0.9 {
@@ -666,7 +671,7 @@ func TestUserModuleInt8Command(t *testing.T) {
 	}
 	assert.Positive(t, sure)
 	cmd := exec.Command(bin, "serve", "-precision", "int4")
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit)
 	assert.Equal(t, 2, exit.ExitCode())
