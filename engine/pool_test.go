@@ -1,7 +1,11 @@
 package engine
 
 import (
-	"runtime"
+	"bytes"
+	"context"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,20 +102,62 @@ func TestPoolPanicKeepsTheBarrier(t *testing.T) {
 
 // Close waits until every worker goroutine has exited; Run after Close
 // panics instead of spinning forever.
+//
+// The pool's workers are told apart from any other goroutine (an earlier
+// test's workers may still be exiting, the runtime's and the testing
+// package's come and go) by a profiler label that goroutines inherit from
+// the goroutine that starts them: workers of this pool carry it, no other
+// worker does. The count must first see all 3 workers, so the check cannot
+// pass by counting nothing.
 func TestPoolCloseWaitsAndRunAfterClosePanics(t *testing.T) {
-	before := runtime.NumGoroutine()
+	const label = "TestPoolCloseWaitsAndRunAfterClosePanics"
+	defer pprof.SetGoroutineLabels(context.Background())
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("test", label)))
 	p := NewPool(4)
 	p.Run(&counter{})
+	require.Equal(t, 3, poolWorkers(t, label), "workers of a pool of 4 (the caller of Run is the fourth)")
 	p.Close()
 	// A worker calls done.Done in its last deferred statement, so Close can
 	// return while the goroutine is still being torn down; under qemu that
 	// window is wide enough to be seen (CI, stop 14). A leaked worker never
 	// exits, so waiting a moment keeps the check able to fail. (Polled here,
 	// not with assert.Eventually: its condition runs on a goroutine of its own.)
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+	n := poolWorkers(t, label)
+	for deadline := time.Now().Add(5 * time.Second); n > 0 && time.Now().Before(deadline); n = poolWorkers(t, label) {
 		time.Sleep(time.Millisecond)
 	}
-	assert.Equal(t, before, runtime.NumGoroutine(), "workers left running after Close")
+	if n > 0 {
+		var all bytes.Buffer
+		require.NoError(t, pprof.Lookup("goroutine").WriteTo(&all, 1))
+		t.Errorf("%d workers left running after Close:\n%s", n, all.String())
+	}
 	assert.PanicsWithValue(t, "engine: Run on a closed Pool", func() { p.Run(&counter{}) })
+}
+
+// poolWorkers counts the goroutines running Pool.work that carry the
+// profiler label test=label (see the goroutine profile's debug=1 format:
+// records separated by blank lines (the first after a header line), "N @ …", "# labels: {…}", "#\tPC\tfunc…").
+func poolWorkers(t *testing.T, label string) int {
+	t.Helper()
+	var b bytes.Buffer
+	require.NoError(t, pprof.Lookup("goroutine").WriteTo(&b, 1))
+	records := strings.Split(b.String(), "\n\n")
+	require.Greater(t, len(records), 1, "a goroutine profile: %q", b.String())
+	n := 0
+	for _, r := range records {
+		if !strings.Contains(r, `"test":"`+label+`"`) || !strings.Contains(r, "engine.(*Pool).work") {
+			continue
+		}
+		var c int
+		for _, line := range strings.Split(r, "\n") {
+			if count, _, ok := strings.Cut(line, " @ "); ok {
+				var err error
+				c, err = strconv.Atoi(count)
+				require.NoError(t, err, "a profile record: %q", r)
+			}
+		}
+		require.Positive(t, c, "a profile record: %q", r)
+		n += c
+	}
+	return n
 }
