@@ -1,17 +1,15 @@
-package engine
+package engine_test
 
 import (
-	"bytes"
-	"context"
-	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/engine/enginetest"
 )
 
 type stepFunc func(part, parts int)
@@ -20,7 +18,7 @@ func (f stepFunc) RunPart(part, parts int) { f(part, parts) }
 
 func TestPoolRunsEveryPartOnce(t *testing.T) {
 	for _, workers := range []int{1, 2, 3, 8} {
-		p := NewPool(workers)
+		p := engine.NewPool(workers)
 		var hits [8]atomic.Int32
 		var seenParts atomic.Int32
 		step := stepFunc(func(part, parts int) {
@@ -44,7 +42,7 @@ type counter struct{ n atomic.Int64 }
 func (c *counter) RunPart(part, parts int) { c.n.Add(int64(part + 1)) }
 
 func TestPoolRunAllocatesNothing(t *testing.T) {
-	p := NewPool(2)
+	p := engine.NewPool(2)
 	defer p.Close()
 	c := &counter{}
 	allocs := testing.AllocsPerRun(100, func() { p.Run(c) })
@@ -56,7 +54,7 @@ func TestPoolRunAllocatesNothing(t *testing.T) {
 // each part of step N+1 sees every part of step N done, even when some
 // parts of step N are slow.
 func TestPoolStepsDoNotOverlap(t *testing.T) {
-	p := NewPool(4)
+	p := engine.NewPool(4)
 	defer p.Close()
 	var done [4]atomic.Int64 // per part: the last step it finished
 	var violations atomic.Int64
@@ -82,7 +80,7 @@ func TestPoolStepsDoNotOverlap(t *testing.T) {
 // A panicking part does not break the barrier: Run waits for the other
 // parts, then panics naming the part; the pool keeps working.
 func TestPoolPanicKeepsTheBarrier(t *testing.T) {
-	p := NewPool(3)
+	p := engine.NewPool(3)
 	defer p.Close()
 	var finished atomic.Int32
 	require.PanicsWithValue(t, "engine: part 1 of 3 panicked: boom", func() {
@@ -101,63 +99,27 @@ func TestPoolPanicKeepsTheBarrier(t *testing.T) {
 }
 
 // Close waits until every worker goroutine has exited; Run after Close
-// panics instead of spinning forever.
-//
-// The pool's workers are told apart from any other goroutine (an earlier
-// test's workers may still be exiting, the runtime's and the testing
-// package's come and go) by a profiler label that goroutines inherit from
-// the goroutine that starts them: workers of this pool carry it, no other
-// worker does. The count must first see all 3 workers, so the check cannot
-// pass by counting nothing.
+// panics instead of spinning forever. The pool's workers are counted
+// apart from any other goroutine (an earlier test's workers may still be
+// exiting): they are the ones this test started (enginetest.Goroutines).
+// The count must first see all 3, so the check cannot pass by counting
+// nothing.
 func TestPoolCloseWaitsAndRunAfterClosePanics(t *testing.T) {
-	const label = "TestPoolCloseWaitsAndRunAfterClosePanics"
-	defer pprof.SetGoroutineLabels(context.Background())
-	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("test", label)))
-	p := NewPool(4)
+	g := enginetest.TrackGoroutines(t)
+	p := engine.NewPool(4)
 	p.Run(&counter{})
-	require.Equal(t, 3, poolWorkers(t, label), "workers of a pool of 4 (the caller of Run is the fourth)")
+	n, _ := g.Count(t, "engine.(*Pool).work")
+	require.Equal(t, 3, n, "workers of a pool of 4 (the caller of Run is the fourth)")
 	p.Close()
 	// A worker calls done.Done in its last deferred statement, so Close can
 	// return while the goroutine is still being torn down; under qemu that
 	// window is wide enough to be seen (CI, stop 14). A leaked worker never
 	// exits, so waiting a moment keeps the check able to fail. (Polled here,
 	// not with assert.Eventually: its condition runs on a goroutine of its own.)
-	n := poolWorkers(t, label)
-	for deadline := time.Now().Add(5 * time.Second); n > 0 && time.Now().Before(deadline); n = poolWorkers(t, label) {
+	n, left := g.Count(t, "engine.(*Pool).work")
+	for deadline := time.Now().Add(5 * time.Second); n > 0 && time.Now().Before(deadline); n, left = g.Count(t, "engine.(*Pool).work") {
 		time.Sleep(time.Millisecond)
 	}
-	if n > 0 {
-		var all bytes.Buffer
-		require.NoError(t, pprof.Lookup("goroutine").WriteTo(&all, 1))
-		t.Errorf("%d workers left running after Close:\n%s", n, all.String())
-	}
+	assert.Zero(t, n, "workers left running after Close:\n%s", left)
 	assert.PanicsWithValue(t, "engine: Run on a closed Pool", func() { p.Run(&counter{}) })
-}
-
-// poolWorkers counts the goroutines running Pool.work that carry the
-// profiler label test=label (see the goroutine profile's debug=1 format:
-// records separated by blank lines (the first after a header line), "N @ …", "# labels: {…}", "#\tPC\tfunc…").
-func poolWorkers(t *testing.T, label string) int {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, pprof.Lookup("goroutine").WriteTo(&b, 1))
-	records := strings.Split(b.String(), "\n\n")
-	require.Greater(t, len(records), 1, "a goroutine profile: %q", b.String())
-	n := 0
-	for _, r := range records {
-		if !strings.Contains(r, `"test":"`+label+`"`) || !strings.Contains(r, "engine.(*Pool).work") {
-			continue
-		}
-		var c int
-		for _, line := range strings.Split(r, "\n") {
-			if count, _, ok := strings.Cut(line, " @ "); ok {
-				var err error
-				c, err = strconv.Atoi(count)
-				require.NoError(t, err, "a profile record: %q", r)
-			}
-		}
-		require.Positive(t, c, "a profile record: %q", r)
-		n += c
-	}
-	return n
 }
