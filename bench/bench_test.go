@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/asm"
-	"github.com/resnetgen/resnetgen/bench/peak"
+	"github.com/resnetgen/resnetgen/asm/peak"
 )
 
 // BenchmarkKernels runs every kernel of the generated family packages on
