@@ -57,6 +57,11 @@ type Options struct {
 	Command string
 	// Progress receives a line per stage; nil for silence.
 	Progress io.Writer
+	// KernelsOf is for this repository's family packages only (gen/family):
+	// the directory, relative to Dir, of a package whose kernels are, one by
+	// one, this package's; the tests then leave them to that package's
+	// TestKernels (graph.Spec.KernelsOf). "" tests every kernel here.
+	KernelsOf string
 }
 
 // ErrUsage marks errors in the options themselves (as opposed to the
@@ -169,7 +174,7 @@ func Generate(o Options) (*Result, error) {
 	}
 	say("kernels: %d AVX-512 and AVX2 micro-kernels (%v)", len(shapes)*2, time.Since(start).Round(time.Millisecond))
 	maps(files, ks)
-	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
+	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command, KernelsOf: o.KernelsOf}
 	if o.Embed {
 		spec.Weights = WeightsFile
 		var b bytes.Buffer

@@ -22,23 +22,30 @@ import (
 
 const module = "github.com/resnetgen/resnetgen"
 
-// packages maps each directory under generated/ to its architecture.
-var packages = []struct{ dir, arch string }{
-	{"resnet18", "resnet18"},
-	{"resnet34", "resnet34"},
-	{"resnet50", "resnet50"},
-	{"resnet101", "resnet101"},
-	{"resnet152", "resnet152"},
-	{"resnet50v1", "resnet50v1"},
-	{"resnet101v1", "resnet101v1"},
-	{"resnet152v1", "resnet152v1"},
-	{"plain18", "plain18"},
-	{"plain34", "plain34"},
-	{"cifar/resnet20", "cifar-resnet20"},
-	{"cifar/resnet32", "cifar-resnet32"},
-	{"cifar/resnet44", "cifar-resnet44"},
-	{"cifar/resnet56", "cifar-resnet56"},
-	{"cifar/resnet110", "cifar-resnet110"},
+// packages maps each directory under generated/ to its architecture, and
+// names the package whose kernels are, one by one, this one's (the same
+// shapes, or a subset of them: a deeper network of a family repeats its
+// blocks' shapes, a plain network lacks the projection shortcuts). Only
+// that package's TestKernels runs them, and its TestForward every tier;
+// the others prove their kernels the same (enginetest.SharedKernels: they
+// fail once the generator makes them differ) and run their best tier.
+// Each group's smallest network is the one tested in full.
+var packages = []struct{ dir, arch, kernelsOf string }{
+	{"resnet18", "resnet18", ""},
+	{"resnet34", "resnet34", "resnet18"},
+	{"resnet50", "resnet50", ""},
+	{"resnet101", "resnet101", "resnet50"},
+	{"resnet152", "resnet152", "resnet50"},
+	{"resnet50v1", "resnet50v1", ""},
+	{"resnet101v1", "resnet101v1", "resnet50v1"},
+	{"resnet152v1", "resnet152v1", "resnet50v1"},
+	{"plain18", "plain18", "resnet18"},
+	{"plain34", "plain34", "resnet18"},
+	{"cifar/resnet20", "cifar-resnet20", ""},
+	{"cifar/resnet32", "cifar-resnet32", "cifar/resnet20"},
+	{"cifar/resnet44", "cifar-resnet44", "cifar/resnet20"},
+	{"cifar/resnet56", "cifar-resnet56", "cifar/resnet20"},
+	{"cifar/resnet110", "cifar-resnet110", "cifar/resnet20"},
 }
 
 func main() {
@@ -56,7 +63,16 @@ func main() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			out := filepath.Join(*dir, p.dir)
-			res, err := gen.Generate(gen.Options{Arch: p.arch, Dir: out, Command: "resnetgen -arch " + p.arch + " -o " + p.dir})
+			kernelsOf := ""
+			if p.kernelsOf != "" {
+				rel, err := filepath.Rel(p.dir, p.kernelsOf)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				kernelsOf = filepath.ToSlash(rel)
+			}
+			res, err := gen.Generate(gen.Options{Arch: p.arch, Dir: out, Command: "resnetgen -arch " + p.arch + " -o " + p.dir, KernelsOf: kernelsOf})
 			if err != nil {
 				errs[i] = err
 				return
