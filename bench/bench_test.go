@@ -9,6 +9,8 @@ import (
 
 	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/asm/peak"
+
+	_ "github.com/resnetgen/resnetgen/engine/enginetest" // New ignores this machine's tuning cache, here and in the processes the tests start
 )
 
 // BenchmarkKernels runs every kernel of the generated family packages on

@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/resnet/npy"
+
+	_ "github.com/resnetgen/resnetgen/engine/enginetest" // New ignores this machine's tuning cache, here and in the processes the tests start
 )
 
 // The tests here do what a user does, outside this repository: a fresh

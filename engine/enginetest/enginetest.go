@@ -17,6 +17,12 @@
 // TestKernels prove that and leave the kernels to the other package's
 // TestKernels, and TestForward run its best tier only; every other package,
 // a user's included, is tested in full.
+//
+// A test binary that imports this package ignores the tuning cache of the
+// machine it runs on (engine.TuningPath: RESNET_TUNING or the user's cache
+// directory): New then picks what the default rule picks, whatever
+// `resnet tune` measured there. A test that wants a cache sets RESNET_TUNING
+// itself before the process's first New.
 package enginetest
 
 import (
@@ -36,6 +42,12 @@ import (
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/resnet"
 )
+
+func init() {
+	// Before any test runs, so before any New reads the cache (once per
+	// process); processes the tests start inherit it.
+	os.Setenv("RESNET_TUNING", "off")
+}
 
 // Model is what every generated Model provides besides its typed Forward.
 type Model interface {
