@@ -85,6 +85,13 @@ const Tolerance = 1e-4
 // appends the list to RESNET_TIER_REPORT's file if that is set.
 func Tiers(t testing.TB) []asm.Tier {
 	t.Helper()
+	return tiersToTest(t, false)
+}
+
+// tiersToTest is Tiers, or with bestOnly its last (unless
+// RESNET_TEST_TIERS names tiers); the report lists what it returns.
+func tiersToTest(t testing.TB, bestOnly bool) []asm.Tier {
+	t.Helper()
 	if req := os.Getenv("RESNET_REQUIRE_TIERS"); req != "" {
 		for _, name := range strings.Split(req, ",") {
 			tier, err := asm.ParseTier(strings.TrimSpace(name))
@@ -101,6 +108,9 @@ func Tiers(t testing.TB) []asm.Tier {
 			require.True(t, asm.Has(tier), "tier %v (RESNET_TEST_TIERS=%s) is not available here: have %v", tier, only, asm.Tiers())
 			tiers = append(tiers, tier)
 		}
+	}
+	if bestOnly && os.Getenv("RESNET_TEST_TIERS") == "" {
+		tiers = tiers[len(tiers)-1:]
 	}
 	if path := os.Getenv("RESNET_TIER_REPORT"); path != "" {
 		report(t, path, fmt.Sprintf("%s: %v\n", t.Name(), tiers))
@@ -188,15 +198,14 @@ func Forward(t *testing.T, p Package) {
 		conv engine.Algorithm
 	}
 	var runs []run
-	tiers := Tiers(t)
-	shared := p.KernelsOf != "" && os.Getenv("RESNET_TEST_TIERS") == ""
-	if shared {
-		tiers = tiers[len(tiers)-1:]
-	}
+	// A package whose kernels another tests: the best tier as New picks
+	// (unless RESNET_TEST_TIERS names tiers to test in full).
+	full := p.KernelsOf == "" || os.Getenv("RESNET_TEST_TIERS") != ""
+	tiers := tiersToTest(t, !full)
 	for _, tier := range tiers {
 		runs = append(runs, run{tier, engine.Auto})
 	}
-	if best := tiers[len(tiers)-1]; !shared && best != asm.Purego && hasWinograd(p.Kernels, best) {
+	if best := tiers[len(tiers)-1]; full && best != asm.Purego && hasWinograd(p.Kernels, best) {
 		runs = append(runs, run{best, engine.Direct}, run{best, engine.Winograd})
 	}
 	workerCounts := testWorkers(t)
