@@ -80,4 +80,3 @@ func TestAsmFunctions(t *testing.T) {
 	_, err = asmFunctions([]byte("TEXT ·f(SB), $0\nRET\nTEXT ·f(SB), $0\nRET\n"))
 	assert.ErrorContains(t, err, "TEXT ·f twice")
 }
-
