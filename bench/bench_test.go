@@ -8,8 +8,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/resnetgen/resnetgen/asm"
-	"github.com/resnetgen/resnetgen/bench/peak"
+	"github.com/resnetgen/resnetgen/asm/peak"
 	"github.com/resnetgen/resnetgen/shape"
+
+	_ "github.com/resnetgen/resnetgen/engine/enginetest" // New ignores this machine's tuning cache, here and in the processes the tests start
 )
 
 // BenchmarkKernels runs every kernel of the generated family packages on

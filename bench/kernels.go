@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
-	"github.com/resnetgen/resnetgen/bench/peak"
+	"github.com/resnetgen/resnetgen/asm/peak"
 )
 
 // KernelResult is one kernel's single-thread speed; the JSON keys are a contract.

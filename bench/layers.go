@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
+	"github.com/resnetgen/resnetgen/asm/peak"
 	"github.com/resnetgen/resnetgen/bench/ort"
-	"github.com/resnetgen/resnetgen/bench/peak"
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
 )

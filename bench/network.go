@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/resnetgen/resnetgen/asm"
-	"github.com/resnetgen/resnetgen/bench/peak"
+	"github.com/resnetgen/resnetgen/asm/peak"
 	"github.com/resnetgen/resnetgen/generated/all"
 )
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -28,6 +29,42 @@ type VersusResult struct {
 	OursImagesPerS float64 `json:"ours_images_per_s"`
 	ORTImagesPerS  float64 `json:"ort_images_per_s"`
 	Rounds         int     `json:"rounds"`
+	// LogitsDiff is the largest |ours − ORT's| over the batch's logits,
+	// relative to ORT's largest |logit|: at most LogitsTolerance, or
+	// Versus fails.
+	LogitsDiff float64 `json:"logits_diff"`
+}
+
+// LogitsTolerance bounds LogitsDiff: both sides compute in float32 from
+// the same weights and input, in other orders (enginetest.Tolerance holds
+// ours to the float64 reference by the same bound).
+const LogitsTolerance = 1e-4
+
+// VersusInput is the input both sides run, image after image: the same
+// floats the ORT runner makes (bench/ort/runner.js), in the range of
+// normalised pixels.
+func VersusInput(n int) []float32 {
+	in := make([]float32, n)
+	for i := range in {
+		in[i] = float32(float64((i*7919)%401)/100 - 2)
+	}
+	return in
+}
+
+// logitsDiff is max |ours − theirs| ÷ max |theirs|.
+func logitsDiff(ours, theirs []float32) (float64, error) {
+	if len(ours) != len(theirs) {
+		return 0, fmt.Errorf("%d logits, ORT %d", len(ours), len(theirs))
+	}
+	worst, scale := 0.0, 0.0
+	for i := range ours {
+		worst = math.Max(worst, math.Abs(float64(ours[i])-float64(theirs[i])))
+		scale = math.Max(scale, math.Abs(float64(theirs[i])))
+	}
+	if scale == 0 {
+		return 0, fmt.Errorf("ORT's logits are all zero")
+	}
+	return worst / scale, nil
 }
 
 // VersusOptions sets what Versus compares and how long.
@@ -97,10 +134,7 @@ func versus(info all.Info, w *resnet.Weights, model, dir string, threads, batch 
 		return VersusResult{}, err
 	}
 	defer s.Close()
-	in := make([]float32, batch*info.InputLen)
-	for i := range in {
-		in[i] = float32((i*7919)%401)/100 - 2
-	}
+	in := VersusInput(batch * info.InputLen)
 	out := make([]float32, batch*info.Classes)
 	ours := func() (float64, error) {
 		var t []float64
@@ -115,6 +149,19 @@ func versus(info all.Info, w *resnet.Weights, model, dir string, threads, batch 
 	}
 	if _, err := ours(); err != nil { // warm up
 		return VersusResult{}, err
+	}
+	// The same logits first: a speed is only worth comparing for the same
+	// answers.
+	theirs, err := s.Logits()
+	if err != nil {
+		return VersusResult{}, err
+	}
+	diff, err := logitsDiff(out, theirs)
+	if err != nil {
+		return VersusResult{}, err
+	}
+	if diff > LogitsTolerance {
+		return VersusResult{}, fmt.Errorf("our logits differ from ORT's by %.3g of its largest |logit| (at most %g)", diff, LogitsTolerance)
 	}
 	// Each side's round starts once the other side's process is idle: ORT's
 	// workers spin on after a run, and on a machine with no spare core our
@@ -144,7 +191,7 @@ func versus(info all.Info, w *resnet.Weights, model, dir string, threads, batch 
 		}
 	}
 	res := VersusResult{Arch: info.Arch, Threads: threads, Batch: batch, OursMs: median(oursT) * 1e3, ORTMs: median(ortT) * 1e3,
-		Ratio: median(ratios), Rounds: o.Rounds}
+		Ratio: median(ratios), Rounds: o.Rounds, LogitsDiff: diff}
 	res.OursImagesPerS = float64(batch) / median(oursT)
 	res.ORTImagesPerS = float64(batch) / median(ortT)
 	return res, nil

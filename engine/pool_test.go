@@ -1,13 +1,15 @@
-package engine
+package engine_test
 
 import (
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/resnetgen/resnetgen/engine"
+	"github.com/resnetgen/resnetgen/engine/enginetest"
 )
 
 type stepFunc func(part, parts int)
@@ -16,7 +18,7 @@ func (f stepFunc) RunPart(part, parts int) { f(part, parts) }
 
 func TestPoolRunsEveryPartOnce(t *testing.T) {
 	for _, workers := range []int{1, 2, 3, 8} {
-		p := NewPool(workers)
+		p := engine.NewPool(workers)
 		var hits [8]atomic.Int32
 		var seenParts atomic.Int32
 		step := stepFunc(func(part, parts int) {
@@ -40,7 +42,7 @@ type counter struct{ n atomic.Int64 }
 func (c *counter) RunPart(part, parts int) { c.n.Add(int64(part + 1)) }
 
 func TestPoolRunAllocatesNothing(t *testing.T) {
-	p := NewPool(2)
+	p := engine.NewPool(2)
 	defer p.Close()
 	c := &counter{}
 	allocs := testing.AllocsPerRun(100, func() { p.Run(c) })
@@ -52,7 +54,7 @@ func TestPoolRunAllocatesNothing(t *testing.T) {
 // each part of step N+1 sees every part of step N done, even when some
 // parts of step N are slow.
 func TestPoolStepsDoNotOverlap(t *testing.T) {
-	p := NewPool(4)
+	p := engine.NewPool(4)
 	defer p.Close()
 	var done [4]atomic.Int64 // per part: the last step it finished
 	var violations atomic.Int64
@@ -78,7 +80,7 @@ func TestPoolStepsDoNotOverlap(t *testing.T) {
 // A panicking part does not break the barrier: Run waits for the other
 // parts, then panics naming the part; the pool keeps working.
 func TestPoolPanicKeepsTheBarrier(t *testing.T) {
-	p := NewPool(3)
+	p := engine.NewPool(3)
 	defer p.Close()
 	var finished atomic.Int32
 	require.PanicsWithValue(t, "engine: part 1 of 3 panicked: boom", func() {
@@ -97,21 +99,27 @@ func TestPoolPanicKeepsTheBarrier(t *testing.T) {
 }
 
 // Close waits until every worker goroutine has exited; Run after Close
-// panics instead of spinning forever.
+// panics instead of spinning forever. The pool's workers are counted
+// apart from any other goroutine (an earlier test's workers may still be
+// exiting): they are the ones this test started (enginetest.Goroutines).
+// The count must first see all 3, so the check cannot pass by counting
+// nothing.
 func TestPoolCloseWaitsAndRunAfterClosePanics(t *testing.T) {
-	before := runtime.NumGoroutine()
-	p := NewPool(4)
+	g := enginetest.TrackGoroutines(t)
+	p := engine.NewPool(4)
 	p.Run(&counter{})
+	n, _ := g.Count(t, "engine.(*Pool).work")
+	require.Equal(t, 3, n, "workers of a pool of 4 (the caller of Run is the fourth)")
 	p.Close()
 	// A worker calls done.Done in its last deferred statement, so Close can
 	// return while the goroutine is still being torn down; under qemu that
 	// window is wide enough to be seen (CI, stop 14). A leaked worker never
 	// exits, so waiting a moment keeps the check able to fail. (Polled here,
 	// not with assert.Eventually: its condition runs on a goroutine of its own.)
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+	n, left := g.Count(t, "engine.(*Pool).work")
+	for deadline := time.Now().Add(5 * time.Second); n > 0 && time.Now().Before(deadline); n, left = g.Count(t, "engine.(*Pool).work") {
 		time.Sleep(time.Millisecond)
 	}
-	assert.Equal(t, before, runtime.NumGoroutine(), "workers left running after Close")
+	assert.Zero(t, n, "workers left running after Close:\n%s", left)
 	assert.PanicsWithValue(t, "engine: Run on a closed Pool", func() { p.Run(&counter{}) })
 }

@@ -85,6 +85,11 @@ type Options struct {
 	Command string
 	// Progress receives a line per stage; nil for silence.
 	Progress io.Writer
+	// KernelsOf is for this repository's family packages only (gen/family):
+	// the directory, relative to Dir, of a package whose kernels are, one by
+	// one, this package's; the tests then leave them to that package's
+	// TestKernels (graph.Spec.KernelsOf). "" tests every kernel here.
+	KernelsOf string
 }
 
 // ErrUsage marks errors in the options themselves (as opposed to the
@@ -184,7 +189,7 @@ func Generate(o Options) (*Result, error) {
 	if err != nil {
 		return nil, usage("%v", err)
 	}
-	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command}
+	spec := graph.Spec{Pkg: pkg, Net: net, Command: o.Command, KernelsOf: o.KernelsOf}
 	if err := images(o, &spec); err != nil {
 		return nil, err
 	}

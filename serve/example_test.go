@@ -37,7 +37,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer running.Shutdown(context.Background())
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		running.Shutdown(ctx) // finishes the requests already accepted, for 30 s at most
+	}()
 
 	// The client: the first CIFAR-10 test image, normalised, as JSON.
 	images, err := cifar10.ReadFile(cifarTest)
@@ -50,7 +54,8 @@ func Example() {
 		"inputs":  []any{map[string]any{"name": "input", "shape": []int{1, 3, 32, 32}, "datatype": "FP32", "data": x}},
 		"outputs": []any{map[string]any{"name": "logits", "parameters": map[string]any{"classification": 2}}},
 	})
-	resp, err := http.Post("http://"+running.HTTPAddr.String()+"/v2/models/cifar-resnet20/infer", "application/json", bytes.NewReader(body))
+	client := &http.Client{Timeout: 30 * time.Second} // a client that gives up, as every client should
+	resp, err := client.Post("http://"+running.HTTPAddr.String()+"/v2/models/cifar-resnet20/infer", "application/json", bytes.NewReader(body))
 	if err != nil {
 		log.Fatal(err)
 	}

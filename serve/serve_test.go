@@ -41,7 +41,16 @@ import (
 	"github.com/resnetgen/resnetgen/resnet/weightfile"
 	"github.com/resnetgen/resnetgen/serve"
 	"github.com/resnetgen/resnetgen/serve/inferpb"
+	"github.com/resnetgen/resnetgen/serve/servetest"
 )
+
+// client is every HTTP request's: none waits longer than servetest.Timeout.
+var client = servetest.Client(nil)
+
+// watchdog is how long a test of a running server may take in all before
+// the binary ends with every goroutine's stack (servetest.Watchdog); the
+// slowest here take seconds.
+const watchdog = 5 * time.Minute
 
 // The published CIFAR-10 ResNet-20 and its test set (../shared/data from
 // the repository root; see README.md, "Test data").
@@ -115,12 +124,13 @@ type testServer struct {
 
 func start(t *testing.T, specs []serve.Spec, opt serve.Options) *testServer {
 	t.Helper()
+	servetest.Watchdog(t, watchdog)
 	srv, err := serve.New(specs, opt)
 	require.NoError(t, err)
 	run, err := srv.Serve(serve.Listeners{HTTP: "127.0.0.1:0", GRPC: "127.0.0.1:0"})
 	require.NoError(t, err)
-	conn, err := grpc.NewClient(run.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	conn, err := grpc.NewClient(run.GRPCAddr.String(), append(servetest.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		conn.Close()
@@ -146,7 +156,7 @@ func (ts *testServer) do(t *testing.T, method, path string, header http.Header, 
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -546,7 +556,7 @@ func TestRESTErrors(t *testing.T) {
 
 func scrape(t *testing.T, ts *testServer) string {
 	t.Helper()
-	resp, err := http.Get(ts.base + "/metrics")
+	resp, err := client.Get(ts.base + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -678,7 +688,7 @@ func TestDynamicBatching(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	servetest.Wait(t, &wg, 2*servetest.Timeout, "the 4 requests")
 	for i := range 4 {
 		assert.Equal(t, want[i*10:(i+1)*10], got[i], "request %d", i)
 	}
@@ -717,7 +727,7 @@ func TestOverload(t *testing.T) {
 	answers := make(chan response, 4)
 	send := func() { answers <- ts.postJSON(t, "/v2/models/slow/infer", body) }
 	go send()
-	<-net.started // the replica holds request 1
+	servetest.Within(t, servetest.Timeout, "the replica taking request 1", func() { <-net.started }) // it holds it
 	// Request 2 waits in the batcher's hand for the replica, 3 and 4 in
 	// the queue: it is full.
 	for range 3 {
@@ -733,13 +743,15 @@ func TestOverload(t *testing.T) {
 		Contents: &inferpb.InferTensorContents{Fp32Contents: []float32{1, 2, 3}}}
 	_, err := ts.grpc.ModelInfer(context.Background(), &inferpb.ModelInferRequest{ModelName: "slow", Inputs: []*inferpb.ModelInferRequest_InferInputTensor{in}})
 	assert.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
-	for range 4 {
-		net.release <- struct{}{}
-	}
-	for range 4 {
-		r := <-answers
-		assert.Equal(t, []float32{0, 1}, jsonFloats(t, output(t, r, 0)["data"]))
-	}
+	servetest.Within(t, 2*servetest.Timeout, "the 4 accepted requests", func() {
+		for range 4 {
+			net.release <- struct{}{}
+		}
+		for range 4 {
+			r := <-answers
+			assert.Equal(t, []float32{0, 1}, jsonFloats(t, output(t, r, 0)["data"]))
+		}
+	})
 	assert.Contains(t, scrape(t, ts), `resnet_inference_requests_total{model="slow",outcome="overloaded",protocol="rest"} 1`)
 }
 
@@ -754,6 +766,7 @@ func TestMain(m *testing.M) {
 // A program that runs its own HTTP and gRPC servers mounts Handler,
 // MetricsHandler and RegisterGRPC on them.
 func TestOwnServers(t *testing.T) {
+	servetest.Watchdog(t, watchdog)
 	srv, err := serve.New([]serve.Spec{cifarSpec(t)}, serve.Options{})
 	require.NoError(t, err)
 	defer srv.Close()
@@ -769,11 +782,11 @@ func TestOwnServers(t *testing.T) {
 	go g.Serve(ln)
 	defer g.Stop()
 
-	resp, err := http.Get(hs.URL + "/v2/models/cifar-resnet20/ready")
+	resp, err := client.Get(hs.URL + "/v2/models/cifar-resnet20/ready")
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(ln.Addr().String(), append(servetest.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	require.NoError(t, err)
 	defer conn.Close()
 	x := cifarImages(t, 1)
@@ -782,7 +795,7 @@ func TestOwnServers(t *testing.T) {
 			Shape: []int64{1, 3, 32, 32}, Contents: &inferpb.InferTensorContents{Fp32Contents: x}}}})
 	require.NoError(t, err)
 	assert.Equal(t, reference(t, cifarSpec(t), x), out.GetOutputs()[0].GetContents().GetFp32Contents())
-	resp, err = http.Get(hs.URL + "/metrics")
+	resp, err = client.Get(hs.URL + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

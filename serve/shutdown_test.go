@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,17 +22,22 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/resnetgen/resnetgen/engine/enginetest"
 	"github.com/resnetgen/resnetgen/serve"
 	"github.com/resnetgen/resnetgen/serve/inferpb"
+	"github.com/resnetgen/resnetgen/serve/servetest"
 )
 
 // TestShutdownUnderLoad: Shutdown while 32 clients send (16 REST, 16
 // gRPC). Every request the server took in is answered — the server's own
 // count of answers equals what the clients received — every answer is
 // right or a 503 / UNAVAILABLE refusal, and no goroutine is left behind.
-// CI runs it under the race detector.
+// CI runs it under the race detector. A request the server never answers
+// is an error after servetest.Timeout, and a shutdown that hangs fails the
+// test with every goroutine's stack.
 func TestShutdownUnderLoad(t *testing.T) {
-	baseline := runtime.NumGoroutine()
+	servetest.Watchdog(t, watchdog)
+	g := enginetest.TrackGoroutines(t) // what the server, its models and the clients start
 	cifar := cifarSpec(t)
 	x := cifarImages(t, 8)
 	want := reference(t, cifar, x)
@@ -43,8 +47,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 	run, err := srv.Serve(serve.Listeners{HTTP: "127.0.0.1:0", GRPC: "127.0.0.1:0"})
 	require.NoError(t, err)
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
-	client := &http.Client{Transport: transport}
-	conn, err := grpc.NewClient(run.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client := servetest.Client(transport)
+	conn, err := grpc.NewClient(run.GRPCAddr.String(), append(servetest.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	require.NoError(t, err)
 	grpcClient := inferpb.NewGRPCInferenceServiceClient(conn)
 
@@ -65,6 +69,10 @@ func TestShutdownUnderLoad(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{"id": strconv.Itoa(i), "inputs": []any{map[string]any{"name": "input",
 			"shape": []int{1, 3, 32, 32}, "datatype": "FP32", "data": x[img*3072 : (img+1)*3072]}}})
 		resp, err := client.Post("http://"+run.HTTPAddr.String()+"/v2/models/cifar-resnet20/infer", "application/json", bytes.NewReader(body))
+		if servetest.IsTimeout(err) {
+			report("request %d: no answer within %v: %v", i, servetest.Timeout, err)
+			return
+		}
 		if err != nil {
 			notTaken.Add(1) // refused or closed before the server read it
 			time.Sleep(time.Millisecond)
@@ -133,9 +141,12 @@ func TestShutdownUnderLoad(t *testing.T) {
 	require.Eventually(t, func() bool { return correct.Load() > 200 }, time.Minute, time.Millisecond, "the load is flowing")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	require.NoError(t, run.Shutdown(ctx))
+	err = run.Shutdown(ctx)
 	stop.Store(true)
-	wg.Wait()
+	if err != nil {
+		t.Fatalf("Shutdown: %v; every goroutine:\n%s", err, servetest.Stacks())
+	}
+	servetest.Wait(t, &wg, 2*servetest.Timeout, "the clients, once the server has stopped")
 	close(wrong)
 	for w := range wrong {
 		t.Error(w)
@@ -156,14 +167,11 @@ func TestShutdownUnderLoad(t *testing.T) {
 	transport.CloseIdleConnections()
 	// Polled here, not with assert.Eventually: that runs the condition on
 	// a goroutine of its own, which the count would include.
-	n := runtime.NumGoroutine()
-	for deadline := time.Now().Add(10 * time.Second); n > baseline && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+	n, left := g.Count(t, "")
+	for deadline := time.Now().Add(10 * time.Second); n > 0 && time.Now().Before(deadline); n, left = g.Count(t, "") {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n > baseline {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines left (before the server: %d):\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
-	}
+	assert.Zero(t, n, "goroutines the test started (server, models, clients) left running:\n%s", left)
 }
 
 // metricSum adds the values of the series whose line starts with prefix

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// WaitIdle returns once the runner process has been idle — used at most a
-// tenth of a CPU — for idleWindow, or fails after max. ONNX Runtime's
+// WaitIdle returns once the runner process has been idle — asked for at most
+// a tenth of a CPU — for idleWindows windows in a row, or fails after max. ONNX Runtime's
 // intra-op workers keep spinning after a run (its default allow_spinning,
 // which the runner keeps so ORT runs as its users run it): on a machine
 // with as many cores as threads, inferences timed right after an ORT round
@@ -25,35 +25,61 @@ func (s *Session) WaitIdle(max time.Duration) error {
 // ticks (every 4 ms at HZ=250), so a window must span several.
 const idleWindow = 20 * time.Millisecond
 
-// WaitIdle polls the CPU time of process pid's threads every idleWindow
-// until one window adds less than a tenth of it, and fails after max. Where
-// /proc/PID/task/*/schedstat cannot be read (not Linux), it sleeps max.
+// idleWindows is how many windows in a row must be quiet. One is not
+// enough on a shared machine: a spinning thread that waits for a core
+// longer than a window adds its wait only once it runs again, so a single
+// window can look idle while the process is not.
+const idleWindows = 3
+
+// WaitIdle polls the CPU demand of process pid's threads (the time they
+// ran plus the time they waited for a core) every idleWindow until
+// idleWindows windows in a row each add less than a tenth of a window, and
+// fails after max. Where /proc/PID/task/*/schedstat cannot be read (not
+// Linux), it sleeps max.
 func WaitIdle(pid int, max time.Duration) error {
-	start := time.Now()
-	last, err := cpuTime(pid)
-	if err != nil {
+	if _, err := cpuDemand(pid); err != nil {
 		time.Sleep(max)
 		return nil
 	}
+	return waitIdle(func() (time.Duration, error) { return cpuDemand(pid) }, time.Sleep, max, fmt.Sprintf("process %d", pid))
+}
+
+// waitIdle is WaitIdle's loop over demand (a running total), sleeping
+// with sleep; it gives up once max has passed or its windows add up to
+// more than max.
+func waitIdle(demand func() (time.Duration, error), sleep func(time.Duration), max time.Duration, what string) error {
+	start := time.Now()
+	last, err := demand()
+	if err != nil {
+		return err
+	}
+	quiet, waited := 0, time.Duration(0)
 	for {
-		time.Sleep(idleWindow)
-		now, err := cpuTime(pid)
+		sleep(idleWindow)
+		waited += idleWindow
+		now, err := demand()
 		if err != nil {
 			return err
 		}
 		if now-last < idleWindow/10 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		if quiet == idleWindows {
 			return nil
 		}
-		if time.Since(start) > max {
-			return fmt.Errorf("process %d still busy after %v (%v of CPU in the last %v)", pid, max, now-last, idleWindow)
+		if waited > max || time.Since(start) > max {
+			return fmt.Errorf("%s still busy after %v (%v of CPU in the last %v)", what, max, now-last, idleWindow)
 		}
 		last = now
 	}
 }
 
-// cpuTime sums the time pid's threads have run, from the first field of
-// each /proc/PID/task/TID/schedstat (nanoseconds on a CPU).
-func cpuTime(pid int) (time.Duration, error) {
+// cpuDemand sums, over pid's threads, the time each ran and the time it
+// waited on a run queue: the first two fields of each
+// /proc/PID/task/TID/schedstat (nanoseconds).
+func cpuDemand(pid int) (time.Duration, error) {
 	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
 	if err != nil || len(files) == 0 {
 		return 0, fmt.Errorf("no schedstat for process %d", pid)
@@ -64,12 +90,17 @@ func cpuTime(pid int) (time.Duration, error) {
 		if err != nil {
 			continue // a thread that ended between Glob and ReadFile
 		}
-		field, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-		ns, err := strconv.ParseInt(field, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %q: %v", f, b, err)
+		fields := strings.Fields(string(b))
+		if len(fields) < 2 {
+			return 0, fmt.Errorf("%s: %q: want at least 2 fields", f, b)
 		}
-		sum += time.Duration(ns)
+		for _, field := range fields[:2] {
+			ns, err := strconv.ParseInt(field, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %q: %v", f, b, err)
+			}
+			sum += time.Duration(ns)
+		}
 	}
 	return sum, nil
 }

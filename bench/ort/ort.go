@@ -176,6 +176,16 @@ func (s *Session) Run(n int) ([]float64, error) {
 	return r.Seconds, nil
 }
 
+// Logits runs one inference and returns the model's output: the logits of
+// the batch, image after image.
+func (s *Session) Logits() ([]float32, error) {
+	var r struct{ Logits []float32 }
+	if err := s.ask(`{"logits": 1}`, &r); err != nil {
+		return nil, err
+	}
+	return r.Logits, nil
+}
+
 // Profile runs n inferences with ORT's profiler and returns the seconds a
 // run spends in each graph node, by node name.
 func (s *Session) Profile(n int) (map[string]float64, error) {

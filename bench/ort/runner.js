@@ -5,6 +5,7 @@
 //   {"run": N}      runs N inferences, answers {"seconds": [t1, …]}
 //   {"profile": N}  runs N inferences with ORT's profiler, answers
 //                   {"nodes": {name: seconds per run, …}}
+//   {"logits": 1}   runs one inference, answers {"logits": [the output's values, …]}
 // Errors are answered as {"error": "…"}; stdin's end ends the process.
 const ort = require('onnxruntime-node');
 const readline = require('readline');
@@ -33,7 +34,8 @@ async function session(profile) {
     console.log(JSON.stringify({error: String(e)}));
     process.exit(1);
   }
-  // A deterministic input in the range of normalised pixels.
+  // A deterministic input in the range of normalised pixels (bench.VersusInput
+  // computes the same floats: double arithmetic, rounded to float32 once).
   const x = new Float32Array(n * 3 * h * w);
   for (let i = 0; i < x.length; i++) x[i] = ((i * 7919) % 401) / 100 - 2;
   const feeds = {[s.inputNames[0]]: new ort.Tensor('float32', x, [n, 3, h, w])};
@@ -51,6 +53,9 @@ async function session(profile) {
           t.push(Number(process.hrtime.bigint() - a) / 1e9);
         }
         console.log(JSON.stringify({seconds: t}));
+      } else if (cmd.logits) {
+        const out = await s.run(feeds);
+        console.log(JSON.stringify({logits: Array.from(out[s.outputNames[0]].data)}));
       } else if (cmd.profile) {
         const p = await session(true);
         await p.run(feeds);

@@ -324,11 +324,12 @@ func benchVersus(archs []string, threads, batches []int, conv engine.Algorithm, 
 	}
 	fmt.Fprintf(stdout, "resnetgen (%v) and ONNX Runtime %s (CPU EP, graph optimisation all), alternating, %d rounds of %d runs each; %s.\n",
 		asm.Best(), ort.Version, rounds, runs, cpuModel())
-	fmt.Fprintln(stdout, "ratio = median over rounds of our latency ÷ ORT's (below 1: resnetgen is faster).")
+	fmt.Fprintln(stdout, "ratio = median over rounds of our latency ÷ ORT's (below 1: resnetgen is faster); logits Δ = max |ours − ORT's| ÷ ORT's max |logit|,")
+	fmt.Fprintf(stdout, "checked to be at most %g before the timing.\n", bench.LogitsTolerance)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "arch\tthreads\tbatch\tours ms\tORT ms\tratio\tours img/s\tORT img/s\t")
+	fmt.Fprintln(tw, "arch\tthreads\tbatch\tours ms\tORT ms\tratio\tours img/s\tORT img/s\tlogits Δ\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\t%.3f\t%.1f\t%.1f\t\n", r.Arch, r.Threads, r.Batch, r.OursMs, r.ORTMs, r.Ratio, r.OursImagesPerS, r.ORTImagesPerS)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\t%.3f\t%.1f\t%.1f\t%.1e\t\n", r.Arch, r.Threads, r.Batch, r.OursMs, r.ORTMs, r.Ratio, r.OursImagesPerS, r.ORTImagesPerS, r.LogitsDiff)
 	}
 	return tw.Flush()
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/resnetgen/resnetgen/resnet/preprocess"
 	"github.com/resnetgen/resnetgen/resnet/pytorch"
 	"github.com/resnetgen/resnetgen/resnet/safetensors"
+
+	_ "github.com/resnetgen/resnetgen/engine/enginetest" // New ignores this machine's tuning cache, here and in the processes the tests start
 )
 
 const sharedData = "../../../shared/data"

@@ -79,12 +79,3 @@ func TestRunInt8(t *testing.T) {
 	}
 }
 
-func argmax(x []float32) int {
-	best := 0
-	for i := range x {
-		if x[i] > x[best] {
-			best = i
-		}
-	}
-	return best
-}

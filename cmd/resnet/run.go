@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/resnetgen/resnetgen/asm"
 	"github.com/resnetgen/resnetgen/cli"
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/generated/all"
@@ -76,6 +77,6 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err := npy.WriteFile(*out, &npy.Array{Shape: []int{n, info.Classes}, Data: logits}); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "%s: %d image(s) → %s (%d×%d logits)\n", name, n, *out, n, info.Classes)
+	fmt.Fprintf(stderr, "%s (%v): %d image(s) → %s (%d×%d logits)\n", name, asm.Best(), n, *out, n, info.Classes)
 	return nil
 }

@@ -37,7 +37,13 @@ import (
 	"github.com/resnetgen/resnetgen/resnet/safetensors"
 	"github.com/resnetgen/resnetgen/serve"
 	"github.com/resnetgen/resnetgen/serve/inferpb"
+	"github.com/resnetgen/resnetgen/serve/servetest"
 )
+
+// serveWatchdog bounds a test of a `resnet serve` process in all
+// (servetest.Watchdog): building the command with -race and starting the
+// server take the longest, about a minute each on a busy machine.
+const serveWatchdog = 10 * time.Minute
 
 // server is a `resnet serve` process.
 type server struct {
@@ -90,6 +96,7 @@ var (
 // it still runs.
 func startServe(t *testing.T, bin string, args ...string) *server {
 	t.Helper()
+	servetest.Watchdog(t, serveWatchdog)
 	s := &server{stderr: &syncBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, append([]string{"serve", "-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"}, args...)...)
 	pipe, err := s.cmd.StderrPipe()
@@ -131,6 +138,27 @@ func startServe(t *testing.T, bin string, args ...string) *server {
 	return s
 }
 
+// stop sends sig to the server and waits until it exits; if it has not
+// after d, it sends SIGQUIT, on which the Go runtime prints every
+// goroutine's stack to the server's stderr, and fails t with that.
+func (s *server) stop(t *testing.T, sig os.Signal, d time.Duration) {
+	t.Helper()
+	require.NoError(t, s.cmd.Process.Signal(sig))
+	select {
+	case <-s.exited:
+		return
+	case <-time.After(d):
+	}
+	s.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+	t.Fatalf("resnet serve did not stop within %v of %v; its stderr, with its goroutines after SIGQUIT:\n%s", d, sig, s.stderr)
+}
+
 // protoPython compiles the server's .proto for Python (protoc
 // --python_out, as a user of the protocol would) and returns the directory.
 func protoPython(t *testing.T) string {
@@ -145,7 +173,9 @@ func protoPython(t *testing.T) string {
 // python3-grpcio, protobuf).
 func python(t *testing.T, protoDir string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(torchPython, append([]string{"testdata/serve_client.py"}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a few seconds here
+	defer cancel()
+	cmd := exec.CommandContext(ctx, torchPython, append([]string{"testdata/serve_client.py"}, args...)...)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+protoDir)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s\nthis test needs Debian's python3-numpy and python3-grpcio for %s "+
@@ -184,8 +214,7 @@ func TestServeWithPythonClient(t *testing.T) {
 			assert.Equal(t, y.Shape, g.Shape, got)
 			assert.Equal(t, y.Data, g.Data, "%s: the served logits differ from resnet run's", got)
 		}
-		require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-		<-s.exited
+		s.stop(t, syscall.SIGTERM, time.Minute)
 		assert.NoError(t, s.err, s.stderr.String())
 		// 6 images in 3 JSON requests, 1 binary, 6 gRPC calls.
 		assert.Contains(t, s.stderr.String(), "answered 4 inference requests over REST and 6 over gRPC")
@@ -237,8 +266,7 @@ func TestServeWithPythonClient(t *testing.T) {
 				assert.Equal(t, classes, got[protocol][i], "%s, %s: top 5", protocol, w.Image)
 			}
 		}
-		require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-		<-s.exited
+		s.stop(t, syscall.SIGTERM, time.Minute)
 		assert.NoError(t, s.err, s.stderr.String())
 	})
 }
@@ -262,8 +290,8 @@ func TestServeStopsOnSIGTERMUnderLoad(t *testing.T) {
 	s := startServe(t, bin, "-weights", checkpoint(t, "20"), "-max-delay", "1ms")
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: time.Minute}
-	conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client := servetest.Client(transport)
+	conn, err := grpc.NewClient(s.grpc, append(servetest.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	require.NoError(t, err)
 	defer conn.Close()
 	grpcClient := inferpb.NewGRPCInferenceServiceClient(conn)
@@ -281,6 +309,10 @@ func TestServeStopsOnSIGTERMUnderLoad(t *testing.T) {
 	}
 	rest := func() {
 		resp, err := client.Post("http://"+s.http+"/v2/models/cifar-resnet20/infer", "application/json", bytes.NewReader(body))
+		if servetest.IsTimeout(err) {
+			problem("a REST request had no answer within %v: %v", servetest.Timeout, err)
+			return
+		}
 		if err != nil {
 			unsent.Add(1) // no connection, or closed before the server read the request
 			time.Sleep(time.Millisecond)
@@ -329,14 +361,9 @@ func TestServeStopsOnSIGTERMUnderLoad(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return restOK.Load() > 50 && grpcOK.Load() > 50 }, 2*time.Minute, time.Millisecond,
 		"the load flows\n%s", s.stderr)
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-s.exited:
-	case <-time.After(time.Minute):
-		t.Fatalf("resnet serve did not stop within a minute of SIGTERM:\n%s", s.stderr)
-	}
+	s.stop(t, syscall.SIGTERM, time.Minute)
 	stop.Store(true)
-	wg.Wait()
+	servetest.Wait(t, &wg, 2*servetest.Timeout, "the clients, once the server has exited")
 	close(problems)
 	for p := range problems {
 		t.Error(p)
@@ -382,7 +409,11 @@ func TestLoadtest(t *testing.T) {
 	require.NoError(t, err)
 	running, err := srv.Serve(serve.Listeners{GRPC: "127.0.0.1:0"})
 	require.NoError(t, err)
-	defer running.Shutdown(context.Background())
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), servetest.Timeout)
+		defer cancel()
+		assert.NoError(t, running.Shutdown(ctx))
+	}()
 	code, out, stderr = runCmd("loadtest", "-target", running.GRPCAddr.String(), "-model", "c20", "-protocol", "grpc",
 		"-clients", "4", "-images", "3", "-duration", "2s", "-requests", "100")
 	require.Equal(t, 0, code, stderr)

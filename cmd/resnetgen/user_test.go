@@ -36,6 +36,8 @@ import (
 	"github.com/resnetgen/resnetgen/resnet/cifar10"
 	"github.com/resnetgen/resnetgen/resnet/npy"
 	"github.com/resnetgen/resnetgen/serve/inferpb"
+
+	_ "github.com/resnetgen/resnetgen/engine/enginetest" // New ignores this machine's tuning cache, here and in the processes the tests start
 )
 
 // The tests here do what a user does, outside this repository: a fresh

@@ -7,9 +7,22 @@
 // RESNET_REQUIRE_TIERS (e.g. "avx512,avx2,purego") names tiers that must
 // run: a test fails if one is not available here instead of passing without
 // it. RESNET_TEST_TIERS (e.g. "neon") limits the tiers tested to those it
-// names (for slow emulated runs); each must be available. RESNET_TIER_REPORT
+// names (for slow emulated runs); each must be available. RESNET_TEST_WORKERS
+// (e.g. "1") limits the worker counts Forward tries (1 and 2). RESNET_TIER_REPORT
 // names a file to which each test appends the tiers it ran, so CI can show
 // them.
+//
+// A package whose kernels are, one by one, another package's (Package.KernelsOf:
+// this repository's family packages, which share a few kernel sets) has
+// TestKernels prove that and leave the kernels to the other package's
+// TestKernels, and TestForward run its best tier only; every other package,
+// a user's included, is tested in full.
+//
+// A test binary that imports this package ignores the tuning cache of the
+// machine it runs on (engine.TuningPath: RESNET_TUNING or the user's cache
+// directory): New then picks what the default rule picks, whatever
+// `resnet tune` measured there. A test that wants a cache sets RESNET_TUNING
+// itself before the process's first New.
 package enginetest
 
 import (
@@ -17,6 +30,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +42,12 @@ import (
 	"github.com/resnetgen/resnetgen/engine"
 	"github.com/resnetgen/resnetgen/resnet"
 )
+
+func init() {
+	// Before any test runs, so before any New reads the cache (once per
+	// process); processes the tests start inherit it.
+	os.Setenv("RESNET_TUNING", "off")
+}
 
 // Model is what every generated Model provides besides its typed Forward.
 type Model interface {
@@ -45,6 +65,14 @@ type Package struct {
 	// Forward runs the package's typed Forward on m.
 	Forward func(m Model, in, out []float32)
 	Kernels *asm.KernelSet
+	// KernelsOf is "" for a package whose tests hold its own kernels to the
+	// reference on every tier (a user's, and one package of each kernel set
+	// in this repository). Otherwise it is the directory, relative to this
+	// package's, of the package whose kernels these are, one by one (the
+	// same assembly, declarations and table entries; SharedKernels): its
+	// TestKernels runs them, and this package's tests its own wiring of
+	// them on the best tier. This repository's go generate sets it.
+	KernelsOf string
 }
 
 // Tolerance bounds |logit − reference| relative to the largest reference
@@ -56,6 +84,13 @@ const Tolerance = 1e-4
 // It fails t if a tier that RESNET_REQUIRE_TIERS names is missing, and
 // appends the list to RESNET_TIER_REPORT's file if that is set.
 func Tiers(t testing.TB) []asm.Tier {
+	t.Helper()
+	return tiersToTest(t, false)
+}
+
+// tiersToTest is Tiers, or with bestOnly its last (unless
+// RESNET_TEST_TIERS names tiers); the report lists what it returns.
+func tiersToTest(t testing.TB, bestOnly bool) []asm.Tier {
 	t.Helper()
 	if req := os.Getenv("RESNET_REQUIRE_TIERS"); req != "" {
 		for _, name := range strings.Split(req, ",") {
@@ -73,6 +108,9 @@ func Tiers(t testing.TB) []asm.Tier {
 			require.True(t, asm.Has(tier), "tier %v (RESNET_TEST_TIERS=%s) is not available here: have %v", tier, only, asm.Tiers())
 			tiers = append(tiers, tier)
 		}
+	}
+	if bestOnly && os.Getenv("RESNET_TEST_TIERS") == "" {
+		tiers = tiers[len(tiers)-1:]
 	}
 	if path := os.Getenv("RESNET_TIER_REPORT"); path != "" {
 		report(t, path, fmt.Sprintf("%s: %v\n", t.Name(), tiers))
@@ -127,7 +165,9 @@ func big(net *resnet.Network) bool { return net.MACs() > 1e9 }
 // inputs through the same buffers (halos must stay zero when buffers are
 // reused), the first again bit for bit, 1 and 2 workers identical,
 // ForwardBatch equal to Forward, and no allocation in Forward or
-// ForwardBatch.
+// ForwardBatch. A package with Package.KernelsOf runs its best tier only
+// (unless RESNET_TEST_TIERS names tiers): its kernels are tested with the
+// package whose they are, and the whole network there on every tier.
 func Forward(t *testing.T, p Package) {
 	Int8Forward(t, p)
 	net := network(t, p)
@@ -159,18 +199,23 @@ func Forward(t *testing.T, p Package) {
 		conv engine.Algorithm
 	}
 	var runs []run
-	tiers := Tiers(t)
+	// A package whose kernels another tests: the best tier as New picks
+	// (unless RESNET_TEST_TIERS names tiers to test in full).
+	full := p.KernelsOf == "" || os.Getenv("RESNET_TEST_TIERS") != ""
+	tiers := tiersToTest(t, !full)
 	for _, tier := range tiers {
 		runs = append(runs, run{tier, engine.Auto})
 	}
-	if best := tiers[len(tiers)-1]; best != asm.Purego && hasWinograd(p.Kernels, best) {
+	if best := tiers[len(tiers)-1]; full && best != asm.Purego && hasWinograd(p.Kernels, best) {
 		runs = append(runs, run{best, engine.Direct}, run{best, engine.Winograd})
 	}
+	workerCounts := testWorkers(t)
+	allocsPerRun := true // once per test, on the best tier: see requireAllocsPerRun
 	for _, r := range runs {
 		tier := r.tier
 		first := make([][]float32, len(xs))
-		for _, workers := range []int{1, 2} {
-			if tier == asm.Purego && workers == 1 && big(net) {
+		for _, workers := range workerCounts {
+			if tier == asm.Purego && workers == 1 && big(net) && len(workerCounts) > 1 {
 				continue // the portable tier is slow on the big nets: one run with 2 workers
 			}
 			m, err := p.New(w, engine.WithTier(tier), engine.WithWorkers(workers), engine.WithBatch(3), engine.WithConv(r.conv))
@@ -228,58 +273,83 @@ func Forward(t *testing.T, p Package) {
 			require.NoError(t, m.ForwardBatch(batch, out))
 			require.Equal(t, append(append([]float32(nil), got[0]...), got[1]...), out, "%v: ForwardBatch of 2 differs from Forward", tier)
 			if tier != asm.Purego || !big(net) {
-				runs := 20
-				if tier == asm.Purego || big(net) {
-					runs = 5
-				}
-				strict := workers == 1
-				requireNoAllocs(t, fmt.Sprintf("%v, %d workers: Forward", tier, workers), runs, strict, func() { p.Forward(m, xs[0], again) })
-				requireNoAllocs(t, fmt.Sprintf("%v, %d workers: ForwardBatch", tier, workers), runs, strict, func() {
+				what := fmt.Sprintf("%v (%v), %d workers", tier, r.conv, workers)
+				requireNoAllocs(t, what+": Forward", func() { p.Forward(m, xs[0], again) })
+				requireNoAllocs(t, what+": ForwardBatch", func() {
 					if err := m.ForwardBatch(batch, out); err != nil {
 						panic(err)
 					}
 				})
+				if allocsPerRun && tier == tiers[len(tiers)-1] {
+					requireAllocsPerRun(t, what+": Forward", func() { p.Forward(m, xs[0], again) })
+					allocsPerRun = false
+				}
 			}
 			m.Close()
 		}
 	}
 }
 
-// requireNoAllocs fails unless f allocates nothing: testing.AllocsPerRun
-// over runs calls and, if strict, every allocation over them, by stack.
-//
-// AllocsPerRun's average rounds an occasional allocation down to zero, and
-// a global count (runtime.MemStats) also counts the runtime's own: a GC
-// cycle that ends inside the window wakes work that allocates (one
-// allocation in 2 of 40 runs of the CIFAR net's test, none of them in
-// resnetgen's code). So the strict check profiles every allocation
-// (MemProfileRate 1) and fails on any whose stack passes through
-// resnetgen's packages: the generated package, engine, asm.
-//
-// Strict checks use one worker: a worker that parks between layers (a
-// long layer, or the portable tier) receives on a channel, and the runtime
-// then takes a sudog from a per-P cache that each GC empties (112 bytes,
-// allocated under engine.(*Pool).work). The code every worker runs is the
-// code part 0 runs on the caller's goroutine, so one worker covers it.
-func requireNoAllocs(t *testing.T, what string, runs int, strict bool, f func()) {
+// testWorkers is the worker counts Forward tries: 1 and 2, or those
+// RESNET_TEST_WORKERS names (for slow emulated runs).
+func testWorkers(t testing.TB) []int {
 	t.Helper()
-	require.Zero(t, testing.AllocsPerRun(runs, f), "%s allocates", what)
-	if !strict {
-		return
+	env := os.Getenv("RESNET_TEST_WORKERS")
+	if env == "" {
+		return []int{1, 2}
 	}
+	var counts []int
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		require.NoError(t, err, "RESNET_TEST_WORKERS=%s", env)
+		require.True(t, n == 1 || n == 2, "RESNET_TEST_WORKERS=%s: Forward tries 1 and 2 workers", env)
+		counts = append(counts, n)
+	}
+	return counts
+}
+
+// requireNoAllocs fails if one call of f allocates anything in resnetgen's
+// code: with the memory profiler recording every allocation
+// (MemProfileRate 1), it fails on any whose stack passes through the
+// generated package, engine or asm. One call proves it: no allocation is
+// sampled away, and the collections run before it (which empty the
+// runtime's and sync.Pool's caches) make an allocation that only a cold
+// cache would need happen in the call.
+//
+// A global count (runtime.MemStats, testing.AllocsPerRun) also counts the
+// runtime's own: a GC cycle that ends inside the window wakes work that
+// allocates (one allocation in 2 of 40 runs of the CIFAR net's test, none
+// of them in resnetgen's code). One allocation is left out because it is
+// the runtime's, though our code's stack leads to it: a worker that parks
+// between layers receives on a channel, and the runtime then takes a
+// sudog from a per-P cache that each GC empties (runtime.acquireSudog,
+// 112 bytes, under engine.(*Pool).work).
+func requireNoAllocs(t *testing.T, what string, f func()) {
+	t.Helper()
 	old := runtime.MemProfileRate
 	runtime.MemProfileRate = 1
 	defer func() { runtime.MemProfileRate = old }()
 	before := ourAllocations()
-	for range runs {
-		f()
-	}
+	f()
 	after := ourAllocations()
 	for stack, n := range after {
 		if n > before[stack] {
-			t.Errorf("%s: %d allocations in %d calls at\n%s", what, n-before[stack], runs, stack)
+			t.Errorf("%s: %d allocations in one call at\n%s", what, n-before[stack], stack)
 		}
 	}
+}
+
+// allocRuns is how many calls testing.AllocsPerRun averages over: its
+// average rounds down, so an allocation in every call shows, and a few of
+// the runtime's own in the window do not.
+const allocRuns = 5
+
+// requireAllocsPerRun fails unless testing.AllocsPerRun over allocRuns
+// calls of f is zero: zero allocation as the testing package states it, on
+// top of requireNoAllocs's exact record of one call.
+func requireAllocsPerRun(t *testing.T, what string, f func()) {
+	t.Helper()
+	require.Zero(t, testing.AllocsPerRun(allocRuns, f), "%s allocates (testing.AllocsPerRun over %d calls)", what, allocRuns)
 }
 
 // ourCode reports whether fn is code of resnetgen that a Forward runs: not
@@ -327,7 +397,7 @@ func ourAllocations() map[string]int64 {
 				break
 			}
 		}
-		if ours {
+		if ours && !strings.Contains(stack.String(), "runtime.acquireSudog\n") {
 			out[stack.String()] += r.AllocObjects
 		}
 	}
@@ -348,7 +418,8 @@ func Runs(t *testing.T, p Package, m Model) {
 		require.False(t, math.IsNaN(float64(a[i])) || math.IsInf(float64(a[i]), 0), "logit %d is %v", i, a[i])
 	}
 	x := resnet.RandomInput(net, 2)
-	requireNoAllocs(t, "Forward", 5, m.Workers() == 1, func() { p.Forward(m, x, a) })
+	requireNoAllocs(t, "Forward", func() { p.Forward(m, x, a) })
+	requireAllocsPerRun(t, "Forward", func() { p.Forward(m, x, a) })
 }
 
 // BadInput checks that wrong weights, options and batches are errors that

@@ -29,7 +29,19 @@ const sentinel = float32(-12345.5)
 // 2, 3 and 5 parts equal to Run bit for bit, the pools and the classifier;
 // and runs each with its buffers ending at an unmapped page (see Guarded).
 // A tier the machine has but the package has no kernels for fails.
+//
+// A package with Package.KernelsOf instead proves that each of its kernels
+// is the other package's (SharedKernels, on the files in the current
+// directory, which go test makes the package's): the other package's
+// TestKernels runs them.
 func Kernels(t *testing.T, p Package) {
+	if p.KernelsOf != "" {
+		n, err := SharedKernels(".", p.KernelsOf)
+		require.NoError(t, err, "this package's kernels must each be %s's, whose TestKernels runs them "+
+			"(gen/family says so); if they now differ on purpose, take KernelsOf out of gen/family's entry for this package", p.KernelsOf)
+		t.Logf("each of the %d kernels is %s's: its TestKernels runs them", n, p.KernelsOf)
+		return
+	}
 	Int8Kernels(t, p)
 	net := network(t, p)
 	tiers := Tiers(t)

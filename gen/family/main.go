@@ -21,29 +21,37 @@ import (
 const module = "github.com/resnetgen/resnetgen"
 
 // packages maps each directory under generated/ to its architecture, and
-// says which carry int8 kernels besides the float32 ones: the CIFAR nets,
-// ResNet-18 and ResNet-50 (each adds its int8 kernels' assembly, ~0.5–1 MB
-// of source and a few seconds of generation; the others would cost the
-// same and share ResNet-18's or ResNet-50's shapes).
+// names the package whose kernels are, one by one, this one's (the same
+// shapes, or a subset of them: a deeper network of a family repeats its
+// blocks' shapes, a plain network lacks the projection shortcuts). Only
+// that package's TestKernels runs them, and its TestForward every tier;
+// the others prove their kernels the same (enginetest.SharedKernels: they
+// fail once the generator makes them differ) and run their best tier.
+// Each group's smallest network is the one tested in full.
+//
+// int8 says which carry int8 kernels besides the float32 ones: the CIFAR
+// nets, ResNet-18 and ResNet-50 (each adds its int8 kernels' assembly,
+// ~0.5–1 MB of source and a few seconds of generation; the others would
+// cost the same and share ResNet-18's or ResNet-50's shapes).
 var packages = []struct {
-	dir, arch string
-	int8      bool
+	dir, arch, kernelsOf string
+	int8                 bool
 }{
-	{"resnet18", "resnet18", true},
-	{"resnet34", "resnet34", false},
-	{"resnet50", "resnet50", true},
-	{"resnet101", "resnet101", false},
-	{"resnet152", "resnet152", false},
-	{"resnet50v1", "resnet50v1", false},
-	{"resnet101v1", "resnet101v1", false},
-	{"resnet152v1", "resnet152v1", false},
-	{"plain18", "plain18", false},
-	{"plain34", "plain34", false},
-	{"cifar/resnet20", "cifar-resnet20", true},
-	{"cifar/resnet32", "cifar-resnet32", true},
-	{"cifar/resnet44", "cifar-resnet44", true},
-	{"cifar/resnet56", "cifar-resnet56", true},
-	{"cifar/resnet110", "cifar-resnet110", true},
+	{"resnet18", "resnet18", "", true},
+	{"resnet34", "resnet34", "resnet18", false},
+	{"resnet50", "resnet50", "", true},
+	{"resnet101", "resnet101", "resnet50", false},
+	{"resnet152", "resnet152", "resnet50", false},
+	{"resnet50v1", "resnet50v1", "", false},
+	{"resnet101v1", "resnet101v1", "resnet50v1", false},
+	{"resnet152v1", "resnet152v1", "resnet50v1", false},
+	{"plain18", "plain18", "resnet18", false},
+	{"plain34", "plain34", "resnet18", false},
+	{"cifar/resnet20", "cifar-resnet20", "", true},
+	{"cifar/resnet32", "cifar-resnet32", "cifar/resnet20", true},
+	{"cifar/resnet44", "cifar-resnet44", "cifar/resnet20", true},
+	{"cifar/resnet56", "cifar-resnet56", "cifar/resnet20", true},
+	{"cifar/resnet110", "cifar-resnet110", "cifar/resnet20", true},
 }
 
 func main() {
@@ -61,11 +69,20 @@ func main() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			out := filepath.Join(*dir, p.dir)
+			kernelsOf := ""
+			if p.kernelsOf != "" {
+				rel, err := filepath.Rel(p.dir, p.kernelsOf)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				kernelsOf = filepath.ToSlash(rel)
+			}
 			cmd := "resnetgen -arch " + p.arch + " -o " + p.dir
 			if p.int8 {
 				cmd = "resnetgen -arch " + p.arch + " -precision int8 -o " + p.dir
 			}
-			res, err := gen.Generate(gen.Options{Arch: p.arch, Dir: out, Int8: p.int8, Command: cmd})
+			res, err := gen.Generate(gen.Options{Arch: p.arch, Dir: out, Int8: p.int8, Command: cmd, KernelsOf: kernelsOf})
 			if err != nil {
 				errs[i] = err
 				return

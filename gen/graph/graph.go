@@ -57,6 +57,13 @@ type Spec struct {
 	Labels       []string
 	LabelsSource string
 	LabelsFunc   string
+	// KernelsOf is, for this repository's family packages only, the
+	// directory (relative to this package's) of a package whose kernels
+	// this package's are, one by one: its tests then leave the kernels to
+	// that package's TestKernels (enginetest.Package.KernelsOf). "" for
+	// every other package, whose tests hold all its kernels to the
+	// reference.
+	KernelsOf string
 }
 
 // LabelsFuncs are the functions of resnet/labels Spec.LabelsFunc may name,
@@ -578,25 +585,39 @@ AVX-512 and AVX2 on amd64, NEON on arm64; the portable Go kernels everywhere els
 func (g *gen) test() *File {
 	f := NewFile(g.Pkg)
 	f.HeaderComment(kernels.Header)
+	fields := Dict{
+		Id("Network"): Id("Network"),
+		Id("New"): Func().Params(Id("w").Op("*").Qual(resnetPath, "Weights"), Id("opts").Op("...").Qual(enginePath, "Option")).
+			Params(Qual(engineTestPath, "Model"), Error()).Block(Return(Id("New").Call(Id("w"), Id("opts").Op("...")))),
+		Id("Forward"): Func().Params(Id("m").Qual(engineTestPath, "Model"), List(Id("in"), Id("out")).Index().Float32()).Block(
+			Id("m").Assert(Op("*").Id("Model")).Dot("Forward").Call(
+				Parens(Op("*").Index(Id("InputLen")).Float32()).Call(Id("in")),
+				Parens(Op("*").Index(Id("Classes")).Float32()).Call(Id("out")))),
+		Id("Kernels"): Op("&").Id("kernels"),
+	}
+	if g.KernelsOf != "" {
+		fields[Id("KernelsOf")] = Lit(g.KernelsOf)
+	}
 	pkgFn := Func().Id("pkg").Params().Qual(engineTestPath, "Package").Block(
-		Return(Qual(engineTestPath, "Package").Values(Dict{
-			Id("Network"): Id("Network"),
-			Id("New"): Func().Params(Id("w").Op("*").Qual(resnetPath, "Weights"), Id("opts").Op("...").Qual(enginePath, "Option")).
-				Params(Qual(engineTestPath, "Model"), Error()).Block(Return(Id("New").Call(Id("w"), Id("opts").Op("...")))),
-			Id("Forward"): Func().Params(Id("m").Qual(engineTestPath, "Model"), List(Id("in"), Id("out")).Index().Float32()).Block(
-				Id("m").Assert(Op("*").Id("Model")).Dot("Forward").Call(
-					Parens(Op("*").Index(Id("InputLen")).Float32()).Call(Id("in")),
-					Parens(Op("*").Index(Id("Classes")).Float32()).Call(Id("out")))),
-			Id("Kernels"): Op("&").Id("kernels"),
-		})),
+		Return(Qual(engineTestPath, "Package").Values(fields)),
 	)
 	f.Comment("pkg describes this package to enginetest, which holds it to the float64 reference.")
 	f.Add(pkgFn)
-	f.Comment("Every kernel of this package, on every tier this machine has, against the float64")
-	f.Comment("reference; buffers ending at unmapped pages; RunPart splits.")
+	if g.KernelsOf != "" {
+		f.Comment(fmt.Sprintf("Each kernel of this package is %s's, whose TestKernels holds them to the float64", g.KernelsOf))
+		f.Comment("reference on every tier: this test proves they are the same.")
+	} else {
+		f.Comment("Every kernel of this package, on every tier this machine has, against the float64")
+		f.Comment("reference; buffers ending at unmapped pages; RunPart splits.")
+	}
 	f.Func().Id("TestKernels").Params(Id("t").Op("*").Qual("testing", "T")).Block(Qual(engineTestPath, "Kernels").Call(Id("t"), Id("pkg").Call()))
-	f.Comment("The whole network against the float64 reference on every tier, a second input through the")
-	f.Comment("same buffers, 1 and 2 workers, ForwardBatch, and no allocation.")
+	if g.KernelsOf != "" {
+		f.Comment("The whole network against the float64 reference on the best tier, a second input through")
+		f.Comment("the same buffers, 1 and 2 workers, ForwardBatch, and no allocation.")
+	} else {
+		f.Comment("The whole network against the float64 reference on every tier, a second input through the")
+		f.Comment("same buffers, 1 and 2 workers, ForwardBatch, and no allocation.")
+	}
 	f.Func().Id("TestForward").Params(Id("t").Op("*").Qual("testing", "T")).Block(Qual(engineTestPath, "Forward").Call(Id("t"), Id("pkg").Call()))
 	f.Comment("Wrong weights, options and batches are errors that say what is wrong.")
 	f.Func().Id("TestBadInput").Params(Id("t").Op("*").Qual("testing", "T")).Block(Qual(engineTestPath, "BadInput").Call(Id("t"), Id("pkg").Call()))

@@ -3,7 +3,7 @@
 // own emitter (neon.go; Avo has no arm64 back end), and, from the same
 // plans, the tables that hand them to package asm as an asm.KernelSet. It
 // decides nothing about which kernels exist: that is the plan's job. It
-// also generates the peak-FMA probes of package bench/peak.
+// also generates the peak-FMA probes of package asm/peak.
 //
 // For a package pkg, Emit returns:
 //

@@ -583,7 +583,7 @@ func EmitNEON(pkg string, net *resnet.Network, o Options) (map[string][]byte, er
 	return map[string][]byte{"kernels_neon_arm64.s": s, "kernels_neon_arm64.go": decls, "kernels_arm64.go": tab}, nil
 }
 
-// EmitPeakNEON generates the NEON peak-FMA probe of package bench/peak:
+// EmitPeakNEON generates the NEON peak-FMA probe of package asm/peak:
 // peak_arm64.s and peak_arm64.go.
 func EmitPeakNEON() map[string][]byte {
 	a := &neonText{}

@@ -1,5 +1,5 @@
-// Command peak writes the peak-FMA probe of package bench/peak
-// (peak_amd64.s, peak_amd64.go) into the current directory; bench/peak's
+// Command peak writes the peak-FMA probe of package asm/peak
+// (peak_amd64.s, peak_amd64.go) into the current directory; asm/peak's
 // go:generate line runs it.
 package main
 

@@ -21,22 +21,23 @@ func pkg() enginetest.Package {
 		Forward: func(m enginetest.Model, in, out []float32) {
 			m.(*Model).Forward((*[InputLen]float32)(in), (*[Classes]float32)(out))
 		},
-		Kernels: &kernels,
-		Network: Network,
+		Kernels:   &kernels,
+		KernelsOf: "../resnet20",
+		Network:   Network,
 		New: func(w *resnet.Weights, opts ...engine.Option) (enginetest.Model, error) {
 			return New(w, opts...)
 		},
 	}
 }
 
-// Every kernel of this package, on every tier this machine has, against the float64
-// reference; buffers ending at unmapped pages; RunPart splits.
+// Each kernel of this package is ../resnet20's, whose TestKernels holds them to the float64
+// reference on every tier: this test proves they are the same.
 func TestKernels(t *testing.T) {
 	enginetest.Kernels(t, pkg())
 }
 
-// The whole network against the float64 reference on every tier, a second input through the
-// same buffers, 1 and 2 workers, ForwardBatch, and no allocation.
+// The whole network against the float64 reference on the best tier, a second input through
+// the same buffers, 1 and 2 workers, ForwardBatch, and no allocation.
 func TestForward(t *testing.T) {
 	enginetest.Forward(t, pkg())
 }
