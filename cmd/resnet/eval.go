@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -31,7 +32,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	quiet := fs.Bool("q", false, "no progress on standard error")
 	useRef := fs.Bool("ref", false, "run the float64 reference instead of the generated network")
 	precision := fs.String("precision", "fp32", "fp32, or int8: calibrate on every -calibrate-every'th image (index % N == 0) and evaluate on the others")
-	every := fs.Int("calibrate-every", 10, "with -precision int8: the images with index % N == 0 calibrate, the others are evaluated (the test set is sorted by label after its first 100: never a contiguous range)")
+	every := fs.Int("calibrate-every", 10, "with -precision int8: the images with index % N == 0 calibrate, the others are evaluated (the test set is sorted by label after its first 100: never a contiguous range); given with fp32, fp32 is evaluated on the same others")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -73,6 +74,15 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		images = images[:*limit]
 	}
 	var opts []engine.Option
+	everySet := false
+	fs.Visit(func(f *flag.Flag) { everySet = everySet || f.Name == "calibrate-every" })
+	if prec == engine.FP32 && everySet {
+		// The images int8 would evaluate on, for a like-for-like comparison.
+		if *every < 2 {
+			return fmt.Errorf("%w: -calibrate-every must be ≥ 2", errUsage)
+		}
+		_, images = cifar10.Split(images, *every)
+	}
 	if prec == engine.Int8 {
 		var calib []cifar10.Image
 		calib, images = cifar10.Split(images, *every)

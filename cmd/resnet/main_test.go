@@ -104,6 +104,13 @@ func TestEvalOnRealData(t *testing.T) {
 	assert.Equal(t, res["top1"], 100*res["correct"].(float64)/200)
 	assert.Contains(t, stderr, "200/200 images", "progress goes to stderr")
 
+	// fp32 with -calibrate-every: the images int8 would be evaluated on.
+	code, out, stderr = runCmd("eval", "-arch", "cifar-resnet20", "-weights", checkpoint(t, "20"),
+		"-data", data, "-limit", "200", "-calibrate-every", "10", "-json")
+	require.Equal(t, 0, code, stderr)
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	assert.Equal(t, 180.0, res["images"])
+
 	// A checkpoint for another depth names the first tensors that do not fit.
 	code, _, stderr = runCmd("eval", "-arch", "cifar-resnet32", "-weights", checkpoint(t, "20"), "-data", data, "-limit", "1")
 	assert.Equal(t, 1, code)

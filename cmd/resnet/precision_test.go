@@ -78,4 +78,3 @@ func TestRunInt8(t *testing.T) {
 		assert.Contains(t, stderr, c.want, "%v", c.args)
 	}
 }
-
