@@ -165,14 +165,23 @@ func goDeclarations(src []byte) (map[string]string, error) {
 					if !ok {
 						return nil, fmt.Errorf("var %s is not a kernel table", vs.Names[i].Name)
 					}
+					// As the empty table below: a package without int8
+					// kernels (var kernels asm.KernelSet) shares the
+					// portable build's table of one with them (Int8: true).
+					if err := add("var "+vs.Names[i].Name, print(table.Type)); err != nil {
+						return nil, err
+					}
 					for _, field := range table.Elts {
 						kv, ok := field.(*ast.KeyValueExpr)
 						if !ok {
 							return nil, fmt.Errorf("var %s: %s is not a field of a kernel table", vs.Names[i].Name, print(field))
 						}
 						list, ok := kv.Value.(*ast.CompositeLit)
-						if !ok {
-							return nil, fmt.Errorf("var %s: %s is not a list of kernels", vs.Names[i].Name, print(kv.Key))
+						if !ok { // a flag of the table (Int8: true)
+							if err := add(print(kv.Key), print(kv.Value)); err != nil {
+								return nil, err
+							}
+							continue
 						}
 						for _, e := range list.Elts {
 							if err := add(print(kv.Key)+" "+elementName(e, print), print(e)); err != nil {

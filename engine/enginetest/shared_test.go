@@ -13,18 +13,39 @@ import (
 const generated = "../../generated"
 
 // The family's packages: ResNet-34's kernels are ResNet-18's, file for
-// file; plain-18's a subset of them; ResNet-18's not plain-18's (it has
-// the projection shortcuts' 1x1 kernels), nor ResNet-50's ResNet-18's.
+// file (ResNet-18 has int8 kernels besides); plain-18's a subset of them;
+// ResNet-34's not plain-18's (it has the projection shortcuts' 1x1
+// kernels), nor ResNet-50's ResNet-18's.
 func TestSharedKernelsOfTheFamily(t *testing.T) {
 	n, err := SharedKernels(filepath.Join(generated, "resnet34"), filepath.Join(generated, "resnet18"))
 	require.NoError(t, err)
 	assert.Greater(t, n, 50, "kernels compared")
 	_, err = SharedKernels(filepath.Join(generated, "plain18"), filepath.Join(generated, "resnet18"))
 	require.NoError(t, err)
-	_, err = SharedKernels(filepath.Join(generated, "resnet18"), filepath.Join(generated, "plain18"))
+	_, err = SharedKernels(filepath.Join(generated, "resnet34"), filepath.Join(generated, "plain18"))
 	assert.ErrorContains(t, err, `Conv "conv1x1s2_c64k128_h56_avx512" is not in`)
+	_, err = SharedKernels(filepath.Join(generated, "resnet18"), filepath.Join(generated, "plain18"))
+	assert.ErrorContains(t, err, "kernels_int8_avx2_amd64.go: no such file", "ResNet-18 has int8 kernels, plain-18 none")
 	_, err = SharedKernels(filepath.Join(generated, "resnet50"), filepath.Join(generated, "resnet18"))
 	assert.Error(t, err)
+	// With int8 kernels: their assembly and table, and the table's Int8 flag.
+	n, err = SharedKernels(filepath.Join(generated, "cifar", "resnet110"), filepath.Join(generated, "cifar", "resnet20"))
+	require.NoError(t, err)
+	assert.Greater(t, n, 20, "kernels compared")
+	dir := t.TempDir()
+	files, err := filepath.Glob(filepath.Join(generated, "cifar", "resnet20", "kernels_*"))
+	require.NoError(t, err)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		if filepath.Base(f) == "kernels_amd64.go" {
+			require.Contains(t, string(b), "Int8: true,")
+			b = []byte(strings.Replace(string(b), "Int8: true,", "Int8: false,", 1))
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644))
+	}
+	_, err = SharedKernels(dir, filepath.Join(generated, "cifar", "resnet20"))
+	assert.ErrorContains(t, err, "kernels_amd64.go: Int8 differs")
 }
 
 // One changed instruction, table entry or declaration, or a missing file,
