@@ -92,13 +92,7 @@ func Tiers(t testing.TB) []asm.Tier {
 // RESNET_TEST_TIERS names tiers); the report lists what it returns.
 func tiersToTest(t testing.TB, bestOnly bool) []asm.Tier {
 	t.Helper()
-	if req := os.Getenv("RESNET_REQUIRE_TIERS"); req != "" {
-		for _, name := range strings.Split(req, ",") {
-			tier, err := asm.ParseTier(strings.TrimSpace(name))
-			require.NoError(t, err, "RESNET_REQUIRE_TIERS")
-			require.True(t, asm.Has(tier), "tier %v is required (RESNET_REQUIRE_TIERS=%s) but this machine and build have only %v", tier, req, asm.Tiers())
-		}
-	}
+	requireTiers(t)
 	tiers := asm.Tiers()
 	if only := os.Getenv("RESNET_TEST_TIERS"); only != "" {
 		tiers = nil
@@ -116,6 +110,21 @@ func tiersToTest(t testing.TB, bestOnly bool) []asm.Tier {
 		report(t, path, fmt.Sprintf("%s: %v\n", t.Name(), tiers))
 	}
 	return tiers
+}
+
+// requireTiers fails t unless every tier RESNET_REQUIRE_TIERS names can
+// run here.
+func requireTiers(t testing.TB) {
+	t.Helper()
+	req := os.Getenv("RESNET_REQUIRE_TIERS")
+	if req == "" {
+		return
+	}
+	for _, name := range strings.Split(req, ",") {
+		tier, err := asm.ParseTier(strings.TrimSpace(name))
+		require.NoError(t, err, "RESNET_REQUIRE_TIERS")
+		require.True(t, asm.Has(tier), "tier %v is required (RESNET_REQUIRE_TIERS=%s) but this machine and build have only %v", tier, req, asm.Tiers())
+	}
 }
 
 var reportMu sync.Mutex

@@ -25,13 +25,24 @@ import (
 // required "vnni" must be available here).
 func Int8Tiers(t testing.TB) []asm.Tier {
 	t.Helper()
-	Tiers(t) // RESNET_REQUIRE_TIERS
+	return int8TiersToTest(t, false)
+}
+
+// int8TiersToTest is Int8Tiers, or with bestOnly its last (unless
+// RESNET_TEST_TIERS names tiers), as tiersToTest is for float32; the
+// report lists what it returns.
+func int8TiersToTest(t testing.TB, bestOnly bool) []asm.Tier {
+	t.Helper()
+	requireTiers(t)
 	only := os.Getenv("RESNET_TEST_TIERS")
 	var out []asm.Tier
 	for _, tier := range asm.Int8Tiers() {
 		if only == "" || slices.Contains(strings.Split(only, ","), tier.String()) {
 			out = append(out, tier)
 		}
+	}
+	if bestOnly && only == "" {
+		out = out[len(out)-1:]
 	}
 	if path := os.Getenv("RESNET_TIER_REPORT"); path != "" {
 		report(t, path, fmt.Sprintf("%s (int8): %v\n", t.Name(), out))
@@ -285,12 +296,8 @@ func Int8Forward(t *testing.T, p Package) {
 	require.Positive(t, len(c.Scales))
 	m.Close()
 	var first [][]float32
-	tiers := Int8Tiers(t)
-	if p.KernelsOf != "" && os.Getenv("RESNET_TEST_TIERS") == "" {
-		// Another package's tests run these kernels on every tier (as Forward).
-		tiers = tiers[len(tiers)-1:]
-	}
-	for _, tier := range tiers {
+	// A package whose kernels another tests: the best tier, as Forward.
+	for _, tier := range int8TiersToTest(t, p.KernelsOf != "") {
 		var tierFirst [][]float32
 		for _, workers := range []int{1, 2} {
 			if tier == asm.Purego && workers == 1 && big(net) {
